@@ -265,8 +265,10 @@ def _route_rule(p: Prepared, rule: Rule, rows: np.ndarray) -> dict[str, np.ndarr
     for step in range(len(targets)):
         if not pending.any():
             break
+        # Snapshot: a row that falls back in this step is tried on its next target in the next step.
+        at_step, choice_at_step = pending.copy(), current.copy()
         for j in range(len(targets)):
-            sel = pending & (current == j)
+            sel = at_step & (choice_at_step == j)
             if not sel.any():
                 continue
             idx = np.flatnonzero(sel)
@@ -347,7 +349,7 @@ def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None) -> O
             continue
         r = _route_rule(p, rule, rows)
         o.routed[rows] = True
-        moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1)
+        moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
         # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
         idx = rows[moved]
         o.model[idx] = r["served"][moved]
