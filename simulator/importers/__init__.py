@@ -1,0 +1,1 @@
+"""Importers that turn third-party evaluation layouts into tfysim's long eval-sample format."""
