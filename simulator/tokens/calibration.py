@@ -182,7 +182,7 @@ def calibrate_from_traffic(
             continue  # an unknown model cannot be calibrated; translating it raises later with the fix
         if spec.kind == CALIBRATED:
             families[(df["model"] == model).to_numpy() & usable] = spec.id
-    rows = families != None  # noqa: E711 (elementwise comparison on an object array)
+    rows = pd.notna(families)
     if not rows.any():
         return Calibration(defaults_path=defaults_path)
     prompts = df["prompt"].to_numpy(dtype=object)[rows]
