@@ -238,3 +238,19 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
 def _initial_capacity(n_blocks: int) -> int:
     # start small (prefixes are usually shared, so distinct keys << blocks); the kernel doubles as needed
     return 1 << max(10, min(16, int(n_blocks).bit_length()))
+
+
+@njit(cache=True)
+def full_prefix_keys(model_code, block_offsets, block_ids):
+    """The kernel's chained key of each request's whole prefix (0 for requests without blocks)."""
+    n = model_code.shape[0]
+    out = np.zeros(n, np.int64)
+    for i in range(n):
+        if block_offsets[i + 1] == block_offsets[i]:
+            continue
+        h = _splitmix(np.uint64(model_code[i]) ^ _MODEL_SEED)
+        for b in range(block_offsets[i], block_offsets[i + 1]):
+            h = _splitmix(h ^ _splitmix(np.uint64(block_ids[b])))
+        key = np.int64(h)
+        out[i] = key if key != 0 else 1
+    return out
