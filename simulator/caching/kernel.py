@@ -190,7 +190,7 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
     Per-request arrays (length n): ``ts_ms`` int64, ``model_code`` int32 (target model), ``input_tokens``,
     ``enabled`` bool, ``mode`` (0 automatic, 1 explicit), ``ttl_ms``, ``min_tokens``, ``increment_tokens``,
     ``refresh_on_hit`` bool. CSR prefix: ``block_offsets`` (n + 1, int64), ``block_ids`` int64 and ``block_tokens``
-    int64 (one per block, or one per request: then broadcast). Scalars are broadcast for the rule parameters.
+    int64 (one per block; see :func:`per_request_block_tokens` for one size per request). Scalars are broadcast for the rule parameters.
     """
     ts_ms = np.ascontiguousarray(ts_ms, np.int64)
     n = ts_ms.shape[0]
@@ -201,9 +201,6 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
         raise InputError("cache kernel: `block_offsets` must start at 0 and never decrease.")
     n_blocks = int(block_offsets[-1])
     block_ids = _as("block_ids", block_ids, np.int64, n_blocks)
-    block_tokens = np.asarray(block_tokens, np.int64)
-    if block_tokens.shape == (n,) and n != n_blocks:
-        block_tokens = per_request_block_tokens(block_offsets, block_tokens)
     block_tokens = _as("block_tokens", block_tokens, np.int64, n_blocks)
 
     def full(name, value, dtype):
