@@ -1,0 +1,119 @@
+"""Prefix blocks from the canonical traffic table, in the CSR layout the cache kernel reads.
+
+Sources, first available per row wins:
+
+1. ``prefix_blocks`` (list of block hashes, str or int) with ``block_tokens`` tokens per block.
+2. ``prefix_hash`` with ``prefix_tokens``: one block (e.g. the system prompt).
+3. ``prompt`` text: split on :data:`PROMPT_SEGMENT_SEPARATOR`; every segment but the last (the current turn) is a
+   prefix block, so a request shares the system part and the earlier turns it has in common with another.
+   Block tokens come from ``count_tokens`` (a callable ``list[str] -> list[int]``, e.g. a tokens-module counter)
+   or, without it, ``ceil(len(text) / 4)``; such rows are flagged ``approximate``.
+
+Rows with none of these get no blocks (the kernel flags them ``no_prefix_info`` and skips them).
+Block ids only need to be equal for equal blocks: the kernel chains them, so position and predecessors count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputError
+
+PROMPT_SEGMENT_SEPARATOR = "\n\n"
+SOURCE_NONE, SOURCE_BLOCKS, SOURCE_HASH, SOURCE_PROMPT = 0, 1, 2, 3
+SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_BLOCKS: "prefix_blocks", SOURCE_HASH: "prefix_hash", SOURCE_PROMPT: "prompt"}
+CHARS_PER_TOKEN = 4  # the approximate count when no tokenizer is given
+
+
+@dataclass(frozen=True)
+class PrefixBlocks:
+    offsets: np.ndarray  # int64, n + 1
+    ids: np.ndarray  # int64, one per block
+    tokens: np.ndarray  # int64, one per block
+    source: np.ndarray  # int8 per row: SOURCE_*
+    approximate: np.ndarray  # bool per row: token counts estimated from text length
+
+
+def hash_text(text: str) -> int:
+    """A stable signed 64-bit id for a string (same on every run and machine, unlike ``hash()``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+def _block_id(value) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return hash_text(str(value))
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and np.isnan(value):
+        return False
+    return True
+
+
+def build_prefix_blocks(df: pd.DataFrame, count_tokens=None, separator: str = PROMPT_SEGMENT_SEPARATOR) -> PrefixBlocks:
+    """CSR prefix blocks for every row of a canonical traffic table (row order kept)."""
+    n = len(df)
+    per_row_ids: list = [()] * n
+    per_row_tokens: list = [()] * n
+    source = np.zeros(n, np.int8)
+    approximate = np.zeros(n, bool)
+
+    def column(name):
+        return df[name].tolist() if name in df.columns else [None] * n
+
+    blocks, block_tokens = column("prefix_blocks"), column("block_tokens")
+    hashes, prefix_tokens = column("prefix_hash"), column("prefix_tokens")
+    prompts = column("prompt")
+    pending_text: list = []  # (row, segments) whose tokens are counted in one batch
+    for i in range(n):
+        value = blocks[i]
+        if value is not None and not (isinstance(value, float) and np.isnan(value)) and len(value) > 0:
+            size = block_tokens[i]
+            if not _present(size) or int(size) <= 0:
+                raise InputError(
+                    f"row {i} (request {df['request_id'].iloc[i] if 'request_id' in df.columns else i}): prefix_blocks "
+                    f"needs block_tokens > 0. Got {size!r} instead. Set block_tokens (e.g. 512 for Mooncake traces)."
+                )
+            per_row_ids[i] = [_block_id(v) for v in value]
+            per_row_tokens[i] = [int(size)] * len(value)
+            source[i] = SOURCE_BLOCKS
+            continue
+        if _present(hashes[i]) and str(hashes[i]) != "":
+            size = prefix_tokens[i]
+            if _present(size) and int(size) > 0:
+                per_row_ids[i] = [_block_id(hashes[i])]
+                per_row_tokens[i] = [int(size)]
+                source[i] = SOURCE_HASH
+                continue
+        text = prompts[i]
+        if _present(text) and isinstance(text, str):
+            segments = text.split(separator)[:-1]
+            if segments:
+                per_row_ids[i] = [hash_text(s) for s in segments]
+                pending_text.append((i, [s + separator for s in segments]))
+                source[i] = SOURCE_PROMPT
+    if pending_text:
+        flat = list(chain.from_iterable(segs for _, segs in pending_text))
+        if count_tokens is None:
+            counts = [-(-len(s) // CHARS_PER_TOKEN) for s in flat]
+        else:
+            counts = [int(c) for c in count_tokens(flat)]
+        pos = 0
+        for i, segs in pending_text:
+            per_row_tokens[i] = counts[pos : pos + len(segs)]
+            pos += len(segs)
+            approximate[i] = count_tokens is None
+    lengths = np.fromiter((len(r) for r in per_row_ids), np.int64, count=n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter(chain.from_iterable(per_row_ids), np.int64, count=int(offsets[-1]))
+    tokens = np.fromiter(chain.from_iterable(per_row_tokens), np.int64, count=int(offsets[-1]))
+    return PrefixBlocks(offsets, ids, tokens, source, approximate)
