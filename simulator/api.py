@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 
 from simulator import metrics
+from simulator.accuracy import accuracy_fields, load_evals
+from simulator.cache_replay import CacheSimulator
 from simulator.pricing import Catalog
 from simulator.replay import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
 from simulator.scenario import Candidate, Scenario, load_scenario
 from simulator.traffic import Traffic, load_traffic
+from simulator.translation import Translator
 
 SCHEMA_VERSION = 1
 DRIFT_FLAG_PCT = 1.0
 
-#: Extension points filled by other modules (token translation, cache simulation, accuracy, reports).
-HOOKS: dict[str, Callable[..., Any] | None] = {"translator": None, "cache_sim": None, "accuracy": None}
 
 
 @dataclasses.dataclass
@@ -107,13 +108,13 @@ def run(
     for cand in candidates:
         check_candidate_targets(p, cand)
     eval_paths = list(evals) if evals else scenario.paths("evals")
-    eval_data = None
-    if eval_paths and HOOKS.get("load_evals"):
-        eval_data = HOOKS["load_evals"](eval_paths, p)
+    eval_data = load_evals(eval_paths, p) if eval_paths else None
+    translator = Translator(scenario, p)
     base = identity_outcome(p)
     premium = metrics.premium_models(p, scenario.premium_models)
     before = metrics.outcome_stats(p, base, premium)
-    outcomes = [simulate(p, cand, HOOKS["translator"], HOOKS["cache_sim"]) for cand in candidates]
+    cache_sim = CacheSimulator(scenario)
+    outcomes = [simulate(p, cand, translator, cache_sim) for cand in candidates]
     policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
                 for cand, o in zip(candidates, outcomes)]
     summary = {
@@ -133,6 +134,9 @@ def run(
         },
         "policies": policies,
     }
+    if eval_data is not None:
+        summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
+                            "rows_rejected": eval_data.rows_rejected}
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
 
 
@@ -178,8 +182,8 @@ def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: 
         "assumptions": _assumptions(cand, o),
     }
     policy.update(o.extras)
-    if eval_data is not None and HOOKS.get("accuracy"):
-        policy.update(HOOKS["accuracy"](p, cand, o, eval_data, scenario))
+    if eval_data is not None:
+        policy.update(accuracy_fields(p, cand, o, eval_data, scenario))
     gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
     policy["gates"] = metrics.evaluate_gates(policy, gates, before)
     return policy

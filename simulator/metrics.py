@@ -170,7 +170,7 @@ def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any])
             out.append({"name": "max_accuracy_drop_pp", "passed": False,
                         "detail": detail or "no eval evidence for the moved traffic; add labeled eval samples"})
         else:
-            passed = ci[0] >= -lim
+            passed = verdict["passed"] if isinstance(verdict, dict) and "passed" in verdict else ci[0] >= -lim
             detail = (verdict or {}).get("detail") if isinstance(verdict, dict) else None
             out.append({"name": "max_accuracy_drop_pp", "passed": bool(passed), "detail": detail or (
                 f"accuracy change {policy['accuracy_delta_pp']:+.2f} pp (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}) "

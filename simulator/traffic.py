@@ -332,6 +332,8 @@ def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timesta
     out["prompt"] = _strings(col("prompt"))
     out["prefix_hash"] = _strings(col("prefix_hash"))
     out["prefix_blocks"] = _blocks(col("prefix_blocks"), rej)
+    has_blocks = np.array([b is not None and len(b) > 0 for b in out["prefix_blocks"]], dtype=bool)
+    rej.add(has_blocks & (out["block_tokens"] <= 0), "prefix_blocks needs block_tokens > 0")
     source = col("_source").astype(object).to_numpy()
     row = pd.to_numeric(col("_row"), errors="coerce").fillna(0).to_numpy(dtype=np.int64)
 

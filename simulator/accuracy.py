@@ -1,0 +1,63 @@
+"""Accuracy impact of a candidate from labeled eval samples (joins the replay's moves to simulator.evals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputError
+from simulator.evals.gates import impact_gate
+from simulator.evals.impact import match_eval_model, policy_accuracy_impact
+from simulator.evals.load import load_eval_samples
+
+
+def load_evals(paths, prepared) -> Any:
+    """Load eval samples; an eval file none of whose models is in the traffic or a target is an error."""
+    loaded = load_eval_samples(paths)
+    models = sorted(loaded.samples["model"].unique())
+    known = [m for m in prepared.vocab if match_eval_model(m, models) is not None]
+    if models and not known:
+        raise InputError(
+            f"eval samples name models {', '.join(models[:4])}, none of which appears in the traffic "
+            f"({', '.join(prepared.vocab[:4])}); map them with the model part of the gateway id.")
+    return loaded
+
+
+def moves_table(p, o) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Requests moved per (workflow, from, to), and all requests per workflow."""
+    vocab = np.array(p.vocab, dtype=object)
+    wf = p.traffic.frame["workflow_tag"].to_numpy(dtype=object)
+    wf = np.where(pd.isna(wf), "UNTAGGED", wf)
+    moved = o.changed & ~o.blocked
+    moves = pd.DataFrame({"workflow_tag": wf[moved], "from_model": vocab[p.model[moved]],
+                          "to_model": vocab[o.model[moved]]})
+    moves = moves.groupby(["workflow_tag", "from_model", "to_model"], as_index=False).size()
+    moves = moves.rename(columns={"size": "requests"})
+    traffic = pd.Series(wf).value_counts().rename_axis("workflow_tag").reset_index(name="requests")
+    return moves, traffic
+
+
+def accuracy_fields(p, cand, o, evals, scenario) -> dict[str, Any]:
+    """summary.json fields for one policy: accuracy_delta_pp, accuracy_delta_ci95, accuracy, accuracy_verdict."""
+    moves, traffic = moves_table(p, o)
+    if moves.empty:
+        return {"accuracy_delta_pp": 0.0, "accuracy_delta_ci95": [0.0, 0.0],
+                "accuracy": {"note": "no request changed model"}}
+    prompts = p.traffic.frame[["workflow_tag", "prompt"]].dropna() if p.traffic.frame["prompt"].notna().any() else None
+    impact = policy_accuracy_impact(moves, traffic, evals.samples, prod_prompts=prompts, seed=scenario.seed)
+    margin = cand.gates.max_accuracy_drop_pp
+    if margin is None:
+        margin = scenario.gates.max_accuracy_drop_pp
+    out: dict[str, Any] = {
+        "accuracy_delta_pp": impact["accuracy_delta_pp"],
+        "accuracy_delta_ci95": impact["accuracy_delta_ci95"],
+        "accuracy": {k: v for k, v in impact.items() if k not in ("accuracy_delta_pp", "accuracy_delta_ci95")},
+    }
+    if margin is not None and impact["accuracy_delta_ci95"] is not None:
+        out["accuracy_verdict"] = impact_gate(impact, margin)
+    elif margin is not None:
+        out["accuracy_verdict"] = {"verdict": "undecided", "passed": False,
+                                   "detail": "no eval evidence for the moved traffic; add labeled eval samples"}
+    return out
