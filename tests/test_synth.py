@@ -23,20 +23,24 @@ def _sha256_dir(d: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
 
 
-def test_same_seed_gives_same_bytes(tmp_path):
-    a = synth.write_dataset(tmp_path / "a", days=7, requests=6_000, seed=11)
-    b = synth.write_dataset(tmp_path / "b", days=7, requests=6_000, seed=11)
-    assert sorted(a) == ["evals", "prefixes", "traffic"]
-    assert _sha256_dir(tmp_path / "a") == _sha256_dir(tmp_path / "b")
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    for name, seed in (("a", 11), ("b", 11), ("c", 12)):
+        synth.write_dataset(root / name, days=7, requests=6_000, seed=seed)
+    return {name: _sha256_dir(root / name) for name in "abc"}
 
 
-def test_different_seed_differs(tmp_path):
-    synth.write_dataset(tmp_path / "a", days=7, requests=6_000, seed=11)
-    synth.write_dataset(tmp_path / "b", days=7, requests=6_000, seed=12)
-    ha, hb = _sha256_dir(tmp_path / "a"), _sha256_dir(tmp_path / "b")
-    assert ha["traffic.parquet"] != hb["traffic.parquet"]
-    assert ha["evals.parquet"] != hb["evals.parquet"]
-    assert ha["prefixes.parquet"] == hb["prefixes.parquet"]  # system prompts do not depend on the seed
+def test_same_seed_gives_same_bytes(written):
+    assert sorted(written["a"]) == ["evals.parquet", "prefixes.parquet", "traffic.parquet"]
+    assert written["a"] == written["b"]
+
+
+def test_different_seed_differs(written):
+    ha, hc = written["a"], written["c"]
+    assert ha["traffic.parquet"] != hc["traffic.parquet"]
+    assert ha["evals.parquet"] != hc["evals.parquet"]
+    assert ha["prefixes.parquet"] == hc["prefixes.parquet"]  # system prompts do not depend on the seed
 
 
 def test_committed_sample_regenerates(tmp_path):

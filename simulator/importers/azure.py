@@ -6,7 +6,7 @@ The trace has only ``TIMESTAMP``, ``ContextTokens`` and ``GeneratedTokens``. Rul
 - ``timestamp``: the first 26 characters of TIMESTAMP (7 fractional digits; ``%f`` takes 6) parsed as UTC.
   The trace states no zone; UTC is an assumption. ``start`` re-bases the trace so its first request is at ``start``.
 - ``input_tokens`` = ContextTokens, ``output_tokens`` = GeneratedTokens; cache sub-counts 0.
-- ``request_id`` = ``azure-<file stem>-<data row number, 1-based, 6 digits>``.
+- ``request_id`` = ``azure-<file stem without AzureLLMInferenceTrace_>-<data row number, 1-based, 6 digits>``.
 - ``model`` and ``requested_model`` = the ``model`` argument (the trace withholds model names).
 - ``status_code`` 200 (the trace holds served requests only); ``cost_usd`` and ``latency_ms`` NaN;
   ``user_id``, ``team``, ``project``, ``workflow_tag``, ``session_id``, ``prompt`` None; ``metadata`` ``"{}"``.
@@ -80,7 +80,7 @@ def import_azure(path: str | Path, model: str, start: str | None = None) -> tupl
     if start is not None and len(ts):
         ts = _parse_start(start) + (ts - ts.iloc[0])
     n = int(keep.sum())
-    stem = path.stem.rsplit("_", 1)[-1].lower()
+    stem = path.stem.removeprefix("AzureLLMInferenceTrace_").lower()
     rows = np.arange(1, len(raw) + 1)[keep]
     none = np.full(n, None, dtype=object)
     traffic = pd.DataFrame(
