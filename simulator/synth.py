@@ -142,15 +142,13 @@ def _system_prompts_cached(profile_json: str) -> tuple[tuple[str, str, str, int,
     profile = json.loads(profile_json)
     out = []
     for name, spec in profile["system_prompts"].items():
-        rng = np.random.default_rng(_stable_seed(name))
         n_lines = 8
-        while True:  # grow until the target is reached; counts are exact o200k
+        while True:  # add rules until the exact o200k count reaches the target; same name -> same text
             text = synth_text.system_prompt(name, spec["kind"], n_lines, np.random.default_rng(_stable_seed(name)))
             n = int(_count_o200k([text])[0])
             if n >= spec["target_o200k_tokens"]:
                 break
             n_lines = max(n_lines + 1, int(n_lines * spec["target_o200k_tokens"] / max(n, 1)))
-        del rng
         klass = "english" if spec["kind"] == "prose" else "code"
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         out.append((name, digest, klass, n, text))
