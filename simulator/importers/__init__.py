@@ -1,1 +1,3 @@
-"""Importers: public traces -> the canonical traffic table, with documented rules for the fields they lack."""
+"""Importers: third-party traces and evaluation layouts -> tfysim's canonical traffic table or long eval-sample format.
+
+Each documents the rules for the fields its source lacks."""

@@ -1,0 +1,244 @@
+"""The library API behind the CLI: ``run`` a scenario, ``identity_replay`` traffic. No click in here."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator import metrics
+from simulator.pricing import Catalog
+from simulator.replay import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
+from simulator.scenario import Candidate, Scenario, load_scenario
+from simulator.traffic import Traffic, load_traffic
+
+SCHEMA_VERSION = 1
+DRIFT_FLAG_PCT = 1.0
+
+#: Extension points filled by other modules (token translation, cache simulation, accuracy, reports).
+HOOKS: dict[str, Callable[..., Any] | None] = {"translator": None, "cache_sim": None, "accuracy": None}
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced: the summary (summary.json), per-candidate outcomes and the loaded traffic."""
+
+    scenario: Scenario
+    summary: dict[str, Any]
+    traffic: Traffic
+    prepared: Prepared
+    baseline: Outcome
+    outcomes: list[Outcome]
+    evals: Any = None
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g["passed"] for p in self.summary["policies"] for g in p["gates"])
+
+
+def _catalog(scenario: Scenario | None, pricing: str | Path | None = None) -> Catalog:
+    if scenario is not None:
+        return Catalog.load(scenario.path(scenario.pricing), scenario.models)
+    return Catalog.load(pricing)
+
+
+def identity_replay(traffic: Traffic, catalog: Catalog) -> dict[str, Any]:
+    """Reprice every request as recorded and compare with the recorded cost_usd, per model."""
+    p = Prepared(traffic, catalog)
+    recorded = p.recorded_cost
+    has = np.isfinite(recorded)
+    models = []
+    for code, model in enumerate(p.vocab):
+        sel = p.model == code
+        if not sel.any():
+            continue
+        cost = float(p.baseline_cost[sel].sum())
+        rec_sel = sel & has
+        rec = float(recorded[rec_sel].sum()) if rec_sel.any() else None
+        cat_on_rec = float(p.baseline_cost[rec_sel].sum())
+        drift = 100.0 * (rec - cat_on_rec) / cat_on_rec if rec is not None and cat_on_rec else None
+        models.append({
+            "model": model, "catalog": catalog.resolve(model).label, "requests": int(sel.sum()),
+            "cost_usd": metrics.r6(cost), "recorded_cost_usd": metrics.r6(rec) if rec is not None else None,
+            "drift_pct": round(drift, 4) + 0.0 if drift is not None else None,
+            "flagged": bool(drift is not None and abs(drift) > DRIFT_FLAG_PCT),
+        })
+    models.sort(key=lambda m: (-m["cost_usd"], m["model"]))
+    return {
+        **traffic.counts(),
+        "cost_usd": metrics.r6(p.baseline_cost.sum()),
+        "recorded_cost_usd": metrics.r6(recorded[has].sum()) if has.any() else None,
+        "drift_flag_pct": DRIFT_FLAG_PCT,
+        "models": models,
+    }
+
+
+def resolve_candidates(scenario: Scenario) -> list[Candidate]:
+    """Candidates with ``truefoundry_config:`` files read into rules/budgets/rate limits."""
+    out = []
+    for cand in scenario.candidates:
+        if cand.truefoundry_config:
+            from simulator.gateway_config import candidate_from_config
+
+            cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
+        out.append(cand)
+    return out
+
+
+def run(
+    scenario: Scenario | str | Path,
+    *,
+    traffic: Sequence[str | Path] | None = None,
+    evals: Sequence[str | Path] | None = None,
+) -> RunResult:
+    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes."""
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    catalog = _catalog(scenario)
+    paths = list(traffic) if traffic else scenario.paths("traffic")
+    loaded = load_traffic(paths, adapter=scenario.adapter, mapping=scenario.columns or None,
+                          timezone=scenario.timezone)
+    p = Prepared(loaded, catalog, seed=scenario.seed, outages=tuple(scenario.outages))
+    candidates = resolve_candidates(scenario)
+    for cand in candidates:
+        check_candidate_targets(p, cand)
+    eval_paths = list(evals) if evals else scenario.paths("evals")
+    eval_data = None
+    if eval_paths and HOOKS.get("load_evals"):
+        eval_data = HOOKS["load_evals"](eval_paths, p)
+    base = identity_outcome(p)
+    premium = metrics.premium_models(p, scenario.premium_models)
+    before = metrics.outcome_stats(p, base, premium)
+    outcomes = [simulate(p, cand, HOOKS["translator"], HOOKS["cache_sim"]) for cand in candidates]
+    policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
+                for cand, o in zip(candidates, outcomes)]
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": scenario.name,
+        "traffic": metrics.traffic_block(p),
+        "baseline": {
+            "requests": p.n,
+            "cost_usd": metrics.r6(base.cost_usd.sum()),
+            "recorded_cost_usd": (metrics.r6(np.nansum(p.recorded_cost))
+                                  if np.isfinite(p.recorded_cost).any() else None),
+            "monthly_cost_usd": metrics.r6(base.cost_usd.sum() * metrics.MONTH_DAYS / max(
+                metrics.window_days(p.ts), 1e-9)),
+            **{k: v for k, v in before.items() if k != "cost_usd"},
+            "premium_models": sorted(premium),
+            "breakdowns": {by: metrics.breakdown(p, base, None, by) for by in metrics.BREAKDOWNS},
+        },
+        "policies": policies,
+    }
+    return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
+
+
+def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
+            before: dict[str, Any], premium: set[str], eval_data: Any) -> dict[str, Any]:
+    after = metrics.outcome_stats(p, o, premium)
+    base_total = float(base.cost_usd.sum())
+    savings_rows = base.cost_usd - o.cost_usd
+    savings = float(savings_rows.sum())
+    scale = metrics.MONTH_DAYS / max(metrics.window_days(p.ts), 1e-9)
+    methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
+    policy: dict[str, Any] = {
+        "name": cand.name,
+        "requests": p.n,
+        "requests_changed": o.counts["requests_changed"],
+        "cost_usd": metrics.r6(o.cost_usd.sum()),
+        "savings_usd": metrics.r6(savings),
+        "savings_pct": round(100.0 * savings / base_total, 4) if base_total else 0.0,
+        "monthly_savings_usd": metrics.r6(savings * scale),
+        "monthly_savings_ci95": metrics.bootstrap_monthly(p, savings_rows, scenario.bootstrap.unit,
+                                                          scenario.bootstrap.draws, scenario.seed),
+        "accuracy_delta_pp": None,
+        "accuracy_delta_ci95": None,
+        "requests_blocked": o.counts["requests_blocked"],
+        "fallbacks": o.counts["fallbacks"],
+        "failed_attempts": o.counts["failed_attempts"],
+        "retries": o.counts["retries"],
+        "requests_still_failing": o.counts["still_failing"],
+        "error_rate_before": before["error_rate"],
+        "error_rate_after": after["error_rate"],
+        "latency_p50_ms_before": before["latency_p50_ms"],
+        "latency_p50_ms_after": after["latency_p50_ms"],
+        "latency_p95_ms_before": before["latency_p95_ms"],
+        "latency_p95_ms_after": after["latency_p95_ms"],
+        "premium_share_cost_before": before["premium_share_cost"],
+        "premium_share_cost_after": after["premium_share_cost"],
+        "premium_share_requests_before": before["premium_share_requests"],
+        "premium_share_requests_after": after["premium_share_requests"],
+        "token_translation": {str(m): int(c) for m, c in zip(methods, counts)},
+        "budgets": o.budget_report,
+        "rate_limits": o.rate_limit_report,
+        "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
+        "assumptions": _assumptions(cand, o),
+    }
+    policy.update(o.extras)
+    if eval_data is not None and HOOKS.get("accuracy"):
+        policy.update(HOOKS["accuracy"](p, cand, o, eval_data, scenario))
+    gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
+    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    return policy
+
+
+def _assumptions(cand: Candidate, o: Outcome) -> list[str]:
+    out = list(o.assumptions)
+    if o.changed.any():
+        if not cand.prompt_caching:
+            out.append("cold cache: recorded cache reads and writes of moved requests are billed as plain input")
+        methods = sorted(set(o.translation[o.changed].astype(str)))
+        if "identity" in methods:
+            out.append("token counts of some moved requests kept as recorded (identity translation)")
+        if cand.output_tokens == "recorded":
+            out.append("output length under another model: recorded output tokens kept")
+        out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
+    if cand.budgets or cand.rate_limits:
+        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
+    out.append("monthly figures scale the traffic window to 30 days")
+    return out
+
+
+def requests_frame(result: RunResult, outcome: Outcome) -> pd.DataFrame:
+    """Per-request outcomes of one candidate (no user ids, no prompt text)."""
+    p = result.prepared
+    vocab = np.array(p.vocab, dtype=object)
+    f = result.traffic.frame
+    return pd.DataFrame({
+        "request_id": f["request_id"].to_numpy(dtype=object),
+        "timestamp": f["timestamp"],
+        "recorded_model": vocab[p.model],
+        "model": vocab[outcome.model],
+        "changed": outcome.changed,
+        "blocked": outcome.blocked,
+        "fallback": outcome.fallback,
+        "status_code": outcome.status,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
+        "cache_read_tokens": outcome.cache_read_tokens,
+        "cache_write_tokens": outcome.cache_write_tokens,
+        "baseline_cost_usd": result.baseline.cost_usd,
+        "cost_usd": outcome.cost_usd,
+        "latency_ms": outcome.latency_ms,
+        "token_translation": outcome.translation.astype(str),
+        "team": f["team"].to_numpy(dtype=object),
+        "project": f["project"].to_numpy(dtype=object),
+        "workflow_tag": f["workflow_tag"].to_numpy(dtype=object),
+    })
+
+
+def validate_scenario(path: str | Path) -> str:
+    """Load a scenario and its traffic, resolve every model and target; returns a one-paragraph report."""
+    scenario = load_scenario(path)
+    catalog = _catalog(scenario)
+    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter, mapping=scenario.columns or None,
+                          timezone=scenario.timezone)
+    p = Prepared(loaded, catalog, seed=scenario.seed)
+    candidates = resolve_candidates(scenario)
+    for cand in candidates:
+        check_candidate_targets(p, cand)
+    return (f"{path}: ok. {loaded.rows_replayed:,} rows ({loaded.rows_rejected:,} rejected), {len(p.vocab)} models "
+            f"priced, {len(candidates)} candidate(s).")

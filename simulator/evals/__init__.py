@@ -1,0 +1,1 @@
+"""Accuracy evidence from labeled eval samples: loading, paired statistics, policy impact, gates, curves."""

@@ -1,0 +1,218 @@
+"""Accuracy impact of a routing policy: traffic-weighted paired deltas with a joint bootstrap interval.
+
+``accuracy_delta_pp = 100 * sum over (workflow, A -> B) of share_of_all_traffic(moved A -> B in workflow) * delta_w(B - A)``
+where ``delta_w`` is the paired delta on eval samples of that workflow. Weighting each workflow's delta by its
+traffic share is post-stratification of the eval samples to the production mix. The interval comes from one
+bootstrap in which every draw resamples each workflow's samples once and reuses that draw for every pair, so
+pairs that share a model (A -> B and A -> C) stay correlated as they are in reality.
+
+Moves without eval evidence (workflow absent from the evals, a model without samples, too few paired samples)
+are unknown, not zero: they are left out of the estimate and the interval, and ``coverage_share`` says how much
+of the moved traffic the number covers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputError
+from simulator.evals.stats import bootstrap_counts, percentile_interval
+from simulator.models import split_model_id
+
+_MISSING = 9.0  # sentinel for "this pair has no paired outcome on this sample"; real differences are in [-1, 1]
+
+
+def match_eval_model(gateway_id: str, eval_models, mapping: dict | None = None) -> str | None:
+    """The eval model name for a gateway id, or None.
+
+    Order: explicit ``mapping``; exact name; the model part after ``provider_account/``; then a unique
+    case-insensitive match on the last path segment (``groq/mixtral-8x7b`` ~ ``mistralai/Mixtral-8x7B``).
+    Exact-then-looser matching trades recall for the risk of a wrong match, so the loosest step needs uniqueness.
+    """
+    eval_models = list(eval_models)
+    if mapping and gateway_id in mapping:
+        return mapping[gateway_id] if mapping[gateway_id] in eval_models else None
+    if gateway_id in eval_models:
+        return gateway_id
+    name = split_model_id(gateway_id)[1]
+    if name in eval_models:
+        return name
+    last = name.rsplit("/", 1)[-1].lower()
+    hits = [m for m in eval_models if m.rsplit("/", 1)[-1].lower() == last]
+    return hits[0] if len(hits) == 1 else None
+
+
+def prompt_features(prompts) -> np.ndarray:
+    """Simple prompt features: log length in characters, share of digits, share of code punctuation."""
+    texts = ["" if p is None else str(p) for p in prompts]
+    length = np.array([len(t) for t in texts], dtype=np.float64)
+    digits = np.array([sum(ch.isdigit() for ch in t) for t in texts], dtype=np.float64)
+    code = np.array([sum(ch in "{}[]();=<>#*/\\`|&$_" for ch in t) for t in texts], dtype=np.float64)
+    safe = np.maximum(length, 1.0)
+    return np.column_stack([np.log1p(length), digits / safe, code / safe])
+
+
+def covariate_shift_weights(eval_prompts, prod_prompts, *, clip: float = 10.0, seed: int = 0) -> np.ndarray:
+    """Weights ``P(prod|x) / P(eval|x) * n_eval / n_prod`` for eval prompts from a logistic regression on
+    ``prompt_features``; clipped to [1/clip, clip] (extreme weights make the estimate rest on a few samples)
+    and scaled to mean 1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xe, xp = prompt_features(eval_prompts), prompt_features(prod_prompts)
+    x = np.vstack([xe, xp])
+    y = np.r_[np.zeros(len(xe)), np.ones(len(xp))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(random_state=seed, max_iter=1000)).fit(x, y)
+    p = np.clip(model.predict_proba(xe)[:, 1], 1e-6, 1 - 1e-6)
+    w = np.clip(p / (1 - p) * len(xe) / len(xp), 1.0 / clip, clip)
+    return w / w.mean()
+
+
+def kish_ess(weights) -> float:
+    """Kish effective sample size ``(sum w)^2 / sum w^2``."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w * w)) if len(w) and np.sum(w * w) > 0 else 0.0
+
+
+def _tag(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "").astype(str)
+
+
+def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: pd.DataFrame, *,
+                           model_map: dict | None = None, workflow_map: dict | None = None,
+                           prod_prompts: pd.DataFrame | None = None, weight_clip: float = 10.0,
+                           min_paired: int = 20, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Traffic-weighted accuracy change of a policy, in percentage points, with a joint-bootstrap interval.
+
+    moves: ``workflow_tag, from_model, to_model, requests`` (gateway ids); traffic: ``workflow_tag, requests``
+    (all traffic per workflow); samples: long eval samples. ``model_map`` maps gateway ids to eval model names,
+    ``workflow_map`` traffic tags to eval tags. With ``prod_prompts`` (``workflow_tag, prompt``) eval samples are
+    also reweighted for covariate shift within each workflow. Returns accuracy_delta_pp, accuracy_delta_ci95,
+    coverage_share, moved_share, kish_ess, n_paired, variance_per_sample (for ``gates.non_inferiority``),
+    per-move and per-workflow tables (lists of dicts) and ``notes`` (sentences for the report).
+    """
+    for name, frame, cols in (("moves", moves, ("workflow_tag", "from_model", "to_model", "requests")),
+                              ("traffic", traffic, ("workflow_tag", "requests"))):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise InputError(f"{name} table: column `{missing[0]}` is missing. Expected columns {', '.join(cols)}.")
+    workflow_map = workflow_map or {}
+    totals = traffic.assign(workflow_tag=_tag(traffic["workflow_tag"])).groupby("workflow_tag")["requests"].sum()
+    total = float(totals.sum())
+    if total <= 0:
+        raise InputError("traffic table: total requests must be > 0. Got 0 instead.")
+    mv = moves.assign(workflow_tag=_tag(moves["workflow_tag"]))
+    mv = mv[(mv["from_model"] != mv["to_model"]) & (mv["requests"] > 0)]
+    mv = mv.groupby(["workflow_tag", "from_model", "to_model"], as_index=False)["requests"].sum()
+    unknown = sorted(set(mv["workflow_tag"]) - set(totals.index))
+    if unknown:
+        raise InputError(f"moves table: workflow {unknown[0]!r} has no traffic total. "
+                         "Give per-workflow totals for every workflow that has moves.")
+    ev = samples.assign(workflow_tag=_tag(samples["workflow_tag"]))
+    eval_models = sorted(ev["model"].unique())
+    moved_total = float(mv["requests"].sum())
+
+    rows, pair_keys = [], {}
+    for r in mv.itertuples(index=False):
+        etag = workflow_map.get(r.workflow_tag, r.workflow_tag)
+        a = match_eval_model(r.from_model, eval_models, model_map)
+        b = match_eval_model(r.to_model, eval_models, model_map)
+        row = {"workflow_tag": r.workflow_tag or None, "eval_workflow_tag": etag or None, "from_model": r.from_model,
+               "to_model": r.to_model, "requests": int(r.requests), "share_of_traffic": r.requests / total,
+               "eval_from": a, "eval_to": b, "n_paired": 0, "delta_pp": np.nan, "ci95_pp": (np.nan, np.nan),
+               "covered": False, "reason": None}
+        if a is None or b is None:
+            row["reason"] = f"no eval samples for model {r.from_model if a is None else r.to_model!r}"
+        elif not (ev["workflow_tag"] == etag).any():
+            row["reason"] = f"workflow {etag or '(untagged)'!r} has no eval samples"
+        else:
+            pair_keys[len(rows)] = (etag, a, b)
+        rows.append(row)
+
+    notes: list[str] = []
+    rng = np.random.default_rng(seed)
+    draws_total = np.zeros(n_boot)
+    point_total = 0.0
+    implicit_w: list[np.ndarray] = []
+    workflow_rows = []
+    used_samples = 0
+    for etag in sorted({k[0] for k in pair_keys.values()}):
+        wf = ev[ev["workflow_tag"] == etag]
+        ids = np.array(sorted(wf["sample_id"].unique()))
+        idx = pd.Index(ids)
+        u = np.ones(len(ids))
+        weighting = "post-stratification"
+        if prod_prompts is not None:
+            prod = prod_prompts[[workflow_map.get(t, t) == etag for t in _tag(prod_prompts["workflow_tag"])]]
+            first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
+            if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
+                has = first.notna().to_numpy()
+                u[has] = covariate_shift_weights(first[has].tolist(), prod["prompt"].dropna().tolist(),
+                                                 clip=weight_clip, seed=seed)
+                weighting = "post-stratification + covariate shift"
+        cols, shares, members = [], [], []
+        for i, (tag, a, b) in pair_keys.items():
+            if tag != etag:
+                continue
+            sa = wf[wf["model"] == a].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+            sb = wf[wf["model"] == b].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+            d = sb - sa
+            n_pair = int(np.sum(~np.isnan(d)))
+            rows[i]["n_paired"] = n_pair
+            if n_pair < min_paired:
+                rows[i]["reason"] = f"only {n_pair} paired eval samples (minimum {min_paired})"
+                continue
+            cols.append(np.where(np.isnan(d), _MISSING, d))
+            shares.append(rows[i]["share_of_traffic"])
+            members.append(i)
+        if not cols:
+            continue
+        mat = np.column_stack(cols + [u])
+        uniq, counts = np.unique(mat, axis=0, return_counts=True)
+        dmat, uu = uniq[:, :-1], uniq[:, -1]
+        mask = dmat != _MISSING
+        num = (uu[:, None] * np.where(mask, dmat, 0.0))
+        den = (uu[:, None] * mask)
+        point = (counts @ num) / (counts @ den)
+        boot = np.vstack([(c @ num) / (c @ den) for c in bootstrap_counts(rng, counts, len(ids), n_boot)])
+        shares = np.asarray(shares)
+        point_total += float(point @ shares)
+        draws_total += np.nan_to_num(boot, nan=0.0) @ shares
+        for j, i in enumerate(members):
+            lo, hi = percentile_interval(boot[:, j], confidence)
+            rows[i] |= {"delta_pp": 100 * float(point[j]), "ci95_pp": (100 * lo, 100 * hi), "covered": True}
+            m = mat[:, j] != _MISSING
+            implicit_w.append(shares[j] * u[m] / u[m].sum())
+        used = np.any(mat[:, :-1] != _MISSING, axis=1)
+        used_samples += int(used.sum())
+        workflow_rows.append({"eval_workflow_tag": etag or None, "eval_samples": len(ids), "weighting": weighting,
+                              "kish_ess": kish_ess(u[used])})
+
+    covered_req = sum(r["requests"] for r in rows if r["covered"])
+    coverage = covered_req / moved_total if moved_total else 1.0
+    lo, hi = percentile_interval(draws_total, confidence) if implicit_w else (np.nan, np.nan)
+    var_now = float(np.var(draws_total)) if implicit_w else np.nan
+    ess = kish_ess(np.concatenate(implicit_w)) if implicit_w else 0.0
+    absent = sorted({r["workflow_tag"] or "(untagged)" for r in rows if r["reason"] and "no eval samples" in r["reason"]
+                     and "workflow" in r["reason"]})
+    if absent:
+        notes.append(f"workflows with moved traffic but no eval samples (accuracy change unknown): {', '.join(absent)}.")
+    if coverage < 1.0:
+        notes.append(f"{coverage:.1%} of moved traffic has eval evidence; the estimate and its interval cover only that "
+                     f"part ({moved_total / total - covered_req / total:.1%} of all traffic is uncovered).")
+    return {
+        "accuracy_delta_pp": 100 * point_total if implicit_w else np.nan,
+        "accuracy_delta_ci95": (100 * lo, 100 * hi),
+        "coverage_share": coverage,
+        "moved_share": moved_total / total,
+        "kish_ess": ess,
+        "n_paired": used_samples,
+        # Per-sample variance in fraction^2 such that var(estimate) = variance_per_sample / n_paired.
+        "variance_per_sample": var_now * used_samples if implicit_w else np.nan,
+        "moves": rows,
+        "workflows": workflow_rows,
+        "notes": notes,
+        "n_boot": n_boot, "seed": seed, "confidence": confidence,
+    }

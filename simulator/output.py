@@ -1,0 +1,57 @@
+"""Writing run outputs atomically (temporary file + rename), so a failed run never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def write_text(path: str | Path, text: str | bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def dumps(obj: Any) -> str:
+    """Stable JSON text: indented, keys in insertion order, no NaN, trailing newline."""
+    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, dumps(obj))
+
+
+def write_rejects(path: str | Path, rejects: pd.DataFrame) -> Path:
+    lines = []
+    for rec in rejects.to_dict(orient="records"):
+        rid = rec.get("request_id")
+        lines.append(json.dumps({
+            "source": rec["source"], "row": int(rec["row"]),
+            "request_id": None if rid is None or (isinstance(rid, float) and rid != rid) else str(rid),
+            "reason": rec["reason"],
+        }, ensure_ascii=False))
+    return write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+    return write_text(path, buf.getvalue())

@@ -1,0 +1,255 @@
+"""Ratio models for tokenizers that are not public (Claude 3+, Gemini): tokens = intercept + ratio * o200k tokens.
+
+Fitted per tokenizer family and content class with the Theil-Sen estimator (median of pairwise slopes: robust to
+rows whose prompt text is only part of what was billed), whose slope comes with a distribution-free confidence
+interval. The intercept absorbs per-request framing (role markers, tool preambles). Sources, best first:
+
+1. traffic rows carrying both ``prompt`` and the provider-reported ``input_tokens`` (``calibrate_from_traffic``);
+2. a counts file collected with a provider's count-tokens endpoint (``calibrate_from_counts``);
+3. shipped default ratios (``pricing/tokenizer-ratios.yaml``), labelled ``calibrated-default``, no interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputError, TokenizerError
+from simulator.tokens.content import CONTENT_TYPES, classify_content
+from simulator.tokens.counting import CountCache, count_tokens, text_sha256
+from simulator.tokens.registry import CALIBRATED, DEFAULT_REGISTRY, REFERENCE_TOKENIZER, Registry
+
+ALL = "all"  # the content class used when a row has no text and no class
+DEFAULT_RATIOS_PATH = Path(__file__).resolve().parents[2] / "pricing" / "tokenizer-ratios.yaml"
+MIN_ROWS = 30  # fewer rows than this per (family, content class) do not calibrate
+MAX_POINTS = 2000  # Theil-Sen is O(n^2): larger samples are subsampled with a seeded generator
+
+SOURCE_TRAFFIC = "traffic"
+SOURCE_COUNTS = "counts"
+SOURCE_DEFAULT = "default"
+SOURCE_EXACT = "exact"
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """tokens(tokenizer) / tokens(reference): ``ratio`` with its ``ci_low``/``ci_high`` (NaN for defaults)."""
+
+    ratio: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n: int = 0
+    intercept: float = 0.0
+    source: str = SOURCE_DEFAULT
+
+    @property
+    def log_halfwidth(self) -> float:
+        """Half-width of the interval on the log scale (0 for exact, NaN when there is no interval)."""
+        if self.source == SOURCE_EXACT:
+            return 0.0
+        if not (self.ci_low > 0 and self.ci_high > 0):
+            return math.nan
+        return (math.log(self.ci_high) - math.log(self.ci_low)) / 2
+
+
+def fit_ratio(
+    reference_tokens: np.ndarray,
+    provider_tokens: np.ndarray,
+    confidence: float = 0.95,
+    max_points: int = MAX_POINTS,
+    random_state: int = 0,
+    source: str = SOURCE_TRAFFIC,
+) -> RatioEstimate:
+    """Theil-Sen fit of ``provider_tokens = intercept + ratio * reference_tokens`` with a ``confidence`` interval."""
+    from scipy.stats import theilslopes
+
+    x = np.asarray(reference_tokens, dtype=np.float64)
+    y = np.asarray(provider_tokens, dtype=np.float64)
+    if x.size > max_points:
+        keep = np.sort(np.random.default_rng(random_state).choice(x.size, max_points, replace=False))
+        x, y = x[keep], y[keep]
+    if x.size < 2 or np.ptp(x) == 0:
+        raise TokenizerError(
+            f"Cannot fit a token ratio from {x.size} rows whose reference counts do not vary. "
+            "Give more traffic rows with prompt text of different lengths."
+        )
+    slope, intercept, low, high = theilslopes(y, x, alpha=confidence)
+    return RatioEstimate(float(slope), float(low), float(high), int(x.size), float(intercept), source)
+
+
+class Calibration:
+    """Ratios of tokenizers against ``REFERENCE_TOKENIZER`` per content class: fitted first, shipped defaults last."""
+
+    def __init__(self, fitted: dict[tuple[str, str], RatioEstimate] | None = None, defaults_path: Path | None = None):
+        self.fitted: dict[tuple[str, str], RatioEstimate] = dict(fitted or {})
+        self.defaults_path = Path(defaults_path) if defaults_path else DEFAULT_RATIOS_PATH
+        self._defaults: dict[tuple[str, str], dict[str, float]] | None = None
+
+    def merged(self, other: Calibration) -> Calibration:
+        """A calibration with ``other``'s fitted ratios added (``other`` wins on conflicts)."""
+        return Calibration({**self.fitted, **other.fitted}, self.defaults_path)
+
+    @property
+    def defaults(self) -> dict[tuple[str, str], dict[str, float]]:
+        """``{(numerator, denominator): {content class: ratio}}`` from the dated YAML file."""
+        if self._defaults is None:
+            self._defaults = load_default_ratios(self.defaults_path)
+        return self._defaults
+
+    def vs_reference(self, tokenizer_id: str, content_type: str) -> RatioEstimate | None:
+        """tokens(tokenizer) / tokens(o200k) for a content class, or None when nothing calibrates it."""
+        if tokenizer_id == REFERENCE_TOKENIZER:
+            return RatioEstimate(1.0, 1.0, 1.0, source=SOURCE_EXACT)
+        for ct in (content_type, ALL):
+            if (tokenizer_id, ct) in self.fitted:
+                return self.fitted[(tokenizer_id, ct)]
+        return self.default(tokenizer_id, REFERENCE_TOKENIZER, content_type)
+
+    def default(self, numerator: str, denominator: str, content_type: str) -> RatioEstimate | None:
+        """A shipped default ratio numerator / denominator (or the inverse of the reverse entry), else None."""
+        for key, invert in (((numerator, denominator), False), ((denominator, numerator), True)):
+            values = self.defaults.get(key)
+            if values is not None:
+                value = values.get(content_type, values[ALL])
+                return RatioEstimate(1.0 / value if invert else value, source=SOURCE_DEFAULT)
+        return None
+
+
+def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH) -> dict[tuple[str, str], dict[str, float]]:
+    """Read ``pricing/tokenizer-ratios.yaml``; every entry needs numerator, denominator, all classes and a source."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TokenizerError(f"`{path}`: cannot read default tokenizer ratios ({exc.strerror}).") from exc
+    ratios: dict[tuple[str, str], dict[str, float]] = {}
+    for index, entry in enumerate(data.get("ratios", [])):
+        where = f"`{path}`: ratios[{index}]"
+        missing = [k for k in ("numerator", "denominator", "source", "checked", ALL, *CONTENT_TYPES) if k not in entry]
+        if missing:
+            raise TokenizerError(f"{where} must have {', '.join(missing)}. Add them with a source URL and date.")
+        values = {ct: float(entry[ct]) for ct in (*CONTENT_TYPES, ALL)}
+        if any(not v > 0 for v in values.values()):
+            raise TokenizerError(f"{where}: ratios must be > 0. Got {values} instead.")
+        key = (entry["numerator"], entry["denominator"])
+        if key in ratios:
+            raise TokenizerError(f"{where}: duplicate ratio {key[0]} / {key[1]}. Keep one entry.")
+        ratios[key] = values
+    return ratios
+
+
+def _fit_groups(
+    tokenizer_ids: np.ndarray,
+    content: np.ndarray,
+    reference_tokens: np.ndarray,
+    provider_tokens: np.ndarray,
+    source: str,
+    min_rows: int,
+) -> dict[tuple[str, str], RatioEstimate]:
+    fitted = {}
+    for tokenizer_id in sorted(set(tokenizer_ids)):
+        rows = tokenizer_ids == tokenizer_id
+        for ct in (*CONTENT_TYPES, ALL):
+            mask = rows if ct == ALL else rows & (content == ct)
+            if mask.sum() >= min_rows and np.ptp(reference_tokens[mask]) > 0:
+                fitted[(tokenizer_id, ct)] = fit_ratio(reference_tokens[mask], provider_tokens[mask], source=source)
+    return fitted
+
+
+def calibrate_from_traffic(
+    df: pd.DataFrame,
+    registry: Registry = DEFAULT_REGISTRY,
+    cache: CountCache | None = None,
+    min_rows: int = MIN_ROWS,
+    defaults_path: Path | None = None,
+) -> Calibration:
+    """Fit each calibrated tokenizer family seen in ``df`` from rows with ``prompt`` text and ``input_tokens`` > 0.
+
+    Rows of models without a registered tokenizer, or of exact tokenizers, are ignored here.
+    """
+    if "prompt" not in df.columns or df.empty:
+        return Calibration(defaults_path=defaults_path)
+    usable = df["prompt"].notna().to_numpy() & (df["input_tokens"].to_numpy() > 0)
+    families = np.full(len(df), None, dtype=object)
+    for model in pd.unique(df["model"][usable]):
+        try:
+            spec = registry.spec_for_model(model)
+        except TokenizerError:
+            continue  # an unknown model cannot be calibrated; translating it raises later with the fix
+        if spec.kind == CALIBRATED:
+            families[(df["model"] == model).to_numpy() & usable] = spec.id
+    rows = pd.notna(families)
+    if not rows.any():
+        return Calibration(defaults_path=defaults_path)
+    prompts = df["prompt"].to_numpy(dtype=object)[rows]
+    reference = count_tokens(registry.get(REFERENCE_TOKENIZER), prompts, cache)
+    fitted = _fit_groups(
+        families[rows].astype(str),
+        classify_content(prompts),
+        reference,
+        df["input_tokens"].to_numpy(dtype=np.int64)[rows],
+        SOURCE_TRAFFIC,
+        min_rows,
+    )
+    return Calibration(fitted, defaults_path)
+
+
+def read_counts_file(path: str | Path) -> pd.DataFrame:
+    """A counts file (CSV, JSONL or Parquet) with columns ``model``, ``tokens`` and ``text`` or ``text_sha256``."""
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            counts = pd.read_parquet(path)
+        elif path.suffix in (".jsonl", ".ndjson"):
+            counts = pd.read_json(path, lines=True, dtype=False)
+        else:
+            counts = pd.read_csv(path, dtype={"text": object, "text_sha256": object, "model": object})
+    except (OSError, ValueError) as exc:
+        raise InputError(f"`{path}`: cannot read counts file ({exc}). Use CSV, JSONL or Parquet.") from exc
+    missing = [c for c in ("model", "tokens") if c not in counts.columns]
+    if missing or not ({"text", "text_sha256"} & set(counts.columns)):
+        raise InputError(
+            f"`{path}`: a counts file needs columns model, tokens and text or text_sha256. "
+            f"Got {', '.join(map(str, counts.columns))} instead."
+        )
+    return counts
+
+
+def calibrate_from_counts(
+    path: str | Path,
+    texts: list[str] | None = None,
+    registry: Registry = DEFAULT_REGISTRY,
+    min_rows: int = MIN_ROWS,
+    defaults_path: Path | None = None,
+) -> Calibration:
+    """Fit ratios from provider-counted texts; rows with only ``text_sha256`` are matched against ``texts``."""
+    counts = read_counts_file(path)
+    if "text" not in counts.columns:
+        counts["text"] = None
+    if "text_sha256" in counts.columns and texts is not None:
+        by_hash = {text_sha256(t): t for t in pd.unique(pd.Series(texts, dtype=object).dropna())}
+        unresolved = counts["text"].isna()
+        counts.loc[unresolved, "text"] = counts.loc[unresolved, "text_sha256"].map(by_hash)
+    counts = counts[counts["text"].notna()]
+    if counts.empty:
+        raise InputError(
+            f"`{path}`: no row has text, and no text_sha256 matches a prompt in the traffic. "
+            "Add a text column or pass traffic whose prompts were counted."
+        )
+    families = np.array([registry.tokenizer_id_for_model(m) for m in counts["model"]], dtype=object)
+    texts_arr = counts["text"].to_numpy(dtype=object)
+    reference = count_tokens(registry.get(REFERENCE_TOKENIZER), texts_arr)
+    fitted = _fit_groups(
+        families.astype(str),
+        classify_content(texts_arr),
+        reference,
+        counts["tokens"].to_numpy(dtype=np.int64),
+        SOURCE_COUNTS,
+        min_rows,
+    )
+    return Calibration(fitted, defaults_path)
+

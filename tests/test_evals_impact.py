@@ -1,0 +1,101 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.evals.gates import impact_gate, non_inferiority, samples_needed
+from simulator.evals.impact import kish_ess, match_eval_model, policy_accuracy_impact
+
+
+def _binary(workflow, model, outcomes, prompts=None):
+    return pd.DataFrame({"sample_id": [f"{workflow}-{i}" for i in range(len(outcomes))], "model": model,
+                         "correct": np.asarray(outcomes, float), "score": np.asarray(outcomes, float),
+                         "workflow_tag": workflow, "prompt": prompts})
+
+
+@pytest.fixture
+def evals():
+    # w1: A right on all 40, B right on 36 -> delta(B - A) = -0.1; C equals A.
+    # w2: A right on 25 of 50, C right on those 25 plus 5 more -> delta(C - A) = +0.1.
+    w1a = [1] * 40
+    w1b = [1] * 36 + [0] * 4
+    w2a = [1] * 25 + [0] * 25
+    w2c = [1] * 30 + [0] * 20
+    return pd.concat([_binary("w1", "A", w1a), _binary("w1", "B", w1b), _binary("w1", "C", w1a),
+                      _binary("w2", "A", w2a), _binary("w2", "C", w2c)], ignore_index=True)
+
+
+def test_match_eval_model():
+    models = ["gpt-4o", "mistralai/Mixtral-8x7B", "claude-haiku"]
+    assert match_eval_model("openai/gpt-4o", models) == "gpt-4o"
+    assert match_eval_model("together/mistralai/Mixtral-8x7B", models) == "mistralai/Mixtral-8x7B"
+    assert match_eval_model("groq/mixtral-8x7b", models) == "mistralai/Mixtral-8x7B"
+    assert match_eval_model("anthropic-main/claude-haiku-4-5", models) is None
+    assert match_eval_model("anthropic-main/claude-haiku-4-5", models, {"anthropic-main/claude-haiku-4-5": "claude-haiku"}) == "claude-haiku"
+
+
+def test_hand_computed_impact_and_coverage(evals):
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w2", "w3"], "from_model": ["acct/A"] * 3,
+                          "to_model": ["acct/B", "acct/C", "acct/B"], "requests": [500, 200, 100]})
+    traffic = pd.DataFrame({"workflow_tag": ["w1", "w2", "w3"], "requests": [900, 1000, 100]})
+    r = policy_accuracy_impact(moves, traffic, evals, n_boot=500)
+    # 100 * (500/2000 * -0.1 + 200/2000 * +0.1) = -1.5 pp; w3 has no eval samples.
+    assert r["accuracy_delta_pp"] == pytest.approx(-1.5)
+    assert r["coverage_share"] == pytest.approx(700 / 800)
+    assert r["moved_share"] == pytest.approx(800 / 2000)
+    lo, hi = r["accuracy_delta_ci95"]
+    assert lo < -1.5 < hi
+    assert any("w3" in note for note in r["notes"])
+    w3 = [m for m in r["moves"] if m["workflow_tag"] == "w3"][0]
+    assert not w3["covered"] and "no eval samples" in w3["reason"]
+    # Implicit weights: 0.25/40 on 40 samples and 0.1/50 on 50 samples -> Kish ESS by hand.
+    w = np.r_[np.full(40, 0.25 / 40), np.full(50, 0.1 / 50)]
+    assert r["kish_ess"] == pytest.approx(w.sum() ** 2 / (w ** 2).sum())
+    gate = impact_gate(r, 5.0)
+    assert gate["verdict"] == "undecided" and "87.5% of moved traffic" in gate["detail"]
+
+
+def test_joint_bootstrap_keeps_pairs_correlated(evals):
+    # A -> B and B -> A with equal traffic in the same workflow cancel exactly in every joint draw.
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w1"], "from_model": ["A", "B"], "to_model": ["B", "A"],
+                          "requests": [100, 100]})
+    traffic = pd.DataFrame({"workflow_tag": ["w1"], "requests": [1000]})
+    r = policy_accuracy_impact(moves, traffic, evals, n_boot=500)
+    assert r["accuracy_delta_pp"] == pytest.approx(0.0, abs=1e-12)
+    assert r["accuracy_delta_ci95"] == pytest.approx((0.0, 0.0), abs=1e-12)
+
+
+def test_covariate_shift_weights_follow_production_prompts():
+    rng = np.random.default_rng(0)
+    n = 200
+    long = rng.random(n) < 0.5
+    prompts = ["x" * (2000 if is_long else 20) + str(i) for i, is_long in enumerate(long)]
+    a = np.ones(n)
+    b = np.where(long, 1.0, 0.0)  # B fails only on short prompts
+    evals = pd.concat([_binary("w", "A", a, prompts), _binary("w", "B", b, prompts)], ignore_index=True)
+    prod = pd.DataFrame({"workflow_tag": "w", "prompt": ["y" * 2100] * 90 + ["z" * 25] * 10})
+    moves = pd.DataFrame({"workflow_tag": ["w"], "from_model": ["A"], "to_model": ["B"], "requests": [100]})
+    traffic = pd.DataFrame({"workflow_tag": ["w"], "requests": [100]})
+    plain = policy_accuracy_impact(moves, traffic, evals, n_boot=200)
+    shifted = policy_accuracy_impact(moves, traffic, evals, prod_prompts=prod, n_boot=200)
+    assert plain["accuracy_delta_pp"] == pytest.approx(-100 * (~long).mean())
+    # Production is 90% long prompts, where B loses nothing: the reweighted drop must be much smaller.
+    assert shifted["accuracy_delta_pp"] > plain["accuracy_delta_pp"] / 2
+    assert shifted["workflows"][0]["weighting"] == "post-stratification + covariate shift"
+    assert shifted["workflows"][0]["kish_ess"] < n
+
+
+def test_kish_ess():
+    assert kish_ess([1, 1, 1, 1]) == 4
+    assert kish_ess([3, 1]) == pytest.approx(16 / 10)
+
+
+def test_non_inferiority_verdicts():
+    assert non_inferiority((-1.0, 1.0), 2)["verdict"] == "pass"
+    assert non_inferiority((-2.0, 1.0), 2)["verdict"] == "pass"  # lower bound exactly at -margin passes
+    fail = non_inferiority((-3.0, -2.5), 2)
+    assert fail["verdict"] == "fail" and not fail["passed"]
+    und = non_inferiority((-2.5, 0.5), 2, delta_pp=-1.0, variance_per_sample=0.1, n_now=100)
+    # n = (1.959964 + 0.841621)^2 * 0.1 / 0.01^2 = 7848.88 -> 7849 - 100 more.
+    assert und["verdict"] == "undecided" and not und["passed"] and und["n_more"] == 7749
+    assert "7,749 more paired eval samples" in und["detail"] and "\n" not in und["detail"]
+    assert samples_needed(-0.02, 0.02, 0.1) == float("inf")

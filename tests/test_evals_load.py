@@ -1,0 +1,79 @@
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from simulator.errors import InputError
+from simulator.evals.load import load_eval_samples
+
+CSV = """sample_id,model,correct,workflow_tag,output_tokens
+s1,m-a,1,qa,10
+s1,m-b,0,qa,12
+s2,m-a,True,qa,
+s2,m-b,maybe,qa,5
+s3,m-a,1,qa,-5
+,m-a,1,qa,3
+s1,m-a,0,qa,4
+"""
+
+
+def test_csv_rejects_are_accounted(tmp_path):
+    path = tmp_path / "evals.csv"
+    path.write_text(CSV)
+    result = load_eval_samples(path)
+    assert result.rows_read == 7
+    assert result.rows_loaded == 3
+    assert result.rows_read == result.rows_loaded + result.rows_rejected
+    rows = {r["row"]: r["reason"] for r in result.rejects}
+    assert set(rows) == {4, 5, 6, 7}
+    assert "correct must be 0/1" in rows[4]
+    assert "output_tokens must be an integer >= 0" in rows[5]
+    assert "sample_id is empty" in rows[6]
+    assert "duplicate" in rows[7]
+    assert all(r["source"] == str(path) for r in result.rejects)
+    s = result.samples
+    assert list(s["correct"]) == [1.0, 0.0, 1.0]
+    assert list(s["score"]) == [1.0, 0.0, 1.0]
+    assert s["output_tokens"].tolist()[:2] == [10, 12] and pd.isna(s["output_tokens"].iloc[2])
+
+
+def test_jsonl_gz_scores_and_bad_json(tmp_path):
+    path = tmp_path / "evals.jsonl.gz"
+    lines = [json.dumps({"sample_id": "a", "model": "m", "score": 0.25}), "{not json",
+             json.dumps({"sample_id": "b", "model": "m", "score": 1.5}), json.dumps([1, 2]),
+             json.dumps({"sample_id": "c", "model": "m", "score": 0.5, "prompt": "hi", "cost_usd": 0.001})]
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    result = load_eval_samples([path])
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (5, 2, 3)
+    assert [r["row"] for r in result.rejects] == [2, 3, 4]
+    assert "score must be a number in [0, 1]. Got 1.5 instead." in result.rejects[1]["reason"]
+    assert result.samples["correct"].isna().all()
+    assert result.samples["score"].tolist() == [0.25, 0.5]
+
+
+def test_parquet_roundtrip(tmp_path):
+    frame = pd.DataFrame({"sample_id": ["1", "2"], "model": ["x", "x"], "correct": [1, 0], "workflow_tag": ["w", None]})
+    path = tmp_path / "e.parquet"
+    frame.to_parquet(path)
+    out = load_eval_samples(path).samples
+    assert out["workflow_tag"].tolist() == ["w", None]
+    assert out["correct"].tolist() == [1.0, 0.0]
+
+
+def test_missing_required_column_is_one_line_input_error(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("sample,model,correct\n1,a,1\n")
+    with pytest.raises(InputError) as err:
+        load_eval_samples(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "`sample_id` is missing" in message and "Did you mean 'sample'?" in message
+
+
+def test_missing_outcome_column(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("sample_id,model,corect\n1,a,1\n")
+    with pytest.raises(InputError, match="needs a `correct`"):
+        load_eval_samples(path)

