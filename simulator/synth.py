@@ -8,18 +8,15 @@ is data: ``simulator/data/synth_profile.yaml``; datasets/README.md documents eve
 Token counts: ``prompt`` holds the latest user turn; the workflow's system prompt is identified by ``prefix_hash``
 (text in ``prefixes.parquet``) and earlier turns by ``metadata.history_tokens``. For every successful row
 ``input_tokens == prefix_tokens + reported(prompt) + history_tokens``, where ``reported`` is the exact o200k count
-(tiktoken with the o200k vocabulary packaged in bpe-openai) times the served model's tokenizer ratio for the
+(``simulator.tokens.backends.load_o200k``: tiktoken with bpe-openai's o200k vocabulary) times the served model's tokenizer ratio for the
 content class (1.0 for OpenAI; calibrated ratios for Claude, see the profile).
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import gzip
 import hashlib
 import importlib.resources
-import importlib.util
 import json
 import zlib
 from pathlib import Path
@@ -31,21 +28,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from simulator import synth_text
-from simulator.errors import InputError, TokenizerError
+from simulator.errors import InputError
 from simulator.models import split_model_id
-
-O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-_O200K_PAT = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]
-)
 
 TRAFFIC_SCHEMA = pa.schema(
     [
@@ -93,34 +77,14 @@ _DOC_POOL_SIZE = 300
 
 
 @functools.lru_cache(maxsize=1)
-def o200k_encoding():
-    """tiktoken's o200k_base built from bpe-openai's packaged vocabulary (no download; sha256-checked)."""
-    import tiktoken
+def _o200k():
+    from simulator.tokens.backends import load_o200k  # tiktoken + bpe-openai's packaged vocab, sha256-checked
 
-    # Locate the file without importing bpe_openai: its __init__ eagerly loads three vocabularies.
-    spec = importlib.util.find_spec("bpe_openai")
-    try:
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("package bpe_openai is not installed")
-        vocab = Path(list(spec.submodule_search_locations)[0]) / "data" / "o200k_base.tiktoken.gz"
-        raw = gzip.decompress(vocab.read_bytes())
-    except (FileNotFoundError, OSError) as exc:
-        raise TokenizerError(
-            f"o200k vocabulary not found in the bpe-openai package ({exc}). Install bpe-openai>=0.1.4."
-        ) from None
-    if hashlib.sha256(raw).hexdigest() != O200K_SHA256:
-        raise TokenizerError("bpe-openai's o200k_base.tiktoken.gz has an unexpected sha256. Reinstall bpe-openai.")
-    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.splitlines() if line)}
-    return tiktoken.Encoding(
-        name="o200k_base_bpe_openai",
-        pat_str=_O200K_PAT,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    )
+    return load_o200k()
 
 
 def _count_o200k(texts: list[str]) -> np.ndarray:
-    return np.array([len(t) for t in o200k_encoding().encode_ordinary_batch(texts, num_threads=2)], dtype=np.int64)
+    return _o200k().count_batch(texts)
 
 
 def load_profile(path: str | Path | None = None) -> dict:
@@ -200,44 +164,6 @@ def _pick(rng: np.random.Generator, weights: dict, size: int) -> np.ndarray:
     """Indices into ``list(weights)`` drawn with the given (normalised) weights."""
     p = np.asarray(list(weights.values()), dtype=np.float64)
     return rng.choice(len(p), size=size, p=p / p.sum())
-
-
-def _unit_prices(models: list[str], profile: dict, when: pd.Timestamp) -> dict[str, tuple[float, float, float, float]]:
-    """USD per token (input, output, cache read, cache write) per gateway model id at ``when``.
-
-    Uses ``simulator.pricing.Catalog`` when present (the project catalog); until it lands, genai-prices directly.
-    """
-    try:
-        from simulator.pricing import Catalog  # type: ignore[attr-defined]
-    except ImportError:
-        Catalog = None
-    out = {}
-    if Catalog is not None:
-        catalog = Catalog.load()
-        for m in models:
-            p = catalog.unit_prices(m, when)
-            out[m] = tuple(
-                float(p[k] or 0.0) / 1e6 for k in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
-            )
-        return out
-    from genai_prices import Usage, calc_price
-
-    mtok = 1_000_000
-    for m in models:
-        account, name = split_model_id(m)
-        provider = profile["pricing_account_map"][account]
-
-        def price(**usage) -> float:
-            calc = calc_price(Usage(**usage), name, provider_id=provider, genai_request_timestamp=when.to_pydatetime())
-            return float(calc.total_price) / mtok
-
-        out[m] = (
-            price(input_tokens=mtok),
-            price(output_tokens=mtok),
-            price(input_tokens=mtok, cache_read_tokens=mtok),
-            price(input_tokens=mtok, cache_write_tokens=mtok),
-        )
-    return out
 
 
 def _exclusive_cumsum_by_group(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
@@ -471,14 +397,11 @@ def generate(
         arr[~ok] = 0
 
     # ---- recorded cost (catalog prices, one model deliberately off) and latency
-    prices = _unit_prices(model_names, profile, start_ts)
-    p = np.array([prices[m] for m in model_names])[model_r]  # n x 4
-    cost = (
-        (input_tokens - cache_read - cache_write) * p[:, 0]
-        + output_tokens * p[:, 1]
-        + cache_read * p[:, 2]
-        + cache_write * p[:, 3]
-    )
+    from simulator.pricing import Catalog  # the project catalog (genai-prices plus tfysim's dated overrides)
+
+    model_str = np.array(model_names, dtype=object)[model_r]
+    ts_ns = start_ns + np.rint(t_s * 1e6).astype(np.int64) * 1000  # microsecond resolution, like most gateway logs
+    cost = Catalog.load().cost_usd(model_str, ts_ns, input_tokens, output_tokens, cache_read, cache_write)
     factor = np.array([profile["recorded_cost_factor"].get(m, 1.0) for m in model_names])[model_r]
     cost = cost * factor
 
@@ -492,7 +415,6 @@ def generate(
     latency = np.round(np.where(ok, latency, err_latency), 1)
 
     # ---- text columns
-    ts_ns = start_ns + np.rint(t_s * 1e6).astype(np.int64) * 1000  # microsecond resolution, like most gateway logs
     clients = {"support": "zendesk-app", "platform": "ci-bot", "search": "search-web", "data": "airflow", "marketing": "cms-plugin"}
     agent_clients = np.array(["claude-code", "cursor", "internal-agent"], dtype=object)
     sess_client = np.array([clients[wfs[w]["team"]] for w in sess_wf], dtype=object)
@@ -504,7 +426,6 @@ def generate(
         f'{{"client":"{c}","content_class":"{classes[k]}","env":"prod","history_tokens":{h},"region":"{r}","turn":{t + 1}}}'
         for c, k, h, r, t in zip(client_r, class_r, history.tolist(), region, turn.tolist())
     ]
-    model_str = np.array(model_names, dtype=object)[model_r]
     requested = np.array([w["requested_model"] or "" for w in wfs], dtype=object)[wf_r]
     requested = np.where(requested == "", np.array([split_model_id(m)[1] for m in model_names], dtype=object)[model_r], requested)
 

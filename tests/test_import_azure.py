@@ -12,13 +12,9 @@ import pytest
 from simulator.errors import InputError
 from simulator.importers.azure import import_azure
 
-ROOT = Path(__file__).resolve().parents[1]
-_CANDIDATES = (ROOT.parent / "shared" / "data", Path("/work/shared/data"))
-DATA = next((p / "azure-llm-inference-2023" for p in _CANDIDATES if (p / "azure-llm-inference-2023").is_dir()), None)
-SLICE = ROOT / "datasets" / "azure"
-needs_data = pytest.mark.skipif(
-    DATA is None, reason="Azure trace not found in ../shared/data or /work/shared/data (full-file checks need it)"
-)
+from tests.shared_data import REPO, shared_data
+
+SLICE = REPO / "datasets" / "azure"
 
 
 def _raw(path: Path):
@@ -30,10 +26,9 @@ def _raw(path: Path):
     return len(rows), sum(int(r["ContextTokens"]) for r in rows), sum(int(r["GeneratedTokens"]) for r in rows), first, last
 
 
-@needs_data
 @pytest.mark.parametrize("kind,rows", [("code", 8_819), ("conv", 19_366)])
 def test_full_trace_counts_and_token_sums(kind, rows):
-    path = DATA / f"AzureLLMInferenceTrace_{kind}.csv"
+    path = shared_data("azure-llm-inference-2023") / f"AzureLLMInferenceTrace_{kind}.csv"  # skips when absent
     n, ctx, gen, first, last = _raw(path)
     assert n == rows
     traffic, rejects = import_azure(path, "openai-main/gpt-4o-mini")
