@@ -1,1 +1,3 @@
-"""Importers that turn third-party evaluation layouts into tfysim's long eval-sample format."""
+"""Importers: third-party traces and evaluation layouts -> tfysim's canonical traffic table or long eval-sample format.
+
+Each documents the rules for the fields its source lacks."""
