@@ -55,9 +55,34 @@ def accuracy_fields(p, cand, o, evals, scenario) -> dict[str, Any]:
         "accuracy_delta_ci95": impact["accuracy_delta_ci95"],
         "accuracy": {k: v for k, v in impact.items() if k not in ("accuracy_delta_pp", "accuracy_delta_ci95")},
     }
-    if margin is not None and impact["accuracy_delta_ci95"] is not None:
-        out["accuracy_verdict"] = impact_gate(impact, margin)
-    elif margin is not None:
-        out["accuracy_verdict"] = {"verdict": "undecided", "passed": False,
-                                   "detail": "no eval evidence for the moved traffic; add labeled eval samples"}
+    per_workflow = []
+    for workflow in sorted(moves["workflow_tag"].unique()):
+        sub = policy_accuracy_impact(moves[moves["workflow_tag"] == workflow],
+                                     traffic[traffic["workflow_tag"] == workflow], evals.samples,
+                                     prod_prompts=prompts, seed=scenario.seed)
+        entry = {"workflow_tag": workflow, "moved_share": sub["moved_share"],
+                 "accuracy_delta_pp": sub["accuracy_delta_pp"], "accuracy_delta_ci95": sub["accuracy_delta_ci95"],
+                 "coverage_share": sub["coverage_share"], "n_paired": sub["n_paired"]}
+        if margin is not None:
+            entry["gate"] = (impact_gate(sub, margin) if sub["accuracy_delta_ci95"] is not None else
+                             {"verdict": "undecided", "passed": False,
+                              "detail": "no eval evidence; add labeled eval samples for this workflow"})
+        per_workflow.append(entry)
+    out["accuracy"]["by_workflow"] = per_workflow
+    if margin is not None:
+        out["accuracy_verdict"] = _combined_verdict(per_workflow, margin)
     return out
+
+
+def _combined_verdict(per_workflow: list[dict[str, Any]], margin: float) -> dict[str, Any]:
+    """The gate holds per workflow: each workflow's own accuracy change (its moved share x the paired delta) must
+    keep its lower 95% bound >= -margin. Diluting a large drop in one workflow over all traffic is not allowed."""
+    failing = [w for w in per_workflow if not w["gate"]["passed"]]
+    if not failing:
+        worst = min(per_workflow, key=lambda w: w["accuracy_delta_ci95"][0])
+        return {"verdict": "pass", "passed": True,
+                "detail": f"every moved workflow within -{margin:g} pp; tightest {worst['workflow_tag']}: "
+                          + worst["gate"]["detail"]}
+    verdict = "fail" if any(w["gate"]["verdict"] == "fail" for w in failing) else "undecided"
+    parts = [f"{w['workflow_tag']}: {w['gate']['detail']}" for w in failing]
+    return {"verdict": verdict, "passed": False, "detail": " | ".join(parts)}

@@ -63,8 +63,11 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--strict", is_flag=True, help="Fail (exit 2) when any row is rejected.")
 @click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
 @click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
-def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts) -> None:
+@click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
+def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates) -> None:
     """Replay a scenario's traffic through its candidate policies and write the reports.
+
+    Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
@@ -81,7 +84,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
         from simulator.writer import console_summary
 
         click.echo(console_summary(result, written))
-    if not result.gates_passed:
+    if check_gates and not result.gates_passed:
         sys.exit(EXIT_GATE)
 
 
@@ -154,6 +157,151 @@ def validate(scenario) -> None:
     from simulator.api import validate_scenario
 
     click.echo(validate_scenario(scenario))
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Convert public traces and eval sets into tfysim's tables (Parquet)."""
+
+
+def _write_import(frame, out: Path, rejects, stats: dict | None = None) -> None:
+    from simulator.output import write_parquet
+
+    write_parquet(out, frame)
+    n_rej = len(rejects) if rejects is not None else 0
+    extra = "".join(f", {k}={v}" for k, v in (stats or {}).items() if isinstance(v, int) and k != "rows_read")
+    click.echo(f"wrote {out}: {len(frame):,} rows, {n_rej:,} rejected{extra}")
+
+
+@import_group.command("azure")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", required=True, help="Gateway model id to assign (the trace has none).")
+@click.option("--start", help="Re-base the trace to start at this ISO time (default: its own timestamps, UTC).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_azure_cmd(file, model, start, out) -> None:
+    """Azure LLM inference trace 2023 CSV (CC-BY-4.0) -> canonical traffic.
+
+    Example: tfysim import azure AzureLLMInferenceTrace_conv.csv --model openai-main/gpt-4o --out conv.parquet
+    """
+    from simulator.importers.azure import import_azure
+
+    frame, rejects = import_azure(file, model, start)
+    _write_import(frame, out, rejects)
+
+
+@import_group.command("mooncake")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", required=True, help="Gateway model id to assign (the trace has none).")
+@click.option("--start", help="ISO time of the trace's millisecond 0 (default 2024-01-01T00:00:00Z).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_mooncake_cmd(file, model, start, out) -> None:
+    """Mooncake-format JSONL (hash_ids of 512-token blocks) -> canonical traffic with prefix_blocks.
+
+    Example: tfysim import mooncake synthetic_trace.jsonl --model anthropic-main/claude-haiku-4-5 --out mc.parquet
+    """
+    from simulator.importers.mooncake import import_mooncake
+
+    frame, rejects = import_mooncake(file, model, start)
+    _write_import(frame, out, rejects)
+
+
+@import_group.command("routellm")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+@click.option("--keep-contaminated", is_flag=True, help="Keep prompts that overlap RouteLLM's training data.")
+def import_routellm_cmd(directory, out, keep_contaminated) -> None:
+    """RouteLLM evaluation layout (MMLU, GSM8K, MT-Bench) -> long eval samples.
+
+    Example: tfysim import routellm ../shared/data/routellm-evals --out evals.parquet
+    """
+    from simulator.importers.routellm import import_routellm
+
+    frame, stats = import_routellm(directory, exclude_contaminated=not keep_contaminated)
+    _write_import(frame, out, None, stats)
+
+
+@import_group.command("routerbench")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_routerbench_cmd(files, out) -> None:
+    """RouterBench-style wide tables (one score column per model) -> long eval samples.
+
+    Example: tfysim import routerbench routerbench_0shot.csv --out evals.parquet
+    """
+    from simulator.importers.routerbench import import_routerbench
+
+    frame, stats = import_routerbench(list(files))
+    _write_import(frame, out, None, stats)
+
+
+@cli.group("datasets")
+def datasets_group() -> None:
+    """Bundled and generated data sets."""
+
+
+@datasets_group.command("generate")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="Days of traffic.")
+@click.option("--requests", "requests", default=40_000, show_default=True, type=click.IntRange(1),
+              help="Number of requests.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Random seed.")
+@click.option("--start", default="2026-11-16T00:00:00Z", show_default=True, help="ISO start (UTC).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+def datasets_generate(days, requests, seed, start, out) -> None:
+    """Generate a realistic gateway week (traffic, eval samples, system prompts) as Parquet.
+
+    Example: tfysim datasets generate --days 7 --requests 40000 --seed 0 --out /tmp/week
+    """
+    from simulator.synth import write_dataset
+
+    paths = write_dataset(out, days=days, requests=requests, seed=seed, start=start)
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command()
+@click.option("--traffic", "traffic", multiple=True, required=True, help="Traffic file, directory or glob.")
+@click.option("--from", "from_model", required=True, help="Model id the traffic was recorded on.")
+@click.option("--to", "to_model", required=True, help="Model id to translate to.")
+@click.option("--by", type=click.Choice(["workflow_tag", "team", "project", "content_type"]), help="Group by.")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--timezone", help="IANA zone for timestamps without an offset.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def drift(traffic, from_model, to_model, by, pricing, timezone, as_json) -> None:
+    """Tokenizer drift: the same prompts counted on another model version, and what it costs.
+
+    Example: tfysim drift --traffic datasets/sample/traffic.parquet --from anthropic-main/claude-opus-4-6
+    --to anthropic-main/claude-opus-4-7 --by content_type
+    """
+    from simulator.drift_cli import drift_command
+
+    report = drift_command(list(traffic), from_model, to_model, by, pricing, timezone)
+    if as_json:
+        _echo_json(report)
+        return
+    from simulator.drift_cli import drift_table
+
+    click.echo(drift_table(report))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--max-accuracy-drop-pp", type=click.FloatRange(0), help="Non-inferiority margin (default: the "
+              "scenario's gate, else 2).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the candidate YAML here.")
+def recommend(scenario, max_accuracy_drop_pp, out) -> None:
+    """Per workflow, the cheapest target with eval evidence whose non-inferiority holds, as a candidate.
+
+    Example: tfysim recommend scenarios/premium-review.yaml --max-accuracy-drop-pp 2
+    """
+    from simulator.recommend_cli import recommend_scenario
+
+    text = recommend_scenario(scenario, max_accuracy_drop_pp)
+    if out:
+        from simulator.output import write_text
+
+        write_text(out, text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

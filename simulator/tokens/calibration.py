@@ -142,6 +142,20 @@ def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH) -> dict[tuple[str, str
     return ratios
 
 
+#: A fitted ratio is only trusted inside this range and with this much precision; otherwise the traffic does not
+#: explain its token counts (e.g. the prompt column holds only part of what was billed) and defaults are used.
+PLAUSIBLE_RATIO = (0.25, 4.0)
+MAX_RELATIVE_HALFWIDTH = 0.25
+
+
+def plausible(estimate: RatioEstimate) -> bool:
+    """Whether a fitted ratio is usable: in PLAUSIBLE_RATIO, with a finite interval at most 25% wide either side."""
+    low, high = PLAUSIBLE_RATIO
+    if not (low <= estimate.ratio <= high) or not (estimate.ci_low > 0 and math.isfinite(estimate.ci_high)):
+        return False
+    return (estimate.ci_high - estimate.ci_low) / 2 <= MAX_RELATIVE_HALFWIDTH * estimate.ratio
+
+
 def _fit_groups(
     tokenizer_ids: np.ndarray,
     content: np.ndarray,
@@ -156,7 +170,9 @@ def _fit_groups(
         for ct in (*CONTENT_TYPES, ALL):
             mask = rows if ct == ALL else rows & (content == ct)
             if mask.sum() >= min_rows and np.ptp(reference_tokens[mask]) > 0:
-                fitted[(tokenizer_id, ct)] = fit_ratio(reference_tokens[mask], provider_tokens[mask], source=source)
+                estimate = fit_ratio(reference_tokens[mask], provider_tokens[mask], source=source)
+                if plausible(estimate):
+                    fitted[(tokenizer_id, ct)] = estimate
     return fitted
 
 
