@@ -179,7 +179,7 @@ def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: 
         "budgets": o.budget_report,
         "rate_limits": o.rate_limit_report,
         "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, o),
+        "assumptions": _assumptions(cand, o, metrics.window_days(p.ts)),
     }
     policy.update(o.extras)
     if eval_data is not None:
@@ -189,7 +189,7 @@ def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: 
     return policy
 
 
-def _assumptions(cand: Candidate, o: Outcome) -> list[str]:
+def _assumptions(cand: Candidate, o: Outcome, days: float) -> list[str]:
     out = list(o.assumptions)
     if o.changed.any():
         if not cand.prompt_caching:
@@ -203,6 +203,9 @@ def _assumptions(cand: Candidate, o: Outcome) -> list[str]:
     if cand.budgets or cand.rate_limits:
         out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
     out.append("monthly figures scale the traffic window to 30 days")
+    if days < 1.0:
+        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
+                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
     return out
 
 

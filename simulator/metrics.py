@@ -19,6 +19,7 @@ UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 _NS_PER_DAY = 86_400 * 10**9
 MONTH_DAYS = 30.0
+MIN_BLOCKS = 24  # fewer bootstrap blocks than this and the interval is too coarse to mean anything
 
 
 def r6(x: float) -> float:
@@ -76,6 +77,9 @@ def bootstrap_monthly(p: Prepared, savings: np.ndarray, unit: str, draws: int, s
         block, _ = pd.factorize(ids, sort=True)
     else:
         size = 3600 * 10**9 if unit == "hour" else _NS_PER_DAY
+        span = int(p.ts.max() - p.ts.min()) + 1
+        if span // size < MIN_BLOCKS:  # a short window: cut it into MIN_BLOCKS equal blocks instead
+            size = max(span // MIN_BLOCKS, 1)
         block = (p.ts - p.ts.min()) // size
         _, block = np.unique(block, return_inverse=True)
     sums = np.bincount(block, weights=savings)
