@@ -105,6 +105,8 @@ def load_traffic(
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": [], "_row": []})
     good, bad = normalize(combined, timezone=timezone, now=now)
     reject_frame = pd.DataFrame(rejects + bad, columns=list(REJECT_COLUMNS))
+    ids = reject_frame["request_id"].astype(object)
+    reject_frame["request_id"] = ids.where(ids.notna(), None)  # None, not NaN, for rows without an id
     reject_frame = reject_frame.sort_values(["source", "row"], kind="stable").reset_index(drop=True)
     if len(good) == 0:
         top = reject_frame["reason"].value_counts().index[0] if len(reject_frame) else "no rows"
@@ -150,7 +152,8 @@ def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Reje
         rej.add(~missing & np.isfinite(num) & (np.floor(num) != num), f"{name} must be a whole number of tokens")
         rej.add(~missing & (num > 2**53), f"{name} is implausibly large")
     fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
-    out = np.where(missing | ~np.isfinite(num), fill, num)
+    with np.errstate(invalid="ignore"):
+        out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > 2**53), fill, num)
     return out.astype(np.int64)
 
 
@@ -215,7 +218,9 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
                 "epoch timestamp looks like seconds; expected milliseconds since 1970")
         ok = np.isfinite(ms) & (ms >= 1e11) & (ms < 1e14)
         rej.add(np.isin(np.arange(n), idx[~ok]), "epoch timestamp must be milliseconds since 1970")
-        out[idx[ok]] = np.round(ms[ok] * 1e6).astype(np.int64)
+        # ms * 1e6 in float64 would be off by up to ~128 ns at today's epochs; scale the whole part as integers.
+        whole = np.floor(ms[ok])
+        out[idx[ok]] = whole.astype(np.int64) * 1_000_000 + np.round((ms[ok] - whole) * 1e6).astype(np.int64)
     strings = ~missing & ~epoch
     if strings.any():
         s = text[strings]
