@@ -286,6 +286,7 @@ ROWS = pd.DataFrame({
     "prefix_hash": ["h-sys", None, None, "h-sys"],
     "prefix_tokens": [1024, 0, 0, 1024],
     "prefix_blocks": [["b1", "b2"], None, None, ["b1"]],
+    "block_tokens": [512, 0, 0, 512],
 })
 
 
