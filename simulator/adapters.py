@@ -204,7 +204,8 @@ def truefoundry_spans(frame: pd.DataFrame) -> pd.DataFrame:
     _usage_zero_on_failure(out, failed)
     meta = get("tfy.request.metadata").map(_json_obj)  # metadata keys win, as in the analytics table
     out["user_id"] = _first(_meta_key(meta, "user_id"), get("tfy.request.created_by_subject"))
-    out["session_id"] = _first(_meta_key(meta, "session_id"), get("tfy.request.conversation_id", "gen_ai.conversation.id"))
+    out["session_id"] = _first(_meta_key(meta, "session_id"),
+                               get("tfy.request.conversation_id", "gen_ai.conversation.id"))
     _promote_metadata(out, get("tfy.request.metadata"))
     span_type = get("tfy.span_type")
     is_model = span_type.isna() | (span_type == "Model")

@@ -195,7 +195,8 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             return np.where(nat, 0, _ns(values.fillna(pd.Timestamp(0, tz="UTC"))))
         if timezone is None:
-            rej.add(np.ones(n, bool), "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
+            rej.add(np.ones(n, bool),
+                    "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
             return out
         local = values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
         bad = local.isna().to_numpy()

@@ -177,7 +177,8 @@ LITELLM_ROWS = [
     ("chatcmpl-9f1c2d3e4a5b", ts("2026-11-02 11:00:00"), "openai/gpt-4o-2024-08-06", "gpt-4o",
      1200, 125, 1024, 0, 0.0041, 1234.0, 200, "alice@example.com", "team-search", "platform-search",
      "classify-intent", None,
-     '{"user_api_key_alias": "search-svc", "user_api_key_team_alias": "search", "user_api_key_team_id": "team-search"}'),
+     '{"user_api_key_alias": "search-svc", "user_api_key_team_alias": "search", '
+     '"user_api_key_team_id": "team-search"}'),
     ("chatcmpl-a0b1c2d3e4f5", ts("2026-11-02 11:05:00.500"), "anthropic/claude-sonnet-4-5-20250929", "claude-sonnet",
      2600, 300, 1800, 600, 0.01029, 2500.0, 200, "bob@example.com", "team-support", "helpdesk", "ticket-triage",
      "sess-77", '{"user_api_key_alias": "support-svc", "user_api_key_team_id": "team-support"}'),
