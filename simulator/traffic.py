@@ -105,6 +105,8 @@ def load_traffic(
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": [], "_row": []})
     good, bad = normalize(combined, timezone=timezone, now=now)
     reject_frame = pd.DataFrame(rejects + bad, columns=list(REJECT_COLUMNS))
+    ids = reject_frame["request_id"].astype(object)
+    reject_frame["request_id"] = ids.where(ids.notna(), None)  # None, not NaN, for rows without an id
     reject_frame = reject_frame.sort_values(["source", "row"], kind="stable").reset_index(drop=True)
     if len(good) == 0:
         top = reject_frame["reason"].value_counts().index[0] if len(reject_frame) else "no rows"
@@ -149,8 +151,10 @@ def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Reje
         rej.add(~missing & (num < 0), f"{name} must be >= 0")
         rej.add(~missing & np.isfinite(num) & (np.floor(num) != num), f"{name} must be a whole number of tokens")
         rej.add(~missing & (num > 2**53), f"{name} is implausibly large")
-    out = np.where(missing | ~np.isfinite(num), default, num)
-    return np.nan_to_num(out, nan=default).astype(np.int64)
+    fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
+    with np.errstate(invalid="ignore"):
+        out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > 2**53), fill, num)
+    return out.astype(np.int64)
 
 
 def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> np.ndarray:
@@ -184,11 +188,15 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
     """UTC nanoseconds since the epoch; rows that cannot be placed in time are rejected."""
     n = len(values)
     out = np.zeros(n, dtype=np.int64)
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return _ns(values)
-    if pd.api.types.is_datetime64_dtype(values.dtype):
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        # Typed columns (Parquet, OTLP nanoseconds): NaT is a missing timestamp, not the year 1677.
+        nat = values.isna().to_numpy()
+        rej.add(nat, "timestamp is missing")
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            return np.where(nat, 0, _ns(values.fillna(pd.Timestamp(0, tz="UTC"))))
         if timezone is None:
-            rej.add(np.ones(n, bool), "timestamp has no time zone; set timezone: in the scenario")
+            rej.add(np.ones(n, bool),
+                    "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
             return out
         local = values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
         bad = local.isna().to_numpy()
@@ -204,10 +212,16 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
     epoch = is_num | digits
     if epoch.any():
         ms = pd.to_numeric(obj[epoch].astype(str), errors="coerce").to_numpy(dtype=np.float64)
-        ok = np.isfinite(ms) & (ms >= 0) & (ms < 1e14)
         idx = np.flatnonzero(epoch)
+        # Below 1e11 ms (before March 1973) the value is almost surely epoch seconds; reject instead of landing in 1970.
+        seconds = np.isfinite(ms) & (ms >= 0) & (ms < 1e11)
+        rej.add(np.isin(np.arange(n), idx[seconds]),
+                "epoch timestamp looks like seconds; expected milliseconds since 1970")
+        ok = np.isfinite(ms) & (ms >= 1e11) & (ms < 1e14)
         rej.add(np.isin(np.arange(n), idx[~ok]), "epoch timestamp must be milliseconds since 1970")
-        out[idx[ok]] = np.round(ms[ok] * 1e6).astype(np.int64)
+        # ms * 1e6 in float64 would be off by up to ~128 ns at today's epochs; scale the whole part as integers.
+        whole = np.floor(ms[ok])
+        out[idx[ok]] = whole.astype(np.int64) * 1_000_000 + np.round((ms[ok] - whole) * 1e6).astype(np.int64)
     strings = ~missing & ~epoch
     if strings.any():
         s = text[strings]
@@ -226,8 +240,11 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
             else:
                 parsed = pd.to_datetime(s[naive], errors="coerce", format="ISO8601")
                 local = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+                parsed_ok = parsed.notna().to_numpy()
                 ok = local.notna().to_numpy()
-                rej.add(np.isin(np.arange(n), idx[naive][~ok]), "timestamp is not a valid ISO-8601 date-time")
+                rej.add(np.isin(np.arange(n), idx[naive][~parsed_ok]), "timestamp is not a valid ISO-8601 date-time")
+                rej.add(np.isin(np.arange(n), idx[naive][parsed_ok & ~ok]),
+                        f"timestamp does not exist or is ambiguous in time zone {timezone} (DST change)")
                 out[idx[naive][ok]] = _ns(local[ok])
     return out
 
@@ -337,8 +354,17 @@ def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timesta
     source = col("_source").astype(object).to_numpy()
     row = pd.to_numeric(col("_row"), errors="coerce").fillna(0).to_numpy(dtype=np.int64)
 
-    # Duplicates: the first in (timestamp, request_id, source, row) order is kept, later copies are rejected.
-    order = np.lexsort((row, source.astype(str), request_id.astype(str), ts))
+    # Duplicates: the first in (timestamp, request_id, content, source, row) order is kept, later copies are
+    # rejected. Ordering by content before position makes the kept row independent of input row order and of how
+    # the rows are split across files.
+    content = np.zeros(n, dtype=np.uint64)
+    ok_rows = np.flatnonzero(~rej.bad)
+    repeated = ok_rows[pd.Series(request_id[ok_rows]).duplicated(keep=False).to_numpy()]
+    if len(repeated):
+        parts = pd.DataFrame({name: [repr(v) for v in out[name][repeated]] if name == "prefix_blocks"
+                              else out[name][repeated] for name in COLUMNS})
+        content[repeated] = pd.util.hash_pandas_object(parts, index=False).to_numpy()
+    order = np.lexsort((row, source.astype(str), content, request_id.astype(str), ts))
     ok_sorted = order[~rej.bad[order]]
     ids = pd.Series(request_id[ok_sorted])
     dup = ids.duplicated(keep="first").to_numpy()
