@@ -52,6 +52,13 @@ class CacheSimulator:
         frame = p.traffic.frame.iloc[covered].copy()
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
+        # Prefix sizes were counted on the recorded model: scale them like the request's input tokens.
+        scale = np.where(p.inp[covered] > 0, o.input_tokens[covered] / np.maximum(p.inp[covered], 1), 1.0)
+        moved = o.changed[covered] & (scale != 1.0)
+        if moved.any():
+            for col in ("prefix_tokens", "block_tokens"):
+                values = frame[col].to_numpy(np.int64)
+                frame[col] = np.where(moved, np.floor(values * scale).astype(np.int64), values)
         sims = []
         for i, rule in enumerate(cand.prompt_caching):
             sel = rule_of[covered] == i
