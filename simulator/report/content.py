@@ -249,7 +249,7 @@ def _savings_chart(policies: list[dict]):
         hi = np.array([(c[1] if c[1] is not None else v) - v for v, c in zip(vals, cis)])
         colors = ["#1a7f37" if gate_verdict(p) != "no gates" and not gate_verdict(p).startswith("FAILED") else
                   ("#cf222e" if gate_verdict(p).startswith("FAILED") else "#0969da") for p in policies[::-1]]
-        ax.barh(names, vals, xerr=[np.maximum(lo, 0), np.maximum(hi, 0)], color=colors, capsize=4)
+        ax.barh(names, vals, xerr=np.vstack([np.maximum(lo, 0), np.maximum(hi, 0)]), color=colors, capsize=4)
         ax.axvline(0, color="#57606a", linewidth=0.8)
         ax.set_xlabel("monthly savings (USD), bars = 95% interval; green passed gates, red failed")
         ax.set_title("Candidate routing policies")
