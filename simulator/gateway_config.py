@@ -548,10 +548,11 @@ def to_litellm(candidate: Candidate) -> tuple[dict[str, Any] | None, list[str]]:
                                    "model_info": {"id": f"{_rule_id(rule.id)}-{j}", "tfy_target": t.target}})
                 if t.retry_config is not None:
                     retries = max(retries, t.retry_config.attempts)
-        codes = sorted({c for t in rule.load_balance_targets for c in t.fallback_status_codes})
-        if codes != sorted(DEFAULT_FALLBACK_CODES) and len(rule.load_balance_targets) > 1:
-            not_expressible.append(f"rule '{rule.id}': fallback only on status codes {', '.join(codes)} "
-                                   "(LiteLLM retries other deployments of the group on any failure)")
+        for t in rule.load_balance_targets:
+            if list(t.fallback_status_codes) != list(DEFAULT_FALLBACK_CODES) and len(rule.load_balance_targets) > 1:
+                not_expressible.append(f"rule '{rule.id}': {t.target} falls back only on status codes "
+                                       f"{', '.join(t.fallback_status_codes)} (LiteLLM tries other deployments of "
+                                       "the group on any failure)")
     if not model_list:
         return None, not_expressible
     strategy = {"weight-based-routing": "simple-shuffle", "priority-based-routing": "simple-shuffle",

@@ -293,8 +293,8 @@ def test_litellm_weighted_candidate():
         ],
         "router_settings": {"routing_strategy": "simple-shuffle"},
     }
-    assert gaps == ["rule 'ab': fallback only on status codes 401, 403, 404, 429, 500, 502, 503 (LiteLLM retries "
-                    "other deployments of the group on any failure)"]
+    assert gaps == [f"rule 'ab': {HAIKU} falls back only on status codes 429, 503 (LiteLLM tries other deployments "
+                    "of the group on any failure)"]
 
 
 def test_portkey_weighted_candidate():

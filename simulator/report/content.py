@@ -243,13 +243,16 @@ def _savings_chart(policies: list[dict]):
     def draw(fig):
         ax = fig.add_subplot(111)
         names = [p["name"] for p in policies][::-1]
-        vals = np.array([p.get("monthly_savings_usd") or 0.0 for p in policies][::-1])
-        cis = [p.get("monthly_savings_ci95") or [v, v] for p, v in zip(policies[::-1], vals)]
-        lo = np.array([v - (c[0] if c[0] is not None else v) for v, c in zip(vals, cis)])
-        hi = np.array([(c[1] if c[1] is not None else v) - v for v, c in zip(vals, cis)])
+        vals = [p.get("monthly_savings_usd") or 0.0 for p in policies][::-1]
         colors = ["#1a7f37" if gate_verdict(p) != "no gates" and not gate_verdict(p).startswith("FAILED") else
                   ("#cf222e" if gate_verdict(p).startswith("FAILED") else "#0969da") for p in policies[::-1]]
-        ax.barh(names, vals, xerr=np.vstack([np.maximum(lo, 0), np.maximum(hi, 0)]), color=colors, capsize=4)
+        ax.barh(names, vals, color=colors, alpha=0.85)
+        for i, p in enumerate(policies[::-1]):
+            ci = p.get("monthly_savings_ci95")
+            if ci and ci[0] is not None:
+                # Interval drawn as a line: matplotlib's errorbar trips a NumPy 2 deprecation on array errors.
+                ax.hlines(i, ci[0], ci[1], color="#1b1f24", linewidth=1.5)
+                ax.vlines([ci[0], ci[1]], i - 0.15, i + 0.15, color="#1b1f24", linewidth=1.5)
         ax.axvline(0, color="#57606a", linewidth=0.8)
         ax.set_xlabel("monthly savings (USD), bars = 95% interval; green passed gates, red failed")
         ax.set_title("Candidate routing policies")
@@ -262,10 +265,9 @@ def _cost_quality_chart(points: list[dict]):
         ax = fig.add_subplot(111)
         for p in points:
             ci = p.get("accuracy_delta_ci95")
-            yerr = None
+            ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "o", color="#0969da")
             if ci and ci[0] is not None:
-                yerr = [[max(p["accuracy_delta_pp"] - ci[0], 0)], [max(ci[1] - p["accuracy_delta_pp"], 0)]]
-            ax.errorbar([p["savings_pct"]], [p["accuracy_delta_pp"]], yerr=yerr, fmt="o", capsize=4)
+                ax.vlines(p["savings_pct"], ci[0], ci[1], color="#0969da", linewidth=1.5)
             ax.annotate(p["name"], (p["savings_pct"], p["accuracy_delta_pp"]), textcoords="offset points",
                         xytext=(5, 5))
         ax.axhline(0, color="#57606a", linewidth=0.8)
