@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,8 @@ nav a{margin-right:.8rem}
 def _inline(text: str) -> str:
     """Escape text and turn `code` spans into <code>."""
     parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
 
 
 def to_html(doc: Document, chart_data: dict[str, str]) -> str:
