@@ -86,7 +86,7 @@ def _rule_id(rule_id: str) -> str:
     return out[:62].rstrip("-")
 
 
-def _when(when, *, rename_virtual_account: bool = False) -> dict[str, Any]:
+def _when(when) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if when.subjects:
         out["subjects"] = list(when.subjects)
@@ -520,12 +520,13 @@ def to_litellm(candidate: Candidate) -> tuple[dict[str, Any] | None, list[str]]:
 
     Each requested model of a rule becomes a model group (``model_name``) of its targets: weight-based ->
     ``simple-shuffle`` with ``weight``; priority-based -> ``order`` (1 = first); latency-based ->
-    ``latency-based-routing``. ``router_settings`` is global, so rules with different routing types cannot all be
-    expressed. None when no rule is expressible.
+    ``latency-based-routing``. Falling back to the other targets of a rule is LiteLLM's own behaviour within a model
+    group (retries pick another deployment), so no ``fallbacks`` (which link model *groups*) are needed.
+    ``router_settings`` is global, so rules with different routing types cannot all be expressed. None when no rule
+    is expressible.
     """
     not_expressible = _common_not_expressible(candidate)
     model_list: list[dict[str, Any]] = []
-    fallbacks: list[dict[str, list[str]]] = []
     types: list[str] = []
     retries = 0
     seen_aliases: set[str] = set()
@@ -565,8 +566,6 @@ def to_litellm(candidate: Candidate) -> tuple[dict[str, Any] | None, list[str]]:
                               else "simple-shuffle"}
     if retries:
         router["num_retries"] = retries
-    if fallbacks:
-        router["fallbacks"] = fallbacks
     return {"model_list": model_list, "router_settings": router}, not_expressible
 
 
