@@ -368,3 +368,7 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     cli()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m simulator.cli`
+    main()

@@ -133,16 +133,32 @@ class _Rejector:
         return ~pd.isna(self.reason)
 
 
+def _typed_number(values: pd.Series) -> bool:
+    """A numeric (not boolean) typed column, e.g. from Parquet: no per-element work needed."""
+    return pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
 def _missing(values: pd.Series) -> np.ndarray:
+    if _typed_number(values):
+        return values.isna().to_numpy(dtype=bool)
+    if isinstance(values.dtype, pd.StringDtype):
+        return (values.isna() | values.str.strip().eq("")).to_numpy(dtype=bool, na_value=True)
     obj = values.astype(object)
     return (obj.isna() | (obj.map(lambda v: isinstance(v, str) and v.strip() == ""))).to_numpy(dtype=bool)
 
 
-def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Rejector) -> np.ndarray:
-    missing = _missing(values)
+def _numbers(values: pd.Series, missing: np.ndarray) -> np.ndarray:
+    """float64 values; text that is not a number (and booleans) become NaN."""
+    if _typed_number(values):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
     is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
-    num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Rejector) -> np.ndarray:
+    missing = _missing(values)
+    num = _numbers(values, missing)
     if required:
         rej.add(missing, f"{name} is missing")
     rej.add(~missing & np.isnan(num), f"{name} must be an integer >= 0")
@@ -159,9 +175,7 @@ def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Reje
 
 def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> np.ndarray:
     missing = _missing(values)
-    is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
-    num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
-    num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    num = _numbers(values, missing)
     # NaN given explicitly ("NaN" text, JSON NaN, a float NaN in a typed column) is rejected; absent is allowed.
     explicit_nan = ~missing & np.isnan(num)
     rej.add(explicit_nan, f"{name} must be a finite number")
@@ -172,6 +186,10 @@ def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> n
 
 
 def _strings(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.StringDtype):
+        out = values.to_numpy(dtype=object, na_value=None)
+        out[values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)] = None
+        return out
     obj = values.astype(object)
     out = obj.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) or
                   (isinstance(v, str) and v.strip() == "") else (v if isinstance(v, str) else _scalar_str(v)))
