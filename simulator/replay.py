@@ -24,6 +24,7 @@ import pandas as pd
 
 from simulator import kernels
 from simulator.errors import ScenarioError
+from simulator.exact_sums import LatencySums
 from simulator.matching import RequestView, match
 from simulator.pricing import Catalog
 from simulator.scenario import Candidate, Outage, Rule
@@ -112,19 +113,16 @@ class Prepared:
 
     @cached_property
     def latency_model(self) -> dict[int, tuple[float, float]]:
-        """Per model: (ms per request, ms per output token) fitted on recorded successful requests."""
+        """Per model: (ms per request, ms per output token) fitted on recorded successful requests.
+
+        Exact least squares (:class:`simulator.exact_sums.LatencySums`), so chunked engines fit the same numbers.
+        """
         out: dict[int, tuple[float, float]] = {}
         ok = ~self.failed & np.isfinite(self.latency)
         for code in np.unique(self.model[ok]):
             sel = ok & (self.model == code)
-            y, x = self.latency[sel], self.out[sel].astype(np.float64)
-            if sel.sum() >= 20 and np.ptp(x) > 0:
-                slope, intercept = np.polyfit(x, y, 1)
-                if slope < 0:
-                    slope, intercept = 0.0, float(np.median(y))
-                out[int(code)] = (max(float(intercept), 0.0), float(slope))
-            else:
-                out[int(code)] = (float(np.median(y)), 0.0)
+            sums = LatencySums().add(self.out[sel], self.latency[sel])
+            out[int(code)] = sums.fit(float(np.median(self.latency[sel])) if sums.needs_median else None)
         return out
 
     def estimate_latency(self, codes: np.ndarray, out_tokens: np.ndarray) -> np.ndarray:
