@@ -35,6 +35,16 @@ _NS_PER_DAY = 86_400 * 10**9
 _WINDOW_NS = {"minute": 60 * 10**9, "hour": 3600 * 10**9, "day": _NS_PER_DAY}
 
 
+def mix_uniform(hashes: np.ndarray, stream: int) -> np.ndarray:
+    """Another independent U[0, 1) per row from 64-bit hashes (splitmix64 finaliser of hash + stream)."""
+    with np.errstate(over="ignore"):
+        z = hashes + np.uint64((0x9E3779B97F4A7C15 * (stream + 1)) & 0xFFFFFFFFFFFFFFFF)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
 def hashed_uniform(keys: np.ndarray, seed: int, salt: str = "") -> np.ndarray:
     """Deterministic U[0, 1) per key from (seed, salt, key): same inputs, same numbers, on every machine."""
     hash_key = f"{seed:08d}{salt}"[:16].ljust(16, "0")
@@ -93,22 +103,41 @@ class Prepared:
         return hashed_uniform(keys, self.seed, "s")
 
     @cached_property
+    def request_hash(self) -> np.ndarray:
+        """64-bit hash of (seed, request_id) per row, the source of per-attempt failure draws."""
+        return pd.util.hash_array(self.traffic.frame["request_id"].to_numpy(dtype=object),
+                                  hash_key=f"{self.seed:08d}fail"[:16].ljust(16, "0"), categorize=True)
+
+    @cached_property
     def failed(self) -> np.ndarray:
         return self.status >= 400
+
+    def failure_table(self, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted 5-minute buckets, failure rate, failure status) observed for one model, for vectorised lookup."""
+        tables = self.__dict__.setdefault("_failure_tables", {})
+        if code not in tables:
+            items = sorted((b, v) for (c, b), v in self.failure_buckets.items() if c == code)
+            tables[code] = (np.array([b for b, _ in items], dtype=np.int64),
+                            np.array([v[0] for _, v in items], dtype=np.float64),
+                            np.array([v[1] for _, v in items], dtype=np.int64))
+        return tables[code]
 
     @cached_property
     def failure_buckets(self) -> dict[tuple[int, int], tuple[float, int]]:
         """Observed failure rate and most common failure status per (model, 5-minute bucket)."""
         bucket = self.ts // _FAIL_BUCKET_NS
-        frame = pd.DataFrame({"m": self.model, "b": bucket, "f": self.failed, "s": self.status})
-        grouped = frame.groupby(["m", "b"], sort=True)
-        rate = grouped["f"].mean()
         out: dict[tuple[int, int], tuple[float, int]] = {}
-        failing = frame[frame["f"]]
-        common = failing.groupby(["m", "b"])["s"].agg(lambda s: int(s.value_counts().sort_index().idxmax()))
-        for key, r in rate.items():
-            if r > 0:
-                out[(int(key[0]), int(key[1]))] = (float(r), int(common[key]))
+        if not self.failed.any():
+            return out
+        totals = pd.DataFrame({"m": self.model, "b": bucket}).value_counts()
+        failing = pd.DataFrame({"m": self.model[self.failed], "b": bucket[self.failed], "s": self.status[self.failed]})
+        counts = failing.value_counts().rename("n").reset_index()
+        # Most common failure status per bucket; ties go to the lowest code (sort, then keep the first maximum).
+        counts = counts.sort_values(["m", "b", "n", "s"], ascending=[True, True, False, True], kind="stable")
+        common = counts.drop_duplicates(["m", "b"])
+        failed_n = failing.groupby(["m", "b"]).size()
+        for m, b, status in common[["m", "b", "s"]].itertuples(index=False):
+            out[(int(m), int(b))] = (float(failed_n[(m, b)] / totals[(m, b)]), int(status))
         return out
 
     @cached_property
@@ -227,19 +256,15 @@ def _failure(p: Prepared, code: int, rows: np.ndarray, attempt: int, stays: np.n
     if attempt == 0:
         recorded = stays & p.failed[rows]
         status = np.where((status == 0) & recorded, p.status[rows], status)
-    buckets = p.failure_buckets
-    if buckets:
+    buckets, rates, statuses = p.failure_table(code)
+    if len(buckets):
         bucket = ts // _FAIL_BUCKET_NS
-        u = hashed_uniform(p.traffic.frame["request_id"].to_numpy(dtype=object)[rows], p.seed, f"f{attempt}")
-        rate = np.zeros(len(rows))
-        fail_status = np.zeros(len(rows), dtype=np.int64)
-        for b in np.unique(bucket):
-            hit = buckets.get((code, int(b)))
-            if hit:
-                sel = bucket == b
-                rate[sel], fail_status[sel] = hit
+        pos = np.minimum(np.searchsorted(buckets, bucket), len(buckets) - 1)
+        hit = buckets[pos] == bucket
+        rate = np.where(hit, rates[pos], 0.0)
+        u = mix_uniform(p.request_hash[rows], attempt)
         observed = (status == 0) & (u < rate) & ~(stays if attempt == 0 else np.zeros(len(rows), bool))
-        status = np.where(observed, fail_status, status)
+        status = np.where(observed, statuses[pos], status)
     return status
 
 

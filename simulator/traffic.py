@@ -139,6 +139,8 @@ def _typed_number(values: pd.Series) -> bool:
 
 
 def _missing(values: pd.Series) -> np.ndarray:
+    if values.dtype == object and values.isna().all():  # an absent column
+        return np.ones(len(values), dtype=bool)
     if _typed_number(values):
         return values.isna().to_numpy(dtype=bool)
     if isinstance(values.dtype, pd.StringDtype):
@@ -151,6 +153,8 @@ def _numbers(values: pd.Series, missing: np.ndarray) -> np.ndarray:
     """float64 values; text that is not a number (and booleans) become NaN."""
     if _typed_number(values):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if missing.all():
+        return np.full(len(values), np.nan)
     is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
     return num.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -186,6 +190,8 @@ def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> n
 
 
 def _strings(values: pd.Series) -> np.ndarray:
+    if values.dtype == object and values.isna().all():
+        return np.full(len(values), None, dtype=object)
     if isinstance(values.dtype, pd.StringDtype):
         out = values.to_numpy(dtype=object, na_value=None)
         out[values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)] = None
