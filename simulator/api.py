@@ -134,10 +134,40 @@ def run(
         },
         "policies": policies,
     }
+    drift = alias_drift(p)
+    if drift:
+        summary["drift"] = drift
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
+
+
+def alias_drift(p: Prepared) -> dict[str, Any] | None:
+    """Tokens per request per day for each virtual model served by more than one model version in the window.
+
+    A provider release behind an alias (same prompts, new tokenizer) shows as a step in tokens per request.
+    """
+    f = p.traffic.frame
+    ok = p.status < 400
+    frame = pd.DataFrame({"requested_model": f["requested_model"].to_numpy(dtype=object)[ok],
+                          "model": f["model"].to_numpy(dtype=object)[ok],
+                          "day": (p.ts[ok] // (86_400 * 10**9)), "inp": p.inp[ok], "out": p.out[ok]})
+    frame = frame[frame["requested_model"] != frame["model"]]
+    versions = frame.groupby("requested_model")["model"].nunique()
+    aliases = sorted(versions[versions > 1].index)
+    if not aliases:
+        return None
+    rows = []
+    grouped = frame[frame["requested_model"].isin(aliases)].groupby(["requested_model", "model", "day"], sort=True)
+    for (alias, model, day), g in grouped:
+        rows.append({"virtual_model": alias, "model": model,
+                     "day": pd.Timestamp(int(day) * 86_400 * 10**9, tz="UTC").date().isoformat(),
+                     "requests": int(len(g)), "input_tokens_per_request": round(float(g["inp"].mean()), 1),
+                     "output_tokens_per_request": round(float(g["out"].mean()), 1)})
+    return {"note": "virtual models served by several model versions: a step in tokens per request at a version "
+                    "change with unchanged prompts is tokenizer drift (see `tfysim drift`)",
+            "tokens_per_request_by_day": rows}
 
 
 def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
