@@ -30,7 +30,7 @@ import pandas as pd
 
 from simulator import kernels, metrics
 from simulator.accuracy import accuracy_from_moves, load_evals
-from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, resolve_candidates
+from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, resolve_candidates
 from simulator.engines.chunks import Stream
 from simulator.engines.quantiles import SpillQuantiles
 from simulator.errors import ScenarioError
@@ -113,6 +113,7 @@ def _facts(stream: Stream, scenario: Scenario, translator_registry, want_prompts
     calib: list[tuple] = []
     prompts: list[pd.DataFrame] = []
     workflows: dict[str, int] = {}
+    drift_sums: list[pd.DataFrame] = []
     for f in stream:
         n += len(f)
         model = f["model"].to_numpy(dtype=object)
@@ -129,6 +130,9 @@ def _facts(stream: Stream, scenario: Scenario, translator_registry, want_prompts
             acc[1] += int(fails)
         for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
             fail_status[(m, int(b), int(s))] = fail_status.get((m, int(b), int(s)), 0) + int(cnt)
+        drift_sums.append(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,
+                                           f["input_tokens"].to_numpy(np.int64), f["output_tokens"].to_numpy(np.int64),
+                                           status))
         latency = f["latency_ms"].to_numpy(np.float64)
         ok = ~failed & np.isfinite(latency)
         out_tokens = f["output_tokens"].to_numpy(np.int64)
@@ -161,7 +165,8 @@ def _facts(stream: Stream, scenario: Scenario, translator_registry, want_prompts
         spill.close()
     return {"models": vocab, "ts_min": ts_min, "ts_max": ts_max, "n": n, "failure_buckets": buckets,
             "latency_model": latency_model, "calibration_rows": calib,
-            "prompts": pd.concat(prompts) if prompts else None, "workflows": workflows}
+            "prompts": pd.concat(prompts) if prompts else None, "workflows": workflows,
+            "drift": alias_drift(pd.concat(drift_sums)) if drift_sums else None}
 
 
 def _calibration_rows(df: pd.DataFrame, registry) -> tuple:
@@ -576,6 +581,8 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
         },
         "policies": policies,
     }
+    if facts["drift"]:
+        summary["drift"] = facts["drift"]
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
