@@ -349,12 +349,27 @@ def rate_window(ts: np.ndarray, unit: str) -> np.ndarray:
 
 
 def _slot_keys(p: Prepared, applies_per: list[str], rows: np.ndarray) -> np.ndarray:
+    """Slot number per row: the rank of the row's key text (parts joined by \\x1f, absent = "None") among the
+    keys present, computed on integer codes (the text is built once per distinct key, not per row)."""
     if not applies_per:
         return np.zeros(len(rows), dtype=np.int64)
-    parts = [np.asarray(p.view.applies_per(spec)[rows], dtype=object).astype(str) for spec in applies_per]
-    joined = parts[0] if len(parts) == 1 else np.char.add(np.char.add(parts[0], "\x1f"), parts[1])
-    codes, _ = pd.factorize(joined, sort=True)
-    return codes.astype(np.int64)
+    combo = np.zeros(len(rows), dtype=np.int64)
+    texts = []
+    for spec in applies_per:
+        codes, labels = p.view.codes(p.view.applies_per_name(spec))
+        combo = combo * (len(labels) + 1) + (codes[rows] + 1)
+        texts.append(["None"] + [str(v) for v in labels])
+    uniq, inverse = np.unique(combo, return_inverse=True)
+    joined = []
+    for value in uniq:
+        parts = []
+        for part in reversed(texts):
+            value, digit = divmod(int(value), len(part))
+            parts.append(part[digit])
+        joined.append("\x1f".join(reversed(parts)))
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(np.array(joined, dtype=object), kind="stable")] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)]
 
 
 # -- one candidate --------------------------------------------------------------------------------------------
