@@ -95,8 +95,12 @@ def run(
     *,
     traffic: Sequence[str | Path] | None = None,
     evals: Sequence[str | Path] | None = None,
+    progress=None,
 ) -> RunResult:
-    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes."""
+    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes.
+
+    ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal).
+    """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     catalog = _catalog(scenario)
@@ -109,12 +113,13 @@ def run(
         check_candidate_targets(p, cand)
     eval_paths = list(evals) if evals else scenario.paths("evals")
     eval_data = load_evals(eval_paths, p) if eval_paths else None
-    translator = Translator(scenario, p)
+    translator = Translator(scenario, p, eval_data.samples if eval_data is not None else None)
     base = identity_outcome(p)
     premium = metrics.premium_models(p, scenario.premium_models)
     before = metrics.outcome_stats(p, base, premium)
     cache_sim = CacheSimulator(scenario)
-    outcomes = [simulate(p, cand, translator, cache_sim) for cand in candidates]
+    steps = progress(candidates, "replaying candidates") if progress else candidates
+    outcomes = [simulate(p, cand, translator, cache_sim) for cand in steps]
     policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
                 for cand, o in zip(candidates, outcomes)]
     summary = {
@@ -142,7 +147,43 @@ def run(
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
+        from simulator.accuracy import moves_table
+
+        curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
+        if curves:
+            summary["accuracy"] = curves
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
+
+
+def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> dict[str, Any] | None:
+    """RouteLLM/RouterBench-comparable figures for each (workflow, strong -> weak) move with paired evals:
+    accuracy of the random and oracle routers as the weak share grows, APGR, CPT(50%), CPT(80%), AIQ."""
+    from simulator.evals.curves import strong_weak_curves
+    from simulator.evals.impact import match_eval_model
+
+    models = sorted(samples["model"].unique())
+    seen, rows = set(), []
+    for moves in moves_list:
+        for m in moves.itertuples(index=False):
+            strong, weak = match_eval_model(m.from_model, models), match_eval_model(m.to_model, models)
+            key = (m.workflow_tag, strong, weak)
+            if not strong or not weak or key in seen:
+                continue
+            seen.add(key)
+            try:
+                result = strong_weak_curves(samples, strong, weak, workflow_tag=m.workflow_tag)
+            except Exception:  # noqa: BLE001 - no paired samples in this workflow: nothing to compare
+                continue
+            rows.append({"workflow_tag": m.workflow_tag, "strong": strong, "weak": weak, "n_paired": result["n"],
+                         "accuracy_strong": result["strong"], "accuracy_weak": result["weak"],
+                         **{f"{curve}_{k}": v for curve, mets in result["metrics"].items()
+                            for k, v in mets.items()},
+                         **{f"aiq_{curve}": v for curve, v in result["aiq"].items()}})
+    if not rows:
+        return None
+    return {"note": "strong/weak curves on paired eval samples (random and oracle routers); APGR and CPT on the "
+                    "monotone hull, AIQ on the convex hull, as RouteLLM and RouterBench define them",
+            "curves": rows}
 
 
 def alias_drift_sums(requested, model, ts, inp, out, status) -> pd.DataFrame:

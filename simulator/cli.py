@@ -49,6 +49,18 @@ def _echo_json(obj) -> None:
     click.echo(dumps(obj), nl=False)
 
 
+def _progress():
+    """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def wrap(items, label):
+        with click.progressbar(list(items), label=label, file=sys.stderr) as bar:
+            yield from bar
+
+    return wrap
+
+
 def _strict(rejected: int, strict: bool, where: str) -> None:
     if strict and rejected:
         raise StrictModeError(f"{rejected} row(s) rejected in {where} and --strict is set; see rejects.jsonl.")
@@ -94,7 +106,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
     from simulator.api import run as run_scenario
     from simulator.writer import write_run
 
-    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None)
+    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None, progress=_progress())
     folder = out or Path("reports") / result.scenario.name
     written = write_run(result, folder, write_requests=write_requests, include_prompts=include_prompts)
     _strict(result.traffic.rows_rejected, strict, str(scenario))

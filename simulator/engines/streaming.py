@@ -30,7 +30,8 @@ import pandas as pd
 
 from simulator import kernels, metrics
 from simulator.accuracy import accuracy_from_moves, load_evals
-from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, resolve_candidates
+from simulator.api import (SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, research_curves,
+                           resolve_candidates)
 from simulator.engines.chunks import Stream
 from simulator.engines.quantiles import SpillQuantiles
 from simulator.errors import ScenarioError
@@ -586,6 +587,11 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
+        moves_list = [pd.DataFrame([(w, f, t, n) for (w, f, t), n in sorted(agg.moves.items())],
+                                   columns=["workflow_tag", "from_model", "to_model", "requests"]) for agg in aggs]
+        curves = research_curves(moves_list, eval_data.samples)
+        if curves:
+            summary["accuracy"] = curves
     return StreamResult(scenario, metrics.clean(summary), stream.rows_read, stream.rows_rejected)
 
 
