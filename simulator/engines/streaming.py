@@ -651,7 +651,7 @@ def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days:
         "budgets": budget_state.rows(cand) if cand.budgets else [],
         "rate_limits": rl_state.rows(cand) if cand.rate_limits else [],
         "breakdowns": {by: _breakdown(by, tables[by], k) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, _Flags(agg)),
+        "assumptions": _assumptions(cand, _Flags(agg), days),
     }
     if eval_data is not None:
         moves = pd.DataFrame([(w, f, t, n) for (w, f, t), n in agg.moves.items()],
