@@ -591,14 +591,15 @@ def _run(scenario: Scenario, candidates, files, client) -> DaskResult:
     plan_d = delayed(plan, pure=False)  # one graph key: shipped to each worker once
     replays = dask.persist(*[delayed(_replay_partition)(f, plan_d) for f in frames])
     del normalised, frames
-    sizes = dask.compute(*[delayed(_dig)(r, ("partials", "base", "n")) for r in replays])
-    replays = [r for r, size in zip(replays, sizes) if size]  # partitions left empty by validation add nothing
+    small = dask.compute(*[delayed(_dig)(r, ("partials",)) for r in replays])  # one small dict per partition
+    keep = [i for i, part in enumerate(small) if part]  # partitions left empty by validation add nothing
+    replays, small = [replays[i] for i in keep], [small[i] for i in keep]
     get = lambda x, *keys: _dig(x, keys)  # noqa: E731
-    base_partials = dask.compute(*[delayed(get)(r, "partials", "base") for r in replays])
+    base_partials = [part["base"] for part in small]
     cand_partials, cand_latency, reports = [], [], []
     for k, cand in enumerate(candidates):
         if not (cand.rate_limits or cand.budgets):
-            cand_partials.append(dask.compute(*[delayed(get)(r, "partials", k) for r in replays]))
+            cand_partials.append([part[k] for part in small])
             cand_latency.append([delayed(get)(r, "latency", k) for r in replays])
             reports.append({})
             continue
@@ -614,7 +615,7 @@ def _run(scenario: Scenario, candidates, files, client) -> DaskResult:
             rep[stage] = dask.compute(*[delayed(operator.getitem)(s, 1) for s in staged])
             parts = [delayed(operator.getitem)(s, 0) for s in staged]
         stats = dask.compute(*[delayed(_frame_partial)(part, plan_d) for part in parts])
-        notes = dask.compute(*[delayed(get)(r, "partials", k, "assumptions") for r in replays])
+        notes = [part[k]["assumptions"] for part in small]
         cand_partials.append(list(stats) + [{"n": 0, "assumptions": a} for a in notes])
         cand_latency.append([delayed(_frame_latency)(part) for part in parts])
         reports.append(rep)
