@@ -76,24 +76,29 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
 @click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
-@click.option("--engine", type=click.Choice(["local", "streaming"]), default="local", show_default=True,
-              help="local: in memory; streaming: time-ordered chunks in bounded memory (writes summary.json only).")
+@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
+              help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
+                   "cluster (streaming and dask write summary.json only).")
 @click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
               help="Rows per chunk for --engine streaming.")
+@click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
 def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates, engine,
-        chunk_rows) -> None:
+        chunk_rows, scheduler) -> None:
     """Replay a scenario's traffic through its candidate policies and write the reports.
 
     Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
-    if engine == "streaming":
+    if engine in ("streaming", "dask"):
+        from simulator.engines.dask_engine import run_dask
         from simulator.engines.streaming import run_streaming
         from simulator.output import write_json
 
-        streamed = run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
-                                 chunk_rows=chunk_rows)
+        streamed = (run_dask(scenario, traffic=list(traffic) or None, evals=list(evals) or None, scheduler=scheduler)
+                    if engine == "dask" else
+                    run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
+                                  chunk_rows=chunk_rows))
         path = write_json((out or Path("reports") / streamed.scenario.name) / "summary.json", streamed.summary)
         _strict(streamed.rows_rejected, strict, str(scenario))
         if as_json:

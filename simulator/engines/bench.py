@@ -88,12 +88,17 @@ def bench_scenario(folder: str | Path, traffic: str | Path) -> Path:
 
 
 def measure(engine: str, scenario: str | Path, chunk_rows: int = 1_000_000) -> dict:
-    """Run one engine; returns seconds, rows per second and this process's peak RSS in MB."""
+    """Run one engine; returns seconds, rows per second and this process's peak RSS in MB (for ``dask``: the
+    client only, the workers are separate processes)."""
     start = time.perf_counter()
     if engine == "streaming":
         from simulator.engines.streaming import run_streaming
 
         summary = run_streaming(scenario, chunk_rows=chunk_rows).summary
+    elif engine == "dask":  # a 2-worker local cluster, started and closed inside the measurement
+        from simulator.engines.dask_engine import run_dask
+
+        summary = run_dask(scenario).summary
     else:
         from simulator.api import run
 
