@@ -222,49 +222,22 @@ def alias_drift(sums: pd.DataFrame) -> dict[str, Any] | None:
 def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
             before: dict[str, Any], premium: set[str], eval_data: Any) -> dict[str, Any]:
     after = metrics.outcome_stats(p, o, premium)
-    base_total = float(base.cost_usd.sum())
     savings_rows = base.cost_usd - o.cost_usd
-    savings = float(savings_rows.sum())
-    scale = metrics.MONTH_DAYS / max(metrics.window_days(p.ts), 1e-9)
     methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
-    policy: dict[str, Any] = {
-        "name": cand.name,
-        "requests": p.n,
-        "requests_changed": o.counts["requests_changed"],
-        "cost_usd": metrics.r6(o.cost_usd.sum()),
-        "savings_usd": metrics.r6(savings),
-        "savings_pct": round(100.0 * savings / base_total, 4) if base_total else 0.0,
-        "monthly_savings_usd": metrics.r6(savings * scale),
-        "monthly_savings_ci95": metrics.bootstrap_monthly(p, savings_rows, scenario.bootstrap.unit,
-                                                          scenario.bootstrap.draws, scenario.seed),
-        "accuracy_delta_pp": None,
-        "accuracy_delta_ci95": None,
-        "requests_blocked": o.counts["requests_blocked"],
-        "fallbacks": o.counts["fallbacks"],
-        "failed_attempts": o.counts["failed_attempts"],
-        "retries": o.counts["retries"],
-        "requests_still_failing": o.counts["still_failing"],
-        "error_rate_before": before["error_rate"],
-        "error_rate_after": after["error_rate"],
-        "latency_p50_ms_before": before["latency_p50_ms"],
-        "latency_p50_ms_after": after["latency_p50_ms"],
-        "latency_p95_ms_before": before["latency_p95_ms"],
-        "latency_p95_ms_after": after["latency_p95_ms"],
-        "premium_share_cost_before": before["premium_share_cost"],
-        "premium_share_cost_after": after["premium_share_cost"],
-        "premium_share_requests_before": before["premium_share_requests"],
-        "premium_share_requests_after": after["premium_share_requests"],
-        "token_translation": {str(m): int(c) for m, c in zip(methods, counts)},
+    policy = metrics.policy_record(
+        cand.name, p.n, float(o.cost_usd.sum()), float(base.cost_usd.sum()), metrics.window_days(p.ts),
+        metrics.bootstrap_monthly(p, savings_rows, scenario.bootstrap.unit, scenario.bootstrap.draws, scenario.seed),
+        o.counts, before, after, {str(m): int(c) for m, c in zip(methods, counts)})
+    policy.update({
         "budgets": o.budget_report,
         "rate_limits": o.rate_limit_report,
         "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
         "assumptions": _assumptions(cand, o, metrics.window_days(p.ts)),
-    }
+    })
     policy.update(o.extras)
     if eval_data is not None:
         policy.update(accuracy_fields(p, cand, o, eval_data, scenario))
-    gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
-    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
     return policy
 
 

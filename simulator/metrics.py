@@ -142,6 +142,40 @@ def outcome_stats(p: Prepared, o: Outcome, premium: set[str]) -> dict[str, Any]:
     }
 
 
+def policy_record(name: str, requests: int, cost_usd: float, base_cost_usd: float, days: float,
+                  ci95: list[float], counts: dict[str, int], before: dict[str, Any], after: dict[str, Any],
+                  translation: dict[str, int]) -> dict[str, Any]:
+    """The engine-independent fields of one summary.json policy, in their fixed order."""
+    savings = base_cost_usd - cost_usd
+    record: dict[str, Any] = {
+        "name": name,
+        "requests": requests,
+        "requests_changed": counts.get("requests_changed", 0),
+        "cost_usd": r6(cost_usd),
+        "savings_usd": r6(savings),
+        "savings_pct": round(100.0 * savings / base_cost_usd, 4) if base_cost_usd else 0.0,
+        "monthly_savings_usd": r6(savings * MONTH_DAYS / max(days, 1e-9)),
+        "monthly_savings_ci95": ci95,
+        "accuracy_delta_pp": None,
+        "accuracy_delta_ci95": None,
+        "requests_blocked": counts.get("requests_blocked", 0),
+        "fallbacks": counts.get("fallbacks", 0),
+        "failed_attempts": counts.get("failed_attempts", 0),
+        "retries": counts.get("retries", 0),
+        "requests_still_failing": counts.get("still_failing", 0),
+    }
+    for key in ("error_rate", "latency_p50_ms", "latency_p95_ms", "premium_share_cost", "premium_share_requests"):
+        record[f"{key}_before"] = before[key]
+        record[f"{key}_after"] = after[key]
+    record["token_translation"] = dict(sorted(translation.items()))
+    return record
+
+
+def candidate_gates(scenario, cand) -> Gates:
+    """The scenario's gates with the candidate's own gates overriding them."""
+    return scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
+
+
 def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any]) -> list[dict[str, Any]]:
     """Gate verdicts for one policy; each says what was measured against what limit."""
     out = []

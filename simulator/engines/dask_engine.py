@@ -710,42 +710,18 @@ def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts
                 counts[key] = counts.get(key, 0) + v
             for key, v in p["translation"].items():
                 translation[key] = translation.get(key, 0) + v
-        policy: dict[str, Any] = {
-            "name": cand.name,
-            "requests": facts["n"],
-            "requests_changed": counts["requests_changed"],
-            "cost_usd": metrics.r6(after["cost_usd"]),
-            "savings_usd": metrics.r6(savings),
-            "savings_pct": round(100.0 * savings / base_total, 4) if base_total else 0.0,
-            "monthly_savings_usd": metrics.r6(savings * metrics.MONTH_DAYS / max(days, 1e-9)),
-            "monthly_savings_ci95": metrics.bootstrap_from_sums(blocks.to_numpy(np.float64), scenario.bootstrap.draws,
-                                                                scenario.seed, days),
-            "accuracy_delta_pp": None,
-            "accuracy_delta_ci95": None,
-            "requests_blocked": counts["requests_blocked"],
-            "fallbacks": counts["fallbacks"],
-            "failed_attempts": counts["failed_attempts"],
-            "retries": counts["retries"],
-            "requests_still_failing": counts["still_failing"],
-            "error_rate_before": before["error_rate"],
-            "error_rate_after": after["error_rate"],
-            "latency_p50_ms_before": before["latency_p50_ms"],
-            "latency_p50_ms_after": after["latency_p50_ms"],
-            "latency_p95_ms_before": before["latency_p95_ms"],
-            "latency_p95_ms_after": after["latency_p95_ms"],
-            "premium_share_cost_before": before["premium_share_cost"],
-            "premium_share_cost_after": after["premium_share_cost"],
-            "premium_share_requests_before": before["premium_share_requests"],
-            "premium_share_requests_after": after["premium_share_requests"],
-            "token_translation": dict(sorted(translation.items())),
+        policy = metrics.policy_record(
+            cand.name, facts["n"], after["cost_usd"], base_total, days,
+            metrics.bootstrap_from_sums(blocks.to_numpy(np.float64), scenario.bootstrap.draws, scenario.seed, days),
+            counts, before, after, translation)
+        policy.update({
             "budgets": _budget_rows(cand, reports[k].get("budget", ())),
             "rate_limits": _rate_rows(cand, reports[k].get("rate", ())),
             "breakdowns": {by: _breakdown(by, tables[by], _sum_frames([p["breakdowns"][by] for p in live]))
                            for by in metrics.BREAKDOWNS},
             "assumptions": _assumptions(cand, _Flags(parts), days),
-        }
-        gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
-        policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+        })
+        policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
         policies.append(policy)
     summary = {
         "schema_version": SCHEMA_VERSION,

@@ -633,39 +633,17 @@ def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days:
     scale = metrics.MONTH_DAYS / max(days, 1e-9)
     labels, sums = agg.blocks.sorted()
     c = agg.counts
-    policy: dict[str, Any] = {
-        "name": cand.name,
-        "requests": facts["n"],
-        "requests_changed": c.get("requests_changed", 0),
-        "cost_usd": metrics.r6(agg.cost),
-        "savings_usd": metrics.r6(savings),
-        "savings_pct": round(100.0 * savings / base_total, 4) if base_total else 0.0,
-        "monthly_savings_usd": metrics.r6(savings * scale),
-        "monthly_savings_ci95": (metrics.bootstrap_from_sums(sums[:, 0], scenario.bootstrap.draws, scenario.seed,
-                                                             days) if facts["n"] else [0.0, 0.0]),
-        "accuracy_delta_pp": None,
-        "accuracy_delta_ci95": None,
-        "requests_blocked": c.get("requests_blocked", 0),
-        "fallbacks": c.get("fallbacks", 0),
-        "failed_attempts": c.get("failed_attempts", 0),
-        "retries": c.get("retries", 0),
-        "requests_still_failing": c.get("still_failing", 0),
-        "error_rate_before": before["error_rate"],
-        "error_rate_after": after["error_rate"],
-        "latency_p50_ms_before": before["latency_p50_ms"],
-        "latency_p50_ms_after": after["latency_p50_ms"],
-        "latency_p95_ms_before": before["latency_p95_ms"],
-        "latency_p95_ms_after": after["latency_p95_ms"],
-        "premium_share_cost_before": before["premium_share_cost"],
-        "premium_share_cost_after": after["premium_share_cost"],
-        "premium_share_requests_before": before["premium_share_requests"],
-        "premium_share_requests_after": after["premium_share_requests"],
-        "token_translation": dict(sorted(agg.translation.items())),
+    policy = metrics.policy_record(
+        cand.name, facts["n"], agg.cost, base_total, days,
+        (metrics.bootstrap_from_sums(sums[:, 0], scenario.bootstrap.draws, scenario.seed, days)
+         if facts["n"] else [0.0, 0.0]),
+        c, before, after, agg.translation)
+    policy.update({
         "budgets": budget_state.rows(cand) if cand.budgets else [],
         "rate_limits": rl_state.rows(cand) if cand.rate_limits else [],
         "breakdowns": {by: _breakdown(by, tables[by], k) for by in metrics.BREAKDOWNS},
         "assumptions": _assumptions(cand, _Flags(agg), days),
-    }
+    })
     if eval_data is not None:
         moves = pd.DataFrame([(w, f, t, n) for (w, f, t), n in agg.moves.items()],
                              columns=["workflow_tag", "from_model", "to_model", "requests"])
@@ -673,6 +651,5 @@ def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days:
         traffic = (pd.Series(facts["workflows"]).sort_values(ascending=False, kind="stable")
                    .rename_axis("workflow_tag").reset_index(name="requests"))
         policy.update(accuracy_from_moves(moves, traffic, facts["prompts"], cand, eval_data, scenario))
-    gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
-    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
     return policy
