@@ -264,6 +264,11 @@ def apply_adapter(frame: pd.DataFrame, name: str | None, mapping: dict[str, str]
         )
     if name not in ADAPTERS:
         raise InputError(f"unknown adapter '{name}'. Choose one of: {', '.join(ADAPTERS)}.")
+    absent = [c for c in REQUIRED if c not in columns]
+    if name == "canonical" and absent and len(frame):
+        # A whole missing column is a file problem, not a reason to reject every row one by one.
+        raise InputError(f"{where}: missing required column(s) {', '.join(absent)}. "
+                         "Add it, or rename a column with --map canonical=source (columns: in the scenario).")
     out = ADAPTERS[name](frame)
     out["_source"] = frame["_source"].iloc[0] if len(frame) else where
     return out

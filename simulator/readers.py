@@ -159,6 +159,9 @@ def _read_jsonl(path: Path) -> RawTable:
         except json.JSONDecodeError as exc:
             rejects.append({"row": number, "reason": f"malformed JSON: {exc.msg} at column {exc.colno}"})
             continue
+        except RecursionError:
+            rejects.append({"row": number, "reason": "malformed JSON: nested too deeply"})
+            continue
         if not isinstance(obj, dict):
             rejects.append({"row": number, "reason": f"expected a JSON object, got {type(obj).__name__}"})
             continue
@@ -183,6 +186,8 @@ def _read_json(path: Path) -> RawTable:
         if exc.msg == "Extra data":
             return _read_jsonl(path)
         raise InputError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON (nested too deeply).") from None
     if isinstance(doc, dict) and "resourceSpans" in doc:
         from simulator.adapters import otlp_records
 

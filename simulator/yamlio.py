@@ -54,3 +54,5 @@ def parse_yaml(text: str, where: str, error: type[TfysimError]) -> Any:
         raise error(f"{where}:{line} invalid YAML: {exc.problem}.") from None
     except yaml.YAMLError as exc:
         raise error(f"{where}: invalid YAML: {exc}.") from None
+    except RecursionError:
+        raise error(f"{where}: invalid YAML: nested too deeply; flatten the document.") from None
