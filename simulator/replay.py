@@ -26,6 +26,7 @@ from simulator import kernels
 from simulator.errors import ScenarioError
 from simulator.matching import RequestView, match
 from simulator.pricing import Catalog
+from simulator.privacy import output_label
 from simulator.scenario import Candidate, Outage, Rule
 from simulator.traffic import Traffic
 
@@ -511,8 +512,10 @@ def _apply_budgets(p: Prepared, o: Outcome, cand: Candidate, translator) -> None
             labels = (np.asarray(p.view.applies_per(b.budget_applies_per[0])[rows], dtype=object)
                       if b.budget_applies_per else np.array(["*"] * len(rows), dtype=object))
             first_label = pd.Series(labels).groupby(k).first()
+            spec = b.budget_applies_per[0] if b.budget_applies_per else ""
             for kk in range(int(k.max()) + 1):
-                slot_names.append((b_i, str(first_label.get(kk))))
+                # Reports never show a person's id: user keys are replaced by a stable salted hash.
+                slot_names.append((b_i, output_label(spec, str(first_label.get(kk)))))
             slot_base += int(k.max()) + 1
         rule_slots.append(keys)
     windows = [budget_window(p.ts, b.unit) for b in budgets]
