@@ -152,7 +152,8 @@ def _read_jsonl(path: Path) -> RawTable:
             rejects.append({"row": number, "reason": f"line longer than {MAX_LINE_BYTES} bytes"})
             continue
         try:
-            obj = json.loads(line.decode("utf-8"))
+            # parse_constant keeps NaN/Infinity as text so validation rejects them instead of reading "absent".
+            obj = json.loads(line.decode("utf-8"), parse_constant=str)
         except UnicodeDecodeError:
             rejects.append({"row": number, "reason": "not UTF-8 text"})
             continue
@@ -178,7 +179,7 @@ def _read_json(path: Path) -> RawTable:
     if not data.strip():
         raise InputError(f"{path}: empty file, expected JSON.")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), parse_constant=str)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}).") from None
     except json.JSONDecodeError as exc:
