@@ -375,13 +375,21 @@ def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timesta
     source = col("_source").astype(object).to_numpy()
     row = pd.to_numeric(col("_row"), errors="coerce").fillna(0).to_numpy(dtype=np.int64)
 
-    # Duplicates: the first in (timestamp, request_id, source, row) order is kept, later copies are rejected.
-    order = np.lexsort((row, source.astype(str), request_id.astype(str), ts))
-    ok_sorted = order[~rej.bad[order]]
-    ids = pd.Series(request_id[ok_sorted])
-    dup = ids.duplicated(keep="first").to_numpy()
+    # Duplicates: the first in (timestamp, request_id, content, source, row) order is kept, later copies are
+    # rejected. Content before position: which copy survives must not depend on file order or how files are split.
+    # Only rows whose id repeats are sorted (the content keys are costly on large tables).
+    valid = np.flatnonzero(~rej.bad)
+    repeats = valid[pd.Series(request_id[valid].astype(str)).duplicated(keep=False).to_numpy()]
     dup_mask = np.zeros(n, dtype=bool)
-    dup_mask[ok_sorted[dup]] = True
+    if len(repeats):
+        content = [np.asarray(out[k])[repeats].astype(str) for k in (
+            "metadata", "session_id", "workflow_tag", "project", "team", "user_id", "status_code", "latency_ms",
+            "cost_usd", "cache_write_tokens", "cache_read_tokens", "output_tokens", "input_tokens", "requested_model",
+            "model")]
+        order = repeats[np.lexsort((row[repeats], source[repeats].astype(str), *content,
+                                    request_id[repeats].astype(str), ts[repeats]))]
+        dup = pd.Series(request_id[order]).duplicated(keep="first").to_numpy()
+        dup_mask[order[dup]] = True
     rej.add(dup_mask, "duplicate request_id (an earlier row has the same id)")
 
     good_rows = np.flatnonzero(~rej.bad)
