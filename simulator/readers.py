@@ -135,6 +135,9 @@ def _csv_line_numbers(data: bytes, n_rows: int, skipped: set[int]) -> np.ndarray
         return np.arange(2, n_rows + 2, dtype=np.int64)
     lines = data.split(b"\n")
     numbers = [i + 1 for i, line in enumerate(lines[1:], start=1) if line.strip() and (i + 1) not in skipped]
+    if len(numbers) < n_rows:
+        # pandas and bytes.strip() disagree on what a blank line is (e.g. a lone \x0b); fall back to record order.
+        return np.arange(2, n_rows + 2, dtype=np.int64)
     return np.asarray(numbers[:n_rows], dtype=np.int64)
 
 
