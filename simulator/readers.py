@@ -223,8 +223,15 @@ def _read_parquet(path: Path) -> RawTable:
             table = pq.read_table(io.BytesIO(_open_bytes(path)))
         else:
             table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
-    frame = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
+    try:
+        frame = table.to_pandas()
+    except (pa.ArrowException, ValueError, KeyError, TypeError):
+        # Corrupt pandas metadata in the schema (found by fuzzing): the columns themselves may still be fine.
+        try:
+            frame = table.replace_schema_metadata(None).to_pandas()
+        except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
     frame["_row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
     return RawTable(frame, [])

@@ -50,6 +50,17 @@ def _generate(name: str, path: Path) -> None:
         path.write_text(JSONL_OK + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
     elif name == "deep_yaml":
         path.write_text("name: corpus\nx: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    elif name in ("parquet_bad_pandas_metadata", "parquet_truncated"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"request_id": ["r1"], "timestamp": ["2026-11-16T09:00:00Z"], "model": ["openai-main/gpt-4o"],
+                          "input_tokens": [10], "output_tokens": [1]})
+        if name == "parquet_bad_pandas_metadata":  # found by the atheris parquet target
+            table = table.replace_schema_metadata({b"pandas": b'{"columns": [oops'})
+        pq.write_table(table, path)
+        if name == "parquet_truncated":
+            path.write_bytes(path.read_bytes()[:-20])
     elif name == "parquet_garbage":
         path.write_bytes(b"PAR1 this is not parquet")
     elif name == "billion_laughs_scenario":
