@@ -223,6 +223,7 @@ def _read_parquet(path: Path) -> RawTable:
             table = pq.read_table(io.BytesIO(_open_bytes(path)))
         else:
             table = pq.read_table(path)
+        table.validate(full=True)  # e.g. invalid UTF-8 in a string column would otherwise fail later, lazily
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
     try:

@@ -61,6 +61,13 @@ def _generate(name: str, path: Path) -> None:
         pq.write_table(table, path)
         if name == "parquet_truncated":
             path.write_bytes(path.read_bytes()[:-20])
+    elif name == "parquet_invalid_utf8":  # found by the atheris parquet target
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        bad = pa.array([b"r\xff1"], type=pa.binary()).view(pa.string())
+        pq.write_table(pa.table({"request_id": bad, "timestamp": ["2026-11-16T09:00:00Z"],
+                                 "model": ["openai-main/gpt-4o"], "input_tokens": [10], "output_tokens": [1]}), path)
     elif name == "parquet_garbage":
         path.write_bytes(b"PAR1 this is not parquet")
     elif name == "billion_laughs_scenario":
