@@ -1,6 +1,5 @@
-"""``python -m simulator`` runs the tfysim CLI (same as the ``tfysim`` console script)."""
+"""`python -m simulator` runs the tfysim CLI."""
 
-from simulator.cli import cli
+from simulator.cli import main
 
-if __name__ == "__main__":  # pragma: no cover - exercised by subprocess tests
-    cli(prog_name="tfysim")
+main()

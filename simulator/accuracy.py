@@ -42,10 +42,15 @@ def moves_table(p, o) -> tuple[pd.DataFrame, pd.DataFrame]:
 def accuracy_fields(p, cand, o, evals, scenario) -> dict[str, Any]:
     """summary.json fields for one policy: accuracy_delta_pp, accuracy_delta_ci95, accuracy, accuracy_verdict."""
     moves, traffic = moves_table(p, o)
+    prompts = p.traffic.frame[["workflow_tag", "prompt"]].dropna() if p.traffic.frame["prompt"].notna().any() else None
+    return accuracy_from_moves(moves, traffic, prompts, cand, evals, scenario)
+
+
+def accuracy_from_moves(moves, traffic, prompts, cand, evals, scenario) -> dict[str, Any]:
+    """:func:`accuracy_fields` from the aggregated moves and workflow counts (used by the chunked engines)."""
     if moves.empty:
         return {"accuracy_delta_pp": 0.0, "accuracy_delta_ci95": [0.0, 0.0],
                 "accuracy": {"note": "no request changed model"}}
-    prompts = p.traffic.frame[["workflow_tag", "prompt"]].dropna() if p.traffic.frame["prompt"].notna().any() else None
     impact = policy_accuracy_impact(moves, traffic, evals.samples, prod_prompts=prompts, seed=scenario.seed)
     margin = cand.gates.max_accuracy_drop_pp
     if margin is None:

@@ -95,8 +95,12 @@ def run(
     *,
     traffic: Sequence[str | Path] | None = None,
     evals: Sequence[str | Path] | None = None,
+    progress=None,
 ) -> RunResult:
-    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes."""
+    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes.
+
+    ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal).
+    """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     catalog = _catalog(scenario)
@@ -109,12 +113,13 @@ def run(
         check_candidate_targets(p, cand)
     eval_paths = list(evals) if evals else scenario.paths("evals")
     eval_data = load_evals(eval_paths, p) if eval_paths else None
-    translator = Translator(scenario, p)
+    translator = Translator(scenario, p, eval_data.samples if eval_data is not None else None)
     base = identity_outcome(p)
     premium = metrics.premium_models(p, scenario.premium_models)
     before = metrics.outcome_stats(p, base, premium)
     cache_sim = CacheSimulator(scenario)
-    outcomes = [simulate(p, cand, translator, cache_sim) for cand in candidates]
+    steps = progress(candidates, "replaying candidates") if progress else candidates
+    outcomes = [simulate(p, cand, translator, cache_sim) for cand in steps]
     policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
                 for cand, o in zip(candidates, outcomes)]
     summary = {
@@ -134,10 +139,84 @@ def run(
         },
         "policies": policies,
     }
+    f = p.traffic.frame
+    drift = alias_drift(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), f["model"].to_numpy(dtype=object),
+                                         p.ts, p.inp, p.out, p.status))
+    if drift:
+        summary["drift"] = drift
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
+        from simulator.accuracy import moves_table
+
+        curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
+        if curves:
+            summary["accuracy"] = curves
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
+
+
+def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> dict[str, Any] | None:
+    """RouteLLM/RouterBench-comparable figures for each (workflow, strong -> weak) move with paired evals:
+    accuracy of the random and oracle routers as the weak share grows, APGR, CPT(50%), CPT(80%), AIQ."""
+    from simulator.evals.curves import strong_weak_curves
+    from simulator.evals.impact import match_eval_model
+
+    models = sorted(samples["model"].unique())
+    seen, rows = set(), []
+    for moves in moves_list:
+        for m in moves.itertuples(index=False):
+            strong, weak = match_eval_model(m.from_model, models), match_eval_model(m.to_model, models)
+            key = (m.workflow_tag, strong, weak)
+            if not strong or not weak or key in seen:
+                continue
+            seen.add(key)
+            try:
+                result = strong_weak_curves(samples, strong, weak, workflow_tag=m.workflow_tag)
+            except Exception:  # noqa: BLE001 - no paired samples in this workflow: nothing to compare
+                continue
+            rows.append({"workflow_tag": m.workflow_tag, "strong": strong, "weak": weak, "n_paired": result["n"],
+                         "accuracy_strong": result["strong"], "accuracy_weak": result["weak"],
+                         **{f"{curve}_{k}": v for curve, mets in result["metrics"].items()
+                            for k, v in mets.items()},
+                         **{f"aiq_{curve}": v for curve, v in result["aiq"].items()}})
+    if not rows:
+        return None
+    return {"note": "strong/weak curves on paired eval samples (random and oracle routers); APGR and CPT on the "
+                    "monotone hull, AIQ on the convex hull, as RouteLLM and RouterBench define them",
+            "curves": rows}
+
+
+def alias_drift_sums(requested, model, ts, inp, out, status) -> pd.DataFrame:
+    """Per (virtual model, model, UTC day): requests and token sums of successful requests behind an alias.
+
+    Partial sums add up across chunks, so both engines report the same drift section.
+    """
+    ok = (status < 400) & (requested != model)
+    frame = pd.DataFrame({"virtual_model": requested[ok], "model": model[ok], "day": ts[ok] // (86_400 * 10**9),
+                          "requests": 1, "inp": inp[ok], "out": out[ok]})
+    return frame.groupby(["virtual_model", "model", "day"], sort=True)[["requests", "inp", "out"]].sum()
+
+
+def alias_drift(sums: pd.DataFrame) -> dict[str, Any] | None:
+    """Tokens per request per day for each virtual model served by more than one model version in the window.
+
+    A provider release behind an alias (same prompts, new tokenizer) shows as a step in tokens per request.
+    """
+    if sums.empty:
+        return None
+    sums = sums.groupby(level=[0, 1, 2], sort=True).sum()
+    versions = sums.reset_index().groupby("virtual_model")["model"].nunique()
+    aliases = set(versions[versions > 1].index)
+    rows = [{"virtual_model": alias, "model": model,
+             "day": pd.Timestamp(int(day) * 86_400 * 10**9, tz="UTC").date().isoformat(),
+             "requests": int(r["requests"]), "input_tokens_per_request": round(float(r["inp"] / r["requests"]), 1),
+             "output_tokens_per_request": round(float(r["out"] / r["requests"]), 1)}
+            for (alias, model, day), r in sums.iterrows() if alias in aliases]
+    if not rows:
+        return None
+    return {"note": "virtual models served by several model versions: a step in tokens per request at a version "
+                    "change with unchanged prompts is tokenizer drift (see `tfysim drift`)",
+            "tokens_per_request_by_day": rows}
 
 
 def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
@@ -179,7 +258,7 @@ def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: 
         "budgets": o.budget_report,
         "rate_limits": o.rate_limit_report,
         "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, o),
+        "assumptions": _assumptions(cand, o, metrics.window_days(p.ts)),
     }
     policy.update(o.extras)
     if eval_data is not None:
@@ -189,7 +268,7 @@ def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: 
     return policy
 
 
-def _assumptions(cand: Candidate, o: Outcome) -> list[str]:
+def _assumptions(cand: Candidate, o: Outcome, days: float) -> list[str]:
     out = list(o.assumptions)
     if o.changed.any():
         if not cand.prompt_caching:
@@ -203,6 +282,9 @@ def _assumptions(cand: Candidate, o: Outcome) -> list[str]:
     if cand.budgets or cand.rate_limits:
         out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
     out.append("monthly figures scale the traffic window to 30 days")
+    if days < 1.0:
+        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
+                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
     return out
 
 

@@ -2,7 +2,10 @@
 
 Rows covered by a rule (first matching rule wins; ``when.models`` matches the recorded, requested or serving model)
 are simulated in time order per serving model with :mod:`simulator.caching`; their cache reads and writes replace
-the recorded ones. Rows not covered keep their cache counts (recorded, or zero after a model switch).
+the recorded ones. Rows that stay on their recorded model and already recorded cache activity keep it: the recorded
+counts reflect the client's real breakpoints (conversation history included), which prefix information cannot see.
+Rows not covered keep their cache counts (recorded, or zero after a model switch). "Cost without caching" bills
+every input token of the covered rows as plain input.
 Budgets and rate limits are applied after caching, so cache state ignores later blocks (an approximation).
 """
 
@@ -40,13 +43,22 @@ class CacheSimulator:
             if when.models:
                 mask &= match(p.view, when) | np.isin(served, when.models)
             rule_of[(rule_of < 0) & mask] = i
+        already = ~o.changed & ((p.cr > 0) | (p.cw > 0))
+        kept = int(((rule_of >= 0) & already).sum())
+        rule_of[already] = -1
         covered = np.flatnonzero(rule_of >= 0)
         before = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
-                                          o.output_tokens[covered], o.cache_read_tokens[covered],
-                                          o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered])
+                                          o.output_tokens[covered])
         frame = p.traffic.frame.iloc[covered].copy()
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
+        # Prefix sizes were counted on the recorded model: scale them like the request's input tokens.
+        scale = np.where(p.inp[covered] > 0, o.input_tokens[covered] / np.maximum(p.inp[covered], 1), 1.0)
+        moved = o.changed[covered] & (scale != 1.0)
+        if moved.any():
+            for col in ("prefix_tokens", "block_tokens"):
+                values = frame[col].to_numpy(np.int64)
+                frame[col] = np.where(moved, np.floor(values * scale).astype(np.int64), values)
         sims = []
         for i, rule in enumerate(cand.prompt_caching):
             sel = rule_of[covered] == i
@@ -60,7 +72,7 @@ class CacheSimulator:
             o.cache_write_tokens[rows] = sim["cache_write_tokens"].to_numpy()
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
         if not sims:
-            o.extras["caching"] = {"requests_covered": 0}
+            o.extras["caching"] = {"requests_covered": 0, "requests_kept_recorded_cache": kept}
             return
         after = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                          o.output_tokens[covered], o.cache_read_tokens[covered],
@@ -70,6 +82,7 @@ class CacheSimulator:
         table = cache_summary(frame, sim_all, costs, by="workflow_tag")
         o.extras["caching"] = {
             "requests_covered": int(len(covered)),
+            "requests_kept_recorded_cache": kept,
             "by_workflow": _records(table, "workflow_tag"),
             "ttl_break_even": self._break_even(frame, p),
             "note": "below_minimum_requests: caching would be silently skipped (prefix under the model's minimum)",

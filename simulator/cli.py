@@ -49,6 +49,18 @@ def _echo_json(obj) -> None:
     click.echo(dumps(obj), nl=False)
 
 
+def _progress():
+    """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def wrap(items, label):
+        with click.progressbar(list(items), label=label, file=sys.stderr) as bar:
+            yield from bar
+
+    return wrap
+
+
 def _strict(rejected: int, strict: bool, where: str) -> None:
     if strict and rejected:
         raise StrictModeError(f"{rejected} row(s) rejected in {where} and --strict is set; see rejects.jsonl.")
@@ -64,17 +76,42 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
 @click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
-def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates) -> None:
+@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
+              help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
+                   "cluster (streaming and dask write summary.json only).")
+@click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
+              help="Rows per chunk for --engine streaming.")
+@click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
+def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates, engine,
+        chunk_rows, scheduler) -> None:
     """Replay a scenario's traffic through its candidate policies and write the reports.
 
     Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
+    if engine in ("streaming", "dask"):
+        from simulator.engines.dask_engine import run_dask
+        from simulator.engines.streaming import run_streaming
+        from simulator.output import write_json
+
+        streamed = (run_dask(scenario, traffic=list(traffic) or None, evals=list(evals) or None, scheduler=scheduler)
+                    if engine == "dask" else
+                    run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
+                                  chunk_rows=chunk_rows))
+        path = write_json((out or Path("reports") / streamed.scenario.name) / "summary.json", streamed.summary)
+        _strict(streamed.rows_rejected, strict, str(scenario))
+        if as_json:
+            _echo_json(streamed.summary)
+        else:
+            click.echo(f"wrote {path}")
+        if check_gates and not streamed.gates_passed:
+            sys.exit(EXIT_GATE)
+        return
     from simulator.api import run as run_scenario
     from simulator.writer import write_run
 
-    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None)
+    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None, progress=_progress())
     folder = out or Path("reports") / result.scenario.name
     written = write_run(result, folder, write_requests=write_requests, include_prompts=include_prompts)
     _strict(result.traffic.rows_rejected, strict, str(scenario))
@@ -303,6 +340,72 @@ def recommend(scenario, max_accuracy_drop_pp, out) -> None:
     else:
         click.echo(text, nl=False)
 
+# -- outputs: tfysim diff / tfysim gate ----------------------------------------------------------------------------
+@cli.command("diff")
+@click.argument("current", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("proposed", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, required=True, help="Traffic file, directory or glob.")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (for the accuracy difference).")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weighted routing and intervals.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--no-yaml-diff", is_flag=True, help="Leave the unified YAML diff out of the text output.")
+def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_yaml_diff) -> None:
+    """Replay the CURRENT and PROPOSED TrueFoundry configs over traffic; print cost, accuracy and latency changes.
+
+    Example: tfysim diff routing/current.yaml routing/proposed.yaml --traffic exports/last-week.parquet
+    """
+    from simulator.compare import compare_configs, diff_text
+
+    report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(diff_text(report, show_yaml=not no_yaml_diff))
+
+
+@cli.command("gate")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
+@click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the run folder (summary, report, routing configs) here.")
+def gate_command(scenario, traffic, evals, junit, github_summary, out) -> None:
+    """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
+
+    Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
+    """
+    import os
+
+    from simulator.api import run as run_scenario
+    from simulator.gate import console_table, github_summary as summary_md, junit_xml
+    from simulator.output import write_text
+
+    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None)
+    if out:
+        from simulator.writer import write_run
+
+        write_run(result, out)
+    if junit:
+        write_text(junit, junit_xml(result.summary))
+    if github_summary:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(summary_md(result.summary))
+        else:
+            click.echo("Warning: --github-summary: GITHUB_STEP_SUMMARY is not set (not running in GitHub Actions); "
+                       "no summary written.", err=True)
+    click.echo(console_table(result.summary))
+    if not result.gates_passed:
+        sys.exit(EXIT_GATE)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     cli()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m simulator.cli`
+    main()

@@ -36,6 +36,31 @@ class RequestView:
                 self._keys[name] = np.array([None if v is None else str(v) for v in vals], dtype=object)
         return self._keys[name]
 
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, sorted labels) of a key: integer work instead of string comparisons per row; -1 = absent."""
+        cache = self.__dict__.setdefault("_codes", {})
+        if name not in cache:
+            codes, labels = pd.factorize(self.key(name), sort=True, use_na_sentinel=True)
+            cache[name] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
+        return cache[name]
+
+    def equals(self, name: str, value: str) -> np.ndarray:
+        codes, labels = self.codes(name)
+        hit = np.flatnonzero(labels == value)
+        return codes == hit[0] if len(hit) else np.zeros(self.n, dtype=bool)
+
+    def isin(self, name: str, values: list[str], bare: bool = False) -> np.ndarray:
+        """Rows whose key is one of ``values``; with ``bare`` the model part after ``/`` is compared."""
+        codes, labels = self.codes(name)
+        names = np.array([split_model_id(str(v))[1] for v in labels], dtype=object) if bare else labels
+        wanted = np.flatnonzero(pd.Index(names).isin(values)) if len(names) else np.zeros(0, np.int64)
+        return np.isin(codes, wanted)
+
+    def applies_per_name(self, spec: str) -> str:
+        if spec == "user":
+            return "user_id"
+        return spec.split(".", 1)[1] if spec.startswith("metadata.") else spec
+
     def applies_per(self, spec: str) -> np.ndarray:
         """Key values for ``budget_applies_per`` / ``rate_limit_applies_per`` entries."""
         if spec == "user":
@@ -46,16 +71,6 @@ class RequestView:
             return self.key(spec.split(".", 1)[1])
         return self.key(spec)
 
-    @cached_property
-    def model_names(self) -> tuple[np.ndarray, np.ndarray]:
-        served = self.frame["model"].to_numpy(dtype=object)
-        requested = self.frame["requested_model"].to_numpy(dtype=object)
-        return (np.array([split_model_id(m)[1] for m in served], dtype=object),
-                np.array([split_model_id(m)[1] for m in requested], dtype=object))
-
-
-def _isin(values: np.ndarray, wanted: list[str]) -> np.ndarray:
-    return pd.Index(values).isin(wanted) if len(values) else np.zeros(0, dtype=bool)
 
 
 def match(view: RequestView, when) -> np.ndarray:
@@ -66,19 +81,19 @@ def match(view: RequestView, when) -> np.ndarray:
         bare = [m for m in when.models if "/" not in m]
         m = np.zeros(view.n, dtype=bool)
         if full:
-            m |= _isin(view.key("model"), full) | _isin(view.key("requested_model"), full)
+            m |= view.isin("model", full) | view.isin("requested_model", full)
         if bare:
-            served, requested = view.model_names
-            m |= _isin(served, bare) | _isin(requested, bare) | _isin(view.key("requested_model"), bare)
+            m |= view.isin("model", bare, bare=True) | view.isin("requested_model", bare, bare=True)
+            m |= view.isin("requested_model", bare)
         mask &= m
     for key, value in when.metadata.items():
-        mask &= view.key(key) == value
+        mask &= view.equals(key, value)
     if when.subjects and "*" not in when.subjects:
         m = np.zeros(view.n, dtype=bool)
         for subject in when.subjects:
             kind, _, name = subject.partition(":")
             column = {"user": "user_id", "team": "team", "virtualaccount": "virtualaccount"}.get(kind)
             if column:
-                m |= view.key(column) == name
+                m |= view.equals(column, name)
         mask &= m
     return np.asarray(mask, dtype=bool)

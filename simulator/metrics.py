@@ -19,6 +19,7 @@ UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 _NS_PER_DAY = 86_400 * 10**9
 MONTH_DAYS = 30.0
+MIN_BLOCKS = 24  # fewer bootstrap blocks than this and the interval is too coarse to mean anything
 
 
 def r6(x: float) -> float:
@@ -76,9 +77,16 @@ def bootstrap_monthly(p: Prepared, savings: np.ndarray, unit: str, draws: int, s
         block, _ = pd.factorize(ids, sort=True)
     else:
         size = 3600 * 10**9 if unit == "hour" else _NS_PER_DAY
+        span = int(p.ts.max() - p.ts.min()) + 1
+        if span // size < MIN_BLOCKS:  # a short window: cut it into MIN_BLOCKS equal blocks instead
+            size = max(span // MIN_BLOCKS, 1)
         block = (p.ts - p.ts.min()) // size
         _, block = np.unique(block, return_inverse=True)
-    sums = np.bincount(block, weights=savings)
+    return bootstrap_from_sums(np.bincount(block, weights=savings), draws, seed, window_days(p.ts))
+
+
+def bootstrap_from_sums(sums: np.ndarray, draws: int, seed: int, days: float) -> list[float]:
+    """:func:`bootstrap_monthly` from the per-block savings sums (blocks in sorted order) and the window length."""
     b = len(sums)
     rng = np.random.default_rng(seed)
     totals = np.empty(draws)
@@ -87,7 +95,7 @@ def bootstrap_monthly(p: Prepared, savings: np.ndarray, unit: str, draws: int, s
         k = min(chunk, draws - start)
         idx = rng.integers(0, b, size=(k, b))
         totals[start:start + k] = sums[idx].sum(axis=1)
-    scale = MONTH_DAYS / window_days(p.ts)
+    scale = MONTH_DAYS / days
     lo, hi = np.percentile(totals * scale, [2.5, 97.5])
     return [r6(lo), r6(hi)]
 
@@ -103,12 +111,17 @@ def breakdown(p: Prepared, base: Outcome, cand: Outcome | None, by: str) -> list
     n = len(labels)
     requests = np.bincount(codes, minlength=n)
     base_cost = np.bincount(codes, weights=base.cost_usd, minlength=n)
-    rows = []
     cand_cost = np.bincount(codes, weights=cand.cost_usd, minlength=n) if cand is not None else None
     changed = np.bincount(codes, weights=cand.changed, minlength=n) if cand is not None else None
+    return breakdown_rows(by, labels, requests, base_cost, cand_cost, changed)
+
+
+def breakdown_rows(by: str, labels, requests, base_cost, cand_cost=None, changed=None) -> list[dict[str, Any]]:
+    """Breakdown table rows from per-label sums (labels sorted), most expensive first."""
+    rows = []
     for i in np.argsort(-base_cost, kind="stable"):
         row = {by: str(labels[i]), "requests": int(requests[i]), "cost_usd": r6(base_cost[i])}
-        if cand is not None:
+        if cand_cost is not None:
             row.update(candidate_cost_usd=r6(cand_cost[i]), savings_usd=r6(base_cost[i] - cand_cost[i]),
                        requests_changed=int(changed[i]))
         rows.append(row)

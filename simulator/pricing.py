@@ -282,36 +282,55 @@ class Catalog:
         cw1h = zeros if cache_write_1h_tokens is None else np.asarray(cache_write_1h_tokens, dtype=np.float64)
         out = np.asarray(output_tokens, dtype=np.float64)
 
-        coef_rows = np.empty((n, 6), dtype=np.float64)
-        # Group rows by model once (stable, so each group keeps time order), then by period and tier.
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-        for code in range(len(uniques)):
-            rows = order[bounds[code]:bounds[code + 1]]
+        # One flat coefficient table for the models present: every (model, price period, tier level) is a row.
+        # Models with one period and no tiers (the common case) are priced by a single gather from their code;
+        # only the others need per-row work on their own rows.
+        blocks, base = [], np.zeros(len(uniques), dtype=np.int64)
+        complex_codes = []
+        for code, model_id in enumerate(uniques):
+            source = self.resolve(str(model_id))
+            base[code] = sum(len(b) for b in blocks)
+            if len(source.periods) == 1:
+                starts, coefs = self._table(source, 0)
+                blocks.append(coefs)
+                if len(starts):
+                    complex_codes.append((code, source))
+            else:
+                tables = [self._table(source, k) for k in range(len(source.periods))]
+                blocks.append(np.vstack([t[1] for t in tables]))
+                complex_codes.append((code, source))
+        table = np.vstack(blocks) if blocks else np.zeros((0, 6))
+        idx = base[codes] if n else np.zeros(0, dtype=np.int64)
+        for code, source in complex_codes:
+            rows = np.flatnonzero(codes == code)
             if len(rows) == 0:
                 continue
-            source = self.resolve(str(uniques[code]))
-            periods = self._period_index(source, ts[rows])
-            for period in np.unique(periods):
-                sel = rows[periods == period]
-                starts, coefs = self._table(source, int(period))
-                level = np.searchsorted(starts, inp[sel], side="left") if len(starts) else 0
-                coef_rows[sel] = coefs[level]
-        return price_kernel(coef_rows, inp, cr, cw, cw1h, out)
+            periods = self._period_index(source, ts[rows]) if len(source.periods) > 1 else np.zeros(len(rows), int)
+            offset = np.zeros(len(rows), dtype=np.int64)
+            start_row = 0
+            for k in range(len(source.periods)):
+                starts, coefs = self._table(source, k)
+                sel = periods == k
+                level = np.searchsorted(starts, inp[rows[sel]], side="left") if len(starts) else 0
+                offset[sel] = start_row + level
+                start_row += len(coefs)
+            idx[rows] = base[code] + offset
+        return price_kernel(table, idx, inp, cr, cw, cw1h, out)
 
 
 def price_kernel(
-    coef: np.ndarray, inp: np.ndarray, cr: np.ndarray, cw: np.ndarray, cw1h: np.ndarray, out: np.ndarray
+    table: np.ndarray, idx: np.ndarray, inp: np.ndarray, cr: np.ndarray, cw: np.ndarray, cw1h: np.ndarray,
+    out: np.ndarray,
 ) -> np.ndarray:
-    """The pricing arithmetic on per-row coefficients (columns: per_request, *TOKEN_CLASSES)."""
-    return (
-        coef[:, 0]
-        + coef[:, 1] * (inp - cr - cw)
-        + coef[:, 2] * cr
-        + coef[:, 3] * (cw - cw1h)
-        + coef[:, 4] * cw1h
-        + coef[:, 5] * out
-    )
+    """The pricing arithmetic: row ``idx[i]`` of ``table`` (columns: per_request, *TOKEN_CLASSES) prices row i."""
+    col = [np.ascontiguousarray(table[:, k]) for k in range(6)]
+    cost = col[1][idx] * (inp - cr - cw)
+    cost += col[0][idx]
+    cost += col[2][idx] * cr
+    cost += col[3][idx] * (cw - cw1h)
+    cost += col[4][idx] * cw1h
+    cost += col[5][idx] * out
+    return cost
 
 
 def _unconditional(model_price: Any) -> Any:

@@ -129,16 +129,34 @@ def _read_csv(path: Path) -> RawTable:
 
 
 def _csv_line_numbers(data: bytes, n_rows: int, skipped: set[int]) -> np.ndarray:
-    """Physical line numbers of parsed CSV rows (best effort with quoted newlines: exact when none)."""
-    if b'"' in data:
-        # Quoted fields may span lines; fall back to record order, which is still unique and stable.
+    """Physical line numbers where parsed CSV records start.
+
+    A line starts a record when an even number of quote characters precede it (RFC 4180: ``""`` inside a quoted
+    field counts twice), so quoted commas and quoted newlines keep the numbering exact; blank lines and the lines
+    pandas skipped as malformed are left out.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    starts = starts[starts < len(buf)]
+    quotes_before = np.searchsorted(np.flatnonzero(buf == ord('"')), starts)
+    line_end = np.append(newlines, len(buf))[np.searchsorted(newlines, starts)]  # end of each line
+    # Blank lines are empty or start with whitespace; only those few are inspected one by one.
+    maybe = np.flatnonzero((line_end == starts) | np.isin(buf[np.minimum(starts, len(buf) - 1)], list(b" \t\r")))
+    blank = np.zeros(len(starts), dtype=bool)
+    blank[maybe] = [not data[starts[i]:line_end[i]].strip() for i in maybe]
+    numbers = np.flatnonzero((quotes_before % 2 == 0) & ~blank) + 1
+    numbers = numbers[1:]  # the header
+    if skipped:
+        numbers = numbers[~np.isin(numbers, list(skipped))]
+    if len(numbers) != n_rows:  # the parser disagreed (e.g. stray quotes); record order is still unique and stable
         return np.arange(2, n_rows + 2, dtype=np.int64)
-    lines = data.split(b"\n")
-    numbers = [i + 1 for i, line in enumerate(lines[1:], start=1) if line.strip() and (i + 1) not in skipped]
-    if len(numbers) < n_rows:
-        # pandas and bytes.strip() disagree on what a blank line is (e.g. a lone \x0b); fall back to record order.
-        return np.arange(2, n_rows + 2, dtype=np.int64)
-    return np.asarray(numbers[:n_rows], dtype=np.int64)
+    return numbers.astype(np.int64)
+
+
+def _keep_constant(name: str) -> str:
+    """JSON's non-standard NaN/Infinity stay text, so validation rejects them as it does in CSV (not 'absent')."""
+    return name
 
 
 def _read_jsonl(path: Path) -> RawTable:
@@ -155,8 +173,7 @@ def _read_jsonl(path: Path) -> RawTable:
             rejects.append({"row": number, "reason": f"line longer than {MAX_LINE_BYTES} bytes"})
             continue
         try:
-            # parse_constant keeps NaN/Infinity as text so validation rejects them instead of reading "absent".
-            obj = json.loads(line.decode("utf-8"), parse_constant=str)
+            obj = json.loads(line.decode("utf-8"), parse_constant=_keep_constant)
         except UnicodeDecodeError:
             rejects.append({"row": number, "reason": "not UTF-8 text"})
             continue
@@ -182,7 +199,7 @@ def _read_json(path: Path) -> RawTable:
     if not data.strip():
         raise InputError(f"{path}: empty file, expected JSON.")
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=str)
+        doc = json.loads(data.decode("utf-8"), parse_constant=_keep_constant)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}).") from None
     except json.JSONDecodeError as exc:

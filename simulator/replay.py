@@ -24,6 +24,7 @@ import pandas as pd
 
 from simulator import kernels
 from simulator.errors import ScenarioError
+from simulator.exact_sums import LatencySums
 from simulator.matching import RequestView, match
 from simulator.pricing import Catalog
 from simulator.privacy import output_label
@@ -33,6 +34,16 @@ from simulator.traffic import Traffic
 _FAIL_BUCKET_NS = 5 * 60 * 10**9
 _NS_PER_DAY = 86_400 * 10**9
 _WINDOW_NS = {"minute": 60 * 10**9, "hour": 3600 * 10**9, "day": _NS_PER_DAY}
+
+
+def mix_uniform(hashes: np.ndarray, stream: int) -> np.ndarray:
+    """Another independent U[0, 1) per row from 64-bit hashes (splitmix64 finaliser of hash + stream)."""
+    with np.errstate(over="ignore"):
+        z = hashes + np.uint64((0x9E3779B97F4A7C15 * (stream + 1)) & 0xFFFFFFFFFFFFFFFF)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def hashed_uniform(keys: np.ndarray, seed: int, salt: str = "") -> np.ndarray:
@@ -93,39 +104,55 @@ class Prepared:
         return hashed_uniform(keys, self.seed, "s")
 
     @cached_property
+    def request_hash(self) -> np.ndarray:
+        """64-bit hash of (seed, request_id) per row, the source of per-attempt failure draws."""
+        return pd.util.hash_array(self.traffic.frame["request_id"].to_numpy(dtype=object),
+                                  hash_key=f"{self.seed:08d}fail"[:16].ljust(16, "0"), categorize=True)
+
+    @cached_property
     def failed(self) -> np.ndarray:
         return self.status >= 400
+
+    def failure_table(self, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted 5-minute buckets, failure rate, failure status) observed for one model, for vectorised lookup."""
+        tables = self.__dict__.setdefault("_failure_tables", {})
+        if code not in tables:
+            items = sorted((b, v) for (c, b), v in self.failure_buckets.items() if c == code)
+            tables[code] = (np.array([b for b, _ in items], dtype=np.int64),
+                            np.array([v[0] for _, v in items], dtype=np.float64),
+                            np.array([v[1] for _, v in items], dtype=np.int64))
+        return tables[code]
 
     @cached_property
     def failure_buckets(self) -> dict[tuple[int, int], tuple[float, int]]:
         """Observed failure rate and most common failure status per (model, 5-minute bucket)."""
         bucket = self.ts // _FAIL_BUCKET_NS
-        frame = pd.DataFrame({"m": self.model, "b": bucket, "f": self.failed, "s": self.status})
-        grouped = frame.groupby(["m", "b"], sort=True)
-        rate = grouped["f"].mean()
         out: dict[tuple[int, int], tuple[float, int]] = {}
-        failing = frame[frame["f"]]
-        common = failing.groupby(["m", "b"])["s"].agg(lambda s: int(s.value_counts().sort_index().idxmax()))
-        for key, r in rate.items():
-            if r > 0:
-                out[(int(key[0]), int(key[1]))] = (float(r), int(common[key]))
+        if not self.failed.any():
+            return out
+        totals = pd.DataFrame({"m": self.model, "b": bucket}).value_counts()
+        failing = pd.DataFrame({"m": self.model[self.failed], "b": bucket[self.failed], "s": self.status[self.failed]})
+        counts = failing.value_counts().rename("n").reset_index()
+        # Most common failure status per bucket; ties go to the lowest code (sort, then keep the first maximum).
+        counts = counts.sort_values(["m", "b", "n", "s"], ascending=[True, True, False, True], kind="stable")
+        common = counts.drop_duplicates(["m", "b"])
+        failed_n = failing.groupby(["m", "b"]).size()
+        for m, b, status in common[["m", "b", "s"]].itertuples(index=False):
+            out[(int(m), int(b))] = (float(failed_n[(m, b)] / totals[(m, b)]), int(status))
         return out
 
     @cached_property
     def latency_model(self) -> dict[int, tuple[float, float]]:
-        """Per model: (ms per request, ms per output token) fitted on recorded successful requests."""
+        """Per model: (ms per request, ms per output token) fitted on recorded successful requests.
+
+        Exact least squares (:class:`simulator.exact_sums.LatencySums`), so chunked engines fit the same numbers.
+        """
         out: dict[int, tuple[float, float]] = {}
         ok = ~self.failed & np.isfinite(self.latency)
         for code in np.unique(self.model[ok]):
             sel = ok & (self.model == code)
-            y, x = self.latency[sel], self.out[sel].astype(np.float64)
-            if sel.sum() >= 20 and np.ptp(x) > 0:
-                slope, intercept = np.polyfit(x, y, 1)
-                if slope < 0:
-                    slope, intercept = 0.0, float(np.median(y))
-                out[int(code)] = (max(float(intercept), 0.0), float(slope))
-            else:
-                out[int(code)] = (float(np.median(y)), 0.0)
+            sums = LatencySums().add(self.out[sel], self.latency[sel])
+            out[int(code)] = sums.fit(float(np.median(self.latency[sel])) if sums.needs_median else None)
         return out
 
     def estimate_latency(self, codes: np.ndarray, out_tokens: np.ndarray) -> np.ndarray:
@@ -230,19 +257,15 @@ def _failure(p: Prepared, code: int, rows: np.ndarray, attempt: int, stays: np.n
     if attempt == 0:
         recorded = stays & p.failed[rows]
         status = np.where((status == 0) & recorded, p.status[rows], status)
-    buckets = p.failure_buckets
-    if buckets:
+    buckets, rates, statuses = p.failure_table(code)
+    if len(buckets):
         bucket = ts // _FAIL_BUCKET_NS
-        u = hashed_uniform(p.traffic.frame["request_id"].to_numpy(dtype=object)[rows], p.seed, f"f{attempt}")
-        rate = np.zeros(len(rows))
-        fail_status = np.zeros(len(rows), dtype=np.int64)
-        for b in np.unique(bucket):
-            hit = buckets.get((code, int(b)))
-            if hit:
-                sel = bucket == b
-                rate[sel], fail_status[sel] = hit
+        pos = np.minimum(np.searchsorted(buckets, bucket), len(buckets) - 1)
+        hit = buckets[pos] == bucket
+        rate = np.where(hit, rates[pos], 0.0)
+        u = mix_uniform(p.request_hash[rows], attempt)
         observed = (status == 0) & (u < rate) & ~(stays if attempt == 0 else np.zeros(len(rows), bool))
-        status = np.where(observed, fail_status, status)
+        status = np.where(observed, statuses[pos], status)
     return status
 
 
@@ -327,12 +350,27 @@ def rate_window(ts: np.ndarray, unit: str) -> np.ndarray:
 
 
 def _slot_keys(p: Prepared, applies_per: list[str], rows: np.ndarray) -> np.ndarray:
+    """Slot number per row: the rank of the row's key text (parts joined by \\x1f, absent = "None") among the
+    keys present, computed on integer codes (the text is built once per distinct key, not per row)."""
     if not applies_per:
         return np.zeros(len(rows), dtype=np.int64)
-    parts = [np.asarray(p.view.applies_per(spec)[rows], dtype=object).astype(str) for spec in applies_per]
-    joined = parts[0] if len(parts) == 1 else np.char.add(np.char.add(parts[0], "\x1f"), parts[1])
-    codes, _ = pd.factorize(joined, sort=True)
-    return codes.astype(np.int64)
+    combo = np.zeros(len(rows), dtype=np.int64)
+    texts = []
+    for spec in applies_per:
+        codes, labels = p.view.codes(p.view.applies_per_name(spec))
+        combo = combo * (len(labels) + 1) + (codes[rows] + 1)
+        texts.append(["None"] + [str(v) for v in labels])
+    uniq, inverse = np.unique(combo, return_inverse=True)
+    joined = []
+    for value in uniq:
+        parts = []
+        for part in reversed(texts):
+            value, digit = divmod(int(value), len(part))
+            parts.append(part[digit])
+        joined.append("\x1f".join(reversed(parts)))
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(np.array(joined, dtype=object), kind="stable")] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)]
 
 
 # -- one candidate --------------------------------------------------------------------------------------------

@@ -367,7 +367,9 @@ def _inner_model(annotation: Any) -> Any:
 
 
 def format_validation_error(exc: pydantic.ValidationError, where: str) -> str:
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # An unknown key usually explains a "missing" one next to it (a typo): report the unknown key first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     path = _loc(loc)
     if err["type"] == "extra_forbidden":

@@ -108,6 +108,8 @@ def load_traffic(
     combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": [], "_row": []})
     good, bad = normalize(combined, timezone=timezone, now=now)
     reject_frame = pd.DataFrame(rejects + bad, columns=list(REJECT_COLUMNS))
+    ids = reject_frame["request_id"].astype(object)
+    reject_frame["request_id"] = ids.where(ids.notna(), None)  # None, not NaN, for rows without an id
     reject_frame = reject_frame.sort_values(["source", "row"], kind="stable").reset_index(drop=True)
     if len(good) == 0:
         top = reject_frame["reason"].value_counts().index[0] if len(reject_frame) else "no rows"
@@ -134,16 +136,36 @@ class _Rejector:
         return ~pd.isna(self.reason)
 
 
+def _typed_number(values: pd.Series) -> bool:
+    """A numeric (not boolean) typed column, e.g. from Parquet: no per-element work needed."""
+    return pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
 def _missing(values: pd.Series) -> np.ndarray:
+    if values.dtype == object and values.isna().all():  # an absent column
+        return np.ones(len(values), dtype=bool)
+    if _typed_number(values):
+        return values.isna().to_numpy(dtype=bool)
+    if isinstance(values.dtype, pd.StringDtype):
+        return (values.isna() | values.str.strip().eq("")).to_numpy(dtype=bool, na_value=True)
     obj = values.astype(object)
     return (obj.isna() | (obj.map(lambda v: isinstance(v, str) and v.strip() == ""))).to_numpy(dtype=bool)
 
 
-def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Rejector) -> np.ndarray:
-    missing = _missing(values)
+def _numbers(values: pd.Series, missing: np.ndarray) -> np.ndarray:
+    """float64 values; text that is not a number (and booleans) become NaN."""
+    if _typed_number(values):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if missing.all():
+        return np.full(len(values), np.nan)
     is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
-    num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Rejector) -> np.ndarray:
+    missing = _missing(values)
+    num = _numbers(values, missing)
     if required:
         rej.add(missing, f"{name} is missing")
     rej.add(~missing & np.isnan(num), f"{name} must be an integer >= 0")
@@ -152,18 +174,15 @@ def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Reje
         rej.add(~missing & (num < 0), f"{name} must be >= 0")
         rej.add(~missing & np.isfinite(num) & (np.floor(num) != num), f"{name} must be a whole number of tokens")
         rej.add(~missing & (num > 2**53), f"{name} is implausibly large")
-    # Rejected rows keep a placeholder; it must fit in int64 (huge and None defaults would raise here).
-    fill = 0 if default is None else default
+    fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
     with np.errstate(invalid="ignore"):
-        unusable = missing | ~np.isfinite(num) | (np.abs(num) > 2**53)
-    return np.where(unusable, fill, num).astype(np.int64)
+        out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > 2**53), fill, num)
+    return out.astype(np.int64)
 
 
 def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> np.ndarray:
     missing = _missing(values)
-    is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
-    num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
-    num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    num = _numbers(values, missing)
     # NaN given explicitly ("NaN" text, JSON NaN, a float NaN in a typed column) is rejected; absent is allowed.
     explicit_nan = ~missing & np.isnan(num)
     rej.add(explicit_nan, f"{name} must be a finite number")
@@ -174,6 +193,12 @@ def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> n
 
 
 def _strings(values: pd.Series) -> np.ndarray:
+    if values.dtype == object and values.isna().all():
+        return np.full(len(values), None, dtype=object)
+    if isinstance(values.dtype, pd.StringDtype):
+        out = values.to_numpy(dtype=object, na_value=None)
+        out[values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)] = None
+        return out
     obj = values.astype(object)
     out = obj.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) or
                   (isinstance(v, str) and v.strip() == "") else (v if isinstance(v, str) else _scalar_str(v)))
@@ -196,7 +221,8 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
         return _ns_checked(values, ~missing, rej)
     if pd.api.types.is_datetime64_dtype(values.dtype):
         if timezone is None:
-            rej.add(np.ones(n, bool), "timestamp has no time zone; set timezone: in the scenario")
+            rej.add(np.ones(n, bool),
+                    "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
             return out
         missing = values.isna().to_numpy()
         rej.add(missing, "timestamp is missing")
@@ -217,10 +243,16 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
     epoch = is_num | digits
     if epoch.any():
         ms = pd.to_numeric(obj[epoch].astype(str), errors="coerce").to_numpy(dtype=np.float64)
-        ok = np.isfinite(ms) & (ms >= 0) & (ms < 1e14)
         idx = np.flatnonzero(epoch)
+        # Below 1e11 ms (before March 1973) the value is almost surely epoch seconds; reject instead of landing in 1970.
+        seconds = np.isfinite(ms) & (ms >= 0) & (ms < 1e11)
+        rej.add(np.isin(np.arange(n), idx[seconds]),
+                "epoch timestamp looks like seconds; expected milliseconds since 1970")
+        ok = np.isfinite(ms) & (ms >= 1e11) & (ms < 1e14)
         rej.add(np.isin(np.arange(n), idx[~ok]), "epoch timestamp must be milliseconds since 1970")
-        out[idx[ok]] = np.round(ms[ok] * 1e6).astype(np.int64)
+        # ms * 1e6 in float64 would be off by up to ~128 ns at today's epochs; scale the whole part as integers.
+        whole = np.floor(ms[ok])
+        out[idx[ok]] = whole.astype(np.int64) * 1_000_000 + np.round((ms[ok] - whole) * 1e6).astype(np.int64)
     strings = ~missing & ~epoch
     if strings.any():
         s = text[strings]
@@ -239,8 +271,11 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
             else:
                 parsed = pd.to_datetime(s[naive], errors="coerce", format="ISO8601")
                 local = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+                parsed_ok = parsed.notna().to_numpy()
                 ok = local.notna().to_numpy()
-                rej.add(np.isin(np.arange(n), idx[naive][~ok]), "timestamp is not a valid ISO-8601 date-time")
+                rej.add(np.isin(np.arange(n), idx[naive][~parsed_ok]), "timestamp is not a valid ISO-8601 date-time")
+                rej.add(np.isin(np.arange(n), idx[naive][parsed_ok & ~ok]),
+                        f"timestamp does not exist or is ambiguous in time zone {timezone} (DST change)")
                 out[idx[naive][ok]] = _ns_checked(local[ok], None, rej, idx[naive][ok], n)
     return out
 
@@ -376,20 +411,21 @@ def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timesta
     row = pd.to_numeric(col("_row"), errors="coerce").fillna(0).to_numpy(dtype=np.int64)
 
     # Duplicates: the first in (timestamp, request_id, content, source, row) order is kept, later copies are
-    # rejected. Content before position: which copy survives must not depend on file order or how files are split.
-    # Only rows whose id repeats are sorted (the content keys are costly on large tables).
-    valid = np.flatnonzero(~rej.bad)
-    repeats = valid[pd.Series(request_id[valid].astype(str)).duplicated(keep=False).to_numpy()]
+    # rejected. Ordering by content before position makes the kept row independent of input row order and of how
+    # the rows are split across files.
+    content = np.zeros(n, dtype=np.uint64)
+    ok_rows = np.flatnonzero(~rej.bad)
+    repeated = ok_rows[pd.Series(request_id[ok_rows]).duplicated(keep=False).to_numpy()]
+    if len(repeated):
+        parts = pd.DataFrame({name: [repr(v) for v in out[name][repeated]] if name == "prefix_blocks"
+                              else out[name][repeated] for name in COLUMNS})
+        content[repeated] = pd.util.hash_pandas_object(parts, index=False).to_numpy()
+    order = np.lexsort((row, source.astype(str), content, request_id.astype(str), ts))
+    ok_sorted = order[~rej.bad[order]]
+    ids = pd.Series(request_id[ok_sorted])
+    dup = ids.duplicated(keep="first").to_numpy()
     dup_mask = np.zeros(n, dtype=bool)
-    if len(repeats):
-        content = [np.asarray(out[k])[repeats].astype(str) for k in (
-            "metadata", "session_id", "workflow_tag", "project", "team", "user_id", "status_code", "latency_ms",
-            "cost_usd", "cache_write_tokens", "cache_read_tokens", "output_tokens", "input_tokens", "requested_model",
-            "model")]
-        order = repeats[np.lexsort((row[repeats], source[repeats].astype(str), *content,
-                                    request_id[repeats].astype(str), ts[repeats]))]
-        dup = pd.Series(request_id[order]).duplicated(keep="first").to_numpy()
-        dup_mask[order[dup]] = True
+    dup_mask[ok_sorted[dup]] = True
     rej.add(dup_mask, "duplicate request_id (an earlier row has the same id)")
 
     good_rows = np.flatnonzero(~rej.bad)

@@ -69,3 +69,10 @@ def replay_table(report: dict[str, Any]) -> str:
         lines.append(f"{m['model'][:44]:<44} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
                      f"{_money(m['recorded_cost_usd']):>12} {drift:>8}{flag}")
     return "\n".join(lines)
+
+
+# Built-in writers, registered the same way plugins would be (imported last: they import this module's helpers).
+from simulator.gateway_config import write_gateway_configs  # noqa: E402
+from simulator.report import write_report  # noqa: E402
+
+WRITERS.extend([write_gateway_configs, write_report])

@@ -43,14 +43,28 @@ def match_eval_model(gateway_id: str, eval_models, mapping: dict | None = None) 
     return hits[0] if len(hits) == 1 else None
 
 
+_CODE_CHARS = "{}[]();=<>#*/\\`|&$_"
+_DIGITS = "0123456789"
+
+
 def prompt_features(prompts) -> np.ndarray:
-    """Simple prompt features: log length in characters, share of digits, share of code punctuation."""
-    texts = ["" if p is None else str(p) for p in prompts]
-    length = np.array([len(t) for t in texts], dtype=np.float64)
-    digits = np.array([sum(ch.isdigit() for ch in t) for t in texts], dtype=np.float64)
-    code = np.array([sum(ch in "{}[]();=<>#*/\\`|&$_" for ch in t) for t in texts], dtype=np.float64)
-    safe = np.maximum(length, 1.0)
-    return np.column_stack([np.log1p(length), digits / safe, code / safe])
+    """Simple prompt features: log length in characters, share of digits, share of code punctuation.
+
+    Each distinct prompt is measured once (system prompts and templates repeat), with C-level str methods.
+    """
+    texts = pd.Series(["" if p is None else str(p) for p in prompts], dtype=object)
+    codes, uniques = pd.factorize(texts, sort=False)
+    feats = np.empty((len(uniques), 3), dtype=np.float64)
+    for i, t in enumerate(uniques):
+        n = len(t)
+        digits = n - len(t.translate(_DROP_DIGITS))
+        code = n - len(t.translate(_DROP_CODE))
+        feats[i] = (np.log1p(n), digits / max(n, 1), code / max(n, 1))
+    return feats[codes] if len(codes) else np.zeros((0, 3))
+
+
+_DROP_DIGITS = str.maketrans("", "", _DIGITS)
+_DROP_CODE = str.maketrans("", "", _CODE_CHARS)
 
 
 def covariate_shift_weights(eval_prompts, prod_prompts, *, clip: float = 10.0, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,232 @@
+"""Read traffic files in chunks and yield normalised, globally time-ordered tables of bounded size.
+
+Parquet is read with ``pyarrow.parquet.ParquetFile.iter_batches`` file by file (directories and globs expand as for
+the in-memory reader, so a Hive-partitioned folder reads the same rows), CSV with ``pandas.read_csv(chunksize=)``
+(all columns as text, as the in-memory reader does), JSONL line by line. A ``.json`` array or a gzipped Parquet file
+cannot be split and is read whole.
+
+Ordering: each chunk is normalised (validated, sorted by timestamp then request_id) by
+:func:`simulator.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk,
+so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
+time-ordered: :class:`~simulator.errors.InputError` asks to sort or partition by time (no on-disk sort is attempted).
+
+Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (about 8-11 bytes per request);
+two distinct ids collide with probability about n^2 / 2^65 (3e-4 for 100 M requests), in which case the later row is
+wrongly rejected as a duplicate. The positions found are dropped again in later passes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from simulator.adapters import apply_adapter
+from simulator.errors import InputError
+from simulator.readers import MAX_LINE_BYTES, detect_format, expand_paths, read_any
+from simulator.traffic import normalize
+
+
+def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[dict], int]]:
+    """(raw frame with _source/_row, unparseable-line rejects, rows read) per chunk of one file."""
+    kind = detect_format(path)
+    gz = path.suffix.lower() == ".gz"
+    if kind == "parquet" and not gz:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            reader = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
+        offset = 0
+        for batch in reader.iter_batches(batch_size=chunk_rows):
+            frame = batch.to_pandas()
+            frame["_row"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
+            frame["_source"] = str(path)
+            offset += len(frame)
+            yield frame, [], len(frame)
+    elif kind == "csv":
+        offset = 0
+        try:
+            for frame in pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8",
+                                     skip_blank_lines=True, chunksize=chunk_rows, on_bad_lines="skip"):
+                frame["_row"] = np.arange(offset + 2, offset + len(frame) + 2, dtype=np.int64)
+                frame["_source"] = str(path)
+                offset += len(frame)
+                yield frame, [], len(frame)
+        except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot parse CSV ({str(exc).strip().splitlines()[0]}).") from None
+    elif kind == "jsonl":
+        yield from _iter_jsonl(path, chunk_rows)
+    else:
+        table = read_any(path)
+        yield table.frame, table.rejects, table.rows_read
+
+
+def _iter_jsonl(path: Path, chunk_rows: int):
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    records, rows, rejects = [], [], []
+
+    def flush():
+        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        frame["_row"] = np.asarray(rows, dtype=np.int64)
+        frame["_source"] = str(path)
+        return frame, list(rejects), len(records) + len(rejects)
+
+    with opener(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                rejects.append({"row": number, "reason": f"line longer than {MAX_LINE_BYTES} bytes"})
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                rejects.append({"row": number, "reason": f"malformed JSON: {exc}"})
+                continue
+            if not isinstance(obj, dict):
+                rejects.append({"row": number, "reason": f"expected a JSON object, got {type(obj).__name__}"})
+                continue
+            records.append(obj)
+            rows.append(number)
+            if len(records) >= chunk_rows:
+                yield flush()
+                records, rows, rejects = [], [], []
+    if records or rejects:
+        yield flush()
+
+
+@njit(cache=True)
+def _insert(table, keys):  # pragma: no cover - compiled
+    """Insert keys into an open-addressing set (0 = empty); returns a mask of keys already present."""
+    mask = table.shape[0] - 1
+    seen = np.zeros(keys.shape[0], np.bool_)
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        if k == 0:
+            k = 1
+        j = (k ^ (k >> 29)) & mask
+        while table[j] != 0 and table[j] != k:
+            j = (j + 1) & mask
+        if table[j] == k:
+            seen[i] = True
+        else:
+            table[j] = k
+    return seen
+
+
+class IdSet:
+    """A set of 64-bit request-id hashes that grows by doubling (load factor <= 0.75)."""
+
+    def __init__(self) -> None:
+        self.table = np.zeros(1 << 16, np.int64)
+        self.n = 0
+
+    def add(self, ids: np.ndarray) -> np.ndarray:
+        keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).view(np.int64)
+        while (self.n + len(keys)) * 4 > self.table.shape[0] * 3:
+            old = self.table[self.table != 0]
+            self.table = np.zeros(self.table.shape[0] * 2, np.int64)
+            _insert(self.table, old)
+        seen = _insert(self.table, keys)
+        self.n += int((~seen).sum())
+        return seen
+
+
+class Stream:
+    """Normalised, time-ordered chunks of the traffic; iterate it once per pass.
+
+    ``counts`` after a full pass: rows read, replayed, rejected (as in :meth:`simulator.traffic.Traffic.counts`).
+    """
+
+    def __init__(self, paths, *, adapter=None, mapping=None, timezone=None, chunk_rows: int = 1_000_000,
+                 now: pd.Timestamp | None = None) -> None:
+        if chunk_rows < 1:
+            raise InputError(f"chunk_rows must be an integer >= 1. Got {chunk_rows} instead.")
+        if not paths:
+            raise InputError("no traffic given: name files in the scenario's traffic: or with --traffic PATH.")
+        self.files = expand_paths(list(paths))
+        self.adapter, self.mapping, self.timezone = adapter, mapping, timezone
+        self.chunk_rows = chunk_rows
+        self.now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        self.duplicates: np.ndarray | None = None  # emission positions to drop, found by the first pass
+        self.reject_reasons: dict[str, int] = {}
+
+    def _normalised(self) -> Iterator[pd.DataFrame]:
+        for path in self.files:
+            for raw, rejects, rows_read in iter_raw(path, self.chunk_rows):
+                self.rows_read += rows_read
+                self._reject([r["reason"] for r in rejects])
+                if len(raw) == 0:
+                    continue
+                good, bad = normalize(apply_adapter(raw, self.adapter, self.mapping, str(path)),
+                                      timezone=self.timezone, now=self.now)
+                self._reject([b["reason"] for b in bad])
+                if len(good):
+                    yield good
+
+    def _reject(self, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
+        self.rows_rejected += len(reasons)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        self.rows_read = self.rows_rejected = self.rows_replayed = 0
+        self.reject_reasons = {}
+        first_pass = self.duplicates is None
+        ids = IdSet() if first_pass else None
+        found: list[np.ndarray] = []
+        position = 0
+        last: tuple[int, str] | None = None
+        pending: pd.DataFrame | None = None
+        for good in self._normalised():
+            if pending is not None and len(pending):
+                good = pd.concat([pending, good], ignore_index=True)
+                ts = good["timestamp"].array.asi8
+                order = np.lexsort((good["request_id"].to_numpy(dtype=object).astype(str), ts))
+                good = good.iloc[order].reset_index(drop=True)
+            ts = good["timestamp"].array.asi8
+            hold = ts == ts[-1]
+            pending, out = good[hold], good[~hold].reset_index(drop=True)
+            if len(out):
+                yield from self._emit(out, ids, found, position, last)
+                position += len(out)
+                last = (int(out["timestamp"].array.asi8[-1]), str(out["request_id"].iat[-1]))
+        if pending is not None and len(pending):
+            yield from self._emit(pending.reset_index(drop=True), ids, found, position, last)
+        if first_pass:
+            self.duplicates = np.concatenate(found) if found else np.zeros(0, np.int64)
+        if self.rows_replayed == 0:
+            top = max(self.reject_reasons, key=self.reject_reasons.get) if self.reject_reasons else "no rows"
+            raise InputError(f"{', '.join(map(str, self.files))}: no valid rows ({self.rows_rejected} rejected; "
+                             f"e.g. {top}).")
+
+    def _emit(self, out: pd.DataFrame, ids: IdSet | None, found: list, position: int, last):
+        first = (int(out["timestamp"].array.asi8[0]), str(out["request_id"].iat[0]))
+        if last is not None and first < last:
+            when = pd.Timestamp(first[0], tz="UTC").isoformat()
+            raise InputError(
+                f"{', '.join(map(str, self.files))}: rows are not in time order across chunks (a row at {when} comes "
+                f"after later rows). Sort the traffic by timestamp (or partition it by day with sorted file names), "
+                f"or use the in-memory engine.")
+        if ids is not None:
+            dup = ids.add(out["request_id"].to_numpy(dtype=object))
+            found.append(position + np.flatnonzero(dup))
+        else:
+            lo = np.searchsorted(self.duplicates, position)
+            hi = np.searchsorted(self.duplicates, position + len(out))
+            dup = np.zeros(len(out), bool)
+            dup[self.duplicates[lo:hi] - position] = True
+        if dup.any():
+            self._reject(["duplicate request_id (an earlier row has the same id)"] * int(dup.sum()))
+            out = out[~dup].reset_index(drop=True)
+        self.rows_replayed += len(out)
+        if len(out):
+            yield out

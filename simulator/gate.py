@@ -1,0 +1,73 @@
+"""CI gate outputs: verdict rows, JUnit XML (one testcase per candidate x gate) and a GitHub step-summary table."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+
+def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per candidate x gate: candidate, gate, passed, detail."""
+    return [{"candidate": p["name"], "gate": g["name"], "passed": bool(g["passed"]), "detail": g["detail"]}
+            for p in summary.get("policies", []) for g in p.get("gates") or []]
+
+
+def junit_xml(summary: dict[str, Any]) -> str:
+    """JUnit XML: a testsuite per scenario, a testcase per candidate x gate; failures carry the figures."""
+    rows = gate_rows(summary)
+    scenario = str(summary.get("scenario", "scenario"))
+    failures = sum(not r["passed"] for r in rows)
+    suites = ET.Element("testsuites", name="tfysim gate", tests=str(len(rows)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name=f"tfysim.{scenario}", tests=str(len(rows)),
+                          failures=str(failures), errors="0", skipped="0")
+    for r in rows:
+        case = ET.SubElement(suite, "testcase", classname=f"tfysim.{scenario}.{r['candidate']}", name=r["gate"],
+                             time="0")
+        if not r["passed"]:
+            fail = ET.SubElement(case, "failure", message=r["detail"], type="GateFailed")
+            fail.text = f"candidate {r['candidate']}: gate {r['gate']} failed: {r['detail']}"
+        else:
+            ET.SubElement(case, "system-out").text = r["detail"]
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def github_summary(summary: dict[str, Any]) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict line, per-candidate savings and the gate table."""
+    rows = gate_rows(summary)
+    failed = [r for r in rows if not r["passed"]]
+    verdict = ("no gates configured" if not rows else
+               f"**{len(failed)} of {len(rows)} gate(s) failed**" if failed else f"all {len(rows)} gate(s) passed")
+    out = [f"### tfysim gate: `{summary.get('scenario')}`: {verdict}", "",
+           "| candidate | monthly savings | 95% interval | accuracy change (pp) | gates |", "|---|---|---|---|---|"]
+    for p in summary.get("policies", []):
+        lo, hi = p.get("monthly_savings_ci95") or (None, None)
+        acc = p.get("accuracy_delta_pp")
+        gates = p.get("gates") or []
+        bad = [g["name"] for g in gates if not g["passed"]]
+        out.append(f"| {_md(p['name'])} | ${p['monthly_savings_usd']:,.2f} | "
+                   f"{'n/a' if lo is None else f'${lo:,.2f} to ${hi:,.2f}'} | "
+                   f"{'not measured' if acc is None else f'{acc:+.2f}'} | "
+                   f"{'no gates' if not gates else ('FAILED: ' + ', '.join(bad) if bad else 'passed')} |")
+    if rows:
+        out += ["", "| candidate | gate | verdict | figures |", "|---|---|---|---|"]
+        out += [f"| {_md(r['candidate'])} | {r['gate']} | {'pass' if r['passed'] else ':x: FAIL'} | {_md(r['detail'])} |"
+                for r in rows]
+    return "\n".join(out) + "\n\n"
+
+
+def console_table(summary: dict[str, Any]) -> str:
+    rows = gate_rows(summary)
+    if not rows:
+        return f"{summary.get('scenario')}: no gates configured (add gates: to the scenario or its candidates)."
+    width = max(len(f"{r['candidate']} / {r['gate']}") for r in rows)
+    lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {(r['candidate'] + ' / ' + r['gate']).ljust(width)}  {r['detail']}"
+             for r in rows]
+    failed = sum(not r["passed"] for r in rows)
+    lines.append(f"{summary.get('scenario')}: {failed} of {len(rows)} gate(s) failed." if failed else
+                 f"{summary.get('scenario')}: all {len(rows)} gate(s) passed.")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""The Dask engine gives the local engine's summary.json on a 2-worker LocalCluster with several partitions.
+
+Counts, labels, orders, budget and rate-limit decisions must match exactly; money totals are summed per partition
+(another float addition order), so floats are compared as in tests/test_engines.py:
+``math.isclose(rel_tol=1e-12, abs_tol=1.01e-6)`` after 6-decimal rounding.
+"""
+
+from __future__ import annotations
+
+import re
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from simulator.api import run
+from simulator.cli import cli
+from simulator.errors import ScenarioError
+from simulator.synth import generate
+from tests.test_engines import HAIKU, OPUS, SONNET, assert_same
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def no_network():
+    """Overrides the conftest fixture that blocks socket creation: a LocalCluster's scheduler and workers talk over
+    loopback sockets (127.0.0.1 only, asserted below). tfysim itself still never reaches the network."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        assert c.scheduler_info()["address"].startswith(("tcp://127.0.0.1", "inproc"))
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dask")
+    traffic, _ = generate(days=2, requests=5000, seed=1)
+    # Rows dealt round-robin over 4 files (row groups of 700): every partition spans the whole window, so budget
+    # and rate-limit slots are spread over all partitions and only the shuffle brings them together.
+    (folder / "traffic").mkdir()
+    for i in range(4):
+        traffic.iloc[i::4].to_parquet(folder / "traffic" / f"part-{i}.parquet", row_group_size=700)
+    data = {
+        "schema_version": 1, "name": "dask", "traffic": "traffic", "seed": 3,
+        "bootstrap": {"unit": "hour", "draws": 200},
+        "candidates": [
+            {"name": "downgrade", "rules": [{"id": "d", "when": {"models": [OPUS]}, "type": "weight-based-routing",
+                                             "load_balance_targets": [{"target": HAIKU, "weight": 100}]}]},
+            {"name": "ab-split", "rules": [{"id": "ab", "when": {"models": [OPUS, SONNET]},
+                                            "type": "weight-based-routing",
+                                            "load_balance_targets": [{"target": OPUS, "weight": 50},
+                                                                     {"target": HAIKU, "weight": 50}]}]},
+            {"name": "budget", "budgets": [{"id": "team-day", "limit_to": 2.0, "unit": "cost_per_day",
+                                            "budget_applies_per": ["team"], "on_exceed": {"fallback": HAIKU}}]},
+            {"name": "rate-limits", "rate_limits": [
+                {"id": "tokens", "when": {"metadata": {"team": "platform"}}, "limit_to": 20_000,
+                 "unit": "tokens_per_minute", "fallback": HAIKU},
+                {"id": "per-user", "limit_to": 3, "unit": "requests_per_minute",
+                 "rate_limit_applies_per": ["user", "model"]}]},
+            {"name": "limit-then-budget",
+             "rate_limits": [{"id": "user-rpm", "limit_to": 3, "unit": "requests_per_minute",
+                              "rate_limit_applies_per": ["user"], "fallback": HAIKU}],
+             "budgets": [{"id": "user-day", "limit_to": 0.5, "unit": "cost_per_day",
+                          "budget_applies_per": ["user"]}]},
+        ],
+    }
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_dask_equals_local(scenario, client):
+    from simulator.engines.dask_engine import run_dask
+
+    expected = run(scenario).summary
+    result = run_dask(scenario, client=client)
+    assert result.scheduler.startswith(("tcp://127.0.0.1", "inproc"))
+    assert_same(expected, result.summary)
+    policies = {p["name"]: p for p in expected["policies"]}
+    # the scenario exercises what it claims: moves, budget reroutes, rate-limit blocks and reroutes
+    assert policies["downgrade"]["requests_changed"] > 0 and policies["ab-split"]["requests_changed"] > 0
+    assert sum(b["requests_rerouted"] for b in policies["budget"]["budgets"]) > 0
+    limits = policies["rate-limits"]["rate_limits"]
+    assert limits[0]["requests_rerouted"] > 0 and limits[1]["requests_blocked"] > 0
+    assert sum(b["requests_blocked"] for b in policies["limit-then-budget"]["budgets"]) > 0
+    keys = [b["key"] for b in policies["limit-then-budget"]["budgets"]]
+    assert keys and all(re.fullmatch(r"u-[0-9a-f]{12}", k) for k in keys)  # salted hashes, never user ids
+
+
+def test_cli_engine_dask_with_scheduler(scenario, client, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(scenario), "--engine", "dask", "--scheduler",
+                                      client.scheduler_info()["address"], "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["traffic"]["rows_replayed"] == 5000 and len(summary["policies"]) == 5
+
+
+def test_several_budget_rules_are_refused(scenario, tmp_path):
+    from simulator.engines.dask_engine import run_dask
+
+    data = yaml.safe_load(scenario.read_text())
+    data["traffic"] = str(scenario.parent / "traffic")
+    data["candidates"] = [{"name": "two", "budgets": [
+        {"id": "a", "limit_to": 1.0, "unit": "cost_per_day"},
+        {"id": "b", "limit_to": 2.0, "unit": "cost_per_day", "budget_applies_per": ["team"]}]}]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match=r"one budget rule per candidate \(got 2.*--engine local or streaming"):
+        run_dask(path)  # refused before any cluster starts

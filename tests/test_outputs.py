@@ -1,0 +1,192 @@
+"""Report, CI gate and diff outputs: sections present, privacy (no user ids, no prompt text in any output),
+JUnit XML with failures, gate exit codes and the GitHub step summary, ``tfysim diff`` figures by hand."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import SMALL_TRAFFIC
+from simulator.api import run
+from simulator.cli import cli
+from simulator.report.content import build_document
+from simulator.report.document import to_markdown
+from simulator.scenario import parse_scenario
+from simulator.writer import write_run
+
+OPUS, HAIKU, GPT4O, MINI = ("anthropic-main/claude-opus-4-7", "anthropic-main/claude-haiku-4-5",
+                            "openai-main/gpt-4o", "openai-main/gpt-4o-mini")
+SPLIT = {"name": "split", "rules": [{"id": "opus", "when": {"models": [OPUS]},
+                                     "load_balance_targets": [{"target": HAIKU, "weight": 100}]}]}
+
+
+def write_scenario(tmp_path: Path, **data) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump({"name": "gate-test", "traffic": str(SMALL_TRAFFIC), **data}))
+    return path
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "gates": {"min_monthly_savings_usd": 0},
+                         "candidates": [SPLIT, {"name": "none"}]}, "weekly.yaml", out)
+    write_run(run(sc), out)
+    return out
+
+
+def test_report_sections_present(run_folder):
+    md = (run_folder / "report.md").read_text()
+    for heading in ("## Headline", "**What to do next**", "## Spend by model, team, project and workflow",
+                    "## Candidate comparison", "## Data quality", "## Assumptions", "**Spend by workflow**",
+                    "**Premium-model share of spend per day**", "**Pricing drift by identity replay"):
+        assert heading in md, heading
+    assert "| UNTAGGED (attribution gap) | 1 |" in md  # r04 has no project
+    assert "Apply `split`: `tfy apply -f routing/split.truefoundry.yaml --dry-run --show-diff`" in md
+    assert "Tag untagged traffic" in md and "has no project" in md
+    for chart in ("spend-by-model", "spend-by-workflow_tag", "premium-share-per-day", "candidates"):
+        assert f"(report_files/{chart}.png)" in md
+        assert (run_folder / "report_files" / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (run_folder / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 4
+    assert "<strong>What to do next</strong>" in html
+
+
+def test_report_is_deterministic(run_folder, tmp_path):
+    sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "gates": {"min_monthly_savings_usd": 0},
+                         "candidates": [SPLIT, {"name": "none"}]}, "weekly.yaml", tmp_path)
+    write_run(run(sc), tmp_path)
+    for name in ("report.md", "report.html", "routing/split.truefoundry.yaml"):
+        assert (tmp_path / name).read_bytes() == (run_folder / name).read_bytes(), name
+
+
+def test_optional_sections_render_and_drop_private_keys(run_folder):
+    result = run(parse_scenario({"name": "w", "traffic": str(SMALL_TRAFFIC), "candidates": [SPLIT]}, "w.yaml", "."))
+    result.summary["drift"] = {"from_model": "claude-opus-4-6", "to_model": "claude-opus-4-7", "input_ratio": 1.35,
+                               "groups": [{"group": "support-summarize", "ratio": 1.3, "user_id": "zed@corp.example"}]}
+    result.summary["policies"][0]["caching"] = {"workflows": [{"workflow_tag": "support-summarize", "hits": 3,
+                                                               "prompt": "SYSTEM PROMPT TEXT"}]}
+    result.summary["policies"][0]["accuracy_delta_pp"] = -0.5
+    result.summary["policies"][0]["accuracy_delta_ci95"] = [-1.5, 0.5]
+    md = to_markdown(build_document(result), {})
+    assert "## Tokenizer drift" in md and "## Cache opportunities" in md and "## Cost-quality curve" in md
+    assert "| input_ratio | 1.35 |" in md and "| support-summarize | 3 |" in md
+    assert "zed@corp.example" not in md and "SYSTEM PROMPT TEXT" not in md
+    assert "-0.50 pp (95% CI -1.50 to +0.50)" in md
+
+
+def test_no_user_ids_or_prompt_text_in_any_output(tmp_path):
+    frame = pd.read_csv(SMALL_TRAFFIC)
+    frame["prompt"] = [f"Please summarise ticket {i}: customer shouted about invoice QX{i:03d}" for i in range(len(frame))]
+    frame["metadata"] = [json.dumps({"conversation_id": f"conv-{i}", "email": f"person{i}@corp.example"})
+                         for i in range(len(frame))]
+    bad = frame.iloc[[0]].copy()
+    bad["request_id"], bad["input_tokens"], bad["user_id"] = "bad1", -5, "mallory@corp.example"
+    traffic = tmp_path / "traffic.csv"
+    pd.concat([frame, bad]).to_csv(traffic, index=False)
+    sc = parse_scenario({"name": "privacy", "traffic": str(traffic), "gates": {"min_monthly_savings_usd": 0},
+                         "candidates": [SPLIT, {"name": "caps", "budgets": [
+                             {"id": "per-user", "limit_to": 0.01, "unit": "cost_per_day",
+                              "budget_applies_per": ["user"]}],
+                             "rate_limits": [{"id": "rpm", "limit_to": 1, "unit": "requests_per_minute",
+                                              "rate_limit_applies_per": ["user"]}]}]},
+                        "privacy.yaml", tmp_path)
+    out = tmp_path / "out"
+    write_run(run(sc), out, write_requests=True)
+    secrets = sorted(set(frame["user_id"]) | {"mallory@corp.example"}) + ["customer shouted", "invoice QX0",
+                                                                          "corp.example"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"report.md", "report.html", "summary.json", "rejects.jsonl"}
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, f"{secret!r} in {path.relative_to(out)}"
+
+
+# -- gate --------------------------------------------------------------------------------------------------------
+def test_gate_passes_with_exit_0(tmp_path):
+    path = write_scenario(tmp_path, candidates=[SPLIT], gates={"min_monthly_savings_usd": 0.5})
+    result = CliRunner().invoke(cli, ["gate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "gate-test: all 1 gate(s) passed." in result.output
+
+
+def test_gate_fails_with_exit_1_and_junit_failures(tmp_path):
+    # split saves $1.05..$1.40/month on this traffic: a $1,000 minimum must fail; max_error_rate 0.5 must pass.
+    path = write_scenario(tmp_path, candidates=[{**SPLIT, "gates": {"min_monthly_savings_usd": 1000}}],
+                          gates={"max_error_rate": 0.5})
+    junit = tmp_path / "gate.xml"
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    result = CliRunner(env={"GITHUB_STEP_SUMMARY": str(summary)}).invoke(
+        cli, ["gate", str(path), "--junit", str(junit), "--github-summary"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  split / min_monthly_savings_usd" in result.output
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite.get("name") == "tfysim.gate-test" and suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == {"min_monthly_savings_usd", "max_error_rate"}
+    assert cases["max_error_rate"].find("failure") is None
+    failure = cases["min_monthly_savings_usd"].find("failure")
+    assert cases["min_monthly_savings_usd"].get("classname") == "tfysim.gate-test.split"
+    assert "vs minimum $1,000.00" in failure.get("message")
+    md = summary.read_text()
+    assert md.startswith("earlier step\n### tfysim gate: `gate-test`: **1 of 2 gate(s) failed**")
+    assert "| split | min_monthly_savings_usd | :x: FAIL |" in md
+
+
+def test_gate_bad_input_exits_2_with_one_line(tmp_path):
+    path = write_scenario(tmp_path, candidates=[{"name": "x", "rulez": []}])
+    result = CliRunner().invoke(cli, ["gate", str(path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert "unknown key 'rulez'. Did you mean 'rules'?" in result.output
+    missing = CliRunner().invoke(cli, ["gate", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2
+
+
+def test_gate_without_github_env_warns_and_still_decides(tmp_path, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    path = write_scenario(tmp_path, candidates=[SPLIT], gates={"min_monthly_savings_usd": 0})
+    result = CliRunner().invoke(cli, ["gate", str(path), "--github-summary"])
+    assert result.exit_code == 0
+    assert "GITHUB_STEP_SUMMARY is not set" in result.output
+
+
+# -- diff --------------------------------------------------------------------------------------------------------
+def test_diff_prints_cost_change_computed_by_hand(tmp_path):
+    # Three gpt-4o requests of 1 M input tokens: $2.50 each on gpt-4o, $0.15 each on gpt-4o-mini.
+    traffic = tmp_path / "t.csv"
+    pd.DataFrame({"request_id": ["a", "b", "c"],
+                  "timestamp": ["2026-11-16T09:00:00Z", "2026-11-16T10:00:00Z", "2026-11-16T11:00:00Z"],
+                  "model": [GPT4O] * 3, "input_tokens": [1_000_000] * 3, "output_tokens": [0] * 3,
+                  "latency_ms": [900, 1000, 1100]}).to_csv(traffic, index=False)
+    current, proposed = tmp_path / "current.yaml", tmp_path / "proposed.yaml"
+    body = ("name: prod\ntype: gateway-load-balancing-config\nrules:\n- id: main\n  when: {{models: [{m}]}}\n"
+            "  load_balance_targets:\n  - {{target: {t}, weight: 100}}\n")
+    current.write_text(body.format(m=GPT4O, t=GPT4O))
+    proposed.write_text(body.format(m=GPT4O, t=MINI))
+    result = CliRunner().invoke(cli, ["diff", str(current), str(proposed), "--traffic", str(traffic), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["current_figures"]["cost_usd"] == pytest.approx(7.50)
+    assert report["proposed_figures"]["cost_usd"] == pytest.approx(0.45)
+    assert report["change"]["cost_usd"] == pytest.approx(-7.05)
+    assert report["change"]["cost_pct"] == pytest.approx(-94.0)
+    assert report["requests_routed_differently"] == 3
+    assert f"-  - {{target: {GPT4O}, weight: 100}}" in report["yaml_diff"]
+    text = CliRunner().invoke(cli, ["diff", str(current), str(proposed), "--traffic", str(traffic)]).output
+    assert "cost in the window" in text and "-$7.05 (-94.0%)" in text and "n/a (give --evals)" in text
+
+
+def test_diff_needs_traffic(tmp_path):
+    result = CliRunner().invoke(cli, ["diff", "a.yaml", "b.yaml"])
+    assert result.exit_code == 2 and "--traffic" in result.output

@@ -1,0 +1,411 @@
+"""The reject discipline, file-level errors, ordering, format round trips and row-conservation properties."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.errors import InputError
+from simulator.traffic import load_traffic
+
+NOW = pd.Timestamp("2026-11-26T00:00:00Z")
+HEADER = "request_id,timestamp,model,input_tokens,output_tokens,cost_usd,metadata\n"
+GOOD = 'ok,2026-11-02T10:00:00Z,openai/gpt-4o,100,10,0.001,"{""team"":""a""}"\n'
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(gzip.compress(text, mtime=0) if name.endswith(".gz") else text)
+    return path
+
+
+def load(paths, **kw):
+    return load_traffic([paths] if isinstance(paths, Path) else paths, now=NOW, **kw)
+
+
+def reasons(traffic) -> list[tuple[int, str | None, str]]:
+    return [(int(r.row), r.request_id, r.reason) for r in traffic.rejects.itertuples()]
+
+
+# -- row rejects with exact reasons ---------------------------------------------------------------------------
+def test_csv_row_rejects_have_line_numbers_and_exact_reasons(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + GOOD + (
+        "neg,2026-11-02T10:00:01Z,openai/gpt-4o,-5,10,0.001,\n"                 # line 3
+        "frac,2026-11-02T10:00:02Z,openai/gpt-4o,12.5,10,0.001,\n"              # line 4
+        "word,2026-11-02T10:00:03Z,openai/gpt-4o,100,many,0.001,\n"             # line 5
+        "nocell,2026-11-02T10:00:04Z,openai/gpt-4o,,10,0.001,\n"                # line 6
+        "nan,2026-11-02T10:00:05Z,openai/gpt-4o,100,10,NaN,\n"                  # line 7
+        "inf,2026-11-02T10:00:06Z,openai/gpt-4o,100,10,inf,\n"                  # line 8
+        "ninf,2026-11-02T10:00:07Z,openai/gpt-4o,100,10,-Infinity,\n"           # line 9
+        "negcost,2026-11-02T10:00:08Z,openai/gpt-4o,100,10,-0.5,\n"             # line 10
+        "naive,2026-11-02T10:00:09,openai/gpt-4o,100,10,0.001,\n"               # line 11
+        "secs,1793613600,openai/gpt-4o,100,10,0.001,\n"                         # line 12
+        "future,2026-12-30T00:00:00Z,openai/gpt-4o,100,10,0.001,\n"             # line 13
+        "garbage,yesterday+01:00,openai/gpt-4o,100,10,0.001,\n"                 # line 14
+        "nomodel,2026-11-02T10:00:10Z,,100,10,0.001,\n"                         # line 15
+        ",2026-11-02T10:00:11Z,openai/gpt-4o,100,10,0.001,\n"                   # line 16
+        'metalist,2026-11-02T10:00:12Z,openai/gpt-4o,100,10,0.001,"[1, 2]"\n'   # line 17
+        "metatext,2026-11-02T10:00:13Z,openai/gpt-4o,100,10,0.001,not json\n"   # line 18
+        "huge,2026-11-02T10:00:14Z,openai/gpt-4o,1e300,10,0.001,\n"             # line 19
+    ))
+    t = load(path)
+    assert t.frame["request_id"].tolist() == ["ok"]
+    assert (t.rows_read, t.rows_replayed, t.rows_rejected) == (18, 1, 17)
+    assert reasons(t) == [
+        (3, "neg", "input_tokens must be >= 0"),
+        (4, "frac", "input_tokens must be a whole number of tokens"),
+        (5, "word", "output_tokens must be an integer >= 0"),
+        (6, "nocell", "input_tokens is missing"),
+        (7, "nan", "cost_usd must be a finite number"),
+        (8, "inf", "cost_usd must be finite"),
+        (9, "ninf", "cost_usd must be finite"),
+        (10, "negcost", "cost_usd must be >= 0"),
+        (11, "naive", "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario"),
+        (12, "secs", "epoch timestamp looks like seconds; expected milliseconds since 1970"),
+        (13, "future", "timestamp is in the future"),
+        (14, "garbage", "timestamp is not ISO-8601 with an offset or epoch ms"),
+        (15, "nomodel", "model is missing"),
+        (16, None, "request_id is missing"),
+        (17, "metalist", "metadata must be a JSON object"),
+        (18, "metatext", "metadata must be a JSON object"),
+        (19, "huge", "input_tokens is implausibly large"),
+    ]
+    assert set(t.rejects["source"]) == {str(path)}
+
+
+def test_cache_and_status_consistency_rejects(tmp_path):
+    path = write(tmp_path, "t.csv",
+                 "request_id,timestamp,model,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,"
+                 "cache_write_1h_tokens,status_code\n"
+                 "ok,2026-11-02T10:00:00Z,m/a,100,1,60,40,40,429\n"
+                 "over,2026-11-02T10:00:01Z,m/a,100,1,60,41,0,200\n"
+                 "ttl,2026-11-02T10:00:02Z,m/a,100,1,0,10,11,200\n"
+                 "code,2026-11-02T10:00:03Z,m/a,100,1,0,0,0,700\n")
+    t = load(path)
+    assert t.frame["status_code"].tolist() == [429]
+    assert reasons(t) == [
+        (3, "over", "cache_read_tokens + cache_write_tokens exceed input_tokens "
+                    "(input_tokens must include cached tokens)"),
+        (4, "ttl", "cache_write_1h_tokens exceed cache_write_tokens"),
+        (5, "code", "status_code must be an HTTP status between 100 and 599"),
+    ]
+
+
+def test_timezone_localises_naive_timestamps_only(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + (
+        "summer,2026-07-01T12:00:00,m/a,1,1,,\n"            # CEST = UTC+2
+        "winter,2026-01-15 12:00:00,m/a,1,1,,\n"            # CET = UTC+1
+        "zoned,2026-07-01T12:00:00+05:30,m/a,1,1,,\n"       # an explicit offset is never reinterpreted
+        "gap,2026-03-29T02:30:00,m/a,1,1,,\n"               # clocks jump 02:00 -> 03:00
+        "fold,2026-10-25T02:30:00,m/a,1,1,,\n"              # 02:00-03:00 happens twice
+        "bad,2026-02-30T10:00:00,m/a,1,1,,\n"
+    ))
+    t = load(path, timezone="Europe/Berlin")
+    assert t.frame["request_id"].tolist() == ["winter", "zoned", "summer"]
+    assert t.frame["timestamp"].tolist() == [pd.Timestamp("2026-01-15T11:00:00Z"),
+                                             pd.Timestamp("2026-07-01T06:30:00Z"),
+                                             pd.Timestamp("2026-07-01T10:00:00Z")]
+    dst = "timestamp does not exist or is ambiguous in time zone Europe/Berlin (DST change)"
+    assert reasons(t) == [(5, "gap", dst), (6, "fold", dst), (7, "bad", "timestamp is not a valid ISO-8601 date-time")]
+
+
+def test_unknown_timezone_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match=r"^timezone 'Mars/Olympus' is not an IANA time zone name"):
+        load(write(tmp_path, "t.csv", HEADER + GOOD), timezone="Mars/Olympus")
+
+
+def test_epoch_milliseconds_in_csv_and_json(tmp_path):
+    csv_path = write(tmp_path, "t.csv", HEADER + "a,1793613600123,m/a,1,1,,\n")
+    jsonl_path = write(tmp_path, "t.jsonl",
+                       '{"request_id": "b", "timestamp": 1793613600123, "model": "m/a", "input_tokens": 1, '
+                       '"output_tokens": 1}\n'
+                       '{"request_id": "c", "timestamp": 1793613600500.0, "model": "m/a", "input_tokens": 1, '
+                       '"output_tokens": 1}\n')
+    t = load([csv_path, jsonl_path])
+    # 1793613600000 ms is 2026-11-02T10:00:00Z
+    assert t.frame["timestamp"].tolist() == [pd.Timestamp("2026-11-02T10:00:00.123Z")] * 2 + [
+        pd.Timestamp("2026-11-02T10:00:00.500Z")]
+    assert t.frame["request_id"].tolist() == ["a", "b", "c"]
+
+
+def test_duplicate_request_ids_keep_the_earliest(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + (
+        "x,2026-11-02T10:00:05Z,m/a,1,1,,\n"   # line 2: later copy
+        "x,2026-11-02T10:00:01Z,m/a,2,2,,\n"   # line 3: earliest, kept
+        "y,2026-11-02T10:00:02Z,m/a,3,3,,\n"
+        "x,2026-11-02T10:00:09Z,m/a,4,4,,\n"   # line 5
+    ))
+    t = load(path)
+    assert t.frame[["request_id", "input_tokens"]].values.tolist() == [["x", 2], ["y", 3]]
+    dup = "duplicate request_id (an earlier row has the same id)"
+    assert reasons(t) == [(2, "x", dup), (5, "x", dup)]
+
+
+def test_conflicting_duplicates_at_the_same_time_do_not_depend_on_row_order(tmp_path):
+    rows = ["x,2026-11-02T10:00:00Z,m/a,1,1,,\n", "x,2026-11-02T10:00:00Z,m/a,7,7,,\n"]
+    a = load(write(tmp_path, "a.csv", HEADER + rows[0] + rows[1]))
+    b = load(write(tmp_path, "b.csv", HEADER + rows[1] + rows[0]))
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert a.rows_rejected == b.rows_rejected == 1
+
+
+def test_output_sorted_by_timestamp_then_request_id(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + (
+        "c,2026-11-02T10:00:01Z,m/a,1,1,,\n"
+        "b,2026-11-02T11:00:00+01:00,m/a,1,1,,\n"   # 10:00:00Z
+        "a,2026-11-02T10:00:00Z,m/a,1,1,,\n"
+        "d,1793613599000,m/a,1,1,,\n"                # 09:59:59Z
+    ))
+    assert load(path).frame["request_id"].tolist() == ["d", "a", "b", "c"]
+
+
+# -- line-level reader rejects --------------------------------------------------------------------------------
+def test_jsonl_line_rejects(tmp_path):
+    good = '{"request_id": "%s", "timestamp": "2026-11-02T10:00:0%dZ", "model": "m/a", "input_tokens": 1, ' \
+           '"output_tokens": 1%s}'
+    data = b"\n".join([
+        (good % ("a", 0, "")).encode(),                                   # line 1
+        b"",                                                              # line 2: blank, skipped
+        b'{"request_id": "r2" "timestamp": 1}',                           # line 3
+        b"[1, 2]",                                                        # line 4
+        (good % ("b", 1, "")).encode().replace(b'"b"', b'"b\xff"'),       # line 5: Latin-1 byte
+        (good % ("c", 2, ', "cost_usd": NaN')).encode(),                  # line 6
+        (good % ("d", 3, ', "cost_usd": Infinity')).encode(),             # line 7
+        (good % ("e", 4, ', "metadata": "[]"')).encode(),                 # line 8
+        (good % ("f", 5, ', "metadata": {"team": "t", "k": 1}')).encode(),  # line 9
+    ]) + b"\n"
+    t = load(write(tmp_path, "t.jsonl", data))
+    assert t.frame["request_id"].tolist() == ["a", "f"]
+    assert t.frame["team"].tolist() == [None, "t"]
+    assert t.frame["metadata"].tolist() == [None, '{"k": 1}']
+    assert (t.rows_read, t.rows_replayed, t.rows_rejected) == (8, 2, 6)
+    assert reasons(t) == [
+        (3, None, "malformed JSON: Expecting ',' delimiter at column 21"),
+        (4, None, "expected a JSON object, got list"),
+        (5, None, "not UTF-8 text"),
+        (6, "c", "cost_usd must be a finite number"),
+        (7, "d", "cost_usd must be finite"),
+        (8, "e", "metadata must be a JSON object"),
+    ]
+
+
+def test_malformed_csv_lines_keep_physical_line_numbers(tmp_path):
+    # Quoted JSON metadata and a blank line: later rows must still be reported at their physical line.
+    path = write(tmp_path, "t.csv", HEADER + GOOD + (
+        "\n"                                                                    # line 3: blank
+        'extra,2026-11-02T10:00:01Z,m/a,1,1,0.1,"{}",surplus\n'                 # line 4: 8 fields
+        'neg,2026-11-02T10:00:02Z,m/a,-1,1,0.1,"{""a"":""x,y""}"\n'             # line 5
+        'multi,2026-11-02T10:00:03Z,m/a,1,1,0.1,"{""note"":\n""two lines""}"\n'  # lines 6-7
+        "neg2,2026-11-02T10:00:04Z,m/a,1,-1,,\n"                                # line 8
+    ))
+    t = load(path)
+    assert t.frame["request_id"].tolist() == ["ok", "multi"]
+    assert t.frame["metadata"].tolist()[1] == '{"note": "two lines"}'
+    assert reasons(t) == [
+        (4, None, "malformed CSV line: expected 7 fields, saw 8"),
+        (5, "neg", "input_tokens must be >= 0"),
+        (8, "neg2", "output_tokens must be >= 0"),
+    ]
+    assert t.rows_read == 5
+
+
+# -- file-level errors ----------------------------------------------------------------------------------------
+def test_truncated_gzip_is_an_input_error(tmp_path):
+    blob = gzip.compress((HEADER + GOOD * 50).encode())
+    path = write(tmp_path, "t.csv.gz", b"")
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(InputError, match=r"t\.csv\.gz: truncated gzip file .* Re-export or re-compress it\.$"):
+        load(path)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.csv", "", "empty file, expected a CSV header and rows."),
+    ("blank.csv", "\n\n  \n", "empty file, expected a CSV header and rows."),
+    ("empty.jsonl", "", "empty file, expected one JSON object per line."),
+    ("empty.json", "", "empty file, expected JSON."),
+    ("empty.csv.gz", "", "empty file, expected a CSV header and rows."),
+    ("header.csv", HEADER, "no data rows (header only?)."),
+    ("header.csv.gz", HEADER, "no data rows (header only?)."),
+])
+def test_empty_and_header_only_files(tmp_path, name, text, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(InputError) as err:
+        load(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("drop", ["input_tokens", "output_tokens", "request_id", "timestamp", "model"])
+def test_missing_required_column_names_it(tmp_path, drop):
+    columns = ["request_id", "timestamp", "model", "input_tokens", "output_tokens"]
+    values = {"request_id": "a", "timestamp": "2026-11-02T10:00:00Z", "model": "m/a", "input_tokens": "1",
+              "output_tokens": "1"}
+    kept = [c for c in columns if c != drop]
+    path = write(tmp_path, "t.csv", ",".join(kept) + "\n" + ",".join(values[c] for c in kept) + "\n")
+    with pytest.raises(InputError, match=rf"t\.csv: missing required column\(s\) {drop} \(found: "):
+        load(path)
+
+
+def test_missing_timestamps_in_typed_parquet_columns_are_rejected(tmp_path):
+    frame = pd.DataFrame({"request_id": ["a", "b"], "model": ["m/a", "m/a"], "input_tokens": [1, 1],
+                          "output_tokens": [1, 1],
+                          "timestamp": pd.to_datetime(["2026-11-02T10:00:00Z", None], utc=True)})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    t = load(path)
+    assert t.frame["request_id"].tolist() == ["a"]
+    assert reasons(t) == [(2, "b", "timestamp is missing")]
+
+
+# -- round trips across formats ------------------------------------------------------------------------------
+ROWS = pd.DataFrame({
+    "request_id": ["r3", "r1", "r2", "r4"],
+    "timestamp": ["2026-11-02T10:00:02Z", "2026-11-02T12:00:00+02:00", "2026-11-02T10:00:01.250Z",
+                  "2026-11-02T10:00:01.250Z"],
+    "model": ["openai-main/gpt-4o", "anthropic-main/claude-sonnet-4-5", "openai-main/gpt-4o-mini", "openai/gpt-4o"],
+    "requested_model": ["support/triage", None, "openai-main/gpt-4o-mini", None],
+    "input_tokens": [1200, 3000, 50, 7],
+    "output_tokens": [100, 0, 5, 1],
+    "cache_read_tokens": [1024, 2000, 0, 0],
+    "cache_write_tokens": [0, 600, 0, 0],
+    "cost_usd": [0.0045, 0.0126375, np.nan, 1e-7],
+    "latency_ms": [812.5, np.nan, 90.0, 12.0],
+    "status_code": [200, 200, 429, 200],
+    "team": ["search", None, "support", None],
+    "metadata": ['{"env": "prod", "project": "p1"}', None, '{"tier": "gold"}', None],
+    "prefix_hash": ["h-sys", None, None, "h-sys"],
+    "prefix_tokens": [1024, 0, 0, 1024],
+    "prefix_blocks": [["b1", "b2"], None, None, ["b1"]],
+    "block_tokens": [512, 0, 0, 512],
+})
+
+
+def _write_formats(tmp_path: Path) -> dict[str, Path]:
+    as_text = ROWS.assign(prefix_blocks=ROWS["prefix_blocks"].map(lambda b: json.dumps(b) if b else None))
+    csv_bytes = as_text.to_csv(index=False).encode()
+    records = [{k: v for k, v in rec.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
+               for rec in ROWS.astype(object).to_dict("records")]
+    for rec in records:
+        if "metadata" in rec:
+            rec["metadata"] = json.loads(rec["metadata"])  # an object in JSON, text in CSV and Parquet
+    jsonl_bytes = "".join(json.dumps(rec) + "\n" for rec in records).encode()
+    parquet = io.BytesIO()
+    ROWS.to_parquet(parquet, index=False)
+    typed = io.BytesIO()
+    ROWS.assign(timestamp=pd.to_datetime(ROWS["timestamp"], utc=True, format="ISO8601")).to_parquet(typed, index=False)
+    out = {}
+    for name, blob in [("t.csv", csv_bytes), ("t.jsonl", jsonl_bytes), ("t.parquet", parquet.getvalue()),
+                       ("typed.parquet", typed.getvalue()), ("array.json", json.dumps(records).encode())]:
+        out[name] = write(tmp_path, name, blob)
+        out[name + ".gz"] = write(tmp_path, name + ".gz", blob)
+    return out
+
+
+def test_same_rows_in_every_format_load_identically(tmp_path):
+    files = _write_formats(tmp_path)
+    reference = load(files["t.csv"])
+    assert reference.frame["request_id"].tolist() == ["r1", "r2", "r4", "r3"]  # 10:00:00Z, 10:00:01.25 (x2), 10:00:02
+    assert reference.frame["metadata"].tolist() == [None, '{"tier": "gold"}', None, '{"env": "prod"}']
+    assert reference.frame["project"].tolist() == [None, None, None, "p1"]
+    assert reference.frame["prefix_blocks"].tolist() == [None, None, ["b1"], ["b1", "b2"]]
+    assert reference.rows_rejected == 0
+    for name, path in files.items():
+        t = load(path)
+        assert (t.rows_read, t.rows_rejected) == (4, 0), name
+        pd.testing.assert_frame_equal(t.frame, reference.frame, obj=name)
+
+
+# -- properties: conservation, order independence, splitting -------------------------------------------------
+VALID = {
+    "request_id": ["a", "b", "c", "d"],
+    "timestamp": ["2026-11-02T10:00:00Z", "2026-11-02T11:00:00+01:00", "1793613600000", "1793613601000"],
+    "model": ["openai/gpt-4o", "anthropic/claude-sonnet-4-5"],
+    "input_tokens": ["100", "2000", "0"],
+    "output_tokens": ["10", "0", "3"],
+    "cost_usd": ["0.001", "0.25", ""],
+    "metadata": ["", '{"team": "t1"}', '{"project": "p", "k": "v"}'],
+}
+INVALID = {
+    "request_id": [""],
+    "timestamp": ["2026-11-02T10:00:00", "later", "", "1793613600"],
+    "model": [""],
+    "input_tokens": ["-1", "1.5", "x", ""],
+    "output_tokens": ["-2", "1e400"],
+    "cost_usd": ["NaN", "inf", "-1"],
+    "metadata": ["[1]", "{bad"],
+}
+
+
+@st.composite
+def ROW(draw):
+    """A valid row (ids collide often, some at the same instant) or one with a single invalid field."""
+    row = {name: draw(st.sampled_from(options)) for name, options in VALID.items()}
+    if draw(st.integers(0, 3)) == 0:
+        field = draw(st.sampled_from(sorted(INVALID)))
+        row[field] = draw(st.sampled_from(INVALID[field]))
+    return row
+
+
+COLUMNS = ["request_id", "timestamp", "model", "input_tokens", "output_tokens", "cost_usd", "metadata"]
+ANCHOR = {"request_id": "anchor", "timestamp": "2026-11-01T00:00:00Z", "model": "openai/gpt-4o",
+          "input_tokens": "1", "output_tokens": "1", "cost_usd": "", "metadata": ""}
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@FAST
+@given(rows=st.lists(ROW(), max_size=25), as_json=st.booleans())
+def test_every_row_is_replayed_or_rejected(tmp_path, rows, as_json):
+    rows = [ANCHOR] + rows  # one valid row so the file never fails as a whole
+    path = (_jsonl if as_json else _csv)(tmp_path / ("p.jsonl" if as_json else "p.csv"), rows)
+    t = load(path)
+    assert t.rows_read == len(rows)
+    assert t.rows_read == t.rows_replayed + t.rows_rejected
+    assert t.frame["request_id"].is_unique
+    assert t.rejects["row"].is_unique  # one reject per line, at most
+
+
+@FAST
+@given(data=st.data(), rows=st.lists(ROW(), max_size=25))
+def test_permuting_rows_gives_the_identical_frame(tmp_path, data, rows):
+    rows = [ANCHOR] + rows
+    shuffled = data.draw(st.permutations(rows))
+    a = load(_csv(tmp_path / "a.csv", rows))
+    b = load(_csv(tmp_path / "b.csv", shuffled))
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert (a.rows_read, a.rows_rejected) == (b.rows_read, b.rows_rejected)
+
+
+@FAST
+@given(data=st.data(), rows=st.lists(ROW(), min_size=1, max_size=25))
+def test_splitting_a_file_in_two_gives_the_same_frame(tmp_path, data, rows):
+    rows = [ANCHOR] + rows
+    cut = data.draw(st.integers(1, len(rows) - 1))
+    whole = load(_csv(tmp_path / "whole.csv", rows))
+    first = _csv(tmp_path / "part1.csv", rows[:cut])
+    second = _jsonl(tmp_path / "part2.jsonl", rows[cut:])
+    split = load([first, second])
+    pd.testing.assert_frame_equal(whole.frame, split.frame)
+    assert (whole.rows_read, whole.rows_rejected) == (split.rows_read, split.rows_rejected)
