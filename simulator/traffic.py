@@ -123,17 +123,22 @@ class _Rejector:
 
     def __init__(self, n: int) -> None:
         self.reason = np.full(n, None, dtype=object)
+        self._bad = np.zeros(n, dtype=bool)
 
     def add(self, mask: Any, reason: str | np.ndarray) -> None:
-        mask = np.asarray(mask, dtype=bool) & pd.isna(self.reason)
+        mask = np.asarray(mask, dtype=bool) & ~self._bad
+        if not mask.any():
+            return
         if isinstance(reason, np.ndarray):
+            mask &= ~pd.isna(reason)
             self.reason[mask] = reason[mask]
         else:
             self.reason[mask] = reason
+        self._bad |= mask
 
     @property
     def bad(self) -> np.ndarray:
-        return ~pd.isna(self.reason)
+        return self._bad.copy()
 
 
 def _typed_number(values: pd.Series) -> bool:
@@ -306,8 +311,11 @@ def _ns(values: pd.Series) -> np.ndarray:
 
 
 def _metadata(values: pd.Series, rej: _Rejector) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+    if values.dtype == object and values.isna().all():  # no metadata column
+        return np.full(len(values), None, dtype=object), [None] * len(values)
     objs: list[dict[str, Any] | None] = []
     bad = np.zeros(len(values), dtype=bool)
+    parsed: dict[str, Any] = {}  # metadata text repeats a lot; parse each distinct text once
     for i, v in enumerate(values.astype(object)):
         if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
             objs.append(None)
@@ -315,23 +323,34 @@ def _metadata(values: pd.Series, rej: _Rejector) -> tuple[np.ndarray, list[dict[
         if isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v):
             v = dict(v)
         if isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError:
-                v = None
+            if v not in parsed:
+                try:
+                    parsed[v] = json.loads(v)
+                except json.JSONDecodeError:
+                    parsed[v] = None
+            v = parsed[v]
         if isinstance(v, dict):
             objs.append(v)
         else:
             objs.append(None)
             bad[i] = True
     rej.add(bad, "metadata must be a JSON object")
-    text = np.array([json.dumps({k: o[k] for k in o if k not in ATTRIBUTION_KEYS}, sort_keys=True, default=str)
-                     if o else None for o in objs], dtype=object)
+    dumped: dict[int, str] = {}  # the same parsed object (repeated text) is dumped once
+
+    def dump(o: dict[str, Any]) -> str:
+        key = id(o)
+        if key not in dumped:
+            dumped[key] = json.dumps({k: o[k] for k in o if k not in ATTRIBUTION_KEYS}, sort_keys=True, default=str)
+        return dumped[key]
+
+    text = np.array([dump(o) if o else None for o in objs], dtype=object)
     return text, objs
 
 
 def _blocks(values: pd.Series, rej: _Rejector) -> np.ndarray:
     out = np.full(len(values), None, dtype=object)
+    if values.dtype == object and values.isna().all():
+        return out
     bad = np.zeros(len(values), dtype=bool)
     for i, v in enumerate(values.astype(object)):
         if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import kernels, metrics
-from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, resolve_candidates
+from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, resolve_candidates
 from simulator.engines.quantiles import _keys, lerp, order_positions
 from simulator.engines.streaming import (_EMPTY_REJECTS, ChunkPrepared, Vocabulary, _calibration,
                                          _calibration_rows, _EmptyPrepared, _joined)
@@ -175,8 +175,10 @@ def _facts_partial(f: pd.DataFrame, plan_min: dict) -> dict:
            for m in pd.unique(model[ok])}
     calib = _calibration_rows(f, _translator(plan_min).registry) if f["prompt"].notna().any() else None
     ids = pd.util.hash_array(f["request_id"].to_numpy(dtype=object), categorize=False)
+    drift = alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,
+                             f["input_tokens"].to_numpy(np.int64), out_tokens, status)
     return {"n": len(f), "models": set(pd.unique(model)), "ts_min": int(ts.min()), "ts_max": int(ts.max()),
-            "fail_n": fail_n, "fail_status": fail_status, "lat": lat, "calib": calib, "ids": ids}
+            "fail_n": fail_n, "fail_status": fail_status, "lat": lat, "calib": calib, "ids": ids, "drift": drift}
 
 
 def _reduce_facts(parts: list[dict]) -> dict:
@@ -205,7 +207,8 @@ def _reduce_facts(parts: list[dict]) -> dict:
             lat.setdefault(m, LatencySums()).merge(sums)
     return {"models": vocab, "ts_min": min(p["ts_min"] for p in parts), "ts_max": max(p["ts_max"] for p in parts),
             "n": sum(p["n"] for p in parts), "failure_buckets": buckets, "lat": lat,
-            "calibration_rows": [p["calib"] for p in parts if p["calib"] is not None]}
+            "calibration_rows": [p["calib"] for p in parts if p["calib"] is not None],
+            "drift": alias_drift(pd.concat([p["drift"] for p in parts]))}
 
 
 def _model_latencies(f: pd.DataFrame, model: str) -> np.ndarray:
@@ -745,7 +748,7 @@ def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts
         gates = scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
         policy["gates"] = metrics.evaluate_gates(policy, gates, before)
         policies.append(policy)
-    return {
+    summary = {
         "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,
         "traffic": {"rows_read": rows_read, "rows_replayed": facts["n"], "rows_rejected": rows_read - facts["n"],
@@ -762,6 +765,9 @@ def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts
         },
         "policies": policies,
     }
+    if facts.get("drift"):
+        summary["drift"] = facts["drift"]
+    return summary
 
 
 def _rate_rows(cand, parts) -> list[dict[str, Any]]:
