@@ -252,7 +252,8 @@ def otel(frame: pd.DataFrame) -> pd.DataFrame:
     out["request_id"] = _first(_col(frame, "spanId"), _col(frame, "traceId"))
     start = pd.to_numeric(_col(frame, "startTimeUnixNano"), errors="coerce")
     end = pd.to_numeric(_col(frame, "endTimeUnixNano"), errors="coerce")
-    out["timestamp"] = pd.to_datetime(start, unit="ns", utc=True)
+    # Beyond int64 nanoseconds (found by fuzzing) becomes NaT, which validation rejects as a missing timestamp.
+    out["timestamp"] = pd.to_datetime(start.where(start.abs() < 9.2e18), unit="ns", utc=True)
     provider = get("gen_ai.provider.name", "gen_ai.system")
     served = _first(get("gen_ai.response.model"), get("gen_ai.request.model"))
     out["model"] = [f"{p}/{m}" if p and m and "/" not in str(m) else m for p, m in zip(provider, served)]

@@ -10,9 +10,19 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.errors import TfysimError
+
 
 def write_text(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` to ``path`` atomically; an unwritable place is a one-line error, not a traceback."""
     path = Path(path)
+    try:
+        return _write_atomic(path, text)
+    except OSError as exc:
+        raise TfysimError(f"{path}: cannot write ({exc.strerror or exc}). Write somewhere writable (--out).") from None
+
+
+def _write_atomic(path: Path, text: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

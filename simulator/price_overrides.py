@@ -50,7 +50,8 @@ def _number(value: Any, where: str, low: float = 0.0, high: float = math.inf) ->
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise PricingError(f"{where} must be a finite number. Got {value!r} instead.")
     if not low <= value <= high:
-        raise PricingError(f"{where} must be between {low:g} and {high:g}. Got {value!r} instead.")
+        allowed = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise PricingError(f"{where} must be a number {allowed}. Got {value!r} instead.")
     return float(value)
 
 

@@ -180,6 +180,9 @@ def _read_jsonl(path: Path) -> RawTable:
         except json.JSONDecodeError as exc:
             rejects.append({"row": number, "reason": f"malformed JSON: {exc.msg} at column {exc.colno}"})
             continue
+        except RecursionError:
+            rejects.append({"row": number, "reason": "malformed JSON: nested too deeply"})
+            continue
         if not isinstance(obj, dict):
             rejects.append({"row": number, "reason": f"expected a JSON object, got {type(obj).__name__}"})
             continue
@@ -204,6 +207,8 @@ def _read_json(path: Path) -> RawTable:
         if exc.msg == "Extra data":
             return _read_jsonl(path)
         raise InputError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg}).") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON (nested too deeply).") from None
     if isinstance(doc, dict) and "resourceSpans" in doc:
         from simulator.adapters import otlp_records
 
@@ -235,8 +240,16 @@ def _read_parquet(path: Path) -> RawTable:
             table = pq.read_table(io.BytesIO(_open_bytes(path)))
         else:
             table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
-    frame = table.to_pandas()
+        table.validate(full=True)  # e.g. invalid UTF-8 in a string column would otherwise fail later, lazily
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
+    try:
+        frame = table.to_pandas()
+    except (pa.ArrowException, ValueError, KeyError, TypeError):
+        # Corrupt pandas metadata in the schema (found by fuzzing): the columns themselves may still be fine.
+        try:
+            frame = table.replace_schema_metadata(None).to_pandas()
+        except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
     frame["_row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
     return RawTable(frame, [])

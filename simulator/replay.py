@@ -27,6 +27,7 @@ from simulator.errors import ScenarioError
 from simulator.exact_sums import LatencySums
 from simulator.matching import RequestView, match
 from simulator.pricing import Catalog
+from simulator.privacy import output_label
 from simulator.scenario import Candidate, Outage, Rule
 from simulator.traffic import Traffic
 
@@ -549,10 +550,10 @@ def _apply_budgets(p: Prepared, o: Outcome, cand: Candidate, translator) -> None
             labels = (np.asarray(p.view.applies_per(b.budget_applies_per[0])[rows], dtype=object)
                       if b.budget_applies_per else np.array(["*"] * len(rows), dtype=object))
             first_label = pd.Series(labels).groupby(k).first()
-            # Per-user budgets are reported under a pseudonym: user ids never appear in any output.
-            per_user = bool(b.budget_applies_per) and b.budget_applies_per[0] == "user"
+            spec = b.budget_applies_per[0] if b.budget_applies_per else ""
             for kk in range(int(k.max()) + 1):
-                slot_names.append((b_i, f"user #{kk + 1}" if per_user else str(first_label.get(kk))))
+                # Reports never show a person's id: user keys are replaced by a stable salted hash.
+                slot_names.append((b_i, output_label(spec, str(first_label.get(kk)))))
             slot_base += int(k.max()) + 1
         rule_slots.append(keys)
     windows = [budget_window(p.ts, b.unit) for b in budgets]

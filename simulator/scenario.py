@@ -268,18 +268,63 @@ class Scenario(_Closed):
             raise ValueError(f"candidate names must be unique; '{sorted(dup)[0]}' appears twice")
         return self
 
+    @model_validator(mode="after")
+    def _contained(self) -> Scenario:
+        for key, value in self.config_paths():
+            problem = escapes_folder(self.base_dir, value, key)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def config_paths(self) -> list[tuple[str, str]]:
+        """(dotted key, path) of every configuration file the scenario names (see ``escapes_folder``)."""
+        out = [("pricing", self.pricing)]
+        out += [(f"candidates[{i}].truefoundry_config", c.truefoundry_config) for i, c in enumerate(self.candidates)]
+        out += [("baseline.truefoundry_config", self.baseline.truefoundry_config if self.baseline else None)]
+        out += [(f"tokenizers[{i}].path", t.path) for i, t in enumerate(self.tokenizers)]
+        return [(k, v) for k, v in out if v]
+
     def paths(self, field: str) -> list[Path]:
         value = getattr(self, field)
         items = [value] if isinstance(value, str) else list(value)
         return [resolve_path(self.base_dir, p) for p in items]
 
     def path(self, value: str | None) -> Path | None:
-        return resolve_path(self.base_dir, value) if value else None
+        """A configuration file path (pricing, truefoundry_config, tokenizer): must stay in the scenario's folder."""
+        if not value:
+            return None
+        problem = escapes_folder(self.base_dir, value, "path")
+        if problem:
+            raise ScenarioError(problem + ".")
+        return resolve_path(self.base_dir, value)
 
 
 def resolve_path(base_dir: str | Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else Path(base_dir) / path
+
+
+def escapes_folder(base_dir: str | Path, value: str, key: str) -> str | None:
+    """Path rule: traffic and eval paths may point anywhere (the user names their data), but a *relative*
+    configuration path (pricing, truefoundry_config, tokenizers[].path) must stay inside the folder tree of the
+    scenario file after ``..`` and symlinks are resolved; an absolute path is taken as the user's explicit choice.
+    A scenario copied from elsewhere thus cannot pull in files outside its own folder behind the user's back."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return None
+    root = Path(base_dir).resolve()
+    real = (root / path).resolve()
+    if not real.is_relative_to(root):
+        via = "a symlink" if ".." not in path.parts else "'..'"
+        return (
+            f"{key}: '{value}' leaves the scenario's folder through {via}. Relative pricing, truefoundry_config and "
+            "tokenizer paths must stay inside the folder holding the scenario; move the file there or give an "
+            "absolute path"
+        )
+    return None
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|\w+\[.*\])$")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -289,6 +334,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "tagged-union")):
             continue
+        elif _UNION_TAG.match(str(part)) or part in {c.__name__ for c in _Closed.__subclasses__()}:
+            continue  # a union member's type name (str, list[str], literal[...], Fallback), not a key
         else:
             out += ("." if out else "") + str(part)
     return out

@@ -56,6 +56,9 @@ COLUMNS: dict[str, tuple[str, bool, Any, str]] = {
 REJECT_COLUMNS = ("source", "row", "request_id", "reason")
 _ZONE = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 _FUTURE_SLACK = pd.Timedelta(days=1)
+# Timestamps are int64 nanoseconds; outside this window they cannot be represented and are rejected, not wrapped.
+_TS_LOW, _TS_HIGH = pd.Timestamp("1678-01-01", tz="UTC"), pd.Timestamp("2261-12-31", tz="UTC")
+_TS_RANGE = "timestamp is outside the supported range (years 1678 to 2261)"
 
 
 @dataclasses.dataclass
@@ -217,20 +220,24 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
     """UTC nanoseconds since the epoch; rows that cannot be placed in time are rejected."""
     n = len(values)
     out = np.zeros(n, dtype=np.int64)
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
-        # Typed columns (Parquet, OTLP nanoseconds): NaT is a missing timestamp, not the year 1677.
-        nat = values.isna().to_numpy()
-        rej.add(nat, "timestamp is missing")
-        if isinstance(values.dtype, pd.DatetimeTZDtype):
-            return np.where(nat, 0, _ns(values.fillna(pd.Timestamp(0, tz="UTC"))))
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        missing = values.isna().to_numpy()
+        rej.add(missing, "timestamp is missing")
+        return _ns_checked(values, ~missing, rej)
+    if pd.api.types.is_datetime64_dtype(values.dtype):
         if timezone is None:
             rej.add(np.ones(n, bool),
                     "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
             return out
-        local = values.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+        missing = values.isna().to_numpy()
+        rej.add(missing, "timestamp is missing")
+        in_range = ~missing & (values >= _TS_LOW.tz_localize(None)).to_numpy() & \
+            (values <= _TS_HIGH.tz_localize(None)).to_numpy()
+        rej.add(~missing & ~in_range, _TS_RANGE)
+        local = values.where(in_range).dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
         bad = local.isna().to_numpy()
         rej.add(bad, "timestamp does not exist or is ambiguous in the scenario time zone")
-        return np.where(bad, 0, _ns(local.fillna(pd.Timestamp(0, tz="UTC"))))
+        return _ns_checked(local, ~bad, rej)
     obj = values.astype(object)
     missing = _missing(obj)
     rej.add(missing, "timestamp is missing")
@@ -260,7 +267,7 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
             parsed = pd.to_datetime(s[zoned], utc=True, errors="coerce", format="ISO8601")
             ok = parsed.notna().to_numpy()
             rej.add(np.isin(np.arange(n), idx[zoned][~ok]), "timestamp is not ISO-8601 with an offset or epoch ms")
-            out[idx[zoned][ok]] = _ns(parsed[ok])
+            out[idx[zoned][ok]] = _ns_checked(parsed[ok], None, rej, idx[zoned][ok], n)
         naive = ~zoned
         if naive.any():
             if timezone is None:
@@ -274,7 +281,27 @@ def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.n
                 rej.add(np.isin(np.arange(n), idx[naive][~parsed_ok]), "timestamp is not a valid ISO-8601 date-time")
                 rej.add(np.isin(np.arange(n), idx[naive][parsed_ok & ~ok]),
                         f"timestamp does not exist or is ambiguous in time zone {timezone} (DST change)")
-                out[idx[naive][ok]] = _ns(local[ok])
+                out[idx[naive][ok]] = _ns_checked(local[ok], None, rej, idx[naive][ok], n)
+    return out
+
+
+def _ns_checked(values: pd.Series, valid: np.ndarray | None, rej: _Rejector, positions: np.ndarray | None = None,
+                n: int | None = None) -> np.ndarray:
+    """UTC nanoseconds of tz-aware ``values``; NaT (where ``valid``) and out-of-range values become 0 and are
+    rejected (``positions`` maps ``values`` to table rows when it is a subset)."""
+    valid = values.notna().to_numpy() if valid is None else valid & values.notna().to_numpy()
+    in_range = valid & (values >= _TS_LOW).to_numpy(dtype=bool, na_value=False) & \
+        (values <= _TS_HIGH).to_numpy(dtype=bool, na_value=False)
+    bad = valid & ~in_range
+    if positions is None:
+        rej.add(bad, _TS_RANGE)
+    else:
+        mask = np.zeros(n, dtype=bool)
+        mask[positions[bad]] = True
+        rej.add(mask, _TS_RANGE)
+    out = np.zeros(len(values), dtype=np.int64)
+    if in_range.any():
+        out[in_range] = _ns(values[in_range])
     return out
 
 
@@ -357,6 +384,11 @@ def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timesta
         adapter_reason = raw["_reject"].astype(object).to_numpy()
         rej.add(~pd.isna(adapter_reason), adapter_reason)
     col = lambda name: raw[name] if name in raw.columns else pd.Series([None] * n, dtype=object)  # noqa: E731
+    for name, (kind, *_rest) in COLUMNS.items():
+        # A JSON object or array where a scalar belongs would otherwise be stringified and misreported.
+        if kind not in ("json", "list") and name in raw.columns and raw[name].dtype == object:
+            nested = raw[name].map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray))).to_numpy(dtype=bool)
+            rej.add(nested, f"{name} must be a single value, not a JSON object or array")
     out: dict[str, Any] = {}
     request_id = _strings(col("request_id"))
     rej.add(pd.isna(request_id), "request_id is missing")

@@ -54,3 +54,8 @@ def parse_yaml(text: str, where: str, error: type[TfysimError]) -> Any:
         raise error(f"{where}:{line} invalid YAML: {exc.problem}.") from None
     except yaml.YAMLError as exc:
         raise error(f"{where}: invalid YAML: {exc}.") from None
+    except (ValueError, OverflowError) as exc:
+        # A scalar the resolver recognises but cannot build, e.g. the date 2026-13-01.
+        raise error(f"{where}: invalid YAML value ({exc}). Quote it if it is meant as text.") from None
+    except RecursionError:
+        raise error(f"{where}: invalid YAML: nested too deeply; flatten the document.") from None

@@ -115,10 +115,10 @@ def test_override_without_cache_price_bills_cache_reads_as_input(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("models:\n  a/b: {input_mtok: -1, output_mtok: 1}\n", "models.a/b.input_mtok must be between 0 and inf. Got -1"),
+    ("models:\n  a/b: {input_mtok: -1, output_mtok: 1}\n", "models.a/b.input_mtok must be a number >= 0. Got -1"),
     ("models:\n  a/b: {input_mtok: 1, outptu_mtok: 1}\n", "unknown key 'outptu_mtok'. Did you mean 'output_mtok'?"),
     ("models:\n  a/b: {input_mtok: 1}\n", "needs both input_mtok and output_mtok"),
-    ("providers:\n  openai: {discount_pct: 120}\n", "providers.openai.discount_pct must be between 0 and 100"),
+    ("providers:\n  openai: {discount_pct: 120}\n", "providers.openai.discount_pct must be a number between 0 and 100"),
     ("models: [1, 2]\n", "models must be a mapping"),
 ])
 def test_override_errors(tmp_path, text, message):

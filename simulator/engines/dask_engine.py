@@ -46,6 +46,7 @@ from simulator.engines.streaming import (_EMPTY_REJECTS, ChunkPrepared, Vocabula
 from simulator.errors import InputError, ScenarioError
 from simulator.exact_sums import LatencySums
 from simulator.matching import match
+from simulator.privacy import output_label
 from simulator.readers import detect_format, expand_paths
 from simulator.replay import (_FAIL_BUCKET_NS, _reroute_cost, budget_window, check_candidate_targets,
                               identity_outcome, rate_window, simulate)
@@ -763,11 +764,11 @@ def _budget_rows(cand, parts) -> list[dict[str, Any]]:
         return []
     b = cand.budgets[0]
     slots = sorted((s for p in parts for s in p), key=lambda s: s["key"])  # each slot lives in one partition
-    per_user = bool(b.budget_applies_per) and b.budget_applies_per[0] == "user"
+    spec = b.budget_applies_per[0] if b.budget_applies_per else ""
     out = []
-    for i, s in enumerate(slots):
-        # Per-user budgets are reported under a pseudonym: user ids never appear in any output.
-        label = f"user #{i + 1}" if per_user else s["label"]
+    for s in slots:
+        # As in simulator.replay: a person's id is reported as a stable salted hash, never as itself.
+        label = output_label(spec, s["label"])
         out.append({
             "id": b.id, "key": label if label != "*" else None, "limit_to": b.limit_to, "unit": b.unit,
             "ceiling_reached_at": (pd.Timestamp(s["reached_ts"], tz="UTC").isoformat()

@@ -118,6 +118,9 @@ def _read_records(path: Path) -> tuple[list[tuple[int, dict | None, str | None]]
                     except json.JSONDecodeError as exc:
                         rows.append((line_no, None, f"not valid JSON ({exc.msg})"))
                         continue
+                    except RecursionError:
+                        rows.append((line_no, None, "not valid JSON (nested too deeply)"))
+                        continue
                     if not isinstance(record, dict):
                         rows.append((line_no, None, "must be a JSON object"))
                         continue
@@ -134,6 +137,10 @@ def _read_records(path: Path) -> tuple[list[tuple[int, dict | None, str | None]]
             )
     except FileNotFoundError:
         raise InputError(f"`{path}`: file not found. Check the path.") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"`{path}`: empty file. Expected a header row and eval samples.") from None
+    except EOFError:
+        raise InputError(f"`{path}`: truncated gzip file. Re-export or re-compress it.") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"`{path}`: cannot be read ({type(exc).__name__}). Expected a valid CSV, JSONL or Parquet file.") from None
     records = frame.to_dict("records")

@@ -1,0 +1,16 @@
+"""atheris target: bytes -> the scenario loader; only TfysimError is allowed. Run: python tests/fuzz/fuzz_scenario.py -max_total_time=60"""
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
+
+import atheris  # noqa: E402
+
+with atheris.instrument_imports(include=["simulator"]):
+    import targets  # noqa: E402
+    import simulator.readers, simulator.traffic, simulator.adapters, simulator.scenario  # noqa: E401,E402,F401
+    import simulator.price_overrides, simulator.yamlio  # noqa: E401,E402,F401
+
+if __name__ == "__main__":
+    targets.atheris_main("scenario")

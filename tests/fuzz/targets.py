@@ -1,0 +1,87 @@
+"""Fuzz entry points: feed bytes to one loader; a ``TfysimError`` is a correct answer, anything else is a crash.
+
+Used by the atheris targets (``fuzz_*.py``, coverage-guided) and by ``tests/test_fuzz_smoke.py`` (hypothesis bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.errors import TfysimError
+
+NOW = pd.Timestamp("2027-01-01", tz="UTC")  # fixed clock: the "future" check must not depend on the day
+_DIR = Path(tempfile.mkdtemp(prefix="tfysim-fuzz-"))
+
+
+def _file(name: str, data: bytes) -> Path:
+    path = _DIR / name
+    path.write_bytes(data)
+    return path
+
+
+def _traffic(name: str, data: bytes) -> None:
+    from simulator.traffic import load_traffic
+
+    loaded = load_traffic([_file(name, data)], now=NOW)
+    assert loaded.rows_read == loaded.rows_replayed + loaded.rows_rejected
+    assert loaded.frame["request_id"].is_unique
+
+
+def csv(data: bytes) -> None:
+    _traffic("t.csv", data)
+
+
+def jsonl(data: bytes) -> None:
+    _traffic("t.jsonl", data)
+
+
+def json_otlp(data: bytes) -> None:
+    _traffic("t.json", data)
+
+
+def parquet(data: bytes) -> None:
+    _traffic("t.parquet", data)
+
+
+def scenario_yaml(data: bytes) -> None:
+    from simulator.scenario import load_scenario
+
+    load_scenario(_file("s.yaml", data))
+
+
+def overrides_yaml(data: bytes) -> None:
+    from simulator.price_overrides import load_overrides
+
+    load_overrides(_file("p.yaml", data))
+
+
+TARGETS = {"csv": csv, "jsonl": jsonl, "json": json_otlp, "parquet": parquet, "scenario": scenario_yaml,
+           "overrides": overrides_yaml}
+
+
+def check(target, data: bytes) -> None:
+    """Run one input; only TfysimError may escape the loader (re-raised here as success)."""
+    try:
+        target(data)
+    except TfysimError:
+        pass
+
+
+def atheris_main(name: str) -> None:  # pragma: no cover - run as a script
+    import sys
+
+    import atheris
+
+    target = TARGETS[name]
+
+    def one_input(data: bytes) -> None:
+        check(target, data)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    atheris.instrument_all() if os.environ.get("TFYSIM_FUZZ_INSTRUMENT_ALL") else None
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
