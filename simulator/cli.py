@@ -33,6 +33,22 @@ class TfysimGroup(click.Group):
             click.echo("Error: interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPT)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (unknown option, missing argument, bad choice) as one ``Error:`` line too, exit 2."""
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            code = EXIT_USAGE
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted.", err=True)
+            code = EXIT_INTERRUPT
+        code = code if isinstance(code, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 @click.group(cls=TfysimGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tfysim")

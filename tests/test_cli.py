@@ -136,3 +136,14 @@ def test_golden_summary(tmp_path):
     # Independent check of the headline: downgrading the gpt-4o classify-intent rows to gpt-4o-mini.
     # Baseline: opus 0.0575 + gpt-4o (0.004 + (476x2.5 + 1024x1.25 + 80x10)/1e6 + 0 [r06 failed] + 0.0035) + mini
     assert summary["baseline"]["cost_usd"] == pytest.approx(0.0575 + 0.004 + 0.00327 + 0.0035 + 0.00015)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--bogus", "x"], "Error: No such option '--bogus'."),
+    (["nope"], "Error: No such command 'nope'. (see `tfysim --help`)"),
+    (["replay"], "Error: Missing argument 'TRAFFIC...'. (see `tfysim replay --help`)"),
+])
+def test_usage_errors_are_one_line(args, message):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2
+    assert r.stderr.startswith(message) and r.stderr.count("\n") == 1 and "Usage:" not in r.stderr

@@ -147,3 +147,14 @@ def test_unit_prices_are_usd_per_million():
     p = Catalog().unit_prices("anthropic-main/claude-haiku-4-5", "2026-11-20")
     assert (p["input_mtok"], p["output_mtok"], p["cache_read_mtok"], p["cache_write_mtok"]) == (1.0, 5.0, 0.1, 1.25)
     assert Decimal(str(p["cache_write_1h_mtok"])) == Decimal("2")
+
+
+def test_example_overrides_file_loads_and_prices_by_hand():
+    from conftest import REPO
+
+    cat = Catalog.load(REPO / "pricing" / "example-overrides.yaml")
+    got = cat.cost_usd(["internal/llama-3-70b-finetune", "openai-main/gpt-4o", "anthropic-main/claude-haiku-4-5"],
+                       [ns("2026-11-20T00:00Z"), ns("2026-12-02T00:00Z"), ns("2026-11-20T00:00Z")],
+                       [1_000_000, 1_000_000, 1_000_000], [0, 1_000_000, 1_000_000])
+    # llama 0.9; gpt-4o after 2026-12-01: 2.0 + 8; haiku catalog $1 + $5 with anthropic's 10% discount.
+    assert got == pytest.approx([0.9, 10.0, 6.0 * 0.9])
