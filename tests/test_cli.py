@@ -144,6 +144,6 @@ def test_golden_summary(tmp_path):
     (["replay"], "Error: Missing argument 'TRAFFIC...'. (see `tfysim replay --help`)"),
 ])
 def test_usage_errors_are_one_line(args, message):
-    r = CliRunner().invoke(cli, args)
+    r = CliRunner().invoke(cli, args, prog_name="tfysim")
     assert r.exit_code == 2
     assert r.stderr.startswith(message) and r.stderr.count("\n") == 1 and "Usage:" not in r.stderr
