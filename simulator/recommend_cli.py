@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -56,4 +55,4 @@ def _priceable(catalog: Catalog, model: str) -> bool:
     return True
 
 
-__all__ = ["recommend_scenario", "np"]
+__all__ = ["recommend_scenario"]

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from simulator import kernels
-from simulator.errors import ScenarioError
 from simulator.exact_sums import LatencySums
 from simulator.matching import RequestView, match
 from simulator.pricing import Catalog
@@ -556,48 +555,14 @@ def _apply_budgets(p: Prepared, o: Outcome, cand: Candidate, translator) -> None
                 slot_names.append((b_i, output_label(spec, str(first_label.get(kk)))))
             slot_base += int(k.max()) + 1
         rule_slots.append(keys)
-    windows = [budget_window(p.ts, b.unit) for b in budgets]
-    # CSR of (row -> matching slots in rule order)
-    counts = np.sum(masks, axis=0).astype(np.int64)
-    ptr = np.concatenate([[0], np.cumsum(counts)])
-    total = int(ptr[-1])
-    m_slot = np.zeros(total, np.int64)
-    m_window = np.zeros(total, np.int64)
-    m_limit = np.zeros(total, np.float64)
-    m_audit = np.zeros(total, bool)
-    m_fb = np.zeros(total, bool)
-    m_tokens = np.zeros(total, bool)
-    fill = ptr[:-1].copy()
-    fb_target = np.full(p.n, -1, dtype=np.int64)
-    for b_i, (b, mask) in enumerate(zip(budgets, masks)):
-        rows = np.flatnonzero(mask)
-        pos = fill[rows]
-        m_slot[pos] = rule_slots[b_i][rows]
-        m_window[pos] = windows[b_i][rows]
-        m_limit[pos] = b.limit_to
-        m_audit[pos] = b.audit_mode
-        m_fb[pos] = not isinstance(b.on_exceed, str)
-        m_tokens[pos] = b.unit.startswith("tokens")
-        first_here = fb_target[rows] < 0
-        fb_target[rows[first_here]] = b_i
-        fill[rows] += 1
-    fallback_cost = np.zeros(p.n)
-    fallback_tokens = np.zeros(p.n)
-    subs: dict[int, tuple[np.ndarray, Outcome, np.ndarray]] = {}
-    for b_i, b in enumerate(budgets):
-        if isinstance(b.on_exceed, str):
-            continue
-        rows = np.flatnonzero(fb_target == b_i)
-        if len(rows):
-            cost, sub = _reroute_cost(p, o, rows, b.on_exceed.fallback, translator, cand)
-            fallback_cost[rows] = cost
-            fallback_tokens[rows] = sub.input_tokens[rows] + sub.output_tokens[rows]
-            subs[b_i] = (rows, sub, cost)
+    csr = budget_matches(p, budgets, masks, rule_slots)
+    fallback_cost, fallback_tokens, subs = budget_fallbacks(p, o, cand, csr.fallback_rule, translator)
+    ptr, m_slot = csr.ptr, csr.slot
     tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
     cost_now = np.where(o.blocked, 0.0, o.cost_usd)
     action, spent, reached_at = kernels.budget_pass(
-        ptr, m_slot, m_window, m_limit, m_audit, m_fb, cost_now, fallback_cost, tokens, fallback_tokens,
-        m_tokens, max(slot_base, 1))
+        ptr, m_slot, csr.window, csr.limit, csr.audit, csr.has_fallback, cost_now, fallback_cost, tokens,
+        fallback_tokens, csr.tokens, max(slot_base, 1))
     blocked_rows = np.flatnonzero(action == kernels.BLOCK)
     fb_rows = np.flatnonzero(action == kernels.FALLBACK)
     per_slot_blocked = np.bincount(np.where(action == kernels.BLOCK, _decider(ptr, m_slot), 0)[blocked_rows],
@@ -626,6 +591,61 @@ def _apply_budgets(p: Prepared, o: Outcome, cand: Candidate, translator) -> None
         })
 
 
+@dataclasses.dataclass
+class BudgetMatches:
+    """Which (rule, key) slots each row matches, in rule order, as a CSR layout for :mod:`simulator.kernels`."""
+
+    ptr: np.ndarray  # row i matches entries ptr[i]:ptr[i+1]
+    slot: np.ndarray
+    window: np.ndarray
+    limit: np.ndarray
+    audit: np.ndarray
+    has_fallback: np.ndarray
+    tokens: np.ndarray  # the rule counts tokens, not USD
+    fallback_rule: np.ndarray  # per row: index of the first matching rule (the one that decides), -1 for none
+
+
+def budget_matches(p: Prepared, budgets, masks: list[np.ndarray], rule_slots: list[np.ndarray]) -> BudgetMatches:
+    """Build the CSR of matches from each rule's row mask and per-row slot ids (shared by every engine)."""
+    counts = np.sum(masks, axis=0).astype(np.int64)
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    total = int(ptr[-1])
+    out = BudgetMatches(ptr, np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total, np.float64),
+                        np.zeros(total, bool), np.zeros(total, bool), np.zeros(total, bool),
+                        np.full(p.n, -1, dtype=np.int64))
+    fill = ptr[:-1].copy()
+    for b_i, (b, mask) in enumerate(zip(budgets, masks)):
+        rows = np.flatnonzero(mask)
+        pos = fill[rows]
+        out.slot[pos] = rule_slots[b_i][rows]
+        out.window[pos] = budget_window(p.ts[rows], b.unit)
+        out.limit[pos] = b.limit_to
+        out.audit[pos] = b.audit_mode
+        out.has_fallback[pos] = not isinstance(b.on_exceed, str)
+        out.tokens[pos] = b.unit.startswith("tokens")
+        first_here = out.fallback_rule[rows] < 0
+        out.fallback_rule[rows[first_here]] = b_i
+        fill[rows] += 1
+    return out
+
+
+def budget_fallbacks(p: Prepared, o: Outcome, cand: Candidate, deciding_rule: np.ndarray, translator):
+    """Cost and tokens of serving each row on its deciding rule's ``on_exceed`` fallback, priced before the pass."""
+    fallback_cost = np.zeros(p.n)
+    fallback_tokens = np.zeros(p.n)
+    subs: dict[int, tuple[np.ndarray, Outcome, np.ndarray]] = {}
+    for b_i, b in enumerate(cand.budgets):
+        if isinstance(b.on_exceed, str):
+            continue
+        rows = np.flatnonzero(deciding_rule == b_i)
+        if len(rows):
+            cost, sub = _reroute_cost(p, o, rows, b.on_exceed.fallback, translator, cand)
+            fallback_cost[rows] = cost
+            fallback_tokens[rows] = sub.input_tokens[rows] + sub.output_tokens[rows]
+            subs[b_i] = (rows, sub, cost)
+    return fallback_cost, fallback_tokens, subs
+
+
 def _decider(ptr: np.ndarray, m_slot: np.ndarray) -> np.ndarray:
     """The deciding (first matching) slot per row, or 0 for rows without any."""
     n = len(ptr) - 1
@@ -647,4 +667,4 @@ def check_candidate_targets(p: Prepared, cand: Candidate) -> None:
             raise type(exc)(f"candidate '{cand.name}': {exc}") from None
 
 
-__all__ = ["Prepared", "Outcome", "simulate", "identity_outcome", "hashed_uniform", "ScenarioError"]
+__all__ = ["Prepared", "Outcome", "simulate", "identity_outcome", "hashed_uniform"]

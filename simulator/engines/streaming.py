@@ -38,6 +38,7 @@ from simulator.errors import ScenarioError
 from simulator.exact_sums import LatencySums
 from simulator.matching import match
 from simulator.replay import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _reroute_cost, _serve_from,
+                              budget_fallbacks, budget_matches,
                               budget_window, check_candidate_targets, rate_window, simulate)
 from simulator.scenario import Scenario, load_scenario
 from simulator.traffic import Traffic
@@ -311,45 +312,14 @@ class BudgetState:
                 keys[rows] = self.slots.get(b_i, _joined(p, b.budget_applies_per, rows), labels)
             rule_slots.append(keys)
         s = self.slots
-        counts = np.sum(masks, axis=0).astype(np.int64)
-        ptr = np.concatenate([[0], np.cumsum(counts)])
-        total = int(ptr[-1])
-        m_slot = np.zeros(total, np.int64)
-        m_window = np.zeros(total, np.int64)
-        m_limit = np.zeros(total, np.float64)
-        m_audit = np.zeros(total, bool)
-        m_fb = np.zeros(total, bool)
-        m_tokens = np.zeros(total, bool)
-        fill = ptr[:-1].copy()
-        fb_target = np.full(p.n, -1, dtype=np.int64)
-        for b_i, (b, mask) in enumerate(zip(budgets, masks)):
-            rows = np.flatnonzero(mask)
-            pos = fill[rows]
-            m_slot[pos] = rule_slots[b_i][rows]
-            m_window[pos] = budget_window(p.ts, b.unit)[rows]
-            m_limit[pos] = b.limit_to
-            m_audit[pos] = b.audit_mode
-            m_fb[pos] = not isinstance(b.on_exceed, str)
-            m_tokens[pos] = b.unit.startswith("tokens")
-            first_here = fb_target[rows] < 0
-            fb_target[rows[first_here]] = b_i
-            fill[rows] += 1
-        fallback_cost = np.zeros(p.n)
-        fallback_tokens = np.zeros(p.n)
-        subs = {}
-        for b_i, b in enumerate(budgets):
-            if isinstance(b.on_exceed, str):
-                continue
-            rows = np.flatnonzero(fb_target == b_i)
-            if len(rows):
-                cost, sub = _reroute_cost(p, o, rows, b.on_exceed.fallback, translator, cand)
-                fallback_cost[rows] = cost
-                fallback_tokens[rows] = sub.input_tokens[rows] + sub.output_tokens[rows]
-                subs[b_i] = (rows, sub, cost)
+        csr = budget_matches(p, budgets, masks, rule_slots)
+        fallback_cost, fallback_tokens, subs = budget_fallbacks(p, o, cand, csr.fallback_rule, translator)
+        ptr, m_slot = csr.ptr, csr.slot
         tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
         cost_now = np.where(o.blocked, 0.0, o.cost_usd)
-        action = kernels.budget_step(ptr, m_slot, m_window, m_limit, m_audit, m_fb, cost_now, fallback_cost, tokens,
-                                     fallback_tokens, m_tokens, s.spent, s.current, s.reached_at, self.rows_done)
+        action = kernels.budget_step(ptr, m_slot, csr.window, csr.limit, csr.audit, csr.has_fallback, cost_now,
+                                     fallback_cost, tokens, fallback_tokens, csr.tokens, s.spent, s.current,
+                                     s.reached_at, self.rows_done)
         blocked_rows = np.flatnonzero(action == kernels.BLOCK)
         fb_rows = np.flatnonzero(action == kernels.FALLBACK)
         decider = _decider(ptr, m_slot)
