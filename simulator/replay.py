@@ -497,6 +497,14 @@ def _apply_rate_limits(p: Prepared, o: Outcome, cand: Candidate, translator) -> 
         limit[rows] = rule.limit_to
         has_fb[rows] = rule.fallback is not None
     action = kernels.rate_limit_pass(slot, window, amount, limit, has_fb, max(offset, 1))
+    for rep in apply_rate_limit_actions(p, o, cand, rule_of, action, translator):
+        o.rate_limit_report.append({**rep, "spend_avoided_usd": round(rep["spend_avoided_usd"], 6)})
+
+
+def apply_rate_limit_actions(p: Prepared, o: Outcome, cand: Candidate, rule_of: np.ndarray, action: np.ndarray,
+                             translator) -> list[dict[str, Any]]:
+    """Carry out a rate-limit pass's verdicts (429 or the rule's fallback); per rule: counts and spend avoided."""
+    out = []
     for r_i, rule in enumerate(cand.rate_limits):
         limited = (rule_of == r_i) & (action != kernels.ALLOW)
         blocked_rows = np.flatnonzero(limited & (action == kernels.BLOCK))
@@ -508,9 +516,9 @@ def _apply_rate_limits(p: Prepared, o: Outcome, cand: Candidate, translator) -> 
             _serve_from(o, sub, fb_rows, cost)
             o.latency_ms[fb_rows] = p.estimate_latency(o.model[fb_rows], o.output_tokens[fb_rows])
         _block(o, blocked_rows, 429)
-        o.rate_limit_report.append({"id": rule.id, "requests_limited": int(limited.sum()),
-                                    "requests_blocked": len(blocked_rows), "requests_rerouted": len(fb_rows),
-                                    "spend_avoided_usd": round(avoided, 6)})
+        out.append({"id": rule.id, "requests_limited": int(limited.sum()), "requests_blocked": len(blocked_rows),
+                    "requests_rerouted": len(fb_rows), "spend_avoided_usd": avoided})
+    return out
 
 
 def _serve_from(o: Outcome, sub: Outcome, rows: np.ndarray, cost: np.ndarray) -> None:

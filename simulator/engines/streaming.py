@@ -37,8 +37,8 @@ from simulator.engines.quantiles import SpillQuantiles
 from simulator.errors import ScenarioError
 from simulator.exact_sums import LatencySums
 from simulator.matching import match
-from simulator.replay import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _reroute_cost, _serve_from,
-                              budget_fallbacks, budget_matches,
+from simulator.replay import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _serve_from,
+                              apply_rate_limit_actions, budget_fallbacks, budget_matches,
                               budget_window, check_candidate_targets, rate_window, simulate)
 from simulator.scenario import Scenario, load_scenario
 from simulator.traffic import Traffic
@@ -268,22 +268,11 @@ class RateLimitState:
             limit[rows] = rule.limit_to
             has_fb[rows] = rule.fallback is not None
         action = kernels.rate_limit_step(slot, window, amount, limit, has_fb, self.slots.used, self.slots.current)
-        for r_i, rule in enumerate(cand.rate_limits):
-            limited = (rule_of == r_i) & (action != kernels.ALLOW)
-            blocked_rows = np.flatnonzero(limited & (action == kernels.BLOCK))
-            fb_rows = np.flatnonzero(limited & (action == kernels.FALLBACK))
-            avoided = float(o.cost_usd[blocked_rows].sum())
-            if len(fb_rows):
-                cost, sub = _reroute_cost(p, o, fb_rows, rule.fallback, translator, cand)
-                avoided += float(o.cost_usd[fb_rows].sum() - cost.sum())
-                _serve_from(o, sub, fb_rows, cost)
-                o.latency_ms[fb_rows] = p.estimate_latency(o.model[fb_rows], o.output_tokens[fb_rows])
-            _block(o, blocked_rows, 429)
-            rep = self.report[r_i]
-            rep["limited"] += int(limited.sum())
-            rep["blocked"] += len(blocked_rows)
-            rep["rerouted"] += len(fb_rows)
-            rep["avoided"] += avoided
+        for rep, got in zip(self.report, apply_rate_limit_actions(p, o, cand, rule_of, action, translator)):
+            rep["limited"] += got["requests_limited"]
+            rep["blocked"] += got["requests_blocked"]
+            rep["rerouted"] += got["requests_rerouted"]
+            rep["avoided"] += got["spend_avoided_usd"]
 
     def rows(self, cand) -> list[dict[str, Any]]:
         return [{"id": rule.id, "requests_limited": r["limited"], "requests_blocked": r["blocked"],
