@@ -106,15 +106,15 @@ def _iter_jsonl(path: Path, chunk_rows: int):
 @njit(cache=True)
 def _insert(table, keys):  # pragma: no cover - compiled
     """Insert keys into an open-addressing set (0 = empty); returns a mask of keys already present."""
-    mask = table.shape[0] - 1
+    cap = table.shape[0]
     seen = np.zeros(keys.shape[0], np.bool_)
     for i in range(keys.shape[0]):
         k = keys[i]
         if k == 0:
             k = 1
-        j = (k ^ (k >> 29)) & mask
+        j = (k ^ (k >> 29)) % cap  # any capacity, not only powers of two: the table can be sized to the data
         while table[j] != 0 and table[j] != k:
-            j = (j + 1) & mask
+            j = j + 1 if j + 1 < cap else 0
         if table[j] == k:
             seen[i] = True
         else:
@@ -123,15 +123,18 @@ def _insert(table, keys):  # pragma: no cover - compiled
 
 
 class IdSet:
-    """A set of 64-bit request-id hashes that grows by doubling (load factor <= 0.75)."""
+    """A set of 64-bit request-id hashes (load factor <= 0.8), sized up front when the row count is known
+    (Parquet metadata), so 100 M requests take ~1 GB and never pay a doubling's transient copy."""
 
-    def __init__(self) -> None:
-        self.table = np.zeros(1 << 16, np.int64)
+    LOAD = 0.8
+
+    def __init__(self, expected_rows: int = 0) -> None:
+        self.table = np.zeros(max(1 << 16, int(expected_rows / self.LOAD) + 1), np.int64)
         self.n = 0
 
     def add(self, ids: np.ndarray) -> np.ndarray:
         keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).view(np.int64)
-        while (self.n + len(keys)) * 4 > self.table.shape[0] * 3:
+        while (self.n + len(keys)) > self.table.shape[0] * self.LOAD:
             old = self.table[self.table != 0]
             self.table = np.zeros(self.table.shape[0] * 2, np.int64)
             _insert(self.table, old)
@@ -172,6 +175,19 @@ class Stream:
                 if len(good):
                     yield good
 
+    def expected_rows(self) -> int:
+        """Rows in the input when cheap to know (Parquet footers), else 0."""
+        import pyarrow.parquet as pq
+
+        total = 0
+        for path in self.files:
+            if path.suffix.lower() in (".parquet", ".pq"):
+                try:
+                    total += pq.ParquetFile(path).metadata.num_rows
+                except Exception:  # noqa: BLE001 - the reader reports unreadable files with a proper message
+                    continue
+        return total
+
     def _reject(self, reasons: list[str]) -> None:
         for reason in reasons:
             self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
@@ -181,7 +197,7 @@ class Stream:
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
         self.reject_reasons = {}
         first_pass = self.duplicates is None
-        ids = IdSet() if first_pass else None
+        ids = IdSet(self.expected_rows()) if first_pass else None
         found: list[np.ndarray] = []
         position = 0
         last: tuple[int, str] | None = None
