@@ -159,6 +159,23 @@ def _keep_constant(name: str) -> str:
     return name
 
 
+def parse_jsonl_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """One JSON-lines record, or the reason it is rejected (shared by every reader of JSONL)."""
+    if len(line) > MAX_LINE_BYTES:
+        return None, f"line longer than {MAX_LINE_BYTES} bytes"
+    try:
+        obj = json.loads(line.decode("utf-8"), parse_constant=_keep_constant)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply"
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    return obj, None
+
+
 def _read_jsonl(path: Path) -> RawTable:
     data = _open_bytes(path)
     if not data.strip():
@@ -169,22 +186,9 @@ def _read_jsonl(path: Path) -> RawTable:
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
-        if len(line) > MAX_LINE_BYTES:
-            rejects.append({"row": number, "reason": f"line longer than {MAX_LINE_BYTES} bytes"})
-            continue
-        try:
-            obj = json.loads(line.decode("utf-8"), parse_constant=_keep_constant)
-        except UnicodeDecodeError:
-            rejects.append({"row": number, "reason": "not UTF-8 text"})
-            continue
-        except json.JSONDecodeError as exc:
-            rejects.append({"row": number, "reason": f"malformed JSON: {exc.msg} at column {exc.colno}"})
-            continue
-        except RecursionError:
-            rejects.append({"row": number, "reason": "malformed JSON: nested too deeply"})
-            continue
-        if not isinstance(obj, dict):
-            rejects.append({"row": number, "reason": f"expected a JSON object, got {type(obj).__name__}"})
+        obj, reason = parse_jsonl_line(line)
+        if reason is not None:
+            rejects.append({"row": number, "reason": reason})
             continue
         records.append(obj)
         rows.append(number)

@@ -18,7 +18,6 @@ wrongly rejected as a duplicate. The positions found are dropped again in later 
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from numba import njit
 
 from simulator.adapters import apply_adapter
 from simulator.errors import InputError
-from simulator.readers import MAX_LINE_BYTES, detect_format, expand_paths, read_any
+from simulator.readers import detect_format, expand_paths, parse_jsonl_line, read_any
 from simulator.traffic import normalize
 
 
@@ -83,16 +82,9 @@ def _iter_jsonl(path: Path, chunk_rows: int):
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            if len(line) > MAX_LINE_BYTES:
-                rejects.append({"row": number, "reason": f"line longer than {MAX_LINE_BYTES} bytes"})
-                continue
-            try:
-                obj = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                rejects.append({"row": number, "reason": f"malformed JSON: {exc}"})
-                continue
-            if not isinstance(obj, dict):
-                rejects.append({"row": number, "reason": f"expected a JSON object, got {type(obj).__name__}"})
+            obj, reason = parse_jsonl_line(line.rstrip(b"\n"))
+            if reason is not None:
+                rejects.append({"row": number, "reason": reason})
                 continue
             records.append(obj)
             rows.append(number)

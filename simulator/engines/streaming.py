@@ -173,18 +173,10 @@ def _facts(stream: Stream, scenario: Scenario, translator_registry, want_prompts
 
 def _calibration_rows(df: pd.DataFrame, registry) -> tuple:
     """The per-row inputs :func:`simulator.tokens.calibrate_from_traffic` fits on, for one chunk."""
-    from simulator.errors import TokenizerError
-    from simulator.tokens.calibration import CALIBRATED, REFERENCE_TOKENIZER, classify_content, count_tokens
+    from simulator.tokens.calibration import (REFERENCE_TOKENIZER, calibration_families, classify_content,
+                                              count_tokens)
 
-    usable = df["prompt"].notna().to_numpy() & (df["input_tokens"].to_numpy() > 0)
-    families = np.full(len(df), None, dtype=object)
-    for model in pd.unique(df["model"][usable]):
-        try:
-            spec = registry.spec_for_model(model)
-        except TokenizerError:
-            continue
-        if spec.kind == CALIBRATED:
-            families[(df["model"] == model).to_numpy() & usable] = spec.id
+    families = calibration_families(df, registry)
     rows = pd.notna(families)
     prompts = df["prompt"].to_numpy(dtype=object)[rows]
     reference = count_tokens(registry.get(REFERENCE_TOKENIZER), prompts, None) if rows.any() else np.zeros(0)

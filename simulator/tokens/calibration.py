@@ -176,6 +176,20 @@ def _fit_groups(
     return fitted
 
 
+def calibration_families(df: pd.DataFrame, registry: Registry = DEFAULT_REGISTRY) -> np.ndarray:
+    """Per row, the calibrated tokenizer family it can calibrate (prompt text and input_tokens > 0), else None."""
+    usable = df["prompt"].notna().to_numpy() & (df["input_tokens"].to_numpy() > 0)
+    families = np.full(len(df), None, dtype=object)
+    for model in pd.unique(df["model"][usable]):
+        try:
+            spec = registry.spec_for_model(model)
+        except TokenizerError:
+            continue  # an unknown model cannot be calibrated; translating it raises later with the fix
+        if spec.kind == CALIBRATED:
+            families[(df["model"] == model).to_numpy() & usable] = spec.id
+    return families
+
+
 def calibrate_from_traffic(
     df: pd.DataFrame,
     registry: Registry = DEFAULT_REGISTRY,
@@ -189,15 +203,7 @@ def calibrate_from_traffic(
     """
     if "prompt" not in df.columns or df.empty:
         return Calibration(defaults_path=defaults_path)
-    usable = df["prompt"].notna().to_numpy() & (df["input_tokens"].to_numpy() > 0)
-    families = np.full(len(df), None, dtype=object)
-    for model in pd.unique(df["model"][usable]):
-        try:
-            spec = registry.spec_for_model(model)
-        except TokenizerError:
-            continue  # an unknown model cannot be calibrated; translating it raises later with the fix
-        if spec.kind == CALIBRATED:
-            families[(df["model"] == model).to_numpy() & usable] = spec.id
+    families = calibration_families(df, registry)
     rows = pd.notna(families)
     if not rows.any():
         return Calibration(defaults_path=defaults_path)
