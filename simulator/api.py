@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator import metrics
-from simulator.accuracy import accuracy_fields, load_evals
-from simulator.cache_replay import CacheSimulator
-from simulator.pricing import Catalog
-from simulator.replay import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
-from simulator.scenario import Candidate, Scenario, load_scenario
-from simulator.traffic import Traffic, load_traffic
-from simulator.translation import Translator
+from simulator.summary import metrics
+from simulator.evals.policy import accuracy_fields, load_evals
+from simulator.state.cache_replay import CacheSimulator
+from simulator.pricing.catalog import Catalog
+from simulator.core import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
+from simulator.routing.scenario import Candidate, Scenario, load_scenario
+from simulator.io.traffic import Traffic, load_traffic
+from simulator.tokens.translator import Translator
 
 SCHEMA_VERSION = 1
 DRIFT_FLAG_PCT = 1.0
@@ -83,7 +83,7 @@ def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     out = []
     for cand in scenario.candidates:
         if cand.truefoundry_config:
-            from simulator.gateway_config import candidate_from_config
+            from simulator.outputs.gateway_config import candidate_from_config
 
             cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
         out.append(cand)
@@ -147,7 +147,7 @@ def run(
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
-        from simulator.accuracy import moves_table
+        from simulator.evals.policy import moves_table
 
         curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
         if curves:

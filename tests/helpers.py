@@ -6,10 +6,10 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.pricing import Catalog
-from simulator.replay import Prepared
-from simulator.scenario import parse_scenario
-from simulator.traffic import Traffic, normalize
+from simulator.pricing.catalog import Catalog
+from simulator.core import Prepared
+from simulator.routing.scenario import parse_scenario
+from simulator.io.traffic import Traffic, normalize
 
 
 def traffic(records: list[dict[str, Any]]) -> Traffic:

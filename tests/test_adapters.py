@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from simulator.errors import InputError
-from simulator.traffic import load_traffic
+from simulator.io.traffic import load_traffic
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
 TF_CSV = FIXTURES / "truefoundry_model_metrics.csv"

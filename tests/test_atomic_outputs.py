@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import simulator.output as output
+import simulator.outputs.files as output
 from simulator.cli import cli
-from simulator.writer import WRITERS
+from simulator.outputs.writer import WRITERS
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "tests" / "fixtures" / "privacy" / "scenario.yaml"
@@ -76,7 +76,7 @@ def test_a_later_writer_failing_leaves_only_complete_files(tmp_path, monkeypatch
         output.write_text(path, "routing: {}\n" * 1000)
         return [path]
 
-    monkeypatch.setattr("simulator.writer.WRITERS", [*WRITERS, yaml_writer])
+    monkeypatch.setattr("simulator.outputs.writer.WRITERS", [*WRITERS, yaml_writer])
     result = _run(tmp_path / "out")
     assert result.exit_code == 2
     names = sorted(p.name for p in (tmp_path / "out").iterdir())

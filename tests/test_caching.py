@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.caching.analysis import cache_costs, cache_summary, genai_unit_prices, simulate_frame, ttl_break_even
-from simulator.caching.kernel import simulate_cache
-from simulator.caching.prefixes import SOURCE_HASH, SOURCE_NONE, SOURCE_PROMPT, build_prefix_blocks
-from simulator.caching.rules import CacheRules
+from simulator.state.caching.analysis import cache_costs, cache_summary, genai_unit_prices, simulate_frame, ttl_break_even
+from simulator.state.caching.kernel import simulate_cache
+from simulator.state.caching.prefixes import SOURCE_HASH, SOURCE_NONE, SOURCE_PROMPT, build_prefix_blocks
+from simulator.state.caching.rules import CacheRules
 from simulator.errors import InputError, ScenarioError
-from simulator.importers.mooncake import import_mooncake
+from simulator.io.importers.mooncake import import_mooncake
 
 MOONCAKE = Path("/work/shared/data/mooncake-synthetic/synthetic_trace.jsonl")
 MIN = 60_000

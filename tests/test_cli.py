@@ -118,7 +118,7 @@ def test_schema_validates_every_example_scenario():
 
 def test_no_traceback_in_a_real_process(tmp_path):
     bad = write(tmp_path, "bad.yaml", "name: [unclosed\n")
-    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(bad)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "simulator", "run", str(bad)], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

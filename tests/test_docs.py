@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO
 from simulator.cli import cli
-from simulator.traffic import COLUMNS
+from simulator.io.traffic import COLUMNS
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 

@@ -1,4 +1,4 @@
-"""simulator.drift: token and cost drift of one model's traffic moved to another model."""
+"""simulator.tokens.drift: token and cost drift of one model's traffic moved to another model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.drift import drift_report
+from simulator.tokens.drift import drift_report
 from simulator.errors import InputError
 
 

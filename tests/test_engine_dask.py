@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from simulator.api import run
 from simulator.cli import cli
 from simulator.errors import ScenarioError
-from simulator.synth import generate
+from simulator.synth.generator import generate
 from tests.test_engines import HAIKU, OPUS, SONNET, assert_same
 
 pytestmark = pytest.mark.slow

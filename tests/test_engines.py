@@ -22,7 +22,7 @@ from simulator.api import run
 from simulator.engines.chunks import Stream
 from simulator.engines.streaming import run_streaming
 from simulator.errors import InputError, ScenarioError
-from simulator.synth import generate
+from simulator.synth.generator import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 OPUS, HAIKU, SONNET = ("anthropic-main/claude-opus-4-7", "anthropic-main/claude-haiku-4-5",

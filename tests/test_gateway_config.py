@@ -15,15 +15,15 @@ from conftest import REPO, SMALL_TRAFFIC
 from helpers import scenario
 from simulator.api import run
 from simulator.errors import ScenarioError
-from simulator.gateway_config import (
+from simulator.outputs.gateway_config import (
     candidate_from_config,
     render_truefoundry,
     to_litellm,
     to_portkey,
     to_truefoundry,
 )
-from simulator.scenario import load_scenario, parse_scenario
-from simulator.writer import write_run
+from simulator.routing.scenario import load_scenario, parse_scenario
+from simulator.outputs.writer import write_run
 
 GPT4O, MINI, HAIKU, OPUS = ("openai-main/gpt-4o", "openai-main/gpt-4o-mini", "anthropic-main/claude-haiku-4-5",
                             "anthropic-main/claude-opus-4-7")

@@ -1,4 +1,4 @@
-"""simulator.importers.azure against the full trace (from shared/data) and the committed slice."""
+"""simulator.io.importers.azure against the full trace (from shared/data) and the committed slice."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from simulator.errors import InputError
-from simulator.importers.azure import import_azure
+from simulator.io.importers.azure import import_azure
 
 from tests.shared_data import REPO, shared_data
 

@@ -6,8 +6,8 @@ import pytest
 
 from shared_data import FIXTURES, shared_data
 from simulator.evals.stats import accuracy_table, paired_delta
-from simulator.importers.routellm import import_routellm
-from simulator.importers.routerbench import import_routerbench, literal_cell
+from simulator.io.importers.routellm import import_routellm
+from simulator.io.importers.routerbench import import_routerbench, literal_cell
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 

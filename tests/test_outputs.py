@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from conftest import SMALL_TRAFFIC
 from simulator.api import run
 from simulator.cli import cli
-from simulator.report.content import build_document
-from simulator.report.document import to_markdown
-from simulator.scenario import parse_scenario
-from simulator.writer import write_run
+from simulator.outputs.report.content import build_document
+from simulator.outputs.report.document import to_markdown
+from simulator.routing.scenario import parse_scenario
+from simulator.outputs.writer import write_run
 
 OPUS, HAIKU, GPT4O, MINI = ("anthropic-main/claude-opus-4-7", "anthropic-main/claude-haiku-4-5",
                             "openai-main/gpt-4o", "openai-main/gpt-4o-mini")

@@ -11,7 +11,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from simulator.errors import PricingError
-from simulator.pricing import Catalog
+from simulator.pricing.catalog import Catalog
 
 
 def ns(text: str) -> int:

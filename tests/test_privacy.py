@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from simulator.cli import cli
-from simulator.privacy import hash_id
-from simulator.traffic import load_traffic
+from simulator.summary.privacy import hash_id
+from simulator.io.traffic import load_traffic
 from tests.outputs_scan import output_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_parquet_requests_output_has_no_user_or_prompt_columns(tmp_path):
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])
 def test_example_scenario_outputs_hold_no_user_ids_or_prompts(scenario, tmp_path):
-    from simulator.scenario import load_scenario
+    from simulator.routing.scenario import load_scenario
 
     loaded = load_traffic(load_scenario(scenario).paths("traffic"))
     secrets = secrets_of(loaded.frame)  # may be empty (public traces carry no users); the fixture test covers that

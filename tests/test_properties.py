@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from simulator.api import run
 from simulator.errors import InputError
-from simulator.scenario import parse_scenario
-from simulator.traffic import load_traffic
+from simulator.routing.scenario import parse_scenario
+from simulator.io.traffic import load_traffic
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HEADER = ["request_id", "timestamp", "model", "input_tokens", "output_tokens", "cost_usd", "user_id", "team"]

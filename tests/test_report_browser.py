@@ -13,8 +13,8 @@ import pytest
 
 from conftest import SMALL_TRAFFIC
 from simulator.api import run
-from simulator.scenario import parse_scenario
-from simulator.writer import write_run
+from simulator.routing.scenario import parse_scenario
+from simulator.outputs.writer import write_run
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import prepared, req, scenario
-from simulator.replay import simulate
+from simulator.core import simulate
 
 GPT4O, MINI, HAIKU = "openai-main/gpt-4o", "openai-main/gpt-4o-mini", "anthropic-main/claude-haiku-4-5"
 

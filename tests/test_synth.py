@@ -1,4 +1,4 @@
-"""simulator.synth: reproducible bytes, and the shapes the report's findings depend on."""
+"""simulator.synth.generator: reproducible bytes, and the shapes the report's findings depend on."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulator import synth
+from simulator.synth import generator as synth
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = yaml.safe_load((ROOT / "simulator" / "data" / "synth_profile.yaml").read_text(encoding="utf-8"))
@@ -138,7 +138,7 @@ def test_content_mix(week):
 
 
 def _o200k_reference(tmp_path, monkeypatch):
-    """o200k built independently of simulator.synth: tiktoken's own loader and pattern, bpe-openai's vocabulary file."""
+    """o200k built independently of simulator.synth.generator: tiktoken's own loader and pattern, bpe-openai's vocabulary file."""
     import tiktoken
     import tiktoken_ext.openai_public as openai_public
     from tiktoken.load import load_tiktoken_bpe

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import InputError
-from simulator.traffic import load_traffic
+from simulator.io.traffic import load_traffic
 
 NOW = pd.Timestamp("2026-11-26T00:00:00Z")
 HEADER = "request_id,timestamp,model,input_tokens,output_tokens,cost_usd,metadata\n"

@@ -6,7 +6,7 @@ the in-memory reader, so a Hive-partitioned folder reads the same rows), CSV wit
 cannot be split and is read whole.
 
 Ordering: each chunk is normalised (validated, sorted by timestamp then request_id) by
-:func:`simulator.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk,
+:func:`simulator.io.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk,
 so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
 time-ordered: :class:`~simulator.errors.InputError` asks to sort or partition by time (no on-disk sort is attempted).
 
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from simulator.adapters import apply_adapter
+from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError
-from simulator.readers import detect_format, expand_paths, parse_jsonl_line, read_any
-from simulator.traffic import normalize
+from simulator.io.readers import detect_format, expand_paths, parse_jsonl_line, read_any
+from simulator.io.traffic import normalize
 
 
 def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[dict], int]]:
@@ -160,7 +160,7 @@ class IdSet:
 class Stream:
     """Normalised, time-ordered chunks of the traffic; iterate it once per pass.
 
-    ``counts`` after a full pass: rows read, replayed, rejected (as in :meth:`simulator.traffic.Traffic.counts`).
+    ``counts`` after a full pass: rows read, replayed, rejected (as in :meth:`simulator.io.traffic.Traffic.counts`).
     """
 
     def __init__(self, paths, *, adapter=None, mapping=None, timezone=None, chunk_rows: int = 1_000_000,

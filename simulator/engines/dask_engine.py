@@ -1,19 +1,19 @@
 """Dask engine: replay a partitioned dataset on a Dask cluster; same summary.json as :func:`simulator.api.run`.
 
 1. **Read** with ``dask.dataframe.read_parquet`` (one partition per row group) or ``read_csv`` (one per file);
-   each partition is adapted and validated by :func:`simulator.traffic.normalize` and kept in cluster memory.
+   each partition is adapted and validated by :func:`simulator.io.traffic.normalize` and kept in cluster memory.
 2. **Global facts**, reduced from per-partition partials and broadcast once to every task (one graph key): the model
    vocabulary, the traffic window, failure counts per (model, 5-minute bucket, status), the exact latency-fit sums
-   (:class:`simulator.exact_sums.LatencySums`), token-calibration rows, request-id hashes (duplicates across
+   (:class:`simulator.summary.exact_sums.LatencySums`), token-calibration rows, request-id hashes (duplicates across
    partitions are refused).
-3. **Stateless replay per partition** (:func:`simulator.replay.simulate` without budgets and rate limits, on a
+3. **Stateless replay per partition** (:func:`simulator.core.simulate` without budgets and rate limits, on a
    :class:`simulator.engines.streaming.ChunkPrepared` that carries the global facts). Candidates without budgets
    or rate limits reduce to partials right there.
 4. **Stateful work after a shuffle**: candidates with rate limits or a budget emit one row per request (outcome,
    slot key, the pre-priced fallback alternative); the rows are shuffled by a hash of the rate-limit slot key
    (rule + ``rate_limit_applies_per`` values), then, for budgets, by the budget key; each shuffled partition is
-   sorted by (timestamp, request_id) and runs :func:`simulator.kernels.rate_limit_pass` /
-   :func:`simulator.kernels.budget_pass` over the slots it holds (a slot's rows are all in one partition, in the
+   sorted by (timestamp, request_id) and runs :func:`simulator.state.kernels.rate_limit_pass` /
+   :func:`simulator.state.kernels.budget_pass` over the slots it holds (a slot's rows are all in one partition, in the
    in-memory order, so slot decisions and per-slot sums are identical).
 5. **Aggregates** are summed from partition partials; latency p50/p95 are exact (a histogram of the top 20 bits of
    the values, then the values of the target bins, as :mod:`simulator.engines.quantiles` does on disk).
@@ -38,21 +38,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator import kernels, metrics
+from simulator.state import kernels
+
+from simulator.summary import metrics
 from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, resolve_candidates
 from simulator.engines.quantiles import _keys, lerp, order_positions
 from simulator.engines.streaming import (_EMPTY_REJECTS, ChunkPrepared, Vocabulary, _calibration,
                                          _calibration_rows, _EmptyPrepared, _joined)
 from simulator.errors import InputError, ScenarioError
-from simulator.exact_sums import LatencySums
-from simulator.matching import match
-from simulator.privacy import output_label
-from simulator.readers import detect_format, expand_paths
-from simulator.replay import (_FAIL_BUCKET_NS, _reroute_cost, budget_window, check_candidate_targets,
+from simulator.summary.exact_sums import LatencySums
+from simulator.routing.matching import match
+from simulator.summary.privacy import output_label
+from simulator.io.readers import detect_format, expand_paths
+from simulator.core import (_FAIL_BUCKET_NS, _reroute_cost, budget_window, check_candidate_targets,
                               identity_outcome, rate_window, simulate)
-from simulator.scenario import Scenario, load_scenario
-from simulator.traffic import Traffic, normalize
-from simulator.translation import Translator
+from simulator.routing.scenario import Scenario, load_scenario
+from simulator.io.traffic import Traffic, normalize
+from simulator.tokens.translator import Translator
 
 _BITS = 20  # histogram bits of the exact-percentile selection
 
@@ -146,7 +148,7 @@ def _read(files) -> Any:
 
 def _normalise(raw: pd.DataFrame, adapter, mapping, timezone, now) -> tuple[pd.DataFrame, int]:
     """(validated rows sorted by time, rows read) of one partition."""
-    from simulator.adapters import apply_adapter
+    from simulator.io.adapters import apply_adapter
 
     raw = raw.reset_index(drop=True)
     raw["_row"] = np.arange(1, len(raw) + 1, dtype=np.int64)
@@ -767,7 +769,7 @@ def _budget_rows(cand, parts) -> list[dict[str, Any]]:
     spec = b.budget_applies_per[0] if b.budget_applies_per else ""
     out = []
     for s in slots:
-        # As in simulator.replay: a person's id is reported as a stable salted hash, never as itself.
+        # As in simulator.core: a person's id is reported as a stable salted hash, never as itself.
         label = output_label(spec, s["label"])
         out.append({
             "id": b.id, "key": label if label != "*" else None, "limit_to": b.limit_to, "unit": b.unit,

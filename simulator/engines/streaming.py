@@ -5,9 +5,9 @@ Two passes over time-ordered chunks (:class:`simulator.engines.chunks.Stream`):
 1. facts the replay needs globally: model vocabulary, traffic window, failure counts per (model, 5-minute bucket,
    status), exact latency-fit sums per model (medians from a disk spill when the fit falls back), duplicate ids,
    token-calibration rows (prompt rows only), eval workflow counts;
-2. per chunk: the stateless replay (:func:`simulator.replay.simulate` without budgets and rate limits) and then
-   rate limits and budgets with their state carried across chunks (:func:`simulator.kernels.rate_limit_step`,
-   :func:`simulator.kernels.budget_step`; slot ids from a growing key -> slot dict). Aggregates accumulate: counts,
+2. per chunk: the stateless replay (:func:`simulator.core.simulate` without budgets and rate limits) and then
+   rate limits and budgets with their state carried across chunks (:func:`simulator.state.kernels.rate_limit_step`,
+   :func:`simulator.state.kernels.budget_step`; slot ids from a growing key -> slot dict). Aggregates accumulate: counts,
    per-label and per-block sums (``np.add.at`` adds in row order, as ``np.bincount`` does, so these are bit-equal),
    latencies spilled to disk for exact p50/p95 (:mod:`simulator.engines.quantiles`).
 
@@ -28,21 +28,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator import kernels, metrics
-from simulator.accuracy import accuracy_from_moves, load_evals
+from simulator.state import kernels
+
+from simulator.summary import metrics
+from simulator.evals.policy import accuracy_from_moves, load_evals
 from simulator.api import (SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, research_curves,
                            resolve_candidates)
 from simulator.engines.chunks import Stream
 from simulator.engines.quantiles import SpillQuantiles
 from simulator.errors import ScenarioError
-from simulator.exact_sums import LatencySums
-from simulator.matching import match
-from simulator.replay import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _serve_from,
+from simulator.summary.exact_sums import LatencySums
+from simulator.routing.matching import match
+from simulator.core import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _serve_from,
                               apply_rate_limit_actions, budget_fallbacks, budget_matches,
                               budget_window, check_candidate_targets, rate_window, simulate)
-from simulator.scenario import Scenario, load_scenario
-from simulator.traffic import Traffic
-from simulator.translation import Translator
+from simulator.routing.scenario import Scenario, load_scenario
+from simulator.io.traffic import Traffic
+from simulator.tokens.translator import Translator
 
 _EMPTY_REJECTS = pd.DataFrame(columns=["source", "row", "request_id", "reason"])
 
@@ -87,7 +89,7 @@ class ChunkPrepared(Prepared):
         self.vocab, self._code = self.shared.vocab, self.shared._code  # shared: targets extend it for all chunks
         f = self.traffic.frame
         self.n = len(f)
-        from simulator.matching import RequestView
+        from simulator.routing.matching import RequestView
 
         self.view = RequestView(f)
         self.ts = f["timestamp"].array.asi8.copy()
@@ -195,7 +197,7 @@ def _calibration(rows: list[tuple]):
 
 # -- carried state ----------------------------------------------------------------------------------------------
 def _joined(p: Prepared, applies_per: list[str], rows: np.ndarray) -> np.ndarray:
-    """Slot key text per row, as :func:`simulator.replay._slot_keys` builds it before factorising."""
+    """Slot key text per row, as :func:`simulator.core._slot_keys` builds it before factorising."""
     if not applies_per:
         return np.full(len(rows), "", dtype=object)
     parts = [np.asarray(p.view.applies_per(spec)[rows], dtype=object).astype(str) for spec in applies_per]
@@ -561,7 +563,7 @@ class _EmptyPrepared:
 
 
 def _identity(p: Prepared) -> Outcome:
-    from simulator.replay import identity_outcome
+    from simulator.core import identity_outcome
 
     return identity_outcome(p)
 

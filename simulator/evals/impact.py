@@ -18,7 +18,7 @@ import pandas as pd
 
 from simulator.errors import InputError
 from simulator.evals.stats import bootstrap_counts, percentile_interval
-from simulator.models import split_model_id
+from simulator.pricing.model_ids import split_model_id
 
 _MISSING = 9.0  # sentinel for "this pair has no paired outcome on this sample"; real differences are in [-1, 1]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.errors import TokenizerError, did_you_mean
-from simulator.models import split_model_id
+from simulator.pricing.model_ids import split_model_id
 from simulator.tokens import backends
 
 EXACT = "exact"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.caching.kernel import simulate_cache
+from simulator.state.caching.kernel import simulate_cache
 
 N, K, TTL = 1_000_000, 20, 300_000
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.pricing import Catalog
-from simulator.replay import Prepared, simulate
-from simulator.scenario import parse_scenario
-from simulator.traffic import Traffic
+from simulator.pricing.catalog import Catalog
+from simulator.core import Prepared, simulate
+from simulator.routing.scenario import parse_scenario
+from simulator.io.traffic import Traffic
 
 MODELS = ["anthropic-main/claude-opus-4-7", "anthropic-main/claude-sonnet-4-6", "anthropic-main/claude-haiku-4-5",
           "openai-main/gpt-5", "openai-main/gpt-5-mini", "openai-main/gpt-4o-mini", "google-vertex/gemini-2.5-flash",

@@ -9,8 +9,8 @@ import atheris  # noqa: E402
 
 with atheris.instrument_imports(include=["simulator"]):
     import targets  # noqa: E402
-    import simulator.readers, simulator.traffic, simulator.adapters, simulator.scenario  # noqa: E401,E402,F401
-    import simulator.price_overrides, simulator.yamlio  # noqa: E401,E402,F401
+    import simulator.io.readers, simulator.io.traffic, simulator.io.adapters, simulator.routing.scenario  # noqa: E401,E402,F401
+    import simulator.pricing.overrides, simulator.io.yamlio  # noqa: E401,E402,F401
 
 if __name__ == "__main__":
     targets.atheris_main("json")

@@ -24,7 +24,7 @@ def _file(name: str, data: bytes) -> Path:
 
 
 def _traffic(name: str, data: bytes) -> None:
-    from simulator.traffic import load_traffic
+    from simulator.io.traffic import load_traffic
 
     loaded = load_traffic([_file(name, data)], now=NOW)
     assert loaded.rows_read == loaded.rows_replayed + loaded.rows_rejected
@@ -48,13 +48,13 @@ def parquet(data: bytes) -> None:
 
 
 def scenario_yaml(data: bytes) -> None:
-    from simulator.scenario import load_scenario
+    from simulator.routing.scenario import load_scenario
 
     load_scenario(_file("s.yaml", data))
 
 
 def overrides_yaml(data: bytes) -> None:
-    from simulator.price_overrides import load_overrides
+    from simulator.pricing.overrides import load_overrides
 
     load_overrides(_file("p.yaml", data))
 

@@ -1,0 +1,427 @@
+"""The ``tfysim`` command line: each command parses options, makes one library call and prints the result.
+
+Errors: every ``TfysimError`` becomes one ``Error: ...`` line on stderr in :meth:`TfysimGroup.invoke` (exit 2, or 1
+for a failed gate); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from simulator.errors import StrictModeError, TfysimError
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
+
+
+class TfysimGroup(click.Group):
+    """A click group that turns tfysim errors into one-line messages in one place."""
+
+    def invoke(self, ctx: click.Context):
+        debug = "--debug" in sys.argv or bool(ctx.meta.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except TfysimError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPT)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (unknown option, missing argument, bad choice) as one ``Error:`` line too, exit 2."""
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            code = EXIT_USAGE
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted.", err=True)
+            code = EXIT_INTERRUPT
+        code = code if isinstance(code, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=TfysimGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tfysim")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """tfysim: replay LLM-gateway traffic through candidate routing policies, offline."""
+    ctx.meta["debug"] = debug
+
+
+def _echo_json(obj) -> None:
+    from simulator.outputs.files import dumps
+
+    click.echo(dumps(obj), nl=False)
+
+
+def _progress():
+    """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def wrap(items, label):
+        with click.progressbar(list(items), label=label, file=sys.stderr) as bar:
+            yield from bar
+
+    return wrap
+
+
+def _strict(rejected: int, strict: bool, where: str) -> None:
+    if strict and rejected:
+        raise StrictModeError(f"{rejected} row(s) rejected in {where} and --strict is set; see rejects.jsonl.")
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+@click.option("--strict", is_flag=True, help="Fail (exit 2) when any row is rejected.")
+@click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
+@click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
+@click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
+@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
+              help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
+                   "cluster (streaming and dask write summary.json only).")
+@click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
+              help="Rows per chunk for --engine streaming.")
+@click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
+def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates, engine,
+        chunk_rows, scheduler) -> None:
+    """Replay a scenario's traffic through its candidate policies and write the reports.
+
+    Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
+
+    Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
+    """
+    if engine in ("streaming", "dask"):
+        from simulator.engines.dask_engine import run_dask
+        from simulator.engines.streaming import run_streaming
+        from simulator.outputs.files import write_json
+
+        streamed = (run_dask(scenario, traffic=list(traffic) or None, evals=list(evals) or None, scheduler=scheduler)
+                    if engine == "dask" else
+                    run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
+                                  chunk_rows=chunk_rows))
+        path = write_json((out or Path("reports") / streamed.scenario.name) / "summary.json", streamed.summary)
+        _strict(streamed.rows_rejected, strict, str(scenario))
+        if as_json:
+            _echo_json(streamed.summary)
+        else:
+            click.echo(f"wrote {path}")
+        if check_gates and not streamed.gates_passed:
+            sys.exit(EXIT_GATE)
+        return
+    from simulator.api import run as run_scenario
+    from simulator.outputs.writer import write_run
+
+    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None, progress=_progress())
+    folder = out or Path("reports") / result.scenario.name
+    written = write_run(result, folder, write_requests=write_requests, include_prompts=include_prompts)
+    _strict(result.traffic.rows_rejected, strict, str(scenario))
+    if as_json:
+        _echo_json(result.summary)
+    else:
+        from simulator.outputs.writer import console_summary
+
+        click.echo(console_summary(result, written))
+    if check_gates and not result.gates_passed:
+        sys.exit(EXIT_GATE)
+
+
+@cli.command()
+@click.argument("traffic", nargs=-1, required=True)
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--adapter", type=click.Choice(["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm"]),
+              help="Input format (default: detected from the columns).")
+@click.option("--map", "mapping", multiple=True, metavar="CANONICAL=SOURCE", help="Rename a source column.")
+@click.option("--timezone", help="IANA zone for timestamps without an offset.")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rejected rows here (JSON lines).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--strict", is_flag=True, help="Fail (exit 2) when any row is rejected.")
+def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, strict) -> None:
+    """Reprice traffic as recorded and compare with its recorded cost (pricing drift).
+
+    Example: tfysim replay datasets/sample/traffic.parquet --json
+    """
+    from simulator.api import identity_replay
+    from simulator.pricing.catalog import Catalog
+    from simulator.io.traffic import load_traffic
+
+    loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
+    report = identity_replay(loaded, Catalog.load(pricing))
+    if rejects_path and loaded.rows_rejected:
+        from simulator.outputs.files import write_rejects
+
+        write_rejects(rejects_path, loaded.rejects)
+    _strict(loaded.rows_rejected, strict, ", ".join(traffic))
+    if as_json:
+        _echo_json(report)
+        return
+    from simulator.outputs.writer import replay_table
+
+    click.echo(replay_table(report))
+
+
+def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    from simulator.errors import InputError
+    from simulator.io.traffic import COLUMNS
+
+    out = {}
+    for pair in pairs:
+        canonical, sep, source = pair.partition("=")
+        if not sep or canonical not in COLUMNS:
+            raise InputError(f"--map {pair}: expected CANONICAL=SOURCE with CANONICAL one of {', '.join(COLUMNS)}.")
+        out[canonical] = source
+    return out or None
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editor completion).
+
+    Example: tfysim schema > scenario.schema.json
+    """
+    from simulator.routing.scenario import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+def validate(scenario) -> None:
+    """Check a scenario, its files, models and prices without replaying.
+
+    Example: tfysim validate scenarios/premium-review.yaml
+    """
+    from simulator.api import validate_scenario
+
+    click.echo(validate_scenario(scenario))
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Convert public traces and eval sets into tfysim's tables (Parquet)."""
+
+
+def _write_import(frame, out: Path, rejects, stats: dict | None = None) -> None:
+    from simulator.outputs.files import write_parquet
+
+    write_parquet(out, frame)
+    n_rej = len(rejects) if rejects is not None else 0
+    extra = "".join(f", {k}={v}" for k, v in (stats or {}).items() if isinstance(v, int) and k != "rows_read")
+    click.echo(f"wrote {out}: {len(frame):,} rows, {n_rej:,} rejected{extra}")
+
+
+@import_group.command("azure")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", required=True, help="Gateway model id to assign (the trace has none).")
+@click.option("--start", help="Re-base the trace to start at this ISO time (default: its own timestamps, UTC).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_azure_cmd(file, model, start, out) -> None:
+    """Azure LLM inference trace 2023 CSV (CC-BY-4.0) -> canonical traffic.
+
+    Example: tfysim import azure AzureLLMInferenceTrace_conv.csv --model openai-main/gpt-4o --out conv.parquet
+    """
+    from simulator.io.importers.azure import import_azure
+
+    frame, rejects = import_azure(file, model, start)
+    _write_import(frame, out, rejects)
+
+
+@import_group.command("mooncake")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", required=True, help="Gateway model id to assign (the trace has none).")
+@click.option("--start", help="ISO time of the trace's millisecond 0 (default 2024-01-01T00:00:00Z).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_mooncake_cmd(file, model, start, out) -> None:
+    """Mooncake-format JSONL (hash_ids of 512-token blocks) -> canonical traffic with prefix_blocks.
+
+    Example: tfysim import mooncake synthetic_trace.jsonl --model anthropic-main/claude-haiku-4-5 --out mc.parquet
+    """
+    from simulator.io.importers.mooncake import import_mooncake
+
+    frame, rejects = import_mooncake(file, model, start)
+    _write_import(frame, out, rejects)
+
+
+@import_group.command("routellm")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+@click.option("--keep-contaminated", is_flag=True, help="Keep prompts that overlap RouteLLM's training data.")
+def import_routellm_cmd(directory, out, keep_contaminated) -> None:
+    """RouteLLM evaluation layout (MMLU, GSM8K, MT-Bench) -> long eval samples.
+
+    Example: tfysim import routellm ../shared/data/routellm-evals --out evals.parquet
+    """
+    from simulator.io.importers.routellm import import_routellm
+
+    frame, stats = import_routellm(directory, exclude_contaminated=not keep_contaminated)
+    _write_import(frame, out, None, stats)
+
+
+@import_group.command("routerbench")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_routerbench_cmd(files, out) -> None:
+    """RouterBench-style wide tables (one score column per model) -> long eval samples.
+
+    Example: tfysim import routerbench routerbench_0shot.csv --out evals.parquet
+    """
+    from simulator.io.importers.routerbench import import_routerbench
+
+    frame, stats = import_routerbench(list(files))
+    _write_import(frame, out, None, stats)
+
+
+@cli.group("datasets")
+def datasets_group() -> None:
+    """Bundled and generated data sets."""
+
+
+@datasets_group.command("generate")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="Days of traffic.")
+@click.option("--requests", "requests", default=40_000, show_default=True, type=click.IntRange(1),
+              help="Number of requests.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Random seed.")
+@click.option("--start", default="2026-11-16T00:00:00Z", show_default=True, help="ISO start (UTC).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+def datasets_generate(days, requests, seed, start, out) -> None:
+    """Generate a realistic gateway week (traffic, eval samples, system prompts) as Parquet.
+
+    Example: tfysim datasets generate --days 7 --requests 40000 --seed 0 --out /tmp/week
+    """
+    from simulator.synth.generator import write_dataset
+
+    paths = write_dataset(out, days=days, requests=requests, seed=seed, start=start)
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command()
+@click.option("--traffic", "traffic", multiple=True, required=True, help="Traffic file, directory or glob.")
+@click.option("--from", "from_model", required=True, help="Model id the traffic was recorded on.")
+@click.option("--to", "to_model", required=True, help="Model id to translate to.")
+@click.option("--by", type=click.Choice(["workflow_tag", "team", "project", "content_type"]), help="Group by.")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--timezone", help="IANA zone for timestamps without an offset.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def drift(traffic, from_model, to_model, by, pricing, timezone, as_json) -> None:
+    """Tokenizer drift: the same prompts counted on another model version, and what it costs.
+
+    Example: tfysim drift --traffic datasets/sample/traffic.parquet --from anthropic-main/claude-opus-4-6
+    --to anthropic-main/claude-opus-4-7 --by content_type
+    """
+    from simulator.cli.drift import drift_command
+
+    report = drift_command(list(traffic), from_model, to_model, by, pricing, timezone)
+    if as_json:
+        _echo_json(report)
+        return
+    from simulator.cli.drift import drift_table
+
+    click.echo(drift_table(report))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--max-accuracy-drop-pp", type=click.FloatRange(0), help="Non-inferiority margin (default: the "
+              "scenario's gate, else 2).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the candidate YAML here.")
+def recommend(scenario, max_accuracy_drop_pp, out) -> None:
+    """Per workflow, the cheapest target with eval evidence whose non-inferiority holds, as a candidate.
+
+    Example: tfysim recommend scenarios/premium-review.yaml --max-accuracy-drop-pp 2
+    """
+    from simulator.cli.recommend import recommend_scenario
+
+    text = recommend_scenario(scenario, max_accuracy_drop_pp)
+    if out:
+        from simulator.outputs.files import write_text
+
+        write_text(out, text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+# -- outputs: tfysim diff / tfysim gate ----------------------------------------------------------------------------
+@cli.command("diff")
+@click.argument("current", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("proposed", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, required=True, help="Traffic file, directory or glob.")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (for the accuracy difference).")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weighted routing and intervals.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--no-yaml-diff", is_flag=True, help="Leave the unified YAML diff out of the text output.")
+def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_yaml_diff) -> None:
+    """Replay the CURRENT and PROPOSED TrueFoundry configs over traffic; print cost, accuracy and latency changes.
+
+    Example: tfysim diff routing/current.yaml routing/proposed.yaml --traffic exports/last-week.parquet
+    """
+    from simulator.summary.compare import compare_configs, diff_text
+
+    report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(diff_text(report, show_yaml=not no_yaml_diff))
+
+
+@cli.command("gate")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
+@click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the run folder (summary, report, routing configs) here.")
+def gate_command(scenario, traffic, evals, junit, github_summary, out) -> None:
+    """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
+
+    Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
+    """
+    import os
+
+    from simulator.api import run as run_scenario
+    from simulator.outputs.gate import console_table, github_summary as summary_md, junit_xml
+    from simulator.outputs.files import write_text
+
+    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None)
+    if out:
+        from simulator.outputs.writer import write_run
+
+        write_run(result, out)
+    if junit:
+        write_text(junit, junit_xml(result.summary))
+    if github_summary:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(summary_md(result.summary))
+        else:
+            click.echo("Warning: --github-summary: GITHUB_STEP_SUMMARY is not set (not running in GitHub Actions); "
+                       "no summary written.", err=True)
+    click.echo(console_table(result.summary))
+    if not result.gates_passed:
+        sys.exit(EXIT_GATE)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m simulator.cli`
+    main()

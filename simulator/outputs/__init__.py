@@ -1,0 +1,1 @@
+"""What a run writes: report, gateway configs, CI gate files, JSON and Parquet."""

@@ -1,0 +1,427 @@
+"""What the weekly premium-model review says: built from ``result.summary`` (+ outcomes for per-day shares).
+
+Design rules (from the control-room article that motivates tfysim): team, project and workflow views only, never a
+per-person chart or ranking; user ids and prompt text are never printed; every panel ends in something to do
+(the action queue at the top collects them). Sections for caching, tokenizer drift and accuracy render only when the
+summary carries that data, so the report grows as those modules are wired in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.outputs.report.document import Chart, Document, Section, Table
+
+UNTAGGED = "UNTAGGED"
+#: Keys never shown by the generic renderer (privacy: per-person data and prompt text).
+PRIVATE_KEYS = {"user", "user_id", "users", "user_ids", "end_user", "prompt", "prompts", "prompt_text", "messages",
+                "created_by_subject", "subject", "email"}
+BREAKDOWN_TITLES = {"model": "model", "team": "team", "project": "project", "workflow_tag": "workflow"}
+
+
+def money(x: Any) -> str:
+    return "n/a" if x is None else (f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}")
+
+
+def pct(x: Any, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def ci_money(ci: Any) -> str:
+    return "n/a" if not ci or ci[0] is None else f"{money(ci[0])} to {money(ci[1])}"
+
+
+def accuracy_text(p: dict) -> str:
+    d, ci = p.get("accuracy_delta_pp"), p.get("accuracy_delta_ci95")
+    if d is None:
+        return "not measured"
+    text = f"{d:+.2f} pp"
+    if ci and ci[0] is not None:
+        text += f" (95% CI {ci[0]:+.2f} to {ci[1]:+.2f})"
+    return text
+
+
+def gate_verdict(p: dict) -> str:
+    gates = p.get("gates") or []
+    if not gates:
+        return "no gates"
+    failed = [g["name"] for g in gates if not g["passed"]]
+    return "FAILED: " + ", ".join(failed) if failed else "passed"
+
+
+def _config_file(name: str, routing_files: dict) -> str | None:
+    files = (routing_files.get(name) or {}).get("files") or []
+    main = f"{name}.truefoundry.yaml"
+    return f"routing/{main}" if main in files else None
+
+
+# -- action queue -------------------------------------------------------------------------------------------------
+def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
+    """What to do next, most valuable first. Each item names a file, a figure or a workflow."""
+    actions: list[str] = []
+    policies = summary.get("policies", [])
+    ranked = sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0.0))
+    for p in ranked:
+        saving = p.get("monthly_savings_usd") or 0.0
+        if saving <= 0:
+            continue
+        lo = (p.get("monthly_savings_ci95") or [None])[0]
+        cfg = _config_file(p["name"], routing_files)
+        failed = [g for g in p.get("gates") or [] if not g["passed"]]
+        if failed:
+            g = failed[0]
+            actions.append(f"Hold `{p['name']}` ({money(saving)}/month): gate {g['name']} failed: {g['detail']}")
+            continue
+        if lo is not None and lo <= 0:
+            actions.append(f"Replay another week before applying `{p['name']}`: the 95% interval of its monthly "
+                           f"savings ({ci_money(p.get('monthly_savings_ci95'))}) includes zero.")
+            continue
+        how = f"`tfy apply -f {cfg} --dry-run --show-diff`, then apply" if cfg else "update the gateway routing"
+        actions.append(f"Apply `{p['name']}`: {how}. Saves {money(saving)}/month "
+                       f"(95% CI {ci_money(p.get('monthly_savings_ci95'))}); accuracy {accuracy_text(p)}.")
+    for p in ranked:
+        if (p.get("monthly_savings_usd") or 0) <= 0 or not p.get("requests_changed"):
+            continue
+        verdict = p.get("accuracy_verdict") if isinstance(p.get("accuracy_verdict"), dict) else {}
+        n_more = verdict.get("n_more")
+        moved = [r for r in (p.get("breakdowns") or {}).get("workflow_tag", []) if r.get("requests_changed")]
+        moved.sort(key=lambda r: -r["requests_changed"])
+        names = ", ".join(f"`{r['workflow_tag']}`" for r in moved[:3]) or "the moved traffic"
+        if n_more:
+            actions.append(f"Collect about {int(n_more):,} more paired eval samples for {names} to decide the accuracy "
+                           f"gate of `{p['name']}`.")
+        elif p.get("accuracy_delta_pp") is None:
+            actions.append(f"Collect labeled eval samples for {names} (moved by `{p['name']}`): its accuracy impact "
+                           "is not measured yet.")
+    base = summary.get("baseline", {})
+    total = base.get("cost_usd") or 0.0
+    for by in ("project", "team", "workflow_tag"):
+        rows = (base.get("breakdowns") or {}).get(by, [])
+        untagged = next((r for r in rows if r.get(by) == UNTAGGED), None)
+        if untagged and untagged["cost_usd"] > 0 and total > 0:
+            actions.append(f"Tag untagged traffic: {money(untagged['cost_usd'])} ({untagged['cost_usd'] / total:.0%}) "
+                           f"of spend has no {by}; require `{by}` in X-TFY-METADATA so it can be budgeted and routed.")
+    for m in data_quality.get("drift_flagged", []):
+        actions.append(f"Check pricing drift on `{m['model']}`: recorded cost is {m['drift_pct']:+.1f}% vs the catalog "
+                       "(missing price override, negotiated discount or a price change).")
+    if data_quality.get("rows_rejected"):
+        top = data_quality["reasons"][0]
+        actions.append(f"Fix {data_quality['rows_rejected']:,} rejected rows (most common: {top[0]}, {top[1]:,} rows); "
+                       "see rejects.jsonl.")
+    return actions
+
+
+# -- data quality -------------------------------------------------------------------------------------------------
+def data_quality(result) -> dict[str, Any]:
+    from simulator.api import identity_replay
+
+    rejects = result.traffic.rejects
+    reasons = Counter(str(r) for r in rejects["reason"]) if len(rejects) else Counter()
+    out: dict[str, Any] = {**result.traffic.counts(),
+                           "reasons": sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))}
+    try:
+        replay = identity_replay(result.traffic, result.prepared.catalog)
+    except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
+        out["drift_error"] = f"pricing drift check skipped: {type(exc).__name__}"
+        replay = {"models": []}
+    out["drift_models"] = [m for m in replay["models"] if m.get("drift_pct") is not None]
+    out["drift_flagged"] = [m for m in replay["models"] if m.get("flagged")]
+    out["drift_flag_pct"] = replay.get("drift_flag_pct")
+    return out
+
+
+# -- per-day premium share ----------------------------------------------------------------------------------------
+def premium_share_by_day(result) -> pd.DataFrame:
+    """Premium models' share of cost per UTC day: recorded, and under the top candidate (by monthly savings)."""
+    p = result.prepared
+    if p.n == 0:
+        return pd.DataFrame(columns=["day", "recorded"])
+    premium = set(result.summary["baseline"].get("premium_models") or [])
+    vocab = np.array(p.vocab, dtype=object)
+    day = pd.DatetimeIndex(p.ts.astype("datetime64[ns]")).floor("D").strftime("%Y-%m-%d")
+
+    def share(outcome) -> pd.Series:
+        is_p = np.isin(vocab[outcome.model], list(premium)) & ~outcome.blocked
+        frame = pd.DataFrame({"day": day, "all": outcome.cost_usd, "premium": np.where(is_p, outcome.cost_usd, 0.0)})
+        g = frame.groupby("day", sort=True)[["all", "premium"]].sum()
+        return (g["premium"] / g["all"].where(g["all"] > 0)).fillna(0.0)
+
+    out = pd.DataFrame({"recorded": share(result.baseline)})
+    best = _best_policy(result.summary)
+    if best is not None:
+        outcome = next((o for o in result.outcomes if o.name == best["name"]), None)
+        if outcome is not None:
+            out[best["name"]] = share(outcome)
+    return out.reset_index().rename(columns={"index": "day"})
+
+
+def _best_policy(summary: dict) -> dict | None:
+    ranked = [p for p in summary.get("policies", []) if (p.get("monthly_savings_usd") or 0) > 0]
+    return max(ranked, key=lambda p: p["monthly_savings_usd"]) if ranked else None
+
+
+# -- generic rendering of sections other modules add --------------------------------------------------------------
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def generic_blocks(obj: Any, depth: int = 0) -> list[Any]:
+    """Tables for a summary sub-object of unknown shape; private keys are dropped, never shown."""
+    blocks: list[Any] = []
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        cols: list[str] = []
+        for r in obj:
+            cols += [k for k, v in r.items() if k not in cols and k not in PRIVATE_KEYS and _scalar(v)]
+        if cols:
+            blocks.append(Table(cols, [[r.get(c) for c in cols] for r in obj[:50]]))
+        if len(obj) > 50:
+            blocks.append(f"{len(obj) - 50} more rows in summary.json.")
+        if depth < 1:
+            for i, r in enumerate(obj[:10]):
+                for k, v in r.items():
+                    if k not in PRIVATE_KEYS and isinstance(v, (list, dict)) and v:
+                        label = next((str(r[c]) for c in cols if isinstance(r.get(c), str)), f"row {i + 1}")
+                        sub = generic_blocks(v, depth + 1)
+                        if sub:
+                            blocks.append(f"{label}: {k}")
+                            blocks += sub
+    elif isinstance(obj, dict):
+        scalars = [(k, v) for k, v in obj.items() if k not in PRIVATE_KEYS and _scalar(v)]
+        if scalars:
+            blocks.append(Table(["key", "value"], [[k, v] for k, v in scalars]))
+        if depth < 2:
+            for k, v in obj.items():
+                if k in PRIVATE_KEYS or _scalar(v) or not v:
+                    continue
+                if isinstance(v, list) and all(_scalar(x) for x in v):
+                    blocks.append(Table(["key", "value"], [[k, ", ".join(map(str, v))]]))
+                    continue
+                sub = generic_blocks(v, depth + 1)
+                if sub:
+                    blocks.append(f"{k}:")
+                    blocks += sub
+    return blocks
+
+
+# -- charts -------------------------------------------------------------------------------------------------------
+def _bar_chart(rows: list[dict], label_key: str, title: str):
+    rows = rows[:12][::-1]
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        labels = [str(r[label_key]) for r in rows]
+        values = [r["cost_usd"] for r in rows]
+        colors = ["#cf222e" if lab == UNTAGGED else "#0969da" for lab in labels]
+        ax.barh(labels, values, color=colors)
+        ax.set_xlabel("cost in the window (USD)")
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    return draw
+
+
+def _premium_chart(frame: pd.DataFrame):
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        for col, style in zip([c for c in frame.columns if c != "day"], ["-o", "--s"]):
+            ax.plot(frame["day"], 100 * frame[col], style, label="recorded" if col == "recorded" else f"with {col}")
+        ax.set_ylabel("premium models' share of cost (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title("Premium-model share of spend per day")
+        ax.legend(loc="lower left")
+        ax.grid(alpha=0.3)
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_ha("right")
+    return draw
+
+
+def _savings_chart(policies: list[dict]):
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        names = [p["name"] for p in policies][::-1]
+        vals = [p.get("monthly_savings_usd") or 0.0 for p in policies][::-1]
+        colors = ["#1a7f37" if gate_verdict(p) != "no gates" and not gate_verdict(p).startswith("FAILED") else
+                  ("#cf222e" if gate_verdict(p).startswith("FAILED") else "#0969da") for p in policies[::-1]]
+        ax.barh(names, vals, color=colors, alpha=0.85)
+        for i, p in enumerate(policies[::-1]):
+            ci = p.get("monthly_savings_ci95")
+            if ci and ci[0] is not None:
+                # Interval drawn as a line: matplotlib's errorbar trips a NumPy 2 deprecation on array errors.
+                ax.hlines(i, ci[0], ci[1], color="#1b1f24", linewidth=1.5)
+                ax.vlines([ci[0], ci[1]], i - 0.15, i + 0.15, color="#1b1f24", linewidth=1.5)
+        ax.axvline(0, color="#57606a", linewidth=0.8)
+        ax.set_xlabel("monthly savings (USD), bars = 95% interval; green passed gates, red failed")
+        ax.set_title("Candidate routing policies")
+        ax.grid(axis="x", alpha=0.3)
+    return draw
+
+
+def _cost_quality_chart(points: list[dict]):
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        for p in points:
+            ci = p.get("accuracy_delta_ci95")
+            ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "o", color="#0969da")
+            if ci and ci[0] is not None:
+                ax.vlines(p["savings_pct"], ci[0], ci[1], color="#0969da", linewidth=1.5)
+            ax.annotate(p["name"], (p["savings_pct"], p["accuracy_delta_pp"]), textcoords="offset points",
+                        xytext=(5, 5))
+        ax.axhline(0, color="#57606a", linewidth=0.8)
+        ax.set_xlabel("cost saved (%)")
+        ax.set_ylabel("accuracy change (pp)")
+        ax.set_title("Cost vs quality per candidate")
+        ax.grid(alpha=0.3)
+    return draw
+
+
+# -- the document -------------------------------------------------------------------------------------------------
+def build_document(result, routing_files: dict | None = None) -> Document:
+    s = result.summary
+    routing_files = routing_files or {}
+    base, traffic = s["baseline"], s["traffic"]
+    policies = s.get("policies", [])
+    dq = data_quality(result)
+    sections: list[Section] = []
+
+    # Headline
+    head = Section("Headline", anchor="headline")
+    head.add(f"Spend in the window: **{money(base['cost_usd'])}** over {traffic['days']:.2f} days "
+             f"({traffic.get('start') or 'n/a'} to {traffic.get('end') or 'n/a'}), about "
+             f"{money(base.get('monthly_cost_usd'))} per month; {base['requests']:,} requests.")
+    head.add(f"Premium-model share: **{pct(base.get('premium_share_cost'))} of spend**, "
+             f"{pct(base.get('premium_share_requests'))} of requests (premium models: "
+             f"{', '.join(f'`{m}`' for m in base.get('premium_models') or []) or 'none'}).")
+    top = [p for p in sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0))
+           if (p.get("monthly_savings_usd") or 0) > 0][:3]
+    if top:
+        head.add(Table(["#", "routing optimization", "monthly savings", "95% interval", "accuracy impact",
+                        "gates", "config"],
+                       [[i + 1, p["name"], money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")),
+                         accuracy_text(p), gate_verdict(p), _config_file(p["name"], routing_files) or "n/a"]
+                        for i, p in enumerate(top)], caption="Top routing optimizations"))
+    else:
+        head.add("No candidate saves money on this traffic.")
+    actions = action_queue(s, dq, routing_files)
+    head.add("**What to do next**")
+    head.add(actions or ["Nothing to act on this week: keep the current routing."])
+    sections.append(head)
+
+    # Spend
+    spend = Section("Spend by model, team, project and workflow", anchor="spend")
+    spend.add("Team, project and workflow views only (no per-person views, by design). `UNTAGGED` is spend whose "
+              "requests carry no such metadata: an attribution gap to close in X-TFY-METADATA, not a team.")
+    total = base["cost_usd"] or 0.0
+    for by, label in BREAKDOWN_TITLES.items():
+        rows = (base.get("breakdowns") or {}).get(by, [])
+        if not rows:
+            continue
+        spend.add(Table([label, "requests", "cost (USD)", "share of spend"],
+                        [[r[by] + (" (attribution gap)" if r[by] == UNTAGGED else ""), r["requests"],
+                          money(r["cost_usd"]), pct(r["cost_usd"] / total if total else None)] for r in rows[:25]],
+                        caption=f"Spend by {label}"))
+        if by in ("model", "workflow_tag"):
+            spend.add(Chart(f"spend-by-{by}", f"Spend by {label}", _bar_chart(rows, by, f"Spend by {label}")))
+    daily = premium_share_by_day(result)
+    if len(daily):
+        spend.add(Chart("premium-share-per-day", "Premium-model share per day", _premium_chart(daily)))
+        spend.add(Table(["day"] + [c for c in daily.columns if c != "day"],
+                        [[r["day"]] + [pct(r[c]) for c in daily.columns if c != "day"] for r in
+                         daily.to_dict(orient="records")], caption="Premium-model share of spend per day"))
+    sections.append(spend)
+
+    # Candidates
+    if policies:
+        comp = Section("Candidate comparison", anchor="candidates")
+        comp.add(Table(
+            ["candidate", "requests changed", "cost (USD)", "savings", "monthly savings", "95% interval",
+             "accuracy", "p95 latency (ms)", "error rate", "blocked", "premium share", "gates"],
+            [[p["name"], p["requests_changed"], money(p["cost_usd"]), f"{p['savings_pct']:.1f}%",
+              money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")), accuracy_text(p),
+              f"{_ms(p.get('latency_p95_ms_before'))} -> {_ms(p.get('latency_p95_ms_after'))}",
+              pct(p.get("error_rate_after"), 2), p.get("requests_blocked", 0),
+              f"{pct(p.get('premium_share_cost_before'))} -> {pct(p.get('premium_share_cost_after'))}",
+              gate_verdict(p)] for p in policies]))
+        comp.add(Chart("candidates", "Monthly savings per candidate", _savings_chart(policies)))
+        gate_rows = [[p["name"], g["name"], "pass" if g["passed"] else "FAIL", g["detail"]]
+                     for p in policies for g in p.get("gates") or []]
+        if gate_rows:
+            comp.add(Table(["candidate", "gate", "verdict", "figures"], gate_rows, caption="Gates"))
+        file_rows = []
+        for p in policies:
+            entry = routing_files.get(p["name"]) or {}
+            if entry:
+                gaps = entry.get("not_expressible", {})
+                file_rows.append([p["name"], ", ".join(f"`routing/{f}`" for f in entry.get("files", [])) or "none",
+                                  "; ".join(gaps.get("litellm", [])) or "-", "; ".join(gaps.get("portkey", [])) or "-"])
+        if file_rows:
+            comp.add(Table(["candidate", "files", "not expressible in LiteLLM", "not expressible in Portkey"],
+                           file_rows, caption="Gateway configs written"))
+        sections.append(comp)
+
+    # Optional sections
+    caching = [(p["name"], p["caching"]) for p in policies if p.get("caching")]
+    if caching:
+        sec = Section("Cache opportunities", anchor="caching")
+        sec.add("Prompt-caching opportunities per candidate, including prefixes below a model's minimum cacheable "
+                "length (they never hit the cache).")
+        for name, data in caching:
+            sec.add(f"**{name}**")
+            sec.blocks += generic_blocks(data)
+        sections.append(sec)
+    if s.get("drift"):
+        sec = Section("Tokenizer drift", anchor="drift")
+        sec.add("Same input, different token counts per model version: the rate card can stay the same while the "
+                "cost per request moves. Roll back the virtual-model alias if a version costs more for no gain.")
+        sec.blocks += generic_blocks(s["drift"])
+        sections.append(sec)
+    acc = [p for p in policies if p.get("accuracy_delta_pp") is not None]
+    if acc or s.get("accuracy"):
+        sec = Section("Cost-quality curve", anchor="accuracy")
+        if acc:
+            sec.add(Chart("cost-quality", "Cost vs quality", _cost_quality_chart(acc)))
+            sec.add(Table(["candidate", "cost saved", "accuracy change", "coverage of moved traffic"],
+                          [[p["name"], f"{p['savings_pct']:.1f}%", accuracy_text(p),
+                            pct(p.get("coverage_share"))] for p in acc]))
+        if s.get("accuracy"):
+            sec.blocks += generic_blocks(s["accuracy"])
+        sections.append(sec)
+
+    # Data quality
+    sec = Section("Data quality", anchor="data-quality")
+    sec.add(f"{dq['rows_read']:,} rows read, {dq['rows_replayed']:,} replayed, {dq['rows_rejected']:,} rejected.")
+    if dq["reasons"]:
+        sec.add(Table(["reason", "rows"], [[r, n] for r, n in dq["reasons"][:20]], caption="Rejected rows by reason"))
+    if dq.get("drift_models"):
+        sec.add(Table(["model", "requests", "catalog cost", "recorded cost", "drift", "flagged"],
+                      [[m["model"], m["requests"], money(m["cost_usd"]), money(m["recorded_cost_usd"]),
+                        f"{m['drift_pct']:+.2f}%", m["flagged"]] for m in dq["drift_models"]],
+                      caption=f"Pricing drift by identity replay (flagged above {dq['drift_flag_pct']}%)"))
+    elif dq.get("drift_error"):
+        sec.add(dq["drift_error"])
+    else:
+        sec.add("No recorded cost_usd to compare with the catalog: pricing drift not checked.")
+    sections.append(sec)
+
+    # Assumptions
+    assumptions: list[str] = []
+    for p in policies:
+        for a in p.get("assumptions") or []:
+            if a not in assumptions:
+                assumptions.append(a)
+    assumptions.append("premium models: " + ("as listed in the scenario (premium_models)"
+                                             if result.scenario.premium_models is not None else
+                                             "models whose output price is at least half the priciest model's "
+                                             "(set premium_models in the scenario to choose)"))
+    sections.append(Section("Assumptions", [assumptions], anchor="assumptions"))
+    return Document(title=f"tfysim premium-model review: {s['scenario']}",
+                    subtitle=f"Scenario `{s['scenario']}`, traffic {traffic.get('start') or 'n/a'} to "
+                             f"{traffic.get('end') or 'n/a'}. Figures scale the window to 30 days for monthly values.",
+                    sections=sections)
+
+
+def _ms(x: Any) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"

@@ -1,0 +1,78 @@
+"""Write a run's folder (summary.json, rejects.jsonl, requests Parquet, and the hooked reports) and console text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from simulator.outputs.files import write_json, write_parquet, write_rejects
+
+#: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
+WRITERS: list[Callable[..., list[Path]]] = []
+
+
+def write_run(result, folder: str | Path, *, write_requests: bool = False, include_prompts: bool = False) -> list[Path]:
+    from simulator.api import requests_frame
+
+    folder = Path(folder)
+    written = [write_json(folder / "summary.json", result.summary)]
+    rejects = folder / "rejects.jsonl"
+    if result.traffic.rows_rejected:
+        written.append(write_rejects(rejects, result.traffic.rejects))
+    elif rejects.exists():
+        rejects.unlink()
+    if write_requests:
+        for outcome in result.outcomes:
+            written.append(write_parquet(folder / "requests" / f"{outcome.name}.parquet",
+                                         requests_frame(result, outcome)))
+    for writer in WRITERS:
+        written.extend(writer(result, folder, include_prompts))
+    return written
+
+
+def _money(x: Any) -> str:
+    return "n/a" if x is None else f"${x:,.2f}"
+
+
+def console_summary(result, written: list[Path]) -> str:
+    s = result.summary
+    t, b = s["traffic"], s["baseline"]
+    lines = [
+        f"{s['scenario']}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) "
+        f"over {t['days']:.2f} days; baseline {_money(b['cost_usd'])} ({_money(b['monthly_cost_usd'])}/month)",
+    ]
+    for p in s["policies"]:
+        lo, hi = p["monthly_savings_ci95"]
+        failed = [g["name"] for g in p["gates"] if not g["passed"]]
+        verdict = "gates: " + ("FAILED " + ", ".join(failed) if failed else "passed") if p["gates"] else ""
+        lines.append(
+            f"  {p['name']}: saves {_money(p['monthly_savings_usd'])}/month (95% CI {_money(lo)} to {_money(hi)}), "
+            f"{p['savings_pct']:.1f}%, {p['requests_changed']:,} requests changed, "
+            f"{p['requests_blocked']:,} blocked. {verdict}".rstrip()
+        )
+    lines.append("wrote " + ", ".join(str(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
+    return "\n".join(lines)
+
+
+def replay_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['rows_replayed']:,} requests replayed, {report['rows_rejected']:,} rejected, "
+        f"{report['rows_read']:,} read",
+        f"catalog cost {_money(report['cost_usd'])}; recorded {_money(report['recorded_cost_usd'])}",
+        "",
+        f"{'model':<44} {'requests':>9} {'catalog':>12} {'recorded':>12} {'drift':>8}",
+    ]
+    for m in report["models"]:
+        drift = "" if m["drift_pct"] is None else f"{m['drift_pct']:+.2f}%"
+        flag = "  <- check" if m["flagged"] else ""
+        lines.append(f"{m['model'][:44]:<44} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
+                     f"{_money(m['recorded_cost_usd']):>12} {drift:>8}{flag}")
+    return "\n".join(lines)
+
+
+# Built-in writers, registered the same way plugins would be (imported last: they import this module's helpers).
+from simulator.outputs.gateway_config import write_gateway_configs  # noqa: E402
+from simulator.outputs.report import write_report  # noqa: E402
+
+WRITERS.extend([write_gateway_configs, write_report])

@@ -1,0 +1,1 @@
+"""Prices per request: the genai-prices catalog, dated overrides, gateway model ids."""

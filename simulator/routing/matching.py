@@ -1,0 +1,99 @@
+"""Vectorised ``when`` matching (subjects AND models AND metadata) over the traffic table."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from simulator.io.adapters import ATTRIBUTION_KEYS
+from simulator.pricing.model_ids import split_model_id
+
+
+class RequestView:
+    """Column access for matching, with parsed metadata keys computed once and shared across candidates."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.n = len(frame)
+        self._keys: dict[str, np.ndarray] = {}
+
+    @cached_property
+    def _metadata_objs(self) -> list[dict]:
+        return [json.loads(m) if isinstance(m, str) else {} for m in self.frame["metadata"]]
+
+    def key(self, name: str) -> np.ndarray:
+        """Values of a metadata key per row (attribution columns first), as an object array (None if absent)."""
+        if name not in self._keys:
+            if name in ATTRIBUTION_KEYS:
+                self._keys[name] = self.frame[name].to_numpy(dtype=object)
+            elif name in ("model", "requested_model"):
+                self._keys[name] = self.frame[name].to_numpy(dtype=object)
+            else:
+                vals = [o.get(name) for o in self._metadata_objs]
+                self._keys[name] = np.array([None if v is None else str(v) for v in vals], dtype=object)
+        return self._keys[name]
+
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, sorted labels) of a key: integer work instead of string comparisons per row; -1 = absent."""
+        cache = self.__dict__.setdefault("_codes", {})
+        if name not in cache:
+            codes, labels = pd.factorize(self.key(name), sort=True, use_na_sentinel=True)
+            cache[name] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
+        return cache[name]
+
+    def equals(self, name: str, value: str) -> np.ndarray:
+        codes, labels = self.codes(name)
+        hit = np.flatnonzero(labels == value)
+        return codes == hit[0] if len(hit) else np.zeros(self.n, dtype=bool)
+
+    def isin(self, name: str, values: list[str], bare: bool = False) -> np.ndarray:
+        """Rows whose key is one of ``values``; with ``bare`` the model part after ``/`` is compared."""
+        codes, labels = self.codes(name)
+        names = np.array([split_model_id(str(v))[1] for v in labels], dtype=object) if bare else labels
+        wanted = np.flatnonzero(pd.Index(names).isin(values)) if len(names) else np.zeros(0, np.int64)
+        return np.isin(codes, wanted)
+
+    def applies_per_name(self, spec: str) -> str:
+        if spec == "user":
+            return "user_id"
+        return spec.split(".", 1)[1] if spec.startswith("metadata.") else spec
+
+    def applies_per(self, spec: str) -> np.ndarray:
+        """Key values for ``budget_applies_per`` / ``rate_limit_applies_per`` entries."""
+        if spec == "user":
+            return self.key("user_id")
+        if spec == "model":
+            return self.key("model")
+        if spec.startswith("metadata."):
+            return self.key(spec.split(".", 1)[1])
+        return self.key(spec)
+
+
+
+def match(view: RequestView, when) -> np.ndarray:
+    """Boolean mask of rows a ``When`` block matches (an empty block matches all rows)."""
+    mask = np.ones(view.n, dtype=bool)
+    if when.models and "*" not in when.models:
+        full = [m for m in when.models if "/" in m]
+        bare = [m for m in when.models if "/" not in m]
+        m = np.zeros(view.n, dtype=bool)
+        if full:
+            m |= view.isin("model", full) | view.isin("requested_model", full)
+        if bare:
+            m |= view.isin("model", bare, bare=True) | view.isin("requested_model", bare, bare=True)
+            m |= view.isin("requested_model", bare)
+        mask &= m
+    for key, value in when.metadata.items():
+        mask &= view.equals(key, value)
+    if when.subjects and "*" not in when.subjects:
+        m = np.zeros(view.n, dtype=bool)
+        for subject in when.subjects:
+            kind, _, name = subject.partition(":")
+            column = {"user": "user_id", "team": "team", "virtualaccount": "virtualaccount"}.get(kind)
+            if column:
+                m |= view.equals(column, name)
+        mask &= m
+    return np.asarray(mask, dtype=bool)

@@ -1,0 +1,411 @@
+"""Scenario files: closed pydantic models in the gateway's own vocabulary, loaded with one-line errors.
+
+A candidate is written the way a TrueFoundry routing config is written (``rules`` with ``when`` and
+``load_balance_targets``; ``budgets`` as gateway-budget-config rules; ``rate_limits`` as
+gateway-rate-limiting-config rules), so what is simulated is what gets applied. Unknown keys are errors naming the
+dotted path and the closest valid key. ``tfysim schema`` prints the JSON Schema generated from these models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.errors import ScenarioError, did_you_mean
+from simulator.io.yamlio import read_yaml
+
+STATUS_RE = re.compile(r"^[1-5]\d\d$")
+DEFAULT_RETRY_CODES = ("429", "500", "502", "503")
+DEFAULT_FALLBACK_CODES = ("401", "403", "404", "429", "500", "502", "503")
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class When(_Closed):
+    """Match block: subjects AND models AND metadata (each optional; an empty block matches everything)."""
+
+    subjects: list[str] = Field(default_factory=list, description="user:<id> | team:<name> | virtualaccount:<name>")
+    models: list[str] = Field(default_factory=list, description="recorded model or requested_model ids")
+    metadata: dict[str, str] = Field(default_factory=dict, description="must be contained in the request metadata")
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                    for k, v in value.items()}
+        return value
+
+
+class RetryConfig(_Closed):
+    attempts: int = Field(2, ge=0, le=10)
+    delay: int = Field(100, ge=0, description="ms between retries")
+    on_status_codes: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRY_CODES))
+
+    @field_validator("on_status_codes", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return _status_codes(value)
+
+
+def _status_codes(value: Any) -> Any:
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            text = str(v)
+            if not STATUS_RE.match(text):
+                raise ValueError(f"status codes must be HTTP codes like \"429\"; got {v!r}")
+            out.append(text)
+        return out
+    return value
+
+
+class SlaCutoff(_Closed):
+    time_per_output_token_ms: int | None = Field(None, gt=0)
+    time_to_first_token_ms: int | None = Field(None, gt=0)
+
+
+class Target(_Closed):
+    target: str = Field(description="provider_account/model")
+    weight: int | None = Field(None, ge=0, le=100)
+    priority: int | None = Field(None, ge=0, description="0 = highest")
+    retry_config: RetryConfig | None = None
+    fallback_status_codes: list[str] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_CODES))
+    fallback_candidate: bool = True
+    override_params: dict[str, Any] = Field(default_factory=dict)
+    headers_override: dict[str, Any] = Field(default_factory=dict)
+    metadata_match: dict[str, str] = Field(default_factory=dict)
+    sla_cutoff: SlaCutoff | None = None
+
+    @field_validator("fallback_status_codes", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return _status_codes(value)
+
+
+class SessionIdentifier(_Closed):
+    source: Literal["headers", "metadata"] = "metadata"
+    key: str
+
+
+class StickyRouting(_Closed):
+    ttl_seconds: int = Field(3600, ge=1)
+    session_identifiers: list[SessionIdentifier] = Field(default_factory=list)
+
+
+RoutingType = Literal["weight-based-routing", "priority-based-routing", "latency-based-routing"]
+
+
+class Rule(_Closed):
+    id: str = Field(pattern=r"^[a-zA-Z](?:[a-zA-Z0-9\-_]{0,60}[a-zA-Z0-9])?$")
+    when: When = Field(default_factory=When)
+    type: RoutingType = "weight-based-routing"
+    sticky_routing: StickyRouting | None = None
+    load_balance_targets: list[Target]
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if not self.load_balance_targets:
+            raise ValueError(f"rule '{self.id}' has no load_balance_targets; give at least one target")
+        if self.type == "weight-based-routing":
+            weights = [t.weight for t in self.load_balance_targets]
+            if any(w is None for w in weights):
+                if len(weights) == 1:
+                    return self  # a single target takes all traffic
+                raise ValueError(f"rule '{self.id}': every target of a weight-based rule needs a weight")
+            if sum(weights) <= 0:
+                raise ValueError(f"rule '{self.id}': target weights sum to 0; give at least one a positive weight")
+        if self.sticky_routing is not None and self.type != "weight-based-routing":
+            raise ValueError(f"rule '{self.id}': sticky_routing applies to weight-based-routing only")
+        return self
+
+
+class Fallback(_Closed):
+    fallback: str = Field(description="provider_account/model to send requests to instead")
+
+
+BudgetUnit = Literal["cost_per_day", "cost_per_week", "cost_per_month", "cost_per_quarter",
+                     "tokens_per_day", "tokens_per_month"]
+
+
+class Budget(_Closed):
+    id: str
+    when: When = Field(default_factory=When)
+    limit_to: float = Field(gt=0, description="USD for cost units, tokens for token units")
+    unit: BudgetUnit = "cost_per_month"
+    budget_applies_per: list[str] = Field(default_factory=list, max_length=1,
+                                          description="user | model | virtualaccount | metadata.<key>")
+    on_exceed: Literal["block"] | Fallback = "block"
+    audit_mode: bool = False
+    alerts: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("budget_applies_per")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        return [_applies_per(v) for v in value]
+
+
+def _applies_per(value: str) -> str:
+    if value in ("user", "model", "virtualaccount", "team", "project", "workflow_tag") or value.startswith("metadata."):
+        return value
+    raise ValueError(f"must be user, model, virtualaccount or metadata.<key>; got {value!r}")
+
+
+RateUnit = Literal["requests_per_minute", "requests_per_hour", "requests_per_day",
+                   "tokens_per_minute", "tokens_per_hour", "tokens_per_day"]
+
+
+class RateLimit(_Closed):
+    id: str
+    when: When = Field(default_factory=When)
+    limit_to: int = Field(gt=0)
+    unit: RateUnit = "requests_per_minute"
+    rate_limit_applies_per: list[str] = Field(default_factory=list, max_length=2)
+    fallback: str | None = Field(None, description="send rate-limited requests here instead of failing them (429)")
+
+    @field_validator("rate_limit_applies_per")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        return [_applies_per(v) for v in value]
+
+
+class CacheRule(_Closed):
+    when: When = Field(default_factory=When)
+    mode: Literal["automatic", "explicit"] | None = None
+    ttl: str = Field("5m", pattern=r"^\d+(ms|s|m|h)$")
+
+
+class Gates(_Closed):
+    max_accuracy_drop_pp: float | None = Field(None, ge=0)
+    min_monthly_savings_usd: float | None = None
+    max_cost_increase_pct: float | None = None
+    max_p95_latency_increase_pct: float | None = None
+    max_error_rate: float | None = Field(None, ge=0, le=1)
+    max_blocked_requests: int | None = Field(None, ge=0)
+
+
+class Candidate(_Closed):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    description: str = ""
+    truefoundry_config: str | None = Field(None, description="path to a virtual-model or load-balancing config")
+    rules: list[Rule] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    prompt_caching: list[CacheRule] = Field(default_factory=list)
+    output_tokens: Literal["recorded", "eval-ratio"] = "recorded"
+    bill_failed_attempts: bool = False
+    gates: Gates = Field(default_factory=Gates)
+
+
+class Outage(_Closed):
+    target: str
+    start: dt.datetime
+    end: dt.datetime
+    status: int = Field(503, ge=400, le=599)
+
+    @model_validator(mode="after")
+    def _check(self) -> Outage:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("outage start and end need a time zone offset, e.g. 2026-11-18T14:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("outage end must be after start")
+        return self
+
+
+class Bootstrap(_Closed):
+    unit: Literal["hour", "day", "session"] = "hour"
+    draws: int = Field(2000, ge=100, le=100_000)
+
+
+class TokenizerEntry(_Closed):
+    name: str
+    path: str
+    models: list[str] = Field(default_factory=list)
+
+
+class Baseline(_Closed):
+    truefoundry_config: str
+
+
+PathList = Union[str, list[str]]
+
+
+class Scenario(_Closed):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    description: str = ""
+    traffic: PathList = Field(default_factory=list)
+    adapter: Literal["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm"] | None = None
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical column -> column in the file")
+    evals: PathList = Field(default_factory=list)
+    pricing: str | None = Field(None, description="price-override YAML (see pricing/)")
+    models: dict[str, Union[str, dict[str, str]]] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0)
+    timezone: str | None = None
+    premium_models: list[str] | None = None
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    baseline: Baseline | None = None
+    outages: list[Outage] = Field(default_factory=list)
+    tokenizers: list[TokenizerEntry] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list)
+    gates: Gates = Field(default_factory=Gates)
+
+    # set by load_scenario: the folder relative paths are resolved against
+    base_dir: Annotated[str, Field(exclude=True)] = "."
+
+    @model_validator(mode="after")
+    def _unique(self) -> Scenario:
+        names = [c.name for c in self.candidates]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"candidate names must be unique; '{sorted(dup)[0]}' appears twice")
+        return self
+
+    @model_validator(mode="after")
+    def _contained(self) -> Scenario:
+        for key, value in self.config_paths():
+            problem = escapes_folder(self.base_dir, value, key)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def config_paths(self) -> list[tuple[str, str]]:
+        """(dotted key, path) of every configuration file the scenario names (see ``escapes_folder``)."""
+        out = [("pricing", self.pricing)]
+        out += [(f"candidates[{i}].truefoundry_config", c.truefoundry_config) for i, c in enumerate(self.candidates)]
+        out += [("baseline.truefoundry_config", self.baseline.truefoundry_config if self.baseline else None)]
+        out += [(f"tokenizers[{i}].path", t.path) for i, t in enumerate(self.tokenizers)]
+        return [(k, v) for k, v in out if v]
+
+    def paths(self, field: str) -> list[Path]:
+        value = getattr(self, field)
+        items = [value] if isinstance(value, str) else list(value)
+        return [resolve_path(self.base_dir, p) for p in items]
+
+    def path(self, value: str | None) -> Path | None:
+        """A configuration file path (pricing, truefoundry_config, tokenizer): must stay in the scenario's folder."""
+        if not value:
+            return None
+        problem = escapes_folder(self.base_dir, value, "path")
+        if problem:
+            raise ScenarioError(problem + ".")
+        return resolve_path(self.base_dir, value)
+
+
+def resolve_path(base_dir: str | Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def escapes_folder(base_dir: str | Path, value: str, key: str) -> str | None:
+    """Path rule: traffic and eval paths may point anywhere (the user names their data), but a *relative*
+    configuration path (pricing, truefoundry_config, tokenizers[].path) must stay inside the folder tree of the
+    scenario file after ``..`` and symlinks are resolved; an absolute path is taken as the user's explicit choice.
+    A scenario copied from elsewhere thus cannot pull in files outside its own folder behind the user's back."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return None
+    root = Path(base_dir).resolve()
+    real = (root / path).resolve()
+    if not real.is_relative_to(root):
+        via = "a symlink" if ".." not in path.parts else "'..'"
+        return (
+            f"{key}: '{value}' leaves the scenario's folder through {via}. Relative pricing, truefoundry_config and "
+            "tokenizer paths must stay inside the folder holding the scenario; move the file there or give an "
+            "absolute path"
+        )
+    return None
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|\w+\[.*\])$")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "tagged-union")):
+            continue
+        elif _UNION_TAG.match(str(part)) or part in {c.__name__ for c in _Closed.__subclasses__()}:
+            continue  # a union member's type name (str, list[str], literal[...], Fallback), not a key
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the model at ``loc`` (used for 'Did you mean' on unknown keys)."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _inner_model(field.annotation)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(exc: pydantic.ValidationError, where: str) -> str:
+    errors = exc.errors(include_url=False)
+    # An unknown key usually explains a "missing" one next to it (a typo): report the unknown key first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = tuple(err["loc"])
+    path = _loc(loc)
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _fields_at(loc)
+        return f"{where}: {path}: unknown key '{key}'.{did_you_mean(key, allowed)}"
+    if err["type"] == "missing":
+        return f"{where}: {path}: required key is missing."
+    msg = err["msg"]
+    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    given = err.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" Got {given!r} instead."
+    return f"{where}: {path}: {msg}.{shown}" if path else f"{where}: {msg}."
+
+
+def parse_scenario(data: Any, where: str, base_dir: str | Path = ".") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{where}: a scenario must be a YAML mapping with at least 'name' and 'traffic'.")
+    try:
+        return Scenario.model_validate({**data, "base_dir": str(base_dir)})
+    except pydantic.ValidationError as exc:
+        raise ScenarioError(format_validation_error(exc, where)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file; relative paths inside resolve against its folder."""
+    path = Path(path)
+    data = read_yaml(path, ScenarioError)
+    if isinstance(data, dict) and "base_dir" in data:
+        raise ScenarioError(f"{path}: base_dir: unknown key 'base_dir'.")
+    return parse_scenario(data, str(path), path.parent)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Scenario.model_json_schema()
+    schema.get("properties", {}).pop("base_dir", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tfysim scenario"
+    return schema

@@ -1,0 +1,248 @@
+"""Cache simulation over a canonical traffic table, cache-aware costs and per-workflow summaries.
+
+``simulate_frame`` runs the kernel on a table whose ``model`` column is the target model (after routing);
+``cache_costs`` prices rows with and without caching; ``cache_summary`` aggregates per workflow and overall;
+``ttl_break_even`` compares 5-minute and 1-hour TTLs from the gaps between uses of each prefix.
+
+Prices come from ``unit_prices(model_id, timestamp) -> dict`` (``Catalog.unit_prices`` has this signature; the
+default reads genai-prices). Cache prices missing there are filled from the rules: read = input x read_multiplier,
+5-minute write = input x write multiplier, 1-hour write = ``cache_write_1h_mtok`` or input x the 1 h multiplier.
+Prices are looked up once per (model, UTC day), not per row.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from simulator.state.caching.kernel import CacheResult, full_prefix_keys, simulate_cache
+from simulator.state.caching.prefixes import SOURCE_NAMES, build_prefix_blocks
+from simulator.state.caching.rules import CacheRules, parse_ttl_ms
+from simulator.errors import PricingError
+from simulator.pricing.model_ids import guess_provider, split_model_id
+
+MTOK = 1_000_000
+FIVE_MIN_MS = 300_000
+ONE_HOUR_MS = 3_600_000
+SIM_COLUMNS = (
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "prefix_tokens",
+    "cache_hit",
+    "cache_below_minimum",
+    "cache_no_prefix_info",
+    "prefix_source",
+    "prefix_tokens_approximate",
+)
+
+
+def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=None, ttl=None, providers=None,
+                   count_tokens=None) -> pd.DataFrame:
+    """Simulate prompt caching for every row of ``df`` (``model`` = the model that serves it).
+
+    ``enabled``: bool mask of rows covered by a prompt_caching rule (default all). ``mode`` / ``ttl`` override the
+    rule defaults. Returns a frame indexed like ``df`` with :data:`SIM_COLUMNS`; ``df`` is not modified.
+    """
+    n = len(df)
+    enabled = np.ones(n, bool) if enabled is None else np.asarray(enabled, bool)
+    ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
+    order = np.argsort(ts_ns, kind="stable")
+    sdf = df.iloc[order]
+    blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
+    codes, _ = pd.factorize(sdf["model"], sort=True)
+    s_enabled = enabled[order]
+    params = {k: np.zeros(n, np.int64) for k in ("mode", "ttl_ms", "min_tokens")}
+    params["increment_tokens"] = np.ones(n, np.int64)
+    params["refresh_on_hit"] = np.zeros(n, bool)
+    if s_enabled.any():
+        got = rules.params(sdf["model"].to_numpy()[s_enabled], sdf["timestamp"].to_numpy()[s_enabled], mode=mode,
+                           ttl=ttl, providers=providers)
+        for key in params:
+            params[key][s_enabled] = got[key]
+    result = simulate_cache(
+        ts_ns[order] // 1_000_000, codes.astype(np.int32), blocks.offsets, blocks.ids, blocks.tokens,
+        sdf["input_tokens"].to_numpy(np.int64), s_enabled, params["mode"], params["ttl_ms"], params["min_tokens"],
+        params["increment_tokens"], params["refresh_on_hit"],
+    )
+    inverse = np.empty(n, np.int64)
+    inverse[order] = np.arange(n)
+    source = np.where(s_enabled, blocks.source, 0)
+    out = {
+        "cache_read_tokens": result.cache_read_tokens,
+        "cache_write_tokens": result.cache_write_tokens,
+        "cache_write_1h_tokens": result.cache_write_1h_tokens,
+        "prefix_tokens": result.prefix_tokens,
+        "cache_hit": result.hit,
+        "cache_below_minimum": result.below_minimum,
+        "cache_no_prefix_info": result.no_prefix_info,
+        "prefix_source": pd.Categorical.from_codes(source, categories=[SOURCE_NAMES[k] for k in sorted(SOURCE_NAMES)]),
+        "prefix_tokens_approximate": blocks.approximate & s_enabled,
+    }
+    frame = pd.DataFrame({k: (v[inverse] if not isinstance(v, pd.Categorical) else v.take(inverse)) for k, v in out.items()})
+    frame.index = df.index
+    return frame
+
+
+@lru_cache(maxsize=4096)
+def _genai_prices(model_id: str, day: str) -> tuple:
+    from genai_prices import Usage, calc_price
+
+    provider = guess_provider(model_id)
+    name = split_model_id(model_id)[1]
+    try:
+        price = calc_price(Usage(input_tokens=0, output_tokens=0), name, provider_id=provider,
+                           genai_request_timestamp=pd.Timestamp(day, tz="UTC").to_pydatetime())
+    except LookupError as exc:
+        raise PricingError(f"genai-prices has no price for model {model_id!r} ({exc}). Add a pricing override.") from None
+    mp = price.model_price
+
+    def num(field):
+        value = getattr(mp, field, None)
+        value = getattr(value, "base", value)  # tiered prices: the base tier
+        return None if value is None else float(value)
+
+    return tuple((f, num(f)) for f in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok"))
+
+
+def genai_unit_prices(model_id: str, timestamp) -> dict:
+    """USD per million tokens from genai-prices for a gateway model id at ``timestamp`` (per UTC day)."""
+    return dict(_genai_prices(str(model_id), pd.Timestamp(timestamp).strftime("%Y-%m-%d")))
+
+
+def cache_costs(df: pd.DataFrame, sim: pd.DataFrame, rules: CacheRules, unit_prices=genai_unit_prices,
+                providers=None) -> pd.DataFrame:
+    """``cost_without_cache_usd`` and ``cost_with_cache_usd`` per row (float64, indexed like ``df``)."""
+    n = len(df)
+    rates = {k: np.zeros(n) for k in ("in", "out", "read", "write", "write_1h")}
+    days = pd.DatetimeIndex(df["timestamp"]).tz_convert("UTC").strftime("%Y-%m-%d")
+    keys = pd.MultiIndex.from_arrays([df["model"].to_numpy(), np.asarray(days)])
+    codes, uniques = pd.factorize(keys)
+    for code, (model_id, day) in enumerate(uniques):
+        rows = codes == code
+        p = unit_prices(model_id, pd.Timestamp(day, tz="UTC"))
+        if p.get("input_mtok") is None or p.get("output_mtok") is None:
+            raise PricingError(f"no input/output price for model {model_id!r} on {day}. Add a pricing override.")
+        base = p["input_mtok"]
+        rule = None
+
+        def from_rule(kind):
+            nonlocal rule
+            rule = rule or rules.resolve(model_id, at=pd.Timestamp(day), provider=(providers or {}).get(model_id))
+            if kind == "read":
+                return base * rule.read_multiplier
+            ttl = FIVE_MIN_MS if kind == "write" else ONE_HOUR_MS
+            mult = rule.write_multiplier_for(ttl)
+            return base * (mult if mult is not None else 1.0)
+
+        read, write, write_1h = p.get("cache_read_mtok"), p.get("cache_write_mtok"), p.get("cache_write_1h_mtok")
+        needs_cache = (sim["cache_read_tokens"].to_numpy()[rows].any() or sim["cache_write_tokens"].to_numpy()[rows].any())
+        rates["in"][rows], rates["out"][rows] = base, p["output_mtok"]
+        if needs_cache:
+            rates["read"][rows] = read if read is not None else from_rule("read")
+            rates["write"][rows] = write if write is not None else from_rule("write")
+            rates["write_1h"][rows] = write_1h if write_1h is not None else from_rule("write_1h")
+    inp = df["input_tokens"].to_numpy(np.float64)
+    out = df["output_tokens"].to_numpy(np.float64)
+    read_t = sim["cache_read_tokens"].to_numpy(np.float64)
+    write_t = sim["cache_write_tokens"].to_numpy(np.float64)
+    write_1h_t = sim["cache_write_1h_tokens"].to_numpy(np.float64)
+    without = (inp * rates["in"] + out * rates["out"]) / MTOK
+    with_cache = (
+        (inp - read_t - write_t) * rates["in"]
+        + read_t * rates["read"]
+        + (write_t - write_1h_t) * rates["write"]
+        + write_1h_t * rates["write_1h"]
+        + out * rates["out"]
+    ) / MTOK
+    return pd.DataFrame({"cost_without_cache_usd": without, "cost_with_cache_usd": with_cache}, index=df.index)
+
+
+def cache_summary(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | None = None, by: str = "workflow_tag") -> pd.DataFrame:
+    """One row per ``by`` value plus an ``(all)`` row: hit rate, cache tokens, costs, skipped rows.
+
+    ``hit_rate`` = hits / rows that had a usable prefix (enabled, with prefix info, at or above the minimum).
+    """
+    frame = sim.copy()
+    frame["group"] = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
+    frame["requests"] = 1
+    frame["cacheable"] = (frame["prefix_tokens"] > 0) & ~frame["cache_below_minimum"]
+    cols = {
+        "requests": "sum",
+        "cacheable": "sum",
+        "cache_hit": "sum",
+        "cache_read_tokens": "sum",
+        "cache_write_tokens": "sum",
+        "cache_write_1h_tokens": "sum",
+        "cache_below_minimum": "sum",
+        "cache_no_prefix_info": "sum",
+    }
+    if costs is not None:
+        frame[list(costs.columns)] = costs.to_numpy()
+        cols.update({c: "sum" for c in costs.columns})
+    grouped = frame.groupby("group", sort=True).agg(cols)
+    grouped.loc["(all)"] = frame[list(cols)].sum()
+    grouped = grouped.rename(columns={"cache_hit": "hits", "cache_below_minimum": "below_minimum_requests",
+                                      "cache_no_prefix_info": "no_prefix_info_requests", "cacheable": "cacheable_requests"})
+    grouped["hit_rate"] = grouped["hits"] / grouped["cacheable_requests"].where(grouped["cacheable_requests"] > 0)
+    if costs is not None:
+        grouped["savings_usd"] = grouped["cost_without_cache_usd"] - grouped["cost_with_cache_usd"]
+    grouped.index.name = by
+    return grouped
+
+
+def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None) -> pd.DataFrame:
+    """Gap (ms) since the previous request with the same whole prefix on the same model; NaN for first uses."""
+    ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
+    order = np.argsort(ts_ns, kind="stable")
+    sdf = df.iloc[order]
+    blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
+    codes, _ = pd.factorize(sdf["model"], sort=True)
+    keys = full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids)
+    ts_ms = ts_ns[order] // 1_000_000
+    gaps = pd.Series(ts_ms, dtype="float64").groupby(keys).diff().to_numpy().copy()
+    gaps[keys == 0] = np.nan
+    out = np.empty(len(df))
+    out[order] = gaps
+    return pd.DataFrame({"prefix_gap_ms": out}, index=df.index)
+
+
+def ttl_break_even(df: pd.DataFrame, rules: CacheRules, *, by: str = "workflow_tag", enabled=None, unit_prices=genai_unit_prices,
+                   providers=None, ttls=("5m", "1h")) -> pd.DataFrame:
+    """Per group: gap bands between uses of each prefix and the cost of explicit caching at each TTL.
+
+    A 1 h TTL only pays where gaps fall between 5 and 60 minutes; the cost columns settle it for this traffic
+    (explicit mode, each TTL simulated separately with the same rules).
+    """
+    gaps = prefix_gaps_ms(df)["prefix_gap_ms"].to_numpy()
+    group = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else np.full(len(df), "(none)")
+    frame = pd.DataFrame({
+        "group": group,
+        "gaps_le_5m": gaps <= FIVE_MIN_MS,
+        "gaps_5m_to_1h": (gaps > FIVE_MIN_MS) & (gaps <= ONE_HOUR_MS),
+        "gaps_gt_1h": gaps > ONE_HOUR_MS,
+        "first_use": np.isnan(gaps),
+    })
+    for ttl in ttls:
+        sim = simulate_frame(df, rules, enabled=enabled, mode="explicit", ttl=ttl, providers=providers)
+        frame[f"cost_{ttl}_usd"] = cache_costs(df, sim, rules, unit_prices=unit_prices, providers=providers)["cost_with_cache_usd"].to_numpy()
+    table = frame.groupby("group", sort=True).sum()
+    table.loc["(all)"] = frame.drop(columns="group").sum()
+    cost_cols = [f"cost_{t}_usd" for t in ttls]
+    table["cheaper_ttl"] = [ttls[int(np.argmin(row))] for row in table[cost_cols].to_numpy()]
+    table.index.name = by
+    return table
+
+
+__all__ = [
+    "CacheResult",
+    "cache_costs",
+    "cache_summary",
+    "genai_unit_prices",
+    "parse_ttl_ms",
+    "prefix_gaps_ms",
+    "simulate_frame",
+    "ttl_break_even",
+]

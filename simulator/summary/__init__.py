@@ -1,0 +1,1 @@
+"""Summary numbers: totals, breakdowns, intervals, gates, privacy of output labels."""

@@ -1,0 +1,116 @@
+"""``tfysim diff``: replay the current and the proposed TrueFoundry config over the same traffic and compare."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.summary import metrics
+from simulator.errors import InputError
+
+
+def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence[str | Path], *,
+                    evals: Sequence[str | Path] = (), pricing: str | Path | None = None, seed: int = 0,
+                    premium_models: list[str] | None = None) -> dict[str, Any]:
+    """Replay both configs (each a TrueFoundry config file) over ``traffic``; returns figures and the YAML diff.
+
+    ``change`` is proposed minus current; ``monthly_change_ci95`` is a block-bootstrap interval (hours) of the
+    monthly cost change. Accuracy is each config's change against the recorded routing (needs ``evals``).
+    Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
+    """
+    from simulator.api import run
+    from simulator.outputs.gateway_config import unified_diff
+    from simulator.routing.scenario import parse_scenario
+
+    if not traffic:
+        raise InputError("tfysim diff: give the traffic to replay with --traffic PATH (a file, folder or glob).")
+    current, proposed = Path(current), Path(proposed)
+    data: dict[str, Any] = {
+        "name": "diff", "traffic": [str(t) for t in traffic], "evals": [str(e) for e in evals], "seed": seed,
+        "candidates": [{"name": "current", "truefoundry_config": str(current.resolve())},
+                       {"name": "proposed", "truefoundry_config": str(proposed.resolve())}],
+    }
+    if pricing:
+        data["pricing"] = str(pricing)
+    if premium_models is not None:
+        data["premium_models"] = premium_models
+    result = run(parse_scenario(data, "tfysim diff", Path.cwd()))
+    cur, prop = result.summary["policies"]
+    o_cur, o_prop = result.outcomes
+    p = result.prepared
+    scale = metrics.MONTH_DAYS / max(metrics.window_days(p.ts), 1e-9)
+    delta_rows = o_prop.cost_usd - o_cur.cost_usd
+    ci = metrics.bootstrap_monthly(p, delta_rows, "hour", 2000, seed)
+
+    def side(pol: dict) -> dict[str, Any]:
+        return {"cost_usd": pol["cost_usd"], "monthly_cost_usd": metrics.r6(pol["cost_usd"] * scale),
+                "accuracy_delta_pp": pol.get("accuracy_delta_pp"), "accuracy_delta_ci95": pol.get("accuracy_delta_ci95"),
+                "latency_p50_ms": pol["latency_p50_ms_after"], "latency_p95_ms": pol["latency_p95_ms_after"],
+                "error_rate": pol["error_rate_after"], "requests_blocked": pol["requests_blocked"],
+                "premium_share_cost": pol["premium_share_cost_after"]}
+
+    a, b = side(cur), side(prop)
+    change: dict[str, Any] = {}
+    for key in ("cost_usd", "monthly_cost_usd", "accuracy_delta_pp", "latency_p50_ms", "latency_p95_ms", "error_rate",
+                "requests_blocked", "premium_share_cost"):
+        change[key] = None if a[key] is None or b[key] is None else round(b[key] - a[key], 6) + 0
+    change["cost_pct"] = round(100 * (b["cost_usd"] - a["cost_usd"]) / a["cost_usd"], 4) if a["cost_usd"] else None
+    change["monthly_change_ci95"] = ci
+    names = np.array(p.vocab, dtype=object)
+    moved = int((o_cur.model != o_prop.model).sum())
+    return {
+        "current": str(current), "proposed": str(proposed),
+        "traffic": result.summary["traffic"],
+        "requests_routed_differently": moved,
+        "models_after": {"current": _counts(names[o_cur.model]), "proposed": _counts(names[o_prop.model])},
+        "current_figures": a, "proposed_figures": b, "change": change,
+        "yaml_diff": unified_diff(current.read_text(encoding="utf-8"), proposed.read_text(encoding="utf-8"),
+                                  str(current), str(proposed)),
+    }
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    keys, counts = np.unique(values.astype(str), return_counts=True)
+    return {str(k): int(c) for k, c in zip(keys, counts)}
+
+
+def _money(x: Any) -> str:
+    return "n/a" if x is None else (f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}")
+
+
+def diff_text(report: dict[str, Any], show_yaml: bool = True) -> str:
+    a, b, c = report["current_figures"], report["proposed_figures"], report["change"]
+    t = report["traffic"]
+
+    def num(x, fmt="{:,.0f}"):
+        return "n/a" if x is None else fmt.format(x)
+
+    def signed(x, fmt):
+        return "n/a" if x is None else ("+" if x >= 0 else "") + fmt.format(x)
+
+    rows = [
+        ("cost in the window", _money(a["cost_usd"]), _money(b["cost_usd"]),
+         f"{_money(c['cost_usd'])} ({signed(c['cost_pct'], '{:.1f}%')})" if c["cost_pct"] is not None
+         else _money(c["cost_usd"])),
+        ("monthly cost", _money(a["monthly_cost_usd"]), _money(b["monthly_cost_usd"]),
+         f"{_money(c['monthly_cost_usd'])} (95% CI {_money(c['monthly_change_ci95'][0])} to "
+         f"{_money(c['monthly_change_ci95'][1])})"),
+        ("accuracy vs recorded (pp)", num(a["accuracy_delta_pp"], "{:+.2f}"), num(b["accuracy_delta_pp"], "{:+.2f}"),
+         num(c["accuracy_delta_pp"], "{:+.2f}") if c["accuracy_delta_pp"] is not None else "n/a (give --evals)"),
+        ("p50 latency (ms)", num(a["latency_p50_ms"]), num(b["latency_p50_ms"]), signed(c["latency_p50_ms"], "{:,.0f}")),
+        ("p95 latency (ms)", num(a["latency_p95_ms"]), num(b["latency_p95_ms"]), signed(c["latency_p95_ms"], "{:,.0f}")),
+        ("error rate", num(a["error_rate"], "{:.2%}"), num(b["error_rate"], "{:.2%}"),
+         signed(c["error_rate"] * 100 if c["error_rate"] is not None else None, "{:.2f} pp")),
+        ("requests blocked", num(a["requests_blocked"]), num(b["requests_blocked"]), signed(c["requests_blocked"], "{:,}")),
+    ]
+    w = [max(len(r[i]) for r in rows + [("", "current", "proposed", "change")]) for i in range(4)]
+    lines = [f"{report['current']} -> {report['proposed']}: {t['rows_replayed']:,} requests over {t['days']:.2f} days, "
+             f"{report['requests_routed_differently']:,} routed differently", "",
+             f"{'':<{w[0]}}  {'current':>{w[1]}}  {'proposed':>{w[2]}}  change"]
+    lines += [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]}" for r in rows]
+    if show_yaml and report["yaml_diff"]:
+        lines += ["", report["yaml_diff"].rstrip("\n")]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Data generators (sample week, seed example); nothing in the pipeline imports them."""
