@@ -1,80 +1,67 @@
-"""The library API behind the CLI: ``run`` a scenario, ``identity_replay`` traffic. No click in here."""
+"""The library API behind the CLI: ``run`` a scenario, ``identity_replay`` traffic. No click in here.
+
+``run`` is the local engine: the traffic is loaded and validated in memory (any input order, exact duplicate
+detection), then replayed by the same driver the streaming engine uses (:mod:`simulator.engines.driver`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from simulator.summary import metrics
-from simulator.evals.policy import accuracy_fields, load_evals
-from simulator.state.cache_replay import CacheSimulator
+from simulator.engines.driver import InMemorySource, Observer, replay_source, spill_folder
 from simulator.pricing.catalog import Catalog
-from simulator.core import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
 from simulator.routing.scenario import Candidate, Scenario, load_scenario
-from simulator.io.traffic import Traffic, load_traffic
-from simulator.tokens.translator import Translator
+from simulator.summary.build import DRIFT_FLAG_PCT, pricing_drift
+from simulator.summary import metrics
 
 SCHEMA_VERSION = 1
-DRIFT_FLAG_PCT = 1.0
-
 
 
 @dataclasses.dataclass
 class RunResult:
-    """What a run produced: the summary (summary.json), per-candidate outcomes and the loaded traffic."""
+    """What a run produced: summary.json, the rejected rows, and the row counts (every engine returns one)."""
 
     scenario: Scenario
     summary: dict[str, Any]
-    traffic: Traffic
-    prepared: Prepared
-    baseline: Outcome
-    outcomes: list[Outcome]
-    evals: Any = None
+    rejects: pd.DataFrame
+    rows_read: int
+    rows_rejected: int
+    engine: str = "local"
 
     @property
     def gates_passed(self) -> bool:
         return all(g["passed"] for p in self.summary["policies"] for g in p["gates"])
 
 
-def _catalog(scenario: Scenario | None, pricing: str | Path | None = None) -> Catalog:
+def catalog_for(scenario: Scenario | None, pricing: str | Path | None = None) -> Catalog:
+    """The price catalog of a scenario (its overrides and models map), or of an overrides file."""
     if scenario is not None:
         return Catalog.load(scenario.path(scenario.pricing), scenario.models)
     return Catalog.load(pricing)
 
 
-def identity_replay(traffic: Traffic, catalog: Catalog) -> dict[str, Any]:
+def identity_replay(traffic, catalog: Catalog) -> dict[str, Any]:
     """Reprice every request as recorded and compare with the recorded cost_usd, per model."""
-    p = Prepared(traffic, catalog)
-    recorded = p.recorded_cost
-    has = np.isfinite(recorded)
-    models = []
-    for code, model in enumerate(p.vocab):
-        sel = p.model == code
-        if not sel.any():
-            continue
-        cost = float(p.baseline_cost[sel].sum())
-        rec_sel = sel & has
-        rec = float(recorded[rec_sel].sum()) if rec_sel.any() else None
-        cat_on_rec = float(p.baseline_cost[rec_sel].sum())
-        drift = 100.0 * (rec - cat_on_rec) / cat_on_rec if rec is not None and cat_on_rec else None
-        models.append({
-            "model": model, "catalog": catalog.resolve(model).label, "requests": int(sel.sum()),
-            "cost_usd": metrics.r6(cost), "recorded_cost_usd": metrics.r6(rec) if rec is not None else None,
-            "drift_pct": round(drift, 4) + 0.0 if drift is not None else None,
-            "flagged": bool(drift is not None and abs(drift) > DRIFT_FLAG_PCT),
-        })
-    models.sort(key=lambda m: (-m["cost_usd"], m["model"]))
+    from simulator.core import Chunk, Context
+    from simulator.facts import facts_of
+    from simulator.summary.accumulate import BaselineAccumulator, day_labels
+    from simulator.core import identity_outcome
+
+    ctx = Context(catalog, facts_of(traffic.frame))
+    p = Chunk(traffic, ctx)
+    acc = BaselineAccumulator(set(), None)
+    acc.add(p, identity_outcome(p), day_labels(p.ts))
     return {
         **traffic.counts(),
-        "cost_usd": metrics.r6(p.baseline_cost.sum()),
-        "recorded_cost_usd": metrics.r6(recorded[has].sum()) if has.any() else None,
+        "cost_usd": metrics.r6(acc.cost),
+        "recorded_cost_usd": metrics.r6(acc.recorded) if acc.has_recorded else None,
         "drift_flag_pct": DRIFT_FLAG_PCT,
-        "models": models,
+        "models": pricing_drift(acc, catalog),
     }
 
 
@@ -96,208 +83,46 @@ def run(
     traffic: Sequence[str | Path] | None = None,
     evals: Sequence[str | Path] | None = None,
     progress=None,
+    observers: Iterable[Observer] = (),
+    chunk_rows: int | None = None,
 ) -> RunResult:
-    """Replay the scenario's traffic through its candidates; returns the summary and per-request outcomes.
+    """Replay the scenario's traffic through its candidates in memory; returns summary.json and the rejects.
 
-    ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal).
+    ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal);
+    ``observers`` see every chunk's outcomes (per-request outputs); ``chunk_rows`` replays the loaded table in
+    slices of that many rows (less memory for per-request arrays; the same figures).
     """
+    from simulator.io.traffic import load_traffic
+
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    catalog = _catalog(scenario)
+    catalog = catalog_for(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     loaded = load_traffic(paths, adapter=scenario.adapter, mapping=scenario.columns or None,
                           timezone=scenario.timezone)
-    p = Prepared(loaded, catalog, seed=scenario.seed, outages=tuple(scenario.outages))
     candidates = resolve_candidates(scenario)
-    for cand in candidates:
-        check_candidate_targets(p, cand)
     eval_paths = list(evals) if evals else scenario.paths("evals")
-    eval_data = load_evals(eval_paths, p) if eval_paths else None
-    translator = Translator(scenario, p, eval_data.samples if eval_data is not None else None)
-    base = identity_outcome(p)
-    premium = metrics.premium_models(p, scenario.premium_models)
-    before = metrics.outcome_stats(p, base, premium)
-    cache_sim = CacheSimulator(scenario)
-    steps = progress(candidates, "replaying candidates") if progress else candidates
-    outcomes = [simulate(p, cand, translator, cache_sim) for cand in steps]
-    policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
-                for cand, o in zip(candidates, outcomes)]
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        "scenario": scenario.name,
-        "traffic": metrics.traffic_block(p),
-        "baseline": {
-            "requests": p.n,
-            "cost_usd": metrics.r6(base.cost_usd.sum()),
-            "recorded_cost_usd": (metrics.r6(np.nansum(p.recorded_cost))
-                                  if np.isfinite(p.recorded_cost).any() else None),
-            "monthly_cost_usd": metrics.r6(base.cost_usd.sum() * metrics.MONTH_DAYS / max(
-                metrics.window_days(p.ts), 1e-9)),
-            **{k: v for k, v in before.items() if k != "cost_usd"},
-            "premium_models": sorted(premium),
-            "breakdowns": {by: metrics.breakdown(p, base, None, by) for by in metrics.BREAKDOWNS},
-        },
-        "policies": policies,
-    }
-    f = p.traffic.frame
-    drift = alias_drift(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), f["model"].to_numpy(dtype=object),
-                                         p.ts, p.inp, p.out, p.status))
-    if drift:
-        summary["drift"] = drift
-    if eval_data is not None:
-        summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
-                            "rows_rejected": eval_data.rows_rejected}
-        from simulator.evals.policy import moves_table
-
-        curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
-        if curves:
-            summary["accuracy"] = curves
-    return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
-
-
-def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> dict[str, Any] | None:
-    """RouteLLM/RouterBench-comparable figures for each (workflow, strong -> weak) move with paired evals:
-    accuracy of the random and oracle routers as the weak share grows, APGR, CPT(50%), CPT(80%), AIQ."""
-    from simulator.evals.curves import strong_weak_curves
-    from simulator.evals.impact import match_eval_model
-
-    models = sorted(samples["model"].unique())
-    seen, rows = set(), []
-    for moves in moves_list:
-        for m in moves.itertuples(index=False):
-            strong, weak = match_eval_model(m.from_model, models), match_eval_model(m.to_model, models)
-            key = (m.workflow_tag, strong, weak)
-            if not strong or not weak or key in seen:
-                continue
-            seen.add(key)
-            try:
-                result = strong_weak_curves(samples, strong, weak, workflow_tag=m.workflow_tag)
-            except Exception:  # noqa: BLE001 - no paired samples in this workflow: nothing to compare
-                continue
-            rows.append({"workflow_tag": m.workflow_tag, "strong": strong, "weak": weak, "n_paired": result["n"],
-                         "accuracy_strong": result["strong"], "accuracy_weak": result["weak"],
-                         **{f"{curve}_{k}": v for curve, mets in result["metrics"].items()
-                            for k, v in mets.items()},
-                         **{f"aiq_{curve}": v for curve, v in result["aiq"].items()}})
-    if not rows:
-        return None
-    return {"note": "strong/weak curves on paired eval samples (random and oracle routers); APGR and CPT on the "
-                    "monotone hull, AIQ on the convex hull, as RouteLLM and RouterBench define them",
-            "curves": rows}
-
-
-def alias_drift_sums(requested, model, ts, inp, out, status) -> pd.DataFrame:
-    """Per (virtual model, model, UTC day): requests and token sums of successful requests behind an alias.
-
-    Partial sums add up across chunks, so both engines report the same drift section.
-    """
-    ok = (status < 400) & (requested != model)
-    frame = pd.DataFrame({"virtual_model": requested[ok], "model": model[ok], "day": ts[ok] // (86_400 * 10**9),
-                          "requests": 1, "inp": inp[ok], "out": out[ok]})
-    return frame.groupby(["virtual_model", "model", "day"], sort=True)[["requests", "inp", "out"]].sum()
-
-
-def alias_drift(sums: pd.DataFrame) -> dict[str, Any] | None:
-    """Tokens per request per day for each virtual model served by more than one model version in the window.
-
-    A provider release behind an alias (same prompts, new tokenizer) shows as a step in tokens per request.
-    """
-    if sums.empty:
-        return None
-    sums = sums.groupby(level=[0, 1, 2], sort=True).sum()
-    versions = sums.reset_index().groupby("virtual_model")["model"].nunique()
-    aliases = set(versions[versions > 1].index)
-    rows = [{"virtual_model": alias, "model": model,
-             "day": pd.Timestamp(int(day) * 86_400 * 10**9, tz="UTC").date().isoformat(),
-             "requests": int(r["requests"]), "input_tokens_per_request": round(float(r["inp"] / r["requests"]), 1),
-             "output_tokens_per_request": round(float(r["out"] / r["requests"]), 1)}
-            for (alias, model, day), r in sums.iterrows() if alias in aliases]
-    if not rows:
-        return None
-    return {"note": "virtual models served by several model versions: a step in tokens per request at a version "
-                    "change with unchanged prompts is tokenizer drift (see `tfysim drift`)",
-            "tokens_per_request_by_day": rows}
-
-
-def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
-            before: dict[str, Any], premium: set[str], eval_data: Any) -> dict[str, Any]:
-    after = metrics.outcome_stats(p, o, premium)
-    savings_rows = base.cost_usd - o.cost_usd
-    methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
-    policy = metrics.policy_record(
-        cand.name, p.n, float(o.cost_usd.sum()), float(base.cost_usd.sum()), metrics.window_days(p.ts),
-        metrics.bootstrap_monthly(p, savings_rows, scenario.bootstrap.unit, scenario.bootstrap.draws, scenario.seed),
-        o.counts, before, after, {str(m): int(c) for m, c in zip(methods, counts)})
-    policy.update({
-        "budgets": o.budget_report,
-        "rate_limits": o.rate_limit_report,
-        "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, o, metrics.window_days(p.ts)),
-    })
-    policy.update(o.extras)
-    if eval_data is not None:
-        policy.update(accuracy_fields(p, cand, o, eval_data, scenario))
-    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
-    return policy
-
-
-def _assumptions(cand: Candidate, o: Outcome, days: float) -> list[str]:
-    out = list(o.assumptions)
-    if o.changed.any():
-        if not cand.prompt_caching:
-            out.append("cold cache: recorded cache reads and writes of moved requests are billed as plain input")
-        methods = sorted(set(o.translation[o.changed].astype(str)))
-        if "identity" in methods:
-            out.append("token counts of some moved requests kept as recorded (identity translation)")
-        if cand.output_tokens == "recorded":
-            out.append("output length under another model: recorded output tokens kept")
-        out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
-    if cand.budgets or cand.rate_limits:
-        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
-    out.append("monthly figures scale the traffic window to 30 days")
-    if days < 1.0:
-        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
-                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
-    return out
-
-
-def requests_frame(result: RunResult, outcome: Outcome) -> pd.DataFrame:
-    """Per-request outcomes of one candidate (no user ids, no prompt text)."""
-    p = result.prepared
-    vocab = np.array(p.vocab, dtype=object)
-    f = result.traffic.frame
-    return pd.DataFrame({
-        "request_id": f["request_id"].to_numpy(dtype=object),
-        "timestamp": f["timestamp"],
-        "recorded_model": vocab[p.model],
-        "model": vocab[outcome.model],
-        "changed": outcome.changed,
-        "blocked": outcome.blocked,
-        "fallback": outcome.fallback,
-        "status_code": outcome.status,
-        "input_tokens": outcome.input_tokens,
-        "output_tokens": outcome.output_tokens,
-        "cache_read_tokens": outcome.cache_read_tokens,
-        "cache_write_tokens": outcome.cache_write_tokens,
-        "baseline_cost_usd": result.baseline.cost_usd,
-        "cost_usd": outcome.cost_usd,
-        "latency_ms": outcome.latency_ms,
-        "token_translation": outcome.translation.astype(str),
-        "team": f["team"].to_numpy(dtype=object),
-        "project": f["project"].to_numpy(dtype=object),
-        "workflow_tag": f["workflow_tag"].to_numpy(dtype=object),
-    })
+    with spill_folder(loaded.rows_replayed) as spill:
+        replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows), eval_paths,
+                                 spill_dir=spill, observers=observers, progress=progress)
+    return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)
 
 
 def validate_scenario(path: str | Path) -> str:
     """Load a scenario and its traffic, resolve every model and target; returns a one-paragraph report."""
+    from simulator.core import Context, check_candidate_targets
+    from simulator.facts import facts_of
+    from simulator.io.traffic import load_traffic
+
     scenario = load_scenario(path)
-    catalog = _catalog(scenario)
+    catalog = catalog_for(scenario)
     loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter, mapping=scenario.columns or None,
                           timezone=scenario.timezone)
-    p = Prepared(loaded, catalog, seed=scenario.seed)
+    ctx = Context(catalog, facts_of(loaded.frame), seed=scenario.seed)
+    for model in ctx.vocab:
+        catalog.resolve(model)
     candidates = resolve_candidates(scenario)
     for cand in candidates:
-        check_candidate_targets(p, cand)
-    return (f"{path}: ok. {loaded.rows_replayed:,} rows ({loaded.rows_rejected:,} rejected), {len(p.vocab)} models "
+        check_candidate_targets(ctx, cand)
+    return (f"{path}: ok. {loaded.rows_replayed:,} rows ({loaded.rows_rejected:,} rejected), {len(ctx.vocab)} models "
             f"priced, {len(candidates)} candidate(s).")

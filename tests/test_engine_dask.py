@@ -12,13 +12,13 @@ import re
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from simulator.api import run
 from simulator.cli import cli
-from simulator.errors import ScenarioError
 from simulator.synth.generator import generate
 from tests.test_engines import HAIKU, OPUS, SONNET, assert_same
 
@@ -85,7 +85,7 @@ def test_dask_equals_local(scenario, client):
 
     expected = run(scenario).summary
     result = run_dask(scenario, client=client)
-    assert result.scheduler.startswith(("tcp://127.0.0.1", "inproc"))
+    assert result.engine == "dask"
     assert_same(expected, result.summary)
     policies = {p["name"]: p for p in expected["policies"]}
     # the scenario exercises what it claims: moves, budget reroutes, rate-limit blocks and reroutes
@@ -107,15 +107,44 @@ def test_cli_engine_dask_with_scheduler(scenario, client, tmp_path):
     assert summary["traffic"]["rows_replayed"] == 5000 and len(summary["policies"]) == 5
 
 
-def test_several_budget_rules_are_refused(scenario, tmp_path):
+def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
+    # Several budget rules (one global: a single component), prompt caching, session bootstrap, evals, a JSON Lines
+    # file next to Parquet, and request ids repeated across files: everything the local engine does.
     from simulator.engines.dask_engine import run_dask
 
-    data = yaml.safe_load(scenario.read_text())
-    data["traffic"] = str(scenario.parent / "traffic")
-    data["candidates"] = [{"name": "two", "budgets": [
-        {"id": "a", "limit_to": 1.0, "unit": "cost_per_day"},
-        {"id": "b", "limit_to": 2.0, "unit": "cost_per_day", "budget_applies_per": ["team"]}]}]
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ScenarioError, match=r"one budget rule per candidate \(got 2.*--engine local or streaming"):
-        run_dask(path)  # refused before any cluster starts
+    traffic, evals = generate(days=2, requests=3000, seed=5)
+    (tmp_path / "t").mkdir()
+    traffic.iloc[0::2].to_parquet(tmp_path / "t" / "a.parquet", row_group_size=500)
+    jsonl = traffic.iloc[1::2].copy()
+    again = traffic.iloc[0:40:2].copy()  # the same ids as rows of a.parquet, one hour later: dropped as duplicates
+    again["timestamp"] = again["timestamp"] + pd.Timedelta(hours=1)
+    jsonl = pd.concat([jsonl, again])
+    jsonl["timestamp"] = jsonl["timestamp"].map(lambda t: t.isoformat())
+    jsonl.to_json(tmp_path / "t" / "b.jsonl", orient="records", lines=True)
+    evals.to_parquet(tmp_path / "evals.parquet")
+    data = {
+        "schema_version": 1, "name": "every", "traffic": "t", "evals": "evals.parquet", "seed": 3,
+        "bootstrap": {"unit": "session", "draws": 200},
+        "candidates": [
+            {"name": "budgets", "budgets": [
+                {"id": "support-fb", "when": {"metadata": {"team": "support"}}, "limit_to": 2.0,
+                 "unit": "cost_per_day", "on_exceed": {"fallback": HAIKU}},
+                {"id": "team-day", "limit_to": 1.5, "unit": "cost_per_day", "budget_applies_per": ["team"]},
+                {"id": "all-tokens", "limit_to": 2_000_000, "unit": "tokens_per_day", "audit_mode": True}]},
+            {"name": "downgrade-then-cache", "rules": [
+                {"id": "d", "when": {"models": [OPUS]}, "type": "weight-based-routing",
+                 "load_balance_targets": [{"target": HAIKU, "weight": 100}]}],
+             "prompt_caching": [{"when": {}, "mode": "explicit", "ttl": "5m"}]},
+            {"name": "cache-auto", "prompt_caching": [{"when": {}, "mode": "automatic"}]},
+        ],
+    }
+    path = tmp_path / "every.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    expected = run(path)
+    got = run_dask(path, client=client)
+    assert expected.rows_rejected == got.rows_rejected == 20
+    assert_same(expected.summary, got.summary)
+    policies = {p["name"]: p for p in expected.summary["policies"]}
+    assert sum(b["requests_blocked"] + b["requests_rerouted"] for b in policies["budgets"]["budgets"]) > 0
+    assert policies["downgrade-then-cache"]["caching"]["requests_covered"] > 0
+    assert policies["downgrade-then-cache"]["accuracy_delta_pp"] is not None

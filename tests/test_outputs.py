@@ -18,6 +18,7 @@ from simulator.cli import cli
 from simulator.outputs.report.content import build_document
 from simulator.outputs.report.document import to_markdown
 from simulator.routing.scenario import parse_scenario
+from simulator.outputs.requests import RequestsWriter
 from simulator.outputs.writer import write_run
 
 OPUS, HAIKU, GPT4O, MINI = ("anthropic-main/claude-opus-4-7", "anthropic-main/claude-haiku-4-5",
@@ -99,7 +100,8 @@ def test_no_user_ids_or_prompt_text_in_any_output(tmp_path):
                                               "rate_limit_applies_per": ["user"]}]}]},
                         "privacy.yaml", tmp_path)
     out = tmp_path / "out"
-    write_run(run(sc), out, write_requests=True)
+    requests = RequestsWriter()
+    write_run(run(sc, observers=[requests]), out, requests=requests)
     secrets = sorted(set(frame["user_id"]) | {"mallory@corp.example"}) + ["customer shouted", "invoice QX0",
                                                                           "corp.example"]
     files = [p for p in out.rglob("*") if p.is_file()]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import prepared, req, scenario
-from simulator.core import simulate
+from simulator.core import CandidateState, replay_chunk, simulate
 
 GPT4O, MINI, HAIKU = "openai-main/gpt-4o", "openai-main/gpt-4o-mini", "anthropic-main/claude-haiku-4-5"
 
@@ -142,12 +142,13 @@ def test_budget_ceiling_blocks_once_spend_reaches_the_limit_and_resets_daily():
         {"name": "capfb", "budgets": [{"id": "cap", "when": {"metadata": {"project": "p1"}}, "limit_to": 6,
                                        "unit": "cost_per_day", "on_exceed": {"fallback": MINI}}]},
     ])
-    o = simulate(p, sc.candidates[0])
+    state = CandidateState(sc.candidates[0], p.ctx)
+    o = replay_chunk(p, sc.candidates[0], state)
     f = p.traffic.frame
     blocked = set(f["request_id"][o.blocked])
     assert blocked == {"r00163", "r00173"}
     assert o.cost_usd.sum() == pytest.approx(2.5 * 6 + 2.5)
-    rep = {r["key"]: r for r in o.budget_report}["p1"]
+    rep = {r["key"]: r for r in state.budgets.report(sc.candidates[0])}["p1"]
     assert rep["requests_blocked"] == 2 and rep["spend_avoided_usd"] == pytest.approx(5.0)
     assert rep["ceiling_reached_at"] == "2026-11-16T02:00:00+00:00"  # third request brings spend to $7.50
     fb = simulate(p, sc.candidates[1])

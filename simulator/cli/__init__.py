@@ -77,6 +77,23 @@ def _progress():
     return wrap
 
 
+def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, requests=None):
+    """One run on the chosen engine; every engine returns a :class:`simulator.api.RunResult`."""
+    observers = [requests] if requests is not None else []
+    kwargs = {"traffic": list(traffic) or None, "evals": list(evals) or None}
+    if engine == "dask":
+        from simulator.engines.dask_engine import run_dask
+
+        return run_dask(scenario, scheduler=scheduler, observers=observers, **kwargs)
+    if engine == "streaming":
+        from simulator.engines.streaming import run_streaming
+
+        return run_streaming(scenario, chunk_rows=chunk_rows, observers=observers, **kwargs)
+    from simulator.api import run as run_scenario
+
+    return run_scenario(scenario, progress=_progress(), observers=observers, **kwargs)
+
+
 def _strict(rejected: int, strict: bool, where: str) -> None:
     if strict and rejected:
         raise StrictModeError(f"{rejected} row(s) rejected in {where} and --strict is set; see rejects.jsonl.")
@@ -94,7 +111,7 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
 @click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
               help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
-                   "cluster (streaming and dask write summary.json only).")
+                   "cluster. Every engine writes the same outputs.")
 @click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
               help="Rows per chunk for --engine streaming.")
 @click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
@@ -106,36 +123,20 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
-    if engine in ("streaming", "dask"):
-        from simulator.engines.dask_engine import run_dask
-        from simulator.engines.streaming import run_streaming
-        from simulator.outputs.files import write_json
+    from simulator.outputs.writer import console_summary, write_run
 
-        streamed = (run_dask(scenario, traffic=list(traffic) or None, evals=list(evals) or None, scheduler=scheduler)
-                    if engine == "dask" else
-                    run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
-                                  chunk_rows=chunk_rows))
-        path = write_json((out or Path("reports") / streamed.scenario.name) / "summary.json", streamed.summary)
-        _strict(streamed.rows_rejected, strict, str(scenario))
-        if as_json:
-            _echo_json(streamed.summary)
-        else:
-            click.echo(f"wrote {path}")
-        if check_gates and not streamed.gates_passed:
-            sys.exit(EXIT_GATE)
-        return
-    from simulator.api import run as run_scenario
-    from simulator.outputs.writer import write_run
+    requests = None
+    if write_requests:
+        from simulator.outputs.requests import RequestsWriter
 
-    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None, progress=_progress())
+        requests = RequestsWriter()
+    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, requests)
     folder = out or Path("reports") / result.scenario.name
-    written = write_run(result, folder, write_requests=write_requests, include_prompts=include_prompts)
-    _strict(result.traffic.rows_rejected, strict, str(scenario))
+    written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
+    _strict(result.rows_rejected, strict, str(scenario))
     if as_json:
         _echo_json(result.summary)
     else:
-        from simulator.outputs.writer import console_summary
-
         click.echo(console_summary(result, written))
     if check_gates and not result.gates_passed:
         sys.exit(EXIT_GATE)

@@ -68,6 +68,24 @@ def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[d
         yield table.frame, table.rejects, table.rows_read
 
 
+def read_row_group(path: Path, index: int) -> tuple[pd.DataFrame, list[dict], int]:
+    """(raw frame with _source/_row, rejects, rows read) of one Parquet row group (a cluster partition)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+        offset = sum(reader.metadata.row_group(g).num_rows for g in range(index))
+        table = reader.read_row_group(index)
+        table.validate(full=True)
+        frame = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
+    frame["_row"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
+    frame["_source"] = str(path)
+    return frame, [], len(frame)
+
+
 def _iter_jsonl(path: Path, chunk_rows: int):
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     records, rows, rejects = [], [], []
@@ -175,17 +193,20 @@ class Stream:
         self.now = now if now is not None else pd.Timestamp.now(tz="UTC")
         self.duplicates: np.ndarray | None = None  # emission positions to drop, found by the first pass
         self.reject_reasons: dict[str, int] = {}
+        self.rejects: list[dict] = []
+        self.rows_read = self.rows_rejected = self.rows_replayed = 0
 
     def _normalised(self) -> Iterator[pd.DataFrame]:
         for path in self.files:
             for raw, rejects, rows_read in iter_raw(path, self.chunk_rows):
                 self.rows_read += rows_read
-                self._reject([r["reason"] for r in rejects])
+                self._reject([{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
+                              for r in rejects])
                 if len(raw) == 0:
                     continue
                 good, bad = normalize(apply_adapter(raw, self.adapter, self.mapping, str(path)),
                                       timezone=self.timezone, now=self.now)
-                self._reject([b["reason"] for b in bad])
+                self._reject(bad)
                 if len(good):
                     yield good
 
@@ -202,14 +223,21 @@ class Stream:
                     continue
         return total
 
-    def _reject(self, reasons: list[str]) -> None:
-        for reason in reasons:
-            self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
-        self.rows_rejected += len(reasons)
+    def _reject(self, records: list[dict]) -> None:
+        for r in records:
+            self.reject_reasons[r["reason"]] = self.reject_reasons.get(r["reason"], 0) + 1
+        self.rejects.extend(records)
+        self.rows_rejected += len(records)
+
+    def rejects_frame(self) -> pd.DataFrame:
+        """The rejected rows of the last pass (source, row, request_id, reason), in source and row order."""
+        frame = pd.DataFrame(self.rejects, columns=["source", "row", "request_id", "reason"])
+        return frame.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
         self.reject_reasons = {}
+        self.rejects = []
         first_pass = self.duplicates is None
         ids = IdSet(self.expected_rows()) if first_pass else None
         found: list[np.ndarray] = []
@@ -256,7 +284,9 @@ class Stream:
             dup = np.zeros(len(out), bool)
             dup[self.duplicates[lo:hi] - position] = True
         if dup.any():
-            self._reject(["duplicate request_id (an earlier row has the same id)"] * int(dup.sum()))
+            ids_dup = out["request_id"].to_numpy(dtype=object)[dup]
+            self._reject([{"source": ", ".join(map(str, self.files)), "row": None, "request_id": i,
+                           "reason": "duplicate request_id (an earlier row has the same id)"} for i in ids_dup])
             out = out[~dup].reset_index(drop=True)
         self.rows_replayed += len(out)
         if len(out):

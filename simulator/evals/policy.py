@@ -91,3 +91,34 @@ def _combined_verdict(per_workflow: list[dict[str, Any]], margin: float) -> dict
     verdict = "fail" if any(w["gate"]["verdict"] == "fail" for w in failing) else "undecided"
     parts = [f"{w['workflow_tag']}: {w['gate']['detail']}" for w in failing]
     return {"verdict": verdict, "passed": False, "detail": " | ".join(parts)}
+
+
+def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> dict[str, Any] | None:
+    """RouteLLM/RouterBench-comparable figures for each (workflow, strong -> weak) move with paired evals:
+    accuracy of the random and oracle routers as the weak share grows, APGR, CPT(50%), CPT(80%), AIQ."""
+    from simulator.evals.curves import strong_weak_curves
+    from simulator.evals.impact import match_eval_model
+
+    models = sorted(samples["model"].unique())
+    seen, rows = set(), []
+    for moves in moves_list:
+        for m in moves.itertuples(index=False):
+            strong, weak = match_eval_model(m.from_model, models), match_eval_model(m.to_model, models)
+            key = (m.workflow_tag, strong, weak)
+            if not strong or not weak or key in seen:
+                continue
+            seen.add(key)
+            try:
+                result = strong_weak_curves(samples, strong, weak, workflow_tag=m.workflow_tag)
+            except Exception:  # noqa: BLE001 - no paired samples in this workflow: nothing to compare
+                continue
+            rows.append({"workflow_tag": m.workflow_tag, "strong": strong, "weak": weak, "n_paired": result["n"],
+                         "accuracy_strong": result["strong"], "accuracy_weak": result["weak"],
+                         **{f"{curve}_{k}": v for curve, mets in result["metrics"].items()
+                            for k, v in mets.items()},
+                         **{f"aiq_{curve}": v for curve, v in result["aiq"].items()}})
+    if not rows:
+        return None
+    return {"note": "strong/weak curves on paired eval samples (random and oracle routers); APGR and CPT on the "
+                    "monotone hull, AIQ on the convex hull, as RouteLLM and RouterBench define them",
+            "curves": rows}

@@ -50,9 +50,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def write_rejects(path: str | Path, rejects: pd.DataFrame) -> Path:
     lines = []
     for rec in rejects.to_dict(orient="records"):
-        rid = rec.get("request_id")
+        rid, row = rec.get("request_id"), rec.get("row")
         lines.append(json.dumps({
-            "source": rec["source"], "row": int(rec["row"]),
+            "source": rec["source"], "row": None if row is None or row != row else int(row),
             "request_id": None if rid is None or (isinstance(rid, float) and rid != rid) else str(rid),
             "reason": rec["reason"],
         }, ensure_ascii=False))

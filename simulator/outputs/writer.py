@@ -6,26 +6,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simulator.outputs.files import write_json, write_parquet, write_rejects
+from simulator.outputs.files import write_json, write_rejects, write_text
 
 #: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
 WRITERS: list[Callable[..., list[Path]]] = []
 
 
-def write_run(result, folder: str | Path, *, write_requests: bool = False, include_prompts: bool = False) -> list[Path]:
-    from simulator.api import requests_frame
-
+def write_run(result, folder: str | Path, *, requests=None, include_prompts: bool = False) -> list[Path]:
+    """Write a run's folder from its summary and rejects; ``requests`` is the :class:`RequestsWriter` that saw the
+    replay when per-request outcomes were asked for."""
     folder = Path(folder)
     written = [write_json(folder / "summary.json", result.summary)]
     rejects = folder / "rejects.jsonl"
-    if result.traffic.rows_rejected:
-        written.append(write_rejects(rejects, result.traffic.rejects))
+    if result.rows_rejected:
+        written.append(write_rejects(rejects, result.rejects))
     elif rejects.exists():
         rejects.unlink()
-    if write_requests:
-        for outcome in result.outcomes:
-            written.append(write_parquet(folder / "requests" / f"{outcome.name}.parquet",
-                                         requests_frame(result, outcome)))
+    if requests is not None:
+        for path in requests.files():
+            written.append(write_text(folder / "requests" / path.name, path.read_bytes()))
     for writer in WRITERS:
         written.extend(writer(result, folder, include_prompts))
     return written

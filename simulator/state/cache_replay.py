@@ -1,39 +1,51 @@
-"""Prompt-caching simulation inside a candidate replay (the ``prompt_caching:`` section).
+"""Prompt caching inside a candidate replay (the ``prompt_caching:`` section), carried across time-ordered chunks.
 
 Rows covered by a rule (first matching rule wins; ``when.models`` matches the recorded, requested or serving model)
-are simulated in time order per serving model with :mod:`simulator.state.caching`; their cache reads and writes replace
-the recorded ones. Rows that stay on their recorded model and already recorded cache activity keep it: the recorded
-counts reflect the client's real breakpoints (conversation history included), which prefix information cannot see.
-Rows not covered keep their cache counts (recorded, or zero after a model switch). "Cost without caching" bills
-every input token of the covered rows as plain input.
-Budgets and rate limits are applied after caching, so cache state ignores later blocks (an approximation).
+are simulated in time order per serving model with :mod:`simulator.state.caching`; their cache reads and writes
+replace the recorded ones. Rows that stay on their recorded model and already recorded cache activity keep it: the
+recorded counts reflect the client's real breakpoints (conversation history included), which prefix information
+cannot see. Rows not covered keep their cache counts (recorded, or zero after a model switch). "Cost without
+caching" bills every input token of the covered rows as plain input. Budgets and rate limits are applied after
+caching, so cache state ignores later blocks (an approximation).
+
+The cache tables of each rule, of the 5-minute / 1-hour break-even simulations, and the last use of each prefix are
+kept in :class:`CacheState` from one chunk to the next, so a chunked replay equals a replay of the whole table.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from simulator.state.caching.analysis import cache_summary, simulate_frame, ttl_break_even
-from simulator.state.caching.rules import CacheRules
 from simulator.routing.matching import match
-from simulator.summary.metrics import r6
+from simulator.state.caching.analysis import (cache_summary_sums, finish_break_even, finish_cache_summary,
+                                              simulate_frame, ttl_break_even_sums)
+from simulator.state.caching.kernel import KernelState
+from simulator.state.caching.rules import CacheRules
+
+ASSUMPTION = "prompt caching simulated per serving model; a switched model starts cold"
+NOTE = "below_minimum_requests: caching would be silently skipped (prefix under the model's minimum)"
 
 
-class CacheSimulator:
-    """Callable used by :func:`simulator.core.simulate` for candidates with ``prompt_caching``."""
+class CacheState:
+    """The prompt cache of one candidate over successive chunks, and the sums its report is built from."""
 
-    def __init__(self, scenario) -> None:
-        self.scenario = scenario
+    def __init__(self, cand, rules: CacheRules) -> None:
+        self.rules = rules
+        self.kernels = [KernelState() for _ in cand.prompt_caching]
+        self.break_even_states: dict[str, KernelState] = {}
+        self.last_seen: dict[int, int] = {}
+        self.summary_sums: list[pd.DataFrame] = []
+        self.break_even_parts: list[pd.DataFrame] = []
+        self.break_even_error: str | None = None
+        self.covered = 0
+        self.kept = 0
 
-    @cached_property
-    def rules(self) -> CacheRules:
-        return CacheRules.load()
-
-    def __call__(self, p, o, cand) -> None:
+    def apply(self, p, o, cand) -> None:
+        """Replace the cache reads and writes of this chunk's covered rows of ``o`` (costs are repriced by the
+        caller)."""
         vocab = np.array(p.vocab, dtype=object)
         served = vocab[o.model]
         rule_of = np.full(p.n, -1, dtype=np.int64)
@@ -44,12 +56,15 @@ class CacheSimulator:
                 mask &= match(p.view, when) | np.isin(served, when.models)
             rule_of[(rule_of < 0) & mask] = i
         already = ~o.changed & ((p.cr > 0) | (p.cw > 0))
-        kept = int(((rule_of >= 0) & already).sum())
+        self.kept += int(((rule_of >= 0) & already).sum())
         rule_of[already] = -1
         covered = np.flatnonzero(rule_of >= 0)
+        self.covered += len(covered)
+        if len(covered) == 0:
+            return
         before = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                           o.output_tokens[covered])
-        frame = p.traffic.frame.iloc[covered].copy()
+        frame = p.frame.iloc[covered].copy()
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
         # Prefix sizes were counted on the recorded model: scale them like the request's input tokens.
@@ -59,45 +74,68 @@ class CacheSimulator:
             for col in ("prefix_tokens", "block_tokens"):
                 values = frame[col].to_numpy(np.int64)
                 frame[col] = np.where(moved, np.floor(values * scale).astype(np.int64), values)
+        codes = o.model[covered]
         sims = []
         for i, rule in enumerate(cand.prompt_caching):
             sel = rule_of[covered] == i
             if not sel.any():
                 continue
-            sub = frame[sel]
-            sim = simulate_frame(sub, self.rules, mode=rule.mode, ttl=rule.ttl)
+            sim = simulate_frame(frame[sel], self.rules, mode=rule.mode, ttl=rule.ttl, model_codes=codes[sel],
+                                 state=self.kernels[i])
             sims.append(sim)
             rows = covered[sel]
             o.cache_read_tokens[rows] = sim["cache_read_tokens"].to_numpy()
             o.cache_write_tokens[rows] = sim["cache_write_tokens"].to_numpy()
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
-        if not sims:
-            o.extras["caching"] = {"requests_covered": 0, "requests_kept_recorded_cache": kept}
-            return
         after = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                          o.output_tokens[covered], o.cache_read_tokens[covered],
                                          o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered])
         sim_all = pd.concat(sims).loc[frame.index]
         costs = pd.DataFrame({"cost_without_cache_usd": before, "cost_with_cache_usd": after}, index=frame.index)
-        table = cache_summary(frame, sim_all, costs, by="workflow_tag")
-        o.extras["caching"] = {
-            "requests_covered": int(len(covered)),
-            "requests_kept_recorded_cache": kept,
-            "by_workflow": _records(table, "workflow_tag"),
-            "ttl_break_even": self._break_even(frame, p),
-            "note": "below_minimum_requests: caching would be silently skipped (prefix under the model's minimum)",
+        self.summary_sums.append(cache_summary_sums(frame, sim_all, costs, by="workflow_tag"))
+        if self.break_even_error is None:
+            try:
+                self.break_even_parts.append(ttl_break_even_sums(
+                    frame, self.rules, unit_prices=p.catalog.unit_prices, model_codes=codes,
+                    states=self.break_even_states, last_seen=self.last_seen))
+            except Exception as exc:  # noqa: BLE001 - break-even is advisory; say why it is missing
+                self.break_even_error = str(exc).splitlines()[0]
+        if ASSUMPTION not in o.assumptions:
+            o.assumptions.append(ASSUMPTION)
+
+    def release(self) -> None:
+        """Drop the cache tables (no later chunk will come); the sums behind the report stay."""
+        self.kernels, self.break_even_states, self.last_seen = [], {}, {}
+
+    def merge(self, other: CacheState) -> CacheState:
+        """Fold in the sums of another partition holding other prefixes (the Dask engine)."""
+        self.summary_sums += other.summary_sums
+        self.break_even_parts += other.break_even_parts
+        self.break_even_error = self.break_even_error or other.break_even_error
+        self.covered += other.covered
+        self.kept += other.kept
+        return self
+
+    def report(self) -> dict[str, Any]:
+        """The policy's ``caching`` section."""
+        if not self.summary_sums:
+            return {"requests_covered": 0, "requests_kept_recorded_cache": self.kept}
+        table = finish_cache_summary(pd.concat(self.summary_sums), "workflow_tag")
+        if self.break_even_error is not None:
+            break_even: list[dict[str, Any]] = [{"error": self.break_even_error}]
+        else:
+            break_even = records(finish_break_even(pd.concat(self.break_even_parts)), "workflow_tag")
+        return {
+            "requests_covered": self.covered,
+            "requests_kept_recorded_cache": self.kept,
+            "by_workflow": records(table, "workflow_tag"),
+            "ttl_break_even": break_even,
+            "note": NOTE,
         }
-        o.assumptions.append("prompt caching simulated per serving model; a switched model starts cold")
-
-    def _break_even(self, frame: pd.DataFrame, p) -> list[dict[str, Any]]:
-        try:
-            table = ttl_break_even(frame, self.rules, unit_prices=p.catalog.unit_prices)
-        except Exception as exc:  # noqa: BLE001 - break-even is advisory; say why it is missing
-            return [{"error": str(exc).splitlines()[0]}]
-        return _records(table, "workflow_tag")
 
 
-def _records(table: pd.DataFrame, key: str) -> list[dict[str, Any]]:
+def records(table: pd.DataFrame, key: str) -> list[dict[str, Any]]:
+    """Rows of a summary table as JSON-ready dicts (counts as ints, money rounded to 6 decimals)."""
     out = []
     for label, row in table.iterrows():
         rec: dict[str, Any] = {key: str(label)}
@@ -105,7 +143,7 @@ def _records(table: pd.DataFrame, key: str) -> list[dict[str, Any]]:
             if isinstance(value, (float, np.floating)) and not str(col).endswith(("_usd", "_rate")):
                 rec[col] = int(value) if np.isfinite(value) else None
             elif isinstance(value, (float, np.floating)):
-                rec[col] = r6(value) if np.isfinite(value) else None
+                rec[col] = round(float(value), 6) + 0.0 if np.isfinite(value) else None
             elif isinstance(value, (int, np.integer, bool, np.bool_)):
                 rec[col] = int(value)
             else:

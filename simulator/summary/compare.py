@@ -37,13 +37,13 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
         data["pricing"] = str(pricing)
     if premium_models is not None:
         data["premium_models"] = premium_models
-    result = run(parse_scenario(data, "tfysim diff", Path.cwd()))
+    pairs = _PairObserver()
+    result = run(parse_scenario(data, "tfysim diff", Path.cwd()), observers=[pairs])
     cur, prop = result.summary["policies"]
-    o_cur, o_prop = result.outcomes
-    p = result.prepared
-    scale = metrics.MONTH_DAYS / max(metrics.window_days(p.ts), 1e-9)
-    delta_rows = o_prop.cost_usd - o_cur.cost_usd
-    ci = metrics.bootstrap_monthly(p, delta_rows, "hour", 2000, seed)
+    days = result.summary["traffic"]["days"]
+    scale = metrics.MONTH_DAYS / max(days, 1e-9)
+    ci = metrics.bootstrap_from_sums(pairs.block_sums(), 2000, seed, max(days, 1e-9)) if pairs.moved_blocks.ids \
+        else [0.0, 0.0]
 
     def side(pol: dict) -> dict[str, Any]:
         return {"cost_usd": pol["cost_usd"], "monthly_cost_usd": metrics.r6(pol["cost_usd"] * scale),
@@ -59,22 +59,44 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
         change[key] = None if a[key] is None or b[key] is None else round(b[key] - a[key], 6) + 0
     change["cost_pct"] = round(100 * (b["cost_usd"] - a["cost_usd"]) / a["cost_usd"], 4) if a["cost_usd"] else None
     change["monthly_change_ci95"] = ci
-    names = np.array(p.vocab, dtype=object)
-    moved = int((o_cur.model != o_prop.model).sum())
     return {
         "current": str(current), "proposed": str(proposed),
         "traffic": result.summary["traffic"],
-        "requests_routed_differently": moved,
-        "models_after": {"current": _counts(names[o_cur.model]), "proposed": _counts(names[o_prop.model])},
+        "requests_routed_differently": pairs.moved,
+        "models_after": {"current": dict(sorted(pairs.models[0].items())),
+                         "proposed": dict(sorted(pairs.models[1].items()))},
         "current_figures": a, "proposed_figures": b, "change": change,
         "yaml_diff": unified_diff(current.read_text(encoding="utf-8"), proposed.read_text(encoding="utf-8"),
                                   str(current), str(proposed)),
     }
 
 
-def _counts(values: np.ndarray) -> dict[str, int]:
-    keys, counts = np.unique(values.astype(str), return_counts=True)
-    return {str(k): int(c) for k, c in zip(keys, counts)}
+class _PairObserver:
+    """Sees both configs' outcomes chunk by chunk: per-hour cost change, requests routed differently, models used."""
+
+    def __init__(self) -> None:
+        from simulator.summary.accumulate import Labels
+
+        self.moved_blocks = Labels(1)
+        self.moved = 0
+        self.models: list[dict[str, int]] = [{}, {}]
+
+    def __call__(self, p, base, outcomes) -> None:
+        from simulator.engines.driver import block_size_ns
+
+        o_cur, o_prop = outcomes
+        facts = p.ctx.facts
+        block = (p.ts - facts.ts_min) // block_size_ns(facts, "hour")
+        self.moved_blocks.add(self.moved_blocks.codes(block), 0, o_prop.cost_usd - o_cur.cost_usd)
+        self.moved += int((o_cur.model != o_prop.model).sum())
+        names = np.array(p.vocab, dtype=object)
+        for side, o in enumerate(outcomes):
+            keys, counts = np.unique(names[o.model].astype(str), return_counts=True)
+            for k, c in zip(keys, counts):
+                self.models[side][str(k)] = self.models[side].get(str(k), 0) + int(c)
+
+    def block_sums(self) -> np.ndarray:
+        return self.moved_blocks.sorted()[1][:, 0]
 
 
 def _money(x: Any) -> str:

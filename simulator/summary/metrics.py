@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.core import Outcome, Prepared
 from simulator.routing.scenario import Gates
 
 UNTAGGED = "UNTAGGED"
@@ -34,23 +33,13 @@ def window_days(ts: np.ndarray) -> float:
     return max(float(ts.max() - ts.min()), 1e9) / _NS_PER_DAY
 
 
-def traffic_block(p: Prepared) -> dict[str, Any]:
-    t = p.traffic
-    ts = pd.DatetimeIndex(p.ts.astype("datetime64[ns]"), tz="UTC")
-    return {
-        **t.counts(),
-        "start": ts.min().isoformat() if len(ts) else None,
-        "end": ts.max().isoformat() if len(ts) else None,
-        "days": round(window_days(p.ts), 6),
-    }
-
-
-def premium_models(p: Prepared, configured: list[str] | None) -> set[str]:
-    """Configured premium models, else those whose output price is at least half the priciest model's."""
+def premium_models(catalog, vocab: list[str], ts_min: int | None, configured: list[str] | None) -> set[str]:
+    """Configured premium models, else those whose output price is at least half the priciest model's (prices at the
+    start of the traffic window)."""
     if configured is not None:
         return set(configured)
-    start = int(p.ts.min()) if p.n else 0
-    prices = {m: p.catalog.unit_prices(m, start)["output_mtok"] for m in p.vocab}
+    start = int(ts_min) if ts_min is not None else 0
+    prices = {m: catalog.unit_prices(m, start)["output_mtok"] for m in vocab}
     top = max(prices.values(), default=0.0)
     return {m for m, price in prices.items() if top > 0 and price >= 0.5 * top}
 
@@ -67,26 +56,9 @@ def _quantiles(values: np.ndarray) -> tuple[float | None, float | None]:
     return round(float(p50), 3), round(float(p95), 3)
 
 
-def bootstrap_monthly(p: Prepared, savings: np.ndarray, unit: str, draws: int, seed: int) -> list[float]:
-    """95% percentile interval of monthly savings, resampling blocks (hours, days or sessions) with replacement."""
-    if p.n == 0:
-        return [0.0, 0.0]
-    if unit == "session":
-        sessions = p.traffic.frame["session_id"].to_numpy(dtype=object)
-        ids = np.where(pd.isna(sessions), p.traffic.frame["request_id"].to_numpy(dtype=object), sessions)
-        block, _ = pd.factorize(ids, sort=True)
-    else:
-        size = 3600 * 10**9 if unit == "hour" else _NS_PER_DAY
-        span = int(p.ts.max() - p.ts.min()) + 1
-        if span // size < MIN_BLOCKS:  # a short window: cut it into MIN_BLOCKS equal blocks instead
-            size = max(span // MIN_BLOCKS, 1)
-        block = (p.ts - p.ts.min()) // size
-        _, block = np.unique(block, return_inverse=True)
-    return bootstrap_from_sums(np.bincount(block, weights=savings), draws, seed, window_days(p.ts))
-
-
 def bootstrap_from_sums(sums: np.ndarray, draws: int, seed: int, days: float) -> list[float]:
-    """:func:`bootstrap_monthly` from the per-block savings sums (blocks in sorted order) and the window length."""
+    """95% percentile interval of monthly savings, resampling blocks (hours, days or sessions) with replacement;
+    ``sums`` are the per-block savings (blocks in sorted order), ``days`` the window length."""
     b = len(sums)
     rng = np.random.default_rng(seed)
     totals = np.empty(draws)
@@ -100,22 +72,6 @@ def bootstrap_from_sums(sums: np.ndarray, draws: int, seed: int, days: float) ->
     return [r6(lo), r6(hi)]
 
 
-def breakdown(p: Prepared, base: Outcome, cand: Outcome | None, by: str) -> list[dict[str, Any]]:
-    f = p.traffic.frame
-    if by == "model":
-        keys = np.array(p.vocab, dtype=object)[base.model]
-    else:
-        keys = f[by].to_numpy(dtype=object)
-        keys = np.where(pd.isna(keys), UNTAGGED, keys)
-    codes, labels = pd.factorize(keys, sort=True)
-    n = len(labels)
-    requests = np.bincount(codes, minlength=n)
-    base_cost = np.bincount(codes, weights=base.cost_usd, minlength=n)
-    cand_cost = np.bincount(codes, weights=cand.cost_usd, minlength=n) if cand is not None else None
-    changed = np.bincount(codes, weights=cand.changed, minlength=n) if cand is not None else None
-    return breakdown_rows(by, labels, requests, base_cost, cand_cost, changed)
-
-
 def breakdown_rows(by: str, labels, requests, base_cost, cand_cost=None, changed=None) -> list[dict[str, Any]]:
     """Breakdown table rows from per-label sums (labels sorted), most expensive first."""
     rows = []
@@ -126,20 +82,6 @@ def breakdown_rows(by: str, labels, requests, base_cost, cand_cost=None, changed
                        requests_changed=int(changed[i]))
         rows.append(row)
     return rows
-
-
-def outcome_stats(p: Prepared, o: Outcome, premium: set[str]) -> dict[str, Any]:
-    is_premium = np.isin(np.array(p.vocab, dtype=object), list(premium))[o.model] & ~o.blocked
-    total = float(o.cost_usd.sum())
-    p50, p95 = _quantiles(np.where(o.blocked, np.nan, o.latency_ms))
-    return {
-        "cost_usd": total,
-        "error_rate": round(float((o.status >= 400).mean()), 6) if p.n else 0.0,
-        "latency_p50_ms": p50,
-        "latency_p95_ms": p95,
-        "premium_share_requests": round(float(is_premium.mean()), 6) if p.n else 0.0,
-        "premium_share_cost": round(float(o.cost_usd[is_premium].sum() / total), 6) if total else 0.0,
-    }
 
 
 def policy_record(name: str, requests: int, cost_usd: float, base_cost_usd: float, days: float,

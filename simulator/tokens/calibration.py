@@ -190,6 +190,33 @@ def calibration_families(df: pd.DataFrame, registry: Registry = DEFAULT_REGISTRY
     return families
 
 
+def calibration_rows(df: pd.DataFrame, registry: Registry = DEFAULT_REGISTRY,
+                     cache: CountCache | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a calibration fits on, from one table (or one chunk of a table): (family, content class, reference
+    tokenizer count, recorded input_tokens) per row with prompt text of a calibrated tokenizer family."""
+    empty = (np.zeros(0, dtype=object), np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64),
+             np.zeros(0, dtype=np.int64))
+    if "prompt" not in df.columns or df.empty:
+        return empty
+    families = calibration_families(df, registry)
+    rows = pd.notna(families)
+    if not rows.any():
+        return empty
+    prompts = df["prompt"].to_numpy(dtype=object)[rows]
+    reference = count_tokens(registry.get(REFERENCE_TOKENIZER), prompts, cache)
+    return (families[rows].astype(str), classify_content(prompts), np.asarray(reference),
+            df["input_tokens"].to_numpy(dtype=np.int64)[rows])
+
+
+def calibrate_from_rows(parts: list[tuple], min_rows: int = MIN_ROWS, defaults_path: Path | None = None) -> Calibration:
+    """Fit a calibration from the :func:`calibration_rows` of successive chunks (the same fit as one table)."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return Calibration(defaults_path=defaults_path)
+    cols = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)]
+    return Calibration(_fit_groups(cols[0], cols[1], cols[2], cols[3], SOURCE_TRAFFIC, min_rows), defaults_path)
+
+
 def calibrate_from_traffic(
     df: pd.DataFrame,
     registry: Registry = DEFAULT_REGISTRY,
@@ -201,23 +228,7 @@ def calibrate_from_traffic(
 
     Rows of models without a registered tokenizer, or of exact tokenizers, are ignored here.
     """
-    if "prompt" not in df.columns or df.empty:
-        return Calibration(defaults_path=defaults_path)
-    families = calibration_families(df, registry)
-    rows = pd.notna(families)
-    if not rows.any():
-        return Calibration(defaults_path=defaults_path)
-    prompts = df["prompt"].to_numpy(dtype=object)[rows]
-    reference = count_tokens(registry.get(REFERENCE_TOKENIZER), prompts, cache)
-    fitted = _fit_groups(
-        families[rows].astype(str),
-        classify_content(prompts),
-        reference,
-        df["input_tokens"].to_numpy(dtype=np.int64)[rows],
-        SOURCE_TRAFFIC,
-        min_rows,
-    )
-    return Calibration(fitted, defaults_path)
+    return calibrate_from_rows([calibration_rows(df, registry, cache)], min_rows, defaults_path)
 
 
 def read_counts_file(path: str | Path) -> pd.DataFrame:

@@ -7,26 +7,27 @@ recorded counts, labelled ``identity-unknown`` and named in the policy's assumpt
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 import pandas as pd
 
 from simulator.errors import TokenizerError
-from simulator.tokens import Registry, calibrate_from_traffic, translate_tokens
+from simulator.tokens import Registry, translate_tokens
 
 
 class Translator:
-    """Callable used by :func:`simulator.core.simulate` for moved rows; one per run."""
+    """Callable used by :func:`simulator.core.replay_chunk` for moved rows; one per run.
 
-    def __init__(self, scenario, prepared, eval_samples: pd.DataFrame | None = None) -> None:
+    ``calibration`` is fitted once per run from the whole traffic (:func:`simulator.tokens.calibrate_from_rows` over
+    the chunks' :func:`simulator.tokens.calibration_rows`); set it before the first chunk is replayed.
+    """
+
+    def __init__(self, scenario=None, eval_samples: pd.DataFrame | None = None, calibration=None) -> None:
         self.eval_samples = eval_samples
         self._ratios: dict[tuple[str, str], float | None] = {}
         self.registry = Registry()
-        for entry in scenario.tokenizers:
+        for entry in getattr(scenario, "tokenizers", None) or []:
             self.registry.register_file(entry.name, scenario.path(entry.path), entry.models)
-        self.p = prepared
-        self.prompts = prepared.traffic.frame["prompt"].to_numpy(dtype=object)
+        self.calibration = calibration
         self.unknown: dict[tuple[str, str], str] = {}
 
     def output_ratio(self, src: str, dst: str) -> float | None:
@@ -51,10 +52,6 @@ class Translator:
             o.output_tokens[idx] = np.rint(o.output_tokens[idx] * ratio).astype(np.int64)
             o.extras.setdefault("output_length_ratios", {})[f"{src} -> {dst}"] = round(float(ratio), 4)
 
-    @cached_property
-    def calibration(self):
-        return calibrate_from_traffic(self.p.traffic.frame, registry=self.registry)
-
     def __call__(self, p, o, rows: np.ndarray, cand) -> None:
         vocab = np.array(p.vocab, dtype=object)
         pairs = pd.DataFrame({"f": p.model[rows], "t": o.model[rows]})
@@ -63,7 +60,7 @@ class Translator:
             src, dst = str(vocab[f]), str(vocab[t])
             try:
                 new_in, new_out, method = translate_tokens(
-                    src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=self.prompts[idx],
+                    src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)

@@ -1,4 +1,4 @@
-"""What the weekly premium-model review says: built from ``result.summary`` (+ outcomes for per-day shares).
+"""What the weekly premium-model review says: built from summary.json only (so every engine can write it).
 
 Design rules (from the control-room article that motivates tfysim): team, project and workflow views only, never a
 per-person chart or ranking; user ids and prompt text are never printed; every panel ends in something to do
@@ -115,48 +115,18 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
     return actions
 
 
-# -- data quality -------------------------------------------------------------------------------------------------
-def data_quality(result) -> dict[str, Any]:
-    from simulator.api import identity_replay
-
-    rejects = result.traffic.rejects
-    reasons = Counter(str(r) for r in rejects["reason"]) if len(rejects) else Counter()
-    out: dict[str, Any] = {**result.traffic.counts(),
-                           "reasons": sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))}
-    try:
-        replay = identity_replay(result.traffic, result.prepared.catalog)
-    except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
-        out["drift_error"] = f"pricing drift check skipped: {type(exc).__name__}"
-        replay = {"models": []}
-    out["drift_models"] = [m for m in replay["models"] if m.get("drift_pct") is not None]
-    out["drift_flagged"] = [m for m in replay["models"] if m.get("flagged")]
-    out["drift_flag_pct"] = replay.get("drift_flag_pct")
-    return out
-
-
 # -- per-day premium share ----------------------------------------------------------------------------------------
-def premium_share_by_day(result) -> pd.DataFrame:
+def premium_share_by_day(summary: dict) -> pd.DataFrame:
     """Premium models' share of cost per UTC day: recorded, and under the top candidate (by monthly savings)."""
-    p = result.prepared
-    if p.n == 0:
+    base = summary.get("baseline", {}).get("premium_share_by_day") or []
+    if not base:
         return pd.DataFrame(columns=["day", "recorded"])
-    premium = set(result.summary["baseline"].get("premium_models") or [])
-    vocab = np.array(p.vocab, dtype=object)
-    day = pd.DatetimeIndex(p.ts.astype("datetime64[ns]")).floor("D").strftime("%Y-%m-%d")
-
-    def share(outcome) -> pd.Series:
-        is_p = np.isin(vocab[outcome.model], list(premium)) & ~outcome.blocked
-        frame = pd.DataFrame({"day": day, "all": outcome.cost_usd, "premium": np.where(is_p, outcome.cost_usd, 0.0)})
-        g = frame.groupby("day", sort=True)[["all", "premium"]].sum()
-        return (g["premium"] / g["all"].where(g["all"] > 0)).fillna(0.0)
-
-    out = pd.DataFrame({"recorded": share(result.baseline)})
-    best = _best_policy(result.summary)
-    if best is not None:
-        outcome = next((o for o in result.outcomes if o.name == best["name"]), None)
-        if outcome is not None:
-            out[best["name"]] = share(outcome)
-    return out.reset_index().rename(columns={"index": "day"})
+    out = pd.DataFrame({"day": [r["day"] for r in base], "recorded": [r["premium_share_cost"] for r in base]})
+    best = _best_policy(summary)
+    if best is not None and best.get("premium_share_by_day"):
+        shares = {r["day"]: r["premium_share_cost"] for r in best["premium_share_by_day"]}
+        out[best["name"]] = [shares.get(d, 0.0) for d in out["day"]]
+    return out
 
 
 def _best_policy(summary: dict) -> dict | None:
@@ -284,7 +254,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
     routing_files = routing_files or {}
     base, traffic = s["baseline"], s["traffic"]
     policies = s.get("policies", [])
-    dq = data_quality(result)
+    dq = s.get("data_quality") or {}
     sections: list[Section] = []
 
     # Headline
@@ -325,7 +295,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                         caption=f"Spend by {label}"))
         if by in ("model", "workflow_tag"):
             spend.add(Chart(f"spend-by-{by}", f"Spend by {label}", _bar_chart(rows, by, f"Spend by {label}")))
-    daily = premium_share_by_day(result)
+    daily = premium_share_by_day(s)
     if len(daily):
         spend.add(Chart("premium-share-per-day", "Premium-model share per day", _premium_chart(daily)))
         spend.add(Table(["day"] + [c for c in daily.columns if c != "day"],

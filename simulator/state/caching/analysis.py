@@ -40,11 +40,13 @@ SIM_COLUMNS = (
 
 
 def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=None, ttl=None, providers=None,
-                   count_tokens=None) -> pd.DataFrame:
+                   count_tokens=None, model_codes=None, state=None) -> pd.DataFrame:
     """Simulate prompt caching for every row of ``df`` (``model`` = the model that serves it).
 
     ``enabled``: bool mask of rows covered by a prompt_caching rule (default all). ``mode`` / ``ttl`` override the
     rule defaults. Returns a frame indexed like ``df`` with :data:`SIM_COLUMNS`; ``df`` is not modified.
+    For time-ordered chunks of one traffic, pass the run's ``model_codes`` (one code per row, the same code for the
+    same model in every chunk) and a :class:`~simulator.state.caching.kernel.KernelState` to carry the cache.
     """
     n = len(df)
     enabled = np.ones(n, bool) if enabled is None else np.asarray(enabled, bool)
@@ -52,7 +54,8 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     order = np.argsort(ts_ns, kind="stable")
     sdf = df.iloc[order]
     blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
-    codes, _ = pd.factorize(sdf["model"], sort=True)
+    codes = (pd.factorize(sdf["model"], sort=True)[0] if model_codes is None
+             else np.asarray(model_codes, np.int64)[order])
     s_enabled = enabled[order]
     params = {k: np.zeros(n, np.int64) for k in ("mode", "ttl_ms", "min_tokens")}
     params["increment_tokens"] = np.ones(n, np.int64)
@@ -65,7 +68,7 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     result = simulate_cache(
         ts_ns[order] // 1_000_000, codes.astype(np.int32), blocks.offsets, blocks.ids, blocks.tokens,
         sdf["input_tokens"].to_numpy(np.int64), s_enabled, params["mode"], params["ttl_ms"], params["min_tokens"],
-        params["increment_tokens"], params["refresh_on_hit"],
+        params["increment_tokens"], params["refresh_on_hit"], state=state,
     )
     inverse = np.empty(n, np.int64)
     inverse[order] = np.arange(n)
@@ -165,44 +168,62 @@ def cache_summary(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | Non
 
     ``hit_rate`` = hits / rows that had a usable prefix (enabled, with prefix info, at or above the minimum).
     """
+    return finish_cache_summary(cache_summary_sums(df, sim, costs, by), by)
+
+
+def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | None = None,
+                       by: str = "workflow_tag") -> pd.DataFrame:
+    """The additive part of :func:`cache_summary` per group (sums over chunks add up)."""
     frame = sim.copy()
-    frame["group"] = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
+    frame["group"] = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
     frame["requests"] = 1
     frame["cacheable"] = (frame["prefix_tokens"] > 0) & ~frame["cache_below_minimum"]
-    cols = {
-        "requests": "sum",
-        "cacheable": "sum",
-        "cache_hit": "sum",
-        "cache_read_tokens": "sum",
-        "cache_write_tokens": "sum",
-        "cache_write_1h_tokens": "sum",
-        "cache_below_minimum": "sum",
-        "cache_no_prefix_info": "sum",
-    }
+    cols = ["requests", "cacheable", "cache_hit", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+            "cache_below_minimum", "cache_no_prefix_info"]
     if costs is not None:
         frame[list(costs.columns)] = costs.to_numpy()
-        cols.update({c: "sum" for c in costs.columns})
-    grouped = frame.groupby("group", sort=True).agg(cols)
-    grouped.loc["(all)"] = frame[list(cols)].sum()
+        cols += list(costs.columns)
+    for c in cols:
+        if frame[c].dtype == bool:
+            frame[c] = frame[c].astype(np.int64)
+    return frame.groupby("group", sort=True)[cols].sum()
+
+
+def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.DataFrame:
+    """:func:`cache_summary` from the summed groups: an ``(all)`` row, hit rate and savings."""
+    grouped = sums.groupby(level=0, sort=True).sum()
+    grouped.loc["(all)"] = grouped.sum()
     grouped = grouped.rename(columns={"cache_hit": "hits", "cache_below_minimum": "below_minimum_requests",
                                       "cache_no_prefix_info": "no_prefix_info_requests", "cacheable": "cacheable_requests"})
     grouped["hit_rate"] = grouped["hits"] / grouped["cacheable_requests"].where(grouped["cacheable_requests"] > 0)
-    if costs is not None:
+    if "cost_with_cache_usd" in grouped.columns:
         grouped["savings_usd"] = grouped["cost_without_cache_usd"] - grouped["cost_with_cache_usd"]
     grouped.index.name = by
     return grouped
 
 
-def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None) -> pd.DataFrame:
-    """Gap (ms) since the previous request with the same whole prefix on the same model; NaN for first uses."""
+def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None, model_codes=None, last_seen: dict | None = None) -> pd.DataFrame:
+    """Gap (ms) since the previous request with the same whole prefix on the same model; NaN for first uses.
+
+    ``last_seen`` (prefix key -> ms of its last use) carries earlier chunks of the same traffic and is updated.
+    """
     ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
     order = np.argsort(ts_ns, kind="stable")
     sdf = df.iloc[order]
     blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
-    codes, _ = pd.factorize(sdf["model"], sort=True)
+    codes = (pd.factorize(sdf["model"], sort=True)[0] if model_codes is None
+             else np.asarray(model_codes, np.int64)[order])
     keys = full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids)
     ts_ms = ts_ns[order] // 1_000_000
     gaps = pd.Series(ts_ms, dtype="float64").groupby(keys).diff().to_numpy().copy()
+    if last_seen is not None and len(keys):
+        first = ~pd.Series(keys).duplicated().to_numpy()
+        for i in np.flatnonzero(first & (keys != 0)):
+            prev = last_seen.get(int(keys[i]))
+            if prev is not None:
+                gaps[i] = ts_ms[i] - prev
+        last = ~pd.Series(keys).duplicated(keep="last").to_numpy()
+        last_seen.update(zip(keys[last & (keys != 0)].tolist(), ts_ms[last & (keys != 0)].tolist()))
     gaps[keys == 0] = np.nan
     out = np.empty(len(df))
     out[order] = gaps
@@ -216,8 +237,20 @@ def ttl_break_even(df: pd.DataFrame, rules: CacheRules, *, by: str = "workflow_t
     A 1 h TTL only pays where gaps fall between 5 and 60 minutes; the cost columns settle it for this traffic
     (explicit mode, each TTL simulated separately with the same rules).
     """
-    gaps = prefix_gaps_ms(df)["prefix_gap_ms"].to_numpy()
-    group = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else np.full(len(df), "(none)")
+    sums = ttl_break_even_sums(df, rules, by=by, enabled=enabled, unit_prices=unit_prices, providers=providers,
+                               ttls=ttls)
+    return finish_break_even(sums, ttls, by)
+
+
+def ttl_break_even_sums(df: pd.DataFrame, rules: CacheRules, *, by: str = "workflow_tag", enabled=None,
+                        unit_prices=genai_unit_prices, providers=None, ttls=("5m", "1h"), model_codes=None,
+                        states: dict | None = None, last_seen: dict | None = None) -> pd.DataFrame:
+    """The additive part of :func:`ttl_break_even` per group. For time-ordered chunks pass the run's
+    ``model_codes``, one :class:`~simulator.state.caching.kernel.KernelState` per TTL in ``states`` and a
+    ``last_seen`` dict, all carried from chunk to chunk."""
+    gaps = prefix_gaps_ms(df, model_codes=model_codes, last_seen=last_seen)["prefix_gap_ms"].to_numpy()
+    group = (df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns
+             else np.full(len(df), "(none)"))
     frame = pd.DataFrame({
         "group": group,
         "gaps_le_5m": gaps <= FIVE_MIN_MS,
@@ -226,10 +259,23 @@ def ttl_break_even(df: pd.DataFrame, rules: CacheRules, *, by: str = "workflow_t
         "first_use": np.isnan(gaps),
     })
     for ttl in ttls:
-        sim = simulate_frame(df, rules, enabled=enabled, mode="explicit", ttl=ttl, providers=providers)
+        state = states.setdefault(ttl, None) if states is not None else None
+        if states is not None and state is None:
+            from simulator.state.caching.kernel import KernelState
+
+            state = states[ttl] = KernelState()
+        sim = simulate_frame(df, rules, enabled=enabled, mode="explicit", ttl=ttl, providers=providers,
+                             model_codes=model_codes, state=state)
         frame[f"cost_{ttl}_usd"] = cache_costs(df, sim, rules, unit_prices=unit_prices, providers=providers)["cost_with_cache_usd"].to_numpy()
-    table = frame.groupby("group", sort=True).sum()
-    table.loc["(all)"] = frame.drop(columns="group").sum()
+    for c in ("gaps_le_5m", "gaps_5m_to_1h", "gaps_gt_1h", "first_use"):
+        frame[c] = frame[c].astype(np.int64)
+    return frame.groupby("group", sort=True).sum()
+
+
+def finish_break_even(sums: pd.DataFrame, ttls=("5m", "1h"), by: str = "workflow_tag") -> pd.DataFrame:
+    """:func:`ttl_break_even` from the summed groups: an ``(all)`` row and the cheaper TTL per group."""
+    table = sums.groupby(level=0, sort=True).sum()
+    table.loc["(all)"] = table.sum()
     cost_cols = [f"cost_{t}_usd" for t in ttls]
     table["cheaper_ttl"] = [ttls[int(np.argmin(row))] for row in table[cost_cols].to_numpy()]
     table.index.name = by
@@ -240,6 +286,10 @@ __all__ = [
     "CacheResult",
     "cache_costs",
     "cache_summary",
+    "cache_summary_sums",
+    "finish_break_even",
+    "finish_cache_summary",
+    "ttl_break_even_sums",
     "genai_unit_prices",
     "parse_ttl_ms",
     "prefix_gaps_ms",

@@ -78,7 +78,7 @@ def _grow(table):
 
 @njit(cache=True)
 def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_tokens, enabled, mode, ttl_ms,
-              min_tokens, increment_tokens, refresh_on_hit, initial_capacity, max_blocks):
+              min_tokens, increment_tokens, refresh_on_hit, table, used, max_blocks):
     n = ts_ms.shape[0]
     kbuf = np.empty(max(max_blocks, 1), np.int64)
     touched = np.int64(0)
@@ -90,9 +90,7 @@ def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_t
     below = np.zeros(n, np.bool_)
     no_prefix = np.zeros(n, np.bool_)
 
-    cap = initial_capacity
-    table = np.zeros(2 * cap, np.int64)  # open addressing, linear probing; key 0 marks an empty slot
-    used = 0
+    cap = table.shape[0] // 2  # open addressing, linear probing; key 0 marks an empty slot
 
     for i in range(n):
         if not enabled[i]:
@@ -167,7 +165,7 @@ def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_t
                 read[i] = c
                 hit[i] = c > 0
     # `touched` is returned (and ignored) so the compiler cannot drop the prefetch loads
-    return read, write, write_1h, prefix, hit, below, no_prefix, touched
+    return read, write, write_1h, prefix, hit, below, no_prefix, table, used, touched
 
 
 def per_request_block_tokens(block_offsets: np.ndarray, tokens_per_request: np.ndarray) -> np.ndarray:
@@ -183,9 +181,21 @@ def _as(name, arr, dtype, n):
     return arr
 
 
+class KernelState:
+    """The cache table carried from one call of :func:`simulate_cache` to the next (time-ordered chunks)."""
+
+    def __init__(self) -> None:
+        self.table: np.ndarray | None = None
+        self.used = 0
+        self.last_ts_ms: int | None = None
+
+
 def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_tokens, enabled, mode, ttl_ms,
-                   min_tokens, increment_tokens, refresh_on_hit) -> CacheResult:
+                   min_tokens, increment_tokens, refresh_on_hit, state: KernelState | None = None) -> CacheResult:
     """Run the cache simulation over requests sorted by ``ts_ms`` (ties keep input order).
+
+    ``state`` carries the cache from an earlier call (the next chunk of the same time-ordered traffic, with the same
+    model codes); without it the cache starts empty.
 
     Per-request arrays (length n): ``ts_ms`` int64, ``model_code`` int32 (target model), ``input_tokens``,
     ``enabled`` bool, ``mode`` (0 automatic, 1 explicit), ``ttl_ms``, ``min_tokens``, ``increment_tokens``,
@@ -196,6 +206,9 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
     n = ts_ms.shape[0]
     if n and np.any(ts_ms[1:] < ts_ms[:-1]):
         raise InputError("cache kernel: `ts_ms` must be sorted ascending (sort by timestamp, keep file order for ties).")
+    state = state if state is not None else KernelState()
+    if n and state.last_ts_ms is not None and ts_ms[0] < state.last_ts_ms:
+        raise InputError("cache kernel: a chunk starts before the previous one ended; chunks must be time-ordered.")
     block_offsets = _as("block_offsets", block_offsets, np.int64, n + 1)
     if block_offsets[0] != 0 or np.any(np.diff(block_offsets) < 0):
         raise InputError("cache kernel: `block_offsets` must start at 0 and never decrease.")
@@ -213,7 +226,9 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
     mode_arr = full("mode", mode, np.int8)
     if np.any((mode_arr != 0) & (mode_arr != 1)):
         raise InputError("cache kernel: `mode` must be 0 (automatic) or 1 (explicit).")
-    *out, _ = _simulate(
+    if state.table is None:
+        state.table = np.zeros(2 * _initial_capacity(n_blocks), np.int64)
+    *out, state.table, state.used, _ = _simulate(
         ts_ms,
         full("model_code", model_code, np.int32),
         block_offsets,
@@ -226,9 +241,12 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
         full("min_tokens", min_tokens, np.int64),
         increment,
         full("refresh_on_hit", refresh_on_hit, np.bool_),
-        _initial_capacity(n_blocks),
+        state.table,
+        state.used,
         int(np.diff(block_offsets).max()) if n else 0,
     )
+    if n:
+        state.last_ts_ms = int(ts_ms[-1])
     return CacheResult(*out)
 
 

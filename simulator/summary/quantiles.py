@@ -13,11 +13,11 @@ import tempfile
 
 import numpy as np
 
-_BITS = 20
+BITS = _BITS = 20  # histogram bits of the exact-percentile selection
 _BLOCK = 4_000_000  # values per read
 
 
-def _keys(values: np.ndarray) -> np.ndarray:
+def order_keys(values: np.ndarray) -> np.ndarray:
     """Order-preserving uint64 keys of float64 values (negative values flip all bits)."""
     bits = values.view(np.uint64)
     neg = (bits >> np.uint64(63)).astype(bool)
@@ -68,16 +68,16 @@ class SpillQuantiles:
         hist = np.zeros(1 << _BITS, np.int64)
         shift = np.uint64(64 - _BITS)
         for block in self._blocks():
-            hist += np.bincount((_keys(block) >> shift).astype(np.int64), minlength=1 << _BITS)
+            hist += np.bincount((order_keys(block) >> shift).astype(np.int64), minlength=1 << _BITS)
         cum = np.cumsum(hist)
         bins = {r: int(np.searchsorted(cum, r, side="right")) for r in ranks}
         wanted = np.array(sorted(set(bins.values())), dtype=np.int64)
         kept = []
         for block in self._blocks():
-            b = (_keys(block) >> shift).astype(np.int64)
+            b = (order_keys(block) >> shift).astype(np.int64)
             kept.append(block[np.isin(b, wanted)])
         kept_values = np.concatenate(kept)
-        kept_bins = (_keys(kept_values) >> shift).astype(np.int64)
+        kept_bins = (order_keys(kept_values) >> shift).astype(np.int64)
         value_at = {}
         for r, b in bins.items():
             in_bin = np.sort(kept_values[kept_bins == b])

@@ -1,0 +1,173 @@
+"""The one way through a run: facts (pass 1), then every chunk through every candidate (pass 2), then the summary.
+
+Engines differ only in where chunks come from: the local engine hands over its in-memory table (as one chunk or in
+slices), the streaming engine reads time-ordered chunks from disk twice. Both go through :func:`replay_source`; the
+Dask engine runs the same core per partition (:mod:`simulator.engines.dask_engine`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import pandas as pd
+
+from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
+from simulator.facts import Facts, FactsBuilder
+from simulator.routing.scenario import Scenario
+from simulator.summary import metrics
+from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
+                                          block_keys, day_labels)
+from simulator.summary.build import build_summary, data_quality, pricing_drift
+from simulator.tokens.translator import Translator
+
+#: Observers see every chunk with all outcomes: fn(chunk, baseline, outcomes) (``--write-requests``, ``diff``).
+Observer = Callable[[Chunk, Any, list], None]
+
+
+class ChunkSource(Protocol):
+    """Time-ordered, validated chunks of one traffic table; iterable once per pass."""
+
+    def chunks(self) -> Iterator[pd.DataFrame]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def reject_reasons(self) -> dict[str, int]: ...
+
+
+@dataclasses.dataclass
+class Replayed:
+    """What a replay produced: summary.json and what the outputs need besides it."""
+
+    scenario: Scenario
+    summary: dict[str, Any]
+    facts: Facts
+    context: Context
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g["passed"] for p in self.summary["policies"] for g in p["gates"])
+
+
+def block_size_ns(facts: Facts, unit: str) -> int:
+    """Bootstrap block length: an hour or a day; a window shorter than 24 blocks is cut into 24 equal blocks."""
+    if unit == "session" or facts.ts_min is None:
+        return 1
+    size = 3600 * 10**9 if unit == "hour" else 86_400 * 10**9
+    span = int(facts.ts_max - facts.ts_min) + 1
+    if span // size < metrics.MIN_BLOCKS:
+        size = max(span // metrics.MIN_BLOCKS, 1)
+    return size
+
+
+def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator, want_prompts: bool,
+                 spill_dir: str | None) -> Facts:
+    """Pass 1 over the source."""
+    builder = FactsBuilder(translator.registry, want_prompts, spill_dir=spill_dir)
+    for frame in source.chunks():
+        builder.add(frame)
+    return builder.finish()
+
+
+def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
+                  facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
+                  progress=None) -> Replayed:
+    """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
+
+    ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
+    values to disk (exact percentiles in bounded memory).
+    """
+    translator = Translator(scenario)
+    if facts is None:
+        facts = gather_facts(scenario, source, translator, bool(eval_paths), spill_dir)
+    from simulator.tokens import calibrate_from_rows
+
+    translator.calibration = calibrate_from_rows(facts.calibration_rows)
+    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
+    for cand in candidates:
+        check_candidate_targets(ctx, cand)
+    eval_data = None
+    if eval_paths:
+        from simulator.evals.policy import load_evals
+
+        eval_data = load_evals(eval_paths, ctx)
+        translator.eval_samples = eval_data.samples
+    premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
+    unit = scenario.bootstrap.unit
+    size = block_size_ns(facts, unit)
+    base_acc = BaselineAccumulator(premium, spill_dir)
+    accs = [PolicyAccumulator(premium, spill_dir) for _ in candidates]
+    states = [CandidateState(cand, ctx) for cand in candidates]
+    breakdowns = Breakdowns(len(candidates))
+    observers = list(observers)
+    for frame in source.chunks():
+        p = Chunk(frame, ctx)
+        if p.n == 0:
+            continue
+        days = day_labels(p.ts)
+        base = identity_outcome(p)
+        base_acc.add(p, base, days)
+        breakdowns.add_baseline(p, base)
+        block = block_keys(p, unit, facts.ts_min, size)
+        workflow = attribution(p.frame, "workflow_tag")
+        steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
+        outcomes = []
+        for k, cand in steps:
+            o = replay_chunk(p, cand, states[k])
+            accs[k].add(p, o, base.cost_usd, block, days, workflow)
+            breakdowns.add_candidate(k, o)
+            if observers:
+                outcomes.append(o)
+        for observe in observers:
+            observe(p, base, outcomes)
+    try:
+        drift_models = pricing_drift(base_acc, catalog)
+        drift_error = None
+    except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
+        drift_models, drift_error = [], f"pricing drift check skipped: {type(exc).__name__}"
+    counts = source.counts()
+    quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
+    summary = build_summary(scenario, facts, counts, base_acc, candidates, accs,
+                            [states[k].reports(cand) for k, cand in enumerate(candidates)], breakdowns.tables(),
+                            eval_data, quality)
+    return Replayed(scenario, summary, facts, ctx)
+
+
+class InMemorySource:
+    """A loaded :class:`~simulator.io.traffic.Traffic` table as chunks (the whole table, or slices of it)."""
+
+    def __init__(self, traffic, chunk_rows: int | None = None) -> None:
+        self.traffic = traffic
+        self.chunk_rows = chunk_rows
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        frame = self.traffic.frame
+        if not self.chunk_rows or len(frame) <= self.chunk_rows:
+            yield frame
+            return
+        for start in range(0, len(frame), self.chunk_rows):
+            yield frame.iloc[start:start + self.chunk_rows].reset_index(drop=True)
+
+    def counts(self) -> dict[str, int]:
+        return self.traffic.counts()
+
+    def reject_reasons(self) -> dict[str, int]:
+        rejects = self.traffic.rejects
+        if not len(rejects):
+            return {}
+        return {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
+
+
+def spill_folder(rows: int, threshold: int = 2_000_000):
+    """A temporary folder for spilled latency values when the traffic is large, else a no-op context."""
+    import contextlib
+
+    if rows <= threshold:
+        return contextlib.nullcontext(None)
+    return tempfile.TemporaryDirectory(prefix="tfysim-spill-")
+
+
+__all__ = ["ChunkSource", "InMemorySource", "Replayed", "block_size_ns", "gather_facts", "replay_source",
+           "spill_folder"]

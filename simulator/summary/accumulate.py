@@ -1,0 +1,342 @@
+"""Everything summary.json needs from the replayed requests, accumulated chunk by chunk.
+
+Every engine feeds the same accumulators (chunks in time order, or partitions merged with ``merge``), so every
+engine writes the same summary. Per-label and per-block sums are added in row order (``np.add.at``), which makes a
+chunked replay bit-equal to a replay of the whole table in one chunk for those sums; totals are summed per chunk,
+so they can differ from a one-chunk replay in the last bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+UNTAGGED = "UNTAGGED"
+BREAKDOWNS = ("team", "project", "workflow_tag", "model")
+_NS_PER_DAY = 86_400 * 10**9
+
+
+class Quantiles:
+    """Exact percentiles of finite values added in chunks: in memory, or spilled to disk for large traffic."""
+
+    def __init__(self, spill_dir: str | None = None) -> None:
+        self.parts: list[np.ndarray] = []
+        self.spill = None
+        if spill_dir is not None:
+            from simulator.summary.quantiles import SpillQuantiles
+
+            self.spill = SpillQuantiles(spill_dir)
+
+    def add(self, values: np.ndarray) -> None:
+        if self.spill is not None:
+            self.spill.add(values)
+            return
+        values = np.asarray(values, dtype=np.float64)
+        self.parts.append(values[np.isfinite(values)] + 0.0)
+
+    def percentiles(self, qs: list[float]) -> list[float | None]:
+        if self.spill is not None:
+            out = self.spill.percentiles(qs)
+            self.spill.close()
+            return out
+        values = self.values()
+        if len(values) == 0:
+            return [None for _ in qs]
+        return [float(v) for v in np.percentile(values, qs)]
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+
+
+class FixedQuantiles:
+    """Percentiles computed elsewhere (e.g. across a cluster), presented like :class:`Quantiles`."""
+
+    def __init__(self, values: list[float | None]) -> None:
+        self.fixed = list(values)
+
+    def percentiles(self, qs: list[float]) -> list[float | None]:
+        return self.fixed[: len(qs)]
+
+
+def merged_percentiles(hists: list[tuple[np.ndarray, np.ndarray]], fetch, qs: list[float]) -> list[float | None]:
+    """``np.percentile`` of values held in several places, to the last bit, without moving them all: ``hists`` are
+    each place's :func:`histogram`, ``fetch(wanted_bins)`` returns the values of those bins from every place."""
+    from simulator.summary.quantiles import BITS, lerp, order_keys, order_positions
+
+    hist = np.zeros(1 << BITS, np.int64)
+    for bins, counts in hists:
+        np.add.at(hist, bins, counts)
+    n = int(hist.sum())
+    if n == 0:
+        return [None for _ in qs]
+    cum = np.cumsum(hist)
+    ranks = sorted({r for q in qs for r in order_positions(n, q)[:2]})
+    bins = {r: int(np.searchsorted(cum, r, side="right")) for r in ranks}
+    kept = fetch(np.array(sorted(set(bins.values())), dtype=np.int64))
+    kept_bins = (order_keys(kept) >> np.uint64(64 - BITS)).astype(np.int64)
+    value_at = {}
+    for r, b in bins.items():
+        in_bin = np.sort(kept[kept_bins == b])
+        value_at[r] = float(in_bin[r - (int(cum[b - 1]) if b > 0 else 0)])
+    out = []
+    for q in qs:
+        lo, hi, t = order_positions(n, q)
+        out.append(lerp(value_at[lo], value_at[hi], t))
+    return out
+
+
+def histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bins, counts) of the top bits of the order-preserving keys of finite values (see :func:`merged_percentiles`)."""
+    from simulator.summary.quantiles import BITS, order_keys
+
+    values = values[np.isfinite(values)] + 0.0
+    return np.unique((order_keys(values) >> np.uint64(64 - BITS)).astype(np.int64), return_counts=True)
+
+
+def in_bins(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    from simulator.summary.quantiles import BITS, order_keys
+
+    values = values[np.isfinite(values)] + 0.0
+    return values[np.isin((order_keys(values) >> np.uint64(64 - BITS)).astype(np.int64), wanted)]
+
+
+class Labels:
+    """Per-label sums accumulated in row order (bit-equal to ``np.bincount`` over the whole table)."""
+
+    def __init__(self, width: int) -> None:
+        self.ids: dict[Any, int] = {}
+        self.sums = np.zeros((0, width))
+
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        codes, uniques = pd.factorize(keys)
+        ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
+        if len(self.ids) > len(self.sums):
+            self.sums = np.vstack([self.sums, np.zeros((len(self.ids) - len(self.sums), self.sums.shape[1]))])
+        return ids[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def add(self, codes: np.ndarray, column: int, weights: np.ndarray) -> None:
+        col = np.ascontiguousarray(self.sums[:, column])
+        np.add.at(col, codes, weights)
+        self.sums[:, column] = col
+
+    def merge(self, other: Labels) -> Labels:
+        """Add another accumulator's sums label by label."""
+        if other.ids:
+            codes = self.codes(np.array(list(other.ids), dtype=object))
+            np.add.at(self.sums, codes, other.sums[np.array(list(other.ids.values()))])
+        return self
+
+    def sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.array(list(self.ids), dtype=object)
+        order = np.argsort(labels, kind="stable") if len(labels) else np.zeros(0, np.int64)
+        return labels[order], self.sums[order]
+
+
+def attribution(frame: pd.DataFrame, by: str) -> np.ndarray:
+    """A breakdown column with missing attribution as ``UNTAGGED``."""
+    keys = frame[by].to_numpy(dtype=object)
+    return np.where(pd.isna(keys), UNTAGGED, keys)
+
+
+def day_labels(ts: np.ndarray) -> np.ndarray:
+    return pd.DatetimeIndex(ts.astype("datetime64[ns]")).floor("D").strftime("%Y-%m-%d").to_numpy(dtype=object)
+
+
+class Totals:
+    """What one outcome (the recorded one, or a candidate's) adds to the traffic-wide figures."""
+
+    def __init__(self, premium: set[str], spill_dir: str | None) -> None:
+        self.premium = premium
+        self.n = self.errors = self.premium_requests = 0
+        self.cost = self.premium_cost = 0.0
+        self.latency = Quantiles(spill_dir)
+        self.by_day = Labels(2)  # cost, premium cost per UTC day
+
+    def add_totals(self, p, o, days: np.ndarray) -> None:
+        vocab = np.array(p.vocab, dtype=object)
+        is_premium = np.isin(vocab, list(self.premium))[o.model] & ~o.blocked
+        self.n += p.n
+        self.cost += float(o.cost_usd.sum())
+        self.errors += int((o.status >= 400).sum())
+        self.premium_requests += int(is_premium.sum())
+        self.premium_cost += float(o.cost_usd[is_premium].sum())
+        self.latency.add(np.where(o.blocked, np.nan, o.latency_ms))
+        codes = self.by_day.codes(days)
+        self.by_day.add(codes, 0, o.cost_usd)
+        self.by_day.add(codes, 1, np.where(is_premium, o.cost_usd, 0.0))
+
+    def merge_totals(self, other: Totals) -> None:
+        self.n += other.n
+        self.errors += other.errors
+        self.premium_requests += other.premium_requests
+        self.cost += other.cost
+        self.premium_cost += other.premium_cost
+        self.by_day.merge(other.by_day)
+
+    def stats(self, percentiles: list[float | None] | None = None) -> dict[str, Any]:
+        """Traffic-wide figures; ``percentiles`` (p50, p95) when the latency values are held elsewhere."""
+        p50, p95 = percentiles if percentiles is not None else self.latency.percentiles([50, 95])
+        return {
+            "cost_usd": self.cost,
+            "error_rate": round(self.errors / self.n, 6) if self.n else 0.0,
+            "latency_p50_ms": round(p50, 3) if p50 is not None else None,
+            "latency_p95_ms": round(p95, 3) if p95 is not None else None,
+            "premium_share_requests": round(self.premium_requests / self.n, 6) if self.n else 0.0,
+            "premium_share_cost": round(float(self.premium_cost / self.cost), 6) if self.cost else 0.0,
+        }
+
+    def premium_share_by_day(self) -> list[dict[str, Any]]:
+        labels, sums = self.by_day.sorted()
+        return [{"day": str(d), "premium_share_cost": round(float(s[1] / s[0]), 6) if s[0] > 0 else 0.0}
+                for d, s in zip(labels, sums)]
+
+
+class BaselineAccumulator(Totals):
+    """The recorded outcome: totals plus the recorded-vs-catalog comparison per model (pricing drift)."""
+
+    def __init__(self, premium: set[str], spill_dir: str | None) -> None:
+        super().__init__(premium, spill_dir)
+        self.recorded = 0.0
+        self.has_recorded = False
+        # per model: requests, catalog cost, recorded cost (where recorded), catalog cost there, rows recorded
+        self.per_model = Labels(5)
+
+    def add(self, p, base, days: np.ndarray) -> None:
+        self.add_totals(p, base, days)
+        finite = np.isfinite(p.recorded_cost)
+        self.has_recorded |= bool(finite.any())
+        self.recorded += float(np.nansum(p.recorded_cost))
+        vocab = np.array(p.vocab, dtype=object)
+        codes = self.per_model.codes(vocab[p.model])
+        self.per_model.add(codes, 0, np.ones(p.n))
+        self.per_model.add(codes, 1, p.baseline_cost)
+        self.per_model.add(codes, 2, np.where(finite, p.recorded_cost, 0.0))
+        self.per_model.add(codes, 3, np.where(finite, p.baseline_cost, 0.0))
+        self.per_model.add(codes, 4, finite.astype(np.float64))
+
+    def merge(self, other: BaselineAccumulator) -> BaselineAccumulator:
+        self.merge_totals(other)
+        self.recorded += other.recorded
+        self.has_recorded |= other.has_recorded
+        self.per_model.merge(other.per_model)
+        return self
+
+
+class PolicyAccumulator(Totals):
+    """One candidate: totals plus savings per bootstrap block, counters, token translation and moves."""
+
+    def __init__(self, premium: set[str], spill_dir: str | None) -> None:
+        super().__init__(premium, spill_dir)
+        self.savings = 0.0
+        self.blocks = Labels(1)
+        self.counts: dict[str, int] = {}
+        self.translation: dict[str, int] = {}
+        self.assumptions: list[str] = []
+        self.changed_any = False
+        self.methods: set[str] = set()
+        self.moves: dict[tuple[str, str, str], int] = {}
+        self.extras: dict[str, Any] = {}
+
+    def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray) -> None:
+        self.add_totals(p, o, days)
+        savings = base_cost - o.cost_usd
+        self.savings += float(savings.sum())
+        self.blocks.add(self.blocks.codes(block), 0, savings)
+        for k, v in o.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
+        for m, c in zip(methods, counts):
+            self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
+        self.changed_any |= bool(o.changed.any())
+        self.methods.update(str(m) for m in methods)
+        for note in o.assumptions:
+            if note not in self.assumptions:
+                self.assumptions.append(note)
+        for key, value in o.extras.items():
+            if isinstance(value, dict) and isinstance(self.extras.get(key), dict):
+                self.extras[key].update(value)
+            else:
+                self.extras[key] = value
+        moved = o.changed & ~o.blocked
+        if moved.any():
+            vocab = np.array(p.vocab, dtype=object)
+            frame = pd.DataFrame({"w": workflow[moved], "f": vocab[p.model[moved]], "t": vocab[o.model[moved]]})
+            for key, c in frame.groupby(["w", "f", "t"], sort=False).size().items():
+                self.moves[key] = self.moves.get(key, 0) + int(c)
+
+    def merge(self, other: PolicyAccumulator) -> PolicyAccumulator:
+        self.merge_totals(other)
+        self.savings += other.savings
+        self.blocks.merge(other.blocks)
+        for k, v in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        for k, v in other.translation.items():
+            self.translation[k] = self.translation.get(k, 0) + v
+        self.assumptions += [a for a in other.assumptions if a not in self.assumptions]
+        self.changed_any |= other.changed_any
+        self.methods |= other.methods
+        for k, v in other.moves.items():
+            self.moves[k] = self.moves.get(k, 0) + v
+        for key, value in other.extras.items():
+            if isinstance(value, dict) and isinstance(self.extras.get(key), dict):
+                self.extras[key].update(value)
+            else:
+                self.extras[key] = value
+        return self
+
+    def moves_table(self) -> pd.DataFrame:
+        """Requests moved per (workflow_tag, from_model, to_model), sorted."""
+        return pd.DataFrame([(w, f, t, n) for (w, f, t), n in sorted(self.moves.items())],
+                            columns=["workflow_tag", "from_model", "to_model", "requests"])
+
+
+class Breakdowns:
+    """Requests and cost per team, project, workflow and model: recorded, and per candidate (cost, changed)."""
+
+    def __init__(self, candidates: int) -> None:
+        self.k = candidates
+        self.labels = {by: Labels(2 + 2 * candidates) for by in BREAKDOWNS}
+        self._codes: dict[str, np.ndarray] = {}
+
+    def add_baseline(self, p, base) -> None:
+        vocab = np.array(p.vocab, dtype=object)
+        for by in BREAKDOWNS:
+            keys = vocab[base.model] if by == "model" else attribution(p.frame, by)
+            codes = self._codes[by] = self.labels[by].codes(keys)
+            self.labels[by].add(codes, 0, np.ones(p.n))
+            self.labels[by].add(codes, 1, base.cost_usd)
+
+    def add_candidate(self, k: int, o, p=None) -> None:
+        """Add candidate ``k``'s outcome; ``p`` when the chunk's baseline was added elsewhere (another partition)."""
+        for by in BREAKDOWNS:
+            if p is not None:
+                keys = np.array(p.vocab, dtype=object)[p.model] if by == "model" else attribution(p.frame, by)
+                codes = self.labels[by].codes(keys)
+            else:
+                codes = self._codes[by]
+            self.labels[by].add(codes, 2 + 2 * k, o.cost_usd)
+            self.labels[by].add(codes, 3 + 2 * k, o.changed.astype(np.float64))
+
+    def without_row_codes(self) -> Breakdowns:
+        """This accumulator without the last chunk's per-row codes (before shipping it elsewhere)."""
+        self._codes = {}
+        return self
+
+    def merge(self, other: Breakdowns) -> Breakdowns:
+        for by in BREAKDOWNS:
+            self.labels[by].merge(other.labels[by])
+        self._codes = {}
+        return self
+
+    def tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {by: self.labels[by].sorted() for by in BREAKDOWNS}
+
+
+def block_keys(p, unit: str, ts_min: int, size_ns: int) -> np.ndarray:
+    """Bootstrap block of each row: a time block index, or the session (the request when it has none)."""
+    if unit == "session":
+        sessions = p.frame["session_id"].to_numpy(dtype=object)
+        return np.where(pd.isna(sessions), p.frame["request_id"].to_numpy(dtype=object), sessions)
+    return (p.ts - ts_min) // size_ns

@@ -1,0 +1,150 @@
+"""summary.json from the accumulators: the one place every engine's summary is assembled.
+
+Every output (report, gateway configs, CI gate files) is built from this summary, so every engine can write every
+output, and privacy and escaping rules hold once for all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulator.summary import metrics
+from simulator.summary.accumulate import BREAKDOWNS, BaselineAccumulator, PolicyAccumulator
+
+SCHEMA_VERSION = 1
+DRIFT_FLAG_PCT = 1.0
+
+
+def pricing_drift(acc: BaselineAccumulator, catalog) -> list[dict[str, Any]]:
+    """Per model: catalog cost of the recorded requests vs their recorded ``cost_usd`` (most expensive first)."""
+    labels, sums = acc.per_model.sorted()
+    models = []
+    for model, (requests, cost, rec, cat_on_rec, with_rec) in zip(labels, sums):
+        rec_value = float(rec) if with_rec > 0 else None
+        drift = 100.0 * (rec - cat_on_rec) / cat_on_rec if rec_value is not None and cat_on_rec else None
+        models.append({
+            "model": str(model), "catalog": catalog.resolve(str(model)).label, "requests": int(requests),
+            "cost_usd": metrics.r6(cost), "recorded_cost_usd": metrics.r6(rec_value) if rec_value is not None else None,
+            "drift_pct": round(drift, 4) + 0.0 if drift is not None else None,
+            "flagged": bool(drift is not None and abs(drift) > DRIFT_FLAG_PCT),
+        })
+    models.sort(key=lambda m: (-m["cost_usd"], m["model"]))
+    return models
+
+
+def data_quality(counts: dict[str, int], reasons: dict[str, int], drift_models: list[dict[str, Any]],
+                 drift_error: str | None = None) -> dict[str, Any]:
+    """The report's data-quality section: row counts, reject reasons, pricing drift per model."""
+    out: dict[str, Any] = {**counts, "reasons": sorted(([r, n] for r, n in reasons.items()),
+                                                       key=lambda kv: (-kv[1], kv[0]))}
+    if drift_error is not None:
+        out["drift_error"] = drift_error
+    out["drift_models"] = [m for m in drift_models if m.get("drift_pct") is not None]
+    out["drift_flagged"] = [m for m in drift_models if m.get("flagged")]
+    out["drift_flag_pct"] = DRIFT_FLAG_PCT
+    return out
+
+
+def assumptions(cand, acc: PolicyAccumulator, days: float) -> list[str]:
+    """The counterfactual assumptions behind one candidate's figures."""
+    out = list(acc.assumptions)
+    if acc.changed_any:
+        if not cand.prompt_caching:
+            out.append("cold cache: recorded cache reads and writes of moved requests are billed as plain input")
+        if "identity" in acc.methods:
+            out.append("token counts of some moved requests kept as recorded (identity translation)")
+        if cand.output_tokens == "recorded":
+            out.append("output length under another model: recorded output tokens kept")
+        out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
+    if cand.budgets or cand.rate_limits:
+        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
+    out.append("monthly figures scale the traffic window to 30 days")
+    if days < 1.0:
+        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
+                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
+    return out
+
+
+def breakdown_table(by: str, table, k: int | None) -> list[dict[str, Any]]:
+    labels, sums = table
+    requests = sums[:, 0].astype(np.int64)
+    if k is None:
+        return metrics.breakdown_rows(by, labels, requests, sums[:, 1])
+    return metrics.breakdown_rows(by, labels, requests, sums[:, 1], sums[:, 2 + 2 * k], sums[:, 3 + 2 * k])
+
+
+def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[str, Any], before: dict[str, Any],
+                   base: BaselineAccumulator, facts, tables, k: int, eval_data) -> dict[str, Any]:
+    """One entry of summary.json ``policies``."""
+    after = acc.stats()
+    days = facts.days
+    _, block_sums = acc.blocks.sorted()
+    ci = (metrics.bootstrap_from_sums(block_sums[:, 0], scenario.bootstrap.draws, scenario.seed, days)
+          if facts.n else [0.0, 0.0])
+    policy = metrics.policy_record(cand.name, facts.n, acc.cost, base.cost, days, ci, acc.counts, before, after,
+                                   acc.translation)
+    policy.update({
+        "budgets": state_reports.get("budgets", []),
+        "rate_limits": state_reports.get("rate_limits", []),
+        "breakdowns": {by: breakdown_table(by, tables[by], k) for by in BREAKDOWNS},
+        "assumptions": assumptions(cand, acc, days),
+    })
+    policy.update(acc.extras)
+    if "caching" in state_reports:
+        policy["caching"] = state_reports["caching"]
+    policy["premium_share_by_day"] = acc.premium_share_by_day()
+    if eval_data is not None:
+        import pandas as pd
+
+        from simulator.evals.policy import accuracy_from_moves
+
+        moves = acc.moves_table()
+        traffic = (pd.Series(facts.workflows).sort_values(ascending=False, kind="stable")
+                   .rename_axis("workflow_tag").reset_index(name="requests"))
+        policy.update(accuracy_from_moves(moves, traffic, facts.prompts, cand, eval_data, scenario))
+    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
+    return policy
+
+
+def build_summary(scenario, facts, counts: dict[str, int], base: BaselineAccumulator, candidates,
+                  accs: list[PolicyAccumulator], state_reports: list[dict[str, Any]], tables, eval_data,
+                  quality: dict[str, Any]) -> dict[str, Any]:
+    """summary.json (see the README's "Outputs" section)."""
+    from simulator.facts import summary_value
+    from simulator.summary.drift import alias_drift
+
+    before = base.stats()
+    policies = [policy_summary(scenario, cand, accs[k], state_reports[k], before, base, facts, tables, k, eval_data)
+                for k, cand in enumerate(candidates)]
+    days = facts.days
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": scenario.name,
+        "traffic": {**counts, **summary_value(facts)},
+        "baseline": {
+            "requests": facts.n,
+            "cost_usd": metrics.r6(base.cost),
+            "recorded_cost_usd": metrics.r6(base.recorded) if base.has_recorded else None,
+            "monthly_cost_usd": metrics.r6(base.cost * metrics.MONTH_DAYS / max(days, 1e-9)),
+            **{k: v for k, v in before.items() if k != "cost_usd"},
+            "premium_models": sorted(base.premium),
+            "breakdowns": {by: breakdown_table(by, tables[by], None) for by in BREAKDOWNS},
+            "premium_share_by_day": base.premium_share_by_day(),
+        },
+        "policies": policies,
+        "data_quality": quality,
+    }
+    drift = alias_drift(facts.drift_sums) if facts.drift_sums is not None else None
+    if drift:
+        summary["drift"] = drift
+    if eval_data is not None:
+        from simulator.evals.policy import research_curves
+
+        summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
+                            "rows_rejected": eval_data.rows_rejected}
+        curves = research_curves([acc.moves_table() for acc in accs], eval_data.samples)
+        if curves:
+            summary["accuracy"] = curves
+    return metrics.clean(summary)
