@@ -16,6 +16,7 @@ from simulator.state.cache_replay import CacheSimulator
 from simulator.pricing.catalog import Catalog
 from simulator.core import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
 from simulator.routing.scenario import Candidate, Scenario, load_scenario
+from simulator.io.adapters import collect_notes, not_model_calls
 from simulator.io.traffic import Traffic, load_traffic
 from simulator.tokens.translator import Translator
 
@@ -105,8 +106,9 @@ def run(
         scenario = load_scenario(scenario)
     catalog = _catalog(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
-    loaded = load_traffic(paths, adapter=scenario.adapter, mapping=scenario.columns or None,
-                          timezone=scenario.timezone)
+    with collect_notes() as notes:
+        loaded = load_traffic(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
+                              timezone=scenario.timezone)
     p = Prepared(loaded, catalog, seed=scenario.seed, outages=tuple(scenario.outages))
     candidates = resolve_candidates(scenario)
     for cand in candidates:
@@ -139,6 +141,11 @@ def run(
         },
         "policies": policies,
     }
+    by_design = not_model_calls(loaded.rejects["reason"])
+    if by_design:
+        summary["traffic"]["rows_not_model_calls"] = by_design
+    if notes:
+        summary["traffic"]["notes"] = notes
     f = p.traffic.frame
     drift = alias_drift(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), f["model"].to_numpy(dtype=object),
                                          p.ts, p.inp, p.out, p.status))
@@ -293,7 +300,8 @@ def validate_scenario(path: str | Path) -> str:
     """Load a scenario and its traffic, resolve every model and target; returns a one-paragraph report."""
     scenario = load_scenario(path)
     catalog = _catalog(scenario)
-    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter, mapping=scenario.columns or None,
+    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter_options(),
+                          mapping=scenario.columns or None,
                           timezone=scenario.timezone)
     p = Prepared(loaded, catalog, seed=scenario.seed)
     candidates = resolve_candidates(scenario)

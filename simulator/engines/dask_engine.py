@@ -566,7 +566,8 @@ def _run(scenario: Scenario, candidates, files, client) -> DaskResult:
 
     now = pd.Timestamp.now(tz="UTC")
     raw = _read(files)
-    normalised = [delayed(_normalise)(part, scenario.adapter, scenario.columns or None, scenario.timezone, now)
+    normalised = [delayed(_normalise)(part, scenario.adapter_options(), scenario.columns or None, scenario.timezone,
+                                      now)
                   for part in raw.to_delayed()]
     normalised = dask.persist(*normalised)
     frames = [delayed(operator.getitem)(x, 0) for x in normalised]

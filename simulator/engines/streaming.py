@@ -444,7 +444,8 @@ def run_streaming(scenario: Scenario | str, *, traffic=None, evals=None, chunk_r
     catalog = _catalog(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     eval_paths = list(evals) if evals else scenario.paths("evals")
-    stream = Stream(paths, adapter=scenario.adapter, mapping=scenario.columns or None, timezone=scenario.timezone,
+    stream = Stream(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
+                    timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
         return _run(scenario, candidates, catalog, stream, eval_paths, spill)

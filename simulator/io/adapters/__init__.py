@@ -17,9 +17,10 @@ rows that are not requests, e.g. gateway cache hits or agent spans) and ``_row``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -31,7 +32,8 @@ from simulator.io.adapters.common import (
 from simulator.io.adapters.otel import expand_otlp_lines, is_otlp_lines, otlp_records
 
 __all__ = ["ADAPTERS", "ATTRIBUTION_KEYS", "AdapterOptions", "DEFAULT_TAG_PREFIXES", "GATEWAY_CACHE_HIT",
-           "IngestNote", "NOT_INFERENCE", "REQUIRED", "apply_adapter", "detect_adapter", "expand_otlp_lines",
+           "IngestNote", "NOT_INFERENCE", "REQUIRED", "apply_adapter", "collect_notes", "detect_adapter",
+           "not_model_calls", "expand_otlp_lines",
            "is_otlp_lines", "otlp_records"]
 
 
@@ -160,3 +162,24 @@ def apply_adapter(frame: pd.DataFrame, name: AdapterOptions | str | None, mappin
     return out
 
 
+
+
+@contextlib.contextmanager
+def collect_notes() -> Iterator[list[str]]:
+    """Collect the :class:`IngestNote` messages raised while reading (each distinct note once, in order)."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IngestNote)
+        yield notes
+    for w in caught:
+        if issubclass(w.category, IngestNote) and str(w.message) not in notes:
+            notes.append(str(w.message))
+        elif not issubclass(w.category, IngestNote):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def not_model_calls(reasons) -> int:
+    """How many reject reasons mark rows that are not model calls by design (agent and tool spans, gateway cache
+    hits): they stay in ``rows_rejected`` so ``rows_read == rows_replayed + rows_rejected`` holds, and are reported
+    apart from defects (``--strict`` ignores them)."""
+    return sum(1 for r in reasons if isinstance(r, str) and r.startswith((NOT_INFERENCE, GATEWAY_CACHE_HIT)))
