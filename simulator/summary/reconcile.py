@@ -24,11 +24,11 @@ def reconcile(traffic: Any, catalog: Any, billed: pd.DataFrame) -> dict[str, Any
     vocab = np.array(p.vocab, dtype=object)
     provider = np.array([(catalog.resolve(m).provider_id or "").lower() for m in vocab], dtype=object)[p.model]
     model = np.array([m.split("/", 1)[1] if "/" in m else m for m in vocab], dtype=object)[p.model]
-    key = pd.Series(provider + "\x00" + model)
+    key = pd.Series(provider + "|" + model, dtype=object)
     matched = np.zeros(p.n, dtype=bool)
     rows = []
     for r in billed.itertuples(index=False):
-        sel = (key == f"{r.provider}\x00{r.model}").to_numpy() & (p.ts >= r.period_start.value) & \
+        sel = (key == f"{r.provider}|{r.model}").to_numpy() & (p.ts >= r.period_start.value) & \
             (p.ts < r.period_end.value)
         matched |= sel
         replayed = float(p.baseline_cost[sel].sum())
