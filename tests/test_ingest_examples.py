@@ -196,3 +196,23 @@ def test_mapping_is_applied_with_any_adapter(tmp_path):
         [["req-1", "openai-main/gpt-4o", 1200, 0.0045]]
     with pytest.raises(InputError, match="column mapping names 'Nope'"):
         load_traffic([path], mapping={"request_id": "Nope"}, now=NOW)
+
+
+# -- ingest options on run and gate ------------------------------------------------------------------------------
+def test_run_and_gate_take_ingest_options(tmp_path):
+    scenario = ROOT / "scenarios" / "downgrade-classify-intent.yaml"
+    litellm = EXAMPLES / "litellm_spendlogs.csv"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", str(scenario), "--traffic", str(litellm), "--adapter", "litellm",
+                                      "--out", str(out), "--strict"])
+    assert result.exit_code in (0, 1), result.output
+    traffic = json.loads((out / "summary.json").read_text())["traffic"]
+    assert (traffic["rows_read"], traffic["rows_replayed"], traffic["rows_rejected"]) == (300, 300, 0)
+    assert traffic["notes"] == ["litellm: startTime/endTime without a time zone read as UTC (LiteLLM_SpendLogs "
+                                "stores UTC in TIMESTAMP(3) columns)"]
+    assert "Note: litellm: startTime/endTime without a time zone read as UTC" in result.stderr
+    analytics = EXAMPLES / "truefoundry_analytics.csv"
+    gate = CliRunner().invoke(cli, ["gate", str(scenario), "--traffic", str(analytics)])
+    assert gate.exit_code == 2 and "timestamp has no time zone" in gate.stderr
+    gate = CliRunner().invoke(cli, ["gate", str(scenario), "--traffic", str(analytics), "--timezone", "UTC"])
+    assert gate.exit_code in (0, 1), gate.output
