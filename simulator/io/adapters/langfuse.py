@@ -13,16 +13,15 @@ writes ``input_cache_creation`` / ``input_cache_write``; output the sum of the `
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from simulator.io.adapters.common import (
-    NOT_INFERENCE, AdapterOptions, IngestNote, col, first, json_obj, number, reject_where, tags_to_attribution,
+    NOT_INFERENCE, AdapterOptions, col, first, json_obj, number, reject_where, tags_to_attribution,
 )
-from simulator.io.adapters.litellm import utc_if_naive
+from simulator.io.adapters.litellm import utc_span
 
 COLUMNS = ("id", "trace_id", "type", "start_time", "end_time", "provided_model_name", "model", "usage_details",
            "cost_details", "total_cost", "level", "status_message", "user_id", "session_id", "tags", "metadata",
@@ -56,14 +55,7 @@ def _status(level: Any, message: Any) -> int:
 def langfuse(frame: pd.DataFrame, options: AdapterOptions) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     out["request_id"] = col(frame, "id")
-    start, naive = utc_if_naive(col(frame, "start_time"))
-    end, _ = utc_if_naive(col(frame, "end_time"))
-    if naive:
-        warnings.warn(UTC_NOTE, IngestNote, stacklevel=2)
-    out["timestamp"] = start
-    t0 = pd.to_datetime(start, utc=True, errors="coerce", format="ISO8601")
-    t1 = pd.to_datetime(end, utc=True, errors="coerce", format="ISO8601")
-    latency = (t1 - t0).dt.total_seconds() * 1000.0
+    out["timestamp"], latency = utc_span(col(frame, "start_time"), col(frame, "end_time"), UTC_NOTE)
     out["latency_ms"] = latency.where(latency.notna(), number(col(frame, "latency")) * 1000.0)
     out["model"] = first(col(frame, "provided_model_name"), col(frame, "model"))
     usage = first(col(frame, "usage_details"), col(frame, "usage")).map(_usage)

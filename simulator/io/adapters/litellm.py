@@ -56,18 +56,23 @@ def utc_if_naive(values: pd.Series) -> tuple[pd.Series, int]:
     return pairs.map(lambda p: p[0]), int(pairs.map(lambda p: p[1]).sum())
 
 
+def utc_span(start: pd.Series, end: pd.Series, note: str) -> tuple[pd.Series, pd.Series]:
+    """(start values with zone-less ones as UTC, end - start in ms); warns ``note`` when any were zone-less."""
+    start, naive = utc_if_naive(start)
+    end, _ = utc_if_naive(end)
+    if naive:
+        warnings.warn(note, IngestNote, stacklevel=3)
+    t0 = pd.to_datetime(start, utc=True, errors="coerce", format="ISO8601")
+    t1 = pd.to_datetime(end, utc=True, errors="coerce", format="ISO8601")
+    return start, (t1 - t0).dt.total_seconds() * 1000.0
+
+
 def litellm(frame: pd.DataFrame, options: AdapterOptions) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     out["request_id"] = col(frame, "request_id")
-    start, naive = utc_if_naive(col(frame, "startTime"))
-    end, _ = utc_if_naive(col(frame, "endTime"))
-    if naive:
-        warnings.warn(UTC_NOTE, IngestNote, stacklevel=2)
-    out["timestamp"] = start
-    t0 = pd.to_datetime(start, utc=True, errors="coerce", format="ISO8601")
-    t1 = pd.to_datetime(end, utc=True, errors="coerce", format="ISO8601")
+    out["timestamp"], span_ms = utc_span(col(frame, "startTime"), col(frame, "endTime"), UTC_NOTE)
     duration = pd.to_numeric(col(frame, "request_duration_ms"), errors="coerce")
-    out["latency_ms"] = duration.where(duration.notna(), (t1 - t0).dt.total_seconds() * 1000.0)
+    out["latency_ms"] = duration.where(duration.notna(), span_ms)
     out["model"] = split_model(col(frame, "custom_llm_provider"), col(frame, "model"))
     out["requested_model"] = col(frame, "model_group")
     out["input_tokens"] = col(frame, "prompt_tokens")
