@@ -143,6 +143,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
+    where = str(scenario)
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
     if focus_out and engine != "local":
         from simulator.errors import InputError
@@ -158,7 +159,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
                     run_streaming(scenario, traffic=list(traffic) or None, evals=list(evals) or None,
                                   chunk_rows=chunk_rows))
         path = write_json((out or Path("reports") / streamed.scenario.name) / "summary.json", streamed.summary)
-        _strict(streamed.rows_rejected, strict, str(streamed.scenario.name))
+        _strict(streamed.rows_rejected, strict, where)
         if as_json:
             _echo_json(streamed.summary)
         else:
@@ -177,8 +178,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
         written.append(write_focus(focus_out, result))
     _echo_notes(result.summary["traffic"].get("notes"))
-    _strict(result.traffic.rows_rejected - result.summary["traffic"].get("rows_not_model_calls", 0), strict,
-            str(result.scenario.name))
+    _strict(result.traffic.rows_rejected - result.summary["traffic"].get("rows_not_model_calls", 0), strict, where)
     if as_json:
         _echo_json(result.summary)
     else:
