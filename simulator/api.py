@@ -92,18 +92,20 @@ def run(
     ``observers`` see every chunk's outcomes (per-request outputs); ``chunk_rows`` replays the loaded table in
     slices of that many rows (less memory for per-request arrays; the same figures).
     """
+    from simulator.io.adapters import collect_notes
     from simulator.io.traffic import load_traffic
 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     catalog = catalog_for(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
-    loaded = load_traffic(paths, adapter=scenario.adapter, mapping=scenario.columns or None,
-                          timezone=scenario.timezone)
+    with collect_notes() as notes:
+        loaded = load_traffic(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
+                              timezone=scenario.timezone)
     candidates = resolve_candidates(scenario)
     eval_paths = list(evals) if evals else scenario.paths("evals")
     with spill_folder(loaded.rows_replayed) as spill:
-        replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows), eval_paths,
+        replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows, notes), eval_paths,
                                  spill_dir=spill, observers=observers, progress=progress)
     return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)
 
@@ -116,8 +118,8 @@ def validate_scenario(path: str | Path) -> str:
 
     scenario = load_scenario(path)
     catalog = catalog_for(scenario)
-    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter, mapping=scenario.columns or None,
-                          timezone=scenario.timezone)
+    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter_options(),
+                          mapping=scenario.columns or None, timezone=scenario.timezone)
     ctx = Context(catalog, facts_of(loaded.frame), seed=scenario.seed)
     for model in ctx.vocab:
         catalog.resolve(model)

@@ -114,7 +114,7 @@ def test_truefoundry_teams_as_clickhouse_array_and_failure_flags(tmp_path):
 
 
 # -- TrueFoundry spans query API ------------------------------------------------------------------------------
-NOT_MODEL = "not a Model span; usage and cost are counted on Model spans"
+NOT_MODEL = "not an inference span (tfy.span_type is not Model); usage and cost are counted on Model spans"
 
 
 def test_truefoundry_spans_api_json():
@@ -168,14 +168,14 @@ def test_otlp_genai_spans():
          0, 0, 0, 0, NAN, 30000.0, 500, None, None, None, None, None, None),
     ])
     assert rejects(t) == [
-        (2, "eee19b7ec3c1b173", "not a GenAI span (no gen_ai.operation.name or gen_ai.request.model)")]
+        (2, "eee19b7ec3c1b173", "not an inference span (no gen_ai.operation.name, usage or request model)")]
 
 
 # -- LiteLLM SpendLogs ------------------------------------------------------------------------------------------
 LITELLM_ROWS = [
     # OpenAI reports cache reads as prompt_tokens_details.cached_tokens; tags from spend_logs_metadata
     ("chatcmpl-9f1c2d3e4a5b", ts("2026-11-02 11:00:00"), "openai/gpt-4o-2024-08-06", "gpt-4o",
-     1200, 125, 1024, 0, 0.0041, 1234.0, 200, "alice@example.com", "team-search", "platform-search",
+     1200, 125, 1024, 0, 0.0041, 1234.0, 200, "alice@example.com", "search", "platform-search",
      "classify-intent", None,
      '{"user_api_key_alias": "search-svc", "user_api_key_team_alias": "search", '
      '"user_api_key_team_id": "team-search"}'),
@@ -184,14 +184,15 @@ LITELLM_ROWS = [
      "sess-77", '{"user_api_key_alias": "support-svc", "user_api_key_team_id": "team-support"}'),
     # status failure; metadata.error_information.error_code 429 gives the status
     ("chatcmpl-c2d3e4f5a6b7", ts("2026-11-02 11:15:00"), "openai/gpt-4o-mini", "gpt-4o-mini",
-     0, 0, 0, 0, 0.0, 30000.0, 429, "carol@example.com", "team-growth", None, None, None,
+     0, 0, 0, 0, 0.0, 30000.0, 429, "carol@example.com", "growth", None, None, None,
      '{"user_api_key_team_alias": "growth"}'),
     # no user: end_user; no team_id: team from spend_logs_metadata
     ("chatcmpl-d3e4f5a6b7c8", ts("2026-11-02 11:20:00"), "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
      "claude-haiku", 800, 40, 0, 0, 0.00025, 750.0, 200, "customer-981", "data-science", "churn-model", None, None,
-     "{}"),
+     None),
 ]
-CACHE_HIT = "LiteLLM cache hit (cache_hit True): answered by the proxy cache without a model call"
+CACHE_HIT = ("gateway cache hit (LiteLLM cache_hit True): answered by the gateway cache without a model call; "
+             "set gateway_cache_hits: replay to price it as a cache miss")
 
 
 def test_litellm_spendlogs_csv():

@@ -77,9 +77,9 @@ def _progress():
     return wrap
 
 
-def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, requests=None):
+def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, observers=()):
     """One run on the chosen engine; every engine returns a :class:`simulator.api.RunResult`."""
-    observers = [requests] if requests is not None else []
+    observers = list(observers)
     kwargs = {"traffic": list(traffic) or None, "evals": list(evals) or None}
     if engine == "dask":
         from simulator.engines.dask_engine import run_dask
@@ -92,6 +92,40 @@ def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, schedule
     from simulator.api import run as run_scenario
 
     return run_scenario(scenario, progress=_progress(), observers=observers, **kwargs)
+
+
+ADAPTER_NAMES = ("canonical", "truefoundry", "truefoundry-spans", "otel", "litellm", "langfuse", "helicone")
+
+
+def _ingest_options(command):
+    """``--adapter``, ``--map`` and ``--timezone``: how traffic files are read (they override the scenario's)."""
+    command = click.option("--timezone", help="IANA zone for timestamps without an offset.")(command)
+    command = click.option("--map", "mapping", multiple=True, metavar="CANONICAL=SOURCE",
+                           help="Read canonical column CANONICAL from source column SOURCE (repeatable).")(command)
+    return click.option("--adapter", type=click.Choice(ADAPTER_NAMES),
+                        help="Log source of the traffic (default: detected from the columns).")(command)
+
+
+def _scenario_with(path: Path, adapter: str | None, mapping: tuple[str, ...], timezone: str | None):
+    """The scenario path, or the loaded scenario with the command line's ingest options applied."""
+    if not (adapter or mapping or timezone):
+        return path
+    from simulator.routing.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    update: dict = {}
+    if adapter:
+        update["adapter"] = adapter
+    if mapping:
+        update["columns"] = {**scenario.columns, **(_parse_map(mapping) or {})}
+    if timezone:
+        update["timezone"] = timezone
+    return scenario.model_copy(update=update)
+
+
+def _echo_notes(notes) -> None:
+    for note in notes or ():
+        click.echo(f"Note: {note}.", err=True)
 
 
 def _strict(rejected: int, strict: bool, where: str) -> None:
@@ -115,8 +149,11 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
               help="Rows per chunk for --engine streaming.")
 @click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
+@click.option("--focus-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write baseline and candidate costs as FOCUS 1.2 rows (CSV, or Parquet by extension).")
+@_ingest_options
 def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates, engine,
-        chunk_rows, scheduler) -> None:
+        chunk_rows, scheduler, focus_out, adapter, mapping, timezone) -> None:
     """Replay a scenario's traffic through its candidate policies and write the reports.
 
     Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
@@ -125,15 +162,28 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
     """
     from simulator.outputs.writer import console_summary, write_run
 
-    requests = None
+    where = str(scenario)
+    scenario = _scenario_with(scenario, adapter, mapping, timezone)
+    observers, requests, focus = [], None, None
     if write_requests:
         from simulator.outputs.requests import RequestsWriter
 
         requests = RequestsWriter()
-    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, requests)
+        observers.append(requests)
+    if focus_out:
+        from simulator.outputs.focus import FocusUsage
+
+        focus = FocusUsage()
+        observers.append(focus)
+    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
     folder = out or Path("reports") / result.scenario.name
     written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
-    _strict(result.rows_rejected, strict, str(scenario))
+    if focus is not None:
+        from simulator.outputs.focus import write_focus
+
+        written.append(write_focus(focus_out, focus, result.scenario.name))
+    _echo_notes(result.summary["traffic"].get("notes"))
+    _strict(result.rows_rejected - result.summary["traffic"].get("rows_not_model_calls", 0), strict, where)
     if as_json:
         _echo_json(result.summary)
     else:
@@ -145,10 +195,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 @cli.command()
 @click.argument("traffic", nargs=-1, required=True)
 @click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
-@click.option("--adapter", type=click.Choice(["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm"]),
-              help="Input format (default: detected from the columns).")
-@click.option("--map", "mapping", multiple=True, metavar="CANONICAL=SOURCE", help="Rename a source column.")
-@click.option("--timezone", help="IANA zone for timestamps without an offset.")
+@_ingest_options
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write rejected rows here (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -162,19 +209,51 @@ def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, 
     from simulator.pricing.catalog import Catalog
     from simulator.io.traffic import load_traffic
 
-    loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
+    from simulator.io.adapters import collect_notes, not_model_calls
+
+    with collect_notes() as notes:
+        loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
+    _echo_notes(notes)
     report = identity_replay(loaded, Catalog.load(pricing))
     if rejects_path and loaded.rows_rejected:
         from simulator.outputs.files import write_rejects
 
         write_rejects(rejects_path, loaded.rejects)
-    _strict(loaded.rows_rejected, strict, ", ".join(traffic))
+    _strict(loaded.rows_rejected - not_model_calls(loaded.rejects["reason"]), strict, ", ".join(traffic))
     if as_json:
         _echo_json(report)
         return
     from simulator.outputs.writer import replay_table
 
     click.echo(replay_table(report))
+
+
+@cli.command()
+@click.argument("traffic", nargs=-1, required=True)
+@click.option("--focus", "focus", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="FOCUS 1.2 billing file (CSV, JSON or Parquet) with the billed truth.")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@_ingest_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def reconcile(traffic, focus, pricing, adapter, mapping, timezone, as_json) -> None:
+    """Compare the identity replay of TRAFFIC with the billed cost in a FOCUS file, per provider, model and day.
+
+    Example: tfysim reconcile exports/last-week.parquet --focus billing/focus-2026-11.csv
+    """
+    from simulator.io.adapters import collect_notes
+    from simulator.io.focus import read_focus
+    from simulator.io.traffic import load_traffic
+    from simulator.pricing.catalog import Catalog
+    from simulator.summary.reconcile import reconcile as reconcile_costs, reconcile_text
+
+    with collect_notes() as notes:
+        loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
+    _echo_notes(notes)
+    report = reconcile_costs(loaded, Catalog.load(pricing), read_focus(focus))
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(reconcile_text(report))
 
 
 def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
@@ -367,14 +446,17 @@ def recommend(scenario, max_accuracy_drop_pp, out) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weighted routing and intervals.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--no-yaml-diff", is_flag=True, help="Leave the unified YAML diff out of the text output.")
-def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_yaml_diff) -> None:
+@_ingest_options
+def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_yaml_diff, adapter, mapping,
+                 timezone) -> None:
     """Replay the CURRENT and PROPOSED TrueFoundry configs over traffic; print cost, accuracy and latency changes.
 
     Example: tfysim diff routing/current.yaml routing/proposed.yaml --traffic exports/last-week.parquet
     """
     from simulator.summary.compare import compare_configs, diff_text
 
-    report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed)
+    report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed,
+                             adapter=adapter, columns=_parse_map(mapping), timezone=timezone)
     if as_json:
         _echo_json(report)
     else:
@@ -389,7 +471,8 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the run folder (summary, report, routing configs) here.")
-def gate_command(scenario, traffic, evals, junit, github_summary, out) -> None:
+@_ingest_options
+def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, mapping, timezone) -> None:
     """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
 
     Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
@@ -400,7 +483,9 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out) -> None:
     from simulator.outputs.gate import console_table, github_summary as summary_md, junit_xml
     from simulator.outputs.files import write_text
 
-    result = run_scenario(scenario, traffic=list(traffic) or None, evals=list(evals) or None)
+    result = run_scenario(_scenario_with(scenario, adapter, mapping, timezone), traffic=list(traffic) or None,
+                          evals=list(evals) or None)
+    _echo_notes(result.summary["traffic"].get("notes"))
     if out:
         from simulator.outputs.writer import write_run
 

@@ -21,7 +21,8 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
         raise InputError(f"{path}: recommend needs eval samples; add evals: to the scenario.")
     margin = margin_pp if margin_pp is not None else (scenario.gates.max_accuracy_drop_pp or 2.0)
     catalog = Catalog.load(scenario.path(scenario.pricing), scenario.models)
-    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter, mapping=scenario.columns or None,
+    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter_options(),
+                          mapping=scenario.columns or None,
                           timezone=scenario.timezone)
     p = Prepared(loaded, catalog, seed=scenario.seed)
     evals = load_evals(scenario.paths("evals"), p)

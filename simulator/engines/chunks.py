@@ -91,9 +91,14 @@ def _iter_jsonl(path: Path, chunk_rows: int):
     records, rows, rejects = [], [], []
 
     def flush():
+        from simulator.io.adapters import expand_otlp_lines, is_otlp_lines
+
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
         frame["_row"] = np.asarray(rows, dtype=np.int64)
         frame["_source"] = str(path)
+        if is_otlp_lines(frame):  # Collector file exporter: one row per span, not per line
+            frame, span_rejects = expand_otlp_lines(frame)
+            return frame, list(rejects) + span_rejects, len(frame) + len(rejects) + len(span_rejects)
         return frame, list(rejects), len(records) + len(rejects)
 
     with opener(path, "rb") as fh:

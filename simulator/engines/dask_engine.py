@@ -41,7 +41,7 @@ from simulator.summary import metrics
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, FixedQuantiles, PolicyAccumulator,
                                           attribution, block_keys, day_labels, histogram, in_bins,
                                           merged_percentiles)
-from simulator.summary.build import build_summary, data_quality, pricing_drift
+from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
 
 _REJECT_COLUMNS = ["source", "row", "request_id", "reason"]
 
@@ -97,25 +97,27 @@ def _partitions(files: list[Path]) -> list[tuple[str, int | None]]:
 
 def _load(part: tuple[str, int | None], plan: dict) -> dict:
     """Read, adapt and validate one partition: the normalised rows and what was rejected."""
-    from simulator.io.adapters import apply_adapter
+    from simulator.io.adapters import apply_adapter, collect_notes
     from simulator.io.readers import read_any
     from simulator.io.traffic import normalize
 
     path, group = Path(part[0]), part[1]
-    if group is None:
-        raw = read_any(path)
-        frame, raw_rejects, rows_read = raw.frame, raw.rejects, raw.rows_read
-    else:
-        from simulator.engines.chunks import read_row_group
+    with collect_notes() as notes:
+        if group is None:
+            raw = read_any(path)
+            frame, raw_rejects, rows_read = raw.frame, raw.rejects, raw.rows_read
+        else:
+            from simulator.engines.chunks import read_row_group
 
-        frame, raw_rejects, rows_read = read_row_group(path, group)
-    rejects = [{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]} for r in raw_rejects]
-    if len(frame) == 0:
-        return {"frame": None, "rejects": rejects, "rows_read": rows_read}
-    frame["_source"] = str(path)
-    good, bad = normalize(apply_adapter(frame, plan["adapter"], plan["mapping"], str(path)),
-                          timezone=plan["timezone"], now=plan["now"])
-    return {"frame": good, "rejects": rejects + bad, "rows_read": rows_read}
+            frame, raw_rejects, rows_read = read_row_group(path, group)
+        rejects = [{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
+                   for r in raw_rejects]
+        good, bad = None, []
+        if len(frame):
+            frame["_source"] = str(path)
+            good, bad = normalize(apply_adapter(frame, plan["adapter"], plan["mapping"], str(path)),
+                                  timezone=plan["timezone"], now=plan["now"])
+    return {"frame": good, "rejects": rejects + bad, "rows_read": rows_read, "notes": notes}
 
 
 def _id_hashes(loaded: dict) -> np.ndarray:
@@ -148,7 +150,7 @@ def _drop(loaded: dict, positions: np.ndarray) -> dict:
     rejects = loaded["rejects"] + [{"source": "traffic", "row": None, "request_id": rid,
                                     "reason": "duplicate request_id (an earlier row has the same id)"}
                                    for rid in dropped["request_id"].to_numpy(dtype=object)]
-    return {"frame": f[keep].reset_index(drop=True), "rejects": rejects, "rows_read": loaded["rows_read"]}
+    return {**loaded, "frame": f[keep].reset_index(drop=True), "rejects": rejects}
 
 
 # -- worker-side context ------------------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     from dask import delayed
 
     catalog = catalog_for(scenario)
-    plan0 = {"scenario": scenario, "adapter": scenario.adapter, "mapping": scenario.columns or None,
+    plan0 = {"scenario": scenario, "adapter": scenario.adapter_options(), "mapping": scenario.columns or None,
              "timezone": scenario.timezone, "now": pd.Timestamp.now(tz="UTC"), "want_prompts": bool(eval_paths)}
     plan0_d = delayed(plan0, traverse=False)
     parts = _partitions(files)
@@ -354,8 +356,12 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
                             for r in x], columns=_REJECT_COLUMNS)
     rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
     rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
-    counts = {"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)}
     reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
+    notes: list[str] = []
+    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
+        notes += [n for n in part_notes if n not in notes]
+    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
+                            reasons, notes)
     quality = data_quality(counts, reasons, pricing_drift(base, catalog))
     base.latency = FixedQuantiles(base_pct)
     for k, acc in enumerate(accs):

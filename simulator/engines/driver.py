@@ -20,7 +20,7 @@ from simulator.routing.scenario import Scenario
 from simulator.summary import metrics
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
                                           block_keys, day_labels)
-from simulator.summary.build import build_summary, data_quality, pricing_drift
+from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
 from simulator.tokens.translator import Translator
 
 #: Observers see every chunk with all outcomes: fn(chunk, baseline, outcomes) (``--write-requests``, ``diff``).
@@ -35,6 +35,8 @@ class ChunkSource(Protocol):
     def counts(self) -> dict[str, int]: ...
 
     def reject_reasons(self) -> dict[str, int]: ...
+
+    def notes(self) -> list[str]: ...
 
 
 @dataclasses.dataclass
@@ -127,7 +129,7 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
         drift_error = None
     except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
         drift_models, drift_error = [], f"pricing drift check skipped: {type(exc).__name__}"
-    counts = source.counts()
+    counts = traffic_counts(source.counts(), source.reject_reasons(), source.notes())
     quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
     summary = build_summary(scenario, facts, counts, base_acc, candidates, accs,
                             [states[k].reports(cand) for k, cand in enumerate(candidates)], breakdowns.tables(),
@@ -138,9 +140,10 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
 class InMemorySource:
     """A loaded :class:`~simulator.io.traffic.Traffic` table as chunks (the whole table, or slices of it)."""
 
-    def __init__(self, traffic, chunk_rows: int | None = None) -> None:
+    def __init__(self, traffic, chunk_rows: int | None = None, notes: list[str] | None = None) -> None:
         self.traffic = traffic
         self.chunk_rows = chunk_rows
+        self._notes = list(notes or [])
 
     def chunks(self) -> Iterator[pd.DataFrame]:
         frame = self.traffic.frame
@@ -158,6 +161,9 @@ class InMemorySource:
         if not len(rejects):
             return {}
         return {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
+
+    def notes(self) -> list[str]:
+        return self._notes
 
 
 def spill_folder(rows: int, threshold: int = 2_000_000):

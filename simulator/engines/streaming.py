@@ -29,7 +29,11 @@ class StreamSource:
         self.stream = stream
 
     def chunks(self):
-        return iter(self.stream)
+        from simulator.io.adapters import collect_notes
+
+        with collect_notes() as notes:
+            yield from self.stream
+        self._notes = notes
 
     def counts(self) -> dict[str, int]:
         s = self.stream
@@ -37,6 +41,9 @@ class StreamSource:
 
     def reject_reasons(self) -> dict[str, int]:
         return dict(self.stream.reject_reasons)
+
+    def notes(self) -> list[str]:
+        return list(getattr(self, "_notes", []))
 
 
 def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, chunk_rows: int = 1_000_000,
@@ -52,7 +59,8 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
     catalog = catalog_for(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     eval_paths = list(evals) if evals else scenario.paths("evals")
-    stream = Stream(paths, adapter=scenario.adapter, mapping=scenario.columns or None, timezone=scenario.timezone,
+    stream = Stream(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
+                    timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,

@@ -79,10 +79,20 @@ def read_any(path: Path) -> RawTable:
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet}[kind]
     table = reader(path)
     table.kind = kind
+    _expand_otlp_lines(table)
     frame = table.frame
     frame["_source"] = str(path)
     table.rows_read = len(frame) + len(table.rejects)
     return table
+
+
+def _expand_otlp_lines(table: RawTable) -> None:
+    """OTel Collector file exporter output (one ExportTraceServiceRequest per JSON line): one row per span."""
+    from simulator.io.adapters import expand_otlp_lines, is_otlp_lines
+
+    if table.kind == "jsonl" and is_otlp_lines(table.frame):
+        table.frame, span_rejects = expand_otlp_lines(table.frame)
+        table.rejects.extend(span_rejects)
 
 
 def _open_bytes(path: Path) -> bytes:

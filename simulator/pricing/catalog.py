@@ -274,14 +274,25 @@ class Catalog:
     ) -> np.ndarray:
         """Like :meth:`cost_usd` with models given as integer codes into ``uniques`` (no string work per row)."""
         n = len(codes)
-        ts = np.asarray(timestamp_ns, dtype=np.int64)
         inp = np.asarray(input_tokens, dtype=np.float64)
         zeros = np.zeros(n, dtype=np.float64)
         cr = zeros if cache_read_tokens is None else np.asarray(cache_read_tokens, dtype=np.float64)
         cw = zeros if cache_write_tokens is None else np.asarray(cache_write_tokens, dtype=np.float64)
         cw1h = zeros if cache_write_1h_tokens is None else np.asarray(cache_write_1h_tokens, dtype=np.float64)
         out = np.asarray(output_tokens, dtype=np.float64)
+        table, idx = self._coefficients(codes, uniques, timestamp_ns, inp)
+        return price_kernel(table, idx, inp, cr, cw, cw1h, out)
 
+    def unit_prices_codes(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any, input_tokens: Any) -> np.ndarray:
+        """USD per unit of each request's price row, shape (n, 6): per request, then per token of each of
+        ``TOKEN_CLASSES`` (the tier is chosen by ``input_tokens``, as in :meth:`cost_usd_codes`)."""
+        table, idx = self._coefficients(codes, uniques, timestamp_ns, np.asarray(input_tokens, dtype=np.float64))
+        return table[idx]
+
+    def _coefficients(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any,
+                      inp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(codes)
+        ts = np.asarray(timestamp_ns, dtype=np.int64)
         # One flat coefficient table for the models present: every (model, price period, tier level) is a row.
         # Models with one period and no tiers (the common case) are priced by a single gather from their code;
         # only the others need per-row work on their own rows.
@@ -315,7 +326,7 @@ class Catalog:
                 offset[sel] = start_row + level
                 start_row += len(coefs)
             idx[rows] = base[code] + offset
-        return price_kernel(table, idx, inp, cr, cw, cw1h, out)
+        return table, idx
 
 
 def price_kernel(

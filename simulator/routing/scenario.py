@@ -17,6 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.errors import ScenarioError, did_you_mean
+from simulator.io.adapters import DEFAULT_TAG_PREFIXES, AdapterOptions
 from simulator.io.yamlio import read_yaml
 
 STATUS_RE = re.compile(r"^[1-5]\d\d$")
@@ -242,8 +243,14 @@ class Scenario(_Closed):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
     description: str = ""
     traffic: PathList = Field(default_factory=list)
-    adapter: Literal["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm"] | None = None
+    adapter: Literal["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm", "langfuse", "helicone"] | None \
+        = Field(None, description="log source of the traffic files (default: detected from the columns)")
     columns: dict[str, str] = Field(default_factory=dict, description="canonical column -> column in the file")
+    tag_prefixes: dict[Literal["project", "workflow_tag", "team"], str] = Field(
+        default_factory=lambda: dict(DEFAULT_TAG_PREFIXES),
+        description="tag prefix that carries each attribution key in LiteLLM request_tags and Langfuse tags")
+    gateway_cache_hits: Literal["reject", "replay"] = Field(
+        "reject", description="rows answered by a gateway cache: rejected with that reason, or replayed as misses")
     evals: PathList = Field(default_factory=list)
     pricing: str | None = Field(None, description="price-override YAML (see pricing/)")
     models: dict[str, Union[str, dict[str, str]]] = Field(default_factory=dict)
@@ -283,6 +290,10 @@ class Scenario(_Closed):
         out += [("baseline.truefoundry_config", self.baseline.truefoundry_config if self.baseline else None)]
         out += [(f"tokenizers[{i}].path", t.path) for i, t in enumerate(self.tokenizers)]
         return [(k, v) for k, v in out if v]
+
+    def adapter_options(self) -> AdapterOptions:
+        """How the traffic files are read: adapter, tag convention, gateway cache-hit policy."""
+        return AdapterOptions(self.adapter, dict(self.tag_prefixes), self.gateway_cache_hits)
 
     def paths(self, field: str) -> list[Path]:
         value = getattr(self, field)

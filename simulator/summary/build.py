@@ -34,10 +34,24 @@ def pricing_drift(acc: BaselineAccumulator, catalog) -> list[dict[str, Any]]:
     return models
 
 
+def traffic_counts(counts: dict[str, int], reasons: dict[str, int], notes: list[str]) -> dict[str, Any]:
+    """Row counts for summary.json ``traffic``, with rows that are not model calls by design (agent and tool spans,
+    gateway cache hits; still rejected rows) and the ingest notes (assumptions the adapters made)."""
+    from simulator.io.adapters import not_model_calls
+
+    out: dict[str, Any] = dict(counts)
+    by_design = sum(n for r, n in reasons.items() if not_model_calls([r]))
+    if by_design:
+        out["rows_not_model_calls"] = by_design
+    if notes:
+        out["notes"] = list(notes)
+    return out
+
+
 def data_quality(counts: dict[str, int], reasons: dict[str, int], drift_models: list[dict[str, Any]],
                  drift_error: str | None = None) -> dict[str, Any]:
     """The report's data-quality section: row counts, reject reasons, pricing drift per model."""
-    out: dict[str, Any] = {**counts, "reasons": sorted(([r, n] for r, n in reasons.items()),
+    out: dict[str, Any] = {**{k: v for k, v in counts.items() if k != "notes"}, "reasons": sorted(([r, n] for r, n in reasons.items()),
                                                        key=lambda kv: (-kv[1], kv[0]))}
     if drift_error is not None:
         out["drift_error"] = drift_error
@@ -122,7 +136,8 @@ def build_summary(scenario, facts, counts: dict[str, int], base: BaselineAccumul
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,
-        "traffic": {**counts, **summary_value(facts)},
+        "traffic": {**{k: v for k, v in counts.items() if k != "notes"}, **summary_value(facts),
+                    **({"notes": counts["notes"]} if counts.get("notes") else {})},
         "baseline": {
             "requests": facts.n,
             "cost_usd": metrics.r6(base.cost),

@@ -14,11 +14,13 @@ from simulator.errors import InputError
 
 def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence[str | Path], *,
                     evals: Sequence[str | Path] = (), pricing: str | Path | None = None, seed: int = 0,
-                    premium_models: list[str] | None = None) -> dict[str, Any]:
+                    premium_models: list[str] | None = None, adapter: str | None = None,
+                    columns: dict[str, str] | None = None, timezone: str | None = None) -> dict[str, Any]:
     """Replay both configs (each a TrueFoundry config file) over ``traffic``; returns figures and the YAML diff.
 
     ``change`` is proposed minus current; ``monthly_change_ci95`` is a block-bootstrap interval (hours) of the
     monthly cost change. Accuracy is each config's change against the recorded routing (needs ``evals``).
+    ``adapter``, ``columns`` (canonical -> source) and ``timezone`` say how the traffic files are read.
     Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
     """
     from simulator.api import run
@@ -35,6 +37,7 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
     }
     if pricing:
         data["pricing"] = str(pricing)
+    data.update({k: v for k, v in (("adapter", adapter), ("columns", columns), ("timezone", timezone)) if v})
     if premium_models is not None:
         data["premium_models"] = premium_models
     pairs = _PairObserver()

@@ -108,9 +108,12 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
     for m in data_quality.get("drift_flagged", []):
         actions.append(f"Check pricing drift on `{m['model']}`: recorded cost is {m['drift_pct']:+.1f}% vs the catalog "
                        "(missing price override, negotiated discount or a price change).")
-    if data_quality.get("rows_rejected"):
-        top = data_quality["reasons"][0]
-        actions.append(f"Fix {data_quality['rows_rejected']:,} rejected rows (most common: {top[0]}, {top[1]:,} rows); "
+    from simulator.io.adapters import not_model_calls
+
+    defects = [(r, n) for r, n in data_quality.get("reasons", []) if not not_model_calls([r])]
+    if defects:
+        top = defects[0]
+        actions.append(f"Fix {sum(n for _, n in defects):,} rejected rows (most common: {top[0]}, {top[1]:,} rows); "
                        "see rejects.jsonl.")
     return actions
 
@@ -363,6 +366,13 @@ def build_document(result, routing_files: dict | None = None) -> Document:
     # Data quality
     sec = Section("Data quality", anchor="data-quality")
     sec.add(f"{dq['rows_read']:,} rows read, {dq['rows_replayed']:,} replayed, {dq['rows_rejected']:,} rejected.")
+    traffic = result.summary.get("traffic", {})
+    if traffic.get("rows_not_model_calls"):
+        sec.add(f"Of the rejected rows, {traffic['rows_not_model_calls']:,} are not model calls by design (agent and "
+                "tool spans, whose model calls are counted on their own spans, and gateway cache hits); the rest "
+                "are defects to fix.")
+    for note in traffic.get("notes", []):
+        sec.add(f"Assumed on ingest: {note}.")
     if dq["reasons"]:
         sec.add(Table(["reason", "rows"], [[r, n] for r, n in dq["reasons"][:20]], caption="Rejected rows by reason"))
     if dq.get("drift_models"):
