@@ -198,6 +198,7 @@ class Outcome:
     attempts: np.ndarray
     retries: np.ndarray
     translation: np.ndarray  # per row: "", "identity", "exact", "calibrated", ...
+    imputed: np.ndarray  # recorded as failed, served here: tokens imputed from the workflow's typical request
     assumptions: list[str] = dataclasses.field(default_factory=list)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -212,7 +213,7 @@ class Outcome:
     def serve_from(self, sub: Outcome, rows: np.ndarray, cost: np.ndarray) -> None:
         """Serve ``rows`` as ``sub`` does (a fallback target), at ``cost``."""
         for name in ("model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "cache_write_1h_tokens", "translation", "changed"):
+                     "cache_write_1h_tokens", "translation", "changed", "imputed"):
             getattr(self, name)[rows] = getattr(sub, name)[rows]
         self.cost_usd[rows] = cost
         self.status[rows] = 200
@@ -228,6 +229,7 @@ def identity_outcome(p: Chunk, name: str = "recorded") -> Outcome:
         cache_write_tokens=p.cw.copy(), cache_write_1h_tokens=p.cw1h.copy(), cost_usd=p.baseline_cost.copy(),
         status=p.status.copy(), latency_ms=p.latency.copy(), blocked=np.zeros(n, bool), fallback=np.zeros(n, bool),
         attempts=np.ones(n, np.int64), retries=np.zeros(n, np.int64), translation=np.full(n, "", dtype=object),
+        imputed=np.zeros(n, bool),
     )
 
 
@@ -295,6 +297,7 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
         o.attempts[idx] = r["attempts"][moved]
         o.retries[idx] = r["retries"][moved]
     o.changed = o.model != p.model
+    rescued = impute_rescued(p, o)
     moved = np.flatnonzero(o.changed)
     if len(moved):
         # Cold cache: recorded cache reads and writes become plain input on the new model.
@@ -307,7 +310,34 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
             o.translation[moved] = "identity"
         o.cost_usd[moved] = _price_rows(p, o, moved)
         o.latency_ms[moved] = p.estimate_latency(o.model[moved], o.output_tokens[moved])
+    stayed = rescued[~o.changed[rescued]]
+    if len(stayed):  # served by a retry on the recorded model: priced like any served request
+        o.cost_usd[stayed] = _price_rows(p, o, stayed)
+        o.latency_ms[stayed] = p.estimate_latency(o.model[stayed], o.output_tokens[stayed])
     return o
+
+
+def impute_rescued(p: Chunk, o: Outcome) -> np.ndarray:
+    """Rows recorded as failed that the candidate serves (a fallback or a retry succeeded). A failed attempt records
+    no usage, so a served one would otherwise look free: missing input / output tokens take the typical values of
+    the request's workflow on its recorded model (:meth:`simulator.facts.Facts.typical_tokens`), and the row is
+    marked imputed. Returns the rescued rows."""
+    rescued = np.flatnonzero(p.failed & (o.status < 400))
+    if not len(rescued):
+        return rescued
+    facts = p.ctx.facts
+    workflow = p.frame["workflow_tag"].to_numpy(dtype=object)[rescued]
+    vocab = p.vocab
+    for i, row in enumerate(rescued):
+        wf = "UNTAGGED" if pd.isna(workflow[i]) else str(workflow[i])
+        typical_in, typical_out = facts.typical_tokens(wf, vocab[p.model[row]])
+        if p.inp[row] == 0:
+            o.input_tokens[row] = typical_in
+            o.imputed[row] = True
+        if p.out[row] == 0:
+            o.output_tokens[row] = typical_out
+            o.imputed[row] = True
+    return rescued
 
 
 def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None:

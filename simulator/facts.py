@@ -18,6 +18,31 @@ from simulator.routing.assign import FAIL_BUCKET_NS
 from simulator.summary.exact_sums import LatencySums
 
 UNTAGGED = "UNTAGGED"
+ANY = "\x00any"  # a wildcard key part of the token samples
+SAMPLE_K = 1001  # successful requests kept per (workflow, model) for typical token counts
+
+
+class BottomK:
+    """The ``k`` rows with the smallest request-id hashes seen so far: a uniform sample that does not depend on how
+    rows are split into chunks or partitions, so every engine derives the same medians."""
+
+    def __init__(self, k: int = SAMPLE_K) -> None:
+        self.k = k
+        self.hash = np.zeros(0, np.uint64)
+        self.values = np.zeros((0, 2), np.int64)
+
+    def add(self, hashes: np.ndarray, values: np.ndarray) -> None:
+        self.hash = np.concatenate([self.hash, hashes])
+        self.values = np.concatenate([self.values, values])
+        if len(self.hash) > self.k:
+            keep = np.argsort(self.hash, kind="stable")[: self.k]
+            self.hash, self.values = self.hash[keep], self.values[keep]
+
+    def merge(self, other: BottomK) -> None:
+        self.add(other.hash, other.values)
+
+    def medians(self) -> tuple[int, int]:
+        return tuple(int(round(float(v))) for v in np.median(self.values, axis=0))
 
 
 @dataclasses.dataclass
@@ -34,6 +59,16 @@ class Facts:
     workflows: dict[str, int]
     prompts: pd.DataFrame | None
     drift_sums: pd.DataFrame | None
+    token_medians: dict[tuple[str, str], tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+    def typical_tokens(self, workflow: str, model: str) -> tuple[int, int]:
+        """(input, output) tokens of a typical successful request of ``workflow`` on ``model``: the median of a
+        hash sample of that workflow and model, else of the workflow, else of all traffic (for failed requests a
+        candidate serves)."""
+        for key in ((workflow, model), (workflow, ANY), (ANY, ANY)):
+            if key in self.token_medians:
+                return self.token_medians[key]
+        return (0, 0)
 
     @property
     def days(self) -> float:
@@ -64,6 +99,7 @@ class FactsBuilder:
         self.prompts: list[pd.DataFrame] = []
         self.workflows: dict[str, int] = {}
         self.drift: list[pd.DataFrame] = []
+        self.samples: dict[tuple[str, str], BottomK] = {}
 
     def add(self, f: pd.DataFrame) -> FactsBuilder:
         """Add one chunk of the canonical table (any order of chunks; rows inside a chunk in any order)."""
@@ -107,9 +143,31 @@ class FactsBuilder:
             if self.want_prompts:
                 self.prompts.append(f[["workflow_tag", "prompt"]].astype(object).dropna())
         wf = f["workflow_tag"].to_numpy(dtype=object)
-        for tag, cnt in pd.Series(np.where(pd.isna(wf), UNTAGGED, wf)).value_counts(sort=False).items():
+        wf = np.where(pd.isna(wf), UNTAGGED, wf)
+        for tag, cnt in pd.Series(wf).value_counts(sort=False).items():
             self.workflows[tag] = self.workflows.get(tag, 0) + int(cnt)
+        self._sample(f, wf, model, failed)
         return self
+
+    def _sample(self, f: pd.DataFrame, wf: np.ndarray, model: np.ndarray, failed: np.ndarray) -> None:
+        ok = np.flatnonzero(~failed)
+        if not len(ok):
+            return
+        hashes = pd.util.hash_array(f["request_id"].to_numpy(dtype=object)[ok], categorize=False)
+        values = np.stack([f["input_tokens"].to_numpy(np.int64)[ok], f["output_tokens"].to_numpy(np.int64)[ok]],
+                          axis=1)
+        groups = pd.DataFrame({"w": wf[ok], "m": model[ok]})
+        for keys in (["w", "m"], ["w"], []):
+            if keys:
+                codes, uniques = pd.factorize(pd.MultiIndex.from_frame(groups[keys]) if len(keys) > 1
+                                              else groups[keys[0]])
+            else:
+                codes, uniques = np.zeros(len(ok), np.int64), [()]
+            for c, u in enumerate(uniques):
+                u = u if isinstance(u, tuple) else (u,)
+                key = (u[0] if len(u) > 0 else ANY, u[1] if len(u) > 1 else ANY)
+                sel = codes == c
+                self.samples.setdefault(key, BottomK()).add(hashes[sel], values[sel])
 
     def merge(self, other: FactsBuilder) -> FactsBuilder:
         """Fold another builder's facts into this one (commutative up to float addition order)."""
@@ -135,6 +193,8 @@ class FactsBuilder:
         for tag, cnt in other.workflows.items():
             self.workflows[tag] = self.workflows.get(tag, 0) + cnt
         self.drift += other.drift
+        for key, sample in other.samples.items():
+            self.samples.setdefault(key, BottomK()).merge(sample)
         return self
 
     def finish(self, medians: dict[str, float] | None = None) -> Facts:
@@ -160,7 +220,8 @@ class FactsBuilder:
         return Facts(models=vocab, n=self.n, ts_min=self.ts_min, ts_max=self.ts_max, failure_buckets=buckets,
                      latency_model=latency_model, calibration_rows=self.calib, workflows=dict(self.workflows),
                      prompts=pd.concat(self.prompts) if self.prompts else None,
-                     drift_sums=pd.concat(self.drift) if self.drift else None)
+                     drift_sums=pd.concat(self.drift) if self.drift else None,
+                     token_medians={key: sample.medians() for key, sample in sorted(self.samples.items())})
 
 
 class _Values:

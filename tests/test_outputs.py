@@ -117,7 +117,8 @@ def test_gate_passes_with_exit_0(tmp_path):
     path = write_scenario(tmp_path, candidates=[SPLIT], gates={"min_monthly_savings_usd": 0.5})
     result = CliRunner().invoke(cli, ["gate", str(path)])
     assert result.exit_code == 0, result.output
-    assert "gate-test: all 1 gate(s) passed." in result.output
+    # the savings gate and the default error-rate gate (max_error_rate_increase_pp 0.5)
+    assert "gate-test: all 2 gate(s) passed." in result.output
 
 
 def test_gate_fails_with_exit_1_and_junit_failures(tmp_path):
@@ -133,15 +134,15 @@ def test_gate_fails_with_exit_1_and_junit_failures(tmp_path):
     assert "FAIL  split / min_monthly_savings_usd" in result.output
     root = ET.parse(junit).getroot()
     suite = root.find("testsuite")
-    assert suite.get("name") == "tfysim.gate-test" and suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.get("name") == "tfysim.gate-test" and suite.get("tests") == "3" and suite.get("failures") == "1"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"min_monthly_savings_usd", "max_error_rate"}
+    assert set(cases) == {"min_monthly_savings_usd", "max_error_rate", "max_error_rate_increase_pp"}
     assert cases["max_error_rate"].find("failure") is None
     failure = cases["min_monthly_savings_usd"].find("failure")
     assert cases["min_monthly_savings_usd"].get("classname") == "tfysim.gate-test.split"
     assert "vs minimum $1,000.00" in failure.get("message")
     md = summary.read_text()
-    assert md.startswith("earlier step\n### tfysim gate: `gate-test`: **1 of 2 gate(s) failed**")
+    assert md.startswith("earlier step\n### tfysim gate: `gate-test`: **1 of 3 gate(s) failed**")
     assert "| split | min_monthly_savings_usd | :x: FAIL |" in md
 
 

@@ -183,8 +183,15 @@ class CacheRule(_Closed):
     ttl: str = Field("5m", pattern=r"^\d+(ms|s|m|h)$")
 
 
+DEFAULT_MAX_ERROR_RATE_INCREASE_PP = 0.5
+
+
 class Gates(_Closed):
+    """CI gates. ``max_error_rate_increase_pp`` applies by default (0.5 pp): a candidate that fails requests the
+    recording served does not pass unnoticed; set it to another value, or to null to turn it off."""
+
     max_accuracy_drop_pp: float | None = Field(None, ge=0)
+    max_error_rate_increase_pp: float | None = Field(DEFAULT_MAX_ERROR_RATE_INCREASE_PP, ge=0)
     min_monthly_savings_usd: float | None = None
     max_cost_increase_pct: float | None = None
     max_p95_latency_increase_pct: float | None = None

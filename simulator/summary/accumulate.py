@@ -159,7 +159,7 @@ class Totals:
         is_premium = np.isin(vocab, list(self.premium))[o.model] & ~o.blocked
         self.n += p.n
         self.cost += float(o.cost_usd.sum())
-        self.errors += int((o.status >= 400).sum())
+        self.errors += int(((o.status >= 400) & ~o.blocked).sum())  # refusals (budgets, limits) are counted apart
         self.premium_requests += int(is_premium.sum())
         self.premium_cost += float(o.cost_usd[is_premium].sum())
         self.latency.add(np.where(o.blocked, np.nan, o.latency_ms))
@@ -238,11 +238,21 @@ class PolicyAccumulator(Totals):
         self.methods: set[str] = set()
         self.moves: dict[tuple[str, str, str], int] = {}
         self.extras: dict[str, Any] = {}
+        self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
 
     def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray) -> None:
         self.add_totals(p, o, days)
-        savings = base_cost - o.cost_usd
+        refused = o.blocked
+        unserved = ~p.failed & (o.status >= 400) & ~refused
+        rescued = p.failed & (o.status < 400) & ~refused
+        # Equal-service savings: a request the candidate fails or refuses saves nothing; one it rescues costs money.
+        savings = np.where(unserved | refused, 0.0, base_cost - o.cost_usd)
         self.savings += float(savings.sum())
+        self.money["unserved_recorded_cost_usd"] += float(base_cost[unserved].sum())
+        self.money["spend_prevented_usd"] += float(base_cost[refused].sum())
+        for key, mask in (("requests_unserved", unserved), ("requests_rescued", rescued),
+                          ("requests_imputed", rescued & o.imputed), ("requests_refused", refused)):
+            self.counts[key] = self.counts.get(key, 0) + int(mask.sum())
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
@@ -269,6 +279,8 @@ class PolicyAccumulator(Totals):
     def merge(self, other: PolicyAccumulator) -> PolicyAccumulator:
         self.merge_totals(other)
         self.savings += other.savings
+        for k, v in other.money.items():
+            self.money[k] += v
         self.blocks.merge(other.blocks)
         for k, v in other.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v

@@ -72,6 +72,14 @@ def assumptions(cand, acc: PolicyAccumulator, days: float) -> list[str]:
         if cand.output_tokens == "recorded":
             out.append("output length under another model: recorded output tokens kept")
         out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
+    if acc.counts.get("requests_imputed"):
+        n = acc.counts["requests_imputed"]
+        out.append(f"{n:,} request(s) recorded as failed are served by this candidate: their missing token counts "
+                   f"are the median of a hash sample of successful requests of the same workflow and model")
+    if acc.counts.get("requests_unserved"):
+        n = acc.counts["requests_unserved"]
+        out.append(f"{n:,} request(s) the recording served fail under this candidate: they count as unserved, not "
+                   f"as savings (their recorded cost is reported apart)")
     if cand.budgets or cand.rate_limits:
         out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
     out.append("monthly figures scale the traffic window to 30 days")
@@ -98,7 +106,7 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
     ci = (metrics.bootstrap_from_sums(block_sums[:, 0], scenario.bootstrap.draws, scenario.seed, days)
           if facts.n else [0.0, 0.0])
     policy = metrics.policy_record(cand.name, facts.n, acc.cost, base.cost, days, ci, acc.counts, before, after,
-                                   acc.translation)
+                                   acc.translation, savings_usd=acc.savings, money=acc.money)
     policy.update({
         "budgets": state_reports.get("budgets", []),
         "rate_limits": state_reports.get("rate_limits", []),

@@ -86,9 +86,17 @@ def breakdown_rows(by: str, labels, requests, base_cost, cand_cost=None, changed
 
 def policy_record(name: str, requests: int, cost_usd: float, base_cost_usd: float, days: float,
                   ci95: list[float], counts: dict[str, int], before: dict[str, Any], after: dict[str, Any],
-                  translation: dict[str, int]) -> dict[str, Any]:
-    """The engine-independent fields of one summary.json policy, in their fixed order."""
-    savings = base_cost_usd - cost_usd
+                  translation: dict[str, int], savings_usd: float | None = None,
+                  money: dict[str, float] | None = None) -> dict[str, Any]:
+    """The engine-independent fields of one summary.json policy, in their fixed order.
+
+    ``savings_usd`` is the equal-service saving: the recorded cost minus the candidate's cost over requests both
+    serve (or both fail), minus the cost of failed requests the candidate serves; requests the candidate fails
+    (``requests_unserved``) or refuses (``requests_refused``: budgets, rate limits) save nothing and are reported
+    with their recorded cost apart.
+    """
+    savings = base_cost_usd - cost_usd if savings_usd is None else savings_usd
+    money = money or {}
     record: dict[str, Any] = {
         "name": name,
         "requests": requests,
@@ -105,6 +113,12 @@ def policy_record(name: str, requests: int, cost_usd: float, base_cost_usd: floa
         "failed_attempts": counts.get("failed_attempts", 0),
         "retries": counts.get("retries", 0),
         "requests_still_failing": counts.get("still_failing", 0),
+        "requests_unserved": counts.get("requests_unserved", 0),
+        "unserved_recorded_cost_usd": r6(money.get("unserved_recorded_cost_usd", 0.0)),
+        "requests_rescued": counts.get("requests_rescued", 0),
+        "requests_imputed": counts.get("requests_imputed", 0),
+        "requests_refused": counts.get("requests_refused", 0),
+        "spend_prevented_usd": r6(money.get("spend_prevented_usd", 0.0)),
     }
     for key in ("error_rate", "latency_p50_ms", "latency_p95_ms", "premium_share_cost", "premium_share_requests"):
         record[f"{key}_before"] = before[key]
@@ -114,8 +128,9 @@ def policy_record(name: str, requests: int, cost_usd: float, base_cost_usd: floa
 
 
 def candidate_gates(scenario, cand) -> Gates:
-    """The scenario's gates with the candidate's own gates overriding them."""
-    return scenario.gates.model_copy(update={k: v for k, v in cand.gates.model_dump().items() if v is not None})
+    """The scenario's gates with the gates the candidate sets itself overriding them (an explicit null turns a gate
+    off for that candidate)."""
+    return scenario.gates.model_copy(update=cand.gates.model_dump(exclude_unset=True))
 
 
 def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,6 +157,13 @@ def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any])
             inc = 100.0 * (a - b) / b if b else 0.0
             out.append({"name": "max_p95_latency_increase_pct", "passed": inc <= lim,
                         "detail": f"p95 latency {b:.0f} ms -> {a:.0f} ms ({inc:+.1f}%) vs maximum {lim:.1f}%"})
+    if g["max_error_rate_increase_pp"] is not None:
+        lim = g["max_error_rate_increase_pp"]
+        b, a = before["error_rate"], policy["error_rate_after"]
+        inc = 100.0 * (a - b)
+        out.append({"name": "max_error_rate_increase_pp", "passed": inc <= lim + 1e-9,
+                    "detail": f"error rate {b:.2%} -> {a:.2%} ({inc:+.2f} pp; {policy['requests_unserved']:,} "
+                              f"requests the recording served fail here) vs maximum +{lim:.2f} pp"})
     if g["max_error_rate"] is not None:
         lim, val = g["max_error_rate"], policy["error_rate_after"]
         out.append({"name": "max_error_rate", "passed": val <= lim,
