@@ -16,6 +16,7 @@ from simulator.state.cache_replay import CacheSimulator
 from simulator.pricing.catalog import Catalog
 from simulator.core import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
 from simulator.routing.scenario import Candidate, Scenario, load_scenario
+from simulator.routing.truefoundry_config import candidate_from_config
 from simulator.io.traffic import Traffic, load_traffic
 from simulator.tokens.translator import Translator
 
@@ -83,8 +84,6 @@ def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     out = []
     for cand in scenario.candidates:
         if cand.truefoundry_config:
-            from simulator.outputs.gateway_config import candidate_from_config
-
             cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
         out.append(cand)
     return out

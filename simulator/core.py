@@ -27,6 +27,7 @@ from simulator.summary.exact_sums import LatencySums
 from simulator.routing.matching import RequestView, match
 from simulator.pricing.catalog import Catalog
 from simulator.summary.privacy import output_label
+from simulator.routing.fallbacks import composition_rule, compositions, covers
 from simulator.routing.scenario import Candidate, Outage, Rule
 from simulator.io.traffic import Traffic
 
@@ -373,28 +374,21 @@ def _slot_keys(p: Prepared, applies_per: list[str], rows: np.ndarray) -> np.ndar
 
 
 # -- one candidate --------------------------------------------------------------------------------------------
-def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None) -> Outcome:
-    """Replay all requests through one candidate; see the module docstring for the order of steps."""
+def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None, *, limits: bool = True) -> Outcome:
+    """Replay all requests through one candidate; see the module docstring for the order of steps.
+
+    ``limits=False`` stops before rate limits and budgets (the chunked engines run those with carried state).
+    """
     o = identity_outcome(p, cand.name)
     if p.n == 0:
         return o
     assigned = np.zeros(p.n, dtype=bool)
     for rule in cand.rules:
         mask = match(p.view, rule.when) & ~assigned
-        rows = np.flatnonzero(mask)
         assigned |= mask
-        if len(rows) == 0:
-            continue
-        r = _route_rule(p, rule, rows)
-        o.routed[rows] = True
-        moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
-        # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
-        idx = rows[moved]
-        o.model[idx] = r["served"][moved]
-        o.status[idx] = np.where(r["failed"][moved], r["status"][moved], 200)
-        o.fallback[idx] = r["fallback"][moved]
-        o.attempts[idx] = r["attempts"][moved]
-        o.retries[idx] = r["retries"][moved]
+        _serve_rule(p, o, rule, np.flatnonzero(mask))
+    for rule, rows in fallback_routing(p, cand, assigned):
+        _serve_rule(p, o, rule, rows)
     o.changed = o.model != p.model
     _translate_and_reprice(p, o, cand, translator)
     if cache_sim is not None and cand.prompt_caching:
@@ -412,9 +406,9 @@ def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None) -> O
         o.cost_usd[rows] += failed_attempts[rows] * input_cost
         o.assumptions.append("failed attempts billed: input tokens at the attempted model's price")
     _latency(p, o)
-    if cand.rate_limits:
+    if limits and cand.rate_limits:
         _apply_rate_limits(p, o, cand, translator)
-    if cand.budgets:
+    if limits and cand.budgets:
         _apply_budgets(p, o, cand, translator)
     o.counts = {
         "requests_changed": int(o.changed.sum()),
@@ -425,6 +419,38 @@ def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None) -> O
         "still_failing": int(((o.status >= 400) & ~o.blocked).sum()),
     }
     return o
+
+
+def _serve_rule(p: Prepared, o: Outcome, rule: Rule, rows: np.ndarray) -> None:
+    if len(rows) == 0:
+        return
+    r = _route_rule(p, rule, rows)
+    o.routed[rows] = True
+    moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
+    # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
+    idx = rows[moved]
+    o.model[idx] = r["served"][moved]
+    o.status[idx] = np.where(r["failed"][moved], r["status"][moved], 200)
+    o.fallback[idx] = r["fallback"][moved]
+    o.attempts[idx] = r["attempts"][moved]
+    o.retries[idx] = r["retries"][moved]
+
+
+def fallback_routing(p: Prepared, cand: Candidate, assigned: np.ndarray) -> list[tuple[Rule, np.ndarray]]:
+    """The load-balancing half of each budget / rate-limit fallback (:mod:`simulator.routing.fallbacks`): rows in
+    the limit's scope that no candidate rule routed, per recorded model M the limit covers, with the rule that serves
+    M and falls back to the fallback model on 429. Marks the rows in ``assigned`` (first match wins)."""
+    out = []
+    for comp in compositions(cand):
+        scope = match(p.view, comp.when) & ~assigned
+        for code in np.unique(p.model[scope]):
+            model = p.vocab[int(code)]
+            if not covers(comp, model):
+                continue
+            rows = np.flatnonzero(scope & (p.model == code))
+            assigned[rows] = True
+            out.append((composition_rule(comp, model), rows))
+    return out
 
 
 def _translate_and_reprice(p: Prepared, o: Outcome, cand: Candidate, translator) -> None:
@@ -564,6 +590,7 @@ def _apply_budgets(p: Prepared, o: Outcome, cand: Candidate, translator) -> None
             slot_base += int(k.max()) + 1
         rule_slots.append(keys)
     csr = budget_matches(p, budgets, masks, rule_slots)
+    exempt_fallback_rows(p, o, cand, csr)
     fallback_cost, fallback_tokens, subs = budget_fallbacks(p, o, cand, csr.fallback_rule, translator)
     ptr, m_slot = csr.ptr, csr.slot
     tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
@@ -635,6 +662,16 @@ def budget_matches(p: Prepared, budgets, masks: list[np.ndarray], rule_slots: li
         out.fallback_rule[rows[first_here]] = b_i
         fill[rows] += 1
     return out
+
+
+def exempt_fallback_rows(p: Prepared, o: Outcome, cand: Candidate, csr: BudgetMatches) -> None:
+    """A request already served by its deciding budget's fallback model is never blocked by that budget (the
+    gateway's audit-mode exemption rule decides for it); its spend still counts. Updates ``csr.audit``."""
+    for b_i, b in enumerate(cand.budgets):
+        if isinstance(b.on_exceed, str):
+            continue
+        rows = np.flatnonzero((csr.fallback_rule == b_i) & (o.model == p.code(b.on_exceed.fallback)))
+        csr.audit[csr.ptr[:-1][rows]] = True
 
 
 def budget_fallbacks(p: Prepared, o: Outcome, cand: Candidate, deciding_rule: np.ndarray, translator):

@@ -390,6 +390,7 @@ def _stateful_rows(p, o, cand, translator, ctx: dict) -> pd.DataFrame:
         cols.update(b_match=mask, b_key=key, b_label=label, b_window=budget_window(p.ts, b.unit))
         if not isinstance(b.on_exceed, str):
             _alternative(p, o, rows, b.on_exceed.fallback, translator, cand, "b_", cols)
+            cols["b_exempt"] = o.model == p.code(b.on_exceed.fallback)  # see core.exempt_fallback_rows
     frame = pd.DataFrame({k: pd.Series(v, dtype=object) if np.asarray(v).dtype == object else v
                           for k, v in cols.items()})
     rid_hash = _hash(cols["rid"])
@@ -429,8 +430,7 @@ def _replay_partition(f: pd.DataFrame, plan: dict) -> dict:
     out["latency"]["base"] = base.latency_ms
     ctx = {"block": block, "base_cost": base.cost_usd, "labels": labels}
     for k, cand in enumerate(plan["candidates"]):
-        stateless = cand.model_copy(update={"rate_limits": [], "budgets": []})
-        o = simulate(p, stateless, translator, None)
+        o = simulate(p, cand, translator, None, limits=False)
         if cand.rate_limits or cand.budgets:
             out["rows"][k] = _stateful_rows(p, o, cand, translator, ctx)
             out["partials"][k] = {"assumptions": list(o.assumptions)}
@@ -511,9 +511,10 @@ def _budget_stage(frame: pd.DataFrame, plan: dict, k: int) -> tuple[pd.DataFrame
     fb_cost = frame["b_cost"].to_numpy(np.float64) if has_fb else np.zeros(n)
     fb_tokens = ((frame["b_inp"] + frame["b_out"]).to_numpy(np.float64) if has_fb else np.zeros(n))
     tokens = (frame["inp"] + frame["out"]).to_numpy(np.float64)
+    audit = np.full(m, b.audit_mode) | (frame["b_exempt"].to_numpy(bool)[rows] if has_fb else False)
     action, _, reached_at = kernels.budget_pass(
         ptr, codes.astype(np.int64), frame["b_window"].to_numpy(np.int64)[rows], np.full(m, float(b.limit_to)),
-        np.full(m, b.audit_mode), np.full(m, has_fb), np.where(blocked, 0.0, cost), fb_cost, tokens, fb_tokens,
+        audit, np.full(m, has_fb), np.where(blocked, 0.0, cost), fb_cost, tokens, fb_tokens,
         np.full(m, b.unit.startswith("tokens")), max(len(uniques), 1))
     slot_of = np.zeros(n, np.int64)
     slot_of[rows] = codes

@@ -40,7 +40,7 @@ from simulator.errors import ScenarioError
 from simulator.summary.exact_sums import LatencySums
 from simulator.routing.matching import match
 from simulator.core import (_FAIL_BUCKET_NS, Outcome, Prepared, _block, _decider, _serve_from,
-                              apply_rate_limit_actions, budget_fallbacks, budget_matches,
+                              apply_rate_limit_actions, budget_fallbacks, budget_matches, exempt_fallback_rows,
                               budget_window, check_candidate_targets, rate_window, simulate)
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.io.traffic import Traffic
@@ -296,6 +296,7 @@ class BudgetState:
             rule_slots.append(keys)
         s = self.slots
         csr = budget_matches(p, budgets, masks, rule_slots)
+        exempt_fallback_rows(p, o, cand, csr)
         fallback_cost, fallback_tokens, subs = budget_fallbacks(p, o, cand, csr.fallback_rule, translator)
         ptr, m_slot = csr.ptr, csr.slot
         tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
@@ -493,8 +494,7 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
             breakdowns[by].add(codes[by], 0, np.ones(p.n))
             breakdowns[by].add(codes[by], 1, base.cost_usd)
         for k, cand in enumerate(candidates):
-            stateless = cand.model_copy(update={"rate_limits": [], "budgets": []})
-            o = simulate(p, stateless, translator, None)
+            o = simulate(p, cand, translator, None, limits=False)
             if cand.rate_limits:
                 rl_states[k].apply(p, o, cand, translator)
             if cand.budgets:
