@@ -307,9 +307,11 @@ def test_litellm_tags_weights_passthrough_and_pinned_router_settings():
             {"model_name": OPUS, "litellm_params": {"model": "anthropic/claude-haiku-4-5", "weight": 10,
                                                     "tags": ["workflow_tag=ci"]},
              "model_info": {"id": "ci-ab-1", "tfy_target": HAIKU}},
-            {"model_name": f"{OPUS}>ci-ab-0", "litellm_params": {"model": "anthropic/claude-opus-4-7"},
+            {"model_name": f"{OPUS}>ci-ab-0", "litellm_params": {"model": "anthropic/claude-opus-4-7",
+                                                                 "tags": ["workflow_tag=ci"]},
              "model_info": {"id": "ci-ab-0-fallback", "tfy_target": OPUS}},
-            {"model_name": f"{OPUS}>ci-ab-1", "litellm_params": {"model": "anthropic/claude-haiku-4-5"},
+            {"model_name": f"{OPUS}>ci-ab-1", "litellm_params": {"model": "anthropic/claude-haiku-4-5",
+                                                                 "tags": ["workflow_tag=ci"]},
              "model_info": {"id": "ci-ab-1-fallback", "tfy_target": HAIKU}},
             # requests without the tag stay on the model they asked for, as tfysim replays them
             {"model_name": OPUS, "litellm_params": {"model": "anthropic/claude-opus-4-7", "tags": ["default"]},

@@ -126,7 +126,10 @@ def to_litellm(candidate: Candidate) -> tuple[dict[str, Any] | None, list[str]]:
                     group = f"{alias}>{gateway_rule_id(rule.id)}-{j}"
                     chain.append(group)
                     t = rule.load_balance_targets[j]
-                    model_list.append({"model_name": group, "litellm_params": {"model": litellm_model(t.target)},
+                    params = {"model": litellm_model(t.target)}
+                    if tag:  # the request keeps its tags when it falls back: the fallback group must accept them
+                        params["tags"] = [tag]
+                    model_list.append({"model_name": group, "litellm_params": params,
                                        "model_info": {"id": f"{gateway_rule_id(rule.id)}-{j}-fallback",
                                                       "tfy_target": t.target}})
                 if rule.type == "priority-based-routing":

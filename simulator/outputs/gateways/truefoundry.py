@@ -209,7 +209,8 @@ def _budget_manifest(candidate: Candidate, name: str) -> dict:
             if scope_has_fallback(comp):
                 # Decides for the fallback model's attempts (first match) without blocking them; their spend
                 # still counts against the budget below (every matching rule tracks spend).
-                rules.append({**entry, "id": b.id + EXEMPT_SUFFIX, "when": _when(exemption_when(comp)),
+                exempt = {k: v for k, v in entry.items() if k != "alerts"}  # its own counter: no alerts
+                rules.append({**exempt, "id": b.id + EXEMPT_SUFFIX, "when": _when(exemption_when(comp)),
                               "audit_mode": True})
         if b.audit_mode:
             entry["audit_mode"] = True
