@@ -242,8 +242,15 @@ def _round_trip(sc, out: Path) -> int:
             candidates.append(cand)  # nothing to apply (no rules, budgets or rate limits)
             continue
         checked += 1
-        candidates.append(cand.model_copy(update={"rules": [], "budgets": [], "rate_limits": [],
-                                                  "truefoundry_config": str(path)}))
+        assert not any("tfysim-extension" in p.read_text() for p in routing.glob(f"{cand.name}*.yaml"))
+        bare = cand.model_copy(update={"rules": [], "budgets": [], "rate_limits": [], "truefoundry_config": str(path)})
+        if cand.truefoundry_config is None:  # fallbacks read back as written in the scenario, nothing added
+            back = candidate_from_config(bare.model_copy(update={"truefoundry_config": None}), path)
+            assert [(b.id, b.on_exceed, b.audit_mode) for b in back.budgets] == [
+                (b.id, b.on_exceed, b.audit_mode) for b in cand.budgets]
+            assert [(r.id, r.fallback) for r in back.rate_limits] == [(r.id, r.fallback) for r in cand.rate_limits]
+            assert len(back.rules) == len(cand.rules)
+        candidates.append(bare)
     second = run(sc.model_copy(update={"candidates": candidates}))
     assert second.summary["policies"] == first.summary["policies"]
     for a, b in zip(first.outcomes, second.outcomes):
@@ -415,3 +422,24 @@ def test_run_writes_all_three_files_and_an_index(tmp_path):
                                      "split.litellm.yaml": "litellm-proxy-config",
                                      "split.portkey.json": "portkey-config"}
     assert index["portkey_attach_when"] == {"models": [OPUS]}
+
+
+def test_yaml_comment_keeps_scenario_text_on_one_comment_line():
+    from simulator.outputs.escape import yaml_comment
+
+    assert yaml_comment("a\nrules: []\r\x00b\u2028c") == "a rules: []  b c"
+    assert len(yaml_comment("x" * 1000)) == 500
+
+
+def test_metadata_text_cannot_inject_yaml_into_a_written_file(tmp_path):
+    evil = "ci\nrouter_settings: {num_retries: 9}\n# "
+    sc = parse_scenario({"name": "e", "traffic": str(SMALL_TRAFFIC), "candidates": [
+        {"name": "c", "rules": [{"id": "r", "when": {"models": [OPUS], "metadata": {"workflow_tag": evil}},
+                                 "load_balance_targets": [{"target": HAIKU}]}]}]}, "e.yaml", tmp_path)
+    write_run(run(sc), tmp_path)
+    text = (tmp_path / "routing" / "c.litellm.yaml").read_text()
+    header = text[: text.index("model_list:")]
+    assert all(line.startswith("# ") for line in header.splitlines())
+    config = yaml.safe_load(text)
+    assert config["router_settings"]["num_retries"] == 0
+    assert config["model_list"][0]["litellm_params"]["tags"] == [f"workflow_tag={evil}"]
