@@ -70,7 +70,7 @@ def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     out = []
     for cand in scenario.candidates:
         if cand.truefoundry_config:
-            from simulator.outputs.gateway_config import candidate_from_config
+            from simulator.routing.truefoundry_config import candidate_from_config
 
             cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
         out.append(cand)

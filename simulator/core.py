@@ -35,6 +35,7 @@ from simulator.facts import Facts, facts_of
 from simulator.io.traffic import Traffic
 from simulator.pricing.catalog import Catalog
 from simulator.routing.assign import hashed_uniform, route_rule
+from simulator.routing.fallbacks import composition_rule, compositions, covers
 from simulator.routing.matching import RequestView, match
 from simulator.routing.scenario import Candidate, Outage
 from simulator.state.budgets import BudgetState
@@ -282,20 +283,10 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
     assigned = np.zeros(p.n, dtype=bool)
     for rule in cand.rules:
         mask = match(p.view, rule.when) & ~assigned
-        rows = np.flatnonzero(mask)
         assigned |= mask
-        if len(rows) == 0:
-            continue
-        r = route_rule(p, rule, rows)
-        o.routed[rows] = True
-        moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
-        # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
-        idx = rows[moved]
-        o.model[idx] = r["served"][moved]
-        o.status[idx] = np.where(r["failed"][moved], r["status"][moved], 200)
-        o.fallback[idx] = r["fallback"][moved]
-        o.attempts[idx] = r["attempts"][moved]
-        o.retries[idx] = r["retries"][moved]
+        _serve_rule(p, o, rule, np.flatnonzero(mask))
+    for rule, rows in fallback_routing(p, cand, assigned):
+        _serve_rule(p, o, rule, rows)
     o.changed = o.model != p.model
     rescued = impute_rescued(p, o)
     moved = np.flatnonzero(o.changed)
@@ -315,6 +306,38 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
         o.cost_usd[stayed] = _price_rows(p, o, stayed)
         o.latency_ms[stayed] = p.estimate_latency(o.model[stayed], o.output_tokens[stayed])
     return o
+
+
+def _serve_rule(p: Chunk, o: Outcome, rule, rows: np.ndarray) -> None:
+    if len(rows) == 0:
+        return
+    r = route_rule(p, rule, rows)
+    o.routed[rows] = True
+    moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
+    # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
+    idx = rows[moved]
+    o.model[idx] = r["served"][moved]
+    o.status[idx] = np.where(r["failed"][moved], r["status"][moved], 200)
+    o.fallback[idx] = r["fallback"][moved]
+    o.attempts[idx] = r["attempts"][moved]
+    o.retries[idx] = r["retries"][moved]
+
+
+def fallback_routing(p: Chunk, cand: Candidate, assigned: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """The load-balancing half of each budget / rate-limit fallback (:mod:`simulator.routing.fallbacks`): rows in
+    the limit's scope that no candidate rule routed, per recorded model M the limit covers, with the rule that serves
+    M and falls back to the fallback model on 429. Marks the rows in ``assigned`` (first match wins)."""
+    out = []
+    for comp in compositions(cand):
+        scope = match(p.view, comp.when) & ~assigned
+        for code in np.unique(p.model[scope]):
+            model = p.vocab[int(code)]
+            if not covers(comp, model):
+                continue
+            rows = np.flatnonzero(scope & (p.model == code))
+            assigned[rows] = True
+            out.append((composition_rule(comp, model), rows))
+    return out
 
 
 def impute_rescued(p: Chunk, o: Outcome) -> np.ndarray:

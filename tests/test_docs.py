@@ -93,3 +93,13 @@ def test_readme_setup_commands_are_what_ci_runs():
     assert install in README
     assert install.replace("pip install -e", "pip install -q -e") in ci
     assert "python -m pytest" in README and "\npython -m pytest\n" in ci
+
+
+def test_readme_provider_table_matches_the_gateway_writers():
+    from simulator.outputs.gateways.common import LITELLM_PREFIX, PORTKEY_PROVIDER
+
+    table = README.split("<!-- providers:start -->")[1].split("<!-- providers:end -->")[0]
+    rows = [line.split("|")[1:4] for line in table.strip().splitlines()[2:]]
+    documented = {cells[0].split()[0].strip(): (cells[1].strip(" `").rstrip("/"), cells[2].strip(" `"))
+                  for cells in rows}
+    assert documented == {k: (LITELLM_PREFIX[k], PORTKEY_PROVIDER[k]) for k in LITELLM_PREFIX}

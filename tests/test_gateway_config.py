@@ -1,5 +1,7 @@
 """Gateway configs: TrueFoundry field names and types (expected dicts written by hand from gateway-formats.md),
-read-back errors, the round trip (written file -> candidate -> identical simulated results), LiteLLM and Portkey."""
+read-back errors, the round trip (written file -> candidate -> identical simulated results), LiteLLM and Portkey.
+The real consumers (truefoundry SDK models, litellm.Router, the Portkey gateway) are exercised in
+tests/test_gateway_consumers.py."""
 
 from __future__ import annotations
 
@@ -15,13 +17,10 @@ from conftest import REPO, SMALL_TRAFFIC
 from helpers import scenario
 from simulator.api import run
 from simulator.errors import ScenarioError
-from simulator.outputs.gateway_config import (
-    candidate_from_config,
-    render_truefoundry,
-    to_litellm,
-    to_portkey,
-    to_truefoundry,
-)
+from simulator.outputs.gateways import truefoundry
+from simulator.outputs.gateways.litellm import to_litellm
+from simulator.outputs.gateways.portkey import to_portkey
+from simulator.routing.truefoundry_config import candidate_from_config
 from simulator.routing.scenario import load_scenario, parse_scenario
 from simulator.outputs.requests import RequestsWriter
 from simulator.outputs.writer import write_run
@@ -32,6 +31,14 @@ GPT4O, MINI, HAIKU, OPUS = ("openai-main/gpt-4o", "openai-main/gpt-4o-mini", "an
 
 def one(candidate: dict):
     return scenario([candidate]).candidates[0]
+
+
+def to_truefoundry(cand, **kwargs) -> list[dict]:
+    return [m for _, m, _ in truefoundry.manifests(cand, **kwargs)]
+
+
+def render_truefoundry(cand, scenario_name, figures=None, **kwargs) -> dict[str, str]:
+    return truefoundry.render(cand, scenario_name, figures, **kwargs)
 
 
 def test_virtual_model_fields_and_types():
@@ -206,7 +213,7 @@ def inline_scenarios(tmp_path: Path) -> list:
                 {"id": "cap", "when": {"metadata": {"project": "helpdesk"}}, "limit_to": 0.02, "unit": "cost_per_day",
                  "budget_applies_per": ["project"], "on_exceed": {"fallback": MINI}},
                 {"id": "team-cap", "limit_to": 0.01, "unit": "cost_per_week", "budget_applies_per": ["team"]}],
-             "rate_limits": [{"id": "rpm", "limit_to": 1, "unit": "requests_per_hour",
+             "rate_limits": [{"id": "rpm", "when": {"models": [GPT4O]}, "limit_to": 1, "unit": "requests_per_hour",
                               "rate_limit_applies_per": ["user"], "fallback": MINI}]},
             {"name": "both", "rules": [{"id": "r", "when": {"models": [GPT4O]},
                                         "load_balance_targets": [{"target": MINI}]}],
@@ -237,8 +244,15 @@ def _round_trip(sc, out: Path) -> int:
             candidates.append(cand)  # nothing to apply (no rules, budgets or rate limits)
             continue
         checked += 1
-        candidates.append(cand.model_copy(update={"rules": [], "budgets": [], "rate_limits": [],
-                                                  "truefoundry_config": str(path)}))
+        assert not any("tfysim-extension" in p.read_text() for p in routing.glob(f"{cand.name}*.yaml"))
+        bare = cand.model_copy(update={"rules": [], "budgets": [], "rate_limits": [], "truefoundry_config": str(path)})
+        if cand.truefoundry_config is None:  # fallbacks read back as written in the scenario, nothing added
+            back = candidate_from_config(bare.model_copy(update={"truefoundry_config": None}), path)
+            assert [(b.id, b.on_exceed, b.audit_mode) for b in back.budgets] == [
+                (b.id, b.on_exceed, b.audit_mode) for b in cand.budgets]
+            assert [(r.id, r.fallback) for r in back.rate_limits] == [(r.id, r.fallback) for r in cand.rate_limits]
+            assert len(back.rules) == len(cand.rules)
+        candidates.append(bare)
     second = run(sc.model_copy(update={"candidates": candidates}), observers=[seen_second])
     assert second.summary["policies"] == first.summary["policies"]
     for a, b in zip(seen_first.files(), seen_second.files()):
@@ -253,8 +267,12 @@ def test_round_trip_reproduces_inline_scenarios(tmp_path):
     assert checked == 6
     assert (tmp_path / "rt-virtual" / "routing" / "vm.truefoundry.yaml").read_text().count(
         "type: provider-account/virtual-model") == 1
-    ext = (tmp_path / "rt-limits" / "routing" / "capped.truefoundry.yaml").read_text()
-    assert "# tfysim-extension: " in ext and "type: gateway-budget-config" in ext
+    routing = tmp_path / "rt-limits" / "routing"
+    texts = [p.read_text() for p in sorted(routing.glob("capped*.yaml"))]
+    assert len(texts) == 3 and not any("tfysim-extension" in t for t in texts)
+    rules = yaml.safe_load((routing / "capped.truefoundry.yaml").read_text())["rules"]
+    # budget 'cap' (no model condition) covers every recorded model but its fallback; 'rpm' covers gpt-4o only
+    assert [r["id"] for r in rules][-1] == "rpm-fallback-0" and rules[-1]["when"] == {"models": [GPT4O]}
 
 
 @pytest.mark.parametrize("path", example_scenarios(), ids=lambda p: p.name)
@@ -284,46 +302,113 @@ def test_diff_against_the_current_config(tmp_path):
 # -- LiteLLM and Portkey -----------------------------------------------------------------------------------------
 WEIGHTED = {"name": "ab", "rules": [{"id": "ab", "when": {"models": ["chat-default"]}, "load_balance_targets": [
     {"target": MINI, "weight": 70}, {"target": HAIKU, "weight": 30, "fallback_status_codes": ["429", "503"]}]}]}
+TAGGED = {"name": "ci", "rules": [{"id": "ci_ab", "when": {"models": [OPUS], "metadata": {"workflow_tag": "ci"}},
+                                   "load_balance_targets": [{"target": OPUS, "weight": 90},
+                                                            {"target": HAIKU, "weight": 10}]}]}
 
 
-def test_litellm_weighted_candidate():
-    config, gaps = to_litellm(one(WEIGHTED))
+def test_litellm_tags_weights_passthrough_and_pinned_router_settings():
+    config, gaps = to_litellm(one(TAGGED))
+    assert gaps == []
     assert config == {
         "model_list": [
-            {"model_name": "chat-default", "litellm_params": {"model": "openai/gpt-4o-mini", "weight": 70},
-             "model_info": {"id": "ab-0", "tfy_target": MINI}},
-            {"model_name": "chat-default", "litellm_params": {"model": "anthropic/claude-haiku-4-5", "weight": 30},
-             "model_info": {"id": "ab-1", "tfy_target": HAIKU}},
+            {"model_name": OPUS, "litellm_params": {"model": "anthropic/claude-opus-4-7", "weight": 90,
+                                                    "tags": ["workflow_tag=ci"]},
+             "model_info": {"id": "ci-ab-0", "tfy_target": OPUS}},
+            {"model_name": OPUS, "litellm_params": {"model": "anthropic/claude-haiku-4-5", "weight": 10,
+                                                    "tags": ["workflow_tag=ci"]},
+             "model_info": {"id": "ci-ab-1", "tfy_target": HAIKU}},
+            {"model_name": f"{OPUS}>ci-ab-0", "litellm_params": {"model": "anthropic/claude-opus-4-7",
+                                                                 "tags": ["workflow_tag=ci"]},
+             "model_info": {"id": "ci-ab-0-fallback", "tfy_target": OPUS}},
+            {"model_name": f"{OPUS}>ci-ab-1", "litellm_params": {"model": "anthropic/claude-haiku-4-5",
+                                                                 "tags": ["workflow_tag=ci"]},
+             "model_info": {"id": "ci-ab-1-fallback", "tfy_target": HAIKU}},
+            # requests without the tag stay on the model they asked for, as tfysim replays them
+            {"model_name": OPUS, "litellm_params": {"model": "anthropic/claude-opus-4-7", "tags": ["default"]},
+             "model_info": {"id": "anthropic-main-claude-opus-4-7-passthrough", "tfy_target": OPUS}},
         ],
-        "router_settings": {"routing_strategy": "simple-shuffle"},
+        "router_settings": {"routing_strategy": "simple-shuffle", "num_retries": 0, "disable_cooldowns": True,
+                            "enable_tag_filtering": True,
+                            "fallbacks": [{OPUS: [f"{OPUS}>ci-ab-0", f"{OPUS}>ci-ab-1"]}]},
     }
-    assert gaps == [f"rule 'ab': {HAIKU} falls back only on status codes 429, 503 (LiteLLM tries other deployments "
-                    "of the group on any failure)"]
 
 
-def test_portkey_weighted_candidate():
+@pytest.mark.parametrize("target, litellm, portkey", [
+    ("anthropic-main/claude-haiku-4-5", "anthropic/claude-haiku-4-5", "anthropic"),
+    ("openai-main/gpt-4o-mini", "openai/gpt-4o-mini", "openai"),
+    ("google-vertex/gemini-2.5-flash", "vertex_ai/gemini-2.5-flash", "vertex-ai"),
+    ("google-ai/gemini-2.5-flash", "gemini/gemini-2.5-flash", "google"),
+    ("gemini-main/gemini-2.5-pro", "gemini/gemini-2.5-pro", "google"),
+    ("bedrock-us/anthropic.claude-3-haiku", "bedrock/anthropic.claude-3-haiku", "bedrock"),
+    ("aws-main/amazon.nova-pro-v1:0", "bedrock/amazon.nova-pro-v1:0", "bedrock"),
+    ("azure-openai/gpt-4o", "azure/gpt-4o", "azure-openai"),
+    ("mistral-main/mistral-large-latest", "mistral/mistral-large-latest", "mistral-ai"),
+    ("deepseek-main/deepseek-chat", "deepseek/deepseek-chat", "deepseek"),
+    ("groq-main/llama-3.3-70b", "groq/llama-3.3-70b", "groq"),
+    ("together-main/meta-llama/Llama-3-8b", "together_ai/meta-llama/Llama-3-8b", "together-ai"),
+    ("fireworks-main/llama-v3", "fireworks_ai/llama-v3", "fireworks-ai"),
+    ("cohere-main/command-r", "cohere/command-r", "cohere"),
+    ("xai-main/grok-3", "xai/grok-3", "x-ai"),
+    ("internal/my-model", None, None),
+])
+def test_provider_names_per_gateway(target, litellm, portkey):
+    """Expected names from LiteLLM's provider docs and the Portkey gateway's provider list (written by hand)."""
+    from simulator.outputs.gateways.common import litellm_model
+    from simulator.outputs.gateways.portkey import account_target
+
+    assert litellm_model(target) == litellm
+    found = account_target(target, {})
+    assert (found or {}).get("provider") == portkey
+
+
+def test_litellm_lists_what_it_cannot_express_and_writes_nothing():
+    config, gaps = to_litellm(one(WEIGHTED))
+    assert config is None
+    assert gaps == [f"rule 'ab': {HAIKU} falls back only on status codes 429, 503 (LiteLLM falls back on any error)"]
+    alias_only = one({"name": "a", "rules": [{"id": "a", "when": {"models": ["chat-default"],
+                                                                   "metadata": {"workflow_tag": "x"}},
+                                               "load_balance_targets": [{"target": MINI}]}]})
+    config, gaps = to_litellm(alias_only)
+    assert config is None and gaps == ["model 'chat-default': requests without the rule's tags need a default "
+                                       "deployment, and 'chat-default' is not a served model id"]
+
+
+def test_portkey_weighted_candidate_uses_gateway_provider_ids_and_the_simulated_codes():
     config, gaps = to_portkey(one(WEIGHTED))
-    mini = {"provider": "@openai-main", "override_params": {"model": "gpt-4o-mini"}}
-    haiku = {"provider": "@anthropic-main", "override_params": {"model": "claude-haiku-4-5"}}
+    mini = {"provider": "openai", "api_key": "${OPENAI_MAIN_API_KEY}", "override_params": {"model": "gpt-4o-mini"}}
+    haiku = {"provider": "anthropic", "api_key": "${ANTHROPIC_MAIN_API_KEY}",
+             "override_params": {"model": "claude-haiku-4-5"}}
     assert config == {"strategy": {"mode": "loadbalance"}, "targets": [
-        {"strategy": {"mode": "fallback", "on_status_codes": [401, 403, 404, 408, 429, 500, 502, 503]},
+        {"strategy": {"mode": "fallback", "on_status_codes": [401, 403, 404, 429, 500, 502, 503]},
          "targets": [mini, haiku], "weight": 70},
-        {"strategy": {"mode": "fallback", "on_status_codes": [408, 429, 503]}, "targets": [haiku, mini], "weight": 30},
+        {"strategy": {"mode": "fallback", "on_status_codes": [429, 503]}, "targets": [haiku, mini], "weight": 30},
     ]}
     assert all(isinstance(c, int) for t in config["targets"] for c in t["strategy"]["on_status_codes"])
-    assert gaps == ["rule 'ab': the model condition (chat-default); attach this config only to those requests"]
+    assert gaps == []
 
 
-def test_metadata_rules_and_budgets_are_listed_as_not_expressible():
+def test_portkey_account_mapping_from_the_scenario():
+    sc = scenario([WEIGHTED], portkey={"accounts": {
+        "openai-main": {"virtual_key": "openai-vk"},
+        "anthropic-main": {"provider": "bedrock", "aws_region": "eu-west-1"}}})
+    config, _ = to_portkey(sc.candidates[0], sc.portkey.accounts)
+    mini, haiku = config["targets"][0]["targets"]
+    assert mini == {"virtual_key": "openai-vk", "override_params": {"model": "gpt-4o-mini"}}
+    assert haiku == {"provider": "bedrock", "aws_access_key_id": "${ANTHROPIC_MAIN_AWS_ACCESS_KEY_ID}",
+                     "aws_secret_access_key": "${ANTHROPIC_MAIN_AWS_SECRET_ACCESS_KEY}", "aws_region": "eu-west-1",
+                     "override_params": {"model": "claude-haiku-4-5"}}
+
+
+def test_budgets_are_listed_as_not_expressible_for_litellm_and_portkey():
     cand = one({"name": "m", "rules": [{"id": "ci", "when": {"models": [GPT4O], "metadata": {"workflow_tag": "x"}},
                                          "load_balance_targets": [{"target": MINI}]}],
                 "budgets": [{"id": "cap", "limit_to": 10}]})
     lite, lite_gaps = to_litellm(cand)
     port, port_gaps = to_portkey(cand)
     assert lite is None and port is None
-    for gaps in (lite_gaps, port_gaps):
-        assert any("metadata conditions" in g for g in gaps)
-        assert any(g.startswith("budgets (cap)") for g in gaps)
+    assert lite_gaps == ["budgets (cap): set them in the proxy's own budget settings"]
+    assert port_gaps == ["budgets (cap)"]
 
 
 def test_run_writes_all_three_files_and_an_index(tmp_path):
@@ -336,3 +421,29 @@ def test_run_writes_all_three_files_and_an_index(tmp_path):
                                                          "split.truefoundry.yaml"]
     assert yaml.safe_load((routing / "split.litellm.yaml").read_text())["model_list"][0]["model_name"] == OPUS
     assert json.loads((routing / "split.portkey.json").read_text())["strategy"] == {"mode": "single"}
+    index = json.loads((routing / "index.json").read_text())["split"]
+    assert index["config_types"] == {"split.truefoundry.yaml": "gateway-load-balancing-config",
+                                     "split.litellm.yaml": "litellm-proxy-config",
+                                     "split.portkey.json": "portkey-config"}
+    assert index["portkey_attach_when"] == {"models": [OPUS]}
+
+
+def test_yaml_comment_keeps_scenario_text_on_one_comment_line():
+    from simulator.outputs.escape import yaml_comment
+
+    assert yaml_comment("a\nrules: []\r\x00b\u2028c") == "a rules: []  b c"
+    assert len(yaml_comment("x" * 1000)) == 500
+
+
+def test_metadata_text_cannot_inject_yaml_into_a_written_file(tmp_path):
+    evil = "ci\nrouter_settings: {num_retries: 9}\n# "
+    sc = parse_scenario({"name": "e", "traffic": str(SMALL_TRAFFIC), "candidates": [
+        {"name": "c", "rules": [{"id": "r", "when": {"models": [OPUS], "metadata": {"workflow_tag": evil}},
+                                 "load_balance_targets": [{"target": HAIKU}]}]}]}, "e.yaml", tmp_path)
+    write_run(run(sc), tmp_path)
+    text = (tmp_path / "routing" / "c.litellm.yaml").read_text()
+    header = text[: text.index("model_list:")]
+    assert all(line.startswith("# ") for line in header.splitlines())
+    config = yaml.safe_load(text)
+    assert config["router_settings"]["num_retries"] == 0
+    assert config["model_list"][0]["litellm_params"]["tags"] == [f"workflow_tag={evil}"]

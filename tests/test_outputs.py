@@ -193,3 +193,30 @@ def test_diff_prints_cost_change_computed_by_hand(tmp_path):
 def test_diff_needs_traffic(tmp_path):
     result = CliRunner().invoke(cli, ["diff", "a.yaml", "b.yaml"])
     assert result.exit_code == 2 and "--traffic" in result.output
+
+
+def test_action_queue_applies_one_file_per_tenant_config_type_and_names_what_it_replaces():
+    from simulator.outputs.report.content import action_queue
+
+    def policy(name, saving):
+        return {"name": name, "monthly_savings_usd": saving, "monthly_savings_ci95": [saving / 2, saving * 2],
+                "gates": [], "requests_changed": 0, "accuracy_delta_pp": None}
+
+    lb, budget = "gateway-load-balancing-config", "gateway-budget-config"
+    routing_files = {
+        "full-move": {"files": ["full-move.truefoundry.yaml"], "config_types": {"full-move.truefoundry.yaml": lb}},
+        "ab-10pct": {"files": ["ab-10pct.truefoundry.yaml"], "config_types": {"ab-10pct.truefoundry.yaml": lb}},
+        "cap": {"files": ["cap.truefoundry.yaml"], "config_types": {"cap.truefoundry.yaml": budget},
+                "merged_into": {"cap.truefoundry.yaml": "budgets.yaml"}},
+    }
+    summary = {"policies": [policy("ab-10pct", 50.0), policy("full-move", 500.0), policy("cap", 100.0)]}
+    actions = action_queue(summary, {}, routing_files)
+    assert actions[0].startswith("Apply `full-move`: `tfy apply -f routing/full-move.truefoundry.yaml --dry-run "
+                                 "--show-diff`, then apply; it replaces the tenant's current "
+                                 "gateway-load-balancing-config. Saves $500.00/month")
+    assert actions[1].startswith("Apply `cap`: `tfy apply -f routing/cap.truefoundry.yaml --dry-run --show-diff`, "
+                                 "then apply; it is the tenant's current config (budgets.yaml) merged with it.")
+    assert actions[2] == ("Not applied: `ab-10pct` ($50.00/month) is an alternative to `full-move`: its "
+                          "gateway-load-balancing-config would replace `full-move`'s (TrueFoundry keeps one per "
+                          "tenant and type). To apply both, put their rules in one candidate.")
+    assert sum(a.startswith("Apply") for a in actions) == 2

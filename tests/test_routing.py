@@ -192,3 +192,50 @@ def test_token_rate_limit_counts_input_and_output():
     o = simulate(p, cand(sc))
     # used before each: 0, 1000, 2000 (< 2500, allowed), 3000 (>= 2500, limited)
     assert o.blocked.tolist() == [False, False, False, True]
+
+
+def test_budget_fallback_is_replayed_as_the_gateway_composes_it():
+    """A budget with on_exceed fallback = a blocking budget + a rule serving each model that falls back on 429.
+
+    Project p1, limit $6/day, fallback gpt-4o-mini. Hand-computed, in time order:
+    r0 gpt-4o $2.50 (spend 0 -> allowed, 2.50); r1 recorded 429 on gpt-4o: the fallback rule sends it to mini,
+    where it is served; a failed attempt records no tokens, so it takes the typical successful request of its
+    workflow on gpt-4o (1 M input tokens): $0.15 on mini, counted by the budget it is exempt from (2.65); r2 gpt-4o
+    $2.50 (2.65 -> 5.15); r3 gpt-4o $2.50 (5.15 < 6 -> 7.65); r4 gpt-4o: spend 7.65 >= 6 -> the budget's 429 -> mini,
+    $0.15; r5 already on mini: the exemption rule decides for it, never blocked nor rerouted, $0.15; r6 project p2:
+    outside the scope, its recorded 429 stays.
+    """
+    records = [req(0, "2026-11-16T00:00:00Z", project="p1"),
+               req(1, "2026-11-16T00:30:00Z", project="p1", inp=0, status_code=429),
+               req(2, "2026-11-16T01:00:00Z", project="p1"), req(3, "2026-11-16T02:00:00Z", project="p1"),
+               req(4, "2026-11-16T03:00:00Z", project="p1"), req(5, "2026-11-16T04:00:00Z", model=MINI, project="p1"),
+               req(6, "2026-11-16T05:00:00Z", project="p2", inp=0, status_code=429)]
+    p = prepared(records)
+    sc = scenario([{"name": "capfb", "budgets": [{"id": "cap", "when": {"metadata": {"project": "p1"}},
+                                                  "limit_to": 6, "unit": "cost_per_day",
+                                                  "on_exceed": {"fallback": MINI}}]}])
+    state = CandidateState(cand(sc), p.ctx)
+    o = replay_chunk(p, cand(sc), state)
+    vocab = np.array(p.vocab, dtype=object)
+    assert vocab[o.model].tolist() == [GPT4O, MINI, GPT4O, GPT4O, MINI, MINI, GPT4O]
+    assert o.status.tolist() == [200, 200, 200, 200, 200, 200, 429]
+    assert o.fallback.tolist() == [False, True, False, False, True, False, False]
+    assert o.attempts.tolist() == [1, 2, 1, 1, 1, 1, 1]  # r1: its recorded 429, then mini
+    assert o.cost_usd == pytest.approx([2.5, 0.15, 2.5, 2.5, 0.15, 0.15, 0.0])
+    assert o.imputed.tolist() == [False, True, False, False, False, False, False]
+    rep = state.budgets.report(cand(sc))[0]
+    assert rep["requests_rerouted"] == 1 and rep["requests_blocked"] == 0
+    assert rep["spend_avoided_usd"] == pytest.approx(2.5 - 0.15)
+
+
+def test_rate_limit_fallback_also_reroutes_recorded_429s_in_its_scope():
+    # limit 1 request per minute on gpt-4o; r0 allowed; r1 over the limit -> mini; r2 (next minute) has a recorded
+    # 429 from the provider: the composition's rule falls back on it to mini as well.
+    records = [req(0, "2026-11-16T09:00:01Z"), req(1, "2026-11-16T09:00:02Z"),
+               req(2, "2026-11-16T09:01:00Z", inp=0, status_code=429)]
+    p = prepared(records)
+    sc = scenario([{"name": "r", "rate_limits": [{"id": "r", "when": {"models": [GPT4O]}, "limit_to": 1,
+                                                  "unit": "requests_per_minute", "fallback": MINI}]}])
+    o = simulate(p, cand(sc))
+    assert np.array(p.vocab, dtype=object)[o.model].tolist() == [GPT4O, MINI, MINI]
+    assert o.status.tolist() == [200, 200, 200]

@@ -238,11 +238,30 @@ class TokenizerEntry(_Closed):
     models: list[str] = Field(default_factory=list)
 
 
-class Baseline(_Closed):
-    truefoundry_config: str
-
-
 PathList = Union[str, list[str]]
+
+
+class Baseline(_Closed):
+    truefoundry_config: PathList = Field(description="the tenant's current TrueFoundry configs, one file per type")
+
+
+class PortkeyAccount(_Closed):
+    """How a TrueFoundry provider account is addressed in a Portkey config (``${...}`` placeholders by default)."""
+
+    provider: str | None = Field(None, description="Portkey provider id, e.g. anthropic, vertex-ai, bedrock")
+    api_key: str | None = None
+    virtual_key: str | None = Field(None, description="hosted Portkey only: written instead of provider + keys")
+    vertex_project_id: str | None = None
+    vertex_region: str | None = None
+    aws_region: str | None = None
+    resource_name: str | None = None
+    deployment_id: str | None = None
+    api_version: str | None = None
+
+
+class Portkey(_Closed):
+    accounts: dict[str, PortkeyAccount] = Field(default_factory=dict, description="provider account -> Portkey")
+
 
 
 class Scenario(_Closed):
@@ -266,6 +285,7 @@ class Scenario(_Closed):
     premium_models: list[str] | None = None
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     baseline: Baseline | None = None
+    portkey: Portkey = Field(default_factory=Portkey)
     outages: list[Outage] = Field(default_factory=list)
     tokenizers: list[TokenizerEntry] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list)
@@ -294,7 +314,9 @@ class Scenario(_Closed):
         """(dotted key, path) of every configuration file the scenario names (see ``escapes_folder``)."""
         out = [("pricing", self.pricing)]
         out += [(f"candidates[{i}].truefoundry_config", c.truefoundry_config) for i, c in enumerate(self.candidates)]
-        out += [("baseline.truefoundry_config", self.baseline.truefoundry_config if self.baseline else None)]
+        current = self.baseline.truefoundry_config if self.baseline else []
+        current = [current] if isinstance(current, str) else current
+        out += [(f"baseline.truefoundry_config[{i}]", c) for i, c in enumerate(current)]
         out += [(f"tokenizers[{i}].path", t.path) for i, t in enumerate(self.tokenizers)]
         return [(k, v) for k, v in out if v]
 

@@ -81,6 +81,17 @@ def budget_matches(ts: np.ndarray, budgets, masks: list[np.ndarray], rule_slots:
     return out
 
 
+def exempt_fallback_rows(p, o, cand, csr: BudgetMatches) -> None:
+    """A request already served by its deciding budget's fallback model is never blocked by that budget (the
+    gateway's audit-mode exemption rule decides for it, :mod:`simulator.routing.fallbacks`); its spend still
+    counts. Updates ``csr.audit``."""
+    for b_i, b in enumerate(cand.budgets):
+        if isinstance(b.on_exceed, str):
+            continue
+        rows = np.flatnonzero((csr.deciding_rule == b_i) & (o.model == p.code(b.on_exceed.fallback)))
+        csr.audit[csr.ptr[:-1][rows]] = True
+
+
 class BudgetState:
     """Per-slot spend, window and counters for one candidate over successive chunks."""
 
@@ -104,6 +115,7 @@ class BudgetState:
             rule_slots.append(keys)
         s = self.slots
         csr = budget_matches(p.ts, budgets, masks, rule_slots)
+        exempt_fallback_rows(p, o, cand, csr)
         fallback_cost = np.zeros(p.n)
         fallback_tokens = np.zeros(p.n)
         subs = []

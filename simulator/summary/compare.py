@@ -24,7 +24,7 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
     Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
     """
     from simulator.api import run
-    from simulator.outputs.gateway_config import unified_diff
+    from simulator.outputs.gateways.truefoundry import unified_diff
     from simulator.routing.scenario import parse_scenario
 
     if not traffic:

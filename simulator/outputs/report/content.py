@@ -59,12 +59,19 @@ def _config_file(name: str, routing_files: dict) -> str | None:
     return f"routing/{main}" if main in files else None
 
 
+def _tenant_config_types(name: str, routing_files: dict) -> list[str]:
+    """TrueFoundry config types a candidate's files replace when applied (virtual models are named groups)."""
+    types = ((routing_files.get(name) or {}).get("config_types") or {}).values()
+    return sorted({t for t in types if t.startswith("gateway-")})
+
+
 # -- action queue -------------------------------------------------------------------------------------------------
 def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
     """What to do next, most valuable first. Each item names a file, a figure or a workflow."""
     actions: list[str] = []
     policies = summary.get("policies", [])
     ranked = sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0.0))
+    claimed: dict[str, str] = {}  # TrueFoundry config type -> the candidate applied for it (one per tenant and type)
     for p in ranked:
         saving = p.get("monthly_savings_usd") or 0.0
         if saving <= 0:
@@ -80,8 +87,22 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
             actions.append(f"Replay another week before applying `{p['name']}`: the 95% interval of its monthly "
                            f"savings ({ci_money(p.get('monthly_savings_ci95'))}) includes zero.")
             continue
+        types = _tenant_config_types(p["name"], routing_files)
+        taken = {t: claimed[t] for t in types if t in claimed}
+        if taken:
+            other = sorted(set(taken.values()))[0]
+            actions.append(f"Not applied: `{p['name']}` ({money(saving)}/month) is an alternative to `{other}`: its "
+                           f"{', '.join(sorted(taken))} would replace `{other}`'s (TrueFoundry keeps one per tenant and "
+                           "type). To apply both, put their rules in one candidate.")
+            continue
+        claimed.update({t: p["name"] for t in types})
         how = f"`tfy apply -f {cfg} --dry-run --show-diff`, then apply" if cfg else "update the gateway routing"
-        actions.append(f"Apply `{p['name']}`: {how}. Saves {money(saving)}/month "
+        merged = (routing_files.get(p["name"]) or {}).get("merged_into") or {}
+        if merged:
+            replaces = f"; it is the tenant's current config ({', '.join(sorted(set(merged.values())))}) merged with it"
+        else:
+            replaces = f"; it replaces the tenant's current {', '.join(types)}" if types else ""
+        actions.append(f"Apply `{p['name']}`: {how}{replaces}. Saves {money(saving)}/month "
                        f"(95% CI {ci_money(p.get('monthly_savings_ci95'))}); accuracy {accuracy_text(p)}.")
     for p in ranked:
         if (p.get("monthly_savings_usd") or 0) <= 0 or not p.get("requests_changed"):
@@ -329,9 +350,11 @@ def build_document(result, routing_files: dict | None = None) -> Document:
             if entry:
                 gaps = entry.get("not_expressible", {})
                 file_rows.append([p["name"], ", ".join(f"`routing/{f}`" for f in entry.get("files", [])) or "none",
+                                  "; ".join(gaps.get("truefoundry", [])) or "-",
                                   "; ".join(gaps.get("litellm", [])) or "-", "; ".join(gaps.get("portkey", [])) or "-"])
         if file_rows:
-            comp.add(Table(["candidate", "files", "not expressible in LiteLLM", "not expressible in Portkey"],
+            comp.add(Table(["candidate", "files", "not expressible in TrueFoundry", "not expressible in LiteLLM",
+                            "not expressible in Portkey"],
                            file_rows, caption="Gateway configs written"))
         sections.append(comp)
 
