@@ -80,13 +80,15 @@ def identity_replay(traffic: Traffic, catalog: Catalog) -> dict[str, Any]:
 
 def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     """Candidates with ``truefoundry_config:`` files read into rules/budgets/rate limits."""
+    from simulator.control.room import resolve_kill
+
     out = []
     for cand in scenario.candidates:
         if cand.truefoundry_config:
             from simulator.outputs.gateway_config import candidate_from_config
 
             cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
-        out.append(cand)
+        out.append(resolve_kill(cand, scenario))
     return out
 
 
@@ -152,6 +154,14 @@ def run(
         curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
         if curves:
             summary["accuracy"] = curves
+    from simulator.control.room import control_room_summary  # runaway sessions, alerts, outcomes, adoption
+
+    room = control_room_summary(scenario, f, p.recorded_cost, p.baseline_cost, p.status, p.inp, p.out,
+                                [(o.cost_usd, o.status, o.input_tokens, o.output_tokens) for o in outcomes])
+    if room is not None:
+        summary.update(room[0])
+        for policy, extra in zip(policies, room[1]):
+            policy.update(extra)
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
 
 

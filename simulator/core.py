@@ -414,6 +414,13 @@ def simulate(p: Prepared, cand: Candidate, translator=None, cache_sim=None) -> O
     _latency(p, o)
     if cand.rate_limits:
         _apply_rate_limits(p, o, cand, translator)
+    if cand.kill_runaway_sessions:  # runaway sessions, in time order like a rate limit (simulator.control.loops)
+        from simulator.control.loops import LoopState, kill_in_replay, kill_report, kill_rule
+
+        state = LoopState(kill_rule(cand.kill_runaway_sessions), kill=True)
+        _block(o, np.flatnonzero(kill_in_replay(p.traffic.frame, o.cost_usd, o.status, o.input_tokens,
+                                                o.output_tokens, o.blocked, state)), 429)
+        o.extras["session_kill"] = kill_report(state)
     if cand.budgets:
         _apply_budgets(p, o, cand, translator)
     o.counts = {

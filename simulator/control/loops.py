@@ -8,7 +8,8 @@ sessions, the first request blocked.
   their price, so cache reads count at their cost; ``weight: tokens``: raw input + output tokens) is above
   ``multiplier`` x the ``quantile`` of its workflow's per-session window totals over the previous ``baseline_days``,
   and has been for ``for`` (Prometheus ``for:``). Baseline samples are (session, fixed window bucket) totals; a
-  bucket joins the baseline once it is complete; quantiles interpolate linearly (numpy's and Prometheus' default).
+  bucket joins the baseline once it is complete, except buckets of sessions already flagged (a runaway must not
+  raise the bar for the next one); quantiles interpolate linearly (numpy's and Prometheus' default).
   No rate alert before the workflow has ``min_baseline_samples`` samples.
 - ``identical_requests``: the session's last N successful requests were identical (same prefix hash, input tokens
   and prompt text when logged). Failed attempts neither extend nor break the run.
@@ -92,9 +93,10 @@ def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - co
 
 
 @njit(cache=True)
-def _detect(ts, slot, rate, thr, fp, failed, cost, kill, for_ns, window_ns, ident_n, storm_n,
+def _detect(ts, slot, rate, thr, fp, failed, limited, tokens, cost, kill, for_ns, window_ns, ident_n, storm_n,
             pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run, ident_start, fail_run,
-            fail_times, after_cost, after_requests, total_cost, requests):  # pragma: no cover - compiled
+            fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
+            retry_tokens):  # pragma: no cover - compiled
     """The sequential part over rows of one window bucket; per-slot state arrays are updated in place.
 
     Returns (rule that fired at each row or 0, killed rows)."""
@@ -107,41 +109,46 @@ def _detect(ts, slot, rate, thr, fp, failed, cost, kill, for_ns, window_ns, iden
             continue
         total_cost[s] += cost[i]
         requests[s] += 1
+        if limited[i]:
+            limit_hits[s] += 1
+        if fail_run[s] > 0 and not failed[i]:
+            retry_tokens[s] += tokens[i]
         if detected_at[s] >= 0:
             after_cost[s] += cost[i]
             after_requests[s] += 1
             killed[i] = kill
-            continue
-        rule = 0
-        if rate[i] > thr[i]:
-            if first_excess[s] < 0:
-                first_excess[s] = ts[i]
-            if pending[s] < 0:
-                pending[s] = ts[i]
-            if ts[i] - pending[s] >= for_ns:
-                rule = 1
         else:
-            pending[s] = -1
-        start = -1
-        if rule == 0 and ident_n > 0 and ident_run[s] >= ident_n:
-            rule = 2
-            start = ident_start[s]
-        if rule == 0 and storm_n > 0 and fail_run[s] >= storm_n:
-            oldest = fail_times[s, fail_run[s] % storm_n]
-            newest = fail_times[s, (fail_run[s] - 1) % storm_n]
-            if newest - oldest <= window_ns:
-                rule = 3
-                start = oldest
-        if rule > 0:
-            detected_at[s] = ts[i]
-            rule_of[s] = rule
-            first = first_excess[s]
-            onset[s] = first if (first >= 0 and (start < 0 or first < start)) else start
-            after_cost[s] += cost[i]
-            after_requests[s] += 1
-            fired[i] = rule
-            killed[i] = kill
-            continue
+            rule = 0
+            if rate[i] > thr[i]:
+                if first_excess[s] < 0:
+                    first_excess[s] = ts[i]
+                if pending[s] < 0:
+                    pending[s] = ts[i]
+                if ts[i] - pending[s] >= for_ns:
+                    rule = 1
+            else:
+                pending[s] = -1
+            start = -1
+            if rule == 0 and ident_n > 0 and ident_run[s] >= ident_n:
+                rule = 2
+                start = ident_start[s]
+            if rule == 0 and storm_n > 0 and fail_run[s] >= storm_n:
+                oldest = fail_times[s, fail_run[s] % storm_n]
+                newest = fail_times[s, (fail_run[s] - 1) % storm_n]
+                if newest - oldest <= window_ns:
+                    rule = 3
+                    start = oldest
+            if rule > 0:
+                detected_at[s] = ts[i]
+                rule_of[s] = rule
+                first = first_excess[s]
+                onset[s] = first if (first >= 0 and (start < 0 or first < start)) else start
+                after_cost[s] += cost[i]
+                after_requests[s] += 1
+                fired[i] = rule
+                killed[i] = kill
+        if killed[i]:
+            continue  # a killed request never runs: it adds no evidence
         if failed[i]:
             fail_times[s, fail_run[s] % storm_n if storm_n > 0 else 0] = ts[i]
             fail_run[s] += 1
@@ -163,6 +170,7 @@ _SLOT_ARRAYS = {  # name: (dtype, fill)
     "ident_run": (np.int64, 0), "ident_start": (np.int64, -1), "fail_run": (np.int64, 0),
     "after_cost": (np.float64, 0.0), "after_requests": (np.int64, 0), "total_cost": (np.float64, 0.0),
     "requests": (np.int64, 0), "open_w": (np.float64, 0.0), "open_tokens": (np.float64, 0.0),
+    "limit_hits": (np.int64, 0), "retry_tokens": (np.float64, 0.0),
 }
 
 
@@ -236,9 +244,11 @@ class LoopState:
             return
         end = (self.bucket + 1) * self.window_ns
         slots = self.open_slots
-        wfs = self.wf[slots]
+        self.open_w[slots] = np.where(self.detected_at[slots] >= 0, 0.0, self.open_w[slots])
+        normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
+        wfs = self.wf[normal]
         for wf in np.unique(wfs):
-            sel = slots[wfs == wf]
+            sel = normal[wfs == wf]
             values = self.open_w[sel].tolist()
             self.samples[wf].append((end, values, self.open_tokens[sel].tolist()))
             self.sorted[wf].update(values)
@@ -265,9 +275,11 @@ class LoopState:
         return self.rule.multiplier * sorted_quantile(ordered, self.rule.quantile)
 
     # -- one chunk --------------------------------------------------------------------------------------------
-    def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed) -> tuple[np.ndarray,
-                                                                                                         np.ndarray]:
-        """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill)."""
+    def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
+             limited=None) -> tuple[np.ndarray, np.ndarray]:
+        """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill).
+
+        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score)."""
         n = len(ts)
         fired = np.zeros(n, dtype=np.int8)
         killed = np.zeros(n, dtype=bool)
@@ -281,6 +293,8 @@ class LoopState:
         weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
         tokens = np.asarray(tokens, dtype=np.float64)
         cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
+        failed = np.asarray(failed, dtype=np.bool_)
+        limited = np.zeros(n, dtype=np.bool_) if limited is None else np.asarray(limited, dtype=np.bool_)
         t_ts, t_slot, t_w = self.tail
         rate = _rate_before(np.concatenate([t_ts, ts]), np.concatenate([t_slot, slot]),
                             np.concatenate([t_w, weight]), len(self.session_ids), self.window_ns)[len(t_ts):]
@@ -297,17 +311,19 @@ class LoopState:
             s = slot[rows]
             thr = np.full(hi - lo, math.inf)
             live = s >= 0
-            if live.any():
-                wf_rows = self.wf[s[live]]
-                thr_live = np.empty(len(wf_rows))
+            moving = live & (rate[rows] > 0)  # a zero rate exceeds no threshold: skip its quantile
+            if moving.any():
+                wf_rows = self.wf[s[moving]]
+                thr_moving = np.empty(len(wf_rows))
                 for wf in np.unique(wf_rows):
-                    thr_live[wf_rows == wf] = self.threshold(int(wf), b * self.window_ns)
-                thr[live] = thr_live
-            f, k = _detect(ts[rows], s, rate[rows], thr, fingerprint[rows], np.asarray(failed[rows], dtype=np.bool_),
+                    thr_moving[wf_rows == wf] = self.threshold(int(wf), b * self.window_ns)
+                thr[moving] = thr_moving
+            f, k = _detect(ts[rows], s, rate[rows], thr, fingerprint[rows], failed[rows], limited[rows], tokens[rows],
                            cost[rows], self.kill, rule.for_s * _NS, self.window_ns, rule.identical_requests,
                            rule.retry_storm, self.pending, self.first_excess, self.detected_at, self.rule_of,
                            self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run, self.fail_times,
-                           self.after_cost, self.after_requests, self.total_cost, self.requests)
+                           self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,
+                           self.retry_tokens)
             fired[rows] = f
             killed[rows] = k
             executed[rows] = np.where(k, 0.0, executed[rows])
@@ -344,6 +360,17 @@ class LoopState:
                 "cost_after_detection_usd": round(float(self.after_cost[s]), 6),
             })
         return out
+
+    def session_table(self) -> pd.DataFrame:
+        """One row per session seen: workflow and team of its first request, cost, requests, 429 answers, tokens
+        of requests right after a failed attempt, and whether (and when) a rule flagged it."""
+        return pd.DataFrame({
+            "session_id": pd.Series(self.session_ids, dtype=object),
+            "workflow_tag": pd.Series([lab[0] for lab in self.labels], dtype=object),
+            "team": pd.Series([lab[1] for lab in self.labels], dtype=object),
+            "cost_usd": self.total_cost, "requests": self.requests, "rate_limit_hits": self.limit_hits,
+            "retry_tokens": self.retry_tokens, "flagged": self.detected_at >= 0,
+        })
 
     def baselines(self) -> list[dict[str, Any]]:
         """Per workflow at the end of the traffic: the baseline samples, quantile and threshold (also in raw tokens
@@ -450,6 +477,7 @@ def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, i
     tokens = (np.asarray(input_tokens) + np.asarray(output_tokens)).astype(np.float64)
     cost = np.where(failed, 0.0, np.nan_to_num(np.asarray(cost_usd, dtype=np.float64)))
     return {
+        "limited": np.asarray(status) == 429,
         "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
         "session_id": frame["session_id"].to_numpy(dtype=object),
         "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
@@ -464,7 +492,7 @@ def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, i
 
 
 def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-                       blocked, state: LoopState) -> np.ndarray:
+                       blocked, state: LoopState, limited=None) -> np.ndarray:
     """The ``kill_runaway_sessions`` lever over one time-ordered chunk, like a rate limit: returns ``blocked`` with
     the requests of flagged sessions from their detection on added. Rows already blocked (``blocked`` in) weigh
     nothing and count as failed attempts (429). ``state`` (``LoopState(rule, kill=True)``) carries across chunks."""
@@ -473,7 +501,7 @@ def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost,
     tokens = np.where(blocked, 0.0, tokens)
     cost = np.where(blocked, 0.0, cost)
     _, killed = state.step(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint,
-                           np.asarray(failed, dtype=bool) | blocked)
+                           np.asarray(failed, dtype=bool) | blocked, limited)
     return blocked | killed
 
 
@@ -489,3 +517,20 @@ def kill_report(state: LoopState) -> dict[str, Any]:
                                         "requests_after_detection", "cost_after_detection_usd")} for s in sessions],
         "baselines": state.baselines(),
     }
+
+
+def kill_rule(value: bool | LoopDetection, scenario_rule: LoopDetection | None = None) -> LoopDetection | None:
+    """The rule a candidate's ``kill_runaway_sessions`` stands for: its own, the scenario's, or the default."""
+    if value is False or value is None:
+        return None
+    if isinstance(value, LoopDetection):
+        return value
+    return scenario_rule or LoopDetection()
+
+
+def kill_in_replay(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
+                   output_tokens: np.ndarray, blocked: np.ndarray, state: LoopState) -> np.ndarray:
+    """Rows a replay must block for a kill candidate in this chunk (already blocked rows excluded); the glue the
+    engines call between rate limits and budgets."""
+    inputs = loop_inputs(frame, cost_usd, status, input_tokens, output_tokens, state.rule)
+    return apply_session_kill(**inputs, blocked=blocked, state=state) & ~np.asarray(blocked, dtype=bool)
