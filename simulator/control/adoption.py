@@ -10,23 +10,26 @@ gap between tools within a team: mean daily active users of each tool as a share
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from simulator.control.loops import stable_keys
 from simulator.control.settings import Adoption
 from simulator.pricing.model_ids import guess_provider
 
 _DAY_NS = 86_400 * 10**9
 UNTAGGED = "UNTAGGED"
+GAP_ACTION_PP = 10.0  # smaller gaps between tools are not worth a sprint
 
 
-def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> np.ndarray:
-    """The tool per request: ``metadata[key]`` or the model's provider (``"unknown"`` when neither is known)."""
+def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(tool, source) per request: ``metadata[key]`` (source ``metadata``) or the model's provider (source
+    ``provider``; ``"unknown"`` when neither is known)."""
     parsed: dict[str, Any] = {}
     out = np.empty(len(metadata), dtype=object)
+    source = np.full(len(metadata), "metadata", dtype=object)
     providers: dict[str, str] = {}
     for i, (meta, m) in enumerate(zip(metadata, model)):
         value = None
@@ -42,8 +45,9 @@ def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> np.ndarray:
             if m not in providers:
                 providers[m] = guess_provider(str(m)) or "unknown"
             value = providers[m]
+            source[i] = "provider"
         out[i] = str(value)
-    return out
+    return out, source
 
 
 class AdoptionCounter:
@@ -52,21 +56,21 @@ class AdoptionCounter:
     def __init__(self, settings: Adoption) -> None:
         self.settings = settings
         self.seen = pd.DataFrame({"team": pd.Series([], dtype=object), "tool": pd.Series([], dtype=object),
-                                  "day": np.zeros(0, np.int64), "user": np.zeros(0, np.int64)})
+                                  "source": pd.Series([], dtype=object), "day": np.zeros(0, np.int64),
+                                  "user": np.zeros(0, np.int64)})
         self.rows_without_user = 0
 
     def add(self, ts: np.ndarray, team: np.ndarray, user_id: np.ndarray, metadata: np.ndarray,
             model: np.ndarray) -> None:
-        from simulator.control.loops import stable_keys
-
         user = stable_keys(user_id)
         has = user != 0
         self.rows_without_user += int((~has).sum())
         if not has.any():
             return
         team = pd.Series(team[has], dtype=object).fillna(UNTAGGED).to_numpy(dtype=object)
-        frame = pd.DataFrame({"team": team, "tool": tools(metadata[has], model[has], self.settings.tool_key),
-                              "day": np.asarray(ts)[has] // _DAY_NS, "user": user[has]})
+        tool, source = tools(metadata[has], model[has], self.settings.tool_key)
+        frame = pd.DataFrame({"team": team, "tool": tool, "source": source, "day": np.asarray(ts)[has] // _DAY_NS,
+                              "user": user[has]})
         self.seen = pd.concat([self.seen, frame], ignore_index=True).drop_duplicates(ignore_index=True)
 
     def summary(self) -> dict[str, Any]:
@@ -77,9 +81,9 @@ class AdoptionCounter:
         team_users = seen.groupby("team")["user"].nunique()
         cells = []
         daily = seen.groupby(["team", "tool", "day"])["user"].nunique()
-        reach = seen.groupby(["team", "tool"])["user"].nunique()
+        reach = seen.groupby(["team", "source", "tool"])["user"].nunique()
         by_team_tool = []
-        for (team, tool), users in reach.sort_index().items():
+        for (team, source, tool), users in reach.sort_index().items():
             size = self.settings.team_sizes.get(team, int(team_users[team]))
             suppressed = users < k
             per_day = [int(daily.get((team, tool, d), 0)) for d in days]
@@ -89,28 +93,30 @@ class AdoptionCounter:
                               "suppressed": bool(suppressed or n < k)})
             mean = float(np.mean(per_day)) if per_day else 0.0
             by_team_tool.append({
-                "team": team, "tool": tool, "team_size": size,
+                "team": team, "tool": tool, "source": source, "team_size": size,
                 "users_in_window": None if suppressed else int(users),
                 "mean_daily_active_users": None if suppressed else round(mean, 2),
                 "mean_daily_adoption_pct": None if suppressed or not size else round(100 * mean / size, 1),
                 "suppressed": bool(suppressed)})
-        gaps, actions = [], []
+        gaps = []
         for team in sorted({r["team"] for r in by_team_tool}):
-            shown = [r for r in by_team_tool if r["team"] == team and not r["suppressed"]]
-            if len(shown) < 2:
-                continue
-            shown.sort(key=lambda r: (-r["mean_daily_adoption_pct"], r["tool"]))
-            lead = shown[0]
-            for r in shown[1:]:
-                gap = round(lead["mean_daily_adoption_pct"] - r["mean_daily_adoption_pct"], 1)
-                gaps.append({"team": team, "tool": r["tool"], "behind": lead["tool"], "gap_pp": gap})
-            last = shown[-1]
-            gap = round(lead["mean_daily_adoption_pct"] - last["mean_daily_adoption_pct"], 1)
-            if gap > 0:
-                actions.append(f"Team `{team}`: `{last['tool']}` adoption is {gap:.1f} percentage points below "
-                               f"`{lead['tool']}` ({last['mean_daily_adoption_pct']:.1f}% vs "
-                               f"{lead['mean_daily_adoption_pct']:.1f}% of the team on an average day). Tooling "
-                               "friction or use-case fit? A question worth a sprint.")
+            for source in ("metadata", "provider"):  # tools compare with tools, providers with providers
+                shown = [r for r in by_team_tool if r["team"] == team and r["source"] == source
+                         and not r["suppressed"] and r["mean_daily_adoption_pct"] is not None]
+                shown.sort(key=lambda r: (-r["mean_daily_adoption_pct"], r["tool"]))
+                for r in shown[1:]:
+                    gaps.append({"team": team, "source": source, "tool": r["tool"], "behind": shown[0]["tool"],
+                                 "gap_pp": round(shown[0]["mean_daily_adoption_pct"] - r["mean_daily_adoption_pct"],
+                                                 1), "tool_pct": r["mean_daily_adoption_pct"],
+                                 "behind_pct": shown[0]["mean_daily_adoption_pct"]})
+        actions = []
+        for g in sorted(gaps, key=lambda g: (-g["gap_pp"], g["team"], g["tool"]))[:3]:
+            if g["gap_pp"] < GAP_ACTION_PP:
+                break
+            what = "adoption" if g["source"] == "metadata" else "use (by provider)"
+            actions.append(f"Team `{g['team']}`: `{g['tool']}` {what} is {g['gap_pp']:.1f} percentage points below "
+                           f"`{g['behind']}` ({g['tool_pct']:.1f}% vs {g['behind_pct']:.1f}% of the team on an "
+                           "average day). Tooling friction or use-case fit? A question worth a sprint.")
         return {"unit": "active users per team x tool x UTC day (counts only)",
                 "tool_source": f"metadata.{self.settings.tool_key}, else the model's provider",
                 "min_users": k, "days": day_names, "cells": cells, "by_team_tool": by_team_tool, "gaps": gaps,
@@ -118,6 +124,3 @@ class AdoptionCounter:
                 "team_size_source": ("scenario adoption.team_sizes where given, else the team's distinct active "
                                      "users in the window")}
 
-
-def _finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)

@@ -106,7 +106,7 @@ class BudgetAlerts:
         rows = []
         for (c_i, p, w), marks in sorted(self.crossed.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
             ceiling = self.s.ceilings[c_i]
-            if not any(k != "ceiling" for k in marks) and "ceiling" not in marks:
+            if not marks:
                 continue
             fired, reached = marks.get("budget_near_ceiling"), marks.get("ceiling")
             rows.append({"project": p, "limit_to": ceiling.limit_to, "unit": ceiling.unit,
@@ -279,7 +279,8 @@ def prometheus_rules(settings: Alerts, loops: LoopDetection) -> dict[str, Any]:
             for name, pct, severity in levels:
                 rules.append({
                     "alert": name, "expr": f"{spend} > {pct / 100:g} * {ceiling.limit_to:g}",
-                    "labels": {"severity": severity, "team": b.team},
+                    "labels": {"severity": severity, "team": b.team,
+                               "ceiling": "every-project" if ceiling.project == "*" else ceiling.project},
                     "annotations": {
                         "summary": "Project {{ $labels." + project + " }} is above " + f"{pct:g}% of its "
                                    f"${ceiling.limit_to:,.2f} {ceiling.unit.replace('_', ' ')} ceiling",

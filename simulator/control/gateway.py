@@ -44,8 +44,27 @@ def not_expressible(record: dict[str, Any]) -> list[str]:
         "price weighting: the gateway counts raw tokens, so cache reads count in full (limits here come from raw "
         "token totals)",
         f"the sliding {rule.get('window')} window and `for: {rule.get('for')}`: the gateway uses fixed one-minute "
-        "windows",
+        f"windows, so the limit is the rule's {rule.get('window')} threshold per minute (it throttles later than the "
+        "simulated kill fires)",
         "the identical_requests and retry_storm detectors",
         "only the first matching rate-limit rule applies and a tenant has one rate-limiting config: merge these "
         "rules into yours, above broader rules",
     ]
+
+
+def session_kill_text(candidate: str, scenario: str, record: dict[str, Any]) -> tuple[str, list[str]]:
+    """The YAML file for ``tfy apply -f`` (with a comment header) and what it cannot express."""
+    import yaml
+
+    manifest = session_kill_manifest(candidate, record)
+    gaps = not_expressible(record)
+    lines = [f"# tfysim: candidate '{candidate}' of scenario '{scenario}' (kill_runaway_sessions as a per-session "
+             f"rate limit, {RATE_LIMITING})",
+             f"# simulated: {record.get('sessions_killed', 0)} session(s) killed, {record.get('requests_blocked', 0)} "
+             f"request(s) blocked, ${record.get('spend_avoided_usd', 0.0):,.2f} avoided in the replayed window",
+             "# apply: tfy apply -f <this file> --dry-run --show-diff   (then without --dry-run)"]
+    lines += [f"# not expressible: {g}" for g in gaps]
+    if not manifest["rules"]:
+        lines.append("# no workflow had enough baseline samples for a limit: nothing to apply yet")
+    body = yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return "\n".join(lines) + "\n" + body, gaps

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.control.outcomes import outcome_counts
+from simulator.control.outcomes import NOT_OUTCOMES, outcome_counts
 
 WEIGHTS = {"incident_resolved": 25.0, "pr_merged": 15.0, "ticket_closed": 10.0}
 EVAL_WEIGHT = 20.0
@@ -50,16 +50,19 @@ def leverage_by_workflow(sessions: pd.DataFrame, outcomes: pd.DataFrame, top: in
     """The ``leverage`` section: mean score per workflow_tag, the top patterns to invest in and the bottom ones to
     redesign or guard; workflows without any outcome joined are listed to instrument, not ranked."""
     scores = leverage_scores(sessions, outcomes)
-    joined = set(outcomes["session_id"]) if len(outcomes) else set()
-    frame = sessions.assign(score=scores.to_numpy(), has_outcome=sessions["session_id"].isin(joined).to_numpy())
+    signals = set(outcomes["session_id"]) if len(outcomes) else set()
+    produced = set(outcomes.loc[~outcomes["outcome"].isin(NOT_OUTCOMES), "session_id"]) if len(outcomes) else set()
+    frame = sessions.assign(score=scores.to_numpy(), signal=sessions["session_id"].isin(signals).to_numpy(),
+                            has_outcome=sessions["session_id"].isin(produced).to_numpy())
     rows = []
     for wf, g in frame.groupby("workflow_tag", sort=True):
-        rows.append({"workflow_tag": wf, "sessions": len(g), "sessions_with_outcome": int(g["has_outcome"].sum()),
+        rows.append({"workflow_tag": wf, "sessions": len(g), "instrumented": bool(g["signal"].any()),
+                     "sessions_with_outcome": int(g["has_outcome"].sum()),
                      "score_mean": round(float(g["score"].mean()), 4),
                      "score_median": round(float(g["score"].median()), 4),
                      "sessions_scoring_zero": int((g["score"] == 0).sum()),
                      "loop_flagged": int(g["flagged"].sum())})
-    ranked = sorted([r for r in rows if r["sessions_with_outcome"]], key=lambda r: (-r["score_mean"], r["workflow_tag"]))
+    ranked = sorted([r for r in rows if r["instrumented"]], key=lambda r: (-r["score_mean"], r["workflow_tag"]))
     invest = ranked[:top]
     redesign = [r for r in ranked[::-1][:top] if r not in invest]
     actions = [f"Invest in `{r['workflow_tag']}`: mean leverage {r['score_mean']:.1f} over {r['sessions']:,} sessions."
@@ -69,7 +72,7 @@ def leverage_by_workflow(sessions: pd.DataFrame, outcomes: pd.DataFrame, top: in
         actions.append(f"Redesign or add a guardrail to `{r['workflow_tag']}`: mean leverage {r['score_mean']:.1f}; "
                        f"{why}{r['sessions_scoring_zero']:,} of {r['sessions']:,} sessions score 0.")
     for r in rows:
-        if not r["sessions_with_outcome"]:
+        if not r["instrumented"]:
             actions.append(f"Instrument the outcome join for `{r['workflow_tag']}` (session id in the PR trailer or "
                            "ticket field): none of its sessions can be scored yet.")
     return {"unit": "session, aggregated by workflow_tag", "by_workflow": rows,

@@ -373,11 +373,12 @@ class LoopState:
         })
 
     def baselines(self) -> list[dict[str, Any]]:
-        """Per workflow at the end of the traffic: the baseline samples, quantile and threshold (also in raw tokens
-        per minute, the unit of a gateway's per-session rate limit)."""
+        """Per workflow at the end of the traffic: the baseline samples, quantile and threshold, and the limit of a
+        gateway's per-session rate rule: ``multiplier`` x the quantile of per-session window totals of raw tokens,
+        as tokens per minute (a session using in one minute what a quantile session uses in ``multiplier`` windows:
+        conservative, the gateway's one-minute window being shorter than the rule's)."""
         self._flush()
         now = (self.bucket + 1) * self.window_ns
-        minutes = self.window_ns / (60 * _NS)
         out = []
         for wf, name in sorted(enumerate(self.wf_names), key=lambda x: x[1]):
             vals, toks = self._window(wf, now)
@@ -388,7 +389,7 @@ class LoopState:
                 "workflow_tag": name, "samples": int(len(vals)),
                 "quantile_per_window": _r6(q), "threshold_per_window": _r6(self.rule.multiplier * q) if enough else None,
                 "tokens_quantile_per_window": _r6(qt),
-                "tokens_per_minute_limit": (int(math.ceil(self.rule.multiplier * qt / minutes))
+                "tokens_per_minute_limit": (int(math.ceil(self.rule.multiplier * qt))
                                             if enough and qt is not None else None),
             })
         return out

@@ -197,6 +197,25 @@ def github_outcomes(settings: GithubOutcomes, paths: list[str | Path] | None = N
     return OutcomeTable(frame, read, rejects, skipped)
 
 
+def import_github_prs(files: list[str | Path], session_id_from: str, label_prefix: str, trailer: str,
+                      branch_pattern: str | None) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
+    """``tfysim import github-prs``: (outcomes with tz-aware timestamps, rejects, payloads skipped)."""
+    import pydantic
+
+    options = {"paths": [str(f) for f in files], "session_id_from": session_id_from, "label_prefix": label_prefix,
+               "trailer": trailer}
+    if branch_pattern:
+        options["branch_pattern"] = branch_pattern
+    try:
+        settings = GithubOutcomes(**options)
+    except pydantic.ValidationError as exc:
+        msg = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise InputError(f"--branch-pattern: {msg}.") from None
+    table = github_outcomes(settings)
+    frame = table.frame.assign(timestamp=pd.to_datetime(table.frame["timestamp"].to_numpy(np.int64), utc=True))
+    return frame, table.rejects, len(table.skipped)
+
+
 def load_outcomes(settings: Outcomes, base_dir: str | Path = ".") -> OutcomeTable:
     """Every outcome the scenario names (files and GitHub payloads), in (timestamp, session_id) order."""
     def resolve(items) -> list[Path]:

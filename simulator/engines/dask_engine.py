@@ -119,6 +119,9 @@ def _refuse(scenario: Scenario, candidates, evals) -> None:
         if cand.prompt_caching:
             raise ScenarioError(f"candidate '{cand.name}': prompt_caching is not supported by the Dask engine "
                                 f"(cache state spans prefixes and time). Use --engine local or --engine streaming.")
+        if cand.kill_runaway_sessions:
+            raise ScenarioError(f"candidate '{cand.name}': kill_runaway_sessions is not supported by the Dask engine "
+                                f"(sessions span partitions). Use --engine local or --engine streaming.")
         if len(cand.budgets) > 1:
             raise ScenarioError(f"candidate '{cand.name}': the Dask engine replays one budget rule per candidate "
                                 f"(got {len(cand.budgets)}; a request matching several rules is decided across "
@@ -126,6 +129,10 @@ def _refuse(scenario: Scenario, candidates, evals) -> None:
     if scenario.bootstrap.unit == "session":
         raise ScenarioError("bootstrap.unit: session is not supported by the Dask engine (sessions span "
                             "partitions). Use unit: hour or day, or --engine local.")
+    room = [k for k in ("loop_detection", "alerts", "outcomes", "adoption") if getattr(scenario, k) is not None]
+    if room:
+        raise ScenarioError(f"{', '.join(room)}: the control-room panels need the traffic in time order and are not "
+                            "supported by the Dask engine yet. Use --engine local or --engine streaming.")
     if evals or scenario.paths("evals"):
         raise ScenarioError("eval samples (accuracy gates) are not supported by the Dask engine yet. "
                             "Use --engine local or --engine streaming.")

@@ -468,6 +468,12 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
     breakdowns = {by: _Labels(2 + 2 * len(candidates)) for by in metrics.BREAKDOWNS}
     rl_states = [RateLimitState(c) for c in candidates]
     budget_states = [BudgetState() for _ in candidates]
+    from simulator.control.loops import LoopState, kill_in_replay, kill_report, kill_rule
+    from simulator.control.room import ControlRoom, wanted
+
+    kill_states = [LoopState(kill_rule(c.kill_runaway_sessions), kill=True) if c.kill_runaway_sessions else None
+                   for c in candidates]  # state carried across chunks, like rate limits
+    room = ControlRoom(scenario, len(candidates)) if wanted(scenario) else None
     recorded = 0.0
     has_recorded = False
     for f in stream:
@@ -492,11 +498,15 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
             codes[by] = breakdowns[by].codes(keys)
             breakdowns[by].add(codes[by], 0, np.ones(p.n))
             breakdowns[by].add(codes[by], 1, base.cost_usd)
+        replays = []
         for k, cand in enumerate(candidates):
-            stateless = cand.model_copy(update={"rate_limits": [], "budgets": []})
+            stateless = cand.model_copy(update={"rate_limits": [], "budgets": [], "kill_runaway_sessions": False})
             o = simulate(p, stateless, translator, None)
             if cand.rate_limits:
                 rl_states[k].apply(p, o, cand, translator)
+            if kill_states[k] is not None:
+                _block(o, np.flatnonzero(kill_in_replay(f, o.cost_usd, o.status, o.input_tokens, o.output_tokens,
+                                                        o.blocked, kill_states[k])), 429)
             if cand.budgets:
                 budget_states[k].apply(p, o, cand, translator)
             o.counts = {
@@ -510,13 +520,17 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
             for by in metrics.BREAKDOWNS:
                 breakdowns[by].add(codes[by], 2 + 2 * k, o.cost_usd)
                 breakdowns[by].add(codes[by], 3 + 2 * k, o.changed.astype(np.float64))
+            replays.append((o.cost_usd, o.status, o.input_tokens, o.output_tokens))
+        if room is not None:
+            room.add(f, p.recorded_cost, p.baseline_cost, p.status, p.inp, p.out, replays)
     days = max(float(facts["ts_max"] - facts["ts_min"]), 1e9) / metrics._NS_PER_DAY
     before = base_agg.stats()
     tables = {by: breakdowns[by].sorted() for by in metrics.BREAKDOWNS}
     policies = []
     for k, cand in enumerate(candidates):
+        extras = {"session_kill": kill_report(kill_states[k])} if kill_states[k] is not None else {}
         policies.append(_policy(scenario, cand, aggs[k], before, base_agg, days, tables, k, rl_states[k],
-                                budget_states[k], facts, eval_data))
+                                budget_states[k], facts, eval_data, extras))
     ts_min, ts_max = (pd.Timestamp(facts[x], tz="UTC").isoformat() for x in ("ts_min", "ts_max"))
     counts = {"rows_read": stream.rows_read, "rows_replayed": stream.rows_replayed,
               "rows_rejected": stream.rows_rejected}
@@ -545,6 +559,10 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
         curves = research_curves(moves_list, eval_data.samples)
         if curves:
             summary["accuracy"] = curves
+    if room is not None:
+        summary.update(room.sections())
+        for k, policy in enumerate(policies):
+            policy.update(room.policy_fields(k))
     return StreamResult(scenario, metrics.clean(summary), stream.rows_read, stream.rows_rejected)
 
 
@@ -579,7 +597,7 @@ class _Flags:
 
 
 def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days: float, tables, k: int,
-            rl_state: RateLimitState, budget_state: BudgetState, facts, eval_data) -> dict[str, Any]:
+            rl_state: RateLimitState, budget_state: BudgetState, facts, eval_data, extras=None) -> dict[str, Any]:
     after = agg.stats()
     base_total = base_agg.cost
     savings = agg.savings
@@ -597,6 +615,7 @@ def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days:
         "breakdowns": {by: _breakdown(by, tables[by], k) for by in metrics.BREAKDOWNS},
         "assumptions": _assumptions(cand, _Flags(agg), days),
     })
+    policy.update(extras or {})
     if eval_data is not None:
         moves = pd.DataFrame([(w, f, t, n) for (w, f, t), n in agg.moves.items()],
                              columns=["workflow_tag", "from_model", "to_model", "requests"])

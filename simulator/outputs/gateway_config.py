@@ -697,9 +697,21 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             entry["files"].append(dpath.name)
         else:
             stale.append(dpath)
+        kpath = folder / f"{cand.name}.session-kill.truefoundry.yaml"
+        if figures.get("session_kill"):  # kill_runaway_sessions as a per-session rate limit (simulator.control)
+            from simulator.control.gateway import session_kill_text
+
+            ktext, entry["not_expressible"]["truefoundry"] = session_kill_text(cand.name, scenario.name,
+                                                                             figures["session_kill"])
+            written.append(write_text(kpath, ktext))
+            entry["files"].append(kpath.name)
+            for fmt in ("litellm", "portkey"):
+                entry["not_expressible"][fmt].append("kill_runaway_sessions: no per-session limit in this config")
+        else:
+            stale.append(kpath)
         for path in stale:  # files of an earlier run that this run would not write
             path.unlink(missing_ok=True)
-        if not texts:
+        if not texts and not figures.get("session_kill"):
             entry["note"] = "no rules, budgets or rate limits: nothing to apply"
         index[cand.name] = entry
     if index:

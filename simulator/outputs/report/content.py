@@ -305,7 +305,9 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                         for i, p in enumerate(top)], caption="Top routing optimizations"))
     else:
         head.add("No candidate saves money on this traffic.")
-    actions = action_queue(s, dq, routing_files)
+    from simulator.outputs.report.control_room import control_room_actions, control_room_section
+
+    actions = action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)
@@ -389,6 +391,10 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         if s.get("accuracy"):
             sec.blocks += generic_blocks(s["accuracy"])
         sections.append(sec)
+
+    room = control_room_section(s)
+    if room is not None:
+        sections.append(room)
 
     # Data quality
     sec = Section("Data quality", anchor="data-quality")
