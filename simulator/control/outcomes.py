@@ -77,6 +77,9 @@ def parse_times(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
                 out[i], ok[i] = int(round(float(v) * 1e6)), True
             continue
         text = str(v).strip()
+        if re.fullmatch(r"\d{12,14}", text) and 1e11 <= float(text) < 1e14:  # epoch milliseconds as text
+            out[i], ok[i] = int(text) * 1_000_000, True
+            continue
         if not re.search(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$", text):
             continue
         try:
