@@ -93,20 +93,18 @@ def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - co
 
 
 @njit(cache=True)
-def _detect(ts, slot, rate, thr, fp, failed, limited, tokens, cost, kill, for_ns, window_ns, ident_n, storm_n,
-            pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run, ident_start, fail_run,
-            fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
-            retry_tokens):  # pragma: no cover - compiled
-    """The sequential part over rows of one window bucket; per-slot state arrays are updated in place.
-
-    Returns (rule that fired at each row or 0, killed rows)."""
-    n = ts.shape[0]
-    fired = np.zeros(n, dtype=np.int8)
-    killed = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
+def _detect(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns,
+            window_ns, ident_n, storm_n, pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run,
+            ident_start, fail_run, fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
+            retry_tokens, open_w, open_tokens, open_mark, bucket, open_buf, open_count, fired,
+            killed):  # pragma: no cover - compiled
+    """The sequential part over rows lo..hi-1 (one window bucket); per-slot state is updated in place, and so are
+    the open bucket totals (executed weight and tokens) of the sessions active in this bucket."""
+    for i in range(lo, hi):
         s = slot[i]
         if s < 0:
             continue
+        thr = thr_of_wf[wf_of_slot[s]] if rate[i] > 0 else np.inf
         total_cost[s] += cost[i]
         requests[s] += 1
         if limited[i]:
@@ -119,7 +117,7 @@ def _detect(ts, slot, rate, thr, fp, failed, limited, tokens, cost, kill, for_ns
             killed[i] = kill
         else:
             rule = 0
-            if rate[i] > thr[i]:
+            if rate[i] > thr:
                 if first_excess[s] < 0:
                     first_excess[s] = ts[i]
                 if pending[s] < 0:
@@ -147,8 +145,14 @@ def _detect(ts, slot, rate, thr, fp, failed, limited, tokens, cost, kill, for_ns
                 after_requests[s] += 1
                 fired[i] = rule
                 killed[i] = kill
+        if open_mark[s] != bucket:
+            open_mark[s] = bucket
+            open_buf[open_count[0]] = s
+            open_count[0] += 1
         if killed[i]:
-            continue  # a killed request never runs: it adds no evidence
+            continue  # a killed request never runs: it adds no evidence nor spend
+        open_w[s] += weight[i]
+        open_tokens[s] += tokens[i]
         if failed[i]:
             fail_times[s, fail_run[s] % storm_n if storm_n > 0 else 0] = ts[i]
             fail_run[s] += 1
@@ -161,7 +165,6 @@ def _detect(ts, slot, rate, thr, fp, failed, limited, tokens, cost, kill, for_ns
                     ident_fp[s] = fp[i]
                     ident_run[s] = 1
                     ident_start[s] = ts[i]
-    return fired, killed
 
 
 _SLOT_ARRAYS = {  # name: (dtype, fill)
@@ -170,7 +173,7 @@ _SLOT_ARRAYS = {  # name: (dtype, fill)
     "ident_run": (np.int64, 0), "ident_start": (np.int64, -1), "fail_run": (np.int64, 0),
     "after_cost": (np.float64, 0.0), "after_requests": (np.int64, 0), "total_cost": (np.float64, 0.0),
     "requests": (np.int64, 0), "open_w": (np.float64, 0.0), "open_tokens": (np.float64, 0.0),
-    "limit_hits": (np.int64, 0), "retry_tokens": (np.float64, 0.0),
+    "limit_hits": (np.int64, 0), "retry_tokens": (np.float64, 0.0), "open_mark": (np.int64, -(2**62)),
 }
 
 
@@ -197,7 +200,8 @@ class LoopState:
         self.sorted: list[SortedList] = []  # per workflow: the window totals in order (quantiles without a sort)
         self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.bucket = -(2**62)  # the window bucket being filled
-        self.open_slots = np.zeros(0, dtype=np.int64)
+        self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
+        self.open_count = np.zeros(1, dtype=np.int64)
         self.last_ts = -(2**62)
         self.rows = 0
 
@@ -240,10 +244,10 @@ class LoopState:
     # -- baseline ---------------------------------------------------------------------------------------------
     def _flush(self) -> None:
         """Move the open buckets (all complete now) into their workflows' baseline samples."""
-        if not len(self.open_slots):
+        if not self.open_count[0]:
             return
         end = (self.bucket + 1) * self.window_ns
-        slots = self.open_slots
+        slots = self.open_buf[:self.open_count[0]].copy()
         self.open_w[slots] = np.where(self.detected_at[slots] >= 0, 0.0, self.open_w[slots])
         normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
         wfs = self.wf[normal]
@@ -254,7 +258,7 @@ class LoopState:
             self.sorted[wf].update(values)
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
-        self.open_slots = np.zeros(0, dtype=np.int64)
+        self.open_count[0] = 0
 
     def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
         """Samples of ``wf`` completed in (now - baseline, now]; older ones are dropped (also from the sorted list)."""
@@ -295,43 +299,37 @@ class LoopState:
         cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
         failed = np.asarray(failed, dtype=np.bool_)
         limited = np.zeros(n, dtype=np.bool_) if limited is None else np.asarray(limited, dtype=np.bool_)
+        fingerprint = np.asarray(fingerprint, dtype=np.int64)
         t_ts, t_slot, t_w = self.tail
         rate = _rate_before(np.concatenate([t_ts, ts]), np.concatenate([t_slot, slot]),
                             np.concatenate([t_w, weight]), len(self.session_ids), self.window_ns)[len(t_ts):]
         bucket = ts // self.window_ns
         bounds = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1], True])
-        rule = self.rule
-        executed = weight.copy()
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if len(self.open_buf) < len(self.session_ids):
+            self.open_buf = np.concatenate([self.open_buf[:self.open_count[0]],
+                                            np.zeros(len(self.session_ids), np.int64)])
+        # (bucket, workflow) pairs with a non-zero rate: only their thresholds are needed (a zero rate exceeds none)
+        moving = np.flatnonzero((slot >= 0) & (rate > 0))
+        n_wf = max(len(self.wf_names), 1)
+        pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
+        pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
+        thr_of_wf = np.full(n_wf, math.inf)
+        rule, p = self.rule, 0
+        for j, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
             b = int(bucket[lo])
             if b != self.bucket:
                 self._flush()
                 self.bucket = b
-            rows = slice(lo, hi)
-            s = slot[rows]
-            thr = np.full(hi - lo, math.inf)
-            live = s >= 0
-            moving = live & (rate[rows] > 0)  # a zero rate exceeds no threshold: skip its quantile
-            if moving.any():
-                wf_rows = self.wf[s[moving]]
-                thr_moving = np.empty(len(wf_rows))
-                for wf in np.unique(wf_rows):
-                    thr_moving[wf_rows == wf] = self.threshold(int(wf), b * self.window_ns)
-                thr[moving] = thr_moving
-            f, k = _detect(ts[rows], s, rate[rows], thr, fingerprint[rows], failed[rows], limited[rows], tokens[rows],
-                           cost[rows], self.kill, rule.for_s * _NS, self.window_ns, rule.identical_requests,
-                           rule.retry_storm, self.pending, self.first_excess, self.detected_at, self.rule_of,
-                           self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run, self.fail_times,
-                           self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,
-                           self.retry_tokens)
-            fired[rows] = f
-            killed[rows] = k
-            executed[rows] = np.where(k, 0.0, executed[rows])
-            if live.any():
-                sl = s[live]
-                np.add.at(self.open_w, sl, executed[rows][live])
-                np.add.at(self.open_tokens, sl, np.where(k, 0.0, tokens[rows])[live])
-                self.open_slots = np.union1d(self.open_slots, sl)
+            while p < len(pairs) and pair_bucket[p] == j:
+                thr_of_wf[pair_wf[p]] = self.threshold(int(pair_wf[p]), b * self.window_ns)
+                p += 1
+            _detect(lo, hi, ts, slot, rate, thr_of_wf, self.wf, fingerprint, failed, limited, weight, tokens, cost,
+                    self.kill, rule.for_s * _NS, self.window_ns, rule.identical_requests, rule.retry_storm,
+                    self.pending, self.first_excess, self.detected_at, self.rule_of, self.onset, self.ident_fp,
+                    self.ident_run, self.ident_start, self.fail_run, self.fail_times, self.after_cost,
+                    self.after_requests, self.total_cost, self.requests, self.limit_hits, self.retry_tokens,
+                    self.open_w, self.open_tokens, self.open_mark, b, self.open_buf, self.open_count, fired, killed)
+        executed = np.where(killed, 0.0, weight)
         self.last_ts = int(ts[-1])
         keep_from = self.last_ts - self.window_ns
         all_ts, all_slot = np.concatenate([t_ts, ts]), np.concatenate([t_slot, slot])

@@ -82,9 +82,9 @@ def _adoption_chart(rows: list[dict]):
         ax.set_xticks(range(len(teams)))
         ax.set_xticklabels(teams)
         ax.set_ylabel("mean daily active users, % of team")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 125)  # room for the legend above the bars
         ax.set_title("Adoption per team and tool (suppressed cells left out)")
-        ax.legend(loc="upper right", fontsize="small", ncol=2)
+        ax.legend(loc="upper center", fontsize="small", ncol=min(len(tools), 6))
         ax.grid(axis="y", alpha=0.3)
     return draw
 
