@@ -204,3 +204,41 @@ def test_no_output_groups_by_user(tmp_path):
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in (tmp_path / "out").rglob("*")
              if p.is_file() and p.suffix in {".json", ".md", ".html", ".yaml", ".yml"}]
     assert texts and not any("@example.com" in t for t in texts)
+
+
+def test_control_room_report_is_rendered_from_summary_json_alone(tmp_path):
+    from simulator.outputs.report.control_room import control_room_section
+    from simulator.outputs.report.document import Document, to_markdown
+
+    _traffic(tmp_path)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "o", "traffic": "t.csv", "outcomes": "o.csv", "loop_detection": {}, "adoption": {"min_users": 1},
+        "alerts": {"budget_near_ceiling": {"ceilings": [{"project": "*", "limit_to": 1, "unit": "cost_per_day"}]}},
+        "candidates": [{"name": "kill", "kill_runaway_sessions": True}]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "s.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    section = control_room_section(summary)  # from the JSON file only: no arrays, no traffic
+    text = to_markdown(Document("t", "", [section]), {"adoption": "report_files/adoption.png"})
+    body = text.split("## Control room", 1)[1]
+    report = (out / "report.md").read_text().split("## Control room", 1)[1].split("\n## ", 1)[0]
+    assert body.strip() == report.strip()
+    for caption in ("Alert rules backtested on the recorded traffic", "Cost per outcome by workflow",
+                    "Leverage score by workflow", "Adoption by team and tool"):
+        assert caption in report
+    assert (out / "alerts" / "tfysim-alerts.rules.yml").is_file()
+    assert (out / "routing" / "kill.session-kill.truefoundry.yaml").is_file()
+    index = json.loads((out / "routing" / "index.json").read_text())
+    assert any("throttles the session" in x for x in index["kill"]["not_expressible"]["truefoundry"])
+
+
+def test_dask_engine_refuses_the_control_room_with_a_reason(tmp_path):
+    from simulator.errors import ScenarioError
+    from simulator.engines.dask_engine import run_dask
+
+    _traffic(tmp_path)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "o", "traffic": "t.csv", "loop_detection": {}}))
+    with pytest.raises(ScenarioError, match="loop_detection: the control-room panels .* Use --engine local or "
+                                            "--engine streaming"):
+        run_dask(tmp_path / "s.yaml")

@@ -231,10 +231,18 @@ class AlertBacktest:
 
 
 def compact(backtest: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The per-candidate view: fires, first fire and time to detect of each rule."""
+    """The per-candidate view: fires, first fire and time to detect of each rule, and where it fired."""
     keep = ("alert", "fires", "first_fired_at", "time_to_detect_s_p50", "time_to_detect_s_max", "soft_alert_fires",
             "ceilings_reached", "lead_time_s_p50", "peak_window_usd")
-    return [{k: a[k] for k in keep if k in a} for a in backtest]
+    out = []
+    for a in backtest:
+        row = {k: a[k] for k in keep if k in a}
+        if a["alert"] == "budget_near_ceiling":
+            row["projects"] = sorted({r["project"] for r in a["by"] if r["fired_at"]})
+        else:
+            row["workflows"] = sorted({str(r["workflow_tag"]) for r in a["by"]})
+        out.append(row)
+    return out
 
 
 # -- Prometheus ---------------------------------------------------------------------------------------------------

@@ -55,8 +55,10 @@ def gate_verdict(p: dict) -> str:
 
 def _config_file(name: str, routing_files: dict) -> str | None:
     files = (routing_files.get(name) or {}).get("files") or []
-    main = f"{name}.truefoundry.yaml"
-    return f"routing/{main}" if main in files else None
+    for main in (f"{name}.truefoundry.yaml", f"{name}.session-kill.truefoundry.yaml"):
+        if main in files:
+            return f"routing/{main}"
+    return None
 
 
 # -- action queue -------------------------------------------------------------------------------------------------
