@@ -35,6 +35,7 @@ from numba import njit
 from sortedcontainers import SortedList
 
 from simulator.control.settings import LoopDetection
+from simulator.errors import InputError
 
 RATE, IDENTICAL, RETRY_STORM = 1, 2, 3
 RULE_NAMES = {RATE: "rate", IDENTICAL: "identical_requests", RETRY_STORM: "retry_storm"}
@@ -260,20 +261,23 @@ class LoopState:
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
 
-    def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
-        """Samples of ``wf`` completed in (now - baseline, now]; older ones are dropped (also from the sorted list)."""
+    def _trim(self, wf: int, now: int) -> None:
+        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list)."""
         blocks, ordered = self.samples[wf], self.sorted[wf]
         while blocks and blocks[0][0] <= now - self.baseline_ns:
             for v in blocks.popleft()[1]:
                 ordered.remove(v)
+
+    def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
+        """Samples of ``wf`` completed in (now - baseline, now]: (window totals, token totals)."""
+        self._trim(wf, now)
+        blocks = self.samples[wf]
         return [v for b in blocks for v in b[1]], [t for b in blocks for t in b[2]]
 
     def threshold(self, wf: int, now: int) -> float:
         """``multiplier`` x the ``quantile`` of the workflow's samples in the baseline window ending at ``now``."""
-        blocks, ordered = self.samples[wf], self.sorted[wf]
-        while blocks and blocks[0][0] <= now - self.baseline_ns:
-            for v in blocks.popleft()[1]:
-                ordered.remove(v)
+        self._trim(wf, now)
+        ordered = self.sorted[wf]
         if len(ordered) < self.rule.min_baseline_samples:
             return math.inf
         return self.rule.multiplier * sorted_quantile(ordered, self.rule.quantile)
@@ -291,7 +295,7 @@ class LoopState:
             return fired, killed
         ts = np.asarray(ts, dtype=np.int64)
         if ts[0] < self.last_ts:
-            raise ValueError("loop detection needs rows in time order across chunks")
+            raise InputError("loop detection needs the traffic in time order across chunks; sort it by timestamp.")
         slot = self._slots(np.asarray(session_id, dtype=object), np.asarray(workflow_tag, dtype=object),
                            np.asarray(team, dtype=object), ts)
         weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
