@@ -69,6 +69,13 @@ class ControlRoom:
             self.adoption.add(ts, frame["team"].to_numpy(dtype=object), frame["user_id"].to_numpy(dtype=object),
                               frame["metadata"].to_numpy(dtype=object), frame["model"].to_numpy(dtype=object))
 
+    def observe(self, p, base, outcomes: list) -> None:
+        """:meth:`add` as a replay observer: ``p`` a chunk of the replay (``traffic.frame``, ``recorded_cost``,
+        ``baseline_cost``, ``status``, ``inp``, ``out``), ``base`` its recorded outcome, ``outcomes`` the
+        candidates' outcomes (``cost_usd``, ``status``, ``input_tokens``, ``output_tokens``), in candidate order."""
+        self.add(p.traffic.frame, p.recorded_cost, base.cost_usd, p.status, p.inp, p.out,
+                 [(o.cost_usd, o.status, o.input_tokens, o.output_tokens) for o in outcomes])
+
     def sections(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         s = self.scenario

@@ -520,9 +520,9 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
             for by in metrics.BREAKDOWNS:
                 breakdowns[by].add(codes[by], 2 + 2 * k, o.cost_usd)
                 breakdowns[by].add(codes[by], 3 + 2 * k, o.changed.astype(np.float64))
-            replays.append((o.cost_usd, o.status, o.input_tokens, o.output_tokens))
+            replays.append(o)
         if room is not None:
-            room.add(f, p.recorded_cost, p.baseline_cost, p.status, p.inp, p.out, replays)
+            room.observe(p, base, replays)
     days = max(float(facts["ts_max"] - facts["ts_min"]), 1e9) / metrics._NS_PER_DAY
     before = base_agg.stats()
     tables = {by: breakdowns[by].sorted() for by in metrics.BREAKDOWNS}
