@@ -67,13 +67,15 @@ def identity_replay(traffic, catalog: Catalog) -> dict[str, Any]:
 
 def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     """Candidates with ``truefoundry_config:`` files read into rules/budgets/rate limits."""
+    from simulator.control.room import resolve_kill
+
     out = []
     for cand in scenario.candidates:
         if cand.truefoundry_config:
             from simulator.routing.truefoundry_config import candidate_from_config
 
             cand = candidate_from_config(cand, scenario.path(cand.truefoundry_config))
-        out.append(cand)
+        out.append(resolve_kill(cand, scenario))
     return out
 
 

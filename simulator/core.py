@@ -236,7 +236,7 @@ def identity_outcome(p: Chunk, name: str = "recorded") -> Outcome:
 
 class CandidateState:
     """What a candidate's replay carries from one chunk to the next: rate-limit windows, budget spend, the prompt
-    cache. Start one per candidate per run; pass it to every :func:`replay_chunk` of that candidate, in time order."""
+    cache, runaway-session detection. Start one per candidate per run; pass it to every :func:`replay_chunk` of that candidate, in time order."""
 
     def __init__(self, cand: Candidate, ctx: Context | None = None) -> None:
         self.rate_limits = RateLimitState(cand) if cand.rate_limits else None
@@ -246,11 +246,16 @@ class CandidateState:
             from simulator.state.cache_replay import CacheState
 
             self.cache = CacheState(cand, ctx.cache_rules if ctx is not None else None)
+        self.kill = None
+        if cand.kill_runaway_sessions:
+            from simulator.control.loops import LoopState, kill_rule
+
+            self.kill = LoopState(kill_rule(cand.kill_runaway_sessions), kill=True)
         self.assumptions: list[str] = []
 
     def merge(self, other: CandidateState) -> CandidateState:
         """Fold in the state of another partition that held other keys (the Dask engine)."""
-        for name in ("rate_limits", "budgets", "cache"):
+        for name in ("rate_limits", "budgets", "cache", "kill"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
@@ -262,6 +267,10 @@ class CandidateState:
                                "rate_limits": self.rate_limits.report(cand) if self.rate_limits else []}
         if self.cache is not None:
             out["caching"] = self.cache.report()
+        if self.kill is not None:
+            from simulator.control.loops import kill_report
+
+            out["session_kill"] = kill_report(self.kill)
         return out
 
 
@@ -384,6 +393,11 @@ def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None
 
     if state.rate_limits is not None and p.n:
         state.rate_limits.apply(p, o, cand, reroute)
+    if state.kill is not None and p.n:  # runaway sessions, in time order like a rate limit (simulator.control.loops)
+        from simulator.control.loops import kill_in_replay
+
+        o.block(np.flatnonzero(kill_in_replay(p.frame, o.cost_usd, o.status, o.input_tokens, o.output_tokens,
+                                              o.blocked, state.kill)), 429)
     if state.budgets is not None and p.n:
         state.budgets.apply(p, o, cand, reroute)
     o.counts = {

@@ -136,6 +136,7 @@ def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
                  "load_balance_targets": [{"target": HAIKU, "weight": 100}]}],
              "prompt_caching": [{"when": {}, "mode": "explicit", "ttl": "5m"}]},
             {"name": "cache-auto", "prompt_caching": [{"when": {}, "mode": "automatic"}]},
+            {"name": "kill", "kill_runaway_sessions": {"window": "5m", "multiplier": 1.5, "min_baseline_samples": 5}},
         ],
     }
     path = tmp_path / "every.yaml"

@@ -149,6 +149,7 @@ def test_streaming_equals_in_memory_with_caching_and_session_bootstrap(tmp_path,
              "load_balance_targets": [{"target": HAIKU, "weight": 100}]}],
          "prompt_caching": [{"when": {}, "mode": "explicit", "ttl": "5m"}]},
         {"name": "cache-auto", "prompt_caching": [{"when": {}, "mode": "automatic"}]},
+        {"name": "kill", "kill_runaway_sessions": {"multiplier": 1.5, "min_baseline_samples": 5}},
     ]
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -158,4 +159,6 @@ def test_streaming_equals_in_memory_with_caching_and_session_bootstrap(tmp_path,
     assert caching["downgrade-then-cache"]["requests_covered"] > 1000
     overall = {r["workflow_tag"]: r for r in caching["downgrade-then-cache"]["by_workflow"]}["(all)"]
     assert overall["hits"] > 0 and overall["cache_write_tokens"] > 0
+    kill = {p["name"]: p for p in expected["policies"]}["kill"]["session_kill"]
+    assert kill["sessions_killed"] > 0 and kill["requests_blocked"] > 0
     assert_same(expected, run_streaming(path, chunk_rows=chunk_rows).summary)

@@ -32,7 +32,8 @@ def written(tmp_path_factory):
 
 
 def test_same_seed_gives_same_bytes(written):
-    assert sorted(written["a"]) == ["evals.parquet", "prefixes.parquet", "traffic.parquet"]
+    assert sorted(written["a"]) == ["evals.parquet", "outcomes.parquet", "prefixes.parquet",
+                                    "runaway_sessions.parquet", "traffic.parquet"]
     assert written["a"] == written["b"]
 
 
@@ -48,6 +49,91 @@ def test_committed_sample_regenerates(tmp_path):
     # (see datasets/README.md, "Regenerating").
     synth.write_dataset(tmp_path, days=7, requests=40_000, seed=0, start="2026-11-16T00:00:00Z")
     assert _sha256_dir(tmp_path) == _sha256_dir(ROOT / "datasets" / "sample")
+
+
+# sha256 of each column of datasets/sample/traffic.parquet (values as JSON, timestamps as int ns) before the
+# control-room additions (issue 18). Other tests and the README figures depend on these values: they must not move.
+SAMPLE_COLUMNS_BEFORE_ISSUE_18 = {
+    "request_id": "8637e1cd5830e9e6f58af3d7e2cceb154d37585d2551f5355592412ded828aac",
+    "timestamp": "63180120f51a5846c049f6ef23c278b6626c415f0aa308890dca2de709ae7a77",
+    "model": "b6f2b1b7b577b1b97a06cafbeeb0299f9995fe490ab0786cce2d388f6517c602",
+    "requested_model": "4e73a07642f7c6c05f2dc7b1913d1e413f7887ab914ee463fd33420416d9d140",
+    "input_tokens": "723ede735bc75847b31aff4b546962d02032a4737cb0b94ebcaceb5a7a017032",
+    "output_tokens": "e5859ad1c407d5f44d6afc156510aa471ce47d6f1e4f05f7de62b837d273229e",
+    "cache_read_tokens": "dd11dbebf6bd20e608625e6510cdcb1a747f896bac32f780d14ef6c5d676821f",
+    "cache_write_tokens": "6cd44f29633781cff22202efa59d3d49fbcdb246d0d430ff90fb0f95894ba9c5",
+    "cache_write_1h_tokens": "9b37d69f65d6b5c056cf999ff1e86b4edec8ef76d4b39b042da1458cbfda2a40",
+    "cost_usd": "d5c554ed0bada40ae5d60b8b01364cf791cfc9f668c057df07de7428c45533fb",
+    "latency_ms": "46b812beb4eb894acbd7a76c7d684c279482af442e486a5b1c01c2c734bee053",
+    "status_code": "5e89a9696cdd2c842702dae848a22f25882ff0ee8c70def825d8e65e992769d9",
+    "user_id": "403ed533752dfbacd0d9dd20318160e5672682b7da4ae5a2884a70b79388d9fc",
+    "team": "7d9fd271d35d634813a0694e3393e6a6d726bec31c70f0d1f1b8002685bb88d7",
+    "project": "b44f6fee5ca9fe63c50de76b0f5e7e2321b5e59f6e3622e1ff12b44e4fe057d3",
+    "workflow_tag": "1477bfbea42f23978b7847ad0cc4f173e3b00ee49bad2e157875c31443a85a6f",
+    "session_id": "74be5768512a6954ff6251731c616b0f6796ea26c74f803b88d378790652686f",
+    "prompt": "2170ae62d295b7aa15e1614011991a3ad95b2124833f63ecd305d2adeb7b8109",
+    "prefix_hash": "5fbc005ad0fa8f664fe7a89e134457e939ea32a2e6dd38432dcd913717d0efdf",
+    "prefix_tokens": "1e9ad8c6ae61431cd4b53be81458fd338e7ce31889855b2eeefb94466ae9e4bb",
+}
+METADATA_BEFORE_ISSUE_18 = "a609ed8a07a876bce0787538c59ec1f9ab833d9bf87fce9493360f61777c6d0c"
+
+
+def _column_digest(column) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    return hashlib.sha256(json.dumps(column.to_pylist()).encode()).hexdigest()
+
+
+def test_sample_columns_unchanged_by_control_room_additions():
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ROOT / "datasets" / "sample" / "traffic.parquet")
+    for name, digest in SAMPLE_COLUMNS_BEFORE_ISSUE_18.items():
+        assert _column_digest(table.column(name)) == digest, f"{name} changed"
+    # metadata: agent-session rows gained a last key "tool" (= their client); stripping it gives the old bytes
+    meta = table.column("metadata").to_pylist()
+    agent = [w == "agent-session" for w in table.column("workflow_tag").to_pylist()]
+    stripped = []
+    for text, is_agent in zip(meta, agent):
+        head, sep, tail = text.rpartition(',"tool":"')
+        assert bool(sep) == is_agent
+        if sep:
+            assert tail == json.loads(text)["client"] + '"}'
+            text = head + "}"
+        stripped.append(text)
+    assert hashlib.sha256(json.dumps(stripped).encode()).hexdigest() == METADATA_BEFORE_ISSUE_18
+
+
+def test_runaway_labels_and_outcomes_come_from_the_generator():
+    week = synth.generate_week(days=7, requests=20_000, seed=5)
+    traffic, runaway, outcomes = week.traffic, week.runaway_sessions, week.outcomes
+    # the same traffic and evals as generate() (their own random stream)
+    plain, evals = synth.generate(days=7, requests=20_000, seed=5)
+    pd.testing.assert_frame_equal(plain, traffic)
+    pd.testing.assert_frame_equal(evals, week.evals)
+    # 1 loop per 10k requests, labelled by the generator, each one an agent-session with hundreds of requests
+    assert len(runaway) == 2 and set(runaway["workflow_tag"]) == {"agent-session"}
+    sizes = traffic.groupby("session_id").size()
+    assert (sizes[runaway["session_id"]] >= 300).all()
+    assert set(sizes[sizes >= 300].index) == set(runaway["session_id"])
+    # outcomes: after the session's last request, never for a runaway session, only the profile's kinds
+    assert not set(outcomes["session_id"]) & set(runaway["session_id"])
+    last = traffic.groupby("session_id")["timestamp"].max()
+    assert (outcomes["timestamp"].to_numpy() > last[outcomes["session_id"]].to_numpy()).all()
+    wf = traffic.groupby("session_id")["workflow_tag"].first()[outcomes["session_id"]].to_numpy()
+    allowed = {w: set(k) for w, k in PROFILE["outcomes"]["per_session"].items()}
+    assert all(kind in allowed[w] for w, kind in zip(wf, outcomes["outcome"]))
+    # the chance per session holds (code-review: pr_merged 0.6), within 4 standard errors
+    cr = (traffic.groupby("session_id")["workflow_tag"].first() == "code-review")
+    n = int(cr.sum())
+    got = outcomes[(outcomes["outcome"] == "pr_merged") & outcomes["session_id"].isin(cr[cr].index)]
+    assert abs(len(got) / n - 0.6) < 4 * (0.6 * 0.4 / n) ** 0.5
+    # the tool metadata key sits on agent-session rows only
+    tool = traffic["metadata"].map(lambda m: json.loads(m).get("tool"))
+    assert (tool.notna() == (traffic["workflow_tag"] == "agent-session")).all()
+    assert set(tool.dropna()) <= {"claude-code", "cursor", "internal-agent"}
 
 
 @pytest.fixture(scope="module")

@@ -367,6 +367,25 @@ def import_routerbench_cmd(files, out) -> None:
     _write_import(frame, out, None, stats)
 
 
+@import_group.command("github-prs")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--session-id-from", type=click.Choice(["label", "trailer", "branch"]), default="trailer",
+              show_default=True, help="Where the pull request carries the session id.")
+@click.option("--label-prefix", default="session:", show_default=True, help="Label <prefix><session id>.")
+@click.option("--trailer", default="TFY-Session-Id", show_default=True, help="Body line '<trailer>: <session id>'.")
+@click.option("--branch-pattern", help="Regex on the head branch with a group 'session' (default: .../session-<id>).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output Parquet file.")
+def import_github_cmd(files, session_id_from, label_prefix, trailer, branch_pattern, out) -> None:
+    """GitHub pull_request webhook payloads -> outcomes (merged pull requests as pr_merged, per session id).
+
+    Example: tfysim import github-prs deliveries.jsonl --session-id-from label --out outcomes.parquet
+    """
+    from simulator.control.outcomes import import_github_prs
+
+    frame, rejects, skipped = import_github_prs(list(files), session_id_from, label_prefix, trailer, branch_pattern)
+    _write_import(frame, out, rejects, {"skipped": skipped})
+
+
 @cli.group("datasets")
 def datasets_group() -> None:
     """Bundled and generated data sets."""
@@ -413,6 +432,30 @@ def drift(traffic, from_model, to_model, by, pricing, timezone, as_json) -> None
     from simulator.cli.drift import drift_table
 
     click.echo(drift_table(report))
+
+
+@cli.command()
+@click.argument("traffic", nargs=-1)
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="Take the loop_detection rule, pricing (and traffic, when none is named) from this scenario.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sessions labelled runaway (a table with session_id): prints recall and false flags.")
+@click.option("--weight", type=click.Choice(["cost", "tokens"]), help="Rate weighting (default: the rule's, cost).")
+@click.option("--pricing", type=click.Path(dir_okay=False, path_type=Path), help="Price-override YAML.")
+@click.option("--timezone", help="IANA zone for timestamps without an offset.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def loops(traffic, scenario, truth, weight, pricing, timezone, as_json) -> None:
+    """Runaway sessions: the loop rules replayed over traffic in time order, with what a kill would have saved.
+
+    Example: tfysim loops datasets/sample/traffic.parquet --truth datasets/sample/runaway_sessions.parquet
+    """
+    from simulator.cli.loops import loops_command, loops_table
+
+    report = loops_command(list(traffic), scenario, truth, weight, pricing, timezone)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(loops_table(report))
 
 
 @cli.command()

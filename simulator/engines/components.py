@@ -1,8 +1,8 @@
 """Which requests share replay state, so a cluster can replay independent groups of them in parallel.
 
 Two requests of a candidate share state when they fall in the same rate-limit slot (rule x key), the same budget slot
-(a request matching several budget rules links all their slots), or may share a cached prefix (same first prefix
-block). Connected groups of such keys are *components*: replaying each component on its own, in time order, gives
+(a request matching several budget rules links all their slots), may share a cached prefix (same first prefix
+block), or belong to one workflow when runaway sessions are killed (loop baselines are per workflow). Connected groups of such keys are *components*: replaying each component on its own, in time order, gives
 the same result as replaying the whole table in one pass. A global rule (no ``*_applies_per``) makes one component of
 everything it matches.
 """
@@ -36,6 +36,10 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray]:
         emit(f"r{r_i}", rows, rule.rate_limit_applies_per)
     for b_i, b in enumerate(cand.budgets):
         emit(f"b{b_i}", np.flatnonzero(match(p.view, b.when)), b.budget_applies_per)
+    if cand.kill_runaway_sessions:  # loop baselines are per workflow: a workflow's sessions share state
+        workflow = p.frame["workflow_tag"].to_numpy(dtype=object)
+        rows_out.append(np.arange(p.n))
+        keys_out.append(np.array([f"k\x1f{'UNTAGGED' if pd.isna(w) else w}" for w in workflow], dtype=object))
     if cand.prompt_caching:
         from simulator.state.caching.prefixes import build_prefix_blocks
 

@@ -54,10 +54,16 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     processes (1 thread each) is started and closed. ``client``: an open ``distributed.Client`` to use instead.
     """
     if observers:
-        raise ScenarioError("per-request outputs (--write-requests) are not written by the Dask engine. Use "
-                            "--engine local or --engine streaming for them.")
+        raise ScenarioError("per-request outputs (--write-requests, --focus-out) are not written by the Dask engine. "
+                            "Use --engine local or --engine streaming for them.")
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    from simulator.control.room import wanted
+
+    if wanted(scenario):
+        panels = [k for k in ("loop_detection", "alerts", "outcomes", "adoption") if getattr(scenario, k) is not None]
+        raise ScenarioError(f"{', '.join(panels)}: the control-room panels are not computed by the Dask engine yet "
+                            f"(they follow the whole traffic in time order). Use --engine local or --engine streaming.")
     candidates = resolve_candidates(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     if not paths:
@@ -324,7 +330,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
             "candidates": candidates, "premium": premium,
             "block_ns": block_size_ns(facts, scenario.bootstrap.unit)}
     plan_d = client.scatter(plan, broadcast=True, hash=False)  # sent to every worker once
-    stateful = [k for k, c in enumerate(candidates) if c.rate_limits or c.budgets or c.prompt_caching]
+    stateful = [k for k, c in enumerate(candidates)
+                if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
     partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, True) for x in loaded]))
     n_parts = len(loaded)

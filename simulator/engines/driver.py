@@ -104,6 +104,11 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     states = [CandidateState(cand, ctx) for cand in candidates]
     breakdowns = Breakdowns(len(candidates))
     observers = list(observers)
+    from simulator.control.room import ControlRoom, wanted
+
+    room = ControlRoom(scenario, len(candidates)) if wanted(scenario) else None
+    if room is not None:
+        observers.append(room.observe)
     for frame in source.chunks():
         p = Chunk(frame, ctx)
         if p.n == 0:
@@ -134,6 +139,11 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     summary = build_summary(scenario, facts, counts, base_acc, candidates, accs,
                             [states[k].reports(cand) for k, cand in enumerate(candidates)], breakdowns.tables(),
                             eval_data, quality)
+    if room is not None:
+        summary.update(room.sections())
+        for k, policy in enumerate(summary["policies"]):
+            policy.update(room.policy_fields(k))
+        summary = metrics.clean(summary)
     return Replayed(scenario, summary, facts, ctx)
 
 

@@ -71,7 +71,8 @@ def replay_table(report: dict[str, Any]) -> str:
 
 
 # Built-in writers, registered the same way plugins would be (imported last: they import this module's helpers).
+from simulator.outputs.alert_rules import write_alert_rules  # noqa: E402
 from simulator.outputs.gateways import write_gateway_configs  # noqa: E402
 from simulator.outputs.report import write_report  # noqa: E402
 
-WRITERS.extend([write_gateway_configs, write_report])
+WRITERS.extend([write_gateway_configs, write_alert_rules, write_report])

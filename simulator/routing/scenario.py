@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simulator.control.settings import Adoption, Alerts, LoopDetection, Outcomes
 from simulator.errors import ScenarioError, did_you_mean
 from simulator.io.adapters import DEFAULT_TAG_PREFIXES, AdapterOptions
 from simulator.io.yamlio import read_yaml
@@ -209,6 +210,9 @@ class Candidate(_Closed):
     prompt_caching: list[CacheRule] = Field(default_factory=list)
     output_tokens: Literal["recorded", "eval-ratio"] = "recorded"
     bill_failed_attempts: bool = False
+    kill_runaway_sessions: bool | LoopDetection = Field(
+        False, description="block a session's requests once the loop rule flags it (true: the scenario's "
+                           "loop_detection rule; or a rule of its own)")
     gates: Gates = Field(default_factory=Gates)
 
 
@@ -290,6 +294,11 @@ class Scenario(_Closed):
     tokenizers: list[TokenizerEntry] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list)
     gates: Gates = Field(default_factory=Gates)
+    # control-room panels (simulator.control): each runs when its key is present
+    loop_detection: LoopDetection | None = None
+    alerts: Alerts | None = None
+    outcomes: Union[str, list[str], Outcomes, None] = None
+    adoption: Adoption | None = None
 
     # set by load_scenario: the folder relative paths are resolved against
     base_dir: Annotated[str, Field(exclude=True)] = "."

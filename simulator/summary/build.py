@@ -114,8 +114,9 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
         "assumptions": assumptions(cand, acc, days),
     })
     policy.update(acc.extras)
-    if "caching" in state_reports:
-        policy["caching"] = state_reports["caching"]
+    for key in ("caching", "session_kill"):
+        if key in state_reports:
+            policy[key] = state_reports[key]
     policy["premium_share_by_day"] = acc.premium_share_by_day()
     if eval_data is not None:
         import pandas as pd

@@ -14,6 +14,7 @@ content class (1.0 for OpenAI; calibrated ratios for Claude, see the profile).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.resources
@@ -71,6 +72,10 @@ EVALS_SCHEMA = pa.schema(
 PREFIXES_SCHEMA = pa.schema(
     [("prefix_hash", pa.string()), ("prefix_name", pa.string()), ("o200k_tokens", pa.int64()), ("text", pa.string())]
 )
+RUNAWAY_SCHEMA = pa.schema([("session_id", pa.string()), ("workflow_tag", pa.string()), ("kind", pa.string()),
+                            ("started_at", pa.timestamp("ns", tz="UTC")), ("requests", pa.int64())])
+OUTCOMES_SCHEMA = pa.schema([("session_id", pa.string()), ("outcome", pa.string()),
+                             ("timestamp", pa.timestamp("ns", tz="UTC"))])
 _ROW_GROUP_ROWS = 10_000
 _POOL_SIZE = 400  # distinct user turns per (workflow, content class); rows draw from the pool
 _DOC_POOL_SIZE = 300
@@ -195,7 +200,39 @@ def generate(
     ``days`` x 24 h from ``start`` (UTC), exactly ``requests`` rows, deterministic for ``seed``.
     Example: ``traffic, evals = generate(days=7, requests=40_000, seed=7)``.
     """
-    if not isinstance(days, int) or days < 1:
+    week = generate_week(days, requests, seed, start, profile)
+    return week.traffic, week.evals
+
+
+@dataclasses.dataclass
+class SampleWeek:
+    """A generated week: traffic, eval samples, the runaway sessions the generator made (truth the replay never
+    reads) and the outcomes the sessions produced (``session_id, outcome, timestamp``)."""
+
+    traffic: pd.DataFrame
+    evals: pd.DataFrame
+    runaway_sessions: pd.DataFrame
+    outcomes: pd.DataFrame
+
+
+def generate_week(
+    days: int = 7,
+    requests: int = 40_000,
+    seed: int = 0,
+    start: str = "2026-11-16T00:00:00Z",
+    profile: dict | None = None,
+) -> SampleWeek:
+    """:func:`generate` plus the runaway-session labels and the outcomes, drawn from their own random stream
+    (``np.random.default_rng([seed, 18])``) so the traffic and eval samples are what :func:`generate` gives."""
+    profile = profile or load_profile()
+    traffic, evals, loop_ids = _generate(days, requests, seed, start, profile)
+    runaway = runaway_table(traffic, loop_ids)
+    outcomes = session_outcomes(traffic, set(loop_ids), profile, np.random.default_rng([seed, 18]))
+    return SampleWeek(traffic, evals, runaway, outcomes)
+
+
+def _generate(days: int, requests: int, seed: int, start: str, profile: dict | None):
+    if not isinstance(days, int) or days < 1:  # (checked before any work)
         raise InputError(f"synth: days must be an integer >= 1. Got {days!r} instead.")
     if not isinstance(requests, int) or requests < 1:
         raise InputError(f"synth: requests must be an integer >= 1. Got {requests!r} instead.")
@@ -426,6 +463,10 @@ def generate(
         f'{{"client":"{c}","content_class":"{classes[k]}","env":"prod","history_tokens":{h},"region":"{r}","turn":{t + 1}}}'
         for c, k, h, r, t in zip(client_r, class_r, history.tolist(), region, turn.tolist())
     ]
+    # The X-TFY-METADATA tool name: the coding agent of an agent session (the same as its client). Appended as the
+    # last key so every other key and value stays as it was; other workflows call models from apps: no tool.
+    agent_row = agent_sel[row_sess]
+    metadata = [m[:-1] + f',"tool":"{c}"}}' if a else m for m, c, a in zip(metadata, client_r, agent_row)]
     requested = np.array([w["requested_model"] or "" for w in wfs], dtype=object)[wf_r]
     requested = np.where(requested == "", np.array([split_model_id(m)[1] for m in model_names], dtype=object)[model_r], requested)
 
@@ -457,7 +498,39 @@ def generate(
     traffic = traffic.iloc[order_t].reset_index(drop=True)
     traffic.insert(0, "request_id", [f"req-{i:07d}" for i in range(n)])
     evals = _eval_samples(profile, rng, docs, prefixes, pref_class)
-    return traffic, evals
+    loop_ids = [f"sess-{seed % 10_000:04d}-{i:06d}" for i in np.flatnonzero(sess_loop)]  # the generator's own labels
+    return traffic, evals, loop_ids
+
+
+def runaway_table(traffic: pd.DataFrame, loop_ids: list[str]) -> pd.DataFrame:
+    """The runaway sessions the generator created: id, workflow, first request, requests (rows in the window)."""
+    rows = traffic[traffic["session_id"].isin(loop_ids)]
+    g = rows.groupby("session_id", sort=True).agg(workflow_tag=("workflow_tag", "first"),
+                                                   started_at=("timestamp", "min"), requests=("request_id", "size"))
+    out = g.reset_index()
+    out["kind"] = "loop"
+    return out[["session_id", "workflow_tag", "kind", "started_at", "requests"]]
+
+
+def session_outcomes(traffic: pd.DataFrame, runaway: set[str], profile: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """What sessions produced: per workflow, each outcome kind with the profile's chance per session, some hours
+    after the session's last request (lognormal); runaway sessions produce nothing."""
+    spec = profile["outcomes"]
+    sessions = traffic.groupby("session_id", sort=True).agg(workflow_tag=("workflow_tag", "first"),
+                                                             last=("timestamp", "max")).reset_index()
+    median_h, sigma = spec["delay_hours"]
+    frames = []
+    for wf, kinds in spec["per_session"].items():
+        sel = sessions[(sessions["workflow_tag"] == wf) & ~sessions["session_id"].isin(runaway)]
+        for kind, chance in kinds.items():
+            hit = rng.random(len(sel)) < chance
+            delay_s = _lognormal(rng, median_h * 3600.0, sigma, len(sel))
+            got = sel[hit]
+            ts = got["last"].array.asi8 + np.rint(delay_s[hit] * 1e6).astype(np.int64) * 1000
+            frames.append(pd.DataFrame({"session_id": got["session_id"].to_numpy(dtype=object), "outcome": kind,
+                                        "timestamp": pd.to_datetime(ts, utc=True)}))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["timestamp", "session_id", "outcome"], kind="stable").reset_index(drop=True)
 
 
 def _eval_samples(profile: dict, rng: np.random.Generator, docs: list[str], prefixes: pd.DataFrame, pref_class: dict) -> pd.DataFrame:
@@ -513,12 +586,15 @@ def write_dataset(
     seed: int = 0,
     start: str = "2026-11-16T00:00:00Z",
 ) -> dict[str, Path]:
-    """Generate and write ``traffic.parquet``, ``evals.parquet`` and ``prefixes.parquet`` into ``out_dir``."""
+    """Generate and write ``traffic.parquet``, ``evals.parquet``, ``prefixes.parquet``, ``outcomes.parquet`` and
+    ``runaway_sessions.parquet`` (the generator's labels) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    traffic, evals = generate(days=days, requests=requests, seed=seed, start=start)
+    week = generate_week(days=days, requests=requests, seed=seed, start=start)
     return {
-        "traffic": write_parquet(traffic, out / "traffic.parquet", TRAFFIC_SCHEMA),
-        "evals": write_parquet(evals, out / "evals.parquet", EVALS_SCHEMA),
+        "traffic": write_parquet(week.traffic, out / "traffic.parquet", TRAFFIC_SCHEMA),
+        "evals": write_parquet(week.evals, out / "evals.parquet", EVALS_SCHEMA),
         "prefixes": write_parquet(system_prompts(), out / "prefixes.parquet", PREFIXES_SCHEMA),
+        "outcomes": write_parquet(week.outcomes, out / "outcomes.parquet", OUTCOMES_SCHEMA),
+        "runaway_sessions": write_parquet(week.runaway_sessions, out / "runaway_sessions.parquet", RUNAWAY_SCHEMA),
     }

@@ -105,6 +105,19 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             entry["files"].append(path.name)
             entry["config_types"][path.name] = "portkey-config"
             entry["portkey_attach_when"] = attach_when(cand.rules[0])
+        kpath = folder / f"{cand.name}.session-kill.truefoundry.yaml"
+        stale.append(kpath)
+        if figures.get("session_kill"):  # kill_runaway_sessions as a per-session rate limit (simulator.control)
+            from simulator.control.gateway import session_kill_text
+
+            ktext, kill_gaps = session_kill_text(cand.name, scenario.name, figures["session_kill"])
+            entry["not_expressible"]["truefoundry"] = entry["not_expressible"]["truefoundry"] + kill_gaps
+            written.append(write_text(kpath, ktext))
+            entry["files"].append(kpath.name)
+            entry["config_types"][kpath.name] = "gateway-rate-limiting-config"
+            for fmt in ("litellm", "portkey"):
+                entry["not_expressible"][fmt] = entry["not_expressible"][fmt] + [
+                    "kill_runaway_sessions: no per-session limit in this config"]
         for path in stale:  # files of an earlier run that this run did not write
             if path.name not in entry["files"]:
                 path.unlink(missing_ok=True)

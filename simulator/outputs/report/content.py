@@ -55,8 +55,10 @@ def gate_verdict(p: dict) -> str:
 
 def _config_file(name: str, routing_files: dict) -> str | None:
     files = (routing_files.get(name) or {}).get("files") or []
-    main = f"{name}.truefoundry.yaml"
-    return f"routing/{main}" if main in files else None
+    for main in (f"{name}.truefoundry.yaml", f"{name}.session-kill.truefoundry.yaml"):
+        if main in files:
+            return f"routing/{main}"
+    return None
 
 
 def _tenant_config_types(name: str, routing_files: dict) -> list[str]:
@@ -299,7 +301,9 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                         for i, p in enumerate(top)], caption="Top routing optimizations"))
     else:
         head.add("No candidate saves money on this traffic.")
-    actions = action_queue(s, dq, routing_files)
+    from simulator.outputs.report.control_room import control_room_actions, control_room_section
+
+    actions = action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)
@@ -385,6 +389,10 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         if s.get("accuracy"):
             sec.blocks += generic_blocks(s["accuracy"])
         sections.append(sec)
+
+    room = control_room_section(s)
+    if room is not None:
+        sections.append(room)
 
     # Data quality
     sec = Section("Data quality", anchor="data-quality")

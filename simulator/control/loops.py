@@ -1,0 +1,539 @@
+"""Runaway sessions: the article's loop rule and two further detectors, in time order, state carried across chunks.
+
+Every rule is evaluated at the start of each request of a session over the session's *earlier* requests only, so
+the request at which a rule fires is the detection moment (``detected_at``) and, when a candidate kills runaway
+sessions, the first request blocked.
+
+- ``rate``: the session's spend over the sliding window before the request (``weight: cost``: tokens weighted by
+  their price, so cache reads count at their cost; ``weight: tokens``: raw input + output tokens) is above
+  ``multiplier`` x the ``quantile`` of its workflow's per-session window totals over the previous ``baseline_days``,
+  and has been for ``for`` (Prometheus ``for:``). Baseline samples are (session, fixed window bucket) totals; a
+  bucket joins the baseline once it is complete, except buckets of sessions already flagged (a runaway must not
+  raise the bar for the next one); quantiles interpolate linearly (numpy's and Prometheus' default).
+  No rate alert before the workflow has ``min_baseline_samples`` samples.
+- ``identical_requests``: the session's last N successful requests were identical (same prefix hash, input tokens
+  and prompt text when logged). Failed attempts neither extend nor break the run.
+- ``retry_storm``: the session's last N attempts failed, all within one window.
+
+A request's tokens count from its start time (a gateway's counters see them at completion, seconds later).
+Sessions are keyed by a 64-bit hash of ``session_id`` (stable across chunks and processes); rows without a session
+id are never flagged. ``LoopState`` holds everything carried from one chunk to the next: per-session counters, the
+requests of the last window (for the sliding rate), the open window bucket of each active session and the baseline
+samples of the last ``baseline_days``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numba import njit
+from sortedcontainers import SortedList
+
+from simulator.control.settings import LoopDetection
+from simulator.errors import InputError
+
+RATE, IDENTICAL, RETRY_STORM = 1, 2, 3
+RULE_NAMES = {RATE: "rate", IDENTICAL: "identical_requests", RETRY_STORM: "retry_storm"}
+UNTAGGED = "UNTAGGED"
+_NS = 10**9
+
+
+def stable_keys(values: np.ndarray) -> np.ndarray:
+    """int64 key per value (64-bit hash, the same in every process); 0 for missing values."""
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+    if missing.all():
+        return np.zeros(len(values), dtype=np.int64)
+    h = pd.util.hash_array(np.where(missing, "", values).astype(object), categorize=True).view(np.int64)
+    h = np.where(h == 0, 1, h)
+    return np.where(missing, 0, h)
+
+
+def fingerprints(prefix_hash: np.ndarray, input_tokens: np.ndarray, prompt: np.ndarray,
+                 failed: np.ndarray) -> np.ndarray:
+    """Request fingerprint for the identical-requests rule: (prefix hash, input tokens, prompt); 0 = not comparable
+    (failed attempts and rows without input tokens)."""
+    n = len(input_tokens)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    frame = pd.DataFrame({"p": pd.Series(prefix_hash, dtype=object).fillna(""),
+                          "i": np.asarray(input_tokens, dtype=np.int64),
+                          "t": pd.Series(prompt, dtype=object).fillna("")})
+    fp = pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+    fp = np.where(fp == 0, 1, fp)
+    return np.where(np.asarray(failed, dtype=bool) | (np.asarray(input_tokens) <= 0), 0, fp)
+
+
+@njit(cache=True)
+def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - compiled
+    """Per row: the sum of the same slot's weights with ts in (t - window, t); rows in time order."""
+    n = ts.shape[0]
+    last = np.full(n_slots, -1, dtype=np.int64)
+    prev = np.full(n, -1, dtype=np.int64)
+    rate = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        s = slot[i]
+        if s < 0:
+            continue
+        j = last[s]
+        prev[i] = j
+        last[s] = i
+        total = 0.0
+        low = ts[i] - window_ns
+        while j >= 0 and ts[j] > low:
+            if ts[j] < ts[i]:
+                total += weight[j]
+            j = prev[j]
+        rate[i] = total
+    return rate
+
+
+@njit(cache=True)
+def _detect(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns,
+            window_ns, ident_n, storm_n, pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run,
+            ident_start, fail_run, fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
+            retry_tokens, open_w, open_tokens, open_mark, bucket, open_buf, open_count, fired,
+            killed):  # pragma: no cover - compiled
+    """The sequential part over rows lo..hi-1 (one window bucket); per-slot state is updated in place, and so are
+    the open bucket totals (executed weight and tokens) of the sessions active in this bucket."""
+    for i in range(lo, hi):
+        s = slot[i]
+        if s < 0:
+            continue
+        thr = thr_of_wf[wf_of_slot[s]] if rate[i] > 0 else np.inf
+        total_cost[s] += cost[i]
+        requests[s] += 1
+        if limited[i]:
+            limit_hits[s] += 1
+        if fail_run[s] > 0 and not failed[i]:
+            retry_tokens[s] += tokens[i]
+        if detected_at[s] >= 0:
+            after_cost[s] += cost[i]
+            after_requests[s] += 1
+            killed[i] = kill
+        else:
+            rule = 0
+            if rate[i] > thr:
+                if first_excess[s] < 0:
+                    first_excess[s] = ts[i]
+                if pending[s] < 0:
+                    pending[s] = ts[i]
+                if ts[i] - pending[s] >= for_ns:
+                    rule = 1
+            else:
+                pending[s] = -1
+            start = -1
+            if rule == 0 and ident_n > 0 and ident_run[s] >= ident_n:
+                rule = 2
+                start = ident_start[s]
+            if rule == 0 and storm_n > 0 and fail_run[s] >= storm_n:
+                oldest = fail_times[s, fail_run[s] % storm_n]
+                newest = fail_times[s, (fail_run[s] - 1) % storm_n]
+                if newest - oldest <= window_ns:
+                    rule = 3
+                    start = oldest
+            if rule > 0:
+                detected_at[s] = ts[i]
+                rule_of[s] = rule
+                first = first_excess[s]
+                onset[s] = first if (first >= 0 and (start < 0 or first < start)) else start
+                after_cost[s] += cost[i]
+                after_requests[s] += 1
+                fired[i] = rule
+                killed[i] = kill
+        if open_mark[s] != bucket:
+            open_mark[s] = bucket
+            open_buf[open_count[0]] = s
+            open_count[0] += 1
+        if killed[i]:
+            continue  # a killed request never runs: it adds no evidence nor spend
+        open_w[s] += weight[i]
+        open_tokens[s] += tokens[i]
+        if failed[i]:
+            fail_times[s, fail_run[s] % storm_n if storm_n > 0 else 0] = ts[i]
+            fail_run[s] += 1
+        else:
+            fail_run[s] = 0
+            if fp[i] != 0:
+                if fp[i] == ident_fp[s]:
+                    ident_run[s] += 1
+                else:
+                    ident_fp[s] = fp[i]
+                    ident_run[s] = 1
+                    ident_start[s] = ts[i]
+
+
+_SLOT_ARRAYS = {  # name: (dtype, fill)
+    "wf": (np.int64, -1), "first_ts": (np.int64, -1), "pending": (np.int64, -1), "first_excess": (np.int64, -1),
+    "detected_at": (np.int64, -1), "rule_of": (np.int8, 0), "onset": (np.int64, -1), "ident_fp": (np.int64, 0),
+    "ident_run": (np.int64, 0), "ident_start": (np.int64, -1), "fail_run": (np.int64, 0),
+    "after_cost": (np.float64, 0.0), "after_requests": (np.int64, 0), "total_cost": (np.float64, 0.0),
+    "requests": (np.int64, 0), "open_w": (np.float64, 0.0), "open_tokens": (np.float64, 0.0),
+    "limit_hits": (np.int64, 0), "retry_tokens": (np.float64, 0.0), "open_mark": (np.int64, -(2**62)),
+}
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What the loop rules carry from one chunk to the next (see the module docstring). ``kill``: block the
+    requests of a flagged session from its detection on (the candidate lever), else only detect (the backtest)."""
+
+    rule: LoopDetection
+    kill: bool = False
+
+    def __post_init__(self) -> None:
+        self.window_ns = self.rule.window_s * _NS
+        self.baseline_ns = self.rule.baseline_days * 86_400 * _NS
+        self.slot_of: dict[int, int] = {}
+        self.session_ids: list[str] = []
+        self.labels: list[tuple[str, str | None]] = []  # (workflow_tag, team) of each slot's first request
+        for name, (dtype, fill) in _SLOT_ARRAYS.items():
+            setattr(self, name, np.full(0, fill, dtype=dtype))
+        self.fail_times = np.zeros((0, max(self.rule.retry_storm, 1)), dtype=np.int64)
+        self.wf_of: dict[int, int] = {}
+        self.wf_names: list[str] = []
+        self.samples: list[collections.deque] = []  # per workflow: (bucket end, window totals, token totals)
+        self.sorted: list[SortedList] = []  # per workflow: the window totals in order (quantiles without a sort)
+        self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        self.bucket = -(2**62)  # the window bucket being filled
+        self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
+        self.open_count = np.zeros(1, dtype=np.int64)
+        self.last_ts = -(2**62)
+        self.rows = 0
+
+    # -- slots ------------------------------------------------------------------------------------------------
+    def _slots(self, session_id, workflow_tag, team, ts) -> np.ndarray:
+        keys = stable_keys(session_id)
+        codes, uniques = pd.factorize(keys)
+        if not len(codes):
+            return np.zeros(0, np.int64)
+        first = np.zeros(len(uniques), dtype=np.int64)
+        first[codes[::-1]] = np.arange(len(codes))[::-1]
+        get = self.slot_of.get
+        ids = np.array([get(k, -1) for k in uniques.tolist()], dtype=np.int64)
+        new = np.flatnonzero((ids < 0) & (uniques != 0))
+        if len(new):
+            base = len(self.session_ids)
+            ids[new] = base + np.arange(len(new))
+            self.slot_of.update(zip(uniques[new].tolist(), ids[new].tolist()))
+            rows = first[new]
+            wfs = pd.Series(workflow_tag[rows], dtype=object).fillna(UNTAGGED).astype(str).tolist()
+            teams = pd.Series(team[rows], dtype=object)
+            teams = teams.astype(object).where(teams.notna(), None).tolist()
+            self.session_ids.extend(str(x) for x in session_id[rows])
+            self.labels.extend(zip(wfs, [None if t is None else str(t) for t in teams]))
+            for name, (dtype, fill) in _SLOT_ARRAYS.items():
+                setattr(self, name, np.concatenate([getattr(self, name), np.full(len(new), fill, dtype=dtype)]))
+            self.fail_times = np.vstack([self.fail_times, np.zeros((len(new), self.fail_times.shape[1]), np.int64)])
+            self.wf[base:] = [self._wf(w) for w in wfs]
+            self.first_ts[base:] = ts[rows]
+        return ids[codes]
+
+    def _wf(self, name: str) -> int:
+        if name not in self.wf_of:
+            self.wf_of[name] = len(self.wf_names)
+            self.wf_names.append(name)
+            self.samples.append(collections.deque())
+            self.sorted.append(SortedList())
+        return self.wf_of[name]
+
+    # -- baseline ---------------------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Move the open buckets (all complete now) into their workflows' baseline samples."""
+        if not self.open_count[0]:
+            return
+        end = (self.bucket + 1) * self.window_ns
+        slots = self.open_buf[:self.open_count[0]].copy()
+        self.open_w[slots] = np.where(self.detected_at[slots] >= 0, 0.0, self.open_w[slots])
+        normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
+        wfs = self.wf[normal]
+        for wf in np.unique(wfs):
+            sel = normal[wfs == wf]
+            values = self.open_w[sel].tolist()
+            self.samples[wf].append((end, values, self.open_tokens[sel].tolist()))
+            self.sorted[wf].update(values)
+        self.open_w[slots] = 0.0
+        self.open_tokens[slots] = 0.0
+        self.open_count[0] = 0
+
+    def _trim(self, wf: int, now: int) -> None:
+        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list)."""
+        blocks, ordered = self.samples[wf], self.sorted[wf]
+        while blocks and blocks[0][0] <= now - self.baseline_ns:
+            for v in blocks.popleft()[1]:
+                ordered.remove(v)
+
+    def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
+        """Samples of ``wf`` completed in (now - baseline, now]: (window totals, token totals)."""
+        self._trim(wf, now)
+        blocks = self.samples[wf]
+        return [v for b in blocks for v in b[1]], [t for b in blocks for t in b[2]]
+
+    def threshold(self, wf: int, now: int) -> float:
+        """``multiplier`` x the ``quantile`` of the workflow's samples in the baseline window ending at ``now``."""
+        self._trim(wf, now)
+        ordered = self.sorted[wf]
+        if len(ordered) < self.rule.min_baseline_samples:
+            return math.inf
+        return self.rule.multiplier * sorted_quantile(ordered, self.rule.quantile)
+
+    # -- one chunk --------------------------------------------------------------------------------------------
+    def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
+             limited=None) -> tuple[np.ndarray, np.ndarray]:
+        """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill).
+
+        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score)."""
+        n = len(ts)
+        fired = np.zeros(n, dtype=np.int8)
+        killed = np.zeros(n, dtype=bool)
+        if n == 0:
+            return fired, killed
+        ts = np.asarray(ts, dtype=np.int64)
+        if ts[0] < self.last_ts:
+            raise InputError("loop detection needs the traffic in time order across chunks; sort it by timestamp.")
+        slot = self._slots(np.asarray(session_id, dtype=object), np.asarray(workflow_tag, dtype=object),
+                           np.asarray(team, dtype=object), ts)
+        weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
+        tokens = np.asarray(tokens, dtype=np.float64)
+        cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
+        failed = np.asarray(failed, dtype=np.bool_)
+        limited = np.zeros(n, dtype=np.bool_) if limited is None else np.asarray(limited, dtype=np.bool_)
+        fingerprint = np.asarray(fingerprint, dtype=np.int64)
+        t_ts, t_slot, t_w = self.tail
+        rate = _rate_before(np.concatenate([t_ts, ts]), np.concatenate([t_slot, slot]),
+                            np.concatenate([t_w, weight]), len(self.session_ids), self.window_ns)[len(t_ts):]
+        bucket = ts // self.window_ns
+        bounds = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1], True])
+        if len(self.open_buf) < len(self.session_ids):
+            self.open_buf = np.concatenate([self.open_buf[:self.open_count[0]],
+                                            np.zeros(len(self.session_ids), np.int64)])
+        # (bucket, workflow) pairs with a non-zero rate: only their thresholds are needed (a zero rate exceeds none)
+        moving = np.flatnonzero((slot >= 0) & (rate > 0))
+        n_wf = max(len(self.wf_names), 1)
+        pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
+        pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
+        thr_of_wf = np.full(n_wf, math.inf)
+        rule, p = self.rule, 0
+        for j, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+            b = int(bucket[lo])
+            if b != self.bucket:
+                self._flush()
+                self.bucket = b
+            while p < len(pairs) and pair_bucket[p] == j:
+                thr_of_wf[pair_wf[p]] = self.threshold(int(pair_wf[p]), b * self.window_ns)
+                p += 1
+            _detect(lo, hi, ts, slot, rate, thr_of_wf, self.wf, fingerprint, failed, limited, weight, tokens, cost,
+                    self.kill, rule.for_s * _NS, self.window_ns, rule.identical_requests, rule.retry_storm,
+                    self.pending, self.first_excess, self.detected_at, self.rule_of, self.onset, self.ident_fp,
+                    self.ident_run, self.ident_start, self.fail_run, self.fail_times, self.after_cost,
+                    self.after_requests, self.total_cost, self.requests, self.limit_hits, self.retry_tokens,
+                    self.open_w, self.open_tokens, self.open_mark, b, self.open_buf, self.open_count, fired, killed)
+        executed = np.where(killed, 0.0, weight)
+        self.last_ts = int(ts[-1])
+        keep_from = self.last_ts - self.window_ns
+        all_ts, all_slot = np.concatenate([t_ts, ts]), np.concatenate([t_slot, slot])
+        all_w = np.concatenate([t_w, executed])
+        keep = (all_ts > keep_from) & (all_slot >= 0)
+        self.tail = (all_ts[keep], all_slot[keep], all_w[keep])
+        self.rows += n
+        return fired, killed
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def sessions(self) -> list[dict[str, Any]]:
+        """Flagged sessions in detection order (session ids are operational ids the runbook's kill step needs)."""
+        flagged = np.flatnonzero(self.detected_at >= 0)
+        flagged = flagged[np.lexsort((flagged, self.detected_at[flagged]))]
+        out = []
+        for s in flagged:
+            wf, team = self.labels[s]
+            det, onset = int(self.detected_at[s]), int(self.onset[s])
+            out.append({
+                "session_id": self.session_ids[s], "workflow_tag": wf, "team": team,
+                "started_at": _iso(self.first_ts[s]), "detected_at": _iso(det),
+                "rule": RULE_NAMES[int(self.rule_of[s])],
+                "detection_delay_s": round((det - onset) / _NS, 3) if onset >= 0 else None,
+                "requests": int(self.requests[s]), "requests_after_detection": int(self.after_requests[s]),
+                "cost_usd": round(float(self.total_cost[s]), 6),
+                "cost_after_detection_usd": round(float(self.after_cost[s]), 6),
+            })
+        return out
+
+    def session_table(self) -> pd.DataFrame:
+        """One row per session seen: workflow and team of its first request, cost, requests, 429 answers, tokens
+        of requests right after a failed attempt, and whether (and when) a rule flagged it."""
+        return pd.DataFrame({
+            "session_id": pd.Series(self.session_ids, dtype=object),
+            "workflow_tag": pd.Series([lab[0] for lab in self.labels], dtype=object),
+            "team": pd.Series([lab[1] for lab in self.labels], dtype=object),
+            "cost_usd": self.total_cost, "requests": self.requests, "rate_limit_hits": self.limit_hits,
+            "retry_tokens": self.retry_tokens, "flagged": self.detected_at >= 0,
+        })
+
+    def baselines(self) -> list[dict[str, Any]]:
+        """Per workflow at the end of the traffic: the baseline samples, quantile and threshold, and the limit of a
+        gateway's per-session rate rule: ``multiplier`` x the quantile of per-session window totals of raw tokens,
+        as tokens per minute (a session using in one minute what a quantile session uses in ``multiplier`` windows:
+        conservative, the gateway's one-minute window being shorter than the rule's)."""
+        self._flush()
+        now = (self.bucket + 1) * self.window_ns
+        out = []
+        for wf, name in sorted(enumerate(self.wf_names), key=lambda x: x[1]):
+            vals, toks = self._window(wf, now)
+            enough = len(vals) >= self.rule.min_baseline_samples
+            q = sorted_quantile(self.sorted[wf], self.rule.quantile) if len(vals) else None
+            qt = float(np.quantile(toks, self.rule.quantile)) if len(toks) else None
+            out.append({
+                "workflow_tag": name, "samples": int(len(vals)),
+                "quantile_per_window": _r6(q), "threshold_per_window": _r6(self.rule.multiplier * q) if enough else None,
+                "tokens_quantile_per_window": _r6(qt),
+                "tokens_per_minute_limit": (int(math.ceil(self.rule.multiplier * qt))
+                                            if enough and qt is not None else None),
+            })
+        return out
+
+    def summary(self, truth: set[str] | None = None) -> dict[str, Any]:
+        """The ``loops`` section of summary.json."""
+        sessions = self.sessions()
+        delays = [s["detection_delay_s"] for s in sessions if s["detection_delay_s"] is not None]
+        by_rule = {name: sum(s["rule"] == name for s in sessions) for name in RULE_NAMES.values()}
+        by_wf: dict[str, dict[str, Any]] = {}
+        for s in range(len(self.session_ids)):
+            wf = self.labels[s][0]
+            row = by_wf.setdefault(wf, {"workflow_tag": wf, "sessions": 0, "sessions_flagged": 0,
+                                        "cost_usd": 0.0, "cost_after_detection_usd": 0.0})
+            row["sessions"] += 1
+            row["cost_usd"] += float(self.total_cost[s])
+            if self.detected_at[s] >= 0:
+                row["sessions_flagged"] += 1
+                row["cost_after_detection_usd"] += float(self.after_cost[s])
+        workflows = []
+        for wf in sorted(by_wf):
+            row = by_wf[wf]
+            workflows.append({**row, "cost_usd": round(row["cost_usd"], 6),
+                              "cost_after_detection_usd": round(row["cost_after_detection_usd"], 6)})
+        out = {
+            "rule": rule_record(self.rule),
+            "sessions_checked": len(self.session_ids),
+            "sessions_flagged": len(sessions),
+            "flagged_by_rule": by_rule,
+            "cost_after_detection_usd": round(sum(s["cost_after_detection_usd"] for s in sessions), 6),
+            "detection_delay_s_p50": round(float(np.median(delays)), 3) if delays else None,
+            "detection_delay_s_max": round(float(max(delays)), 3) if delays else None,
+            "sessions": sessions,
+            "by_workflow": workflows,
+            "baselines": self.baselines(),
+        }
+        if truth is not None:
+            out["truth"] = score_against_truth({s["session_id"] for s in sessions}, set(self.session_ids), truth)
+        return out
+
+
+def sorted_quantile(values, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation, the same arithmetic) of an already sorted array."""
+    h = (len(values) - 1) * q
+    lo = int(math.floor(h))
+    t = h - lo
+    a = float(values[lo])
+    b = float(values[min(lo + 1, len(values) - 1)])
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def rule_record(rule: LoopDetection) -> dict[str, Any]:
+    return {"window": rule.window, "baseline_days": rule.baseline_days, "quantile": rule.quantile,
+            "multiplier": rule.multiplier, "for": rule.for_, "weight": rule.weight,
+            "min_baseline_samples": rule.min_baseline_samples, "identical_requests": rule.identical_requests,
+            "retry_storm": rule.retry_storm}
+
+
+def score_against_truth(flagged: set[str], checked: set[str], truth: set[str]) -> dict[str, Any]:
+    """Recall, false-flag rate (flagged among sessions not labeled runaway) and precision of a detector."""
+    positives = truth & checked
+    negatives = checked - truth
+    tp, fp = len(flagged & positives), len(flagged & negatives)
+    return {"labeled_runaway": len(positives), "true_flags": tp, "false_flags": fp,
+            "missed": len(positives) - tp,
+            "recall": round(tp / len(positives), 6) if positives else None,
+            "false_flag_rate": round(fp / len(negatives), 6) if negatives else None,
+            "precision": round(tp / (tp + fp), 6) if tp + fp else None}
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def _r6(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+# -- inputs from the canonical table -----------------------------------------------------------------------------
+def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
+                output_tokens: np.ndarray, rule: LoopDetection) -> dict[str, np.ndarray]:
+    """The arrays :meth:`LoopState.step` takes, from a chunk of the canonical table and the executed cost, status
+    and token counts (recorded, or a candidate's)."""
+    failed = np.asarray(status) >= 400
+    tokens = (np.asarray(input_tokens) + np.asarray(output_tokens)).astype(np.float64)
+    cost = np.where(failed, 0.0, np.nan_to_num(np.asarray(cost_usd, dtype=np.float64)))
+    return {
+        "limited": np.asarray(status) == 429,
+        "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
+        "session_id": frame["session_id"].to_numpy(dtype=object),
+        "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
+        "team": frame["team"].to_numpy(dtype=object),
+        "weight": cost if rule.weight == "cost" else np.where(failed, 0.0, tokens),
+        "tokens": np.where(failed, 0.0, tokens),
+        "cost": cost,
+        "fingerprint": fingerprints(frame["prefix_hash"].to_numpy(dtype=object), input_tokens,
+                                    frame["prompt"].to_numpy(dtype=object), failed),
+        "failed": failed,
+    }
+
+
+def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
+                       blocked, state: LoopState, limited=None) -> np.ndarray:
+    """The ``kill_runaway_sessions`` lever over one time-ordered chunk, like a rate limit: returns ``blocked`` with
+    the requests of flagged sessions from their detection on added. Rows already blocked (``blocked`` in) weigh
+    nothing and count as failed attempts (429). ``state`` (``LoopState(rule, kill=True)``) carries across chunks."""
+    blocked = np.asarray(blocked, dtype=bool)
+    weight = np.where(blocked, 0.0, weight)
+    tokens = np.where(blocked, 0.0, tokens)
+    cost = np.where(blocked, 0.0, cost)
+    _, killed = state.step(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint,
+                           np.asarray(failed, dtype=bool) | blocked, limited)
+    return blocked | killed
+
+
+def kill_report(state: LoopState) -> dict[str, Any]:
+    """A kill candidate's ``session_kill`` record: what the kill blocked and the thresholds for the gateway rule."""
+    sessions = state.sessions()
+    return {
+        "rule": rule_record(state.rule),
+        "sessions_killed": len(sessions),
+        "requests_blocked": int(sum(s["requests_after_detection"] for s in sessions)),
+        "spend_avoided_usd": round(sum(s["cost_after_detection_usd"] for s in sessions), 6),
+        "sessions": [{k: s[k] for k in ("session_id", "workflow_tag", "team", "detected_at", "rule",
+                                        "requests_after_detection", "cost_after_detection_usd")} for s in sessions],
+        "baselines": state.baselines(),
+    }
+
+
+def kill_rule(value: bool | LoopDetection, scenario_rule: LoopDetection | None = None) -> LoopDetection | None:
+    """The rule a candidate's ``kill_runaway_sessions`` stands for: its own, the scenario's, or the default."""
+    if value is False or value is None:
+        return None
+    if isinstance(value, LoopDetection):
+        return value
+    return scenario_rule or LoopDetection()
+
+
+def kill_in_replay(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
+                   output_tokens: np.ndarray, blocked: np.ndarray, state: LoopState) -> np.ndarray:
+    """Rows a replay must block for a kill candidate in this chunk (already blocked rows excluded); the glue the
+    engines call between rate limits and budgets."""
+    inputs = loop_inputs(frame, cost_usd, status, input_tokens, output_tokens, state.rule)
+    return apply_session_kill(**inputs, blocked=blocked, state=state) & ~np.asarray(blocked, dtype=bool)
