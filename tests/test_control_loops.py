@@ -193,8 +193,9 @@ def test_kill_candidate_in_the_replay(tmp_path):
             "candidates": [{"name": "kill", "kill_runaway_sessions": True}]}))
         summary = run(tmp_path / "s.yaml").summary
         policy = summary["policies"][0]
-        assert policy["requests_blocked"] == blocked
-        assert policy["savings_usd"] == pytest.approx(10.0 * blocked)
+        assert policy["requests_blocked"] == policy["requests_refused"] == blocked
+        # a killed request is refused: spend prevented, never a routing saving
+        assert policy["spend_prevented_usd"] == pytest.approx(10.0 * blocked) and policy["savings_usd"] == 0.0
         kill = policy["session_kill"]
         assert kill["sessions_killed"] == 1 and kill["spend_avoided_usd"] == pytest.approx(10.0 * blocked)
         assert kill["sessions"][0]["rule"] == rule
