@@ -126,15 +126,14 @@ def drift_report(
     if calibration is None:
         calibration = calibrate_from_traffic(df, registry, cache)
     prompts = rows["prompt"].to_numpy(dtype=object) if "prompt" in rows.columns else None
-    ratios = token_ratios(from_model, to_model, len(rows), prompts, None, calibration, registry, cache)
-
     input_from = rows["input_tokens"].to_numpy(dtype=np.int64)
+    ratios = token_ratios(from_model, to_model, len(rows), prompts, None, calibration, registry, cache, input_from)
+
     output_from = rows["output_tokens"].to_numpy(dtype=np.int64)
     identity = ratios.method == "identity"
     input_to = np.where(identity, input_from, np.rint(input_from * ratios.ratio)).astype(np.int64)
     output_to = np.where(identity, output_from, np.rint(output_from * ratios.ratio)).astype(np.int64)
-    low = np.where(identity, 1.0, ratios.ratio_low)
-    high = np.where(identity, 1.0, ratios.ratio_high)
+    low, high = ratios.ratio_low, ratios.ratio_high  # NaN for identity: an assumption has no interval
 
     report = {
         "from_model": from_model,
