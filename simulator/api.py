@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 from simulator.summary import metrics
-from simulator.evals.policy import accuracy_fields, load_evals
+from simulator.summary.fidelity import finish_policy, minute_sums, policy_interval
+from simulator.summary.moves import accuracy_moves, moves_from_outcome
+from simulator.summary.sensitivity import cache_sensitivity
+from simulator.evals.policy import accuracy_from_moves, load_evals
 from simulator.state.cache_replay import CacheSimulator
 from simulator.pricing.catalog import Catalog
 from simulator.core import Outcome, Prepared, check_candidate_targets, identity_outcome, simulate
@@ -120,7 +123,8 @@ def run(
     cache_sim = CacheSimulator(scenario)
     steps = progress(candidates, "replaying candidates") if progress else candidates
     outcomes = [simulate(p, cand, translator, cache_sim) for cand in steps]
-    policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data)
+    by_model = {r["model"]: r["requests"] for r in metrics.breakdown(p, base, None, "model")}
+    policies = [_policy(p, scenario, cand, o, base, before, premium, eval_data, translator, cache_sim, by_model)
                 for cand, o in zip(candidates, outcomes)]
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -147,9 +151,8 @@ def run(
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
-        from simulator.evals.policy import moves_table
-
-        curves = research_curves([moves_table(p, o)[0] for o in outcomes], eval_data.samples)
+        curves = research_curves([accuracy_moves(moves_from_outcome(p, o, base.cost_usd)) for o in outcomes],
+                                 eval_data.samples)
         if curves:
             summary["accuracy"] = curves
     return RunResult(scenario, metrics.clean(summary), loaded, p, base, outcomes, eval_data)
@@ -220,45 +223,74 @@ def alias_drift(sums: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def _policy(p: Prepared, scenario: Scenario, cand: Candidate, o: Outcome, base: Outcome,
-            before: dict[str, Any], premium: set[str], eval_data: Any) -> dict[str, Any]:
+            before: dict[str, Any], premium: set[str], eval_data: Any, translator=None, cache_sim=None,
+            recorded_by_model: dict[str, int] | None = None) -> dict[str, Any]:
     after = metrics.outcome_stats(p, o, premium)
     savings_rows = base.cost_usd - o.cost_usd
+    days = metrics.window_days(p.ts)
+    moves = moves_from_outcome(p, o, base.cost_usd, translator, cand.name)
+    interval = _interval(p, scenario, savings_rows, moves, translator)
     methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
     policy = metrics.policy_record(
-        cand.name, p.n, float(o.cost_usd.sum()), float(base.cost_usd.sum()), metrics.window_days(p.ts),
-        metrics.bootstrap_monthly(p, savings_rows, scenario.bootstrap.unit, scenario.bootstrap.draws, scenario.seed),
+        cand.name, p.n, float(o.cost_usd.sum()), float(base.cost_usd.sum()), days, interval["monthly_savings_ci95"],
         o.counts, before, after, {str(m): int(c) for m, c in zip(methods, counts)})
     policy.update({
         "budgets": o.budget_report,
         "rate_limits": o.rate_limit_report,
         "breakdowns": {by: metrics.breakdown(p, base, o, by) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, o, metrics.window_days(p.ts)),
     })
     policy.update(o.extras)
     if eval_data is not None:
-        policy.update(accuracy_fields(p, cand, o, eval_data, scenario))
-    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
-    return policy
+        policy.update(accuracy_fields(p, cand, moves, eval_data, scenario))
+    gates = metrics.candidate_gates(scenario, cand)
+    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    extra = []
+    uncertain = len(moves) and ((moves["cost_low_usd"] != moves["cost_usd"]).any()
+                                or (moves["cost_high_usd"] != moves["cost_usd"]).any())
+    if policy.get("caching") and translator is not None and uncertain:
+        extra.append(_cache_sensitivity(p, scenario, cand, policy, base, translator, cache_sim, days))
+    return finish_policy(policy, moves=moves, interval=interval, candidate=cand, days=days,
+                         candidate_cost_usd=float(o.cost_usd.sum()), base_cost_usd=float(base.cost_usd.sum()), recorded_requests_by_model=recorded_by_model or {},
+                         evaluate_gates=lambda rec: metrics.evaluate_gates(rec, gates, before),
+                         extra_sensitivity=extra)
 
 
-def _assumptions(cand: Candidate, o: Outcome, days: float) -> list[str]:
-    out = list(o.assumptions)
-    if o.changed.any():
-        if not cand.prompt_caching:
-            out.append("cold cache: recorded cache reads and writes of moved requests are billed as plain input")
-        methods = sorted(set(o.translation[o.changed].astype(str)))
-        if "identity" in methods:
-            out.append("token counts of some moved requests kept as recorded (identity translation)")
-        if cand.output_tokens == "recorded":
-            out.append("output length under another model: recorded output tokens kept")
-        out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
-    if cand.budgets or cand.rate_limits:
-        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
-    out.append("monthly figures scale the traffic window to 30 days")
-    if days < 1.0:
-        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
-                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
-    return out
+def accuracy_fields(p: Prepared, cand: Candidate, moves: pd.DataFrame, eval_data: Any, scenario: Scenario) -> dict:
+    """The accuracy fields of one policy from its moves table (``simulator.evals.policy.accuracy_from_moves``)."""
+    wf = p.traffic.frame["workflow_tag"].to_numpy(dtype=object)
+    wf = np.where(pd.isna(wf), metrics.UNTAGGED, wf)
+    traffic = pd.Series(wf).value_counts().rename_axis("workflow_tag").reset_index(name="requests")
+    frame = p.traffic.frame
+    prompts = frame[["workflow_tag", "prompt"]].dropna() if frame["prompt"].notna().any() else None
+    return accuracy_from_moves(accuracy_moves(moves), traffic, prompts, cand, eval_data, scenario)
+
+
+def _interval(p: Prepared, scenario: Scenario, savings_rows: np.ndarray, moves: pd.DataFrame, translator) -> dict:
+    """The policy's savings interval from per-minute sums (or per-session sums with ``bootstrap.unit: session``)."""
+    if p.n == 0:
+        return policy_interval(np.zeros(0, np.int64), np.zeros(0), 0, 0, scenario, moves, translator)
+    ts_min, ts_max = int(p.ts.min()), int(p.ts.max())
+    sessions = None
+    if scenario.bootstrap.unit == "session":
+        ids = p.traffic.frame["session_id"].to_numpy(dtype=object)
+        ids = np.where(pd.isna(ids), p.traffic.frame["request_id"].to_numpy(dtype=object), ids)
+        codes, _ = pd.factorize(ids, sort=True)
+        sessions = np.bincount(codes, weights=savings_rows)
+    block, sums = minute_sums(p.ts, ts_min, savings_rows)
+    return policy_interval(block, sums, ts_min, ts_max, scenario, moves, translator, sessions)
+
+
+def _cache_sensitivity(p: Prepared, scenario: Scenario, cand: Candidate, policy: dict, base: Outcome, translator,
+                       cache_sim, days: float) -> dict | None:
+    """Replay a caching candidate with its translation at both ends of their intervals; compare the caching verdict."""
+    from simulator.summary.sensitivity import at_cost
+
+    ends = {}
+    for end in ("low", "high"):
+        o = simulate(p, cand, translator.at_end(end), cache_sim)
+        ends[end] = {**at_cost(policy, float(o.cost_usd.sum()), float(base.cost_usd.sum()), days),
+                     "caching": o.extras.get("caching")}
+    return cache_sensitivity(policy, ends["low"], ends["high"])
 
 
 def requests_frame(result: RunResult, outcome: Outcome) -> pd.DataFrame:

@@ -41,7 +41,10 @@ import pandas as pd
 from simulator.state import kernels
 
 from simulator.summary import metrics
-from simulator.api import SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, resolve_candidates
+from simulator.api import SCHEMA_VERSION, _catalog, alias_drift, alias_drift_sums, resolve_candidates
+from simulator.summary import intervals
+from simulator.summary.fidelity import finish_policy, policy_interval
+from simulator.summary.moves import add_moves, moves_frame, moves_from_outcome
 from simulator.engines.quantiles import _keys, lerp, order_positions
 from simulator.engines.streaming import (_EMPTY_REJECTS, ChunkPrepared, Vocabulary, _calibration,
                                          _calibration_rows, _EmptyPrepared, _joined)
@@ -335,9 +338,12 @@ def _alternative(p, o, rows: np.ndarray, target: str, translator, cand, prefix: 
     cols[prefix + "changed"] = np.zeros(n, bool)
     cols[prefix + "translation"] = np.full(n, "", dtype=object)
     cols[prefix + "latency"] = np.full(n, np.nan)
+    cols[prefix + "cost_lo"], cols[prefix + "cost_hi"] = np.ones(n), np.ones(n)
     if len(rows) == 0:
         return
     cost, sub = _reroute_cost(p, o, rows, target, translator, cand)
+    low, high = translator.cost_bounds(cand.name, p, sub.model, sub.changed)
+    cols[prefix + "cost_lo"][rows], cols[prefix + "cost_hi"][rows] = low[rows], high[rows]
     cols[prefix + "model"][rows] = sub.model[rows]
     cols[prefix + "inp"][rows] = sub.input_tokens[rows]
     cols[prefix + "out"][rows] = sub.output_tokens[rows]
@@ -358,6 +364,8 @@ def _stateful_rows(p, o, cand, translator, ctx: dict) -> pd.DataFrame:
                             "block": ctx["block"], "base_cost": ctx["base_cost"]}
     cols.update({f"lab_{by}": v for by, v in ctx["labels"].items()})
     cols.update(_arrays(o))
+    cols.update(rec_inp=p.inp, rec_out=p.out, rec_cache=p.cr + p.cw)
+    cols["cost_lo"], cols["cost_hi"] = translator.cost_bounds(cand.name, p, o.model, o.changed)
     rule_of = np.full(n, -1, np.int64)
     rl_key = np.full(n, "", dtype=object)
     rl_window = np.zeros(n, np.int64)
@@ -433,10 +441,10 @@ def _replay_partition(f: pd.DataFrame, plan: dict) -> dict:
         o = simulate(p, stateless, translator, None)
         if cand.rate_limits or cand.budgets:
             out["rows"][k] = _stateful_rows(p, o, cand, translator, ctx)
-            out["partials"][k] = {"assumptions": list(o.assumptions)}
+            out["partials"][k] = {}
             continue
         part = _outcome_partial(_arrays(o), base.cost_usd, block, labels, premium)
-        part["assumptions"] = list(o.assumptions)
+        part["moves"] = moves_from_outcome(p, o, base.cost_usd, translator, cand.name)
         out["partials"][k] = part
         out["latency"][k] = np.where(o.blocked, np.nan, o.latency_ms)
     return out
@@ -449,7 +457,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _serve_alternative(frame: pd.DataFrame, rows: np.ndarray, prefix: str, latency: bool = True) -> None:
-    for name in ("model", "inp", "out", "cost", "changed", "translation"):
+    for name in ("model", "inp", "out", "cost", "changed", "translation", "cost_lo", "cost_hi"):
         frame.loc[rows, name] = frame[prefix + name].to_numpy()[rows]
     frame.loc[rows, "status"] = 200
     frame.loc[rows, "fallback"] = True
@@ -550,8 +558,16 @@ def _frame_partial(frame: pd.DataFrame, plan: dict) -> dict:
     for name in ("model", "status", "attempts", "retries"):
         o[name] = o[name].astype(np.int64)
     labels = {by: frame[f"lab_{by}"].to_numpy(dtype=object) for by in metrics.BREAKDOWNS}
-    return _outcome_partial(o, frame["base_cost"].to_numpy(np.float64), frame["block"].to_numpy(np.int64), labels,
+    part = _outcome_partial(o, frame["base_cost"].to_numpy(np.float64), frame["block"].to_numpy(np.int64), labels,
                             plan["premium_mask"])
+    part["moves"] = moves_frame(
+        labels["workflow_tag"], labels["model"], np.array(plan["vocab"], dtype=object)[o["model"]], o["translation"],
+        o["changed"] & ~o["blocked"], input_tokens_recorded=frame["rec_inp"].to_numpy(),
+        output_tokens_recorded=frame["rec_out"].to_numpy(), cache_tokens_recorded=frame["rec_cache"].to_numpy(),
+        input_tokens=o["inp"], output_tokens=o["out"], recorded_cost_usd=frame["base_cost"].to_numpy(np.float64),
+        cost_usd=o["cost"], cost_low=frame["cost_lo"].to_numpy(np.float64),
+        cost_high=frame["cost_hi"].to_numpy(np.float64))
+    return part
 
 
 def _frame_latency(frame: pd.DataFrame) -> np.ndarray:
@@ -586,10 +602,7 @@ def _run(scenario: Scenario, candidates, files, client) -> DaskResult:
                   if sums.needs_median else None)
         latency_model[shared._code[m]] = sums.fit(median)
     premium = metrics.premium_models(shared, scenario.premium_models)
-    span = facts["ts_max"] - facts["ts_min"] + 1
-    size = 3600 * 10**9 if scenario.bootstrap.unit == "hour" else metrics._NS_PER_DAY
-    if span // size < metrics.MIN_BLOCKS:  # as metrics.bootstrap_monthly: a short window is cut into equal blocks
-        size = max(span // metrics.MIN_BLOCKS, 1)
+    size = intervals.BLOCK_NS  # per-minute savings sums: summary.intervals builds its blocks from them
     plan = {**plan_min, "catalog": catalog, "vocab": list(shared.vocab), "ts_min": facts["ts_min"], "n": facts["n"],
             "failure_buckets": facts["failure_buckets"], "latency_model": latency_model,
             "calibration": _calibration(facts["calibration_rows"]), "candidates": candidates,
@@ -621,8 +634,7 @@ def _run(scenario: Scenario, candidates, files, client) -> DaskResult:
             rep[stage] = dask.compute(*[delayed(operator.getitem)(s, 1) for s in staged])
             parts = [delayed(operator.getitem)(s, 0) for s in staged]
         stats = dask.compute(*[delayed(_frame_partial)(part, plan_d) for part in parts])
-        notes = [part[k]["assumptions"] for part in small]
-        cand_partials.append(list(stats) + [{"n": 0, "assumptions": a} for a in notes])
+        cand_partials.append(list(stats))
         cand_latency.append([delayed(_frame_latency)(part) for part in parts])
         reports.append(rep)
     base_latency = _percentiles([delayed(get)(r, "latency", "base") for r in replays], [50, 95])
@@ -677,20 +689,6 @@ def _breakdown(by: str, base: pd.DataFrame, cand: pd.DataFrame | None) -> list[d
                                   cand["cost"].to_numpy(), cand["changed"].to_numpy())
 
 
-class _Flags:
-    """The parts of an Outcome that :func:`simulator.api._assumptions` reads, from the partials."""
-
-    def __init__(self, parts: list[dict]) -> None:
-        self.assumptions: list[str] = []
-        for p in parts:
-            for note in p.get("assumptions", []):
-                if note not in self.assumptions:
-                    self.assumptions.append(note)
-        methods = sorted({m for p in parts if p["n"] for m in p["translation"]})
-        self.translation = np.array(methods or [""], dtype=object)
-        self.changed = np.full(len(self.translation), bool(methods))
-
-
 def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts, base_latency, cand_parts,
              latencies, reports) -> dict[str, Any]:
     base_parts = [p for p in base_parts if p]
@@ -699,6 +697,8 @@ def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts
     base_total = before["cost_usd"]
     recorded = sum(p["recorded"] for p in base_parts)
     tables = {by: _sum_frames([p["breakdowns"][by] for p in base_parts]) for by in metrics.BREAKDOWNS}
+    by_model = {r["model"]: r["requests"] for r in _breakdown("model", tables["model"], None)}
+    registry = Translator(scenario, _EmptyPrepared())  # model -> tokenizer for the interval's assumption terms
     policies = []
     for k, cand in enumerate(candidates):
         parts = [p for p in cand_parts[k] if p]
@@ -713,19 +713,24 @@ def _summary(scenario, candidates, facts, rows_read, shared, premium, base_parts
                 counts[key] = counts.get(key, 0) + v
             for key, v in p["translation"].items():
                 translation[key] = translation.get(key, 0) + v
+        moves = add_moves([p.get("moves") for p in live])
+        interval = policy_interval(blocks.index.to_numpy(np.int64), blocks.to_numpy(np.float64), facts["ts_min"],
+                                   facts["ts_max"], scenario, moves, registry)
         policy = metrics.policy_record(
-            cand.name, facts["n"], after["cost_usd"], base_total, days,
-            metrics.bootstrap_from_sums(blocks.to_numpy(np.float64), scenario.bootstrap.draws, scenario.seed, days),
+            cand.name, facts["n"], after["cost_usd"], base_total, days, interval["monthly_savings_ci95"],
             counts, before, after, translation)
         policy.update({
             "budgets": _budget_rows(cand, reports[k].get("budget", ())),
             "rate_limits": _rate_rows(cand, reports[k].get("rate", ())),
             "breakdowns": {by: _breakdown(by, tables[by], _sum_frames([p["breakdowns"][by] for p in live]))
                            for by in metrics.BREAKDOWNS},
-            "assumptions": _assumptions(cand, _Flags(parts), days),
         })
-        policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
-        policies.append(policy)
+        gates = metrics.candidate_gates(scenario, cand)
+        policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+        policies.append(finish_policy(
+            policy, moves=moves, interval=interval, candidate=cand, days=days, candidate_cost_usd=after["cost_usd"],
+            base_cost_usd=base_total, recorded_requests_by_model=by_model,
+            evaluate_gates=lambda rec, gates=gates: metrics.evaluate_gates(rec, gates, before)))
     summary = {
         "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,

@@ -32,8 +32,11 @@ from simulator.state import kernels
 
 from simulator.summary import metrics
 from simulator.evals.policy import accuracy_from_moves, load_evals
-from simulator.api import (SCHEMA_VERSION, _assumptions, _catalog, alias_drift, alias_drift_sums, research_curves,
+from simulator.api import (SCHEMA_VERSION, _catalog, alias_drift, alias_drift_sums, research_curves,
                            resolve_candidates)
+from simulator.summary import intervals
+from simulator.summary.fidelity import finish_policy, policy_interval
+from simulator.summary.moves import accuracy_moves, add_moves, empty_moves, moves_from_outcome
 from simulator.engines.chunks import Stream
 from simulator.engines.quantiles import SpillQuantiles
 from simulator.errors import ScenarioError
@@ -373,12 +376,10 @@ class Aggregates:
         self.blocks = _Labels(1)
         self.counts: dict[str, int] = {}
         self.translation: dict[str, int] = {}
-        self.assumptions: list[str] = []
-        self.changed_any = False
-        self.methods: set[str] = set()
-        self.moves: dict[tuple[str, str, str], int] = {}
+        self.moves = empty_moves()
 
-    def add(self, p: Prepared, o: Outcome, base_cost: np.ndarray | None, block: np.ndarray | None) -> None:
+    def add(self, p: Prepared, o: Outcome, base_cost: np.ndarray | None, block: np.ndarray | None,
+            moves: pd.DataFrame | None = None) -> None:
         vocab = np.array(p.vocab, dtype=object)
         is_premium = np.isin(vocab, list(self.premium))[o.model] & ~o.blocked
         self.n += p.n
@@ -397,18 +398,8 @@ class Aggregates:
         methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
         for m, c in zip(methods, counts):
             self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
-        self.changed_any |= bool(o.changed.any())
-        self.methods.update(str(m) for m in methods)
-        for note in o.assumptions:
-            if note not in self.assumptions:
-                self.assumptions.append(note)
-        moved = o.changed & ~o.blocked
-        if moved.any():
-            wf = p.traffic.frame["workflow_tag"].to_numpy(dtype=object)[moved]
-            frame = pd.DataFrame({"w": np.where(pd.isna(wf), metrics.UNTAGGED, wf), "f": vocab[p.model[moved]],
-                                  "t": vocab[o.model[moved]]})
-            for key, c in frame.groupby(["w", "f", "t"], sort=False).size().items():
-                self.moves[key] = self.moves.get(key, 0) + int(c)
+        if moves is not None:
+            self.moves = add_moves([self.moves, moves])
 
     def stats(self) -> dict[str, Any]:
         p50, p95 = self.latency.percentiles([50, 95])
@@ -461,8 +452,7 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
     premium = metrics.premium_models(shared, scenario.premium_models)
     translator = registry_translator
     translator.__dict__["calibration"] = _calibration(facts["calibration_rows"])
-    unit = scenario.bootstrap.unit
-    block_ns = 3600 * 10**9 if unit == "hour" else metrics._NS_PER_DAY
+    block_ns = intervals.BLOCK_NS  # per-minute savings sums: summary.intervals builds its blocks from them
     base_agg = Aggregates(premium, spill)
     aggs = [Aggregates(premium, spill) for _ in candidates]
     breakdowns = {by: _Labels(2 + 2 * len(candidates)) for by in metrics.BREAKDOWNS}
@@ -506,7 +496,7 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
                 "retries": int(o.retries.sum()), "still_failing": int(((o.status >= 400) & ~o.blocked).sum()),
             }
             block_codes = aggs[k].blocks.codes(block)
-            aggs[k].add(p, o, base.cost_usd, block_codes)
+            aggs[k].add(p, o, base.cost_usd, block_codes, moves_from_outcome(p, o, base.cost_usd, translator, cand.name))
             for by in metrics.BREAKDOWNS:
                 breakdowns[by].add(codes[by], 2 + 2 * k, o.cost_usd)
                 breakdowns[by].add(codes[by], 3 + 2 * k, o.changed.astype(np.float64))
@@ -516,7 +506,7 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
     policies = []
     for k, cand in enumerate(candidates):
         policies.append(_policy(scenario, cand, aggs[k], before, base_agg, days, tables, k, rl_states[k],
-                                budget_states[k], facts, eval_data))
+                                budget_states[k], facts, eval_data, translator))
     ts_min, ts_max = (pd.Timestamp(facts[x], tz="UTC").isoformat() for x in ("ts_min", "ts_max"))
     counts = {"rows_read": stream.rows_read, "rows_replayed": stream.rows_replayed,
               "rows_rejected": stream.rows_rejected}
@@ -540,9 +530,7 @@ def _run(scenario, candidates, catalog, stream, eval_paths, spill) -> StreamResu
     if eval_data is not None:
         summary["evals"] = {"rows_read": eval_data.rows_read, "rows_loaded": eval_data.rows_loaded,
                             "rows_rejected": eval_data.rows_rejected}
-        moves_list = [pd.DataFrame([(w, f, t, n) for (w, f, t), n in sorted(agg.moves.items())],
-                                   columns=["workflow_tag", "from_model", "to_model", "requests"]) for agg in aggs]
-        curves = research_curves(moves_list, eval_data.samples)
+        curves = research_curves([accuracy_moves(agg.moves) for agg in aggs], eval_data.samples)
         if curves:
             summary["accuracy"] = curves
     return StreamResult(scenario, metrics.clean(summary), stream.rows_read, stream.rows_rejected)
@@ -568,41 +556,30 @@ def _identity(p: Prepared) -> Outcome:
     return identity_outcome(p)
 
 
-class _Flags:
-    """The parts of an Outcome that :func:`simulator.api._assumptions` reads, from aggregates."""
-
-    def __init__(self, agg: Aggregates) -> None:
-        self.assumptions = agg.assumptions
-        methods = sorted(agg.methods) if agg.changed_any else []
-        self.translation = np.array(methods or [""], dtype=object)
-        self.changed = np.full(len(self.translation), agg.changed_any)
-
-
 def _policy(scenario, cand, agg: Aggregates, before, base_agg: Aggregates, days: float, tables, k: int,
-            rl_state: RateLimitState, budget_state: BudgetState, facts, eval_data) -> dict[str, Any]:
+            rl_state: RateLimitState, budget_state: BudgetState, facts, eval_data, translator=None) -> dict[str, Any]:
     after = agg.stats()
     base_total = base_agg.cost
-    savings = agg.savings
-    scale = metrics.MONTH_DAYS / max(days, 1e-9)
     labels, sums = agg.blocks.sorted()
     c = agg.counts
+    interval = policy_interval(labels.astype(np.int64), sums[:, 0], facts["ts_min"], facts["ts_max"], scenario,
+                               agg.moves, translator)
     policy = metrics.policy_record(
         cand.name, facts["n"], agg.cost, base_total, days,
-        (metrics.bootstrap_from_sums(sums[:, 0], scenario.bootstrap.draws, scenario.seed, days)
-         if facts["n"] else [0.0, 0.0]),
-        c, before, after, agg.translation)
+        interval["monthly_savings_ci95"] if facts["n"] else [0.0, 0.0], c, before, after, agg.translation)
     policy.update({
         "budgets": budget_state.rows(cand) if cand.budgets else [],
         "rate_limits": rl_state.rows(cand) if cand.rate_limits else [],
         "breakdowns": {by: _breakdown(by, tables[by], k) for by in metrics.BREAKDOWNS},
-        "assumptions": _assumptions(cand, _Flags(agg), days),
     })
     if eval_data is not None:
-        moves = pd.DataFrame([(w, f, t, n) for (w, f, t), n in agg.moves.items()],
-                             columns=["workflow_tag", "from_model", "to_model", "requests"])
-        moves = moves.sort_values(["workflow_tag", "from_model", "to_model"]).reset_index(drop=True)
         traffic = (pd.Series(facts["workflows"]).sort_values(ascending=False, kind="stable")
                    .rename_axis("workflow_tag").reset_index(name="requests"))
-        policy.update(accuracy_from_moves(moves, traffic, facts["prompts"], cand, eval_data, scenario))
-    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
-    return policy
+        policy.update(accuracy_from_moves(accuracy_moves(agg.moves), traffic, facts["prompts"], cand, eval_data,
+                                          scenario))
+    gates = metrics.candidate_gates(scenario, cand)
+    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    by_model = {r["model"]: r["requests"] for r in _breakdown("model", tables["model"], None)}
+    return finish_policy(policy, moves=agg.moves, interval=interval, candidate=cand, days=days,
+                         candidate_cost_usd=agg.cost, base_cost_usd=base_total, recorded_requests_by_model=by_model,
+                         evaluate_gates=lambda rec: metrics.evaluate_gates(rec, gates, before))

@@ -17,8 +17,8 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                     premium_models: list[str] | None = None) -> dict[str, Any]:
     """Replay both configs (each a TrueFoundry config file) over ``traffic``; returns figures and the YAML diff.
 
-    ``change`` is proposed minus current; ``monthly_change_ci95`` is a block-bootstrap interval (hours) of the
-    monthly cost change. Accuracy is each config's change against the recorded routing (needs ``evals``).
+    ``change`` is proposed minus current; ``monthly_change_ci95`` is the interval of the monthly cost change built as
+    the savings interval is (:mod:`simulator.summary.intervals`: daily totals, week-to-week), ``interval_method`` says so. Accuracy is each config's change against the recorded routing (needs ``evals``).
     Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
     """
     from simulator.api import run
@@ -43,7 +43,7 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
     p = result.prepared
     scale = metrics.MONTH_DAYS / max(metrics.window_days(p.ts), 1e-9)
     delta_rows = o_prop.cost_usd - o_cur.cost_usd
-    ci = metrics.bootstrap_monthly(p, delta_rows, "hour", 2000, seed)
+    interval = _change_interval(p, delta_rows, seed)
 
     def side(pol: dict) -> dict[str, Any]:
         return {"cost_usd": pol["cost_usd"], "monthly_cost_usd": metrics.r6(pol["cost_usd"] * scale),
@@ -58,7 +58,8 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                 "requests_blocked", "premium_share_cost"):
         change[key] = None if a[key] is None or b[key] is None else round(b[key] - a[key], 6) + 0
     change["cost_pct"] = round(100 * (b["cost_usd"] - a["cost_usd"]) / a["cost_usd"], 4) if a["cost_usd"] else None
-    change["monthly_change_ci95"] = ci
+    change["monthly_change_ci95"] = interval["monthly_savings_ci95"]
+    change["interval_method"] = interval["interval_method"]
     names = np.array(p.vocab, dtype=object)
     moved = int((o_cur.model != o_prop.model).sum())
     return {
@@ -70,6 +71,17 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
         "yaml_diff": unified_diff(current.read_text(encoding="utf-8"), proposed.read_text(encoding="utf-8"),
                                   str(current), str(proposed)),
     }
+
+
+def _change_interval(p, delta_rows: np.ndarray, seed: int) -> dict[str, Any]:
+    from simulator.summary.fidelity import minute_sums
+    from simulator.summary.intervals import savings_interval
+
+    if p.n == 0:
+        return {"monthly_savings_ci95": [0.0, 0.0], "interval_method": "no traffic"}
+    ts_min, ts_max = int(p.ts.min()), int(p.ts.max())
+    block, sums = minute_sums(p.ts, ts_min, delta_rows)
+    return savings_interval(block, sums, ts_min, ts_max, draws=2000, seed=seed)
 
 
 def _counts(values: np.ndarray) -> dict[str, int]:

@@ -121,7 +121,8 @@ def interval_from_blocks(totals, exposure=None, weekend=None, first_half=None, *
         quantile = _t_quantile(confidence, df)
     base = [scale * (total - quantile * se), scale * (total + quantile * se)]
     out = {"blocks": int(len(totals)), "df": int(df), "weekend_term": bool(used_weekend),
-           "adjacent_covariance": cross > 0, "week_to_week_ci95": base, "ci95": base}
+           "halves": first is not None and df >= 1, "adjacent_covariance": cross > 0,
+           "week_to_week_ci95": base, "ci95": base}
     terms = [t for t in terms if t.cost_usd and (t.rel_low != 1.0 or t.rel_high != 1.0)]
     if terms:
         from scipy.stats import norm
@@ -172,24 +173,28 @@ def time_blocks(block, sums, ts_min: int, ts_max: int, unit: str = "auto") -> di
             "span_days": days}
 
 
-def method_sentence(unit: str, blocks: int, df: int, weekend_term: bool, terms: Sequence[RatioTerm] = ()) -> str:
+def method_sentence(unit: str, blocks: int, df: int, weekend_term: bool, adjacent: bool = False,
+                    terms: Sequence[RatioTerm] = (), span_days: float | None = None) -> str:
     """One sentence for summary.json ``interval_method`` and the report."""
     if unit == "session":
-        text = f"t interval on {blocks:,} session totals (sessions independent)"
+        text = f"t interval on {blocks:,} session totals (sessions taken as independent)"
     else:
         label = {"day": "daily", "hour": "hourly", "equal": "equal-length"}[unit]
         text = f"t interval ({df} df) on {blocks:,} {label} savings totals"
-        if weekend_term:
-            text += " with a weekday/weekend term (the weekly pattern is kept, not counted as noise)"
-        if unit != "day":
-            text += "; the window is too short to see day-to-day variation, so the interval covers only the " \
-                    "variation within it"
-        else:
+        extras = (["a weekday/weekend term (the weekly pattern is kept, not counted as noise)"] if weekend_term
+                  else []) + (["the covariance of adjacent blocks (busy periods that run across a boundary)"]
+                              if adjacent else [])
+        if extras:
+            text += " with " + " and ".join(extras)
+        if unit == "day":
             text += ", covering week-to-week variation"
+        elif span_days is not None and span_days < MIN_DAYS:
+            text += "; a window under 3 days cannot show day-to-day variation, so it covers only the variation within it"
+        else:
+            text += "; hourly blocks cannot show day-to-day variation, so it covers only the variation within days"
     text += ", scaled to 30 days"
     if terms:
-        names = sorted({t.key.split(" ")[0] for t in terms})
-        text += "; " + " and ".join(f"{n}-ratio" for n in names) + " intervals propagated by Monte Carlo"
+        text += "; the intervals of the token-translation ratios are propagated by Monte Carlo"
     return text + "."
 
 
@@ -207,7 +212,7 @@ def savings_interval(block, sums, ts_min: int, ts_max: int, *, unit: str = "auto
                                terms=terms,
                                draws=draws, seed=seed, confidence=confidence)
     used = [t for t in terms if t.cost_usd and (t.rel_low != 1.0 or t.rel_high != 1.0)]
-    return _result(res, tb["unit"], used)
+    return _result(res, tb["unit"], used, tb["span_days"])
 
 
 def session_interval(totals, days: float, *, terms: Sequence[RatioTerm] = (), draws: int = 2000, seed: int = 0,
@@ -219,12 +224,14 @@ def session_interval(totals, days: float, *, terms: Sequence[RatioTerm] = (), dr
     return _result(res, "session", used)
 
 
-def _result(res: dict, unit: str, terms: list[RatioTerm]) -> dict:
+def _result(res: dict, unit: str, terms: list[RatioTerm], span_days: float | None = None) -> dict:
     r6 = lambda x: round(float(x), 6) + 0.0  # noqa: E731
     return {
         "monthly_savings_ci95": [r6(v) for v in res["ci95"]],
-        "interval_method": method_sentence(unit, res["blocks"], res["df"], res["weekend_term"], terms),
+        "interval_method": method_sentence(unit, res["blocks"], res["df"], res["weekend_term"],
+                                           res["halves"], terms, span_days),
         "interval": {"unit": unit, "blocks": res["blocks"], "df": res["df"], "weekend_term": res["weekend_term"],
+                     "adjacent_covariance": res["adjacent_covariance"],
                      "week_to_week_ci95": [r6(v) for v in res["week_to_week_ci95"]],
                      "assumption_terms": [{"assumption": t.key, "cost_usd": r6(t.cost_usd),
                                            "ratio_range": [round(t.rel_low, 6), round(t.rel_high, 6)]}

@@ -249,6 +249,34 @@ def token_ratios(
     return TokenRatios(ratio, low, high, method, content, visible)
 
 
+def translate_with_ratios(
+    from_model: str,
+    to_model: str,
+    input_tokens,
+    output_tokens,
+    prompts=None,
+    content_type=None,
+    calibration: Calibration | None = None,
+    registry: Registry = DEFAULT_REGISTRY,
+    cache: CountCache | None = None,
+) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
+    """:func:`translate_tokens` returning the per-row :class:`TokenRatios` (with intervals) instead of the methods."""
+    input_tokens = np.atleast_1d(np.asarray(input_tokens, dtype=np.int64))
+    output_tokens = np.atleast_1d(np.asarray(output_tokens, dtype=np.int64))
+    if input_tokens.shape != output_tokens.shape:
+        raise TokenizerError(
+            f"input_tokens and output_tokens must have the same length. Got {input_tokens.size} and "
+            f"{output_tokens.size} instead."
+        )
+    ratios = token_ratios(
+        from_model, to_model, input_tokens.size, prompts, content_type, calibration, registry, cache, input_tokens
+    )
+    identity = ratios.method == IDENTITY
+    new_input = np.where(identity, input_tokens, np.rint(input_tokens * ratios.ratio)).astype(np.int64)
+    new_output = np.where(identity, output_tokens, np.rint(output_tokens * ratios.ratio)).astype(np.int64)
+    return new_input, new_output, ratios
+
+
 def translate_tokens(
     from_model: str,
     to_model: str,
@@ -266,17 +294,7 @@ def translate_tokens(
     classifier. Example: ``translate_tokens("anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7", [1000], [200])``
     -> ``([1304], [261], ['calibrated-default'])``.
     """
-    input_tokens = np.atleast_1d(np.asarray(input_tokens, dtype=np.int64))
-    output_tokens = np.atleast_1d(np.asarray(output_tokens, dtype=np.int64))
-    if input_tokens.shape != output_tokens.shape:
-        raise TokenizerError(
-            f"input_tokens and output_tokens must have the same length. Got {input_tokens.size} and "
-            f"{output_tokens.size} instead."
-        )
-    ratios = token_ratios(
-        from_model, to_model, input_tokens.size, prompts, content_type, calibration, registry, cache, input_tokens
+    new_input, new_output, ratios = translate_with_ratios(
+        from_model, to_model, input_tokens, output_tokens, prompts, content_type, calibration, registry, cache
     )
-    identity = ratios.method == IDENTITY
-    new_input = np.where(identity, input_tokens, np.rint(input_tokens * ratios.ratio)).astype(np.int64)
-    new_output = np.where(identity, output_tokens, np.rint(output_tokens * ratios.ratio)).astype(np.int64)
     return new_input, new_output, ratios.method.astype(str)
