@@ -114,7 +114,7 @@ def _why_not(p: dict) -> str:
     if failed:
         return "gate " + ", ".join(failed) + " failed"
     if _flips(p):
-        return "verdict flips within an assumption's interval"
+        return "Check: a verdict changes within an assumption's interval, see Sensitivity"
     return "gates passed"
 
 
