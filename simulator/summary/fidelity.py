@@ -95,14 +95,18 @@ def finish_policy(policy: dict[str, Any], *, moves: pd.DataFrame, interval: dict
 
 
 def action_scope(policy: dict[str, Any], candidate) -> list[str]:
-    """Keys of the requests a candidate acts on: each workflow it moves requests in, and each rule's ``when``
-    (routing, budget, rate-limit and caching rules alike). Candidates sharing a key are alternatives: the report's
-    action queue applies at most one of them."""
+    """Keys of the requests a candidate acts on: each workflow whose requests it moves or whose cost it changes
+    (routing, caching, blocking alike), and each rule's ``when`` per kind of rule. Candidates sharing a key are
+    alternatives: the report's action queue applies at most one of them. A ``when`` is keyed by a hash: it may name
+    subjects (user ids)."""
+    import hashlib
     import json
 
     keys = {f"workflow:{r['workflow_tag']}" for r in (policy.get("breakdowns") or {}).get("workflow_tag", [])
-            if r.get("requests_changed")}
-    for kind in ("rules", "budgets", "rate_limits", "prompt_caching"):
+            if r.get("requests_changed") or abs(r.get("savings_usd") or 0.0) > 1e-9}
+    for kind, label in (("rules", "route"), ("budgets", "budget"), ("rate_limits", "rate-limit"),
+                        ("prompt_caching", "cache")):
         for item in getattr(candidate, kind, None) or []:
-            keys.add("when:" + json.dumps(item.when.model_dump(mode="json", exclude_defaults=True), sort_keys=True))
+            text = json.dumps(item.when.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+            keys.add(f"{label}:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16])
     return sorted(keys)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.outputs.report.document import Chart, Document, Section, Table
-from simulator.summary.assumptions import window_warning
+from simulator.summary.assumptions import WINDOW_WARNING_FACTOR, extrapolation_factor, window_warning
 
 UNTAGGED = "UNTAGGED"
 #: Keys never shown by the generic renderer (privacy: per-person data and prompt text).
@@ -84,6 +84,20 @@ def _saving(p: dict) -> float:
     return p.get("monthly_savings_usd") or 0.0
 
 
+def _refused(p: dict) -> tuple[int, float]:
+    """Requests refused by budgets / rate limits and the spend that prevents (the replay core's fields when present)."""
+    if "requests_refused" in p:
+        return int(p.get("requests_refused") or 0), float(p.get("spend_prevented_usd") or 0.0)
+    prevented = sum(float(r.get("spend_avoided_usd") or 0.0) for r in (p.get("budgets") or []) + (p.get("rate_limits")
+                                                                                                  or []))
+    return int(p.get("requests_blocked") or 0), prevented
+
+
+def _blocker(p: dict) -> bool:
+    """Only refuses requests (a spend cap), routes none elsewhere: not a routing optimization."""
+    return not p.get("requests_changed") and _refused(p)[0] > 0 and "prompt_caching" not in (p.get("changes") or [])
+
+
 def _passes(p: dict) -> bool:
     return all(g["passed"] for g in p.get("gates") or [])
 
@@ -139,13 +153,15 @@ def sensitivity_text(p: dict) -> str:
 
 
 def _chosen(group: list[dict]) -> dict | None:
-    """The candidate a group's action is about: the best saver that passes its gates, else the best saver."""
-    ranked = sorted(group, key=lambda p: (not _passes(p), -_saving(p)))
+    """The candidate a group's action is about: the best saver that passes its gates with verdicts that hold across
+    its assumptions' intervals, else the best that passes, else the best saver."""
+    ranked = sorted(group, key=lambda p: (not _passes(p), bool(_flips(p)), -_saving(p)))
     return next((p for p in ranked if _saving(p) > 0), None)
 
 
-def group_action(group: list[dict], routing_files: dict) -> str | None:
-    """One action for candidates acting on the same requests: the best that passes its gates, others named."""
+def group_action(group: list[dict], routing_files: dict, days: float | None = None) -> str | None:
+    """One action for candidates acting on the same requests: the best that passes its gates, others named.
+    ``days``: the traffic window; a window extrapolated more than 10x to a month is never applied from."""
     best = _chosen(group)
     if best is None:
         return None
@@ -161,11 +177,19 @@ def group_action(group: list[dict], routing_files: dict) -> str | None:
         return (f"Check `{best['name']}` before applying ({money(saving)}/month): {sensitivity_text(best)}. Measure "
                 f"the deciding figure (e.g. count tokens of a sample with the provider's count-tokens endpoint and "
                 f"calibrate){alts}")
+    if days and extrapolation_factor(days) > WINDOW_WARNING_FACTOR:
+        return (f"Replay a week of traffic before applying `{best['name']}` ({money(saving)}/month): its monthly "
+                f"figures extrapolate a {days * 24:,.2f}-hour window {extrapolation_factor(days):,.0f}x{alts}.")
     lo = (best.get("monthly_savings_ci95") or [None])[0]
     if lo is not None and lo <= 0:
         return (f"Replay another week before applying `{best['name']}`: the 95% interval of its monthly savings "
                 f"({ci_money(best.get('monthly_savings_ci95'))}) includes zero{alts}.")
     cfg = _config_file(best["name"], routing_files)
+    if _blocker(best) and cfg:
+        n, prevented = _refused(best)
+        return (f"Apply `{best['name']}` to cap spend: `tfy apply -f {cfg} --dry-run --show-diff`, then apply. It "
+                f"refuses {n:,} requests ({money(prevented)} of spend prevented in the window: refused requests are "
+                f"not savings){alts}.")
     figures = (f"Saves {money(saving)}/month (95% CI {ci_money(best.get('monthly_savings_ci95'))}); accuracy "
                f"{accuracy_text(best)}")
     caching = "prompt_caching" in (best.get("changes") or [])
@@ -175,7 +199,8 @@ def group_action(group: list[dict], routing_files: dict) -> str | None:
                     f"gateway config sets it). {figures}{alts}.")
         return (f"Configure `{best['name']}` by hand: no gateway config file expresses it (see the configs table). "
                 f"{figures}{alts}.")
-    extra = " and enable prompt caching in the application (cache_control breakpoints)" if caching else ""
+    extra = (" and enable prompt caching in the application (cache_control breakpoints on Anthropic; automatic on "
+             "OpenAI)") if caching else ""
     return (f"Apply `{best['name']}`: `tfy apply -f {cfg} --dry-run --show-diff`, then apply{extra}. {figures}{alts}.")
 
 
@@ -184,8 +209,9 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
     evidence to collect, attribution gaps, pricing drift and rejected rows. Each item names a file, figure or workflow."""
     actions: list[str] = []
     chosen = []
+    days = (summary.get("traffic") or {}).get("days")
     for group in action_groups(summary.get("policies", [])):
-        line = group_action(group, routing_files)
+        line = group_action(group, routing_files, days)
         if line:
             actions.append(line)
             chosen.append(_chosen(group))
@@ -407,7 +433,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
              f"{pct(base.get('premium_share_requests'))} of requests (premium models: "
              f"{', '.join(f'`{m}`' for m in base.get('premium_models') or []) or 'none'}).")
     top = [p for p in sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0))
-           if (p.get("monthly_savings_usd") or 0) > 0][:3]
+           if (p.get("monthly_savings_usd") or 0) > 0 and not _blocker(p)][:3]
     if top:
         head.add(Table(["#", "routing optimization", "monthly savings", "95% interval",
                         "accuracy (moved requests; traffic-wide)", "gates", "config"],
@@ -459,6 +485,13 @@ def build_document(result, routing_files: dict | None = None) -> Document:
               f"{pct(p.get('premium_share_cost_before'))} -> {pct(p.get('premium_share_cost_after'))}",
               gate_verdict(p)] for p in policies]))
         comp.add("95% intervals of monthly savings: " + " ".join(interval_sentences(policies)))
+        refusing = [p for p in policies if _refused(p)[0] or p.get("requests_unserved")]
+        if refusing:
+            comp.add(Table(["candidate", "requests refused (budgets, rate limits)", "spend prevented in the window",
+                            "requests unserved (failed in the candidate)", "their recorded cost"],
+                           [[p["name"], _refused(p)[0], money(_refused(p)[1]), p.get("requests_unserved", "n/a"),
+                             money(p.get("unserved_recorded_cost_usd"))] for p in refusing],
+                           caption="Refused and unserved requests (never counted as savings)"))
         flips = [(p["name"], sensitivity_text(p)) for p in policies if _flips(p)]
         if flips:
             comp.add(Table(["candidate", "verdict that changes within an assumption's interval"],
