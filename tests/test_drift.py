@@ -119,3 +119,20 @@ def test_same_family_is_identity_and_input_untouched():
     assert report["ratio"] == 1.0 and report["method"] == "identity"
     assert report["ratio_ci_low"] is None and report["ratio_ci_high"] is None  # an assumption, not a measurement
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_exact_interval_contains_its_estimate_despite_rounding():
+    # 3 rows whose prompt is the whole input (plus 1 framing token): exact ratios; the translated counts are rounded
+    # (45 x 28/44 = 28.64 -> 29), so the realised ratio (the estimate) is not the unrounded exact ratio. A zero-width
+    # interval must sit on the estimate.
+    import quicktok
+
+    text = "東京是日本的首都，人口超过一千三百万。" * 2
+    cl = len(quicktok.get_encoding("cl100k_base").encode(text))
+    o2 = len(quicktok.get_encoding("o200k_base").encode(text))
+    df = _traffic("openai/gpt-4", n=3, prompts=[text] * 3)
+    df["input_tokens"] = cl + 1
+    report = drift_report(df, "openai/gpt-4", "openai/gpt-4o")
+    assert report["method"] == "exact"
+    assert report["ratio"] == round((cl + 1) * o2 / cl) / (cl + 1) != o2 / cl
+    assert report["ratio_ci_low"] == report["ratio"] == report["ratio_ci_high"]

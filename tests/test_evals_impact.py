@@ -152,3 +152,11 @@ def test_a_mismatch_names_both_ids():
     evals = pd.concat([_binary("w1", "A", [1] * 30), _binary("w1", "claude-haiku-4-5-20251001", [1] * 30)])
     r = policy_accuracy_impact(moves, pd.DataFrame({"workflow_tag": ["w1"], "requests": [10]}), evals, n_boot=100)
     assert "acct/claude-haiku-4-6" in r["moves"][0]["reason"] and "claude-haiku-4-5-20251001" in r["moves"][0]["reason"]
+
+
+def test_effective_sample_size_counts_a_shared_sample_once(evals):
+    # Two moves in w1 use the same 40 samples (A -> B and C -> B): 40 samples with equal weight, so ESS = 40.
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w1"], "from_model": ["A", "C"], "to_model": ["B", "B"],
+                          "requests": [100, 100]})
+    r = policy_accuracy_impact(moves, pd.DataFrame({"workflow_tag": ["w1"], "requests": [1000]}), evals, n_boot=100)
+    assert r["n_paired"] == 40 and r["kish_ess"] == pytest.approx(40.0)

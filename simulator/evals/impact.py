@@ -218,12 +218,14 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         shares = np.asarray(shares)
         point_total += float(point @ shares)
         draws_total += np.nan_to_num(boot, nan=0.0) @ shares
+        per_sample = np.zeros(len(ids))  # a sample serving several moves is one sample: add its weights up
         for j, i in enumerate(members):
             lo, hi = percentile_interval(boot[:, j], confidence)
             rows[i] |= {"delta_pp": 100 * float(point[j]), "ci95_pp": (100 * lo, 100 * hi), "covered": True}
             m = mat[:, j] != _MISSING
-            implicit_w.append(shares[j] * u[m] / u[m].sum())
+            per_sample[m] += shares[j] * u[m] / u[m].sum()
         used = np.any(mat[:, :-1] != _MISSING, axis=1)
+        implicit_w.append(per_sample[used])
         used_samples += int(used.sum())
         workflow_rows.append({"eval_workflow_tag": etag or None, "eval_samples": len(ids), "weighting": weighting,
                               "kish_ess": kish_ess(u[used])})
