@@ -302,3 +302,48 @@ def test_window_warning_in_the_headline_above_10x():
     assert window_warning(7.0) is None and window_warning(3.0) is None  # 10x exactly: no warning
     text = window_warning(17 / 1440)  # a 17-minute trace
     assert "0.28 hours" in text and f"{30 / (17 / 1440):,.0f}x" in text
+
+
+# -- sensitivity of a gate, and dollar figures on recommendations --------------------------------------------------------
+def test_gate_sensitivity_by_hand():
+    from simulator.summary.sensitivity import gate_sensitivity
+
+    # Window: baseline $100, candidate $60 over 7 days -> $171.43/month saved, gate "at least $150/month" passes.
+    # The moved requests cost $30 on the target; at the ends of their translation intervals $27 and $39.
+    policy = {"cost_usd": 60.0, "monthly_savings_usd": 40 * 30 / 7,
+              "gates": [{"name": "min_monthly_savings_usd", "passed": True, "detail": ""}]}
+    evaluate = lambda rec: [{"name": "min_monthly_savings_usd", "passed": rec["monthly_savings_usd"] >= 150}]  # noqa
+    out = gate_sensitivity(policy, {"cost_usd": 30.0, "cost_low_usd": 27.0, "cost_high_usd": 39.0}, 60.0, 100.0, 7.0,
+                           evaluate)
+    assert out["monthly_savings_usd"]["high_token_counts"] == pytest.approx(31 * 30 / 7)  # 132.86: fails
+    assert out["monthly_savings_usd"]["low_token_counts"] == pytest.approx(43 * 30 / 7)  # 184.29: passes
+    assert out["flips"] == ["gate min_monthly_savings_usd"]
+    assert out["gates"]["min_monthly_savings_usd"] == {"low_token_counts": True, "used": True,
+                                                       "high_token_counts": False}
+    # No interval on the moved cost: nothing to report.
+    assert gate_sensitivity(policy, {"cost_usd": 30.0, "cost_low_usd": 30.0, "cost_high_usd": 30.0}, 60.0, 100.0,
+                            7.0, evaluate) is None
+
+
+def test_recommend_reports_the_dollar_figure_of_each_move(tmp_path):
+    from simulator.cli.recommend import recommend_scenario
+
+    # 70 gpt-4o requests of workflow w (1,000 input and 100 output tokens each) over 6 days, plus one gpt-4o-mini
+    # request of another workflow (so the traffic knows its gateway id); gpt-4o-mini is as good on 200 paired samples.
+    # Same tokenizer (identity): each moved request saves 1000 x (2.50 - 0.15) / 1e6 + 100 x (10.00 - 0.60) / 1e6 =
+    # $0.00329 (list prices per million); x 70 requests x 30 / 6 days.
+    start = pd.Timestamp("2026-11-16", tz="UTC")
+    frame = pd.DataFrame({"request_id": [f"r{i}" for i in range(71)],
+                          "timestamp": [start + pd.Timedelta(hours=144 * i / 69) for i in range(70)] + [start],
+                          "model": ["openai-main/gpt-4o"] * 70 + ["openai-main/gpt-4o-mini"], "input_tokens": 1000,
+                          "output_tokens": 100, "status_code": 200, "workflow_tag": ["w"] * 70 + ["other"]})
+    frame.to_csv(tmp_path / "traffic.csv", index=False)
+    rows = [{"sample_id": f"s{i}", "model": m, "correct": 1, "workflow_tag": "w"}
+            for i in range(200) for m in ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18")]
+    pd.DataFrame(rows).to_csv(tmp_path / "evals.csv", index=False)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "rec", "traffic": "traffic.csv", "evals": "evals.csv"}))
+    text = recommend_scenario(tmp_path / "s.yaml", 2.0)
+    days = 144 / 24
+    expected = 70 * (1000 * (2.50 - 0.15) + 100 * (10.00 - 0.60)) / 1e6 * 30 / days
+    assert f"w: openai-main/gpt-4o -> openai-main/gpt-4o-mini: saves ${expected:,.2f}/month (70 requests)" in text
+    assert f"the recommendation saves ${expected:,.2f}/month" in text

@@ -37,7 +37,7 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
     mean_tokens = per_req.groupby("workflow_tag", dropna=False)[["inp", "out"]].mean()
     start = int(p.ts.min())
     eval_models = sorted(evals.samples["model"].unique())
-    targets = [m for m in eval_models if _priceable(catalog, m)]
+    targets = [m for m in _gateway_ids(eval_models, p.vocab) if _priceable(catalog, m)]
 
     def cost_per_request(model_id: str, workflow_tag) -> float:
         row = mean_tokens.loc[workflow_tag] if workflow_tag in mean_tokens.index else mean_tokens.mean()
@@ -81,6 +81,18 @@ def _replayed_savings(scenario, candidate: dict) -> tuple[dict, dict]:
         for key, r in g.iterrows():
             per_move[key] = ((r["recorded_cost_usd"] - r["cost_usd"]) * scale, int(round(r["requests"])))
     return per_move, policy
+
+
+def _gateway_ids(eval_models: list[str], vocab: list[str]) -> list[str]:
+    """Targets as gateway ids: the traffic's id for an eval model that matches one (``gpt-4o-mini-2024-07-18`` ->
+    ``openai-main/gpt-4o-mini``), else the eval id itself (a model the traffic has not used yet)."""
+    from simulator.evals.impact import match_eval_model
+
+    out = []
+    for m in eval_models:
+        known = [g for g in vocab if match_eval_model(g, [m]) == m]
+        out.extend(known or [m])
+    return sorted(set(out))
 
 
 def _priceable(catalog: Catalog, model: str) -> bool:
