@@ -72,15 +72,23 @@ def add_moves(frames) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
 
 
-def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "") -> pd.DataFrame:
-    """The moves table of one replayed outcome (a ``Prepared`` chunk and its ``Outcome``)."""
+def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
+                       workflow: np.ndarray | None = None) -> pd.DataFrame:
+    """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
+
+    ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
+    ``workflow``: the chunk's workflow_tag per row (read from the chunk's frame when not given).
+    """
     vocab = np.array(p.vocab, dtype=object)
     moved = o.changed & ~o.blocked
     low = high = np.ones(p.n)
     if translator is not None and hasattr(translator, "cost_bounds"):
         low, high = translator.cost_bounds(cand_name or o.name, p, o.model, moved)
+    if workflow is None:
+        frame = p.frame if hasattr(p, "frame") else p.traffic.frame
+        workflow = frame["workflow_tag"].to_numpy(dtype=object)
     return moves_frame(
-        p.traffic.frame["workflow_tag"].to_numpy(dtype=object), vocab[p.model], vocab[o.model], o.translation, moved,
+        workflow, vocab[p.model], vocab[o.model], o.translation, moved,
         input_tokens_recorded=p.inp, output_tokens_recorded=p.out, cache_tokens_recorded=p.cr + p.cw,
         input_tokens=o.input_tokens, output_tokens=o.output_tokens, recorded_cost_usd=base_cost,
         cost_usd=o.cost_usd, cost_low=low, cost_high=high)
