@@ -138,8 +138,11 @@ def test_date_suffixed_eval_ids_match_gateway_ids():
     assert match_eval_model("vertex/claude-3-5-sonnet", models) == "claude-3-5-sonnet@20240620"
     assert match_eval_model("azure/gpt-4", models) == "gpt-4-0613"
     assert match_eval_model("openai-main/gpt-4o-mini", models) is None  # another model, not a snapshot of gpt-4o
-    # A YYMM release tag names a distinct release: not stripped.
+    # A YYMM release tag names a distinct release, and a version in the name is part of it: neither is stripped.
     assert match_eval_model("mistral/mistral-large-2411", ["mistral-large-2407"]) is None
+    assert match_eval_model("deepseek/deepseek-v3", ["deepseek-v2"]) is None
+    assert match_eval_model("bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0", models) == \
+        "claude-3-5-sonnet@20240620"
 
 
 def test_a_mismatch_names_both_ids():

@@ -6,7 +6,7 @@ from typing import Any
 
 from simulator.errors import InputError
 from simulator.evals.gates import impact_gate
-from simulator.evals.impact import eval_mismatch, match_eval_model, policy_accuracy_impact
+from simulator.evals.impact import match_eval_model, policy_accuracy_impact
 from simulator.evals.load import load_eval_samples
 
 
@@ -18,8 +18,8 @@ def load_evals(paths, prepared) -> Any:
     if models and not known:
         raise InputError(
             f"eval samples name models {', '.join(models[:4])}, none of which matches a model in the traffic "
-            f"({', '.join(prepared.vocab[:4])}): {eval_mismatch(prepared.vocab[0], models)}. Name eval models by the "
-            "model part of the gateway id (a release-date suffix is fine).")
+            f"({', '.join(prepared.vocab[:4])}); name eval models by the model part of the gateway id (a release-date "
+            "suffix is fine).")
     return loaded
 
 

@@ -61,7 +61,7 @@ def guess_provider(model_id: str) -> str | None:
 # A release date: YYYYMMDD, YYYY-MM-DD or an OpenAI-style MMDD (``-0613``); ``-2411`` (YYMM) names a distinct release.
 _DATE_SUFFIX = re.compile(r"[-@_](?:20\d{2}-?(?:0[1-9]|1[0-2])-?(?:0[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$")
 _VENDOR_PREFIX = re.compile(r"^(?:[a-z]{2,4}\.)?(?:anthropic|mistral|deepseek|qwen|openai|meta|cohere|google)\.")
-_VERSION_TAG = re.compile(r"-v\d+(?::\d+)?$")
+_VERSION_TAG = re.compile(r"-v\d+:\d+$")  # Bedrock's "-v1:0"; "deepseek-v3" is a model, not a tag
 
 
 def model_match_key(model_id: str) -> str:
