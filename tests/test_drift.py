@@ -51,7 +51,9 @@ def test_opus_46_to_47_without_prompts_uses_default_all_ratio_and_prices_monthly
     # Shipped default for mixed content: 1.304 -> 1000 -> 1304 input, 100 -> 130 output per request.
     assert report["input_tokens_from"] == 4000 and report["input_tokens_to"] == 4 * 1304
     assert report["output_tokens_to"] == 4 * 130
-    assert report["method"] == "calibrated-default" and report["ratio_ci_low"] is None
+    # Its interval is the entry's stated range for unknown content (1.0 to 1.431).
+    assert report["method"] == "calibrated-default"
+    assert (report["ratio_ci_low"], report["ratio_ci_high"]) == pytest.approx((1.0, 1.431))
     cost = report["cost"]
     per_request_from = (1000 * 5 + 100 * 25) / 1e6
     per_request_to = (1304 * 5 + 130 * 25) / 1e6
@@ -70,13 +72,17 @@ def test_exact_pair_with_prompts_by_content_type():
     df = _traffic("openai/gpt-4", prompts=prompts)
     report = drift_report(df, "openai/gpt-4", "openai/gpt-4o", by="content_type")
     cl, o2 = quicktok.get_encoding("cl100k_base"), quicktok.get_encoding("o200k_base")
-    expected = [round(1000 * len(o2.encode(p)) / len(cl.encode(p))) for p in prompts[:3]] + [921]
+    # Each prompt covers only len(cl100k tokens) of the 1,000 billed tokens: the exact ratio applies to that share,
+    # the rest gets the o200k / cl100k ratio for unknown content (0.921).
+    shares = [len(cl.encode(p)) / 1000 for p in prompts[:3]]
+    expected = [round(1000 * (v * len(o2.encode(p)) / len(cl.encode(p)) + (1 - v) * 0.921))
+                for v, p in zip(shares, prompts[:3])] + [921]
     assert report["input_tokens_to"] == sum(expected)
-    assert report["methods"] == {"exact": 3, "calibrated-default": 1}
+    assert report["methods"] == {"partial-exact": 3, "calibrated-default": 1}
     assert report["method"] == "calibrated-default"
     groups = {g["group"]: g for g in report["groups"]}
     assert set(groups) == {"prose", "code", "non_latin", "unknown"}
-    assert groups["non_latin"]["input_tokens_to"] == expected[2] and groups["non_latin"]["method"] == "exact"
+    assert groups["non_latin"]["input_tokens_to"] == expected[2] and groups["non_latin"]["method"] == "partial-exact"
 
 
 def test_calibrates_from_the_traffic_itself():
@@ -111,4 +117,22 @@ def test_same_family_is_identity_and_input_untouched():
     before = df.copy()
     report = drift_report(df, "gpt-4o", "openai/gpt-4o-mini")
     assert report["ratio"] == 1.0 and report["method"] == "identity"
+    assert report["ratio_ci_low"] is None and report["ratio_ci_high"] is None  # an assumption, not a measurement
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_exact_interval_contains_its_estimate_despite_rounding():
+    # 3 rows whose prompt is the whole input (plus 1 framing token): exact ratios; the translated counts are rounded
+    # (45 x 28/44 = 28.64 -> 29), so the realised ratio (the estimate) is not the unrounded exact ratio. A zero-width
+    # interval must sit on the estimate.
+    import quicktok
+
+    text = "東京是日本的首都，人口超过一千三百万。" * 2
+    cl = len(quicktok.get_encoding("cl100k_base").encode(text))
+    o2 = len(quicktok.get_encoding("o200k_base").encode(text))
+    df = _traffic("openai/gpt-4", n=3, prompts=[text] * 3)
+    df["input_tokens"] = cl + 1
+    report = drift_report(df, "openai/gpt-4", "openai/gpt-4o")
+    assert report["method"] == "exact"
+    assert report["ratio"] == round((cl + 1) * o2 / cl) / (cl + 1) != o2 / cl
+    assert report["ratio_ci_low"] == report["ratio"] == report["ratio_ci_high"]

@@ -99,3 +99,67 @@ def test_non_inferiority_verdicts():
     assert und["verdict"] == "undecided" and not und["passed"] and und["n_more"] == 7749
     assert "7,749 more paired eval samples" in und["detail"] and "\n" not in und["detail"]
     assert samples_needed(-0.02, 0.02, 0.1) == float("inf")
+
+
+def test_moved_request_delta_by_hand(evals):
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w2", "w3"], "from_model": ["acct/A"] * 3,
+                          "to_model": ["acct/B", "acct/C", "acct/B"], "requests": [500, 200, 100]})
+    traffic = pd.DataFrame({"workflow_tag": ["w1", "w2", "w3"], "requests": [900, 1000, 100]})
+    r = policy_accuracy_impact(moves, traffic, evals, n_boot=500)
+    # Per covered moved request (w3 has no evidence): 100 * (500 * -0.1 + 200 * 0.1) / 700 = -30/7 pp.
+    assert r["accuracy_delta_moved_pp"] == pytest.approx(-30 / 7)
+    # The same bootstrap draws, rescaled: traffic-wide interval x 2000 / 700.
+    wide, moved = r["accuracy_delta_ci95"], r["accuracy_delta_moved_ci95"]
+    assert moved == pytest.approx((wide[0] * 2000 / 700, wide[1] * 2000 / 700))
+
+
+def test_a_partial_split_fails_the_moved_gate_like_the_full_move():
+    # B is wrong on 150 of 5,000 samples A gets right: -3.0 pp on every moved request, at any split.
+    n = 5000
+    samples = pd.concat([_binary("w", "A", np.ones(n)), _binary("w", "B", np.r_[np.zeros(150), np.ones(n - 150)])],
+                        ignore_index=True)
+    traffic = pd.DataFrame({"workflow_tag": ["w"], "requests": [1000]})
+    full = policy_accuracy_impact(pd.DataFrame({"workflow_tag": ["w"], "from_model": ["A"], "to_model": ["B"],
+                                                "requests": [1000]}), traffic, samples, n_boot=1000)
+    half = policy_accuracy_impact(pd.DataFrame({"workflow_tag": ["w"], "from_model": ["A"], "to_model": ["B"],
+                                                "requests": [500]}), traffic, samples, n_boot=1000)
+    assert full["accuracy_delta_moved_pp"] == pytest.approx(-3.0)
+    assert half["accuracy_delta_moved_pp"] == pytest.approx(-3.0)
+    assert half["accuracy_delta_pp"] == pytest.approx(-1.5)  # diluted over the unmoved half
+    assert impact_gate(full, 2.0)["verdict"] == impact_gate(half, 2.0)["verdict"] == "fail"
+    # The traffic-wide figure of the half split would have passed a 2 pp margin: that is the dilution.
+    assert impact_gate(half, 2.0, moved=False)["verdict"] == "pass"
+
+
+def test_date_suffixed_eval_ids_match_gateway_ids():
+    models = ["claude-haiku-4-5-20251001", "gpt-4o-2024-08-06", "claude-3-5-sonnet@20240620", "gpt-4-0613"]
+    assert match_eval_model("anthropic-main/claude-haiku-4-5", models) == "claude-haiku-4-5-20251001"
+    assert match_eval_model("openai-main/gpt-4o", models) == "gpt-4o-2024-08-06"
+    assert match_eval_model("vertex/claude-3-5-sonnet", models) == "claude-3-5-sonnet@20240620"
+    assert match_eval_model("azure/gpt-4", models) == "gpt-4-0613"
+    assert match_eval_model("openai-main/gpt-4o-mini", models) is None  # another model, not a snapshot of gpt-4o
+    # A YYMM release tag names a distinct release, and a version in the name is part of it: neither is stripped.
+    assert match_eval_model("mistral/mistral-large-2411", ["mistral-large-2407"]) is None
+    assert match_eval_model("deepseek/deepseek-v3", ["deepseek-v2"]) is None
+    assert match_eval_model("bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0", models) == \
+        "claude-3-5-sonnet@20240620"
+
+
+def test_a_mismatch_names_both_ids():
+    from simulator.evals.impact import eval_mismatch
+
+    text = eval_mismatch("anthropic-main/claude-haiku-4-6", ["claude-haiku-4-5-20251001", "gpt-4o"])
+    assert "'anthropic-main/claude-haiku-4-6'" in text and "'claude-haiku-4-5-20251001'" in text
+    moves = pd.DataFrame({"workflow_tag": ["w1"], "from_model": ["A"], "to_model": ["acct/claude-haiku-4-6"],
+                          "requests": [10]})
+    evals = pd.concat([_binary("w1", "A", [1] * 30), _binary("w1", "claude-haiku-4-5-20251001", [1] * 30)])
+    r = policy_accuracy_impact(moves, pd.DataFrame({"workflow_tag": ["w1"], "requests": [10]}), evals, n_boot=100)
+    assert "acct/claude-haiku-4-6" in r["moves"][0]["reason"] and "claude-haiku-4-5-20251001" in r["moves"][0]["reason"]
+
+
+def test_effective_sample_size_counts_a_shared_sample_once(evals):
+    # Two moves in w1 use the same 40 samples (A -> B and C -> B): 40 samples with equal weight, so ESS = 40.
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w1"], "from_model": ["A", "C"], "to_model": ["B", "B"],
+                          "requests": [100, 100]})
+    r = policy_accuracy_impact(moves, pd.DataFrame({"workflow_tag": ["w1"], "requests": [1000]}), evals, n_boot=100)
+    assert r["n_paired"] == 40 and r["kish_ess"] == pytest.approx(40.0)

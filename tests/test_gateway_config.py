@@ -111,13 +111,16 @@ def test_yaml_text_quotes_status_codes_and_carries_the_figures():
     cand = one({"name": "c", "rules": [{"id": "r", "when": {"models": [GPT4O]}, "load_balance_targets": [
         {"target": MINI, "weight": 50, "fallback_status_codes": ["429"]}, {"target": HAIKU, "weight": 50}]}]})
     texts = render_truefoundry(cand, "weekly", {"monthly_savings_usd": 1234.5, "monthly_savings_ci95": [1000.0, 1500.0],
-                                                "accuracy_delta_pp": -0.4, "accuracy_delta_ci95": [-1.1, 0.3]})
+                                                "accuracy_delta_pp": -0.4, "accuracy_delta_ci95": [-1.1, 0.3],
+                                                "accuracy_delta_moved_pp": -1.6,
+                                                "accuracy_delta_moved_ci95": [-4.4, 1.2], "requests_changed": 25})
     text = texts["routing"]
     assert "- '429'" in text
     header = [line for line in text.splitlines() if line.startswith("#")]
     assert "scenario 'weekly'" in header[0]
     assert "$1,234.50 (95% CI $1,000.00 to $1,500.00)" in header[1]
-    assert "accuracy change -0.40 pp (95% CI -1.10 to +0.30 pp)" in header[1]
+    # The moved-request figure leads; the traffic-wide one is beside it, both labelled.
+    assert "accuracy change -1.60 pp (95% CI -4.40 to +1.20) on moved requests; -0.40 pp traffic-wide" in header[1]
     loaded = yaml.safe_load(text)
     assert loaded["rules"][0]["load_balance_targets"][0]["fallback_status_codes"] == ["429"]
 

@@ -50,7 +50,9 @@ def test_report_sections_present(run_folder):
                     "**Premium-model share of spend per day**", "**Pricing drift by identity replay"):
         assert heading in md, heading
     assert "| UNTAGGED (attribution gap) | 1 |" in md  # r04 has no project
-    assert "Apply `split`: `tfy apply -f routing/split.truefoundry.yaml --dry-run --show-diff`" in md
+    # A 1-day window extrapolated 29x to a month: warned about in the headline, and never applied from.
+    assert "**Warning: the traffic window is only 24.50 hours" in md
+    assert "Replay a week of traffic before applying `split`" in md and "Apply `split`" not in md
     assert "Tag untagged traffic" in md and "has no project" in md
     for chart in ("spend-by-model", "spend-by-workflow_tag", "premium-share-per-day", "candidates"):
         assert f"(report_files/{chart}.png)" in md

@@ -349,9 +349,55 @@ def test_exact_translation_scales_by_recounted_ratio():
     import quicktok
 
     cl, o2 = len(quicktok.get_encoding("cl100k_base").encode(text)), len(quicktok.get_encoding("o200k_base").encode(text))
-    new_in, new_out, method = translate_tokens("openai/gpt-4", "openai/gpt-4o", [1000], [100], prompts=[text])
+    # The prompt is the whole input (plus 2 framing tokens): the exact ratio applies to all of it, zero width.
+    ratios = token_ratios("openai/gpt-4", "openai/gpt-4o", 1, prompts=[text], input_tokens=[cl + 2])
+    assert ratios.method.tolist() == ["exact"] and ratios.ratio_low[0] == ratios.ratio_high[0] == o2 / cl
+    new_in, new_out, method = translate_tokens("openai/gpt-4", "openai/gpt-4o", [cl + 2], [100], prompts=[text])
     assert method.tolist() == ["exact"]
-    assert new_in[0] == round(1000 * o2 / cl) and new_out[0] == round(100 * o2 / cl)
+    assert new_in[0] == round((cl + 2) * o2 / cl) and new_out[0] == round(100 * o2 / cl)
+
+
+def test_partial_prompt_applies_exact_ratio_to_the_visible_share_only():
+    # The logged prompt is the latest (non-Latin) user turn; the billed input also holds an unlogged English system
+    # prompt. Only the visible share gets the exact ratio; the rest gets the pair's shipped ratio for unknown content
+    # (o200k / cl100k "all" = 0.921, stated range 0.906-1.016), and its range becomes the row's interval.
+    text = "東京是日本的首都，人口超过一千三百万。" * 20
+    import quicktok
+
+    cl, o2 = len(quicktok.get_encoding("cl100k_base").encode(text)), len(quicktok.get_encoding("o200k_base").encode(text))
+    billed = 10 * cl
+    v = cl / billed
+    ratios = token_ratios("openai/gpt-4", "openai/gpt-4o", 1, prompts=[text], input_tokens=[billed])
+    assert ratios.method.tolist() == ["partial-exact"]
+    assert ratios.visible_share[0] == pytest.approx(0.1)
+    assert ratios.ratio[0] == pytest.approx(v * o2 / cl + (1 - v) * 0.921)
+    assert ratios.ratio_low[0] == pytest.approx(v * o2 / cl + (1 - v) * 0.906)
+    assert ratios.ratio_high[0] == pytest.approx(v * o2 / cl + (1 - v) * 1.016)
+    new_in, _, method = translate_tokens("openai/gpt-4", "openai/gpt-4o", [billed], [0], prompts=[text])
+    assert method.tolist() == ["partial-exact"] and new_in[0] == round(billed * (v * o2 / cl + (1 - v) * 0.921))
+
+
+def test_identity_has_no_interval():
+    ratios = token_ratios("openai/gpt-4o", "openai/gpt-4o-mini", 2)
+    assert ratios.method.tolist() == ["identity"] * 2 and ratios.ratio.tolist() == [1.0, 1.0]
+    assert np.isnan(ratios.ratio_low).all() and np.isnan(ratios.ratio_high).all()
+
+
+def test_direct_pairwise_default_beats_a_fitted_one_sided_ratio():
+    # Opus 4.7 fitted from traffic against o200k (1.50), Opus 4.6 only by its shipped default (1.269): the combination
+    # would be 1.50 / 1.269 = 1.182; the shipped direct 4.7 / 4.6 transition (1.304 for unknown content) wins.
+    from simulator.tokens import RatioEstimate
+
+    fitted = {("calibrated:claude-4.7", "all"): RatioEstimate(1.50, 1.45, 1.55, n=200, source="traffic")}
+    ratios = token_ratios("anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7", 1,
+                          calibration=Calibration(fitted))
+    assert ratios.method.tolist() == ["calibrated-default"]
+    assert ratios.ratio[0] == pytest.approx(1.304)
+    assert (ratios.ratio_low[0], ratios.ratio_high[0]) == pytest.approx((1.0, 1.431))
+    # Both sides fitted on the same traffic: the fitted combination is kept.
+    fitted[("calibrated:claude-3-4.6", "all")] = RatioEstimate(1.20, 1.15, 1.25, n=200, source="traffic")
+    both = token_ratios("anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7", 1, calibration=Calibration(fitted))
+    assert both.method.tolist() == ["calibrated"] and both.ratio[0] == pytest.approx(1.50 / 1.20)
 
 
 def test_opus_46_to_47_defaults_by_content_type():
@@ -368,9 +414,8 @@ def test_fitted_calibration_is_labelled_calibrated_with_interval():
     ratios = token_ratios("openai/gpt-4o", "google/gemini-2.5-pro", 1, calibration=calibration)
     assert ratios.method.tolist() == ["calibrated"]
     assert ratios.ratio[0] == pytest.approx(1.2)
-    # Interval is symmetric on the log scale around the ratio, with the fitted log half-width.
-    half = (np.log(1.3) - np.log(1.1)) / 2
-    assert ratios.ratio_low[0] == pytest.approx(1.2 * np.exp(-half))
+    # The fitted interval itself (o200k is the reference: nothing to combine it with).
+    assert (ratios.ratio_low[0], ratios.ratio_high[0]) == pytest.approx((1.1, 1.3))
 
 
 def test_uncalibrated_gemini_is_an_error():

@@ -30,7 +30,8 @@ def drift_command(paths, from_model: str, to_model: str, by: str | None, pricing
 def drift_table(report: dict[str, Any]) -> str:
     ratio = report["ratio"]
     lo, hi = report.get("ratio_ci_low"), report.get("ratio_ci_high")
-    ci = f" (95% CI {lo:.3f} to {hi:.3f})" if lo is not None and hi is not None else ""
+    # A fitted ratio's 95% CI or a shipped ratio's stated range; identity and range-less defaults have none.
+    ci = f" (interval {lo:.3f} to {hi:.3f})" if lo is not None and hi is not None else " (no interval: an assumption)"
     lines = [
         f"{report['tokenizer_from']} -> {report['tokenizer_to']}: input tokens {report['input_tokens_from']:,} -> "
         f"{report['input_tokens_to']:,}, ratio {ratio:.3f}{ci}, method {report['method']}",

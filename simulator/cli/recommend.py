@@ -15,7 +15,12 @@ from simulator.io.traffic import load_traffic
 
 
 def recommend_scenario(path, margin_pp: float | None) -> str:
-    """YAML text: a ``candidates:`` entry in scenario syntax plus the decisions as comments."""
+    """YAML text: a ``candidates:`` entry in scenario syntax plus the decisions as comments.
+
+    Each recommended move carries its dollar figure: the candidate is replayed over the scenario's traffic (tokens
+    translated, every request priced at its own time) and the savings of each (workflow, model -> target) move are
+    scaled to 30 days; the total comes with its 95% interval.
+    """
     scenario = load_scenario(path)
     if not scenario.evals:
         raise InputError(f"{path}: recommend needs eval samples; add evals: to the scenario.")
@@ -33,7 +38,7 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
     mean_tokens = per_req.groupby("workflow_tag", dropna=False)[["inp", "out"]].mean()
     start = int(p.ts.min())
     eval_models = sorted(evals.samples["model"].unique())
-    targets = [m for m in eval_models if _priceable(catalog, m)]
+    targets = [m for m in _gateway_ids(eval_models, p.vocab) if _priceable(catalog, m)]
 
     def cost_per_request(model_id: str, workflow_tag) -> float:
         row = mean_tokens.loc[workflow_tag] if workflow_tag in mean_tokens.index else mean_tokens.mean()
@@ -41,11 +46,56 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
 
     candidate, decisions = recommend(served, evals.samples, cost_per_request, candidates=targets,
                                      margin_pp=margin, seed=scenario.seed)
+    per_move, total = _replayed_savings(scenario, candidate) if candidate["rules"] else ({}, None)
     lines = [f"# tfysim recommend {path} (margin {margin:g} pp, {len(decisions)} workflow/model pairs)"]
+    if total is not None:
+        lo, hi = total["monthly_savings_ci95"]
+        lines.append(f"# replayed: the recommendation saves ${total['monthly_savings_usd']:,.2f}/month "
+                     f"(95% CI ${lo:,.2f} to ${hi:,.2f}), {total['requests_changed']:,} requests moved")
     for d in decisions:
-        lines.append(f"# {d.get('workflow_tag')}: {d.get('model')} -> {d.get('target') or 'keep'}: {d.get('detail', '')}")
+        saving = ""
+        if d.get("target"):
+            key = (d.get("workflow_tag") or "UNTAGGED", d["model"], d["target"])
+            usd, n = per_move.get(key, (0.0, 0))
+            saving = f"saves ${usd:,.2f}/month ({n:,} requests); "
+        lines.append(f"# {d.get('workflow_tag')}: {d.get('model')} -> {d.get('target') or 'keep'}: "
+                     f"{saving}{d.get('detail', '')}")
     body = yaml.safe_dump({"candidates": [candidate]}, sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
+
+
+def _replayed_savings(scenario, candidate: dict) -> tuple[dict, dict]:
+    """Replay the recommended candidate; monthly savings per (workflow, model, target) and the policy's figures."""
+    from simulator.api import run
+    from simulator.routing.scenario import Candidate
+    from simulator.summary.moves import add_moves, moves_from_outcome
+
+    only = scenario.model_copy(update={"candidates": [Candidate.model_validate(candidate)]})
+    parts = []
+    result = run(only, observers=[lambda p, base, outcomes: parts.append(
+        moves_from_outcome(p, outcomes[0], base.cost_usd))])
+    policy = result.summary["policies"][0]
+    moves = add_moves(parts)
+    scale = 30.0 / max(result.summary["traffic"]["days"], 1e-9)
+    per_move = {}
+    if len(moves):
+        g = moves.groupby(["workflow_tag", "from_model", "to_model"], sort=True)[["recorded_cost_usd", "cost_usd",
+                                                                                 "requests"]].sum()
+        for key, r in g.iterrows():
+            per_move[key] = ((r["recorded_cost_usd"] - r["cost_usd"]) * scale, int(round(r["requests"])))
+    return per_move, policy
+
+
+def _gateway_ids(eval_models: list[str], vocab: list[str]) -> list[str]:
+    """Targets as gateway ids: the traffic's id for an eval model that matches one (``gpt-4o-mini-2024-07-18`` ->
+    ``openai-main/gpt-4o-mini``), else the eval id itself (a model the traffic has not used yet)."""
+    from simulator.evals.impact import match_eval_model
+
+    out = []
+    for m in eval_models:
+        known = [g for g in vocab if match_eval_model(g, [m]) == m]
+        out.extend(known or [m])
+    return sorted(set(out))
 
 
 def _priceable(catalog: Catalog, model: str) -> bool:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
-from simulator.engines.driver import block_size_ns
+from simulator.engines.driver import CacheVariants
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
@@ -206,6 +206,7 @@ class Partial:
         self.breakdowns = Breakdowns(len(plan["candidates"]))
         self.accs: dict[int, PolicyAccumulator] = {}
         self.states: dict[int, CandidateState] = {}
+        self.variants: dict[int, CacheVariants] = {}
 
     def light(self) -> Partial:
         """A copy without latency values (what the client gathers)."""
@@ -243,14 +244,19 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
         out.base = BaselineAccumulator(plan["premium"], None)
         out.base.add(p, base, days)
         out.breakdowns.add_baseline(p, base)
-    block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min, plan["block_ns"])
+    block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min)
     workflow = attribution(p.frame, "workflow_tag")
     for k in ks:
         cand = plan["candidates"][k]
         state = out.states[k] = CandidateState(cand, ctx)
         o = replay_chunk(p, cand, state)
         acc = out.accs[k] = PolicyAccumulator(plan["premium"], None)
-        acc.add(p, o, base.cost_usd, block, days, workflow)
+        acc.add(p, o, base.cost_usd, block, days, workflow, ctx.translator, cand.name)
+        if cand.prompt_caching:
+            out.variants[k] = CacheVariants(cand, ctx)
+            out.variants[k].replay(p, cand)
+            for state in out.variants[k].states.values():
+                state.cache.release()
         out.breakdowns.add_candidate(k, o, None if with_baseline else p)
         if state.cache is not None:
             state.cache.release()  # the partition is done: only the sums travel
@@ -327,8 +333,7 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
     plan = {"token": uuid.uuid4().hex, "scenario": scenario, "catalog": catalog, "facts": facts, "vocab": ctx.vocab,
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
-            "candidates": candidates, "premium": premium,
-            "block_ns": block_size_ns(facts, scenario.bootstrap.unit)}
+            "candidates": candidates, "premium": premium}
     plan_d = client.scatter(plan, broadcast=True, hash=False)  # sent to every worker once
     stateful = [k for k, c in enumerate(candidates)
                 if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
@@ -349,7 +354,10 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     breakdowns = Breakdowns(len(candidates))
     accs = [PolicyAccumulator(premium, None) for _ in candidates]
     states: list[CandidateState | None] = [None] * len(candidates)
+    variants: dict[int, CacheVariants] = {}
     for part in light:
+        for k, v in part.variants.items():
+            variants[k] = v if k not in variants else variants[k].merge(v)
         if part.base is not None:
             base.merge(part.base)
         breakdowns.merge(part.breakdowns)
@@ -376,7 +384,7 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     reports = [states[k].reports(cand) if states[k] is not None else CandidateState(cand, ctx).reports(cand)
                for k, cand in enumerate(candidates)]
     summary = build_summary(scenario, facts, counts, base, candidates, accs, reports, breakdowns.tables(), eval_data,
-                            quality)
+                            quality, translator, {k: v.ends() for k, v in variants.items()})
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 

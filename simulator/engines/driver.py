@@ -53,17 +53,6 @@ class Replayed:
         return all(g["passed"] for p in self.summary["policies"] for g in p["gates"])
 
 
-def block_size_ns(facts: Facts, unit: str) -> int:
-    """Bootstrap block length: an hour or a day; a window shorter than 24 blocks is cut into 24 equal blocks."""
-    if unit == "session" or facts.ts_min is None:
-        return 1
-    size = 3600 * 10**9 if unit == "hour" else 86_400 * 10**9
-    span = int(facts.ts_max - facts.ts_min) + 1
-    if span // size < metrics.MIN_BLOCKS:
-        size = max(span // metrics.MIN_BLOCKS, 1)
-    return size
-
-
 def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator, want_prompts: bool,
                  spill_dir: str | None) -> Facts:
     """Pass 1 over the source."""
@@ -98,10 +87,10 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
         translator.eval_samples = eval_data.samples
     premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
     unit = scenario.bootstrap.unit
-    size = block_size_ns(facts, unit)
     base_acc = BaselineAccumulator(premium, spill_dir)
     accs = [PolicyAccumulator(premium, spill_dir) for _ in candidates]
     states = [CandidateState(cand, ctx) for cand in candidates]
+    variants = {k: CacheVariants(cand, ctx) for k, cand in enumerate(candidates) if cand.prompt_caching}
     breakdowns = Breakdowns(len(candidates))
     observers = list(observers)
     from simulator.control.room import ControlRoom, wanted
@@ -117,13 +106,15 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
         base = identity_outcome(p)
         base_acc.add(p, base, days)
         breakdowns.add_baseline(p, base)
-        block = block_keys(p, unit, facts.ts_min, size)
+        block = block_keys(p, unit, facts.ts_min)
         workflow = attribution(p.frame, "workflow_tag")
         steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
         outcomes = []
         for k, cand in steps:
             o = replay_chunk(p, cand, states[k])
-            accs[k].add(p, o, base.cost_usd, block, days, workflow)
+            accs[k].add(p, o, base.cost_usd, block, days, workflow, translator, cand.name)
+            if k in variants:
+                variants[k].replay(p, cand)
             breakdowns.add_candidate(k, o)
             if observers:
                 outcomes.append(o)
@@ -138,13 +129,45 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
     summary = build_summary(scenario, facts, counts, base_acc, candidates, accs,
                             [states[k].reports(cand) for k, cand in enumerate(candidates)], breakdowns.tables(),
-                            eval_data, quality)
+                            eval_data, quality, translator, {k: v.ends() for k, v in variants.items()})
     if room is not None:
         summary.update(room.sections())
         for k, policy in enumerate(summary["policies"]):
             policy.update(room.policy_fields(k))
         summary = metrics.clean(summary)
     return Replayed(scenario, summary, facts, ctx)
+
+
+class CacheVariants:
+    """A caching candidate replayed twice more, with every translation at the low and at the high end of its
+    interval (``Translator.at_end``): whether its caching verdict holds across the assumption (the sensitivity
+    check). State is carried like the candidate's own."""
+
+    def __init__(self, cand, ctx: Context) -> None:
+        self.states = {end: CandidateState(cand, ctx) for end in ("low", "high")}
+        self.cost = {"low": 0.0, "high": 0.0}
+
+    def replay(self, p: Chunk, cand) -> None:
+        main = p.ctx.translator
+        if main is None:
+            return
+        for end, state in self.states.items():
+            p.ctx.translator = main.at_end(end)
+            try:
+                self.cost[end] += float(replay_chunk(p, cand, state).cost_usd.sum())
+            finally:
+                p.ctx.translator = main
+
+    def merge(self, other: CacheVariants) -> CacheVariants:
+        for end in self.states:
+            self.states[end].merge(other.states[end])
+            self.cost[end] += other.cost[end]
+        return self
+
+    def ends(self) -> dict[str, tuple[float, dict]]:
+        """end -> (candidate cost in the window, caching report)."""
+        return {end: (self.cost[end], state.cache.report() if state.cache else {})
+                for end, state in self.states.items()}
 
 
 class InMemorySource:
@@ -185,5 +208,5 @@ def spill_folder(rows: int, threshold: int = 2_000_000):
     return tempfile.TemporaryDirectory(prefix="tfysim-spill-")
 
 
-__all__ = ["ChunkSource", "InMemorySource", "Replayed", "block_size_ns", "gather_facts", "replay_source",
+__all__ = ["CacheVariants", "ChunkSource", "InMemorySource", "Replayed", "gather_facts", "replay_source",
            "spill_folder"]

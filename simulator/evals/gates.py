@@ -68,14 +68,20 @@ def non_inferiority(delta_ci95, margin_pp: float, *, delta_pp: float | None = No
     return out | {"verdict": "undecided", "passed": False, "detail": detail + "."}
 
 
-def impact_gate(impact: dict, margin_pp: float, *, min_coverage: float = 1.0, power: float = 0.8) -> dict:
+def impact_gate(impact: dict, margin_pp: float, *, min_coverage: float = 1.0, power: float = 0.8,
+                moved: bool = True) -> dict:
     """Non-inferiority gate on a ``policy_accuracy_impact`` result.
 
-    Moved traffic without eval evidence is unknown, so when ``coverage_share < min_coverage`` the verdict is
-    ``undecided`` (a failed gate) whatever the interval says; the detail names the coverage either way.
+    ``moved`` (default) tests the change on the moved requests (``accuracy_delta_moved_pp``): a partial split of a
+    bad move fails like the full move. ``moved=False`` tests the traffic-wide change. Moved traffic without eval
+    evidence is unknown, so when ``coverage_share < min_coverage`` the verdict is ``undecided`` (a failed gate)
+    whatever the interval says; the detail names the coverage either way.
     """
-    verdict = non_inferiority(impact["accuracy_delta_ci95"], margin_pp, delta_pp=impact["accuracy_delta_pp"],
-                              variance_per_sample=impact["variance_per_sample"], n_now=impact["n_paired"], power=power)
+    suffix = "_moved" if moved else ""
+    verdict = non_inferiority(impact[f"accuracy_delta{suffix}_ci95"], margin_pp,
+                              delta_pp=impact[f"accuracy_delta{suffix}_pp"],
+                              variance_per_sample=impact[f"variance_per_sample{suffix}"], n_now=impact["n_paired"],
+                              power=power, label="accuracy change on moved requests" if moved else "accuracy change")
     coverage = float(impact["coverage_share"])
     if coverage < min_coverage:
         return verdict | {"verdict": "undecided", "passed": False,

@@ -1,7 +1,10 @@
 """Accuracy impact of a routing policy: traffic-weighted paired deltas with a joint bootstrap interval.
 
 ``accuracy_delta_pp = 100 * sum over (workflow, A -> B) of share_of_all_traffic(moved A -> B in workflow) * delta_w(B - A)``
-where ``delta_w`` is the paired delta on eval samples of that workflow. Weighting each workflow's delta by its
+where ``delta_w`` is the paired delta on eval samples of that workflow. ``accuracy_delta_moved_pp`` is the same sum
+with each move weighted by its share of the (covered) moved requests instead: the change the requests the candidate
+actually moves see. A 50/50 split of a bad move has half the traffic-wide change of the full move but the same
+moved-request change, so gates test the moved figure. Weighting each workflow's delta by its
 traffic share is post-stratification of the eval samples to the production mix. The interval comes from one
 bootstrap in which every draw resamples each workflow's samples once and reuses that draw for every pair, so
 pairs that share a model (A -> B and A -> C) stay correlated as they are in reality.
@@ -18,7 +21,7 @@ import pandas as pd
 
 from simulator.errors import InputError
 from simulator.evals.stats import bootstrap_counts, percentile_interval
-from simulator.pricing.model_ids import split_model_id
+from simulator.pricing.model_ids import model_match_key, split_model_id
 
 _MISSING = 9.0  # sentinel for "this pair has no paired outcome on this sample"; real differences are in [-1, 1]
 
@@ -26,9 +29,10 @@ _MISSING = 9.0  # sentinel for "this pair has no paired outcome on this sample";
 def match_eval_model(gateway_id: str, eval_models, mapping: dict | None = None) -> str | None:
     """The eval model name for a gateway id, or None.
 
-    Order: explicit ``mapping``; exact name; the model part after ``provider_account/``; then a unique
-    case-insensitive match on the last path segment (``groq/mixtral-8x7b`` ~ ``mistralai/Mixtral-8x7B``).
-    Exact-then-looser matching trades recall for the risk of a wrong match, so the loosest step needs uniqueness.
+    Order: explicit ``mapping``; exact name; the model part after ``provider_account/``; then a unique match on
+    :func:`simulator.pricing.model_ids.model_match_key` (the way prices are matched: provider prefixes and release-date
+    suffixes dropped, so ``claude-haiku-4-5-20251001`` is ``anthropic-main/claude-haiku-4-5``). Exact-then-looser
+    matching trades recall for the risk of a wrong match, so the loosest step needs uniqueness.
     """
     eval_models = list(eval_models)
     if mapping and gateway_id in mapping:
@@ -38,9 +42,28 @@ def match_eval_model(gateway_id: str, eval_models, mapping: dict | None = None) 
     name = split_model_id(gateway_id)[1]
     if name in eval_models:
         return name
-    last = name.rsplit("/", 1)[-1].lower()
-    hits = [m for m in eval_models if m.rsplit("/", 1)[-1].lower() == last]
+    key = model_match_key(gateway_id)
+    hits = [m for m in eval_models if model_match_key(m) == key]
     return hits[0] if len(hits) == 1 else None
+
+
+def eval_mismatch(gateway_id: str, eval_models) -> str:
+    """Why a gateway id has no eval model, naming both ids: the closest eval model, or the ones available."""
+    import difflib
+
+    eval_models = sorted(map(str, eval_models))
+    key = model_match_key(gateway_id)
+    keys = {model_match_key(m): m for m in eval_models}
+    same = [m for m in eval_models if model_match_key(m) == key]
+    if len(same) > 1:
+        return (f"gateway model '{gateway_id}' matches several eval models ({', '.join(same)}); "
+                "name one in the eval file")
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+    if close:
+        return (f"gateway model '{gateway_id}' matches no eval model; the closest is '{keys[close[0]]}' "
+                f"(a different model: compare '{key}' with '{close[0]}')")
+    shown = ", ".join(f"'{m}'" for m in eval_models[:6]) + (" ..." if len(eval_models) > 6 else "")
+    return f"gateway model '{gateway_id}' matches no eval model (eval models: {shown})"
 
 
 _CODE_CHARS = "{}[]();=<>#*/\\`|&$_"
@@ -104,7 +127,8 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     (all traffic per workflow); samples: long eval samples. ``model_map`` maps gateway ids to eval model names,
     ``workflow_map`` traffic tags to eval tags. With ``prod_prompts`` (``workflow_tag, prompt``) eval samples are
     also reweighted for covariate shift within each workflow. Returns accuracy_delta_pp, accuracy_delta_ci95,
-    coverage_share, moved_share, kish_ess, n_paired, variance_per_sample (for ``gates.non_inferiority``),
+    accuracy_delta_moved_pp, accuracy_delta_moved_ci95 (per moved request), coverage_share, moved_share, kish_ess,
+    n_paired, variance_per_sample and variance_per_sample_moved (for ``gates.non_inferiority``),
     per-move and per-workflow tables (lists of dicts) and ``notes`` (sentences for the report).
     """
     for name, frame, cols in (("moves", moves, ("workflow_tag", "from_model", "to_model", "requests")),
@@ -138,7 +162,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
                "eval_from": a, "eval_to": b, "n_paired": 0, "delta_pp": np.nan, "ci95_pp": (np.nan, np.nan),
                "covered": False, "reason": None}
         if a is None or b is None:
-            row["reason"] = f"no eval samples for model {r.from_model if a is None else r.to_model!r}"
+            row["reason"] = "no eval samples: " + eval_mismatch(r.from_model if a is None else r.to_model, eval_models)
         elif not (ev["workflow_tag"] == etag).any():
             row["reason"] = f"workflow {etag or '(untagged)'!r} has no eval samples"
         else:
@@ -194,12 +218,14 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         shares = np.asarray(shares)
         point_total += float(point @ shares)
         draws_total += np.nan_to_num(boot, nan=0.0) @ shares
+        per_sample = np.zeros(len(ids))  # a sample serving several moves is one sample: add its weights up
         for j, i in enumerate(members):
             lo, hi = percentile_interval(boot[:, j], confidence)
             rows[i] |= {"delta_pp": 100 * float(point[j]), "ci95_pp": (100 * lo, 100 * hi), "covered": True}
             m = mat[:, j] != _MISSING
-            implicit_w.append(shares[j] * u[m] / u[m].sum())
+            per_sample[m] += shares[j] * u[m] / u[m].sum()
         used = np.any(mat[:, :-1] != _MISSING, axis=1)
+        implicit_w.append(per_sample[used])
         used_samples += int(used.sum())
         workflow_rows.append({"eval_workflow_tag": etag or None, "eval_samples": len(ids), "weighting": weighting,
                               "kish_ess": kish_ess(u[used])})
@@ -208,6 +234,8 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     coverage = covered_req / moved_total if moved_total else 1.0
     lo, hi = percentile_interval(draws_total, confidence) if implicit_w else (np.nan, np.nan)
     var_now = float(np.var(draws_total)) if implicit_w else np.nan
+    # Per covered moved request instead of per request of all traffic: divide by the covered moved share.
+    per_moved = total / covered_req if covered_req else np.nan
     ess = kish_ess(np.concatenate(implicit_w)) if implicit_w else 0.0
     absent = sorted({r["workflow_tag"] or "(untagged)" for r in rows if r["reason"] and "no eval samples" in r["reason"]
                      and "workflow" in r["reason"]})
@@ -219,12 +247,15 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     return {
         "accuracy_delta_pp": 100 * point_total if implicit_w else np.nan,
         "accuracy_delta_ci95": (100 * lo, 100 * hi),
+        "accuracy_delta_moved_pp": 100 * point_total * per_moved if implicit_w else np.nan,
+        "accuracy_delta_moved_ci95": (100 * lo * per_moved, 100 * hi * per_moved),
         "coverage_share": coverage,
         "moved_share": moved_total / total,
         "kish_ess": ess,
         "n_paired": used_samples,
         # Per-sample variance in fraction^2 such that var(estimate) = variance_per_sample / n_paired.
         "variance_per_sample": var_now * used_samples if implicit_w else np.nan,
+        "variance_per_sample_moved": var_now * used_samples * per_moved ** 2 if implicit_w else np.nan,
         "moves": rows,
         "workflows": workflow_rows,
         "notes": notes,

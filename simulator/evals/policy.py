@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from simulator.errors import InputError
 from simulator.evals.gates import impact_gate
 from simulator.evals.impact import match_eval_model, policy_accuracy_impact
@@ -20,52 +17,38 @@ def load_evals(paths, prepared) -> Any:
     known = [m for m in prepared.vocab if match_eval_model(m, models) is not None]
     if models and not known:
         raise InputError(
-            f"eval samples name models {', '.join(models[:4])}, none of which appears in the traffic "
-            f"({', '.join(prepared.vocab[:4])}); map them with the model part of the gateway id.")
+            f"eval samples name models {', '.join(models[:4])}, none of which matches a model in the traffic "
+            f"({', '.join(prepared.vocab[:4])}); name eval models by the model part of the gateway id (a release-date "
+            "suffix is fine).")
     return loaded
 
 
-def moves_table(p, o) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Requests moved per (workflow, from, to), and all requests per workflow."""
-    vocab = np.array(p.vocab, dtype=object)
-    wf = p.traffic.frame["workflow_tag"].to_numpy(dtype=object)
-    wf = np.where(pd.isna(wf), "UNTAGGED", wf)
-    moved = o.changed & ~o.blocked
-    moves = pd.DataFrame({"workflow_tag": wf[moved], "from_model": vocab[p.model[moved]],
-                          "to_model": vocab[o.model[moved]]})
-    moves = moves.groupby(["workflow_tag", "from_model", "to_model"], as_index=False).size()
-    moves = moves.rename(columns={"size": "requests"})
-    traffic = pd.Series(wf).value_counts().rename_axis("workflow_tag").reset_index(name="requests")
-    return moves, traffic
-
-
-def accuracy_fields(p, cand, o, evals, scenario) -> dict[str, Any]:
-    """summary.json fields for one policy: accuracy_delta_pp, accuracy_delta_ci95, accuracy, accuracy_verdict."""
-    moves, traffic = moves_table(p, o)
-    prompts = p.traffic.frame[["workflow_tag", "prompt"]].dropna() if p.traffic.frame["prompt"].notna().any() else None
-    return accuracy_from_moves(moves, traffic, prompts, cand, evals, scenario)
-
-
 def accuracy_from_moves(moves, traffic, prompts, cand, evals, scenario) -> dict[str, Any]:
-    """:func:`accuracy_fields` from the aggregated moves and workflow counts (used by the chunked engines)."""
+    """summary.json accuracy fields of one policy: accuracy_delta_pp / _ci95 (traffic-wide),
+    accuracy_delta_moved_pp / _ci95 (on the moved requests), accuracy (details, by_workflow) and accuracy_verdict.
+
+    ``moves``: workflow_tag, from_model, to_model, requests (every engine builds it); ``traffic``: workflow_tag,
+    requests over all traffic; ``prompts``: workflow_tag, prompt of production rows (covariate-shift weights) or None.
+    """
     if moves.empty:
-        return {"accuracy_delta_pp": 0.0, "accuracy_delta_ci95": [0.0, 0.0],
-                "accuracy": {"note": "no request changed model"}}
+        return {"accuracy_delta_pp": 0.0, "accuracy_delta_ci95": [0.0, 0.0], "accuracy_delta_moved_pp": None,
+                "accuracy_delta_moved_ci95": None, "accuracy": {"note": "no request changed model"}}
+    moves = moves[["workflow_tag", "from_model", "to_model", "requests"]]
     impact = policy_accuracy_impact(moves, traffic, evals.samples, prod_prompts=prompts, seed=scenario.seed)
     margin = cand.gates.max_accuracy_drop_pp
     if margin is None:
         margin = scenario.gates.max_accuracy_drop_pp
-    out: dict[str, Any] = {
-        "accuracy_delta_pp": impact["accuracy_delta_pp"],
-        "accuracy_delta_ci95": impact["accuracy_delta_ci95"],
-        "accuracy": {k: v for k, v in impact.items() if k not in ("accuracy_delta_pp", "accuracy_delta_ci95")},
-    }
+    headline = ("accuracy_delta_pp", "accuracy_delta_ci95", "accuracy_delta_moved_pp", "accuracy_delta_moved_ci95")
+    out: dict[str, Any] = {k: impact[k] for k in headline}
+    out["accuracy"] = {k: v for k, v in impact.items() if k not in headline}
     per_workflow = []
     for workflow in sorted(moves["workflow_tag"].unique()):
         sub = policy_accuracy_impact(moves[moves["workflow_tag"] == workflow],
                                      traffic[traffic["workflow_tag"] == workflow], evals.samples,
                                      prod_prompts=prompts, seed=scenario.seed)
         entry = {"workflow_tag": workflow, "moved_share": sub["moved_share"],
+                 "accuracy_delta_moved_pp": sub["accuracy_delta_moved_pp"],
+                 "accuracy_delta_moved_ci95": sub["accuracy_delta_moved_ci95"],
                  "accuracy_delta_pp": sub["accuracy_delta_pp"], "accuracy_delta_ci95": sub["accuracy_delta_ci95"],
                  "coverage_share": sub["coverage_share"], "n_paired": sub["n_paired"]}
         if margin is not None:
@@ -80,11 +63,12 @@ def accuracy_from_moves(moves, traffic, prompts, cand, evals, scenario) -> dict[
 
 
 def _combined_verdict(per_workflow: list[dict[str, Any]], margin: float) -> dict[str, Any]:
-    """The gate holds per workflow: each workflow's own accuracy change (its moved share x the paired delta) must
-    keep its lower 95% bound >= -margin. Diluting a large drop in one workflow over all traffic is not allowed."""
+    """The gate holds per moved workflow: the accuracy change of the requests the candidate moves in that workflow
+    must keep its lower 95% bound >= -margin. Diluting a drop over unmoved requests (a partial split) or over other
+    workflows is not allowed."""
     failing = [w for w in per_workflow if not w["gate"]["passed"]]
     if not failing:
-        worst = min(per_workflow, key=lambda w: w["accuracy_delta_ci95"][0])
+        worst = min(per_workflow, key=lambda w: w["accuracy_delta_moved_ci95"][0])
         return {"verdict": "pass", "passed": True,
                 "detail": f"every moved workflow within -{margin:g} pp; tightest {worst['workflow_tag']}: "
                           + worst["gate"]["detail"]}

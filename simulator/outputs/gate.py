@@ -43,15 +43,17 @@ def github_summary(summary: dict[str, Any]) -> str:
     verdict = ("no gates configured" if not rows else
                f"**{len(failed)} of {len(rows)} gate(s) failed**" if failed else f"all {len(rows)} gate(s) passed")
     out = [f"### tfysim gate: `{summary.get('scenario')}`: {verdict}", "",
-           "| candidate | monthly savings | 95% interval | accuracy change (pp) | gates |", "|---|---|---|---|---|"]
+           "| candidate | monthly savings | 95% interval | accuracy change (moved requests; traffic-wide) | gates |",
+           "|---|---|---|---|---|"]
+    from simulator.outputs.report.content import accuracy_text
+
     for p in summary.get("policies", []):
         lo, hi = p.get("monthly_savings_ci95") or (None, None)
-        acc = p.get("accuracy_delta_pp")
         gates = p.get("gates") or []
         bad = [g["name"] for g in gates if not g["passed"]]
         out.append(f"| {_md(p['name'])} | ${p['monthly_savings_usd']:,.2f} | "
                    f"{'n/a' if lo is None else f'${lo:,.2f} to ${hi:,.2f}'} | "
-                   f"{'not measured' if acc is None else f'{acc:+.2f}'} | "
+                   f"{_md(accuracy_text(p))} | "
                    f"{'no gates' if not gates else ('FAILED: ' + ', '.join(bad) if bad else 'passed')} |")
     if rows:
         out += ["", "| candidate | gate | verdict | figures |", "|---|---|---|---|"]

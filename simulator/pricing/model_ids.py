@@ -56,3 +56,23 @@ def guess_provider(model_id: str) -> str | None:
         if pattern.match(name.lower()):
             return provider
     return None
+
+
+# A release date: YYYYMMDD, YYYY-MM-DD or an OpenAI-style MMDD (``-0613``); ``-2411`` (YYMM) names a distinct release.
+_DATE_SUFFIX = re.compile(r"[-@_](?:20\d{2}-?(?:0[1-9]|1[0-2])-?(?:0[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$")
+_VENDOR_PREFIX = re.compile(r"^(?:[a-z]{2,4}\.)?(?:anthropic|mistral|deepseek|qwen|openai|meta|cohere|google)\.")
+_VERSION_TAG = re.compile(r"-v\d+:\d+$")  # Bedrock's "-v1:0"; "deepseek-v3" is a model, not a tag
+
+
+def model_match_key(model_id: str) -> str:
+    """A key equal for the ids one model goes by in gateways, catalogs and eval files (lower case).
+
+    Drops the ``provider_account/`` (or ``provider/``) part, ``models/``, Bedrock vendor and region prefixes and
+    version tags, and a trailing release date (``-20251001``, ``-2024-08-06``, ``@20240620``, ``-0613``), as price
+    catalogs match a dated snapshot to its model: ``claude-haiku-4-5-20251001`` and ``anthropic-main/claude-haiku-4-5``
+    share the key ``claude-haiku-4-5``.
+    """
+    name = str(model_id).strip().lower().rsplit("/", 1)[-1]
+    name = _VENDOR_PREFIX.sub("", name.removeprefix("models/"))
+    name = _VERSION_TAG.sub("", name)
+    return _DATE_SUFFIX.sub("", name)

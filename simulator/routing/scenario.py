@@ -232,7 +232,11 @@ class Outage(_Closed):
 
 
 class Bootstrap(_Closed):
-    unit: Literal["hour", "day", "session"] = "hour"
+    """The savings interval (``simulator.summary.intervals``): its blocks and the Monte Carlo draws."""
+
+    unit: Literal["auto", "hour", "day", "session"] = Field(
+        "auto", description="auto: days (hours or equal blocks for windows under 3 days); hour and day force a "
+                            "block size (hour sees no day-to-day variation); session: sessions as units")
     draws: int = Field(2000, ge=100, le=100_000)
 
 

@@ -236,11 +236,18 @@ class PolicyAccumulator(Totals):
         self.assumptions: list[str] = []
         self.changed_any = False
         self.methods: set[str] = set()
-        self.moves: dict[tuple[str, str, str], int] = {}
+        from simulator.summary.moves import empty_moves
+
+        self.moves = empty_moves()  # the moves table (simulator.summary.moves), additive over chunks
         self.extras: dict[str, Any] = {}
         self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
 
-    def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray) -> None:
+    def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray,
+            translator=None, cand_name: str = "") -> None:
+        """One chunk's outcome; ``translator`` (the run's) gives the cost range of each moved request's translation
+        (call right after the candidate's replay of this chunk)."""
+        from simulator.summary.moves import add_moves, moves_from_outcome
+
         self.add_totals(p, o, days)
         refused = o.blocked
         unserved = ~p.failed & (o.status >= 400) & ~refused
@@ -269,12 +276,9 @@ class PolicyAccumulator(Totals):
                 self.extras[key].update(value)
             else:
                 self.extras[key] = value
-        moved = o.changed & ~o.blocked
-        if moved.any():
-            vocab = np.array(p.vocab, dtype=object)
-            frame = pd.DataFrame({"w": workflow[moved], "f": vocab[p.model[moved]], "t": vocab[o.model[moved]]})
-            for key, c in frame.groupby(["w", "f", "t"], sort=False).size().items():
-                self.moves[key] = self.moves.get(key, 0) + int(c)
+        if (o.changed & ~o.blocked).any():
+            self.moves = add_moves([self.moves, moves_from_outcome(p, o, base_cost, translator, cand_name or o.name,
+                                                                   workflow=workflow)])
 
     def merge(self, other: PolicyAccumulator) -> PolicyAccumulator:
         self.merge_totals(other)
@@ -289,8 +293,9 @@ class PolicyAccumulator(Totals):
         self.assumptions += [a for a in other.assumptions if a not in self.assumptions]
         self.changed_any |= other.changed_any
         self.methods |= other.methods
-        for k, v in other.moves.items():
-            self.moves[k] = self.moves.get(k, 0) + v
+        from simulator.summary.moves import add_moves
+
+        self.moves = add_moves([self.moves, other.moves])
         for key, value in other.extras.items():
             if isinstance(value, dict) and isinstance(self.extras.get(key), dict):
                 self.extras[key].update(value)
@@ -299,9 +304,10 @@ class PolicyAccumulator(Totals):
         return self
 
     def moves_table(self) -> pd.DataFrame:
-        """Requests moved per (workflow_tag, from_model, to_model), sorted."""
-        return pd.DataFrame([(w, f, t, n) for (w, f, t), n in sorted(self.moves.items())],
-                            columns=["workflow_tag", "from_model", "to_model", "requests"])
+        """Requests moved per (workflow_tag, from_model, to_model), sorted: the table ``simulator.evals`` takes."""
+        from simulator.summary.moves import accuracy_moves
+
+        return accuracy_moves(self.moves)
 
 
 class Breakdowns:
@@ -346,9 +352,12 @@ class Breakdowns:
         return {by: self.labels[by].sorted() for by in BREAKDOWNS}
 
 
-def block_keys(p, unit: str, ts_min: int, size_ns: int) -> np.ndarray:
-    """Bootstrap block of each row: a time block index, or the session (the request when it has none)."""
+def block_keys(p, unit: str, ts_min: int) -> np.ndarray:
+    """Interval block of each row: the minute from the window start (``simulator.summary.intervals`` builds its
+    day and hour blocks from minute sums), or the session (the request when it has none)."""
+    from simulator.summary.intervals import BLOCK_NS
+
     if unit == "session":
         sessions = p.frame["session_id"].to_numpy(dtype=object)
         return np.where(pd.isna(sessions), p.frame["request_id"].to_numpy(dtype=object), sessions)
-    return (p.ts - ts_min) // size_ns
+    return (p.ts - ts_min) // BLOCK_NS

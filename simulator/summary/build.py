@@ -61,34 +61,6 @@ def data_quality(counts: dict[str, int], reasons: dict[str, int], drift_models: 
     return out
 
 
-def assumptions(cand, acc: PolicyAccumulator, days: float) -> list[str]:
-    """The counterfactual assumptions behind one candidate's figures."""
-    out = list(acc.assumptions)
-    if acc.changed_any:
-        if not cand.prompt_caching:
-            out.append("cold cache: recorded cache reads and writes of moved requests are billed as plain input")
-        if "identity" in acc.methods:
-            out.append("token counts of some moved requests kept as recorded (identity translation)")
-        if cand.output_tokens == "recorded":
-            out.append("output length under another model: recorded output tokens kept")
-        out.append("latency of moved requests: per-model fit (ms per request + ms per output token) on recorded traffic")
-    if acc.counts.get("requests_imputed"):
-        n = acc.counts["requests_imputed"]
-        out.append(f"{n:,} request(s) recorded as failed are served by this candidate: their missing token counts "
-                   f"are the median of a hash sample of successful requests of the same workflow and model")
-    if acc.counts.get("requests_unserved"):
-        n = acc.counts["requests_unserved"]
-        out.append(f"{n:,} request(s) the recording served fail under this candidate: they count as unserved, not "
-                   f"as savings (their recorded cost is reported apart)")
-    if cand.budgets or cand.rate_limits:
-        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
-    out.append("monthly figures scale the traffic window to 30 days")
-    if days < 1.0:
-        out.append(f"traffic window is only {days * 24:.2f} hours: monthly figures extrapolate it "
-                   f"{metrics.MONTH_DAYS / days:,.0f}x and assume every hour looks like these")
-    return out
-
-
 def breakdown_table(by: str, table, k: int | None) -> list[dict[str, Any]]:
     labels, sums = table
     requests = sums[:, 0].astype(np.int64)
@@ -98,20 +70,29 @@ def breakdown_table(by: str, table, k: int | None) -> list[dict[str, Any]]:
 
 
 def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[str, Any], before: dict[str, Any],
-                   base: BaselineAccumulator, facts, tables, k: int, eval_data) -> dict[str, Any]:
+                   base: BaselineAccumulator, facts, tables, k: int, eval_data, translator=None,
+                   variants: dict | None = None) -> dict[str, Any]:
     """One entry of summary.json ``policies``."""
+    from simulator.summary.fidelity import finish_policy, policy_interval
+    from simulator.summary.sensitivity import at_cost, cache_sensitivity
+
     after = acc.stats()
     days = facts.days
-    _, block_sums = acc.blocks.sorted()
-    ci = (metrics.bootstrap_from_sums(block_sums[:, 0], scenario.bootstrap.draws, scenario.seed, days)
-          if facts.n else [0.0, 0.0])
-    policy = metrics.policy_record(cand.name, facts.n, acc.cost, base.cost, days, ci, acc.counts, before, after,
-                                   acc.translation, savings_usd=acc.savings, money=acc.money)
+    labels, block_sums = acc.blocks.sorted()
+    sums = block_sums[:, 0] if len(block_sums) else np.zeros(0)
+    if scenario.bootstrap.unit == "session":
+        interval = policy_interval(np.zeros(0, np.int64), np.zeros(0), facts.ts_min or 0, facts.ts_max or 0,
+                                   scenario, acc.moves, translator, session_totals=sums)
+    else:
+        interval = policy_interval(labels.astype(np.int64), sums, facts.ts_min or 0, facts.ts_max or 0, scenario,
+                                   acc.moves, translator)
+    policy = metrics.policy_record(cand.name, facts.n, acc.cost, base.cost, days, interval["monthly_savings_ci95"],
+                                   acc.counts, before, after, acc.translation, savings_usd=acc.savings,
+                                   money=acc.money)
     policy.update({
         "budgets": state_reports.get("budgets", []),
         "rate_limits": state_reports.get("rate_limits", []),
         "breakdowns": {by: breakdown_table(by, tables[by], k) for by in BREAKDOWNS},
-        "assumptions": assumptions(cand, acc, days),
     })
     policy.update(acc.extras)
     for key in ("caching", "session_kill"):
@@ -123,23 +104,38 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
 
         from simulator.evals.policy import accuracy_from_moves
 
-        moves = acc.moves_table()
         traffic = (pd.Series(facts.workflows).sort_values(ascending=False, kind="stable")
                    .rename_axis("workflow_tag").reset_index(name="requests"))
-        policy.update(accuracy_from_moves(moves, traffic, facts.prompts, cand, eval_data, scenario))
-    policy["gates"] = metrics.evaluate_gates(policy, metrics.candidate_gates(scenario, cand), before)
-    return policy
+        policy.update(accuracy_from_moves(acc.moves_table(), traffic, facts.prompts, cand, eval_data, scenario))
+    gates = metrics.candidate_gates(scenario, cand)
+    policy["gates"] = metrics.evaluate_gates(policy, gates, before)
+    extra = []
+    moves = acc.moves
+    uncertain = len(moves) and ((moves["cost_low_usd"] != moves["cost_usd"]).any()
+                                or (moves["cost_high_usd"] != moves["cost_usd"]).any())
+    if variants and policy.get("caching") and uncertain:
+        ends = {end: {**at_cost(policy, cost, base.cost, days), "caching": report}
+                for end, (cost, report) in variants.items()}
+        extra.append(cache_sensitivity(policy, ends["low"], ends["high"]))
+    model_labels, model_sums = base.per_model.sorted()
+    by_model = {str(m): int(r[0]) for m, r in zip(model_labels, model_sums)}
+    return finish_policy(policy, moves=moves, interval=interval, candidate=cand, days=days,
+                         candidate_cost_usd=acc.cost, base_cost_usd=base.cost, recorded_requests_by_model=by_model,
+                         evaluate_gates=lambda rec: metrics.evaluate_gates(rec, gates, before),
+                         extra_sensitivity=[e for e in extra if e])
 
 
 def build_summary(scenario, facts, counts: dict[str, int], base: BaselineAccumulator, candidates,
                   accs: list[PolicyAccumulator], state_reports: list[dict[str, Any]], tables, eval_data,
-                  quality: dict[str, Any]) -> dict[str, Any]:
-    """summary.json (see the README's "Outputs" section)."""
+                  quality: dict[str, Any], translator=None, variants: dict | None = None) -> dict[str, Any]:
+    """summary.json (see the README's "Outputs" section). ``variants``: per caching candidate index, the cost and
+    caching report at the low and high ends of the translation intervals (the sensitivity check)."""
     from simulator.facts import summary_value
     from simulator.summary.drift import alias_drift
 
     before = base.stats()
-    policies = [policy_summary(scenario, cand, accs[k], state_reports[k], before, base, facts, tables, k, eval_data)
+    policies = [policy_summary(scenario, cand, accs[k], state_reports[k], before, base, facts, tables, k, eval_data,
+                               translator, (variants or {}).get(k))
                 for k, cand in enumerate(candidates)]
     days = facts.days
     summary: dict[str, Any] = {

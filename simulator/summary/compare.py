@@ -18,9 +18,10 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                     columns: dict[str, str] | None = None, timezone: str | None = None) -> dict[str, Any]:
     """Replay both configs (each a TrueFoundry config file) over ``traffic``; returns figures and the YAML diff.
 
-    ``change`` is proposed minus current; ``monthly_change_ci95`` is a block-bootstrap interval (hours) of the
-    monthly cost change. Accuracy is each config's change against the recorded routing (needs ``evals``).
-    ``adapter``, ``columns`` (canonical -> source) and ``timezone`` say how the traffic files are read.
+    ``change`` is proposed minus current; ``monthly_change_ci95`` is the interval of the monthly cost change built as
+    the savings interval is (:mod:`simulator.summary.intervals`: daily totals, week-to-week), ``interval_method``
+    says so. Accuracy is each config's change against the recorded routing (needs ``evals``). ``adapter``,
+    ``columns`` (canonical -> source) and ``timezone`` say how the traffic files are read.
     Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
     """
     from simulator.api import run
@@ -45,8 +46,7 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
     cur, prop = result.summary["policies"]
     days = result.summary["traffic"]["days"]
     scale = metrics.MONTH_DAYS / max(days, 1e-9)
-    ci = metrics.bootstrap_from_sums(pairs.block_sums(), 2000, seed, max(days, 1e-9)) if pairs.moved_blocks.ids \
-        else [0.0, 0.0]
+    interval = pairs.interval(seed)
 
     def side(pol: dict) -> dict[str, Any]:
         return {"cost_usd": pol["cost_usd"], "monthly_cost_usd": metrics.r6(pol["cost_usd"] * scale),
@@ -61,7 +61,8 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                 "requests_blocked", "premium_share_cost"):
         change[key] = None if a[key] is None or b[key] is None else round(b[key] - a[key], 6) + 0
     change["cost_pct"] = round(100 * (b["cost_usd"] - a["cost_usd"]) / a["cost_usd"], 4) if a["cost_usd"] else None
-    change["monthly_change_ci95"] = ci
+    change["monthly_change_ci95"] = interval["monthly_savings_ci95"]
+    change["interval_method"] = interval["interval_method"]
     return {
         "current": str(current), "proposed": str(proposed),
         "traffic": result.summary["traffic"],
@@ -75,22 +76,24 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
 
 
 class _PairObserver:
-    """Sees both configs' outcomes chunk by chunk: per-hour cost change, requests routed differently, models used."""
+    """Sees both configs' outcomes chunk by chunk: per-minute cost change, requests routed differently, models."""
 
     def __init__(self) -> None:
         from simulator.summary.accumulate import Labels
 
-        self.moved_blocks = Labels(1)
+        self.minutes = Labels(1)
         self.moved = 0
         self.models: list[dict[str, int]] = [{}, {}]
+        self.window: tuple[int, int] | None = None
 
     def __call__(self, p, base, outcomes) -> None:
-        from simulator.engines.driver import block_size_ns
+        from simulator.summary.intervals import BLOCK_NS
 
         o_cur, o_prop = outcomes
         facts = p.ctx.facts
-        block = (p.ts - facts.ts_min) // block_size_ns(facts, "hour")
-        self.moved_blocks.add(self.moved_blocks.codes(block), 0, o_prop.cost_usd - o_cur.cost_usd)
+        self.window = (facts.ts_min, facts.ts_max)
+        minute = (p.ts - facts.ts_min) // BLOCK_NS
+        self.minutes.add(self.minutes.codes(minute), 0, o_prop.cost_usd - o_cur.cost_usd)
         self.moved += int((o_cur.model != o_prop.model).sum())
         names = np.array(p.vocab, dtype=object)
         for side, o in enumerate(outcomes):
@@ -98,8 +101,15 @@ class _PairObserver:
             for k, c in zip(keys, counts):
                 self.models[side][str(k)] = self.models[side].get(str(k), 0) + int(c)
 
-    def block_sums(self) -> np.ndarray:
-        return self.moved_blocks.sorted()[1][:, 0]
+    def interval(self, seed: int) -> dict[str, Any]:
+        """The interval of the monthly cost change, built as the savings interval is."""
+        from simulator.summary.intervals import savings_interval
+
+        if self.window is None or not self.minutes.ids:
+            return {"monthly_savings_ci95": [0.0, 0.0], "interval_method": "no traffic"}
+        labels, sums = self.minutes.sorted()
+        return savings_interval(labels.astype(np.int64), sums[:, 0], self.window[0], self.window[1], draws=2000,
+                                seed=seed)
 
 
 def _money(x: Any) -> str:

@@ -16,7 +16,7 @@ Model -> tokenizer (matched on the model name after ``provider_account/``; exact
 | ``register_file(name, path, models)`` | ``file:<name>`` | exact | a local tokenizer.json or .tiktoken |
 
 Anything else raises ``TokenizerError`` (never a silent cl100k fallback). Translation methods per row:
-``identity``, ``exact``, ``calibrated``, ``calibrated-default`` (see ``simulator.tokens.translate``).
+``identity``, ``exact``, ``partial-exact``, ``calibrated``, ``calibrated-default`` (see ``simulator.tokens.translate``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from simulator.tokens.registry import (
     Registry,
     TokenizerSpec,
 )
-from simulator.tokens.translate import METHODS, TokenRatios, token_ratios, translate_tokens
+from simulator.tokens.translate import METHODS, TokenRatios, token_ratios, translate_tokens, translate_with_ratios
 
 __all__ = [
     "CALIBRATED",
@@ -77,6 +77,7 @@ __all__ = [
     "token_ratios",
     "tokenizer_for_model",
     "translate_tokens",
+    "translate_with_ratios",
 ]
 
 

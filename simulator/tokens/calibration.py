@@ -6,7 +6,8 @@ interval. The intercept absorbs per-request framing (role markers, tool preamble
 
 1. traffic rows carrying both ``prompt`` and the provider-reported ``input_tokens`` (``calibrate_from_traffic``);
 2. a counts file collected with a provider's count-tokens endpoint (``calibrate_from_counts``);
-3. shipped default ratios (``pricing/tokenizer-ratios.yaml``), labelled ``calibrated-default``, no interval.
+3. shipped default ratios (``pricing/tokenizer-ratios.yaml``), labelled ``calibrated-default``; their interval is the
+   entry's stated range for the content class (vendor range or per-document spread), none where it states none.
 """
 
 from __future__ import annotations
@@ -46,13 +47,16 @@ class RatioEstimate:
     source: str = SOURCE_DEFAULT
 
     @property
-    def log_halfwidth(self) -> float:
-        """Half-width of the interval on the log scale (0 for exact, NaN when there is no interval)."""
+    def log_bounds(self) -> tuple[float, float]:
+        """``(log(ci_low / ratio), log(ci_high / ratio))``: (0, 0) for exact, NaN when there is no interval.
+
+        Kept apart (not a half-width) because a stated range need not be centred on the ratio (1.0-1.431 around 1.304).
+        """
         if self.source == SOURCE_EXACT:
-            return 0.0
-        if not (self.ci_low > 0 and self.ci_high > 0):
-            return math.nan
-        return (math.log(self.ci_high) - math.log(self.ci_low)) / 2
+            return 0.0, 0.0
+        if not (self.ci_low > 0 and self.ci_high > 0 and self.ratio > 0):
+            return math.nan, math.nan
+        return min(math.log(self.ci_low / self.ratio), 0.0), max(math.log(self.ci_high / self.ratio), 0.0)
 
 
 def fit_ratio(
@@ -87,6 +91,7 @@ class Calibration:
         self.fitted: dict[tuple[str, str], RatioEstimate] = dict(fitted or {})
         self.defaults_path = Path(defaults_path) if defaults_path else DEFAULT_RATIOS_PATH
         self._defaults: dict[tuple[str, str], dict[str, float]] | None = None
+        self._ranges: dict[tuple[str, str], dict[str, tuple[float, float]]] | None = None
 
     def merged(self, other: Calibration) -> Calibration:
         """A calibration with ``other``'s fitted ratios added (``other`` wins on conflicts)."""
@@ -96,8 +101,14 @@ class Calibration:
     def defaults(self) -> dict[tuple[str, str], dict[str, float]]:
         """``{(numerator, denominator): {content class: ratio}}`` from the dated YAML file."""
         if self._defaults is None:
-            self._defaults = load_default_ratios(self.defaults_path)
+            self._defaults, self._ranges = load_default_ratios(self.defaults_path, with_ranges=True)
         return self._defaults
+
+    @property
+    def default_ranges(self) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+        """``{(numerator, denominator): {content class: (low, high)}}``: the stated ranges of the defaults."""
+        self.defaults  # noqa: B018 - loads both tables
+        return self._ranges or {}
 
     def vs_reference(self, tokenizer_id: str, content_type: str) -> RatioEstimate | None:
         """tokens(tokenizer) / tokens(o200k) for a content class, or None when nothing calibrates it."""
@@ -109,17 +120,28 @@ class Calibration:
         return self.default(tokenizer_id, REFERENCE_TOKENIZER, content_type)
 
     def default(self, numerator: str, denominator: str, content_type: str) -> RatioEstimate | None:
-        """A shipped default ratio numerator / denominator (or the inverse of the reverse entry), else None."""
+        """A shipped default ratio numerator / denominator (or the inverse of the reverse entry), else None.
+
+        Its ``ci_low``/``ci_high`` are the entry's stated range for that class (NaN where none is stated).
+        """
         for key, invert in (((numerator, denominator), False), ((denominator, numerator), True)):
             values = self.defaults.get(key)
             if values is not None:
-                value = values.get(content_type, values[ALL])
-                return RatioEstimate(1.0 / value if invert else value, source=SOURCE_DEFAULT)
+                ct = content_type if content_type in values else ALL
+                value = values[ct]
+                low, high = self.default_ranges.get(key, {}).get(ct, (math.nan, math.nan))
+                if invert:
+                    value, low, high = 1.0 / value, 1.0 / high, 1.0 / low
+                return RatioEstimate(value, low, high, source=SOURCE_DEFAULT)
         return None
 
 
-def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH) -> dict[tuple[str, str], dict[str, float]]:
-    """Read ``pricing/tokenizer-ratios.yaml``; every entry needs numerator, denominator, all classes and a source."""
+def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH, with_ranges: bool = False):
+    """Read ``pricing/tokenizer-ratios.yaml``; every entry needs numerator, denominator, all classes and a source.
+
+    Returns ``{(numerator, denominator): {class: ratio}}``; with ``with_ranges`` also the stated ranges
+    ``{(numerator, denominator): {class: (low, high)}}`` (each must contain its class's ratio).
+    """
     import yaml
 
     try:
@@ -127,6 +149,7 @@ def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH) -> dict[tuple[str, str
     except OSError as exc:
         raise TokenizerError(f"`{path}`: cannot read default tokenizer ratios ({exc.strerror}).") from exc
     ratios: dict[tuple[str, str], dict[str, float]] = {}
+    ranges: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     for index, entry in enumerate(data.get("ratios", [])):
         where = f"`{path}`: ratios[{index}]"
         missing = [k for k in ("numerator", "denominator", "source", "checked", ALL, *CONTENT_TYPES) if k not in entry]
@@ -139,7 +162,15 @@ def load_default_ratios(path: Path = DEFAULT_RATIOS_PATH) -> dict[tuple[str, str
         if key in ratios:
             raise TokenizerError(f"{where}: duplicate ratio {key[0]} / {key[1]}. Keep one entry.")
         ratios[key] = values
-    return ratios
+        ranges[key] = {}
+        for ct, bounds in (entry.get("ranges") or {}).items():
+            ok = (ct in values and isinstance(bounds, list) and len(bounds) == 2
+                  and 0 < float(bounds[0]) <= values[ct] <= float(bounds[1]))
+            if not ok:
+                raise TokenizerError(f"{where}: ranges.{ct} must be [low, high] around the {ct} ratio "
+                                     f"{values.get(ct)}. Got {bounds!r} instead.")
+            ranges[key][ct] = (float(bounds[0]), float(bounds[1]))
+    return (ratios, ranges) if with_ranges else ratios
 
 
 #: A fitted ratio is only trusted inside this range and with this much precision; otherwise the traffic does not

@@ -61,12 +61,16 @@ def _summary(
     low: np.ndarray,
     high: np.ndarray,
     methods: np.ndarray,
+    row_ratio: np.ndarray,
 ) -> dict:
     total_from, total_to = int(input_from.sum()), int(input_to.sum())
     ratio = total_to / total_from if total_from else math.nan
-    # Token-weighted bounds of the per-row ratios: a conservative interval (errors assumed fully correlated).
+    # Token-weighted bounds of the per-row ratios (errors assumed fully correlated: conservative), taken relative to
+    # the per-row ratios and applied to the realised ratio, so the interval always contains its estimate (rounding
+    # the translated counts moves the estimate off the unrounded ratios).
     weights = input_from.astype(np.float64)
-    has_ci = total_from > 0 and bool(np.isfinite(low).all() and np.isfinite(high).all())
+    central = float(weights @ row_ratio)
+    has_ci = total_from > 0 and central > 0 and bool(np.isfinite(low).all() and np.isfinite(high).all())
     return {
         "requests": int(input_from.size),
         "input_tokens_from": total_from,
@@ -74,8 +78,8 @@ def _summary(
         "output_tokens_from": int(output_from.sum()),
         "output_tokens_to": int(output_to.sum()),
         "ratio": _number(ratio),
-        "ratio_ci_low": _number(float(weights @ low) / total_from) if has_ci else None,
-        "ratio_ci_high": _number(float(weights @ high) / total_from) if has_ci else None,
+        "ratio_ci_low": _number(ratio * float(weights @ low) / central) if has_ci else None,
+        "ratio_ci_high": _number(ratio * float(weights @ high) / central) if has_ci else None,
         "method": _weakest(methods),
         "methods": {m: int((methods == m).sum()) for m in METHODS if (methods == m).any()},
     }
@@ -126,22 +130,21 @@ def drift_report(
     if calibration is None:
         calibration = calibrate_from_traffic(df, registry, cache)
     prompts = rows["prompt"].to_numpy(dtype=object) if "prompt" in rows.columns else None
-    ratios = token_ratios(from_model, to_model, len(rows), prompts, None, calibration, registry, cache)
-
     input_from = rows["input_tokens"].to_numpy(dtype=np.int64)
+    ratios = token_ratios(from_model, to_model, len(rows), prompts, None, calibration, registry, cache, input_from)
+
     output_from = rows["output_tokens"].to_numpy(dtype=np.int64)
     identity = ratios.method == "identity"
     input_to = np.where(identity, input_from, np.rint(input_from * ratios.ratio)).astype(np.int64)
     output_to = np.where(identity, output_from, np.rint(output_from * ratios.ratio)).astype(np.int64)
-    low = np.where(identity, 1.0, ratios.ratio_low)
-    high = np.where(identity, 1.0, ratios.ratio_high)
+    low, high = ratios.ratio_low, ratios.ratio_high  # NaN for identity: an assumption has no interval
 
     report = {
         "from_model": from_model,
         "to_model": to_model,
         "tokenizer_from": registry.tokenizer_id_for_model(from_model),
         "tokenizer_to": registry.tokenizer_id_for_model(to_model),
-        **_summary(input_from, input_to, output_from, output_to, low, high, ratios.method),
+        **_summary(input_from, input_to, output_from, output_to, low, high, ratios.method, ratios.ratio),
     }
 
     cost_from = cost_to = None
@@ -163,7 +166,7 @@ def drift_report(
             group = {"group": key}
             group.update(
                 _summary(input_from[at], input_to[at], output_from[at], output_to[at], low[at], high[at],
-                         ratios.method[at])
+                         ratios.method[at], ratios.ratio[at])
             )
             if cost_from is not None:
                 group["cost"] = _cost(cost_from[at], cost_to[at], _window_days(rows))

@@ -2,15 +2,19 @@
 
 Methods, per row:
 
-- ``identity``: both models use the same tokenizer; counts are unchanged.
-- ``exact``: both tokenizers are public and the row has prompt text. The recorded count is SCALED by
-  ``count_to(prompt) / count_from(prompt)`` rather than shifted by the difference: the prompt column may hold only
-  part of what was billed (the last user turn, not the history or tool schemas), and scaling extrapolates the
-  measured ratio to the unseen part and to message framing instead of leaving them untranslated.
-- ``calibrated``: at least one side is a ratio fitted from traffic or a counts file (``ratio_low``/``ratio_high``
-  give its interval; intervals of two fitted sides are combined on the log scale as if independent).
-- ``calibrated-default``: a shipped default ratio was needed (no prompt text for an exact pair, or no
-  calibration data for a non-public tokenizer); no interval.
+- ``identity``: both models use the same tokenizer; counts are unchanged. An assumption, so it has no interval.
+- ``exact``: both tokenizers are public and the row's prompt text covers (at least 90% of) what was billed: the
+  recorded count is SCALED by ``count_to(prompt) / count_from(prompt)`` (framing tokens scale with the text).
+- ``partial-exact``: both tokenizers are public but the prompt column holds far less than was billed (the latest user
+  turn, not the system prompt, history or tool schemas). The exact ratio applies to the visible share ``v`` only and
+  the rest uses the pair's calibrated ratio for unknown content: ``ratio = v * exact + (1 - v) * calibrated``, with the
+  calibrated ratio's interval on the hidden share. Without a calibrated ratio that has an interval, the hidden share
+  uses the pooled ratio of the visible prompts and the spread (2.5-97.5%) of their per-row ratios.
+- ``calibrated``: at least one side is a ratio fitted from traffic or a counts file, with its interval (intervals of
+  two sides are combined on the log scale as if independent).
+- ``calibrated-default``: a shipped default ratio was needed. A direct pairwise default (e.g. Claude 4.7 / 3-4.6) wins
+  over a combination of two one-sided ratios against o200k unless both sides were fitted from this traffic. Its
+  interval is the stated range for the content class (``ranges`` in ``pricing/tokenizer-ratios.yaml``), else none.
 
 Output tokens are scaled by the same per-row ratio (output text is not logged; its content class is assumed to
 match the prompt's). Counts are rounded to the nearest integer.
@@ -25,8 +29,10 @@ import numpy as np
 from simulator.errors import TokenizerError
 from simulator.tokens.calibration import (
     ALL,
+    SOURCE_COUNTS,
     SOURCE_DEFAULT,
     SOURCE_EXACT,
+    SOURCE_TRAFFIC,
     Calibration,
     RatioEstimate,
 )
@@ -34,19 +40,27 @@ from simulator.tokens.content import UNKNOWN, classify_content
 from simulator.tokens.counting import CountCache, count_tokens
 from simulator.tokens.registry import DEFAULT_REGISTRY, EXACT, REFERENCE_TOKENIZER, Registry, TokenizerSpec
 
-IDENTITY, METHOD_EXACT, METHOD_CALIBRATED, METHOD_DEFAULT = "identity", "exact", "calibrated", "calibrated-default"
-METHODS = (IDENTITY, METHOD_EXACT, METHOD_CALIBRATED, METHOD_DEFAULT)
+IDENTITY, METHOD_EXACT, METHOD_PARTIAL = "identity", "exact", "partial-exact"
+METHOD_CALIBRATED, METHOD_DEFAULT = "calibrated", "calibrated-default"
+METHODS = (IDENTITY, METHOD_EXACT, METHOD_PARTIAL, METHOD_CALIBRATED, METHOD_DEFAULT)
+#: A prompt whose count covers at least this share of the recorded input tokens is the whole input (plus framing).
+VISIBLE_SHARE_EXACT = 0.9
+_FITTED = (SOURCE_TRAFFIC, SOURCE_COUNTS)
 
 
 @dataclass
 class TokenRatios:
-    """Per-row ``ratio`` = tokens(to) / tokens(from), its interval (NaN if none), ``method`` and ``content_type``."""
+    """Per-row ``ratio`` = tokens(to) / tokens(from), its interval (NaN if none), ``method`` and ``content_type``.
+
+    ``visible_share``: the share of the recorded input the prompt text covers (exact pairs with text; NaN otherwise).
+    """
 
     ratio: np.ndarray
     ratio_low: np.ndarray
     ratio_high: np.ndarray
     method: np.ndarray
     content_type: np.ndarray
+    visible_share: np.ndarray | None = None
 
 
 def _as_rows(values, n: int, name: str) -> np.ndarray | None:
@@ -85,13 +99,13 @@ def _side(
     calibration: Calibration,
     registry: Registry,
     cache: CountCache | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """tokens(spec) / tokens(o200k) on ``rows``: (ratio, log half-width, source) arrays of len(rows)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """tokens(spec) / tokens(o200k) on ``rows``: (ratio, log low bound, log high bound, source) arrays of len(rows)."""
     m = rows.size
-    ratio, halfwidth = np.ones(m), np.zeros(m)
+    ratio, log_low, log_high = np.ones(m), np.zeros(m), np.zeros(m)
     source = np.full(m, SOURCE_EXACT, dtype=object)
     if spec.id == REFERENCE_TOKENIZER:
-        return ratio, halfwidth, source
+        return ratio, log_low, log_high, source
     counted = np.zeros(m, dtype=bool)
     if spec.kind == EXACT and reference_counts is not None:
         counted = text[rows] & (reference_counts > 0)
@@ -103,8 +117,33 @@ def _side(
         estimate: RatioEstimate | None = calibration.vs_reference(spec.id, ct)
         if estimate is None:
             raise _calibration_missing(spec, model, ct)
-        ratio[at], halfwidth[at], source[at] = estimate.ratio, estimate.log_halfwidth, estimate.source
-    return ratio, halfwidth, source
+        ratio[at], source[at] = estimate.ratio, estimate.source
+        log_low[at], log_high[at] = estimate.log_bounds
+    return ratio, log_low, log_high, source
+
+
+def _hidden_ratio(spec_from: TokenizerSpec, spec_to: TokenizerSpec, calibration: Calibration) -> RatioEstimate | None:
+    """The pair's calibrated ratio for text of unknown content (the part of a prompt that was not logged)."""
+    direct = calibration.default(spec_to.id, spec_from.id, ALL)
+    if direct is not None:
+        return direct
+    sides = [calibration.vs_reference(spec.id, ALL) for spec in (spec_from, spec_to)]
+    if any(side is None for side in sides):
+        return None
+    (lo_f, hi_f), (lo_t, hi_t) = sides[0].log_bounds, sides[1].log_bounds
+    ratio = sides[1].ratio / sides[0].ratio
+    log_low, log_high = -np.hypot(lo_t, hi_f), np.hypot(hi_t, lo_f)
+    return RatioEstimate(ratio, ratio * np.exp(log_low), ratio * np.exp(log_high), source=SOURCE_DEFAULT)
+
+
+def _pooled_visible(count_from: np.ndarray, count_to: np.ndarray) -> RatioEstimate:
+    """Fallback for the hidden share: pooled ratio of the visible prompts, interval = spread of per-row ratios."""
+    ratio = float(count_to.sum() / count_from.sum())
+    if count_from.size < 2:
+        return RatioEstimate(ratio, source=SOURCE_TRAFFIC)
+    low, high = np.percentile(count_to / count_from, [2.5, 97.5])
+    return RatioEstimate(ratio, min(float(low), ratio), max(float(high), ratio), n=int(count_from.size),
+                         source=SOURCE_TRAFFIC)
 
 
 def token_ratios(
@@ -116,8 +155,13 @@ def token_ratios(
     calibration: Calibration | None = None,
     registry: Registry = DEFAULT_REGISTRY,
     cache: CountCache | None = None,
+    input_tokens=None,
 ) -> TokenRatios:
-    """Per-row tokens(to_model) / tokens(from_model) for ``n`` rows; see the module docstring for the methods."""
+    """Per-row tokens(to_model) / tokens(from_model) for ``n`` rows; see the module docstring for the methods.
+
+    ``input_tokens`` (recorded, per row) tells how much of the bill the prompt text covers; without it the text is
+    taken as the whole input.
+    """
     calibration = calibration or Calibration()
     spec_from, spec_to = registry.spec_for_model(from_model), registry.spec_for_model(to_model)
     prompts = _as_rows(prompts, n, "prompts")
@@ -130,10 +174,11 @@ def token_ratios(
         content = np.full(n, ALL, dtype=object)
     content = np.where(content == UNKNOWN, ALL, content)
 
-    ratio, low, high = np.ones(n), np.ones(n), np.ones(n)
+    ratio, low, high = np.ones(n), np.full(n, np.nan), np.full(n, np.nan)
     method = np.full(n, IDENTITY, dtype=object)
+    visible = np.full(n, np.nan)
     if spec_from.id == spec_to.id or n == 0:
-        return TokenRatios(ratio, low, high, method, content)
+        return TokenRatios(ratio, low, high, method, content, visible)
 
     text = _has_text(prompts, n)
     todo = np.ones(n, dtype=bool)
@@ -143,10 +188,28 @@ def token_ratios(
         count_from = count_tokens(registry.get(spec_from.id), prompts[rows], cache)
         count_to = count_tokens(registry.get(spec_to.id), prompts[rows], cache)
         ok = count_from > 0
-        done = rows[ok]
-        ratio[done] = count_to[ok] / count_from[ok]
-        low[done], high[done], method[done] = ratio[done], ratio[done], METHOD_EXACT
-        todo[done] = False
+        rows, count_from, count_to = rows[ok], count_from[ok], count_to[ok]
+        exact = count_to / count_from
+        share = np.ones(rows.size)
+        if input_tokens is not None:
+            billed = np.asarray(input_tokens, dtype=np.float64)[rows]
+            share = np.where(billed > 0, np.minimum(count_from / np.maximum(billed, 1.0), 1.0), 1.0)
+        visible[rows] = share
+        full = share >= VISIBLE_SHARE_EXACT
+        done = rows[full]
+        ratio[done] = exact[full]
+        low[done], high[done], method[done] = exact[full], exact[full], METHOD_EXACT
+        if (~full).any():
+            hidden = _hidden_ratio(spec_from, spec_to, calibration)
+            if hidden is None or not (hidden.ci_low > 0 and hidden.ci_high > 0):
+                hidden = _pooled_visible(count_from, count_to)
+            part, v = rows[~full], share[~full]
+            mix = v * exact[~full]
+            ratio[part] = mix + (1 - v) * hidden.ratio
+            low[part] = mix + (1 - v) * hidden.ci_low
+            high[part] = mix + (1 - v) * hidden.ci_high
+            method[part] = METHOD_PARTIAL
+        todo[rows] = False
 
     rows = np.flatnonzero(todo)
     if rows.size:
@@ -163,21 +226,55 @@ def token_ratios(
             _side(spec, model, rows, content, text, prompts, reference_counts, calibration, registry, cache)
             for spec, model in ((spec_from, from_model), (spec_to, to_model))
         ]
-        (r_from, hw_from, src_from), (r_to, hw_to, src_to) = sides
+        (r_from, lo_from, hi_from, src_from), (r_to, lo_to, hi_to, src_to) = sides
         r = r_to / r_from
-        hw = np.sqrt(hw_from**2 + hw_to**2)
-        both_default = (src_from == SOURCE_DEFAULT) & (src_to == SOURCE_DEFAULT)
-        for ct in np.unique(content[rows][both_default]) if both_default.any() else ():
-            # A directly measured transition (e.g. Claude 4.7 / 4.6) beats a ratio of two ratios against o200k.
+        log_low, log_high = -np.hypot(lo_to, hi_from), np.hypot(hi_to, lo_from)
+        # A directly measured transition (e.g. Claude 4.7 / 4.6) beats a ratio of two ratios against o200k, unless
+        # both sides were fitted on this traffic (or counts file) or one side was counted exactly.
+        both_fitted = np.isin(src_from, _FITTED) & np.isin(src_to, _FITTED)
+        eligible = ~both_fitted & (src_from != SOURCE_EXACT) & (src_to != SOURCE_EXACT)
+        direct_rows = np.zeros(rows.size, dtype=bool)
+        for ct in np.unique(content[rows][eligible]) if eligible.any() else ():
             direct = calibration.default(spec_to.id, spec_from.id, ct)
             if direct is not None:
-                r[both_default & (content[rows] == ct)] = direct.ratio
-        any_default = (src_from == SOURCE_DEFAULT) | (src_to == SOURCE_DEFAULT)
+                at = eligible & (content[rows] == ct)
+                r[at] = direct.ratio
+                log_low[at], log_high[at] = direct.log_bounds
+                direct_rows |= at
+        any_default = (src_from == SOURCE_DEFAULT) | (src_to == SOURCE_DEFAULT) | direct_rows
         all_exact = (src_from == SOURCE_EXACT) & (src_to == SOURCE_EXACT)
         ratio[rows] = r
-        low[rows], high[rows] = r * np.exp(-hw), r * np.exp(hw)
+        low[rows], high[rows] = r * np.exp(log_low), r * np.exp(log_high)
         method[rows] = np.where(all_exact, METHOD_EXACT, np.where(any_default, METHOD_DEFAULT, METHOD_CALIBRATED))
-    return TokenRatios(ratio, low, high, method, content)
+    return TokenRatios(ratio, low, high, method, content, visible)
+
+
+def translate_with_ratios(
+    from_model: str,
+    to_model: str,
+    input_tokens,
+    output_tokens,
+    prompts=None,
+    content_type=None,
+    calibration: Calibration | None = None,
+    registry: Registry = DEFAULT_REGISTRY,
+    cache: CountCache | None = None,
+) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
+    """:func:`translate_tokens` returning the per-row :class:`TokenRatios` (with intervals) instead of the methods."""
+    input_tokens = np.atleast_1d(np.asarray(input_tokens, dtype=np.int64))
+    output_tokens = np.atleast_1d(np.asarray(output_tokens, dtype=np.int64))
+    if input_tokens.shape != output_tokens.shape:
+        raise TokenizerError(
+            f"input_tokens and output_tokens must have the same length. Got {input_tokens.size} and "
+            f"{output_tokens.size} instead."
+        )
+    ratios = token_ratios(
+        from_model, to_model, input_tokens.size, prompts, content_type, calibration, registry, cache, input_tokens
+    )
+    identity = ratios.method == IDENTITY
+    new_input = np.where(identity, input_tokens, np.rint(input_tokens * ratios.ratio)).astype(np.int64)
+    new_output = np.where(identity, output_tokens, np.rint(output_tokens * ratios.ratio)).astype(np.int64)
+    return new_input, new_output, ratios
 
 
 def translate_tokens(
@@ -197,17 +294,7 @@ def translate_tokens(
     classifier. Example: ``translate_tokens("anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7", [1000], [200])``
     -> ``([1304], [261], ['calibrated-default'])``.
     """
-    input_tokens = np.atleast_1d(np.asarray(input_tokens, dtype=np.int64))
-    output_tokens = np.atleast_1d(np.asarray(output_tokens, dtype=np.int64))
-    if input_tokens.shape != output_tokens.shape:
-        raise TokenizerError(
-            f"input_tokens and output_tokens must have the same length. Got {input_tokens.size} and "
-            f"{output_tokens.size} instead."
-        )
-    ratios = token_ratios(
-        from_model, to_model, input_tokens.size, prompts, content_type, calibration, registry, cache
+    new_input, new_output, ratios = translate_with_ratios(
+        from_model, to_model, input_tokens, output_tokens, prompts, content_type, calibration, registry, cache
     )
-    identity = ratios.method == IDENTITY
-    new_input = np.where(identity, input_tokens, np.rint(input_tokens * ratios.ratio)).astype(np.int64)
-    new_output = np.where(identity, output_tokens, np.rint(output_tokens * ratios.ratio)).astype(np.int64)
     return new_input, new_output, ratios.method.astype(str)

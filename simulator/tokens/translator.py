@@ -3,6 +3,10 @@
 Re-tokenise when prompt text is present and both tokenizers are public, else apply calibrated ratios (fitted once
 per run from the traffic itself, or the shipped dated defaults). A pair with no tokenizer on one side keeps the
 recorded counts, labelled ``identity-unknown`` and named in the policy's assumptions, never a silent fallback.
+
+The translator also remembers, per candidate and row, how far the row's cost could move inside the intervals of the
+assumptions it used (tokenizer ratio; output-length ratio with ``output_tokens: eval-ratio``):
+:meth:`Translator.cost_bounds` returns them for the served rows, for the savings interval and the sensitivity checks.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import TokenizerError
-from simulator.tokens import Registry, translate_tokens
+from simulator.tokens import Registry, translate_with_ratios
 
 
 class Translator:
@@ -23,17 +27,28 @@ class Translator:
 
     def __init__(self, scenario=None, eval_samples: pd.DataFrame | None = None, calibration=None) -> None:
         self.eval_samples = eval_samples
-        self._ratios: dict[tuple[str, str], float | None] = {}
+        self._ratios: dict[tuple[str, str], tuple[float, float, float] | None] = {}
         self.registry = Registry()
         for entry in getattr(scenario, "tokenizers", None) or []:
             self.registry.register_file(entry.name, scenario.path(entry.path), entry.models)
         self.calibration = calibration
         self.unknown: dict[tuple[str, str], str] = {}
+        self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._bounds_of = None  # the Prepared (chunk) the bounds belong to
+        self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
 
-    def output_ratio(self, src: str, dst: str) -> float | None:
-        """Median paired output_tokens(dst) / output_tokens(src) from eval samples, None without evidence."""
+    def at_end(self, end: str) -> Translator:
+        """A translator that puts every ratio at the ``"low"`` or ``"high"`` end of its interval (same calibration)."""
+        import copy
+
+        other = copy.copy(self)
+        other.end, other._bounds, other._bounds_of, other.unknown = end, {}, None, {}
+        return other
+
+    def output_ratio_interval(self, src: str, dst: str) -> tuple[float, float, float] | None:
+        """(median, ci_low, ci_high) of paired output_tokens(dst) / output_tokens(src) from eval samples, or None."""
         if (src, dst) not in self._ratios:
-            ratio = None
+            found = None
             if self.eval_samples is not None and "output_tokens" in self.eval_samples.columns:
                 from simulator.evals.impact import match_eval_model
                 from simulator.evals.stats import output_length_ratio
@@ -42,36 +57,61 @@ class Translator:
                 a, b = match_eval_model(src, models), match_eval_model(dst, models)
                 if a and b:
                     got = output_length_ratio(self.eval_samples, a, b, n_boot=200)
-                    ratio = got["median_ratio"] if got["n"] >= 20 and np.isfinite(got["median_ratio"]) else None
-            self._ratios[(src, dst)] = ratio
+                    if got["n"] >= 20 and np.isfinite(got["median_ratio"]):
+                        found = (float(got["median_ratio"]), *(float(x) for x in got["ratio_ci"]))
+            self._ratios[(src, dst)] = found
         return self._ratios[(src, dst)]
 
-    def _scale_outputs(self, o, idx: np.ndarray, src: str, dst: str) -> None:
-        ratio = self.output_ratio(src, dst)
-        if ratio is not None:
-            o.output_tokens[idx] = np.rint(o.output_tokens[idx] * ratio).astype(np.int64)
-            o.extras.setdefault("output_length_ratios", {})[f"{src} -> {dst}"] = round(float(ratio), 4)
+    def output_ratio(self, src: str, dst: str) -> float | None:
+        """Median paired output_tokens(dst) / output_tokens(src) from eval samples, None without evidence."""
+        found = self.output_ratio_interval(src, dst)
+        return found[0] if found else None
+
+    def _scale_outputs(self, o, idx: np.ndarray, src: str, dst: str) -> tuple[float, float] | None:
+        found = self.output_ratio_interval(src, dst)
+        if found is None:
+            return None
+        ratio, low, high = found
+        used = {"low": low, "high": high}.get(self.end, ratio) if np.isfinite(low) and np.isfinite(high) else ratio
+        o.output_tokens[idx] = np.rint(o.output_tokens[idx] * used).astype(np.int64)
+        o.extras.setdefault("output_length_ratios", {})[f"{src} -> {dst}"] = round(float(ratio), 4)
+        if not (np.isfinite(low) and np.isfinite(high) and ratio > 0):
+            return None
+        return min(low / ratio, 1.0), max(high / ratio, 1.0)
 
     def __call__(self, p, o, rows: np.ndarray, cand) -> None:
         vocab = np.array(p.vocab, dtype=object)
         pairs = pd.DataFrame({"f": p.model[rows], "t": o.model[rows]})
+        eval_ratio = getattr(cand, "output_tokens", "recorded") == "eval-ratio"
         for (f, t), group in pairs.groupby(["f", "t"], sort=True):
             idx = rows[group.index.to_numpy()]
             src, dst = str(vocab[f]), str(vocab[t])
             try:
-                new_in, new_out, method = translate_tokens(
+                new_in, new_out, ratios = translate_with_ratios(
                     src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
                 o.translation[idx] = "identity-unknown"
                 continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                low = np.nan_to_num(ratios.ratio_low / ratios.ratio, nan=1.0)
+                high = np.nan_to_num(ratios.ratio_high / ratios.ratio, nan=1.0)
+            if self.end is not None:
+                factor = low if self.end == "low" else high
+                new_in = np.rint(new_in * factor).astype(np.int64)
+                new_out = np.rint(new_out * factor).astype(np.int64)
             o.input_tokens[idx] = new_in
             o.output_tokens[idx] = new_out
-            o.translation[idx] = method
-            if getattr(cand, "output_tokens", "recorded") == "eval-ratio":
-                self._scale_outputs(o, idx, src, dst)
-        if getattr(cand, "output_tokens", "recorded") == "eval-ratio":
+            o.translation[idx] = ratios.method.astype(str)
+            if eval_ratio:
+                length = self._scale_outputs(o, idx, src, dst)
+                if length is not None:
+                    share = self._output_cost_share(p, dst, o.input_tokens[idx], o.output_tokens[idx])
+                    low = low * (1.0 - share + share * length[0])
+                    high = high * (1.0 - share + share * length[1])
+            self._remember(p, cand, int(t), idx, low, high)
+        if eval_ratio:
             note = ("output length under another model: recorded output tokens scaled by the median paired "
                     "output-length ratio from eval samples, where the pair has them")
             if note not in o.assumptions:
@@ -80,3 +120,37 @@ class Translator:
             note = f"token counts {src} -> {dst} kept as recorded: {message}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
+
+    @staticmethod
+    def _output_cost_share(p, model: str, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+        """Share of a row's cost that is output, at the model's unit prices at the window start."""
+        prices = p.catalog.unit_prices(model, int(p.ts.min()) if len(p.ts) else 0)
+        inp = input_tokens * float(prices.get("input_mtok") or 0.0)
+        out = output_tokens * float(prices.get("output_mtok") or 0.0)
+        total = inp + out
+        return np.divide(out, total, out=np.zeros(len(total)), where=total > 0)
+
+    def _remember(self, p, cand, code: int, idx: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        if self._bounds_of is not p:
+            self._bounds, self._bounds_of = {}, p
+        key = (getattr(cand, "name", ""), code)
+        if key not in self._bounds:
+            self._bounds[key] = (np.ones(p.n), np.ones(p.n))
+        self._bounds[key][0][idx] = low
+        self._bounds[key][1][idx] = high
+
+    def cost_bounds(self, cand_name: str, p, served_model: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per row: the factors by which the row's cost would move at the low / high end of its translation
+        assumptions' intervals (1 for rows not moved, or translated exactly or by identity).
+
+        ``served_model``: the final served model code per row (after fallbacks); ``moved``: bool per row.
+        """
+        low, high = np.ones(p.n), np.ones(p.n)
+        if self._bounds_of is not p:
+            return low, high
+        for (name, code), (lo, hi) in self._bounds.items():
+            if name != cand_name:
+                continue
+            at = moved & (served_model == code)
+            low[at], high[at] = lo[at], hi[at]
+        return low, high

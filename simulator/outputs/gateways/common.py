@@ -52,11 +52,9 @@ def figures_line(figures: dict[str, Any] | None) -> str:
         ci = f.get("monthly_savings_ci95") or [None, None]
         parts.append(f"monthly savings {_money(f['monthly_savings_usd'])} (95% CI {_money(ci[0])} to {_money(ci[1])})")
     if f.get("accuracy_delta_pp") is not None:
-        ci = f.get("accuracy_delta_ci95")
-        acc = f"accuracy change {f['accuracy_delta_pp']:+.2f} pp"
-        if ci and ci[0] is not None:
-            acc += f" (95% CI {ci[0]:+.2f} to {ci[1]:+.2f} pp)"
-        parts.append(acc)
+        from simulator.outputs.report.content import accuracy_text
+
+        parts.append(f"accuracy change {accuracy_text(f)}")
     else:
         parts.append("accuracy change: not measured (no eval data for the moved traffic)")
     gates = f.get("gates") or []

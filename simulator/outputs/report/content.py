@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.outputs.report.document import Chart, Document, Section, Table
+from simulator.summary.assumptions import WINDOW_WARNING_FACTOR, extrapolation_factor, window_warning
 
 UNTAGGED = "UNTAGGED"
 #: Keys never shown by the generic renderer (privacy: per-person data and prompt text).
@@ -35,14 +36,33 @@ def ci_money(ci: Any) -> str:
     return "n/a" if not ci or ci[0] is None else f"{money(ci[0])} to {money(ci[1])}"
 
 
-def accuracy_text(p: dict) -> str:
-    d, ci = p.get("accuracy_delta_pp"), p.get("accuracy_delta_ci95")
-    if d is None:
-        return "not measured"
+def _pp(d: Any, ci: Any) -> str:
     text = f"{d:+.2f} pp"
     if ci and ci[0] is not None:
         text += f" (95% CI {ci[0]:+.2f} to {ci[1]:+.2f})"
     return text
+
+
+def accuracy_text(p: dict) -> str:
+    """The accuracy change on the moved requests, with the traffic-wide change beside it, both labelled."""
+    d = p.get("accuracy_delta_pp")
+    if d is None:
+        return "not measured"
+    moved = p.get("accuracy_delta_moved_pp")
+    wide = f"{d:+.2f} pp traffic-wide"
+    if moved is None:
+        return f"no request moved ({wide})" if not p.get("requests_changed") else f"{wide} (moved requests: n/a)"
+    return f"{_pp(moved, p.get('accuracy_delta_moved_ci95'))} on moved requests; {wide}"
+
+
+def interval_sentences(policies: list[dict]) -> list[str]:
+    """The distinct ``interval_method`` sentences of the candidates, in order."""
+    out: list[str] = []
+    for p in policies:
+        m = p.get("interval_method")
+        if m and m not in out:
+            out.append(m)
+    return out
 
 
 def gate_verdict(p: dict) -> str:
@@ -68,46 +88,162 @@ def _tenant_config_types(name: str, routing_files: dict) -> list[str]:
 
 
 # -- action queue -------------------------------------------------------------------------------------------------
-def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
-    """What to do next, most valuable first. Each item names a file, a figure or a workflow."""
-    actions: list[str] = []
-    policies = summary.get("policies", [])
-    ranked = sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0.0))
-    claimed: dict[str, str] = {}  # TrueFoundry config type -> the candidate applied for it (one per tenant and type)
-    for p in ranked:
-        saving = p.get("monthly_savings_usd") or 0.0
-        if saving <= 0:
-            continue
-        lo = (p.get("monthly_savings_ci95") or [None])[0]
-        cfg = _config_file(p["name"], routing_files)
-        failed = [g for g in p.get("gates") or [] if not g["passed"]]
-        if failed:
-            g = failed[0]
-            actions.append(f"Hold `{p['name']}` ({money(saving)}/month): gate {g['name']} failed: {g['detail']}")
-            continue
-        if lo is not None and lo <= 0:
-            actions.append(f"Replay another week before applying `{p['name']}`: the 95% interval of its monthly "
-                           f"savings ({ci_money(p.get('monthly_savings_ci95'))}) includes zero.")
-            continue
-        types = _tenant_config_types(p["name"], routing_files)
-        taken = {t: claimed[t] for t in types if t in claimed}
-        if taken:
-            other = sorted(set(taken.values()))[0]
-            actions.append(f"Not applied: `{p['name']}` ({money(saving)}/month) is an alternative to `{other}`: its "
-                           f"{', '.join(sorted(taken))} would replace `{other}`'s (TrueFoundry keeps one per tenant and "
-                           "type). To apply both, put their rules in one candidate.")
-            continue
-        claimed.update({t: p["name"] for t in types})
-        how = f"`tfy apply -f {cfg} --dry-run --show-diff`, then apply" if cfg else "update the gateway routing"
-        merged = (routing_files.get(p["name"]) or {}).get("merged_into") or {}
-        if merged:
-            replaces = f"; it is the tenant's current config ({', '.join(sorted(set(merged.values())))}) merged with it"
+def _saving(p: dict) -> float:
+    return p.get("monthly_savings_usd") or 0.0
+
+
+def _refused(p: dict) -> tuple[int, float]:
+    """Requests refused by budgets / rate limits and the spend that prevents (the replay core's fields when present)."""
+    if "requests_refused" in p:
+        return int(p.get("requests_refused") or 0), float(p.get("spend_prevented_usd") or 0.0)
+    prevented = sum(float(r.get("spend_avoided_usd") or 0.0) for r in (p.get("budgets") or []) + (p.get("rate_limits")
+                                                                                                  or []))
+    return int(p.get("requests_blocked") or 0), prevented
+
+
+def _blocker(p: dict) -> bool:
+    """Only refuses requests (a spend cap), routes none elsewhere: not a routing optimization."""
+    return not p.get("requests_changed") and _refused(p)[0] > 0 and "prompt_caching" not in (p.get("changes") or [])
+
+
+def _passes(p: dict) -> bool:
+    return all(g["passed"] for g in p.get("gates") or [])
+
+
+def _flips(p: dict) -> list[dict]:
+    return [s for s in p.get("sensitivity") or [] if s.get("flips")]
+
+
+def action_groups(policies: list[dict]) -> list[list[dict]]:
+    """Candidates that act on the same requests (shared ``scope`` keys: a moved workflow or a rule's ``when``), as
+    groups; each group gets one action. Groups are ordered by their largest monthly savings."""
+    groups: list[list[dict]] = []
+    keys: list[set] = []
+    for p in policies:
+        mine = set(p.get("scope") or [f"candidate:{p['name']}"])
+        hits = [i for i, k in enumerate(keys) if k & mine]
+        merged = [p] + [q for i in hits for q in groups[i]]
+        merged_keys = mine.union(*(keys[i] for i in hits))
+        groups = [g for i, g in enumerate(groups) if i not in hits] + [merged]
+        keys = [k for i, k in enumerate(keys) if i not in hits] + [merged_keys]
+    order = {p["name"]: i for i, p in enumerate(policies)}
+    groups = [sorted(g, key=lambda p: order[p["name"]]) for g in groups]
+    return sorted(groups, key=lambda g: (-max(_saving(p) for p in g), order[g[0]["name"]]))
+
+
+def _why_not(p: dict) -> str:
+    failed = [g["name"] for g in p.get("gates") or [] if not g["passed"]]
+    if failed:
+        return "gate " + ", ".join(failed) + " failed"
+    if _flips(p):
+        return "Check: a verdict changes within an assumption's interval, see Sensitivity"
+    return "gates passed"
+
+
+def sensitivity_text(p: dict) -> str:
+    """What flips for one policy, with both outcomes."""
+    parts = []
+    for s in _flips(p):
+        if s.get("kind") == "caching":
+            c = s["caching"]
+            sides = "; ".join(f"{label}: {c[k]['verdict']} ({c[k]['cacheable_requests']:,} of {c[k]['requests']:,} "
+                              f"cacheable, saves {money(c[k].get('monthly_savings_usd'))}/month)"
+                              for k, label in (("low_token_counts", "at the low end"), ("used", "as replayed"),
+                                               ("high_token_counts", "at the high end")))
+            parts.append(f"the caching verdict changes within the token-translation interval ({sides})")
         else:
-            replaces = f"; it replaces the tenant's current {', '.join(types)}" if types else ""
-        actions.append(f"Apply `{p['name']}`: {how}{replaces}. Saves {money(saving)}/month "
-                       f"(95% CI {ci_money(p.get('monthly_savings_ci95'))}); accuracy {accuracy_text(p)}.")
-    for p in ranked:
-        if (p.get("monthly_savings_usd") or 0) <= 0 or not p.get("requests_changed"):
+            m = s["monthly_savings_usd"]
+            names = ", ".join(f.removeprefix("gate ") for f in s["flips"])
+            parts.append(f"gate {names} changes within the token-translation interval (monthly savings "
+                         f"{money(m['high_token_counts'])} at the high end of the token counts, {money(m['used'])} "
+                         f"as replayed, {money(m['low_token_counts'])} at the low end)")
+    return "; ".join(parts)
+
+
+def _chosen(group: list[dict]) -> dict | None:
+    """The candidate a group's action is about: the best saver that passes its gates with verdicts that hold across
+    its assumptions' intervals, else the best that passes, else the best saver."""
+    ranked = sorted(group, key=lambda p: (not _passes(p), bool(_flips(p)), -_saving(p)))
+    return next((p for p in ranked if _saving(p) > 0), None)
+
+
+def group_action(group: list[dict], routing_files: dict, days: float | None = None) -> str | None:
+    """One action for candidates acting on the same requests: the best that passes its gates, others named.
+    ``days``: the traffic window; a window extrapolated more than 10x to a month is never applied from."""
+    best = _chosen(group)
+    if best is None:
+        return None
+    others = [p for p in group if p is not best]
+    alts = ("; alternatives for the same requests: " + ", ".join(
+        f"`{p['name']}` ({money(_saving(p))}/month, {_why_not(p)})" for p in others)) if others else ""
+    saving = _saving(best)
+    failed = [g for g in best.get("gates") or [] if not g["passed"]]
+    if failed:
+        g = failed[0]
+        return f"Hold `{best['name']}` ({money(saving)}/month): gate {g['name']} failed: {g['detail']}{alts}"
+    if _flips(best):
+        return (f"Check `{best['name']}` before applying ({money(saving)}/month): {sensitivity_text(best)}. Measure "
+                f"the deciding figure (e.g. count tokens of a sample with the provider's count-tokens endpoint and "
+                f"calibrate){alts}")
+    if days and extrapolation_factor(days) > WINDOW_WARNING_FACTOR:
+        return (f"Replay a week of traffic before applying `{best['name']}` ({money(saving)}/month): its monthly "
+                f"figures extrapolate a {days * 24:,.2f}-hour window {extrapolation_factor(days):,.0f}x{alts}.")
+    lo = (best.get("monthly_savings_ci95") or [None])[0]
+    if lo is not None and lo <= 0:
+        return (f"Replay another week before applying `{best['name']}`: the 95% interval of its monthly savings "
+                f"({ci_money(best.get('monthly_savings_ci95'))}) includes zero{alts}.")
+    cfg = _config_file(best["name"], routing_files)
+    if _blocker(best) and cfg:
+        n, prevented = _refused(best)
+        return (f"Apply `{best['name']}` to cap spend: `tfy apply -f {cfg} --dry-run --show-diff`, then apply. It "
+                f"refuses {n:,} requests ({money(prevented)} of spend prevented in the window: refused requests are "
+                f"not savings){alts}.")
+    figures = (f"Saves {money(saving)}/month (95% CI {ci_money(best.get('monthly_savings_ci95'))}); accuracy "
+               f"{accuracy_text(best)}")
+    caching = "prompt_caching" in (best.get("changes") or [])
+    if cfg is None:
+        if caching and (best.get("changes") or []) == ["prompt_caching"]:
+            return (f"Enable prompt caching for `{best['name']}` in the application (cache_control breakpoints; no "
+                    f"gateway config sets it). {figures}{alts}.")
+        return (f"Configure `{best['name']}` by hand: no gateway config file expresses it (see the configs table). "
+                f"{figures}{alts}.")
+    extra = (" and enable prompt caching in the application (cache_control breakpoints on Anthropic; automatic on "
+             "OpenAI)") if caching else ""
+    return (f"Apply `{best['name']}`: `tfy apply -f {cfg} --dry-run --show-diff`, then apply{extra}. {figures}{alts}.")
+
+
+def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
+    """What to do next, most valuable first: one action per group of candidates acting on the same requests, then
+    evidence to collect, attribution gaps, pricing drift and rejected rows. Each item names a file, figure or workflow."""
+    actions: list[str] = []
+    chosen = []
+    days = (summary.get("traffic") or {}).get("days")
+    claimed: dict[str, str] = {}  # TrueFoundry config type -> the candidate applied for it (one per tenant and type)
+    for group in action_groups(summary.get("policies", [])):
+        line = group_action(group, routing_files, days)
+        if not line:
+            continue
+        best = _chosen(group)
+        if line.startswith("Apply ") and best is not None:
+            types = _tenant_config_types(best["name"], routing_files)
+            taken = {t: claimed[t] for t in types if t in claimed}
+            if taken:
+                other = sorted(set(taken.values()))[0]
+                actions.append(f"Not applied: `{best['name']}` ({money(_saving(best))}/month) is an alternative to "
+                               f"`{other}`: its {', '.join(sorted(taken))} would replace `{other}`'s (TrueFoundry "
+                               "keeps one per tenant and type). To apply both, put their rules in one candidate.")
+                continue
+            claimed.update({t: best["name"] for t in types})
+            merged = (routing_files.get(best["name"]) or {}).get("merged_into") or {}
+            if merged:
+                line += (f" The file is the tenant's current config ({', '.join(sorted(set(merged.values())))}) "
+                         "merged with it.")
+            elif types:
+                line += f" Applying it replaces the tenant's current {', '.join(types)}."
+        actions.append(line)
+        chosen.append(best)
+    for p in chosen:
+        if p is None or not p.get("requests_changed"):
             continue
         verdict = p.get("accuracy_verdict") if isinstance(p.get("accuracy_verdict"), dict) else {}
         n_more = verdict.get("n_more")
@@ -260,15 +396,17 @@ def _cost_quality_chart(points: list[dict]):
     def draw(fig):
         ax = fig.add_subplot(111)
         for p in points:
-            ci = p.get("accuracy_delta_ci95")
-            ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "o", color="#0969da")
+            moved = p.get("accuracy_delta_moved_pp")
+            y = moved if moved is not None else p["accuracy_delta_pp"]
+            ci = p.get("accuracy_delta_moved_ci95") if moved is not None else p.get("accuracy_delta_ci95")
+            ax.plot([p["savings_pct"]], [y], "o", color="#0969da")
             if ci and ci[0] is not None:
                 ax.vlines(p["savings_pct"], ci[0], ci[1], color="#0969da", linewidth=1.5)
-            ax.annotate(p["name"], (p["savings_pct"], p["accuracy_delta_pp"]), textcoords="offset points",
-                        xytext=(5, 5))
+            ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "x", color="#57606a")
+            ax.annotate(p["name"], (p["savings_pct"], y), textcoords="offset points", xytext=(5, 5))
         ax.axhline(0, color="#57606a", linewidth=0.8)
         ax.set_xlabel("cost saved (%)")
-        ax.set_ylabel("accuracy change (pp)")
+        ax.set_ylabel("accuracy change (pp): dot = moved requests, x = traffic-wide")
         ax.set_title("Cost vs quality per candidate")
         ax.grid(alpha=0.3)
     return draw
@@ -285,6 +423,9 @@ def build_document(result, routing_files: dict | None = None) -> Document:
 
     # Headline
     head = Section("Headline", anchor="headline")
+    warning = window_warning(traffic.get("days") or 0.0)
+    if warning:
+        head.add(f"**Warning: {warning}**")
     head.add(f"Spend in the window: **{money(base['cost_usd'])}** over {traffic['days']:.2f} days "
              f"({traffic.get('start') or 'n/a'} to {traffic.get('end') or 'n/a'}), about "
              f"{money(base.get('monthly_cost_usd'))} per month; {base['requests']:,} requests.")
@@ -292,13 +433,14 @@ def build_document(result, routing_files: dict | None = None) -> Document:
              f"{pct(base.get('premium_share_requests'))} of requests (premium models: "
              f"{', '.join(f'`{m}`' for m in base.get('premium_models') or []) or 'none'}).")
     top = [p for p in sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0))
-           if (p.get("monthly_savings_usd") or 0) > 0][:3]
+           if (p.get("monthly_savings_usd") or 0) > 0 and not _blocker(p)][:3]
     if top:
-        head.add(Table(["#", "routing optimization", "monthly savings", "95% interval", "accuracy impact",
-                        "gates", "config"],
+        head.add(Table(["#", "routing optimization", "monthly savings", "95% interval",
+                        "accuracy (moved requests; traffic-wide)", "gates", "config"],
                        [[i + 1, p["name"], money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")),
                          accuracy_text(p), gate_verdict(p), _config_file(p["name"], routing_files) or "n/a"]
                         for i, p in enumerate(top)], caption="Top routing optimizations"))
+        head.add("95% intervals: " + " ".join(interval_sentences(top)))
     else:
         head.add("No candidate saves money on this traffic.")
     from simulator.outputs.report.control_room import control_room_actions, control_room_section
@@ -336,13 +478,26 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         comp = Section("Candidate comparison", anchor="candidates")
         comp.add(Table(
             ["candidate", "requests changed", "cost (USD)", "savings", "monthly savings", "95% interval",
-             "accuracy", "p95 latency (ms)", "error rate", "blocked", "premium share", "gates"],
+             "accuracy on moved requests", "accuracy traffic-wide", "p95 latency (ms)", "error rate", "blocked",
+             "premium share", "gates"],
             [[p["name"], p["requests_changed"], money(p["cost_usd"]), f"{p['savings_pct']:.1f}%",
-              money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")), accuracy_text(p),
-              f"{_ms(p.get('latency_p95_ms_before'))} -> {_ms(p.get('latency_p95_ms_after'))}",
+              money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")), _moved_text(p),
+              _wide_text(p), f"{_ms(p.get('latency_p95_ms_before'))} -> {_ms(p.get('latency_p95_ms_after'))}",
               pct(p.get("error_rate_after"), 2), p.get("requests_blocked", 0),
               f"{pct(p.get('premium_share_cost_before'))} -> {pct(p.get('premium_share_cost_after'))}",
               gate_verdict(p)] for p in policies]))
+        comp.add("95% intervals of monthly savings: " + " ".join(interval_sentences(policies)))
+        refusing = [p for p in policies if _refused(p)[0] or p.get("requests_unserved")]
+        if refusing:
+            comp.add(Table(["candidate", "requests refused (budgets, rate limits)", "spend prevented in the window",
+                            "requests unserved (failed in the candidate)", "their recorded cost"],
+                           [[p["name"], _refused(p)[0], money(_refused(p)[1]), p.get("requests_unserved", "n/a"),
+                             money(p.get("unserved_recorded_cost_usd"))] for p in refusing],
+                           caption="Refused and unserved requests (never counted as savings)"))
+        flips = [(p["name"], sensitivity_text(p)) for p in policies if _flips(p)]
+        if flips:
+            comp.add(Table(["candidate", "verdict that changes within an assumption's interval"],
+                           [list(f) for f in flips], caption="Sensitivity: check before applying"))
         comp.add(Chart("candidates", "Monthly savings per candidate", _savings_chart(policies)))
         gate_rows = [[p["name"], g["name"], "pass" if g["passed"] else "FAIL", g["detail"]]
                      for p in policies for g in p.get("gates") or []]
@@ -383,9 +538,10 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         sec = Section("Cost-quality curve", anchor="accuracy")
         if acc:
             sec.add(Chart("cost-quality", "Cost vs quality", _cost_quality_chart(acc)))
-            sec.add(Table(["candidate", "cost saved", "accuracy change", "coverage of moved traffic"],
-                          [[p["name"], f"{p['savings_pct']:.1f}%", accuracy_text(p),
-                            pct(p.get("coverage_share"))] for p in acc]))
+            sec.add(Table(["candidate", "cost saved", "accuracy on moved requests", "accuracy traffic-wide",
+                           "coverage of moved traffic"],
+                          [[p["name"], f"{p['savings_pct']:.1f}%", _moved_text(p), _wide_text(p),
+                            pct((p.get("accuracy") or {}).get("coverage_share"))] for p in acc]))
         if s.get("accuracy"):
             sec.blocks += generic_blocks(s["accuracy"])
         sections.append(sec)
@@ -417,21 +573,33 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         sec.add("No recorded cost_usd to compare with the catalog: pricing drift not checked.")
     sections.append(sec)
 
-    # Assumptions
-    assumptions: list[str] = []
+    # Assumptions: generated per candidate from what its replay did (summary.json ``assumptions``)
+    sec = Section("Assumptions", anchor="assumptions")
+    sec.add(["premium models: " + ("as listed in the scenario (premium_models)"
+                                   if result.scenario.premium_models is not None else
+                                   "models whose output price is at least half the priciest model's "
+                                   "(set premium_models in the scenario to choose)")])
     for p in policies:
-        for a in p.get("assumptions") or []:
-            if a not in assumptions:
-                assumptions.append(a)
-    assumptions.append("premium models: " + ("as listed in the scenario (premium_models)"
-                                             if result.scenario.premium_models is not None else
-                                             "models whose output price is at least half the priciest model's "
-                                             "(set premium_models in the scenario to choose)"))
-    sections.append(Section("Assumptions", [assumptions], anchor="assumptions"))
+        if p.get("assumptions"):
+            sec.add(f"**{p['name']}**")
+            sec.add(list(p["assumptions"]))
+    sections.append(sec)
     return Document(title=f"tfysim premium-model review: {s['scenario']}",
                     subtitle=f"Scenario `{s['scenario']}`, traffic {traffic.get('start') or 'n/a'} to "
                              f"{traffic.get('end') or 'n/a'}. Figures scale the window to 30 days for monthly values.",
                     sections=sections)
+
+
+def _moved_text(p: dict) -> str:
+    d = p.get("accuracy_delta_moved_pp")
+    if d is None:
+        return "not measured" if p.get("accuracy_delta_pp") is None else "no request moved"
+    return _pp(d, p.get("accuracy_delta_moved_ci95"))
+
+
+def _wide_text(p: dict) -> str:
+    d = p.get("accuracy_delta_pp")
+    return "not measured" if d is None else _pp(d, p.get("accuracy_delta_ci95"))
 
 
 def _ms(x: Any) -> str:

@@ -1,0 +1,135 @@
+"""The assumption lines of a policy, generated from what the replay did (its summary.json record), never by hand.
+
+Every engine produces the same policy record, so every engine produces the same lines. Each line states a number the
+replay counted (requests per translation method, the realised output-token ratio, cache tokens lost to a cold
+target, requests added to each target, the window's extrapolation factor, ...), so it can be checked against the
+replay's own counters (``tests/test_assumptions.py`` does, for every example scenario).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MONTH_DAYS = 30.0
+WINDOW_WARNING_FACTOR = 10.0  #: above this extrapolation factor the headline warns about the window
+FULL_WEEK_DAYS = 6.9  #: a week's export spans first to last request, a little under 7 days
+_METHOD_WORDS = {
+    "identity": "identity (same tokenizer: kept as recorded, an assumption without an interval)",
+    "exact": "exact (prompt re-tokenised)",
+    "partial-exact": "partial-exact (visible prompt re-tokenised, the rest by the calibrated ratio)",
+    "calibrated": "calibrated (ratio fitted on this traffic)",
+    "calibrated-default": "calibrated-default (shipped ratio)",
+    "identity-unknown": "identity-unknown (no tokenizer registered: kept as recorded)",
+}
+
+
+def extrapolation_factor(days: float) -> float:
+    """How many times the window is multiplied to make a 30-day month."""
+    return MONTH_DAYS / max(float(days), 1.0 / 86_400)
+
+
+def window_warning(days: float) -> str | None:
+    """The headline warning when monthly figures extrapolate the window more than 10x (None otherwise)."""
+    factor = extrapolation_factor(days)
+    if factor <= WINDOW_WARNING_FACTOR:
+        return None
+    span = f"{days * 24:,.2f} hours" if days < 2 else f"{days:,.2f} days"
+    return (f"the traffic window is only {span}: every monthly figure multiplies it {factor:,.0f}x and assumes the "
+            "rest of the month looks like it. Replay a full week before acting on monthly figures.")
+
+
+def _n(x: Any) -> int:
+    return int(round(float(x or 0)))
+
+
+def policy_assumptions(policy: dict[str, Any], candidate, days: float,
+                       recorded_requests_by_model: dict[str, int] | None = None) -> list[str]:
+    """Assumption lines for one policy record (summary.json fields) of ``candidate`` over a ``days``-long window.
+
+    Reads ``token_translation``, ``moved`` (from the moves table), ``caching``, ``requests_unserved``,
+    ``requests_imputed``, ``failed_attempts`` and the accuracy fields; ``recorded_requests_by_model`` (the baseline's
+    requests per model) puts the volume added to each target in proportion.
+    """
+    out: list[str] = []
+    moved = policy.get("moved") or {}
+    methods = {k: _n(v) for k, v in (policy.get("token_translation") or {}).items() if _n(v)}
+    changed = sum(methods.values())
+    if changed:
+        parts = ", ".join(f"{_METHOD_WORDS.get(m, m)} {c:,}" for m, c in sorted(methods.items(), key=lambda kv: -kv[1]))
+        out.append(f"token translation of {changed:,} requests served by another model: {parts}")
+    if _n(moved.get("requests")):
+        n = _n(moved["requests"])
+        in_ratio, out_ratio = moved.get("input_tokens_ratio"), moved.get("output_tokens_ratio")
+        how = ("scaled like the input by the tokenizer ratio, then by the paired eval output-length ratio"
+               if getattr(candidate, "output_tokens", "recorded") == "eval-ratio"
+               else "scaled like the input by the tokenizer ratio (output text is not logged)")
+        if in_ratio is not None:
+            out.append(f"input tokens of the {n:,} moved requests: x{in_ratio:.3f} on their targets "
+                       f"({_n(moved['input_tokens']):,} from {_n(moved['input_tokens_recorded']):,} recorded)")
+        if out_ratio is not None:
+            out.append(f"output tokens of the {n:,} moved requests: x{out_ratio:.3f} "
+                       f"({_n(moved['output_tokens']):,} from {_n(moved['output_tokens_recorded']):,} recorded), {how}")
+        cache = _n(moved.get("cache_tokens_recorded"))
+        if cache and not getattr(candidate, "prompt_caching", None):
+            out.append(f"cold cache on the targets: {cache:,} recorded cache-read/write tokens of moved requests "
+                       "are billed as plain input")
+        out.append(f"latency of the {n:,} moved requests: each target's fit on its recorded traffic "
+                   "(ms per request + ms per output token), static over the window")
+        for target, added in sorted((moved.get("requests_by_target") or {}).items()):
+            before = (recorded_requests_by_model or {}).get(target, 0)
+            share = f", +{added / before:.0%} of the {before:,} it served in the recording" if before else \
+                ", which served none in the recording"
+            out.append(f"provider rate limits at the new volume are not modelled: `{target}` receives {added:,} "
+                       f"more requests{share}")
+    if policy.get("caching") and _n(policy["caching"].get("requests_covered")):
+        out.append(f"prompt caching simulated per serving model for {_n(policy['caching']['requests_covered']):,} "
+                   "requests; a switched model starts cold")
+    unserved = _n(policy.get("requests_unserved"))
+    if unserved:
+        out.append(f"{unserved:,} requests served in the recording fail in the candidate (unserved, "
+                   f"${float(policy.get('unserved_recorded_cost_usd') or 0):,.2f} recorded cost): not counted as "
+                   "savings")
+    imputed = _n(policy.get("requests_imputed"))
+    if imputed:
+        out.append(f"{imputed:,} requests recorded as failed and served by the candidate are priced from their "
+                   "workflow's median tokens on the target (imputed)")
+    if getattr(candidate, "bill_failed_attempts", False) and _n(policy.get("failed_attempts")):
+        out.append(f"{_n(policy['failed_attempts']):,} failed attempts billed: input tokens at the attempted "
+                   "model's price")
+    if getattr(candidate, "budgets", None) or getattr(candidate, "rate_limits", None):
+        out.append("budgets and rate limits are checked against the executed model, in fixed UTC windows")
+    acc = policy.get("accuracy") or {}
+    if policy.get("accuracy_delta_moved_pp") is not None and acc.get("n_paired"):
+        out.append(f"accuracy from {_n(acc['n_paired']):,} paired eval samples covering "
+                   f"{float(acc.get('coverage_share') or 0):.1%} of the moved requests, reweighted to the "
+                   "production workflow mix")
+    factor = extrapolation_factor(days)
+    line = f"monthly figures scale the {days:,.2f}-day window {factor:,.2f}x to 30 days"
+    if days < FULL_WEEK_DAYS:
+        line += "; the window is shorter than a week, so it holds no full weekly pattern"
+    out.append(line)
+    return out
+
+
+def moved_summary(moves) -> dict[str, Any]:
+    """The ``moved`` block of a policy record from its moves table (``simulator.summary.moves``)."""
+    if moves is None or moves.empty:
+        return {"requests": 0}
+    t = moves[["requests", "input_tokens_recorded", "input_tokens", "output_tokens_recorded", "output_tokens",
+               "cache_tokens_recorded", "recorded_cost_usd", "cost_usd"]].sum()
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(float(t[a] / t[b]), 6) if t[b] else None
+
+    by_target = moves.groupby("to_model", sort=True)["requests"].sum()
+    return {
+        "requests": _n(t["requests"]),
+        "input_tokens_recorded": _n(t["input_tokens_recorded"]), "input_tokens": _n(t["input_tokens"]),
+        "input_tokens_ratio": ratio("input_tokens", "input_tokens_recorded"),
+        "output_tokens_recorded": _n(t["output_tokens_recorded"]), "output_tokens": _n(t["output_tokens"]),
+        "output_tokens_ratio": ratio("output_tokens", "output_tokens_recorded"),
+        "cache_tokens_recorded": _n(t["cache_tokens_recorded"]),
+        "recorded_cost_usd": round(float(t["recorded_cost_usd"]), 6) + 0.0,
+        "cost_usd": round(float(t["cost_usd"]), 6) + 0.0,
+        "requests_by_target": {str(k): _n(v) for k, v in by_target.items()},
+    }

@@ -1,0 +1,125 @@
+"""The moves table: what a candidate did to the requests it moved to another model, summed per group.
+
+One row per (workflow_tag, from_model, to_model, translation) with additive sums, so chunked and distributed engines
+build it per chunk or partition and add the parts (:func:`add_moves`). Every engine produces the same table, and the
+accuracy impact (``simulator.evals``), the translation summary, the assumption lines, the savings interval's
+assumption terms and the sensitivity checks are all computed from it:
+
+| column | meaning |
+|---|---|
+| ``requests`` | moved requests (served by another model than recorded, not blocked) |
+| ``input_tokens_recorded`` / ``output_tokens_recorded`` | their recorded token counts |
+| ``cache_tokens_recorded`` | recorded cache reads + writes (billed as plain input on a cold target) |
+| ``input_tokens`` / ``output_tokens`` | their token counts on the target, after translation |
+| ``recorded_cost_usd`` | what they cost as recorded (the baseline) |
+| ``cost_usd`` | what they cost on the target |
+| ``cost_low_usd`` / ``cost_high_usd`` | ``cost_usd`` with every translation assumption at the low / high end of its interval |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["workflow_tag", "from_model", "to_model", "translation"]
+SUMS = ["requests", "input_tokens_recorded", "output_tokens_recorded", "cache_tokens_recorded", "input_tokens",
+        "output_tokens", "recorded_cost_usd", "cost_usd", "cost_low_usd", "cost_high_usd"]
+UNTAGGED = "UNTAGGED"
+
+
+def empty_moves() -> pd.DataFrame:
+    return pd.DataFrame({**{k: pd.Series([], dtype=object) for k in KEYS},
+                         **{c: pd.Series([], dtype=np.float64) for c in SUMS}})
+
+
+def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input_tokens_recorded,
+                output_tokens_recorded, cache_tokens_recorded, input_tokens, output_tokens, recorded_cost_usd,
+                cost_usd, cost_low, cost_high) -> pd.DataFrame:
+    """Group one chunk's moved rows (``moved``: bool per row) into the moves table; arrays are per row.
+
+    ``cost_low`` / ``cost_high``: per-row factors on ``cost_usd`` at the ends of the translation intervals
+    (``Translator.cost_bounds``).
+    """
+    moved = np.asarray(moved, dtype=bool)
+    if not moved.any():
+        return empty_moves()
+    wf = np.asarray(workflow_tag, dtype=object)[moved]
+    cost = np.asarray(cost_usd, dtype=np.float64)[moved]
+    frame = pd.DataFrame({
+        "workflow_tag": np.where(pd.isna(wf), UNTAGGED, wf),
+        "from_model": np.asarray(from_model, dtype=object)[moved],
+        "to_model": np.asarray(to_model, dtype=object)[moved],
+        "translation": np.asarray(translation, dtype=object)[moved].astype(str),
+        "requests": np.ones(int(moved.sum())),
+        "input_tokens_recorded": np.asarray(input_tokens_recorded, dtype=np.float64)[moved],
+        "output_tokens_recorded": np.asarray(output_tokens_recorded, dtype=np.float64)[moved],
+        "cache_tokens_recorded": np.asarray(cache_tokens_recorded, dtype=np.float64)[moved],
+        "input_tokens": np.asarray(input_tokens, dtype=np.float64)[moved],
+        "output_tokens": np.asarray(output_tokens, dtype=np.float64)[moved],
+        "recorded_cost_usd": np.asarray(recorded_cost_usd, dtype=np.float64)[moved],
+        "cost_usd": cost,
+        "cost_low_usd": cost * np.asarray(cost_low, dtype=np.float64)[moved],
+        "cost_high_usd": cost * np.asarray(cost_high, dtype=np.float64)[moved],
+    })
+    return frame.groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
+
+
+def add_moves(frames) -> pd.DataFrame:
+    """Sum moves tables of several chunks or partitions (same keys add up)."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return empty_moves()
+    return pd.concat(frames, ignore_index=True).groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
+
+
+def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
+                       workflow: np.ndarray | None = None) -> pd.DataFrame:
+    """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
+
+    ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
+    ``workflow``: the chunk's workflow_tag per row (read from the chunk's frame when not given).
+    """
+    vocab = np.array(p.vocab, dtype=object)
+    moved = o.changed & ~o.blocked
+    low = high = np.ones(p.n)
+    if translator is not None and hasattr(translator, "cost_bounds"):
+        low, high = translator.cost_bounds(cand_name or o.name, p, o.model, moved)
+    if workflow is None:
+        frame = p.frame if hasattr(p, "frame") else p.traffic.frame
+        workflow = frame["workflow_tag"].to_numpy(dtype=object)
+    return moves_frame(
+        workflow, vocab[p.model], vocab[o.model], o.translation, moved,
+        input_tokens_recorded=p.inp, output_tokens_recorded=p.out, cache_tokens_recorded=p.cr + p.cw,
+        input_tokens=o.input_tokens, output_tokens=o.output_tokens, recorded_cost_usd=base_cost,
+        cost_usd=o.cost_usd, cost_low=low, cost_high=high)
+
+
+def accuracy_moves(moves: pd.DataFrame) -> pd.DataFrame:
+    """``workflow_tag, from_model, to_model, requests`` (int): the table ``simulator.evals`` takes."""
+    if moves.empty:
+        return pd.DataFrame({"workflow_tag": [], "from_model": [], "to_model": [], "requests": []})
+    out = moves.groupby(["workflow_tag", "from_model", "to_model"], as_index=False, sort=True)["requests"].sum()
+    out["requests"] = out["requests"].round().astype(np.int64)
+    return out
+
+
+def translation_pairs(moves: pd.DataFrame) -> list[dict]:
+    """Per (from, to, method): requests, token ratios realised and the cost range of the translation assumptions."""
+    if moves.empty:
+        return []
+    g = moves.groupby(["from_model", "to_model", "translation"], sort=True)[SUMS].sum()
+    rows = []
+    for (src, dst, method), r in g.iterrows():
+        rows.append({
+            "from_model": src, "to_model": dst, "method": method, "requests": int(round(r["requests"])),
+            "input_tokens_ratio": _ratio(r["input_tokens"], r["input_tokens_recorded"]),
+            "output_tokens_ratio": _ratio(r["output_tokens"], r["output_tokens_recorded"]),
+            "cost_usd": round(float(r["cost_usd"]), 6) + 0.0,
+            "cost_range_usd": ([round(float(r["cost_low_usd"]), 6) + 0.0, round(float(r["cost_high_usd"]), 6) + 0.0]
+                               if r["cost_low_usd"] != r["cost_usd"] or r["cost_high_usd"] != r["cost_usd"] else None),
+        })
+    return rows
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return round(float(num) / float(den), 6) if den else None
