@@ -414,3 +414,84 @@ def test_splitting_a_file_in_two_gives_the_same_frame(tmp_path, data, rows):
     split = load([first, second])
     pd.testing.assert_frame_equal(whole.frame, split.frame)
     assert (whole.rows_read, whole.rows_rejected) == (split.rows_read, split.rows_rejected)
+
+
+# -- the table contract the replay core is written against ---------------------------------------------------
+def test_table_dtypes_follow_the_contract(tmp_path):
+    from simulator.io.traffic import COLUMNS, TEXT_DTYPE
+
+    files = _write_formats(tmp_path)
+    for name in ("t.csv", "t.jsonl", "t.parquet", "typed.parquet"):
+        frame = load(files[name]).frame
+        assert list(frame.columns) == list(COLUMNS), name
+        assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+        for column, (kind, *_rest) in COLUMNS.items():
+            dtype = frame[column].dtype
+            if column in ("request_id", "prompt"):
+                assert dtype == TEXT_DTYPE, (name, column)
+            elif kind in ("str", "json"):
+                assert isinstance(dtype, pd.CategoricalDtype), (name, column)
+                assert list(dtype.categories) == sorted(dtype.categories), (name, column)
+                assert all(isinstance(c, str) for c in dtype.categories)
+            elif kind == "int":
+                assert dtype == np.int64, (name, column)
+            elif kind == "float":
+                assert dtype == np.float64, (name, column)
+        # categories hold only values in use
+        assert list(frame["model"].cat.categories) == sorted(set(ROWS["model"]))
+
+
+def test_date_only_is_local_midnight_with_a_timezone(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + "d,2026-07-01,m/a,1,1,,\n" + "e,2026-07-01T00:00:00Z,m/a,1,1,,\n")
+    berlin = load(path, timezone="Europe/Berlin")
+    assert berlin.frame["timestamp"].tolist() == [pd.Timestamp("2026-06-30T22:00:00Z"),
+                                                   pd.Timestamp("2026-07-01T00:00:00Z")]
+    plain = load(path)
+    assert reasons(plain) == [(2, "d", "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in "
+                                        "the scenario")]
+
+
+def test_epoch_ms_text_with_a_fraction(tmp_path):
+    # 1793613600000 ms is 2026-11-02T10:00:00Z; half a millisecond more is 500,000 ns
+    path = write(tmp_path, "t.csv", HEADER + "a,1793613600123.5,m/a,1,1,,\nb, 1793613600000 ,m/a,1,1,,\n")
+    assert load(path).frame["timestamp"].tolist() == [pd.Timestamp("2026-11-02T10:00:00Z"),
+                                                      pd.Timestamp("2026-11-02T10:00:00.123500Z")]
+
+
+def test_clickhouse_null_marker_is_absent_but_quoted_text_is_kept(tmp_path):
+    path = write(tmp_path, "t.csv", "request_id,timestamp,model,input_tokens,output_tokens,cost_usd,team,project\n"
+                                    'a,2026-11-02T10:00:00Z,m/a,1,1,\\N,\\N,"\\N"\n')
+    t = load(path)
+    assert t.rows_rejected == 0
+    assert np.isnan(t.frame["cost_usd"].iloc[0])
+    assert values(t.frame["team"]) == [None]
+    assert values(t.frame["project"]) == ["\\N"]  # quoted: the text \N, not a NULL
+
+
+def test_limits_are_parameters_and_environment(tmp_path, monkeypatch):
+    from simulator.io.limits import Limits
+
+    path = write(tmp_path, "t.csv", HEADER + GOOD + "big,2026-11-02T10:00:01Z,m/a,5000,1,2.5,\n")
+    assert load(path).rows_rejected == 0
+    t = load(path, limits=Limits(max_tokens=1000, max_cost_usd=2.0))
+    assert reasons(t) == [(3, "big", "input_tokens is implausibly large (above 1,000 tokens, limit max_tokens)")]
+    monkeypatch.setenv("TFYSIM_MAX_COST_USD", "2")
+    assert reasons(load(path)) == [(3, "big", "cost_usd is implausibly large (above 2 USD per request, limit "
+                                              "max_cost_usd)")]
+    monkeypatch.delenv("TFYSIM_MAX_COST_USD")
+    monkeypatch.setenv("TFYSIM_MIN_TIMESTAMP", "2026-11-02T10:00:01Z")
+    assert reasons(load(path)) == [(2, "ok", "timestamp is before 2026-11-02T10:00:01Z, outside the plausible range "
+                                             "(limit min_timestamp)")]
+
+
+def test_deep_metadata_in_a_parquet_struct_and_json_text(tmp_path):
+    deep = {"a": 1}
+    for _ in range(40):
+        deep = {"k": deep}
+    frame = pd.DataFrame({"request_id": ["a", "b"], "timestamp": ["2026-11-02T10:00:00Z"] * 2, "model": ["m/a"] * 2,
+                          "input_tokens": [1, 1], "output_tokens": [1, 1],
+                          "metadata": [json.dumps(deep), json.dumps({"team": "t", "x": {"y": 1}})]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet")
+    assert reasons(t) == [(1, "a", "metadata is nested more than 32 levels deep (limit max_metadata_depth)")]
+    assert values(t.frame["team"]) == ["t"] and values(t.frame["metadata"]) == ['{"x": {"y": 1}}']

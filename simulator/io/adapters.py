@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import InputError
+from simulator.io.readers import shown_columns
 
 ATTRIBUTION_KEYS = ("user_id", "team", "project", "workflow_tag", "session_id")
 REQUIRED = ("request_id", "timestamp", "model", "input_tokens", "output_tokens")
@@ -358,9 +359,10 @@ def apply_adapter(frame: pd.DataFrame, name: str | None, mapping: dict[str, str]
     name = name or detect_adapter(columns)
     if name is None:
         absent = [c for c in REQUIRED if c not in columns]
-        shown = ", ".join(sorted(c for c in columns if not c.startswith("_"))[:8])
+        shown = shown_columns(columns)
         hint = ""
-        if len(columns - {"_row", "_source"}) == 1 and any(d in shown for d in ";\t|"):
+        named = [str(c) for c in columns if not str(c).startswith("_")]
+        if len(named) == 1 and any(d in named[0] for d in ";\t|"):
             hint = " The header looks like it uses another delimiter; export with commas."
         raise InputError(
             f"{where}: missing required column(s) {', '.join(absent)} (found: {shown}).{hint} "
@@ -371,7 +373,7 @@ def apply_adapter(frame: pd.DataFrame, name: str | None, mapping: dict[str, str]
     absent = [c for c in REQUIRED if c not in columns]
     if name == "canonical" and absent:
         # A whole missing column is a file problem, not one reject per row.
-        shown = ", ".join(sorted(c for c in columns if not c.startswith("_"))[:8])
+        shown = shown_columns(columns)
         raise InputError(f"{where}: missing required column(s) {', '.join(absent)} (found: {shown}). "
                          "Rename them or pass --map canonical=source.")
     out = ADAPTERS[name](frame)

@@ -250,17 +250,23 @@ def codes(col: Col) -> tuple[np.ndarray, np.ndarray]:
     return idx, labels
 
 
-def plain_text(col: Col) -> pa.Array:
-    """The column as large_string text, absent (blank, nested) values null."""
+def plain_text(col: Col, drop: np.ndarray | None = None) -> pa.Array:
+    """The column as large_string text; absent (blank, nested) values and rows in ``drop`` are null. Dictionary
+    text is decoded after dropping, so a rejected 1 MB value repeated by a dictionary is never copied per row."""
     arr = col.arr
     n = len(arr)
     if pa.types.is_null(arr.type) or pa.types.is_nested(arr.type):
         return pa.nulls(n, pa.large_string())
     if col.is_text():
-        text = pc.cast(_decode(arr), pa.large_string())
         blank = _blank_text(arr)
         if col.nested is not None:
             blank |= col.nested
+        if drop is not None:
+            blank |= drop
+        if pa.types.is_dictionary(arr.type):
+            indices = pc.if_else(pa.array(blank), pa.scalar(None, arr.indices.type), arr.indices)
+            return pc.cast(arr.dictionary, pa.large_string()).take(indices)
+        text = pc.cast(arr, pa.large_string())
         return pc.if_else(pa.array(blank), pa.scalar(None, pa.large_string()), text) if blank.any() else text
     idx, labels = codes(col)
     if not len(labels):

@@ -21,7 +21,7 @@ class Limits:
     """Per-file and per-value bounds; see the module docstring."""
 
     #: decompressed bytes of one CSV/JSON/JSONL file; decoded bytes of plain text columns of one Parquet file
-    max_file_bytes: int = 4 * 1024**3
+    max_file_bytes: int = 2 * 1024**3
     #: columns in one file (a CSV header line longer than 1 MiB is refused as well)
     max_columns: int = 1000
     #: bytes of one text value (ids, model names, attribution, metadata JSON); ``prompt`` has its own limit

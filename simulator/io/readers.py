@@ -93,14 +93,11 @@ def shown_columns(columns: Any, limit: int = 8) -> str:
     safe = [n if len(n) <= _NAME_CHARS else n[:_NAME_CHARS] + "..." for n in names if _IDENTIFIER.fullmatch(n)]
     hidden = len(names) - len(safe)
     text = ", ".join(safe[:limit])
-    more = len(safe) - len(safe[:limit])
-    extra = []
-    if more:
-        extra.append(f"{more} more")
+    if len(safe) > limit:
+        text += f" (+{len(safe) - limit} more)"
     if hidden:
-        extra.append(f"{hidden} not shown: not identifier-like")
-    if extra:
-        text = f"{text} ({'; '.join(extra)})" if text else "; ".join(extra)
+        note = f"{hidden} name{'s' if hidden > 1 else ''} not shown: not identifier-like"
+        text = f"{text}; {note}" if text else note
     return text
 
 
@@ -589,18 +586,19 @@ def _read_parquet(path: Path, limits: Limits) -> RawTable:
 
 def _check_decoded_size(table: pa.Table, path: Path, limits: Limits) -> None:
     """Bytes that plain text columns (request ids, prompts) take once decoded, checked before decoding them."""
+    import pyarrow.compute as pc
+
     total = 0
-    for name in ("request_id", "prompt"):
+    for name, cap in (("request_id", limits.max_value_bytes), ("prompt", limits.max_prompt_bytes)):
         if name not in table.column_names:
             continue
         for chunk in table.column(name).chunks:
-            if pa.types.is_dictionary(chunk.type):
-                import pyarrow.compute as pc
-
-                lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
+            if pa.types.is_dictionary(chunk.type):  # values over the cap are rejected before decoding: not counted
+                lengths = np.nan_to_num(pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False))
+                lengths = np.where(lengths > cap, 0, lengths).astype(np.int64)
                 idx = chunk.indices.to_numpy(zero_copy_only=False)
                 valid = ~np.asarray(chunk.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-                total += int(np.nan_to_num(lengths)[idx[valid]].sum())
+                total += int(lengths[np.asarray(idx[valid], dtype=np.int64)].sum())
             else:
                 total += chunk.nbytes
     if total > limits.max_file_bytes:

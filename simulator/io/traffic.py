@@ -337,14 +337,18 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
         # A JSON object or array where a scalar belongs would otherwise be stringified and misreported.
         if kind not in ("json", "list") and name in names:
             rej.add(cols[name].nested_mask(), f"{name} must be a single value, not a JSON object or array")
+    too_long: dict[str, np.ndarray] = {}
     for name, (kind, *_rest) in COLUMNS.items():
         if kind in ("str", "json") and name in names:
             cap, key = (limits.max_prompt_bytes, "max_prompt_bytes") if name == "prompt" else \
                 (limits.max_value_bytes, "max_value_bytes")
-            rej.add(C.lengths(cols[name]) > cap, f"{name} is longer than {cap} bytes (limit {key})")
-    out = Part(n=n, bad=np.zeros(n, bool), reason=rej.reason, request_id=C.plain_text(cols.pop("request_id")),
+            too_long[name] = C.lengths(cols[name]) > cap
+            rej.add(too_long[name], f"{name} is longer than {cap} bytes (limit {key})")
+    out = Part(n=n, bad=np.zeros(n, bool), reason=rej.reason,
+               request_id=C.plain_text(cols.pop("request_id"), too_long.get("request_id")),
                prompt=pa.nulls(n, pa.large_string()), numbers={}, labels={}, prefix_blocks=np.zeros(0))
-    rej.add(np.asarray(out.request_id.is_null().to_numpy(zero_copy_only=False), dtype=bool), "request_id is missing")
+    rej.add(np.asarray(out.request_id.is_null().to_numpy(zero_copy_only=False), dtype=bool) & ~rej.bad,
+            "request_id is missing")
 
     ts_col = cols.pop("timestamp")
     ts_missing = C.missing(ts_col)
@@ -387,7 +391,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     for key in ATTRIBUTION_KEYS:
         out.labels[key] = _merge(C.codes(cols.pop(key)), meta_codes, promoted[key])
     out.labels["metadata"] = _merge((np.full(n, -1, np.int64), np.zeros(0, object)), meta_codes, meta_text)
-    out.prompt = C.plain_text(cols.pop("prompt"))
+    out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
     out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
     block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
     out.prefix_blocks = _blocks(block_codes, block_values, rej)

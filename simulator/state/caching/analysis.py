@@ -166,7 +166,7 @@ def cache_summary(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | Non
     ``hit_rate`` = hits / rows that had a usable prefix (enabled, with prefix info, at or above the minimum).
     """
     frame = sim.copy()
-    frame["group"] = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
+    frame["group"] = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
     frame["requests"] = 1
     frame["cacheable"] = (frame["prefix_tokens"] > 0) & ~frame["cache_below_minimum"]
     cols = {
@@ -217,7 +217,7 @@ def ttl_break_even(df: pd.DataFrame, rules: CacheRules, *, by: str = "workflow_t
     (explicit mode, each TTL simulated separately with the same rules).
     """
     gaps = prefix_gaps_ms(df)["prefix_gap_ms"].to_numpy()
-    group = df[by].fillna("(none)").astype(str).to_numpy() if by in df.columns else np.full(len(df), "(none)")
+    group = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else np.full(len(df), "(none)")
     frame = pd.DataFrame({
         "group": group,
         "gaps_le_5m": gaps <= FIVE_MIN_MS,
