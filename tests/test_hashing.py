@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from simulator.routing.hashing import hash64, uniform
+from simulator.hashing import hash64, uniform
 
 MASK = (1 << 64) - 1
 

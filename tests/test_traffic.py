@@ -495,3 +495,15 @@ def test_deep_metadata_in_a_parquet_struct_and_json_text(tmp_path):
     t = load(tmp_path / "t.parquet")
     assert reasons(t) == [(1, "a", "metadata is nested more than 32 levels deep (limit max_metadata_depth)")]
     assert values(t.frame["team"]) == ["t"] and values(t.frame["metadata"]) == ['{"x": {"y": 1}}']
+
+
+def test_readme_limits_table_matches_the_defaults():
+    import dataclasses
+
+    from simulator.io.limits import Limits
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- limits:start -->")[1].split("<!-- limits:end -->")[0].strip().splitlines()[2:]
+    table = {cells[0].strip("`"): cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                                          for line in block)}
+    assert table == {f.name: str(f.default) for f in dataclasses.fields(Limits)}

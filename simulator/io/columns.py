@@ -126,9 +126,21 @@ def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         if arr.num_chunks == 0:
             return pa.array([], arr.type)
         if pa.types.is_dictionary(arr.type):
-            arr = arr.unify_dictionaries()
+            return _stack_dictionaries(arr.chunks)
         return arr.combine_chunks()
     return arr
+
+
+def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """One dictionary array from chunks with their own dictionaries: dictionaries stacked (a value may appear
+    twice; labels are deduplicated when categories are built), indices shifted. Unifying dictionaries instead
+    hashes every value and takes seconds on a column of unique ids."""
+    offsets = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
+    value_type = pa.large_string() if pa.types.is_string(chunks[0].type.value_type) else chunks[0].type.value_type
+    indices = pa.concat_arrays([pc.add(c.indices.cast(pa.int64()), pa.scalar(int(o), pa.int64()))
+                                for c, o in zip(chunks, offsets)])
+    dictionary = pa.concat_arrays([c.dictionary.cast(value_type) for c in chunks])
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def from_arrow(arr: pa.Array | pa.ChunkedArray) -> Col:
@@ -327,18 +339,18 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         out.ns[absent_mask] = 0
         out.problem[absent_mask] = None
         return out
-    text = pc.utf8_trim_whitespace(arr)
     todo = ~absent_mask & ~col.bool_mask()
     out.problem[col.bool_mask()] = "not_iso"
     if not todo.any():
         return out
-    filled = pc.if_else(pa.array(todo), text, "2026-01-01T00:00:00Z") if not todo.all() else text
+    filled = pc.if_else(pa.array(todo), arr, "2026-01-01T00:00:00Z") if not todo.all() else arr
     try:  # the common case: every value is ISO-8601 with an offset
         ns = pc.cast(filled, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
         out.ns[todo] = np.asarray(ns, dtype=np.int64)[todo]
         return out
     except pa.ArrowInvalid:
         pass
+    text = pc.utf8_trim_whitespace(arr)
     number = _bools(pc.match_substring_regex(text, _NUMBER)) & todo
     if number.any():
         ms = _text_numbers(pc.if_else(pa.array(number), text, "0"), ~number)

@@ -572,8 +572,7 @@ def _read_parquet(path: Path, limits: Limits) -> RawTable:
                              f"TFYSIM_MAX_COLUMNS if the file is genuine).")
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         # Text stays dictionary-encoded: a repeated 1 MB string costs 1 MB, not rows x 1 MB.
-        table = pf.read(use_threads=False) if not text else pq.read_table(source, read_dictionary=text,
-                                                                          use_threads=False)
+        table = pq.read_table(source, read_dictionary=text) if text else pf.read()
         table.validate(full=True)  # e.g. invalid UTF-8 in a string column would otherwise fail later, lazily
     except InputError:
         raise

@@ -270,9 +270,9 @@ def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Lim
         for key in ATTRIBUTION_KEYS:
             if v.get(key) not in (None, ""):
                 promoted[key][j] = C.scalar_str(v[key])
-    if k:
-        rej.add(np.where(codes >= 0, problem[np.maximum(codes, 0)], None).astype(object) != None,  # noqa: E711
-                np.where(codes >= 0, problem[np.maximum(codes, 0)], None).astype(object))
+    for reason in dict.fromkeys(p for p in problem if p is not None):
+        per_value = np.array([p == reason for p in problem], dtype=bool)
+        rej.add((codes >= 0) & per_value[np.maximum(codes, 0)], reason)
     return codes, text, promoted
 
 
@@ -282,12 +282,12 @@ def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallb
     codes, labels = own
     usable = fallback_codes >= 0
     if len(fallback_labels):
-        usable &= pd.notna(fallback_labels[np.maximum(fallback_codes, 0)])
+        usable &= np.asarray(pd.notna(fallback_labels), dtype=bool)[np.maximum(fallback_codes, 0)]
     merged = np.where(codes >= 0, codes, np.where(usable, fallback_codes + len(labels), -1))
     return merged, np.concatenate([labels, fallback_labels]).astype(object)
 
 
-def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> np.ndarray:
+def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> tuple[np.ndarray, np.ndarray]:
     per_value = np.full(len(values), None, dtype=object)
     bad_value = np.zeros(len(values), dtype=bool)
     for j, v in enumerate(values):
@@ -304,12 +304,15 @@ def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> np.ndarray
     out = np.full(len(codes), None, dtype=object)
     present = np.flatnonzero(codes >= 0)
     bad = np.zeros(len(codes), dtype=bool)
+    has = np.zeros(len(codes), dtype=bool)
     if len(present):
         bad[present] = bad_value[codes[present]]
+        nonempty = np.array([v is not None and len(v) > 0 for v in per_value], dtype=bool)
+        has[present] = nonempty[codes[present]] & ~bad[present]
         for i in present[~bad[present]]:
             out[i] = list(per_value[codes[i]])  # each row owns its list
     rej.add(bad, "prefix_blocks must be a list of block hashes (strings or integers)")
-    return out
+    return out, has
 
 
 def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: pd.Timestamp | None = None,
@@ -394,8 +397,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
     out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
     block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
-    out.prefix_blocks = _blocks(block_codes, block_values, rej)
-    has_blocks = np.fromiter((b is not None and len(b) > 0 for b in out.prefix_blocks), dtype=bool, count=n)
+    out.prefix_blocks, has_blocks = _blocks(block_codes, block_values, rej)
     rej.add(has_blocks & (num["block_tokens"] <= 0), "prefix_blocks needs block_tokens > 0")
     out.labels["_source"] = C.codes(col("_source"))
     row = C.numbers(col("_row"), C.missing(col("_row")))
@@ -408,7 +410,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    used = np.unique(codes[codes >= 0])
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
     if not len(used):
         return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
@@ -422,7 +424,7 @@ def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tupl
     codes, labels, offset = [], [], 0
     for part, rows in zip(parts, take):
         c, lab = part.labels[name]
-        c = c[rows]
+        c = c if len(rows) == part.n else c[rows]
         codes.append(np.where(c >= 0, c + offset, -1))
         labels.append(np.asarray(lab, dtype=object))
         offset += len(lab)
@@ -451,15 +453,20 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         rows = p.numbers["_row"][bad]
         rejects.extend({"source": str(s), "row": int(r), "request_id": i, "reason": p.reason[b]}
                        for s, r, i, b in zip(src, rows, ids, bad))
-    ids = pa.concat_arrays([p.request_id.take(pa.array(t)) for p, t in zip(parts, take)]) if parts else \
-        pa.array([], pa.large_string())
-    ids = ids.cast(pa.large_string())
-    num = {name: (np.concatenate([p.numbers[name][t] for p, t in zip(parts, take)]) if parts else
+    def rows_of(values: Any, part: Part, rows: np.ndarray) -> Any:
+        if len(rows) == part.n:
+            return values
+        return values.take(pa.array(rows)) if isinstance(values, pa.Array) else values[rows]
+
+    ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
+        if parts else pa.array([], pa.large_string())
+    num = {name: (np.concatenate([rows_of(p.numbers[name], p, t) for p, t in zip(parts, take)]) if parts else
                   np.zeros(0, np.float64 if name in ("cost_usd", "latency_ms") else np.int64))
            for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row")}
     labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
-    blocks = np.concatenate([p.prefix_blocks[t] for p, t in zip(parts, take)]) if parts else np.zeros(0, object)
-    prompt = pa.concat_arrays([p.prompt.take(pa.array(t)).cast(pa.large_string()) for p, t in zip(parts, take)]) \
+    blocks = np.concatenate([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)]) if parts else \
+        np.zeros(0, object)
+    prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
     ts = num["timestamp"]
 
@@ -471,8 +478,11 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         rejects.extend({"source": str(s), "row": int(r), "request_id": i,
                         "reason": "duplicate request_id (an earlier row has the same id)"}
                        for s, r, i in zip(src, num["_row"][where], dup_ids))
-    keep = np.flatnonzero(~dup)
-    order = keep[_time_order(ts[keep], ids.take(pa.array(keep)))]
+    if dup.any():
+        keep = np.flatnonzero(~dup)
+        order = keep[_time_order(ts[keep], ids.take(pa.array(keep)))]
+    else:
+        order = _time_order(ts, ids)
     frame = _frame(order, ids, num, labels, blocks, prompt)
     return frame, rejects
 
@@ -485,11 +495,21 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     dup = np.zeros(n, dtype=bool)
     if n < 2:
         return dup
-    encoded = pc.dictionary_encode(ids)
-    idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    repeated = np.flatnonzero(np.bincount(idx)[idx] > 1)
+    from simulator.hashing import hash64
+
+    # Candidates share a 64-bit hash; the exact text decides among them.
+    hashes = hash64(ids, 0, "request_id")
+    ordered = np.sort(hashes)
+    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
+    if not len(candidates):
+        return dup
+    texts = pd.Series(ids.take(pa.array(candidates)).to_pylist(), dtype=object)
+    repeated = candidates[texts.duplicated(keep=False).to_numpy()]
     if not len(repeated):
         return dup
+    idx = np.zeros(n, dtype=np.int64)
+    idx[repeated] = pd.factorize(texts[texts.duplicated(keep=False)].to_numpy())[0]
     values = {"request_id": ids.take(pa.array(repeated)).to_pylist(), "timestamp": ts[repeated]}
     for name in COLUMNS:
         if name in _CATEGORY_COLUMNS:
@@ -513,6 +533,8 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
 
 def _time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
     """Positions sorted by (timestamp, request_id): numpy on the times, Arrow's string sort only on ties."""
+    if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):  # exports are often in time order already
+        return np.arange(len(ts))
     order = np.argsort(ts, kind="stable")
     sorted_ts = ts[order]
     tie = np.zeros(len(order), dtype=bool)
@@ -530,13 +552,17 @@ def _time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
 
 def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np.ndarray, prompt: pa.Array
            ) -> pd.DataFrame:
-    take = pa.array(order)
+    if len(order) == len(ids) and bool((order == np.arange(len(order))).all()):
+        order = slice(None)  # already in order: no copies
+        take = None
+    else:
+        take = pa.array(order)
     data: dict[str, Any] = {}
     for name, (kind, *_rest) in COLUMNS.items():
         if name == "request_id":
-            data[name] = pd.array(ids.take(take), dtype=TEXT_DTYPE)
+            data[name] = pd.array(ids if take is None else ids.take(take), dtype=TEXT_DTYPE)
         elif name == "prompt":
-            data[name] = pd.array(prompt.take(take), dtype=TEXT_DTYPE)
+            data[name] = pd.array(prompt if take is None else prompt.take(take), dtype=TEXT_DTYPE)
         elif name == "timestamp":
             data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]")).tz_localize("UTC")
         elif name in _CATEGORY_COLUMNS:
