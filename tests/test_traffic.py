@@ -507,3 +507,47 @@ def test_readme_limits_table_matches_the_defaults():
     table = {cells[0].strip("`"): cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")]
                                                           for line in block)}
     assert table == {f.name: str(f.default) for f in dataclasses.fields(Limits)}
+
+
+def _record_lines_by_hand(data: bytes) -> list[int]:
+    """Physical lines where CSV records start, walking the bytes one by one (quotes toggle, empty lines skipped)."""
+    starts, quoted, line, at_start, content = [], False, 1, True, b""
+    for byte in data + b"\n":
+        if at_start and not quoted:
+            start_line, at_start, content = line, False, b""
+        if byte == ord("\n"):
+            if not quoted and content.rstrip(b"\r"):
+                starts.append(start_line)
+            if not quoted:
+                at_start = True
+            line += 1
+            continue
+        if byte == ord('"'):
+            quoted = not quoted
+        content += bytes([byte])
+    return starts
+
+
+@pytest.mark.parametrize("data", [
+    b'a,b\n1,2\n\n"x\ny",3\r\n\r\n4,"q""q"\n5,6',
+    b'h\n"multi\n\nline"\n\n\nz\n',
+    b"a,b\r\n1,2\r\n",
+])
+def test_line_scan_is_exact_wherever_the_stream_is_cut(data):
+    from simulator.io.readers import LineScan
+
+    want = _record_lines_by_hand(data)
+    for cut in range(len(data) + 1):
+        for second in (cut, min(len(data), cut + 3)):
+            scan = LineScan()
+            for piece in (data[:cut], data[cut:second], data[second:]):
+                scan.feed(piece)
+            assert scan.record_lines().tolist() == want, (cut, second)
+
+
+def test_crlf_csv_and_a_bom_read_like_lf(tmp_path):
+    lf = HEADER + GOOD + "two,2026-11-02T10:00:01Z,openai/gpt-4o,-1,10,0.001,\n"
+    a = load(write(tmp_path, "lf.csv", lf))
+    b = load(write(tmp_path, "crlf.csv", "\ufeff" + lf.replace("\n", "\r\n")))
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert reasons(a) == reasons(b) == [(3, "two", "input_tokens must be >= 0")]

@@ -337,10 +337,32 @@ def _header(stream: CappedStream, path: Path, limits: Limits) -> tuple[list[str]
 
 
 def _read_csv(path: Path, limits: Limits) -> RawTable:
+    # Parsed on both cores first; the parser numbers malformed lines only when parsing alone, so a file that has
+    # some is parsed again single-threaded (malformed lines are rare; exact line numbers are the contract).
+    table, scan, invalid = _parse_csv(path, limits, threads=True)
+    if invalid:
+        table, scan, invalid = _parse_csv(path, limits, threads=False)
+    if table.num_columns > limits.max_columns:
+        raise InputError(f"{path}: more than {limits.max_columns} columns (limit max_columns; raise it with "
+                         f"TFYSIM_MAX_COLUMNS if the file is genuine).")
+    lines = scan.record_lines()
+    # An odd quote count alone may be a stray quote inside an unquoted field; the parser confirms it when the last
+    # record came out malformed (it ran to the end of the file).
+    if scan.unclosed_line >= 0 and (not table.num_rows or (invalid and invalid[-1][0] == len(lines))):
+        raise InputError(f"{path}: cannot parse CSV (Error tokenizing data. C error: EOF inside string starting at "
+                         f"row {scan.unclosed_line}).")
+    table = _dedupe_names(table)
+    rejects, rows = _csv_rows(lines, invalid, table.num_rows)
+    table = table.append_column("_row", pa.array(rows, type=pa.int64()))
+    return RawTable(table, rejects)
+
+
+def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, LineScan, list]:
     import pyarrow.csv as pcsv
 
     scan = LineScan()
     stream = CappedStream(open_stream(path), limits.max_file_bytes, scan)
+    invalid: list[tuple[int | None, int, int]] = []
     try:
         try:
             names, seen = _header(stream, path, limits)
@@ -348,7 +370,6 @@ def _read_csv(path: Path, limits: Limits) -> RawTable:
             stream.error = exc
             raise stream_error(path, stream, limits) from None
         stream._prefix = seen
-        invalid: list[tuple[int | None, int, int]] = []
 
         def on_invalid(row: Any) -> str:
             if row.text.strip():
@@ -362,7 +383,7 @@ def _read_csv(path: Path, limits: Limits) -> RawTable:
         try:
             table = pcsv.read_csv(
                 stream,
-                read_options=pcsv.ReadOptions(use_threads=False, block_size=8 << 20),
+                read_options=pcsv.ReadOptions(use_threads=threads, block_size=8 << 20),
                 parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
                 convert_options=pcsv.ConvertOptions(column_types=types, null_values=["\\N"], strings_can_be_null=True,
                                                     quoted_strings_can_be_null=False),
@@ -379,19 +400,7 @@ def _read_csv(path: Path, limits: Limits) -> RawTable:
             raise InputError(f"{path}: cannot parse CSV ({_first_line(exc)}).") from None
     finally:
         stream.close()
-    if table.num_columns > limits.max_columns:
-        raise InputError(f"{path}: more than {limits.max_columns} columns (limit max_columns; raise it with "
-                         f"TFYSIM_MAX_COLUMNS if the file is genuine).")
-    lines = scan.record_lines()
-    # An odd quote count alone may be a stray quote inside an unquoted field; the parser confirms it when the last
-    # record came out malformed (it ran to the end of the file).
-    if scan.unclosed_line >= 0 and (not table.num_rows or (invalid and invalid[-1][0] == len(lines))):
-        raise InputError(f"{path}: cannot parse CSV (Error tokenizing data. C error: EOF inside string starting at "
-                         f"row {scan.unclosed_line}).")
-    table = _dedupe_names(table)
-    rejects, rows = _csv_rows(lines, invalid, table.num_rows)
-    table = table.append_column("_row", pa.array(rows, type=pa.int64()))
-    return RawTable(table, rejects)
+    return table, scan, invalid
 
 
 def _unclosed(scan: LineScan) -> bool:
