@@ -143,8 +143,23 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
-def from_arrow(arr: pa.Array | pa.ChunkedArray) -> Col:
+def from_arrow(arr: pa.Array | pa.ChunkedArray, chunks: bool = False) -> Col:
+    """An Arrow column; with ``chunks`` a chunked column stays chunked (only for :func:`lengths`,
+    :func:`plain_text` and the masks)."""
+    if chunks and isinstance(arr, pa.ChunkedArray) and arr.num_chunks > 1:
+        return Col(arr)
     return Col(_combine(arr))
+
+
+def _per_chunk(arr: Any, fn: Any, mask: np.ndarray | None = None) -> Any:
+    """Apply ``fn(chunk, mask_slice)`` to each chunk of a chunked array and join the results."""
+    out, start = [], 0
+    for chunk in arr.chunks:
+        out.append(fn(chunk, None if mask is None else mask[start:start + len(chunk)]))
+        start += len(chunk)
+    if out and isinstance(out[0], np.ndarray):
+        return np.concatenate(out)
+    return pa.concat_arrays(out) if out else pa.array([], pa.large_string())
 
 
 # -- missing ---------------------------------------------------------------------------------------------------
@@ -179,6 +194,8 @@ def missing(col: Col) -> np.ndarray:
 def lengths(col: Col) -> np.ndarray:
     """Bytes of each text value (0 for other kinds)."""
     arr = col.arr
+    if isinstance(arr, pa.ChunkedArray):
+        return _per_chunk(arr, lambda chunk, _: lengths(Col(chunk)))
     if not col.is_text():
         return np.zeros(len(arr), dtype=np.int64)
     if pa.types.is_dictionary(arr.type):
@@ -267,6 +284,8 @@ def plain_text(col: Col, drop: np.ndarray | None = None) -> pa.Array:
     text is decoded after dropping, so a rejected 1 MB value repeated by a dictionary is never copied per row."""
     arr = col.arr
     n = len(arr)
+    if isinstance(arr, pa.ChunkedArray):
+        return _per_chunk(arr, lambda chunk, part: plain_text(Col(chunk), part), drop)
     if pa.types.is_null(arr.type) or pa.types.is_nested(arr.type):
         return pa.nulls(n, pa.large_string())
     if col.is_text():
@@ -292,16 +311,21 @@ NS_LOW = pd.Timestamp("1678-01-01", tz="UTC").value
 NS_HIGH = pd.Timestamp("2261-12-31", tz="UTC").value
 
 
+#: what can be wrong with a timestamp; ``Times.problem`` holds 1 + the index here (0 = fine)
+PROBLEMS = ("range", "not_iso", "not_date", "no_zone", "dst", "dst_typed", "seconds", "epoch")
+_CODE = {name: np.int8(i + 1) for i, name in enumerate(PROBLEMS)}
+
+
 @dataclasses.dataclass
 class Times:
-    """UTC nanoseconds plus, per row, the name of the problem found (None = fine)."""
+    """UTC nanoseconds plus, per row, the problem found (0 = fine, else 1 + index into :data:`PROBLEMS`)."""
 
     ns: np.ndarray
-    problem: np.ndarray  # object array of short problem keys, see simulator.io.traffic
+    problem: np.ndarray
 
 
 def _problem(n: int) -> np.ndarray:
-    return np.full(n, None, dtype=object)
+    return np.zeros(n, dtype=np.int8)
 
 
 def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times:
@@ -315,7 +339,7 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         raw = np.array(pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
         per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[t.unit]
         in_range = valid & (raw >= NS_LOW // per) & (raw <= NS_HIGH // per)
-        out.problem[valid & ~in_range] = "range"
+        out.problem[valid & ~in_range] = _CODE["range"]
         out.ns[in_range] = raw[in_range] * per
         if t.tz is None:
             _localise(out, in_range, timezone, typed=True)
@@ -325,10 +349,10 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         ms = np.array(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         _epoch(out, ms, ~absent_mask & ~col.bool_mask() & ~col.nested_mask())
-        out.problem[col.bool_mask()] = "not_iso"
+        out.problem[col.bool_mask()] = _CODE["not_iso"]
         return out
     if not col.is_text():
-        out.problem[~absent_mask] = "not_iso"
+        out.problem[~absent_mask] = _CODE["not_iso"]
         return out
     if pa.types.is_dictionary(t):  # parse each distinct text once
         inner = Col(arr.dictionary)
@@ -337,10 +361,10 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         out.ns = parsed.ns[idx] if len(idx) and len(parsed.ns) else out.ns
         out.problem = parsed.problem[idx] if len(idx) and len(parsed.ns) else out.problem
         out.ns[absent_mask] = 0
-        out.problem[absent_mask] = None
+        out.problem[absent_mask] = 0
         return out
     todo = ~absent_mask & ~col.bool_mask()
-    out.problem[col.bool_mask()] = "not_iso"
+    out.problem[col.bool_mask()] = _CODE["not_iso"]
     if not todo.any():
         return out
     filled = pc.if_else(pa.array(todo), arr, "2026-01-01T00:00:00Z") if not todo.all() else arr
@@ -357,22 +381,22 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         _epoch(out, ms, number)
     zoned = _bools(pc.match_substring_regex(text, _ZONE)) & todo & ~number
     datey = _bools(pc.match_substring_regex(text, _DATE)) & todo & ~number & ~zoned
-    out.problem[todo & ~number & ~zoned & ~datey] = "not_iso"
+    out.problem[todo & ~number & ~zoned & ~datey] = _CODE["not_iso"]
     if zoned.any():
         idx = np.flatnonzero(zoned)
         ns, ok, too_far = _parse_iso(text.take(pa.array(idx)), utc=True)
         out.ns[idx[ok]] = ns[ok]
-        out.problem[idx[~ok & too_far]] = "range"
-        out.problem[idx[~ok & ~too_far]] = "not_iso"
+        out.problem[idx[~ok & too_far]] = _CODE["range"]
+        out.problem[idx[~ok & ~too_far]] = _CODE["not_iso"]
     if datey.any():
         idx = np.flatnonzero(datey)
         if timezone is None:
-            out.problem[idx] = "no_zone"
+            out.problem[idx] = _CODE["no_zone"]
         else:
             ns, ok, too_far = _parse_iso(text.take(pa.array(idx)), utc=False)
             out.ns[idx[ok]] = ns[ok]
-            out.problem[idx[~ok & too_far]] = "range"
-            out.problem[idx[~ok & ~too_far]] = "not_date"
+            out.problem[idx[~ok & too_far]] = _CODE["range"]
+            out.problem[idx[~ok & ~too_far]] = _CODE["not_date"]
             mask = np.zeros(n, dtype=bool)
             mask[idx[ok]] = True
             _localise(out, mask, timezone, typed=False)
@@ -433,8 +457,8 @@ def _epoch(out: Times, ms: np.ndarray, rows: np.ndarray) -> None:
         bad = rows & (~np.isfinite(ms) | (ms < 0) | (ms >= 1e14))
         seconds = rows & ~bad & (ms >= 1e9) & (ms < 1e11)
         ok = rows & ~bad & ~seconds
-    out.problem[bad] = "epoch"
-    out.problem[seconds] = "seconds"
+    out.problem[bad] = _CODE["epoch"]
+    out.problem[seconds] = _CODE["seconds"]
     # ms * 1e6 in float64 would be off by up to ~128 ns at today's epochs; scale the whole part as integers.
     whole = np.floor(ms[ok])
     out.ns[ok] = whole.astype(np.int64) * 1_000_000 + np.round((ms[ok] - whole) * 1e6).astype(np.int64)
@@ -442,14 +466,14 @@ def _epoch(out: Times, ms: np.ndarray, rows: np.ndarray) -> None:
 
 def _localise(out: Times, rows: np.ndarray, timezone: str | None, typed: bool) -> None:
     if timezone is None:
-        out.problem[rows] = "no_zone"
+        out.problem[rows] = _CODE["no_zone"]
         return
     idx = np.flatnonzero(rows)
     if not len(idx):
         return
     local = pd.DatetimeIndex(out.ns[idx].view("M8[ns]")).tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
     bad = np.asarray(local.isna())
-    out.problem[idx[bad]] = "dst_typed" if typed else "dst"
+    out.problem[idx[bad]] = _CODE["dst_typed" if typed else "dst"]
     good = idx[~bad]
     out.ns[good] = local[~bad].tz_convert("UTC").as_unit("ns").asi8
 

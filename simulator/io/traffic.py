@@ -198,6 +198,10 @@ def _ints(col: C.Col, name: str, required: bool, default: int, rej: _Rejector, c
     num = C.numbers(col, missing)
     if required:
         rej.add(missing, f"{name} is missing")
+    with np.errstate(invalid="ignore"):
+        clean = not (~missing & ~((num >= 0) & (num <= cap) & (np.floor(num) == num))).any()
+    if clean:  # the usual case: one pass instead of one per reason
+        return np.where(missing, 0 if default is None else default, num).astype(np.int64)
     rej.add(~missing & np.isnan(num), f"{name} must be an integer >= 0")
     with np.errstate(invalid="ignore"):
         rej.add(~missing & np.isinf(num), f"{name} must be finite")
@@ -213,6 +217,9 @@ def _ints(col: C.Col, name: str, required: bool, default: int, rej: _Rejector, c
 def _floats(col: C.Col, name: str, rej: _Rejector, cap: float, limit: str) -> np.ndarray:
     missing = C.missing(col)
     num = C.numbers(col, missing)
+    with np.errstate(invalid="ignore"):
+        if not (~missing & ~((num >= 0) & (num <= cap))).any():
+            return np.where(missing, np.nan, num)
     # NaN given explicitly ("NaN" text, JSON NaN) is rejected; absent (and NaN in a typed column) is allowed.
     rej.add(~missing & np.isnan(num), f"{name} must be a finite number")
     with np.errstate(invalid="ignore"):
@@ -329,7 +336,9 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     else:
         n = raw.num_rows
         names = set(raw.column_names)
-        col = lambda name: C.from_arrow(raw.column(name)) if name in names else C.absent(n)  # noqa: E731
+        # ids and prompts stay in their chunks (each chunk's dictionary is decoded on its own)
+        col = lambda name: (C.from_arrow(raw.column(name), chunks=name in ("request_id", "prompt"))  # noqa: E731
+                            if name in names else C.absent(n))
         original = lambda name: None  # noqa: E731
     rej = _Rejector(n)
     if "_reject" in names:
@@ -358,10 +367,11 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     rej.add(ts_missing, "timestamp is missing")
     times = C.timestamps(ts_col, ts_missing, timezone)
     del ts_col
-    for key, reason in _time_reasons(timezone).items():
-        rej.add(times.problem == key, reason)
+    if times.problem.any():
+        for key, reason in _time_reasons(timezone).items():
+            rej.add(times.problem == C.PROBLEMS.index(key) + 1, reason)
     ts = times.ns
-    parsed = ~ts_missing & pd.isna(times.problem)
+    parsed = ~ts_missing & (times.problem == 0)
     rej.add(parsed & ((ts < C.NS_LOW) | (ts > C.NS_HIGH)), _TS_RANGE)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     rej.add(~rej.bad & (ts > (now + _FUTURE_SLACK).value), "timestamp is in the future")
