@@ -551,3 +551,19 @@ def test_crlf_csv_and_a_bom_read_like_lf(tmp_path):
     b = load(write(tmp_path, "crlf.csv", "\ufeff" + lf.replace("\n", "\r\n")))
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert reasons(a) == reasons(b) == [(3, "two", "input_tokens must be >= 0")]
+
+
+def test_duplicates_found_by_hash_on_large_tables_match_the_small_table_path(tmp_path):
+    # 250,000 rows take the hashed path; rows 7, 50,007, ... repeat the id of the row 3 before them (5 copies).
+    n = 250_000
+    ids = np.array([f"id-{i - 3}" if i % 50_000 == 7 else f"id-{i}" for i in range(n)], dtype=object)
+    frame = pd.DataFrame({"request_id": ids, "timestamp": pd.Timestamp("2026-11-02T10:00:00Z") +
+                          pd.to_timedelta(np.arange(n), unit="ms"), "model": "m/a", "input_tokens": 1,
+                          "output_tokens": 1})
+    frame.to_parquet(tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet")
+    counts = pd.Series(ids).value_counts()
+    repeated = set(counts[counts > 1].index)
+    assert t.rows_rejected == sum(counts[counts > 1] - 1) == len(repeated) == 5
+    assert set(t.rejects["request_id"]) == repeated
+    assert t.frame["request_id"].is_unique and len(t.frame) == n - len(repeated)

@@ -20,6 +20,7 @@ import json
 import re
 import stat
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,6 +489,14 @@ def parse_jsonl_line(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return obj, None
 
 
+def jsonl_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, record, reject reason) for every line that is not blank."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            obj, reason = parse_jsonl_line(line.rstrip(b"\n"))
+            yield number, obj, reason
+
+
 def records_frame(records: list[dict[str, Any]], rows: list[int]) -> pd.DataFrame:
     """Parsed JSON records as a frame of Python objects (validation converts them, kind by kind)."""
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
@@ -503,12 +512,8 @@ def _read_jsonl(path: Path, limits: Limits) -> RawTable:
     rejects: list[dict[str, Any]] = []
     any_text = False
     try:
-        reader = io.BufferedReader(stream, buffer_size=1 << 20)
-        for number, line in enumerate(reader, start=1):
-            if not line.strip():
-                continue
+        for number, obj, reason in jsonl_lines(io.BufferedReader(stream, buffer_size=1 << 20)):
             any_text = True
-            obj, reason = parse_jsonl_line(line.rstrip(b"\n"))
             if reason is not None:
                 rejects.append({"row": number, "reason": reason})
                 continue

@@ -505,13 +505,15 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     dup = np.zeros(n, dtype=bool)
     if n < 2:
         return dup
-    from simulator.hashing import hash64
+    if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
+        candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
+    else:  # candidates share a 64-bit hash; the exact text decides among them
+        from simulator.hashing import hash64
 
-    # Candidates share a 64-bit hash; the exact text decides among them.
-    hashes = hash64(ids, 0, "request_id")
-    ordered = np.sort(hashes)
-    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
+        hashes = hash64(ids, 0, "request_id")
+        ordered = np.sort(hashes)
+        shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+        candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
     if not len(candidates):
         return dup
     texts = pd.Series(ids.take(pa.array(candidates)).to_pylist(), dtype=object)
