@@ -567,3 +567,26 @@ def test_duplicates_found_by_hash_on_large_tables_match_the_small_table_path(tmp
     assert t.rows_rejected == sum(counts[counts > 1] - 1) == len(repeated) == 5
     assert set(t.rejects["request_id"]) == repeated
     assert t.frame["request_id"].is_unique and len(t.frame) == n - len(repeated)
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.jsonl.gz", "t.json", "t.parquet.gz"])
+def test_byte_limit_stops_every_format(tmp_path, name):
+    from simulator.io.limits import Limits
+
+    rows = [{"request_id": f"r{i}", "timestamp": "2026-11-02T10:00:00Z", "model": "m/a", "input_tokens": 1,
+             "output_tokens": 1} for i in range(3000)]
+    if name.startswith("t.csv"):
+        blob = pd.DataFrame(rows).to_csv(index=False).encode()
+    elif name.startswith("t.jsonl"):
+        blob = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    elif name == "t.json":
+        blob = json.dumps(rows).encode()
+    else:
+        buf = io.BytesIO()
+        pd.DataFrame(rows).to_parquet(buf)
+        blob = buf.getvalue()
+    path = write(tmp_path, name, blob)
+    assert load(path).rows_replayed == 3000
+    limit = len(blob) - 1 if name != "t.parquet.gz" else len(blob) // 2
+    with pytest.raises(InputError, match=rf"more than {limit} bytes after decompression \(limit max_file_bytes"):
+        load(path, limits=Limits(max_file_bytes=limit))

@@ -296,8 +296,11 @@ def stream_error(path: Path, stream: CappedStream, limits: Limits) -> InputError
 
 def _read_all(path: Path, limits: Limits) -> bytes:
     stream = CappedStream(open_stream(path), limits.max_file_bytes)
+    parts = []
     try:
-        return stream.read()
+        while chunk := stream.read(1 << 20):  # in pieces, so the limit stops a huge file early
+            parts.append(chunk)
+        return b"".join(parts)
     except (_TooLarge, EOFError, OSError, zlib.error):
         raise stream_error(path, stream, limits) from None
     finally:
