@@ -438,8 +438,14 @@ def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tupl
         codes.append(np.where(c >= 0, c + offset, -1))
         labels.append(np.asarray(lab, dtype=object))
         offset += len(lab)
-    return (np.concatenate(codes) if codes else np.zeros(0, np.int64),
-            np.concatenate(labels) if labels else np.zeros(0, object))
+    return _join(codes, np.int64), _join(labels, object)
+
+
+def _join(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """np.concatenate without the copy when there is one array."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
 def _label_values(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -470,12 +476,11 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 
     ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
-    num = {name: (np.concatenate([rows_of(p.numbers[name], p, t) for p, t in zip(parts, take)]) if parts else
-                  np.zeros(0, np.float64 if name in ("cost_usd", "latency_ms") else np.int64))
+    num = {name: _join([rows_of(p.numbers[name], p, t) for p, t in zip(parts, take)],
+                       np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
            for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row")}
     labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
-    blocks = np.concatenate([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)]) if parts else \
-        np.zeros(0, object)
+    blocks = _join([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)], object)
     prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
     ts = num["timestamp"]
@@ -584,7 +589,7 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
             data[name] = blocks[order]
         else:
             data[name] = num[name][order]
-    return pd.DataFrame(data, columns=list(COLUMNS))
+    return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns
 
 
 def normalize(raw: pd.DataFrame | pa.Table, *, timezone: str | None = None, now: pd.Timestamp | None = None,
