@@ -287,6 +287,8 @@ def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallb
            ) -> tuple[np.ndarray, np.ndarray]:
     """Codes of ``own`` where present, else of the fallback (whose label may be None = absent)."""
     codes, labels = own
+    if not len(fallback_labels) or (len(labels) == 0 and bool(pd.notna(fallback_labels).all())):
+        return (codes, labels) if not len(fallback_labels) else (fallback_codes, fallback_labels.astype(object))
     usable = fallback_codes >= 0
     if len(fallback_labels):
         usable &= np.asarray(pd.notna(fallback_labels), dtype=bool)[np.maximum(fallback_codes, 0)]
@@ -435,7 +437,7 @@ def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tupl
     for part, rows in zip(parts, take):
         c, lab = part.labels[name]
         c = c if len(rows) == part.n else c[rows]
-        codes.append(np.where(c >= 0, c + offset, -1))
+        codes.append(np.where(c >= 0, c + offset, -1) if offset else c)
         labels.append(np.asarray(lab, dtype=object))
         offset += len(lab)
     return _join(codes, np.int64), _join(labels, object)
