@@ -590,3 +590,14 @@ def test_byte_limit_stops_every_format(tmp_path, name):
     limit = len(blob) - 1 if name != "t.parquet.gz" else len(blob) // 2
     with pytest.raises(InputError, match=rf"more than {limit} bytes after decompression \(limit max_file_bytes"):
         load(path, limits=Limits(max_file_bytes=limit))
+
+
+def test_malformed_line_that_is_not_utf8_is_one_clear_error(tmp_path, capfd):
+    # Found by the atheris csv target: pyarrow failed to decode the line for the malformed-line handler and printed
+    # "Exception ignored ... UnicodeDecodeError" on stderr. Header 54 bytes + first row 32 bytes + "r2," = byte 89.
+    path = write(tmp_path, "t.csv", b"request_id,timestamp,model,input_tokens,output_tokens\n"
+                                    b"r1,2026-11-16T09:00:00Z,m/a,1,1\nr2,\xc5x,1\n")
+    with pytest.raises(InputError) as err:
+        load(path)
+    assert str(err.value) == f"{path} line 3: not UTF-8 text (byte 89). Re-export as UTF-8."
+    assert capfd.readouterr().err == ""

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import stat
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -384,6 +385,11 @@ def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, Lin
 
         types = {name: pa.dictionary(pa.int32(), pa.string()) if name in DICTIONARY_COLUMNS else pa.string()
                  for name in names}
+        # pyarrow decodes a malformed line's text before calling on_invalid; when that text is not UTF-8 the error
+        # goes to sys.unraisablehook (a traceback on stderr). Collect it instead: the file is not UTF-8.
+        unraisable: list[BaseException | None] = []
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda info: unraisable.append(info.exc_value)
         try:
             table = pcsv.read_csv(
                 stream,
@@ -396,12 +402,18 @@ def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, Lin
             error = stream_error(path, stream, limits)
             if error is not None:
                 raise error from None
-            if "UTF8" in str(exc):
+            if "UTF8" in str(exc) or any(isinstance(e, UnicodeDecodeError) for e in unraisable):
                 raise _utf8_error(path, limits) from None
             if _unclosed(scan):
                 raise InputError(f"{path}: cannot parse CSV (Error tokenizing data. C error: EOF inside string "
                                  f"starting at row {scan.unclosed_line}).") from None
-            raise InputError(f"{path}: cannot parse CSV ({_first_line(exc)}).") from None
+            # pyarrow ends some messages with the line's text: values are never echoed
+            message = re.sub(r"(got \d+)\s*:.*", r"\1", _first_line(exc))
+            raise InputError(f"{path}: cannot parse CSV ({message}).") from None
+        finally:
+            sys.unraisablehook = hook
+        if any(isinstance(e, UnicodeDecodeError) for e in unraisable):
+            raise _utf8_error(path, limits)
     finally:
         stream.close()
     return table, scan, invalid
