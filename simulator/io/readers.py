@@ -337,7 +337,10 @@ def _header(stream: CappedStream, path: Path, limits: Limits) -> tuple[list[str]
     if decoded.count(",") + 1 > limits.max_columns:
         raise InputError(f"{path}: more than {limits.max_columns} columns (limit max_columns; raise it with "
                          f"TFYSIM_MAX_COLUMNS if the file is genuine).")
-    names = next(csv.reader([decoded.rstrip("\r")]), []) if decoded else []
+    try:
+        names = next(csv.reader([decoded.rstrip("\r")]), []) if decoded else []
+    except csv.Error:  # e.g. a bare carriage return or NUL in the header: let the parser name the columns
+        names = []
     return names, seen
 
 
