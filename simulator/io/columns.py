@@ -363,13 +363,14 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         out.ns[absent_mask] = 0
         out.problem[absent_mask] = 0
         return out
-    todo = ~absent_mask & ~col.bool_mask()
+    todo = ~absent_mask & ~col.bool_mask() & ~col.nested_mask()  # nested values have their own reason
     out.problem[col.bool_mask()] = _CODE["not_iso"]
     if not todo.any():
         return out
     filled = pc.if_else(pa.array(todo), arr, "2026-01-01T00:00:00Z") if not todo.all() else arr
     try:  # the common case: every value is ISO-8601 with an offset
-        ns = pc.cast(filled, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ns = pc.fill_null(pc.cast(filled, pa.timestamp("ns", "UTC")).cast(pa.int64()), 0).to_numpy(
+            zero_copy_only=False)
         out.ns[todo] = np.asarray(ns, dtype=np.int64)[todo]
         return out
     except pa.ArrowInvalid:
