@@ -34,7 +34,8 @@ import pandas as pd
 from simulator.facts import Facts, facts_of
 from simulator.io.traffic import Traffic
 from simulator.pricing.catalog import Catalog
-from simulator.routing.assign import hashed_uniform, route_rule
+from simulator.hashing import hash64, uniform
+from simulator.routing.assign import route_rule
 from simulator.routing.fallbacks import composition_rule, compositions, covers
 from simulator.routing.matching import RequestView, match
 from simulator.routing.scenario import Candidate, Outage
@@ -111,8 +112,7 @@ class Chunk:
         self.n = len(f)
         self.view = RequestView(f)
         self.ts = f["timestamp"].array.asi8.copy() if self.n else np.zeros(0, np.int64)
-        self.model = (pd.Index(ctx.vocab).get_indexer(f["model"].to_numpy(dtype=object)).astype(np.int64)
-                      if self.n else np.zeros(0, np.int64))
+        self.model = codes_in(f["model"], ctx.vocab)
         self.inp = f["input_tokens"].to_numpy(np.int64)
         self.out = f["output_tokens"].to_numpy(np.int64)
         self.cr = f["cache_read_tokens"].to_numpy(np.int64)
@@ -156,19 +156,32 @@ class Chunk:
 
     @cached_property
     def request_uniform(self) -> np.ndarray:
-        return hashed_uniform(self.frame["request_id"].to_numpy(dtype=object), self.seed)
+        """U[0, 1) per row from (seed, request_id): weighted splits (:mod:`simulator.hashing`, the whole seed)."""
+        return uniform(hash64(self.frame["request_id"], self.seed, "split"))
 
     @cached_property
     def session_uniform(self) -> np.ndarray:
-        sessions = self.frame["session_id"].to_numpy(dtype=object)
-        keys = np.where(pd.isna(sessions), self.frame["request_id"].to_numpy(dtype=object), sessions)
-        return hashed_uniform(keys, self.seed, "s")
+        """U[0, 1) per row from (seed, session_id, or request_id without one): sticky weighted splits."""
+        sessions = self.frame["session_id"]
+        keyed = uniform(hash64(sessions, self.seed, "session"))
+        alone = self.request_uniform if sessions.isna().any() else keyed
+        return np.where(sessions.isna().to_numpy(), alone, keyed)
 
     @cached_property
     def request_hash(self) -> np.ndarray:
         """64-bit hash of (seed, request_id) per row, the source of per-attempt failure draws."""
-        return pd.util.hash_array(self.frame["request_id"].to_numpy(dtype=object),
-                                  hash_key=f"{self.seed:08d}fail"[:16].ljust(16, "0"), categorize=True)
+        return hash64(self.frame["request_id"], self.seed, "fail")
+
+
+def codes_in(column: pd.Series, vocab: list[str]) -> np.ndarray:
+    """Codes of a text column in ``vocab`` (-1 where absent), per distinct value for a categorical column."""
+    if len(column) == 0:
+        return np.zeros(0, np.int64)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        mapping = pd.Index(vocab).get_indexer(column.cat.categories.astype(object))
+        codes = column.cat.codes.to_numpy()
+        return np.where(codes >= 0, mapping[codes], -1).astype(np.int64)
+    return pd.Index(vocab).get_indexer(column.to_numpy(dtype=object)).astype(np.int64)
 
 
 class Prepared(Chunk):

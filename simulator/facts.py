@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.hashing import hash64
 from simulator.routing.assign import FAIL_BUCKET_NS
 from simulator.summary.exact_sums import LatencySums
 
@@ -153,7 +154,7 @@ class FactsBuilder:
         ok = np.flatnonzero(~failed)
         if not len(ok):
             return
-        hashes = pd.util.hash_array(f["request_id"].to_numpy(dtype=object)[ok], categorize=False)
+        hashes = hash64(f["request_id"], 0, "sample")[ok]
         values = np.stack([f["input_tokens"].to_numpy(np.int64)[ok], f["output_tokens"].to_numpy(np.int64)[ok]],
                           axis=1)
         groups = pd.DataFrame({"w": wf[ok], "m": model[ok]})

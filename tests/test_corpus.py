@@ -70,6 +70,50 @@ def _generate(name: str, path: Path) -> None:
                                  "model": ["openai-main/gpt-4o"], "input_tokens": [10], "output_tokens": [1]}), path)
     elif name == "parquet_garbage":
         path.write_bytes(b"PAR1 this is not parquet")
+    elif name == "deep_metadata_csv":  # deeper than json's recursion limit: RecursionError on main
+        meta = '{"a":' * 1200 + "1" + "}" * 1200
+        path.write_text(f'{HEADER},metadata\n{OK_ROW},\nr2,2026-11-16T09:00:00Z,openai-main/gpt-4o,1,1,0.1,u,"'
+                        + meta.replace('"', '""') + '"\n', encoding="utf-8")
+    elif name == "deep_metadata_jsonl":
+        meta = '{"a":' * 40 + "1" + "}" * 40
+        path.write_text(JSONL_OK + '{"request_id":"r2","timestamp":"2026-11-16T09:00:00Z","model":"openai-main/gpt-4o",'
+                        '"input_tokens":1,"output_tokens":1,"metadata":' + meta + "}\n", encoding="utf-8")
+    elif name == "gzip_bomb":  # 2 MB of valid rows in a few KB
+        rows = "".join(f"r{i},2026-11-16T09:00:00Z,openai-main/gpt-4o,10,1,0.1,u\n" for i in range(40_000))
+        path.write_bytes(gzip.compress((HEADER + "\n" + rows).encode()))
+    elif name in ("parquet_repeated_prompt", "parquet_repeated_id"):  # a 1 MB value stored once, used 3,000 times
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        n = 3000
+        big = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), ["x" * (1 << 20)])
+        if name == "parquet_repeated_id":  # 3,000 rows with the 1 MB id, one good row
+            ids = pa.chunked_array([big, pa.array(["r-ok"]).dictionary_encode()])
+            n += 1
+        else:
+            ids = pa.array([f"r{i}" for i in range(n)])
+        columns = {"request_id": ids, "timestamp": ["2026-11-16T09:00:00Z"] * n, "model": ["openai-main/gpt-4o"] * n,
+                   "input_tokens": [10] * n, "output_tokens": [1] * n}
+        if name == "parquet_repeated_prompt":
+            columns["prompt"] = big
+        pq.write_table(pa.table(columns), path)
+    elif name == "dev_zero_link":
+        path.symlink_to("/dev/zero")
+    elif name == "fifo":
+        os.mkfifo(path)
+    elif name == "wide_csv":
+        names = ["request_id", "timestamp", "model", "input_tokens", "output_tokens"] + [f"c{i}" for i in range(1000)]
+        path.write_text(",".join(names) + "\n" + ",".join(["x"] * len(names)) + "\n", encoding="utf-8")
+    elif name == "huge_header_csv":
+        path.write_text(",".join(f"column_{i}" for i in range(120_000)) + "\n1\n", encoding="utf-8")
+    elif name == "wide_parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({f"c{i}": [1] for i in range(1001)}), path)
+    elif name == "long_value_csv":
+        path.write_text(f"{HEADER}\n{OK_ROW}\nr2,2026-11-16T09:00:00Z,openai-main/gpt-4o,1,1,0.1,{'u' * 70_000}\n",
+                        encoding="utf-8")
     elif name == "billion_laughs_scenario":
         path.write_text(_laughs(13, "name: corpus"), encoding="utf-8")
     elif name == "billion_laughs_overrides":
@@ -137,7 +181,7 @@ def test_corpus_case(case_id, tmp_path, monkeypatch):
     case = CASES[case_id]
     folder = materialise(case, tmp_path)
     monkeypatch.chdir(folder)
-    result = CliRunner().invoke(cli, _args(case))
+    result = CliRunner().invoke(cli, _args(case), env=case.get("env"))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a crash: show it
     check_outcome(case, folder, result.exit_code, result.stdout, result.stderr)
@@ -145,14 +189,16 @@ def test_corpus_case(case_id, tmp_path, monkeypatch):
 
 SUBPROCESS_CASES = ["gzip-truncated", "csv-missing-required-column", "jsonl-deeply-nested", "scenario-billion-laughs",
                     "scenario-deeply-nested", "scenario-pricing-escapes-with-symlink", "overrides-negative-price",
-                    "timestamp-year-1"]
+                    "timestamp-year-1", "metadata-nested-past-recursion-limit", "gzip-expands-past-the-byte-limit",
+                    "dev-zero-behind-a-csv-name", "fifo-as-traffic", "two-costs-of-1e308-do-not-overflow"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
 def test_corpus_case_in_subprocess(case_id, tmp_path):
     case = CASES[case_id]
     folder = materialise(case, tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           **case.get("env", {})}
     proc = subprocess.run([sys.executable, "-m", "simulator", *_args(case)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
     check_outcome(case, folder, proc.returncode, proc.stdout, proc.stderr)

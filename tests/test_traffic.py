@@ -34,6 +34,11 @@ def load(paths, **kw):
     return load_traffic([paths] if isinstance(paths, Path) else paths, now=NOW, **kw)
 
 
+def values(column: pd.Series) -> list:
+    """A column's values with missing as None (categories hold NaN, text columns pd.NA)."""
+    return [None if v is None or (not isinstance(v, list) and pd.isna(v)) else v for v in column.tolist()]
+
+
 def reasons(traffic) -> list[tuple[int, str | None, str]]:
     return [(int(r.row), r.request_id, r.reason) for r in traffic.rejects.itertuples()]
 
@@ -79,7 +84,7 @@ def test_csv_row_rejects_have_line_numbers_and_exact_reasons(tmp_path):
         (16, None, "request_id is missing"),
         (17, "metalist", "metadata must be a JSON object"),
         (18, "metatext", "metadata must be a JSON object"),
-        (19, "huge", "input_tokens is implausibly large"),
+        (19, "huge", "input_tokens is implausibly large (above 1,000,000,000 tokens, limit max_tokens)"),
     ]
     assert set(t.rejects["source"]) == {str(path)}
 
@@ -187,8 +192,8 @@ def test_jsonl_line_rejects(tmp_path):
     ]) + b"\n"
     t = load(write(tmp_path, "t.jsonl", data))
     assert t.frame["request_id"].tolist() == ["a", "f"]
-    assert t.frame["team"].tolist() == [None, "t"]
-    assert t.frame["metadata"].tolist() == [None, '{"k": 1}']
+    assert values(t.frame["team"]) == [None, "t"]
+    assert values(t.frame["metadata"]) == [None, '{"k": 1}']
     assert (t.rows_read, t.rows_replayed, t.rows_rejected) == (8, 2, 6)
     assert reasons(t) == [
         (3, None, "malformed JSON: Expecting ',' delimiter at column 21"),
@@ -315,8 +320,8 @@ def test_same_rows_in_every_format_load_identically(tmp_path):
     files = _write_formats(tmp_path)
     reference = load(files["t.csv"])
     assert reference.frame["request_id"].tolist() == ["r1", "r2", "r4", "r3"]  # 10:00:00Z, 10:00:01.25 (x2), 10:00:02
-    assert reference.frame["metadata"].tolist() == [None, '{"tier": "gold"}', None, '{"env": "prod"}']
-    assert reference.frame["project"].tolist() == [None, None, None, "p1"]
+    assert values(reference.frame["metadata"]) == [None, '{"tier": "gold"}', None, '{"env": "prod"}']
+    assert values(reference.frame["project"]) == [None, None, None, "p1"]
     assert reference.frame["prefix_blocks"].tolist() == [None, None, ["b1"], ["b1", "b2"]]
     assert reference.rows_rejected == 0
     for name, path in files.items():
@@ -409,3 +414,190 @@ def test_splitting_a_file_in_two_gives_the_same_frame(tmp_path, data, rows):
     split = load([first, second])
     pd.testing.assert_frame_equal(whole.frame, split.frame)
     assert (whole.rows_read, whole.rows_rejected) == (split.rows_read, split.rows_rejected)
+
+
+# -- the table contract the replay core is written against ---------------------------------------------------
+def test_table_dtypes_follow_the_contract(tmp_path):
+    from simulator.io.traffic import COLUMNS, TEXT_DTYPE
+
+    files = _write_formats(tmp_path)
+    for name in ("t.csv", "t.jsonl", "t.parquet", "typed.parquet"):
+        frame = load(files[name]).frame
+        assert list(frame.columns) == list(COLUMNS), name
+        assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+        for column, (kind, *_rest) in COLUMNS.items():
+            dtype = frame[column].dtype
+            if column in ("request_id", "prompt"):
+                assert dtype == TEXT_DTYPE, (name, column)
+            elif kind in ("str", "json"):
+                assert isinstance(dtype, pd.CategoricalDtype), (name, column)
+                assert list(dtype.categories) == sorted(dtype.categories), (name, column)
+                assert all(isinstance(c, str) for c in dtype.categories)
+            elif kind == "int":
+                assert dtype == np.int64, (name, column)
+            elif kind == "float":
+                assert dtype == np.float64, (name, column)
+        # categories hold only values in use
+        assert list(frame["model"].cat.categories) == sorted(set(ROWS["model"]))
+
+
+def test_date_only_is_local_midnight_with_a_timezone(tmp_path):
+    path = write(tmp_path, "t.csv", HEADER + "d,2026-07-01,m/a,1,1,,\n" + "e,2026-07-01T00:00:00Z,m/a,1,1,,\n")
+    berlin = load(path, timezone="Europe/Berlin")
+    assert berlin.frame["timestamp"].tolist() == [pd.Timestamp("2026-06-30T22:00:00Z"),
+                                                   pd.Timestamp("2026-07-01T00:00:00Z")]
+    plain = load(path)
+    assert reasons(plain) == [(2, "d", "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in "
+                                        "the scenario")]
+
+
+def test_epoch_ms_text_with_a_fraction(tmp_path):
+    # 1793613600000 ms is 2026-11-02T10:00:00Z; half a millisecond more is 500,000 ns
+    path = write(tmp_path, "t.csv", HEADER + "a,1793613600123.5,m/a,1,1,,\nb, 1793613600000 ,m/a,1,1,,\n")
+    assert load(path).frame["timestamp"].tolist() == [pd.Timestamp("2026-11-02T10:00:00Z"),
+                                                      pd.Timestamp("2026-11-02T10:00:00.123500Z")]
+
+
+def test_clickhouse_null_marker_is_absent_but_quoted_text_is_kept(tmp_path):
+    path = write(tmp_path, "t.csv", "request_id,timestamp,model,input_tokens,output_tokens,cost_usd,team,project\n"
+                                    'a,2026-11-02T10:00:00Z,m/a,1,1,\\N,\\N,"\\N"\n')
+    t = load(path)
+    assert t.rows_rejected == 0
+    assert np.isnan(t.frame["cost_usd"].iloc[0])
+    assert values(t.frame["team"]) == [None]
+    assert values(t.frame["project"]) == ["\\N"]  # quoted: the text \N, not a NULL
+
+
+def test_limits_are_parameters_and_environment(tmp_path, monkeypatch):
+    from simulator.io.limits import Limits
+
+    path = write(tmp_path, "t.csv", HEADER + GOOD + "big,2026-11-02T10:00:01Z,m/a,5000,1,2.5,\n")
+    assert load(path).rows_rejected == 0
+    t = load(path, limits=Limits(max_tokens=1000, max_cost_usd=2.0))
+    assert reasons(t) == [(3, "big", "input_tokens is implausibly large (above 1,000 tokens, limit max_tokens)")]
+    monkeypatch.setenv("TFYSIM_MAX_COST_USD", "2")
+    assert reasons(load(path)) == [(3, "big", "cost_usd is implausibly large (above 2 USD per request, limit "
+                                              "max_cost_usd)")]
+    monkeypatch.delenv("TFYSIM_MAX_COST_USD")
+    monkeypatch.setenv("TFYSIM_MIN_TIMESTAMP", "2026-11-02T10:00:01Z")
+    assert reasons(load(path)) == [(2, "ok", "timestamp is before 2026-11-02T10:00:01Z, outside the plausible range "
+                                             "(limit min_timestamp)")]
+
+
+def test_deep_metadata_in_a_parquet_struct_and_json_text(tmp_path):
+    deep = {"a": 1}
+    for _ in range(40):
+        deep = {"k": deep}
+    frame = pd.DataFrame({"request_id": ["a", "b"], "timestamp": ["2026-11-02T10:00:00Z"] * 2, "model": ["m/a"] * 2,
+                          "input_tokens": [1, 1], "output_tokens": [1, 1],
+                          "metadata": [json.dumps(deep), json.dumps({"team": "t", "x": {"y": 1}})]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet")
+    assert reasons(t) == [(1, "a", "metadata is nested more than 32 levels deep (limit max_metadata_depth)")]
+    assert values(t.frame["team"]) == ["t"] and values(t.frame["metadata"]) == ['{"x": {"y": 1}}']
+
+
+def test_readme_limits_table_matches_the_defaults():
+    import dataclasses
+
+    from simulator.io.limits import Limits
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- limits:start -->")[1].split("<!-- limits:end -->")[0].strip().splitlines()[2:]
+    table = {cells[0].strip("`"): cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                                          for line in block)}
+    assert table == {f.name: str(f.default) for f in dataclasses.fields(Limits)}
+
+
+def _record_lines_by_hand(data: bytes) -> list[int]:
+    """Physical lines where CSV records start, walking the bytes one by one (quotes toggle, empty lines skipped)."""
+    starts, quoted, line, at_start, content = [], False, 1, True, b""
+    for byte in data + b"\n":
+        if at_start and not quoted:
+            start_line, at_start, content = line, False, b""
+        if byte == ord("\n"):
+            if not quoted and content.rstrip(b"\r"):
+                starts.append(start_line)
+            if not quoted:
+                at_start = True
+            line += 1
+            continue
+        if byte == ord('"'):
+            quoted = not quoted
+        content += bytes([byte])
+    return starts
+
+
+@pytest.mark.parametrize("data", [
+    b'a,b\n1,2\n\n"x\ny",3\r\n\r\n4,"q""q"\n5,6',
+    b'h\n"multi\n\nline"\n\n\nz\n',
+    b"a,b\r\n1,2\r\n",
+])
+def test_line_scan_is_exact_wherever_the_stream_is_cut(data):
+    from simulator.io.readers import LineScan
+
+    want = _record_lines_by_hand(data)
+    for cut in range(len(data) + 1):
+        for second in (cut, min(len(data), cut + 3)):
+            scan = LineScan()
+            for piece in (data[:cut], data[cut:second], data[second:]):
+                scan.feed(piece)
+            assert scan.record_lines().tolist() == want, (cut, second)
+
+
+def test_crlf_csv_and_a_bom_read_like_lf(tmp_path):
+    lf = HEADER + GOOD + "two,2026-11-02T10:00:01Z,openai/gpt-4o,-1,10,0.001,\n"
+    a = load(write(tmp_path, "lf.csv", lf))
+    b = load(write(tmp_path, "crlf.csv", "\ufeff" + lf.replace("\n", "\r\n")))
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert reasons(a) == reasons(b) == [(3, "two", "input_tokens must be >= 0")]
+
+
+def test_duplicates_found_by_hash_on_large_tables_match_the_small_table_path(tmp_path):
+    # 250,000 rows take the hashed path; rows 7, 50,007, ... repeat the id of the row 3 before them (5 copies).
+    n = 250_000
+    ids = np.array([f"id-{i - 3}" if i % 50_000 == 7 else f"id-{i}" for i in range(n)], dtype=object)
+    frame = pd.DataFrame({"request_id": ids, "timestamp": pd.Timestamp("2026-11-02T10:00:00Z") +
+                          pd.to_timedelta(np.arange(n), unit="ms"), "model": "m/a", "input_tokens": 1,
+                          "output_tokens": 1})
+    frame.to_parquet(tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet")
+    counts = pd.Series(ids).value_counts()
+    repeated = set(counts[counts > 1].index)
+    assert t.rows_rejected == sum(counts[counts > 1] - 1) == len(repeated) == 5
+    assert set(t.rejects["request_id"]) == repeated
+    assert t.frame["request_id"].is_unique and len(t.frame) == n - len(repeated)
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.jsonl.gz", "t.json", "t.parquet.gz"])
+def test_byte_limit_stops_every_format(tmp_path, name):
+    from simulator.io.limits import Limits
+
+    rows = [{"request_id": f"r{i}", "timestamp": "2026-11-02T10:00:00Z", "model": "m/a", "input_tokens": 1,
+             "output_tokens": 1} for i in range(3000)]
+    if name.startswith("t.csv"):
+        blob = pd.DataFrame(rows).to_csv(index=False).encode()
+    elif name.startswith("t.jsonl"):
+        blob = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    elif name == "t.json":
+        blob = json.dumps(rows).encode()
+    else:
+        buf = io.BytesIO()
+        pd.DataFrame(rows).to_parquet(buf)
+        blob = buf.getvalue()
+    path = write(tmp_path, name, blob)
+    assert load(path).rows_replayed == 3000
+    limit = len(blob) - 1 if name != "t.parquet.gz" else len(blob) // 2
+    with pytest.raises(InputError, match=rf"more than {limit} bytes after decompression \(limit max_file_bytes"):
+        load(path, limits=Limits(max_file_bytes=limit))
+
+
+def test_malformed_line_that_is_not_utf8_is_one_clear_error(tmp_path, capfd):
+    # Found by the atheris csv target: pyarrow failed to decode the line for the malformed-line handler and printed
+    # "Exception ignored ... UnicodeDecodeError" on stderr. Header 54 bytes + first row 32 bytes + "r2," = byte 89.
+    path = write(tmp_path, "t.csv", b"request_id,timestamp,model,input_tokens,output_tokens\n"
+                                    b"r1,2026-11-16T09:00:00Z,m/a,1,1\nr2,\xc5x,1\n")
+    with pytest.raises(InputError) as err:
+        load(path)
+    assert str(err.value) == f"{path} line 3: not UTF-8 text (byte 89). Re-export as UTF-8."
+    assert capfd.readouterr().err == ""

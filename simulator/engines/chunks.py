@@ -27,7 +27,7 @@ from numba import njit
 
 from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError
-from simulator.io.readers import detect_format, expand_paths, parse_jsonl_line, read_any
+from simulator.io.readers import detect_format, expand_paths, jsonl_lines, read_any
 from simulator.io.traffic import normalize
 
 
@@ -102,10 +102,7 @@ def _iter_jsonl(path: Path, chunk_rows: int):
         return frame, list(rejects), len(records) + len(rejects)
 
     with opener(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            obj, reason = parse_jsonl_line(line.rstrip(b"\n"))
+        for number, obj, reason in jsonl_lines(fh):
             if reason is not None:
                 rejects.append({"row": number, "reason": reason})
                 continue

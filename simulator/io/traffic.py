@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +21,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from simulator.io.adapters import ATTRIBUTION_KEYS, apply_adapter
 from simulator.errors import InputError
-from simulator.io.readers import expand_paths, read_any
+from simulator.io import columns as C
+from simulator.io.adapters import ATTRIBUTION_KEYS, REQUIRED, apply_adapter, detect_adapter
+from simulator.io.limits import Limits
+from simulator.io.readers import RawTable, expand_paths, read_any
 
 #: name -> (kind, required, default, meaning). The table's contract; README and JSON Schema are checked against it.
 COLUMNS: dict[str, tuple[str, bool, Any, str]] = {
@@ -54,16 +57,26 @@ COLUMNS: dict[str, tuple[str, bool, Any, str]] = {
     "block_tokens": ("int", False, 0, "tokens per prefix block"),
 }
 REJECT_COLUMNS = ("source", "row", "request_id", "reason")
-_ZONE = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 _FUTURE_SLACK = pd.Timedelta(days=1)
 # Timestamps are int64 nanoseconds; outside this window they cannot be represented and are rejected, not wrapped.
-_TS_LOW, _TS_HIGH = pd.Timestamp("1678-01-01", tz="UTC"), pd.Timestamp("2261-12-31", tz="UTC")
 _TS_RANGE = "timestamp is outside the supported range (years 1678 to 2261)"
+_INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                "prefix_tokens", "block_tokens")
+_CATEGORY_COLUMNS = ("model", "requested_model", "user_id", "team", "project", "workflow_tag", "session_id",
+                     "metadata", "prefix_hash")
+#: dtype of ``request_id`` and ``prompt`` in ``Traffic.frame``
+TEXT_DTYPE = pd.StringDtype("pyarrow")
 
 
 @dataclasses.dataclass
 class Traffic:
-    """Normalised traffic plus what was rejected and why."""
+    """Normalised traffic plus what was rejected and why.
+
+    ``frame`` has the columns of :data:`COLUMNS` in that order, sorted by (timestamp, request_id): ``timestamp``
+    datetime64[ns, UTC]; int columns int64; float columns float64; ``request_id`` and ``prompt``
+    ``string[pyarrow]``; the other text columns and ``metadata`` pandas categories (sorted string categories,
+    missing = NaN); ``prefix_blocks`` Python lists or None.
+    """
 
     frame: pd.DataFrame
     rejects: pd.DataFrame
@@ -89,24 +102,27 @@ def load_traffic(
     mapping: dict[str, str] | None = None,
     timezone: str | None = None,
     now: pd.Timestamp | None = None,
+    limits: Limits | None = None,
 ) -> Traffic:
     """Read, adapt and validate traffic files into one table (see the module docstring)."""
     if not paths:
         raise InputError("no traffic given: name files in the scenario's traffic: or with --traffic PATH.")
+    limits = limits or Limits.from_env()
+    _check_timezone(timezone)
     files = expand_paths(list(paths))
-    frames, rejects, rows_read = [], [], 0
+    parts, rejects, rows_read = [], [], 0
     for path in files:
-        raw = read_any(path)
+        raw = read_any(path, limits)
         rows_read += raw.rows_read
         rejects.extend({"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
                        for r in raw.rejects)
-        if len(raw.frame) == 0:
+        if raw.num_rows == 0:
             if not raw.rejects:
                 raise InputError(f"{path}: no data rows (header only?).")
             continue
-        frames.append(apply_adapter(raw.frame, adapter, mapping, str(path)))
-    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": [], "_row": []})
-    good, bad = normalize(combined, timezone=timezone, now=now)
+        parts.append(validate(_adapted(raw, adapter, mapping, str(path)), timezone=timezone, now=now, limits=limits))
+        del raw
+    good, bad = finish(parts)
     reject_frame = pd.DataFrame(rejects + bad, columns=list(REJECT_COLUMNS))
     ids = reject_frame["request_id"].astype(object)
     reject_frame["request_id"] = ids.where(ids.notna(), None)  # None, not NaN, for rows without an id
@@ -115,6 +131,27 @@ def load_traffic(
         top = reject_frame["reason"].value_counts().index[0] if len(reject_frame) else "no rows"
         raise InputError(f"{', '.join(map(str, files))}: no valid rows ({len(reject_frame)} rejected; e.g. {top}).")
     return Traffic(good, reject_frame, rows_read, [str(f) for f in files])
+
+
+def _adapted(raw: RawTable, adapter: str | None, mapping: dict[str, str] | None, where: str
+             ) -> pa.Table | pd.DataFrame:
+    """Canonical files go to validation as read (Arrow); other exports through their pandas adapter."""
+    names = raw.column_names
+    renamed = {src: dst for dst, src in (mapping or {}).items()}
+    after = {renamed.get(c, c) for c in names}
+    if raw.table is not None and adapter in (None, "canonical") and detect_adapter(after) == "canonical":
+        apply_adapter(pd.DataFrame(columns=names), adapter, mapping, where)  # the same file-level checks
+        table = raw.table
+        return table.rename_columns([renamed.get(c, c) for c in table.column_names]) if renamed else table
+    return apply_adapter(raw.frame, adapter, mapping, where)
+
+
+def _check_timezone(timezone: str | None) -> None:
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InputError(f"timezone '{timezone}' is not an IANA time zone name such as UTC or Europe/Berlin.") from None
 
 
 # -- validation -----------------------------------------------------------------------------------------------
@@ -141,320 +178,423 @@ class _Rejector:
         return self._bad.copy()
 
 
-def _typed_number(values: pd.Series) -> bool:
-    """A numeric (not boolean) typed column, e.g. from Parquet: no per-element work needed."""
-    return pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+@dataclasses.dataclass
+class Part:
+    """One validated input (file or chunk): typed columns for every row, and the first reason each bad row has."""
+
+    n: int
+    bad: np.ndarray
+    reason: np.ndarray
+    request_id: pa.Array
+    prompt: pa.Array
+    numbers: dict[str, np.ndarray]
+    labels: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (codes, labels) for category columns and _source
+    prefix_blocks: np.ndarray
 
 
-def _missing(values: pd.Series) -> np.ndarray:
-    if values.dtype == object and values.isna().all():  # an absent column
-        return np.ones(len(values), dtype=bool)
-    if _typed_number(values):
-        return values.isna().to_numpy(dtype=bool)
-    if isinstance(values.dtype, pd.StringDtype):
-        return (values.isna() | values.str.strip().eq("")).to_numpy(dtype=bool, na_value=True)
-    obj = values.astype(object)
-    return (obj.isna() | (obj.map(lambda v: isinstance(v, str) and v.strip() == ""))).to_numpy(dtype=bool)
-
-
-def _numbers(values: pd.Series, missing: np.ndarray) -> np.ndarray:
-    """float64 values; text that is not a number (and booleans) become NaN."""
-    if _typed_number(values):
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    if missing.all():
-        return np.full(len(values), np.nan)
-    is_bool = values.astype(object).map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
-    num = pd.to_numeric(values.astype(object).where(~missing, None).where(~is_bool, "x"), errors="coerce")
-    return num.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _ints(values: pd.Series, name: str, required: bool, default: int, rej: _Rejector) -> np.ndarray:
-    missing = _missing(values)
-    num = _numbers(values, missing)
+def _ints(col: C.Col, name: str, required: bool, default: int, rej: _Rejector, cap: float, limit: str
+          ) -> np.ndarray:
+    missing = C.missing(col)
+    num = C.numbers(col, missing)
     if required:
         rej.add(missing, f"{name} is missing")
+    with np.errstate(invalid="ignore"):
+        clean = not (~missing & ~((num >= 0) & (num <= cap) & (np.floor(num) == num))).any()
+    if clean:  # the usual case: one pass instead of one per reason
+        return np.where(missing, 0 if default is None else default, num).astype(np.int64)
     rej.add(~missing & np.isnan(num), f"{name} must be an integer >= 0")
     with np.errstate(invalid="ignore"):
-        rej.add(~missing & ~np.isfinite(num) & ~np.isnan(num), f"{name} must be finite")
+        rej.add(~missing & np.isinf(num), f"{name} must be finite")
         rej.add(~missing & (num < 0), f"{name} must be >= 0")
         rej.add(~missing & np.isfinite(num) & (np.floor(num) != num), f"{name} must be a whole number of tokens")
-        rej.add(~missing & (num > 2**53), f"{name} is implausibly large")
+        rej.add(~missing & (num > cap), f"{name} is implausibly large{limit}")
     fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
     with np.errstate(invalid="ignore"):
-        out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > 2**53), fill, num)
+        out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > cap), fill, num)
     return out.astype(np.int64)
 
 
-def _floats(values: pd.Series, name: str, rej: _Rejector, low: float = 0.0) -> np.ndarray:
-    missing = _missing(values)
-    num = _numbers(values, missing)
-    # NaN given explicitly ("NaN" text, JSON NaN, a float NaN in a typed column) is rejected; absent is allowed.
-    explicit_nan = ~missing & np.isnan(num)
-    rej.add(explicit_nan, f"{name} must be a finite number")
+def _floats(col: C.Col, name: str, rej: _Rejector, cap: float, limit: str) -> np.ndarray:
+    missing = C.missing(col)
+    num = C.numbers(col, missing)
+    with np.errstate(invalid="ignore"):
+        if not (~missing & ~((num >= 0) & (num <= cap))).any():
+            return np.where(missing, np.nan, num)
+    # NaN given explicitly ("NaN" text, JSON NaN) is rejected; absent (and NaN in a typed column) is allowed.
+    rej.add(~missing & np.isnan(num), f"{name} must be a finite number")
     with np.errstate(invalid="ignore"):
         rej.add(~missing & np.isinf(num), f"{name} must be finite")
-        rej.add(~missing & (num < low), f"{name} must be >= {low:g}")
+        rej.add(~missing & (num < 0), f"{name} must be >= 0")
+        rej.add(~missing & (num > cap), f"{name} is implausibly large{limit}")
     return np.where(missing, np.nan, num)
 
 
-def _strings(values: pd.Series) -> np.ndarray:
-    if values.dtype == object and values.isna().all():
-        return np.full(len(values), None, dtype=object)
-    if isinstance(values.dtype, pd.StringDtype):
-        out = values.to_numpy(dtype=object, na_value=None)
-        out[values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)] = None
-        return out
-    obj = values.astype(object)
-    out = obj.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) or
-                  (isinstance(v, str) and v.strip() == "") else (v if isinstance(v, str) else _scalar_str(v)))
-    return out.to_numpy(dtype=object)
+def _time_reasons(timezone: str | None) -> dict[str, str]:
+    return {
+        "range": _TS_RANGE,
+        "not_iso": "timestamp is not ISO-8601 with an offset or epoch ms",
+        "not_date": "timestamp is not a valid ISO-8601 date-time",
+        "no_zone": "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario",
+        "dst": f"timestamp does not exist or is ambiguous in time zone {timezone} (DST change)",
+        "dst_typed": "timestamp does not exist or is ambiguous in the scenario time zone",
+        "seconds": "epoch timestamp looks like seconds; expected milliseconds since 1970",
+        "epoch": "epoch timestamp must be milliseconds since 1970",
+    }
 
 
-def _scalar_str(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Limits
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(codes, canonical text per distinct value, promoted attribution labels per distinct value).
 
-
-def _timestamps(values: pd.Series, timezone: str | None, rej: _Rejector) -> np.ndarray:
-    """UTC nanoseconds since the epoch; rows that cannot be placed in time are rejected."""
-    n = len(values)
-    out = np.zeros(n, dtype=np.int64)
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        missing = values.isna().to_numpy()
-        rej.add(missing, "timestamp is missing")
-        return _ns_checked(values, ~missing, rej)
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        if timezone is None:
-            rej.add(np.ones(n, bool),
-                    "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
-            return out
-        missing = values.isna().to_numpy()
-        rej.add(missing, "timestamp is missing")
-        in_range = ~missing & (values >= _TS_LOW.tz_localize(None)).to_numpy() & \
-            (values <= _TS_HIGH.tz_localize(None)).to_numpy()
-        rej.add(~missing & ~in_range, _TS_RANGE)
-        local = values.where(in_range).dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-        bad = local.isna().to_numpy()
-        rej.add(bad, "timestamp does not exist or is ambiguous in the scenario time zone")
-        return _ns_checked(local, ~bad, rej)
-    obj = values.astype(object)
-    missing = _missing(obj)
-    rej.add(missing, "timestamp is missing")
-    is_num = obj.map(lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
-    is_num = is_num.to_numpy(dtype=bool) & ~missing
-    text = obj.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)).str.strip()
-    digits = text.str.fullmatch(r"-?\d{9,}").fillna(False).to_numpy(dtype=bool) & ~missing
-    epoch = is_num | digits
-    if epoch.any():
-        ms = pd.to_numeric(obj[epoch].astype(str), errors="coerce").to_numpy(dtype=np.float64)
-        idx = np.flatnonzero(epoch)
-        # Below 1e11 ms (before March 1973) the value is almost surely epoch seconds; reject instead of landing in 1970.
-        seconds = np.isfinite(ms) & (ms >= 0) & (ms < 1e11)
-        rej.add(np.isin(np.arange(n), idx[seconds]),
-                "epoch timestamp looks like seconds; expected milliseconds since 1970")
-        ok = np.isfinite(ms) & (ms >= 1e11) & (ms < 1e14)
-        rej.add(np.isin(np.arange(n), idx[~ok]), "epoch timestamp must be milliseconds since 1970")
-        # ms * 1e6 in float64 would be off by up to ~128 ns at today's epochs; scale the whole part as integers.
-        whole = np.floor(ms[ok])
-        out[idx[ok]] = whole.astype(np.int64) * 1_000_000 + np.round((ms[ok] - whole) * 1e6).astype(np.int64)
-    strings = ~missing & ~epoch
-    if strings.any():
-        s = text[strings]
-        zoned = s.str.contains(_ZONE).fillna(False).to_numpy(dtype=bool)
-        idx = np.flatnonzero(strings)
-        if zoned.any():
-            parsed = pd.to_datetime(s[zoned], utc=True, errors="coerce", format="ISO8601")
-            ok = parsed.notna().to_numpy()
-            rej.add(np.isin(np.arange(n), idx[zoned][~ok]), "timestamp is not ISO-8601 with an offset or epoch ms")
-            out[idx[zoned][ok]] = _ns_checked(parsed[ok], None, rej, idx[zoned][ok], n)
-        naive = ~zoned
-        if naive.any():
-            if timezone is None:
-                rej.add(np.isin(np.arange(n), idx[naive]),
-                        "timestamp has no time zone; add an offset (Z, +02:00) or set timezone: in the scenario")
-            else:
-                parsed = pd.to_datetime(s[naive], errors="coerce", format="ISO8601")
-                local = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-                parsed_ok = parsed.notna().to_numpy()
-                ok = local.notna().to_numpy()
-                rej.add(np.isin(np.arange(n), idx[naive][~parsed_ok]), "timestamp is not a valid ISO-8601 date-time")
-                rej.add(np.isin(np.arange(n), idx[naive][parsed_ok & ~ok]),
-                        f"timestamp does not exist or is ambiguous in time zone {timezone} (DST change)")
-                out[idx[naive][ok]] = _ns_checked(local[ok], None, rej, idx[naive][ok], n)
-    return out
-
-
-def _ns_checked(values: pd.Series, valid: np.ndarray | None, rej: _Rejector, positions: np.ndarray | None = None,
-                n: int | None = None) -> np.ndarray:
-    """UTC nanoseconds of tz-aware ``values``; NaT (where ``valid``) and out-of-range values become 0 and are
-    rejected (``positions`` maps ``values`` to table rows when it is a subset)."""
-    valid = values.notna().to_numpy() if valid is None else valid & values.notna().to_numpy()
-    in_range = valid & (values >= _TS_LOW).to_numpy(dtype=bool, na_value=False) & \
-        (values <= _TS_HIGH).to_numpy(dtype=bool, na_value=False)
-    bad = valid & ~in_range
-    if positions is None:
-        rej.add(bad, _TS_RANGE)
-    else:
-        mask = np.zeros(n, dtype=bool)
-        mask[positions[bad]] = True
-        rej.add(mask, _TS_RANGE)
-    out = np.zeros(len(values), dtype=np.int64)
-    if in_range.any():
-        out[in_range] = _ns(values[in_range])
-    return out
-
-
-def _ns(values: pd.Series) -> np.ndarray:
-    """UTC nanoseconds of a tz-aware datetime series."""
-    return pd.DatetimeIndex(values).as_unit("ns").asi8.copy()
-
-
-def _metadata(values: pd.Series, rej: _Rejector) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
-    if values.dtype == object and values.isna().all():  # no metadata column
-        return np.full(len(values), None, dtype=object), [None] * len(values)
-    objs: list[dict[str, Any] | None] = []
-    bad = np.zeros(len(values), dtype=bool)
-    parsed: dict[str, Any] = {}  # metadata text repeats a lot; parse each distinct text once
-    for i, v in enumerate(values.astype(object)):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
-            objs.append(None)
-            continue
+    Each distinct value is parsed once: JSON text or an object; the canonical text drops attribution keys and sorts
+    keys; objects nested deeper than ``limits.max_metadata_depth`` are rejected (never a RecursionError)."""
+    k = len(values)
+    text = np.full(k, None, dtype=object)
+    promoted = {key: np.full(k, None, dtype=object) for key in ATTRIBUTION_KEYS}
+    problem = np.full(k, None, dtype=object)
+    too_deep = (f"metadata is nested more than {limits.max_metadata_depth} levels deep "
+                f"(limit max_metadata_depth)")
+    for j, v in enumerate(values):
         if isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v):
-            v = dict(v)
-        if isinstance(v, str):
-            if v not in parsed:
-                try:
-                    parsed[v] = json.loads(v)
-                except json.JSONDecodeError:
-                    parsed[v] = None
-            v = parsed[v]
-        if isinstance(v, dict):
-            objs.append(v)
-        else:
-            objs.append(None)
-            bad[i] = True
-    rej.add(bad, "metadata must be a JSON object")
-    dumped: dict[int, str] = {}  # the same parsed object (repeated text) is dumped once
-
-    def dump(o: dict[str, Any]) -> str:
-        key = id(o)
-        if key not in dumped:
-            dumped[key] = json.dumps({k: o[k] for k in o if k not in ATTRIBUTION_KEYS}, sort_keys=True, default=str)
-        return dumped[key]
-
-    text = np.array([dump(o) if o else None for o in objs], dtype=object)
-    return text, objs
-
-
-def _blocks(values: pd.Series, rej: _Rejector) -> np.ndarray:
-    out = np.full(len(values), None, dtype=object)
-    if values.dtype == object and values.isna().all():
-        return out
-    bad = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values.astype(object)):
-        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
-            continue
+            v = dict(v)  # Arrow map columns arrive as lists of (key, value)
         if isinstance(v, str):
             try:
                 v = json.loads(v)
             except json.JSONDecodeError:
-                bad[i] = True
+                v = None
+            except RecursionError:
+                problem[j] = too_deep
+                continue
+        if not isinstance(v, dict):
+            problem[j] = "metadata must be a JSON object"
+            continue
+        if C.json_depth(v) > limits.max_metadata_depth:
+            problem[j] = too_deep
+            continue
+        if v:
+            text[j] = json.dumps({key: v[key] for key in v if key not in ATTRIBUTION_KEYS}, sort_keys=True,
+                                 default=str)
+        for key in ATTRIBUTION_KEYS:
+            if v.get(key) not in (None, ""):
+                promoted[key][j] = C.scalar_str(v[key])
+    for reason in dict.fromkeys(p for p in problem if p is not None):
+        per_value = np.array([p == reason for p in problem], dtype=bool)
+        rej.add((codes >= 0) & per_value[np.maximum(codes, 0)], reason)
+    return codes, text, promoted
+
+
+def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallback_labels: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of ``own`` where present, else of the fallback (whose label may be None = absent)."""
+    codes, labels = own
+    if not len(fallback_labels) or (len(labels) == 0 and bool(pd.notna(fallback_labels).all())):
+        return (codes, labels) if not len(fallback_labels) else (fallback_codes, fallback_labels.astype(object))
+    usable = fallback_codes >= 0
+    if len(fallback_labels):
+        usable &= np.asarray(pd.notna(fallback_labels), dtype=bool)[np.maximum(fallback_codes, 0)]
+    merged = np.where(codes >= 0, codes, np.where(usable, fallback_codes + len(labels), -1))
+    return merged, np.concatenate([labels, fallback_labels]).astype(object)
+
+
+def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> tuple[np.ndarray, np.ndarray]:
+    per_value = np.full(len(values), None, dtype=object)
+    bad_value = np.zeros(len(values), dtype=bool)
+    for j, v in enumerate(values):
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except (json.JSONDecodeError, RecursionError):
+                bad_value[j] = True
                 continue
         if isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (str, int, np.integer)) for x in v):
-            out[i] = [x if isinstance(x, str) else int(x) for x in v]
+            per_value[j] = [x if isinstance(x, str) else int(x) for x in v]
         else:
-            bad[i] = True
+            bad_value[j] = True
+    out = np.full(len(codes), None, dtype=object)
+    present = np.flatnonzero(codes >= 0)
+    bad = np.zeros(len(codes), dtype=bool)
+    has = np.zeros(len(codes), dtype=bool)
+    if len(present):
+        bad[present] = bad_value[codes[present]]
+        nonempty = np.array([v is not None and len(v) > 0 for v in per_value], dtype=bool)
+        has[present] = nonempty[codes[present]] & ~bad[present]
+        for i in present[~bad[present]]:
+            out[i] = list(per_value[codes[i]])  # each row owns its list
     rej.add(bad, "prefix_blocks must be a list of block hashes (strings or integers)")
+    return out, has
+
+
+def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: pd.Timestamp | None = None,
+             limits: Limits | None = None) -> Part:
+    """Validate one raw input with canonical column names (Arrow table or pandas frame, ``_reject`` optional)."""
+    limits = limits or Limits.from_env()
+    _check_timezone(timezone)
+    if isinstance(raw, pd.DataFrame):
+        raw = raw.reset_index(drop=True)
+        n = len(raw)
+        names = set(raw.columns)
+        col = lambda name: C.from_series(raw[name]) if name in names else C.absent(n)  # noqa: E731
+        original = lambda name: raw[name] if name in names else None  # noqa: E731
+    else:
+        n = raw.num_rows
+        names = set(raw.column_names)
+        # ids and prompts stay in their chunks (each chunk's dictionary is decoded on its own)
+        col = lambda name: (C.from_arrow(raw.column(name), chunks=name in ("request_id", "prompt"))  # noqa: E731
+                            if name in names else C.absent(n))
+        original = lambda name: None  # noqa: E731
+    rej = _Rejector(n)
+    if "_reject" in names:
+        codes, labels = C.codes(col("_reject"))
+        rej.add(codes >= 0, np.where(codes >= 0, labels[np.maximum(codes, 0)] if len(labels) else None, None))
+    cols = {name: col(name) for name in COLUMNS}
+    for name, (kind, *_rest) in COLUMNS.items():
+        # A JSON object or array where a scalar belongs would otherwise be stringified and misreported.
+        if kind not in ("json", "list") and name in names:
+            rej.add(cols[name].nested_mask(), f"{name} must be a single value, not a JSON object or array")
+    too_long: dict[str, np.ndarray] = {}
+    for name, (kind, *_rest) in COLUMNS.items():
+        if kind in ("str", "json") and name in names:
+            cap, key = (limits.max_prompt_bytes, "max_prompt_bytes") if name == "prompt" else \
+                (limits.max_value_bytes, "max_value_bytes")
+            too_long[name] = C.lengths(cols[name]) > cap
+            rej.add(too_long[name], f"{name} is longer than {cap} bytes (limit {key})")
+    out = Part(n=n, bad=np.zeros(n, bool), reason=rej.reason,
+               request_id=C.plain_text(cols.pop("request_id"), too_long.get("request_id")),
+               prompt=pa.nulls(n, pa.large_string()), numbers={}, labels={}, prefix_blocks=np.zeros(0))
+    rej.add(np.asarray(out.request_id.is_null().to_numpy(zero_copy_only=False), dtype=bool) & ~rej.bad,
+            "request_id is missing")
+
+    ts_col = cols.pop("timestamp")
+    ts_missing = C.missing(ts_col)
+    rej.add(ts_missing, "timestamp is missing")
+    times = C.timestamps(ts_col, ts_missing, timezone)
+    del ts_col
+    if times.problem.any():
+        for key, reason in _time_reasons(timezone).items():
+            rej.add(times.problem == C.PROBLEMS.index(key) + 1, reason)
+    ts = times.ns
+    parsed = ~ts_missing & (times.problem == 0)
+    rej.add(parsed & ((ts < C.NS_LOW) | (ts > C.NS_HIGH)), _TS_RANGE)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    rej.add(~rej.bad & (ts > (now + _FUTURE_SLACK).value), "timestamp is in the future")
+    rej.add(~rej.bad & (ts < limits.min_timestamp_ns),
+            f"timestamp is before {limits.min_timestamp}, outside the plausible range (limit min_timestamp)")
+    out.numbers["timestamp"] = ts
+
+    model = C.codes(cols.pop("model"))
+    rej.add(model[0] < 0, "model is missing")
+    requested = C.codes(cols.pop("requested_model"))
+    out.labels["model"] = model
+    out.labels["requested_model"] = _merge(requested, model[0], model[1])
+    token_limit = f" (above {limits.max_tokens:,} tokens, limit max_tokens)"
+    for name in _INT_COLUMNS:
+        _, required, default, _ = COLUMNS[name]
+        out.numbers[name] = _ints(cols.pop(name), name, required, default, rej, limits.max_tokens, token_limit)
+    num = out.numbers
+    rej.add(num["cache_read_tokens"] + num["cache_write_tokens"] > num["input_tokens"],
+            "cache_read_tokens + cache_write_tokens exceed input_tokens (input_tokens must include cached tokens)")
+    rej.add(num["cache_write_1h_tokens"] > num["cache_write_tokens"], "cache_write_1h_tokens exceed cache_write_tokens")
+    num["cost_usd"] = _floats(cols.pop("cost_usd"), "cost_usd", rej, limits.max_cost_usd,
+                              f" (above {limits.max_cost_usd:g} USD per request, limit max_cost_usd)")
+    num["latency_ms"] = _floats(cols.pop("latency_ms"), "latency_ms", rej, limits.max_latency_ms,
+                                f" (above {limits.max_latency_ms:g} ms, limit max_latency_ms)")
+    status = _ints(cols.pop("status_code"), "status_code", False, 200, rej, 2**53, "")
+    rej.add((status < 100) | (status > 599), "status_code must be an HTTP status between 100 and 599")
+    num["status_code"] = status
+    meta_codes, meta_values = C.objects(cols.pop("metadata"), original("metadata"))
+    meta_codes, meta_text, promoted = _metadata(meta_codes, meta_values, rej, limits)
+    for key in ATTRIBUTION_KEYS:
+        out.labels[key] = _merge(C.codes(cols.pop(key)), meta_codes, promoted[key])
+    out.labels["metadata"] = _merge((np.full(n, -1, np.int64), np.zeros(0, object)), meta_codes, meta_text)
+    out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
+    out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
+    block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
+    out.prefix_blocks, has_blocks = _blocks(block_codes, block_values, rej)
+    rej.add(has_blocks & (num["block_tokens"] <= 0), "prefix_blocks needs block_tokens > 0")
+    out.labels["_source"] = C.codes(col("_source"))
+    row = C.numbers(col("_row"), C.missing(col("_row")))
+    num["_row"] = np.nan_to_num(row, nan=0.0).astype(np.int64)
+    out.bad = rej.bad
+    out.reason = rej.reason
     return out
 
 
-def normalize(raw: pd.DataFrame, *, timezone: str | None = None, now: pd.Timestamp | None = None
-              ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Validate canonical-named raw columns; returns the table and the rejected rows."""
-    if timezone is not None:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise InputError(f"timezone '{timezone}' is not an IANA time zone name such as UTC or Europe/Berlin.") from None
-    raw = raw.reset_index(drop=True)
-    n = len(raw)
-    rej = _Rejector(n)
-    if "_reject" in raw.columns:
-        adapter_reason = raw["_reject"].astype(object).to_numpy()
-        rej.add(~pd.isna(adapter_reason), adapter_reason)
-    col = lambda name: raw[name] if name in raw.columns else pd.Series([None] * n, dtype=object)  # noqa: E731
-    for name, (kind, *_rest) in COLUMNS.items():
-        # A JSON object or array where a scalar belongs would otherwise be stringified and misreported.
-        if kind not in ("json", "list") and name in raw.columns and raw[name].dtype == object:
-            nested = raw[name].map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray))).to_numpy(dtype=bool)
-            rej.add(nested, f"{name} must be a single value, not a JSON object or array")
-    out: dict[str, Any] = {}
-    request_id = _strings(col("request_id"))
-    rej.add(pd.isna(request_id), "request_id is missing")
-    out["request_id"] = request_id
-    ts = _timestamps(col("timestamp"), timezone, rej)
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    rej.add(~rej.bad & (ts > (now + _FUTURE_SLACK).value), "timestamp is in the future")
-    out["timestamp"] = ts
-    model = _strings(col("model"))
-    rej.add(pd.isna(model), "model is missing")
-    out["model"] = model
-    requested = _strings(col("requested_model"))
-    out["requested_model"] = np.where(pd.isna(requested), model, requested)
-    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-                 "prefix_tokens", "block_tokens"):
-        _, required, default, _ = COLUMNS[name]
-        out[name] = _ints(col(name), name, required, default, rej)
-    rej.add(out["cache_read_tokens"] + out["cache_write_tokens"] > out["input_tokens"],
-            "cache_read_tokens + cache_write_tokens exceed input_tokens (input_tokens must include cached tokens)")
-    rej.add(out["cache_write_1h_tokens"] > out["cache_write_tokens"], "cache_write_1h_tokens exceed cache_write_tokens")
-    out["cost_usd"] = _floats(col("cost_usd"), "cost_usd", rej)
-    out["latency_ms"] = _floats(col("latency_ms"), "latency_ms", rej)
-    status = _ints(col("status_code"), "status_code", False, 200, rej)
-    rej.add((status < 100) | (status > 599), "status_code must be an HTTP status between 100 and 599")
-    out["status_code"] = status
-    metadata, objs = _metadata(col("metadata"), rej)
-    for key in ATTRIBUTION_KEYS:
-        values = _strings(col(key))
-        from_meta = np.array([_scalar_str(o[key]) if o and o.get(key) not in (None, "") else None for o in objs],
-                             dtype=object)
-        out[key] = np.where(pd.isna(values), from_meta, values)
-    out["metadata"] = metadata
-    out["prompt"] = _strings(col("prompt"))
-    out["prefix_hash"] = _strings(col("prefix_hash"))
-    out["prefix_blocks"] = _blocks(col("prefix_blocks"), rej)
-    has_blocks = np.array([b is not None and len(b) > 0 for b in out["prefix_blocks"]], dtype=bool)
-    rej.add(has_blocks & (out["block_tokens"] <= 0), "prefix_blocks needs block_tokens > 0")
-    source = col("_source").astype(object).to_numpy()
-    row = pd.to_numeric(col("_row"), errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+# -- the table ------------------------------------------------------------------------------------------------
+def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
+    """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
+    if not len(used):
+        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
+    uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
+    remap = np.full(len(labels), -1, dtype=np.int64)
+    remap[used] = inverse
+    return pd.Categorical.from_codes(np.where(codes >= 0, remap[np.maximum(codes, 0)], -1),
+                                     categories=pd.Index(uniq, dtype="str"))
 
-    # Duplicates: the first in (timestamp, request_id, content, source, row) order is kept, later copies are
-    # rejected. Ordering by content before position makes the kept row independent of input row order and of how
-    # the rows are split across files.
-    content = np.zeros(n, dtype=np.uint64)
-    ok_rows = np.flatnonzero(~rej.bad)
-    repeated = ok_rows[pd.Series(request_id[ok_rows]).duplicated(keep=False).to_numpy()]
-    if len(repeated):
-        parts = pd.DataFrame({name: [repr(v) for v in out[name][repeated]] if name == "prefix_blocks"
-                              else out[name][repeated] for name in COLUMNS})
-        content[repeated] = pd.util.hash_pandas_object(parts, index=False).to_numpy()
-    order = np.lexsort((row, source.astype(str), content, request_id.astype(str), ts))
-    ok_sorted = order[~rej.bad[order]]
-    ids = pd.Series(request_id[ok_sorted])
-    dup = ids.duplicated(keep="first").to_numpy()
-    dup_mask = np.zeros(n, dtype=bool)
-    dup_mask[ok_sorted[dup]] = True
-    rej.add(dup_mask, "duplicate request_id (an earlier row has the same id)")
 
-    good_rows = np.flatnonzero(~rej.bad)
-    good_rows = good_rows[np.lexsort((request_id[good_rows].astype(str), ts[good_rows]))]
-    frame = pd.DataFrame({
-        name: pd.Series(out[name][good_rows], dtype=object if COLUMNS[name][0] in ("str", "json", "list") else None)
-        for name in COLUMNS
-    })
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"].to_numpy(dtype=np.int64), unit="ns", utc=True)
-    bad_rows = np.flatnonzero(rej.bad)
-    rejects = [{"source": str(source[i]), "row": int(row[i]), "request_id": request_id[i], "reason": rej.reason[i]}
-               for i in bad_rows]
+def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    codes, labels, offset = [], [], 0
+    for part, rows in zip(parts, take):
+        c, lab = part.labels[name]
+        c = c if len(rows) == part.n else c[rows]
+        codes.append(np.where(c >= 0, c + offset, -1) if offset else c)
+        labels.append(np.asarray(lab, dtype=object))
+        offset += len(lab)
+    return _join(codes, np.int64), _join(labels, object)
+
+
+def _join(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """np.concatenate without the copy when there is one array."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+
+def _label_values(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.full(len(codes), None, dtype=object)
+    have = codes >= 0
+    out[have] = labels[codes[have]]
+    return out
+
+
+def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Drop duplicate ids (keeping the first in (timestamp, request_id, content, source, row) order), sort by
+    (timestamp, request_id) and build the table; returns it and the rejected rows of every part."""
+    take = [np.flatnonzero(~p.bad) for p in parts]
+    rejects: list[dict[str, Any]] = []
+    for p in parts:
+        bad = np.flatnonzero(p.bad)
+        if not len(bad):
+            continue
+        src = _label_values(*(c[bad] if i == 0 else c for i, c in enumerate(p.labels["_source"])))
+        ids = p.request_id.take(pa.array(bad)).to_pylist()
+        rows = p.numbers["_row"][bad]
+        rejects.extend({"source": str(s), "row": int(r), "request_id": i, "reason": p.reason[b]}
+                       for s, r, i, b in zip(src, rows, ids, bad))
+    def rows_of(values: Any, part: Part, rows: np.ndarray) -> Any:
+        if len(rows) == part.n:
+            return values
+        return values.take(pa.array(rows)) if isinstance(values, pa.Array) else values[rows]
+
+    ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
+        if parts else pa.array([], pa.large_string())
+    num = {name: _join([rows_of(p.numbers[name], p, t) for p, t in zip(parts, take)],
+                       np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
+           for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row")}
+    labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
+    blocks = _join([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)], object)
+    prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
+        if parts else pa.array([], pa.large_string())
+    ts = num["timestamp"]
+
+    dup = _duplicates(ids, ts, num, labels, blocks, prompt)
+    if dup.any():
+        where = np.flatnonzero(dup)
+        src = _label_values(labels["_source"][0][where], labels["_source"][1])
+        dup_ids = ids.take(pa.array(where)).to_pylist()
+        rejects.extend({"source": str(s), "row": int(r), "request_id": i,
+                        "reason": "duplicate request_id (an earlier row has the same id)"}
+                       for s, r, i in zip(src, num["_row"][where], dup_ids))
+    if dup.any():
+        keep = np.flatnonzero(~dup)
+        order = keep[_time_order(ts[keep], ids.take(pa.array(keep)))]
+    else:
+        order = _time_order(ts, ids)
+    frame = _frame(order, ids, num, labels, blocks, prompt)
     return frame, rejects
+
+
+def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: np.ndarray, prompt: pa.Array
+                ) -> np.ndarray:
+    """Later copies of a request id. Ordering by content before position makes the kept row independent of input
+    row order and of how the rows are split across files."""
+    n = len(ids)
+    dup = np.zeros(n, dtype=bool)
+    if n < 2:
+        return dup
+    if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
+        candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
+    else:  # candidates share a 64-bit hash; the exact text decides among them
+        from simulator.hashing import hash64
+
+        hashes = hash64(ids, 0, "request_id")
+        ordered = np.sort(hashes)
+        shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+        candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
+    if not len(candidates):
+        return dup
+    texts = pd.Series(ids.take(pa.array(candidates)).to_pylist(), dtype=object)
+    repeated = candidates[texts.duplicated(keep=False).to_numpy()]
+    if not len(repeated):
+        return dup
+    idx = np.zeros(n, dtype=np.int64)
+    idx[repeated] = pd.factorize(texts[texts.duplicated(keep=False)].to_numpy())[0]
+    values = {"request_id": ids.take(pa.array(repeated)).to_pylist(), "timestamp": ts[repeated]}
+    for name in COLUMNS:
+        if name in _CATEGORY_COLUMNS:
+            values[name] = _label_values(labels[name][0][repeated], labels[name][1])
+        elif name == "prompt":
+            values[name] = prompt.take(pa.array(repeated)).to_pylist()
+        elif name == "prefix_blocks":
+            values[name] = [repr(b) for b in blocks[repeated]]
+        elif name != "request_id":
+            values[name] = num[name][repeated]
+    content = pd.util.hash_pandas_object(pd.DataFrame(values, columns=list(COLUMNS)).astype(object),
+                                         index=False).to_numpy()
+    source = _label_values(labels["_source"][0][repeated], labels["_source"][1]).astype(str)
+    order = np.lexsort((num["_row"][repeated], source, content, ts[repeated], idx[repeated]))
+    ranked = idx[repeated][order]
+    later = np.zeros(len(order), dtype=bool)
+    later[1:] = ranked[1:] == ranked[:-1]
+    dup[repeated[order[later]]] = True
+    return dup
+
+
+def _time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
+    """Positions sorted by (timestamp, request_id): numpy on the times, Arrow's string sort only on ties."""
+    if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):  # exports are often in time order already
+        return np.arange(len(ts))
+    order = np.argsort(ts, kind="stable")
+    sorted_ts = ts[order]
+    tie = np.zeros(len(order), dtype=bool)
+    same = sorted_ts[1:] == sorted_ts[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        pos = np.flatnonzero(tie)
+        sub = order[pos]
+        table = pa.table({"ts": ts[sub], "id": ids.take(pa.array(sub))})
+        within = pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("id", "ascending")])
+        order[pos] = sub[np.asarray(within.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    return order
+
+
+def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np.ndarray, prompt: pa.Array
+           ) -> pd.DataFrame:
+    if len(order) == len(ids) and bool((order == np.arange(len(order))).all()):
+        order = slice(None)  # already in order: no copies
+        take = None
+    else:
+        take = pa.array(order)
+    data: dict[str, Any] = {}
+    for name, (kind, *_rest) in COLUMNS.items():
+        if name == "request_id":
+            data[name] = pd.array(ids if take is None else ids.take(take), dtype=TEXT_DTYPE)
+        elif name == "prompt":
+            data[name] = pd.array(prompt if take is None else prompt.take(take), dtype=TEXT_DTYPE)
+        elif name == "timestamp":
+            data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]")).tz_localize("UTC")
+        elif name in _CATEGORY_COLUMNS:
+            codes, lab = labels[name]
+            data[name] = _category(codes[order], lab)
+        elif name == "prefix_blocks":
+            data[name] = blocks[order]
+        else:
+            data[name] = num[name][order]
+    return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns
+
+
+def normalize(raw: pd.DataFrame | pa.Table, *, timezone: str | None = None, now: pd.Timestamp | None = None,
+              limits: Limits | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Validate canonical-named raw columns; returns the table and the rejected rows."""
+    return finish([validate(raw, timezone=timezone, now=now, limits=limits)])

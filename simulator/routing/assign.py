@@ -26,13 +26,6 @@ def mix_uniform(hashes: np.ndarray, stream: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
-def hashed_uniform(keys: np.ndarray, seed: int, salt: str = "") -> np.ndarray:
-    """Deterministic U[0, 1) per key from (seed, salt, key): same inputs, same numbers, on every machine."""
-    hash_key = f"{seed:08d}{salt}"[:16].ljust(16, "0")
-    h = pd.util.hash_array(np.asarray(keys, dtype=object), hash_key=hash_key, categorize=True)
-    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
 def target_order(rule: Rule) -> list[int]:
     """Indices of a rule's targets in fallback order: priority (then listed order), or weight descending."""
     targets = rule.load_balance_targets

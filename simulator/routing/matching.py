@@ -13,12 +13,16 @@ from simulator.pricing.model_ids import split_model_id
 
 
 class RequestView:
-    """Column access for matching, with parsed metadata keys computed once and shared across candidates."""
+    """Column access for matching, with metadata keys computed once and shared across candidates.
+
+    Category columns (as :func:`simulator.io.traffic.load_traffic` gives them) are used through their integer codes;
+    metadata JSON is parsed once per distinct text."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self.n = len(frame)
         self._keys: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @cached_property
     def _metadata_objs(self) -> list[dict]:
@@ -27,22 +31,34 @@ class RequestView:
     def key(self, name: str) -> np.ndarray:
         """Values of a metadata key per row (attribution columns first), as an object array (None if absent)."""
         if name not in self._keys:
-            if name in ATTRIBUTION_KEYS:
-                self._keys[name] = self.frame[name].to_numpy(dtype=object)
-            elif name in ("model", "requested_model"):
-                self._keys[name] = self.frame[name].to_numpy(dtype=object)
-            else:
-                vals = [o.get(name) for o in self._metadata_objs]
-                self._keys[name] = np.array([None if v is None else str(v) for v in vals], dtype=object)
+            codes, labels = self.codes(name)
+            out = np.full(self.n, None, dtype=object)
+            have = codes >= 0
+            out[have] = labels[codes[have]]
+            self._keys[name] = out
         return self._keys[name]
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, sorted labels) of a key: integer work instead of string comparisons per row; -1 = absent."""
-        cache = self.__dict__.setdefault("_codes", {})
-        if name not in cache:
-            codes, labels = pd.factorize(self.key(name), sort=True, use_na_sentinel=True)
-            cache[name] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
-        return cache[name]
+        """(codes, labels) of a key: integer work instead of string comparisons per row; -1 = absent."""
+        if name not in self._codes:
+            if name in ATTRIBUTION_KEYS or name in ("model", "requested_model"):
+                self._codes[name] = _column_codes(self.frame[name])
+            else:
+                self._codes[name] = self._metadata_codes(name)
+        return self._codes[name]
+
+    def _metadata_codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        meta = self.frame["metadata"]
+        if isinstance(meta.dtype, pd.CategoricalDtype):
+            per_category = np.full(len(meta.cat.categories) + 1, None, dtype=object)  # last slot: no metadata
+            for j, text in enumerate(meta.cat.categories):
+                value = json.loads(text).get(name)
+                per_category[j] = None if value is None else str(value)
+            values = per_category[meta.cat.codes.to_numpy()]
+        else:
+            values = np.array([None if (v := o.get(name)) is None else str(v) for o in self._metadata_objs],
+                              dtype=object)
+        return _factorize(values)
 
     def equals(self, name: str, value: str) -> np.ndarray:
         codes, labels = self.codes(name)
@@ -71,6 +87,19 @@ class RequestView:
             return self.key(spec.split(".", 1)[1])
         return self.key(spec)
 
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, labels = pd.factorize(values, sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(labels, dtype=object)
+
+
+def _column_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a category column as they are; other columns are factorised."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64), np.asarray(column.cat.categories, dtype=object)
+    values = column.to_numpy(dtype=object)
+    return _factorize(np.where(pd.isna(values), None, values))
 
 
 def match(view: RequestView, when) -> np.ndarray:

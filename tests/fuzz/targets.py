@@ -47,6 +47,31 @@ def parquet(data: bytes) -> None:
     _traffic("t.parquet", data)
 
 
+def metadata(data: bytes) -> None:
+    """The bytes as the metadata of one row, in a CSV cell and as a raw JSON value in JSONL, under small limits so
+    the depth and length limits are reached often. A kept row's metadata must be a JSON object within them."""
+    import json
+
+    from simulator.io.columns import json_depth
+    from simulator.io.limits import Limits
+    from simulator.io.traffic import load_traffic
+
+    limits = Limits(max_metadata_depth=8, max_value_bytes=2048)
+    text = data.decode("utf-8", errors="replace").replace("\x00", "")
+    good = "ok,2026-11-16T09:00:00Z,m/a,1,1,\n"
+    csv_text = ("request_id,timestamp,model,input_tokens,output_tokens,metadata\n" + good +
+                'r,2026-11-16T09:00:01Z,m/a,1,1,"' + text.replace('"', '""') + '"\n')
+    line = '{"request_id":"r","timestamp":"2026-11-16T09:00:01Z","model":"m/a","input_tokens":1,"output_tokens":1,'
+    jsonl_text = (line.replace('"r"', '"ok"') + '"metadata":null}\n' + line + '"metadata":' +
+                  text.replace("\n", " ") + "}\n")
+    for name, body in (("m.csv", csv_text), ("m.jsonl", jsonl_text)):
+        loaded = load_traffic([_file(name, body.encode("utf-8"))], now=NOW, limits=limits)
+        assert loaded.rows_read == loaded.rows_replayed + loaded.rows_rejected
+        for value in loaded.frame["metadata"].dropna():
+            parsed = json.loads(value)
+            assert isinstance(parsed, dict) and json_depth(parsed) <= limits.max_metadata_depth
+
+
 def scenario_yaml(data: bytes) -> None:
     from simulator.routing.scenario import load_scenario
 
@@ -59,8 +84,8 @@ def overrides_yaml(data: bytes) -> None:
     load_overrides(_file("p.yaml", data))
 
 
-TARGETS = {"csv": csv, "jsonl": jsonl, "json": json_otlp, "parquet": parquet, "scenario": scenario_yaml,
-           "overrides": overrides_yaml}
+TARGETS = {"csv": csv, "jsonl": jsonl, "json": json_otlp, "parquet": parquet, "metadata": metadata,
+           "scenario": scenario_yaml, "overrides": overrides_yaml}
 
 
 def check(target, data: bytes) -> None:

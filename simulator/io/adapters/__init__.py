@@ -85,8 +85,10 @@ def detect_adapter(columns: set[str]) -> str | None:
 
 
 def _shown(columns: list[str], limit: int = 12) -> str:
-    more = f", ... ({len(columns) - limit} more)" if len(columns) > limit else ""
-    return ", ".join(columns[:limit]) + more
+    """Column names safe to echo in an error (identifier-like names only, truncated; never a header's raw values)."""
+    from simulator.io.readers import shown_columns
+
+    return shown_columns(columns, limit)
 
 
 def _check_needs(name: str, columns: set[str], mapped: set[str], unused: list[str], where: str) -> None:
@@ -124,7 +126,8 @@ def apply_adapter(frame: pd.DataFrame, name: AdapterOptions | str | None, mappin
         absent = [c for c in REQUIRED if c not in columns]
         shown = _shown(sorted(c for c in columns if c not in _INTERNAL), 8)
         hint = ""
-        if len(columns - _INTERNAL) == 1 and any(d in shown for d in ";\t|"):
+        named = [str(c) for c in columns if c not in _INTERNAL]
+        if len(named) == 1 and any(d in named[0] for d in ";\t|"):
             hint = " The header looks like it uses another delimiter; export with commas."
         raise InputError(
             f"{where}: missing required column(s) {', '.join(absent)} (found: {shown}).{hint} "

@@ -1,0 +1,103 @@
+"""A seeded 64-bit hash of a string column, computed on the Arrow buffers (offsets + UTF-8 bytes).
+
+The function is fixed here, so values are the same on every machine and in every version (tests pin them against
+a pure-Python implementation): 64-bit FNV-1a over the UTF-8 bytes of ``f"{seed}\\x1f{salt}\\x1f"`` followed by the
+string's bytes, then the MurmurHash3 ``fmix64`` finaliser so every output bit depends on every input bit. The whole
+seed is part of the key (seeds 1234567890123456 and 12345678901234567 give unrelated hashes). A missing value
+hashes as the empty string.
+
+``hash64(strings, seed, salt)`` takes an Arrow string array (plain, large or dictionary), a pandas Series (Arrow
+text, category or object) or a sequence of ``str``; categories and dictionaries are hashed once per distinct value.
+``uniform(hashes)`` maps hashes to floats in [0, 1) for weighted splits and failure draws.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+
+
+def _prefix_state(seed: Any, salt: str) -> int:
+    h = FNV_OFFSET
+    for byte in f"{seed}\x1f{salt}\x1f".encode():
+        h = ((h ^ byte) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+@lru_cache(maxsize=1)
+def _kernel():
+    from numba import njit, uint64
+
+    @njit(cache=True, nogil=True)
+    def kernel(offsets, data, start, out):  # pragma: no cover - compiled
+        prime = uint64(FNV_PRIME)
+        for i in range(out.shape[0]):
+            h = uint64(start)
+            for j in range(offsets[i], offsets[i + 1]):
+                h = (h ^ uint64(data[j])) * prime
+            h ^= h >> uint64(33)
+            h *= uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> uint64(33)
+            h *= uint64(0xC4CEB9FE1A85EC53)
+            h ^= h >> uint64(33)
+            out[i] = h
+        return out
+
+    return kernel
+
+
+def _arrow_text(strings: Any):
+    """An Arrow array of text (or dictionary of text) for the supported inputs."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(strings, pa.ChunkedArray):
+        return strings.combine_chunks() if strings.num_chunks != 1 else strings.chunk(0)
+    if isinstance(strings, pa.Array):
+        return strings
+    if isinstance(strings, pd.Series):
+        if isinstance(strings.dtype, pd.CategoricalDtype):
+            cats = pa.array([str(c) for c in strings.cat.categories], type=pa.large_string())
+            codes = strings.cat.codes.to_numpy()
+            return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0, type=pa.int64()), cats)
+        array = strings.array
+        if hasattr(array, "_pa_array"):
+            return _arrow_text(array._pa_array)
+        strings = strings.to_numpy(dtype=object)
+    values = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in strings]
+    return pa.array(values, type=pa.large_string())
+
+
+def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
+    """uint64 hash of each string with the full ``seed`` and ``salt`` in the key (see the module docstring)."""
+    import pyarrow as pa
+
+    arr = _arrow_text(strings)
+    if pa.types.is_dictionary(arr.type):
+        per_value = hash64(arr.dictionary, seed, salt)
+        empty = hash64(pa.array([""]), seed, salt)[0]
+        idx = arr.indices.to_numpy(zero_copy_only=False)
+        valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        out = np.full(len(arr), empty, dtype=np.uint64)
+        out[valid] = per_value[np.asarray(idx[valid], dtype=np.int64)]
+        return out
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise TypeError(f"hash64 needs text; got Arrow type {arr.type}.")
+    if arr.null_count:
+        arr = arr.fill_null("")
+    arr = arr.cast(pa.large_string())
+    _, offset_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offset_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    out = np.empty(len(arr), dtype=np.uint64)
+    return _kernel()(offsets, data, np.uint64(_prefix_state(seed, salt)), out)
+
+
+def uniform(hashes: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1) from the top 53 bits of each hash (exact in float64)."""
+    return (np.asarray(hashes, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
