@@ -32,3 +32,22 @@ def prepared(records: list[dict[str, Any]], **kwargs: Any) -> Prepared:
 def req(i: int, ts: str, model: str = "openai-main/gpt-4o", inp: int = 1_000_000, out: int = 0, **kw: Any) -> dict:
     return {"request_id": f"r{i:05d}", "timestamp": ts, "model": model, "input_tokens": inp, "output_tokens": out,
             **kw}
+
+
+class Captured:
+    """A run with its per-request arrays kept: the replay observer sees the whole table as one chunk (the local
+    engine), so ``prepared`` and ``outcomes`` are that chunk and each candidate's outcome over it."""
+
+    def __init__(self, scenario, **kwargs: Any) -> None:
+        from simulator.api import run
+
+        self.chunks: list = []
+        self.result = run(scenario, observers=[lambda p, base, outcomes: self.chunks.append((p, base, outcomes))],
+                          **kwargs)
+        assert len(self.chunks) == 1, "the local engine replays a loaded table as one chunk"
+        self.summary = self.result.summary
+        self.scenario = self.result.scenario
+
+    prepared = property(lambda self: self.chunks[0][0])
+    baseline = property(lambda self: self.chunks[0][1])
+    outcomes = property(lambda self: self.chunks[0][2])

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import Captured
 from simulator.api import run
-from simulator.outputs.gateway_config import write_gateway_configs
+from simulator.outputs.gateways import write_gateway_configs
 from simulator.outputs.report.content import action_queue, build_document
 from simulator.outputs.report.document import to_markdown
 
@@ -53,7 +54,7 @@ def bad_move(tmp_path_factory) -> Path:
 
 
 def test_half_split_of_a_bad_move_fails_the_gate_like_the_full_move(bad_move):
-    result = run(bad_move)
+    result = Captured(bad_move)
     full, half = result.summary["policies"]
     # Date-suffixed eval id matched: the moves have evidence.
     assert full["accuracy"]["coverage_share"] == 1.0 and half["accuracy"]["coverage_share"] == 1.0
@@ -90,7 +91,7 @@ def _int(text: str) -> int:
 
 @pytest.fixture(scope="module")
 def examples():
-    return {path.name: run(path) for path in EXAMPLES}
+    return {path.name: Captured(path) for path in EXAMPLES}
 
 
 def _counters(result, k: int) -> dict:
