@@ -6,8 +6,8 @@ the in-memory reader, so a Hive-partitioned folder reads the same rows), CSV wit
 cannot be split and is read whole.
 
 Ordering: each chunk is normalised (validated, sorted by timestamp then request_id) by
-:func:`simulator.io.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk,
-so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
+:func:`simulator.io.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk (unless it is the
+last), so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
 time-ordered: :class:`~simulator.errors.InputError` asks to sort or partition by time (no on-disk sort is attempted).
 
 Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (about 8-11 bytes per request);
@@ -246,14 +246,17 @@ class Stream:
         position = 0
         last: tuple[int, str] | None = None
         pending: pd.DataFrame | None = None
-        for good in self._normalised():
+        tables = self._normalised()
+        following = next(tables, None)
+        while following is not None:
+            good, following = following, next(tables, None)  # one table ahead: the last one holds nothing back
             if pending is not None and len(pending):
                 good = pd.concat([pending, good], ignore_index=True)
                 ts = good["timestamp"].array.asi8
                 order = np.lexsort((good["request_id"].to_numpy(dtype=object).astype(str), ts))
                 good = good.iloc[order].reset_index(drop=True)
             ts = good["timestamp"].array.asi8
-            hold = ts == ts[-1]
+            hold = ts == ts[-1] if following is not None else np.zeros(len(ts), bool)
             pending, out = good[hold], good[~hold].reset_index(drop=True)
             if len(out):
                 yield from self._emit(out, ids, found, position, last)

@@ -114,13 +114,15 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
     uncertain = len(moves) and ((moves["cost_low_usd"] != moves["cost_usd"]).any()
                                 or (moves["cost_high_usd"] != moves["cost_usd"]).any())
     if variants and policy.get("caching") and uncertain:
-        ends = {end: {**at_cost(policy, cost, base.cost, days), "caching": report}
+        ends = {end: {**at_cost(policy, cost, base.cost, days, cost_usd=acc.cost, savings_usd=acc.savings),
+                      "caching": report}
                 for end, (cost, report) in variants.items()}
         extra.append(cache_sensitivity(policy, ends["low"], ends["high"]))
     model_labels, model_sums = base.per_model.sorted()
     by_model = {str(m): int(r[0]) for m, r in zip(model_labels, model_sums)}
     return finish_policy(policy, moves=moves, interval=interval, candidate=cand, days=days,
                          candidate_cost_usd=acc.cost, base_cost_usd=base.cost, recorded_requests_by_model=by_model,
+                         savings_usd=acc.savings,
                          evaluate_gates=lambda rec: metrics.evaluate_gates(rec, gates, before),
                          extra_sensitivity=[e for e in extra if e])
 

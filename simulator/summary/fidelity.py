@@ -77,6 +77,7 @@ def minute_sums(ts: np.ndarray, ts_min: int, savings: np.ndarray) -> tuple[np.nd
 
 def finish_policy(policy: dict[str, Any], *, moves: pd.DataFrame, interval: dict[str, Any], candidate, days: float,
                   candidate_cost_usd: float, base_cost_usd: float, recorded_requests_by_model: dict[str, int],
+                  savings_usd: float | None = None,
                   evaluate_gates: Callable[[dict[str, Any]], list[dict[str, Any]]],
                   extra_sensitivity: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Add the fidelity fields to a policy record whose gates are already evaluated; returns the record."""
@@ -85,7 +86,8 @@ def finish_policy(policy: dict[str, Any], *, moves: pd.DataFrame, interval: dict
     policy["moved"] = moved_summary(moves)
     policy["translation_pairs"] = translation_pairs(moves)
     sums = moves[["cost_usd", "cost_low_usd", "cost_high_usd"]].sum().to_dict() if len(moves) else {}
-    checks = [gate_sensitivity(policy, sums, candidate_cost_usd, base_cost_usd, days, evaluate_gates)] + list(extra_sensitivity or [])
+    checks = [gate_sensitivity(policy, sums, candidate_cost_usd, base_cost_usd, days, evaluate_gates,
+                                savings_usd)] + list(extra_sensitivity or [])
     policy["sensitivity"] = [c for c in checks if c]
     policy["changes"] = [kind for kind in ("rules", "budgets", "rate_limits", "prompt_caching")
                          if getattr(candidate, kind, None)]

@@ -21,12 +21,17 @@ def _r6(x: float) -> float:
     return round(float(x), 6) + 0.0
 
 
-def at_cost(policy: dict[str, Any], candidate_cost_usd: float, base_cost_usd: float, days: float) -> dict[str, Any]:
+def at_cost(policy: dict[str, Any], candidate_cost_usd: float, base_cost_usd: float, days: float, *,
+            cost_usd: float | None = None, savings_usd: float | None = None) -> dict[str, Any]:
     """A copy of ``policy`` with its savings figures recomputed for another candidate cost in the window. The cost
-    difference falls on served requests, so the equal-service saving moves by exactly that difference."""
+    difference falls on served requests, so the equal-service saving moves by exactly that difference.
+
+    ``cost_usd`` / ``savings_usd``: the policy's unrounded window figures (default: the record's rounded ones), so
+    every engine rounds the same sums once."""
     out = copy.deepcopy(policy)
-    savings = policy.get("savings_usd", base_cost_usd - policy.get("cost_usd", 0.0)) - (
-        candidate_cost_usd - policy.get("cost_usd", candidate_cost_usd))
+    cost = policy.get("cost_usd", candidate_cost_usd) if cost_usd is None else cost_usd
+    saved = policy.get("savings_usd", base_cost_usd - cost) if savings_usd is None else savings_usd
+    savings = saved - (candidate_cost_usd - cost)
     out["cost_usd"] = _r6(candidate_cost_usd)
     out["savings_usd"] = _r6(savings)
     out["savings_pct"] = round(100.0 * savings / base_cost_usd, 4) if base_cost_usd else 0.0
@@ -36,19 +41,21 @@ def at_cost(policy: dict[str, Any], candidate_cost_usd: float, base_cost_usd: fl
 
 def gate_sensitivity(policy: dict[str, Any], moved: dict[str, float], candidate_cost_usd: float,
                      base_cost_usd: float, days: float,
-                     evaluate: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any] | None:
+                     evaluate: Callable[[dict[str, Any]], list[dict[str, Any]]],
+                     savings_usd: float | None = None) -> dict[str, Any] | None:
     """Savings and gate verdicts with the translation assumptions at each end; None without such an interval.
 
     ``moved``: ``cost_usd``, ``cost_low_usd`` and ``cost_high_usd`` summed over the moved requests (moves table);
-    ``candidate_cost_usd`` / ``base_cost_usd``: the window totals (unrounded); ``evaluate(policy) -> gates``
-    re-evaluates the candidate's gates on a policy record.
+    ``candidate_cost_usd`` / ``base_cost_usd`` / ``savings_usd``: the window totals (unrounded); ``evaluate(policy)
+    -> gates`` re-evaluates the candidate's gates on a policy record.
     """
     cost, low, high = (float(moved.get(k) or 0.0) for k in ("cost_usd", "cost_low_usd", "cost_high_usd"))
     if abs(low - cost) < 1e-12 and abs(high - cost) < 1e-12:
         return None
     ends = {}
     for end, moved_cost in (("low", low), ("high", high)):
-        record = at_cost(policy, candidate_cost_usd + (moved_cost - cost), base_cost_usd, days)
+        record = at_cost(policy, candidate_cost_usd + (moved_cost - cost), base_cost_usd, days,
+                         cost_usd=candidate_cost_usd, savings_usd=savings_usd)
         ends[end] = {"monthly_savings_usd": record["monthly_savings_usd"],
                      "gates": {g["name"]: g["passed"] for g in evaluate(record)}}
     point = {g["name"]: g["passed"] for g in policy.get("gates") or []}
