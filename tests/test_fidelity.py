@@ -110,8 +110,28 @@ def _counters(result, k: int) -> dict:
         "targets": dict(zip(targets.tolist(), added.tolist())),
         "recorded": {m: int((p.model == i).sum()) for i, m in enumerate(p.vocab)},
         "failed_attempts": int((o.attempts - (o.status < 400)).clip(min=0).sum()),
-        "covered": (o.extras.get("caching") or {}).get("requests_covered"),
+        "covered": _covered(result, k),
     }
+
+
+def _covered(result, k: int) -> int:
+    """Requests a candidate's prompt_caching rules cover: matched on their request conditions and, where models are
+    named, on the served or the recorded model; rows that kept their recorded cache tokens are not re-simulated."""
+    from simulator.api import resolve_candidates
+    from simulator.routing.matching import match
+
+    cand = resolve_candidates(result.scenario)[k]
+    p, o = result.prepared, result.outcomes[k]
+    served = np.array(p.vocab, dtype=object)[o.model]
+    hit = np.zeros(p.n, bool)
+    for rule in cand.prompt_caching:
+        mask = match(p.view, rule.when.model_copy(update={"models": []}))
+        if rule.when.models:
+            mask &= np.isin(served, rule.when.models) | np.isin(np.array(p.vocab, dtype=object)[p.model],
+                                                                rule.when.models)
+        hit |= mask
+    kept = ~o.changed & ((p.cr > 0) | (p.cw > 0))
+    return int((hit & ~kept).sum())
 
 
 def _check_line(line: str, c: dict, policy: dict, cand) -> str:
