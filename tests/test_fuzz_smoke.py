@@ -64,6 +64,6 @@ def test_atheris_target_briefly(name, tmp_path):
     work = tmp_path / "corpus"
     work.mkdir()
     proc = subprocess.run([sys.executable, str(FUZZ / f"fuzz_{name}.py"), str(work), str(FUZZ / "seeds" / name),
-                           "-max_total_time=3", f"-artifact_prefix={tmp_path}/"],
+                           "-max_total_time=3", "-rss_limit_mb=4096", f"-artifact_prefix={tmp_path}/"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -213,11 +213,12 @@ def test_action_queue_applies_one_file_per_tenant_config_type_and_names_what_it_
     }
     summary = {"policies": [policy("ab-10pct", 50.0), policy("full-move", 500.0), policy("cap", 100.0)]}
     actions = action_queue(summary, {}, routing_files)
-    assert actions[0].startswith("Apply `full-move`: `tfy apply -f routing/full-move.truefoundry.yaml --dry-run "
-                                 "--show-diff`, then apply; it replaces the tenant's current "
-                                 "gateway-load-balancing-config. Saves $500.00/month")
+    assert actions[0] == ("Apply `full-move`: `tfy apply -f routing/full-move.truefoundry.yaml --dry-run --show-diff`, "
+                          "then apply. Saves $500.00/month (95% CI $250.00 to $1,000.00); accuracy not measured. "
+                          "Applying it replaces the tenant's current gateway-load-balancing-config.")
     assert actions[1].startswith("Apply `cap`: `tfy apply -f routing/cap.truefoundry.yaml --dry-run --show-diff`, "
-                                 "then apply; it is the tenant's current config (budgets.yaml) merged with it.")
+                                 "then apply. Saves $100.00/month")
+    assert actions[1].endswith("The file is the tenant's current config (budgets.yaml) merged with it.")
     assert actions[2] == ("Not applied: `ab-10pct` ($50.00/month) is an alternative to `full-move`: its "
                           "gateway-load-balancing-config would replace `full-move`'s (TrueFoundry keeps one per "
                           "tenant and type). To apply both, put their rules in one candidate.")

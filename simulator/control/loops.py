@@ -344,8 +344,22 @@ class LoopState:
         return fired, killed
 
     # -- results ----------------------------------------------------------------------------------------------
+    def merge(self, other: LoopState) -> LoopState:
+        """Fold in the state of another partition holding other workflows (the Dask engine keeps each workflow's
+        sessions in one partition); ``sessions`` and ``baselines`` then cover both."""
+        self.merged = [*getattr(self, "merged", []), other, *getattr(other, "merged", [])]
+        return self
+
+    def _parts(self) -> list[LoopState]:
+        return [self, *getattr(self, "merged", [])]
+
     def sessions(self) -> list[dict[str, Any]]:
-        """Flagged sessions in detection order (session ids are operational ids the runbook's kill step needs)."""
+        """Flagged sessions in detection order, then start, then id (session ids are operational ids the runbook's
+        kill step needs)."""
+        out = [s for part in self._parts() for s in part._flagged()]
+        return sorted(out, key=lambda s: (s["detected_at"], s["started_at"], s["session_id"]))
+
+    def _flagged(self) -> list[dict[str, Any]]:
         flagged = np.flatnonzero(self.detected_at >= 0)
         flagged = flagged[np.lexsort((flagged, self.detected_at[flagged]))]
         out = []
@@ -379,8 +393,14 @@ class LoopState:
         gateway's per-session rate rule: ``multiplier`` x the quantile of per-session window totals of raw tokens,
         as tokens per minute (a session using in one minute what a quantile session uses in ``multiplier`` windows:
         conservative, the gateway's one-minute window being shorter than the rule's)."""
-        self._flush()
-        now = (self.bucket + 1) * self.window_ns
+        parts = self._parts()
+        for part in parts:
+            part._flush()
+        now = (max(part.bucket for part in parts) + 1) * self.window_ns  # the end of the traffic, not the part's
+        out = [b for part in parts for b in part._baselines(now)]
+        return sorted(out, key=lambda b: b["workflow_tag"])
+
+    def _baselines(self, now: int) -> list[dict[str, Any]]:
         out = []
         for wf, name in sorted(enumerate(self.wf_names), key=lambda x: x[1]):
             vals, toks = self._window(wf, now)

@@ -115,6 +115,10 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             written.append(write_text(kpath, ktext))
             entry["files"].append(kpath.name)
             entry["config_types"][kpath.name] = "gateway-rate-limiting-config"
+        elif cand.kill_runaway_sessions:
+            entry["not_expressible"]["truefoundry"] = entry["not_expressible"]["truefoundry"] + [
+                "kill_runaway_sessions: the per-session limit comes from the replay's figures (none in this summary)"]
+        if cand.kill_runaway_sessions:
             for fmt in ("litellm", "portkey"):
                 entry["not_expressible"][fmt] = entry["not_expressible"][fmt] + [
                     "kill_runaway_sessions: no per-session limit in this config"]
