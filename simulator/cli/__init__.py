@@ -206,7 +206,7 @@ def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, 
     Example: tfysim replay datasets/sample/traffic.parquet --json
     """
     from simulator.api import identity_replay
-    from simulator.pricing.catalog import Catalog
+    from simulator.pricing.catalog import OPTION_FIX, Catalog
     from simulator.io.traffic import load_traffic
 
     from simulator.io.adapters import collect_notes, not_model_calls
@@ -214,7 +214,7 @@ def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, 
     with collect_notes() as notes:
         loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
     _echo_notes(notes)
-    report = identity_replay(loaded, Catalog.load(pricing))
+    report = identity_replay(loaded, Catalog.load(pricing, fix=OPTION_FIX))
     if rejects_path and loaded.rows_rejected:
         from simulator.outputs.files import write_rejects
 
@@ -243,13 +243,13 @@ def reconcile(traffic, focus, pricing, adapter, mapping, timezone, as_json) -> N
     from simulator.io.adapters import collect_notes
     from simulator.io.focus import read_focus
     from simulator.io.traffic import load_traffic
-    from simulator.pricing.catalog import Catalog
+    from simulator.pricing.catalog import OPTION_FIX, Catalog
     from simulator.summary.reconcile import reconcile as reconcile_costs, reconcile_text
 
     with collect_notes() as notes:
         loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
     _echo_notes(notes)
-    report = reconcile_costs(loaded, Catalog.load(pricing), read_focus(focus))
+    report = reconcile_costs(loaded, Catalog.load(pricing, fix=OPTION_FIX), read_focus(focus))
     if as_json:
         _echo_json(report)
     else:

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 
 from simulator.tokens.drift import drift_report
-from simulator.pricing.catalog import Catalog
+from simulator.pricing.catalog import OPTION_FIX, Catalog
 from simulator.io.traffic import load_traffic
 
 
 def drift_command(paths, from_model: str, to_model: str, by: str | None, pricing, timezone) -> dict[str, Any]:
     loaded = load_traffic(paths, timezone=timezone)
-    catalog = Catalog.load(pricing)
+    catalog = Catalog.load(pricing, fix=OPTION_FIX)
     catalog.resolve(from_model)
     catalog.resolve(to_model)
 
