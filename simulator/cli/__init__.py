@@ -270,6 +270,37 @@ def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 
 
 @cli.command()
+@click.argument("traffic", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("scenario.yaml"),
+              show_default=True, help="Scenario file to write (never overwritten).")
+@click.option("--name", help="Scenario name (default: from the traffic file's name).")
+@_ingest_options
+def init(traffic, out, name, adapter, mapping, timezone) -> None:
+    """Write a commented starter scenario for your own export: the adapter detected, the models, workflows and
+    teams found, and one candidate to edit.
+
+    Example: tfysim init datasets/examples/litellm_spendlogs.csv --out my-scenario.yaml
+    """
+    from simulator.errors import InputError
+    from simulator.outputs.files import write_text
+    from simulator.outputs.starter import inspect_export, starter_yaml
+
+    if out.exists():
+        raise InputError(f"{out} already exists; choose another --out or remove it.")
+    columns = _parse_map(mapping)
+    from simulator.io.adapters import collect_notes
+
+    with collect_notes() as notes:
+        found = inspect_export(list(traffic), adapter=adapter, mapping=columns, timezone=timezone)
+    _echo_notes(notes)
+    write_text(out, starter_yaml(found, list(traffic), out, name=name, timezone=timezone, mapping=columns))
+    models = len(found.models)
+    click.echo(f"wrote {out}: {found.adapter} export, {found.rows_read:,} rows, {models} model(s), "
+               f"{len(found.labels['workflow_tag'])} workflow(s), {len(found.labels['team'])} team(s). "
+               f"Next: tfysim validate {out}")
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editor completion).
 
@@ -282,14 +313,23 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-def validate(scenario) -> None:
-    """Check a scenario, its files, models and prices without replaying.
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema_version, ok, problems, warnings).")
+def validate(scenario, as_json) -> None:
+    """Check a scenario, its files, traffic, models, targets, tokenizers and eval ids without replaying; every
+    problem at once. Exit 2 when there is one.
 
     Example: tfysim validate scenarios/premium-review.yaml
     """
-    from simulator.api import validate_scenario
+    from simulator.validation import check_scenario
 
-    click.echo(validate_scenario(scenario))
+    report = check_scenario(scenario)
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        click.echo(report.text(), err=not report.ok)
+    if not report.ok:
+        click.echo(f"Error: {scenario}: {len(report.problems)} problem(s); fix them and validate again.", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @cli.group("import")
