@@ -76,8 +76,8 @@ def inspect_export(paths: list[str], adapter: str | None = None, mapping: dict[s
         ts = int(part["timestamp"].iloc[-1].value)
         rows.append((model, int(n), float(cost[sel].sum()), True, catalog.unit_prices(model, ts)["output_mtok"]))
     table = pd.DataFrame(rows, columns=["model", "requests", "cost_usd", "priced", "output_mtok"])
-    labels = {key: frame[key].astype(object).where(frame[key].notna(), "UNTAGGED").value_counts()
-              for key in ("workflow_tag", "team", "project")}
+    labels = {key: frame[key].astype(object).where(frame[key].notna(), "UNTAGGED").value_counts().sort_index()
+              .sort_values(ascending=False, kind="stable") for key in ("workflow_tag", "team", "project")}
     by_flow = pd.DataFrame({"model": models, "workflow_tag": frame["workflow_tag"].astype(object), "cost_usd": cost})
     by_flow = by_flow.dropna().groupby(["model", "workflow_tag"], as_index=False)["cost_usd"].sum()
     return Found(adapter, detected, traffic.rows_read, traffic.rows_rejected, frame["timestamp"].iloc[0],
