@@ -65,6 +65,18 @@ def _echo_json(obj) -> None:
     click.echo(dumps(obj), nl=False)
 
 
+#: version of the --json objects of gate, validate, recommend, diff and drift
+JSON_SCHEMA_VERSION = 1
+
+
+def _echo_report(obj: dict) -> None:
+    """A command's --json object: ``schema_version`` first, floats rounded to the precision the text shows."""
+    from simulator.formats import round_floats
+
+    _echo_json({"schema_version": JSON_SCHEMA_VERSION, **round_floats({k: v for k, v in obj.items()
+                                                                       if k != "schema_version"})})
+
+
 def _progress():
     """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
     if not sys.stderr.isatty():
@@ -324,7 +336,7 @@ def validate(scenario, as_json) -> None:
 
     report = check_scenario(scenario)
     if as_json:
-        _echo_json(report.to_json())
+        _echo_report(report.to_json())
     else:
         click.echo(report.text(), err=not report.ok)
     if not report.ok:
@@ -467,7 +479,7 @@ def drift(traffic, from_model, to_model, by, pricing, timezone, as_json) -> None
 
     report = drift_command(list(traffic), from_model, to_model, by, pricing, timezone)
     if as_json:
-        _echo_json(report)
+        _echo_report(report)
         return
     from simulator.cli.drift import drift_table
 
@@ -503,21 +515,26 @@ def loops(traffic, scenario, truth, weight, pricing, timezone, as_json) -> None:
 @click.option("--max-accuracy-drop-pp", type=click.FloatRange(0), help="Non-inferiority margin (default: the "
               "scenario's gate, else 2).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the candidate YAML here.")
-def recommend(scenario, max_accuracy_drop_pp, out) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the candidate and every decision).")
+def recommend(scenario, max_accuracy_drop_pp, out, as_json) -> None:
     """Per workflow, the cheapest target with eval evidence whose non-inferiority holds, as a candidate.
 
     Example: tfysim recommend scenarios/premium-review.yaml --max-accuracy-drop-pp 2
     """
-    from simulator.cli.recommend import recommend_scenario
+    from simulator.cli.recommend import recommend_scenario, recommend_text
 
-    text = recommend_scenario(scenario, max_accuracy_drop_pp)
+    report = recommend_scenario(scenario, max_accuracy_drop_pp)
+    text = recommend_text(report)
     if out:
         from simulator.outputs.files import write_text
 
         write_text(out, text)
-        click.echo(f"wrote {out}")
-    else:
+        click.echo(f"wrote {out}", err=as_json)
+    if as_json:
+        _echo_report(report)
+    elif not out:
         click.echo(text, nl=False)
+
 
 # -- outputs: tfysim diff / tfysim gate ----------------------------------------------------------------------------
 @cli.command("diff")
@@ -541,7 +558,7 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
     report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed,
                              adapter=adapter, columns=_parse_map(mapping), timezone=timezone)
     if as_json:
-        _echo_json(report)
+        _echo_report(report)
     else:
         click.echo(diff_text(report, show_yaml=not no_yaml_diff))
 
@@ -554,8 +571,9 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the run folder (summary, report, routing configs) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every gate and each candidate's figures).")
 @_ingest_options
-def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, mapping, timezone) -> None:
+def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, adapter, mapping, timezone) -> None:
     """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
 
     Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
@@ -583,7 +601,12 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, 
         else:
             click.echo("Warning: --github-summary: GITHUB_STEP_SUMMARY is not set (not running in GitHub Actions); "
                        "no summary written.", err=True)
-    click.echo(console_table(result.summary))
+    if as_json:
+        from simulator.outputs.gate import gate_report
+
+        _echo_report(gate_report(result.summary))
+    else:
+        click.echo(console_table(result.summary))
     if not result.gates_passed:
         sys.exit(EXIT_GATE)
 
