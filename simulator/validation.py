@@ -268,10 +268,9 @@ def _evals(report: Validation, scenario, models: list[str], targets: list[str]) 
     from simulator.evals.matching import eval_mismatch, match_eval_model
     from simulator.evals.load import load_eval_samples
 
-    loaded = _try(report.problems, load_eval_samples, scenario.paths("evals"))
-    if loaded is None or not len(loaded.samples):
+    eval_models = _try(report.problems, _eval_models, scenario.paths("evals"), load_eval_samples)
+    if not eval_models:
         return
-    eval_models = sorted(map(str, loaded.samples["model"].unique()))
     gateway = sorted(set(models) | set(targets))
     matched = {match_eval_model(g, eval_models) for g in gateway}
     for model in eval_models:
@@ -282,3 +281,29 @@ def _evals(report: Validation, scenario, models: list[str], targets: list[str]) 
         if match_eval_model(model, eval_models) is None:
             report.warnings.append(f"{report.scenario}: evals: target {eval_mismatch(model, eval_models)}; the "
                                    "accuracy change of moves to it cannot be measured")
+
+
+def _eval_models(paths: list[Path], load_eval_samples) -> list[str]:
+    """The distinct eval model ids. A Parquet file is read for its ``model`` column only (after checking the
+    required columns, as the loader does); other formats go through the loader."""
+    import pyarrow.parquet as pq
+
+    from simulator.errors import InputError
+    from simulator.evals.load import OUTCOME, REQUIRED
+
+    models: set[str] = set()
+    others = []
+    for path in paths:
+        if path.suffix != ".parquet":
+            others.append(path)
+            continue
+        names = set(pq.read_schema(path).names)
+        missing = [c for c in REQUIRED if c not in names]
+        if missing or not set(OUTCOME) & names:
+            raise InputError(f"{path}: eval samples need columns {', '.join(REQUIRED)} and one of "
+                             f"{' or '.join(OUTCOME)} (missing: {', '.join(missing) or ' or '.join(OUTCOME)})")
+        models |= {str(m) for m in pq.read_table(path, columns=["model"]).column("model").unique().to_pylist()
+                   if m is not None}
+    if others:
+        models |= set(map(str, load_eval_samples(others).samples["model"].unique()))
+    return sorted(models)
