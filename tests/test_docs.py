@@ -104,8 +104,10 @@ def _make_dry_run(target: str, env: dict[str, str]) -> list[str]:
     import os
     import subprocess
 
-    proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(REPO), target], capture_output=True, text=True,
-                          env={**os.environ, **env}, check=True)
+    outer = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")}
+    # an outer `make test PYTEST_ARGS=...` (the clean-clone test) must not leak into this make
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(REPO), target], capture_output=True,
+                          text=True, env={**outer, **env}, check=True)
     return proc.stdout.splitlines()
 
 
