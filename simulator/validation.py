@@ -63,7 +63,9 @@ def _try(problems: list[str], fn, *args, **kwargs):
 
 def _exists(problems: list[str], where: str, key: str, path: Path, glob_ok: bool = False) -> bool:
     if glob_ok and any(c in str(path) for c in "*?["):
-        if not list(path.parent.glob(path.name)) and not list(Path("/").glob(str(path).lstrip("/"))):
+        import glob
+
+        if not glob.glob(str(path), recursive=True):
             problems.append(f"{where}: {key}: '{path}' matches no file")
             return False
         return True

@@ -115,3 +115,14 @@ def test_a_pydantic_pattern_error_is_in_words(tmp_path):
     assert result.stderr == (f"Error: {tmp_path / 's.yaml'}: candidates[0].rules[0].id: must be 1 to 62 characters: "
                              "letters, digits, '-' and '_', starting with a letter and ending with a letter or digit. "
                              "Got '9lives' instead.\n")
+
+
+def test_a_glob_that_matches_nothing_is_a_problem_and_one_that_matches_is_read(tmp_path):
+    (tmp_path / "week").mkdir()
+    shutil.copy(SMALL_TRAFFIC, tmp_path / "week" / "day-1.csv")
+    (tmp_path / "s.yaml").write_text("name: g\ntraffic: week/*.csv\nevals: evals/*.jsonl\n")
+    report = json.loads(_validate(str(tmp_path / "s.yaml"), "--json").stdout)
+    assert report["problems"] == [f"{tmp_path / 's.yaml'}: evals: '{tmp_path / 'evals/*.jsonl'}' matches no file"]
+    (tmp_path / "s.yaml").write_text("name: g\ntraffic: week/*.csv\n")
+    report = json.loads(_validate(str(tmp_path / "s.yaml"), "--json").stdout)
+    assert report["ok"] and report["traffic"]["rows_read"] == 8

@@ -571,7 +571,7 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the run folder (summary, report, routing configs) here.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every gate and each candidate's figures).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every gate, each candidate's figures).")
 @_ingest_options
 def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, adapter, mapping, timezone) -> None:
     """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.

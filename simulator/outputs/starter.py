@@ -170,7 +170,7 @@ def starter_yaml(found: Found, traffic: list[str], scenario_path: Path, name: st
             out.append(f"#   {yaml_comment(row.model, 200):<{width}}  {row.requests:>9,} requests  not in the "
                        "catalog: map it below or price it in a pricing: file")
     if unpriced:
-        out.append("# models:                        # gateway id -> genai-prices provider:model; fill in and uncomment")
+        out.append("# models:                        # gateway id -> genai-prices provider:model; fill in, uncomment")
         out += [f"#   {_q(yaml_comment(m, 200))}: \"provider:model\"" for m in unpriced]
     else:
         out.append("# models: {internal/fast: \"openai:gpt-4o-mini\"}   # gateway id -> genai-prices provider:model")
