@@ -149,7 +149,7 @@ def test_report_shows_budget_keys_untagged_the_recommended_candidate_and_scrolls
     assert set(traffic["project"].dropna()) | {"UNTAGGED"} == keys
     for b in budgets:
         reached = minute(b["ceiling_reached_at"]) if b["ceiling_reached_at"] else "not reached"
-        assert (f"| cap | cap | {b['key']} | $0.00 per day | {reached} | {b['requests_blocked']} | 0 | "
+        assert (f"| cap | cap | {b['key']} | $0.0010 per day | {reached} | {b['requests_blocked']} | 0 | "
                 f"{money(b['spend_avoided_usd'])} |") in report
     share = report.split("**Premium-model share of spend per day**")[1].split("\n\n")[1]
     assert share.splitlines()[0] == "| day | recorded | opus-to-mini |"

@@ -312,7 +312,8 @@ def budget_key_rows(policies: list[dict]) -> list[list[Any]]:
 
 def _limit(budget: dict) -> str:
     unit = str(budget.get("unit", ""))
-    amount = money(budget["limit_to"]) if unit.startswith("cost") else f"{budget['limit_to']:,} tokens"
+    limit = budget["limit_to"]
+    amount = money(limit, 2 if limit >= 0.01 else 4) if unit.startswith("cost") else f"{limit:,} tokens"
     return f"{amount} per {unit.split('_per_')[1]}" if "_per_" in unit else f"{amount} {unit}"
 
 
