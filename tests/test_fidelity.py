@@ -351,3 +351,12 @@ def test_recommend_reports_the_dollar_figure_of_each_move(tmp_path):
     assert f"the recommendation saves ${expected:,.2f}/month" in text
     assert report["monthly_savings_usd"] == pytest.approx(expected, abs=0.01)
     assert [(m["target"], m["requests"]) for m in report["moves"] if m["target"]] == [("openai-main/gpt-4o-mini", 70)]
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    out = CliRunner().invoke(cli, ["recommend", str(tmp_path / "s.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.stdout)
+    assert printed["schema_version"] == 1 and printed["monthly_savings_usd"] == round(expected, 2)
+    assert printed["candidate"] == report["candidate"]
