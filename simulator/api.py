@@ -110,23 +110,3 @@ def run(
         replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows, notes), eval_paths,
                                  spill_dir=spill, observers=observers, progress=progress)
     return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)
-
-
-def validate_scenario(path: str | Path) -> str:
-    """Load a scenario and its traffic, resolve every model and target; returns a one-paragraph report."""
-    from simulator.core import Context, check_candidate_targets
-    from simulator.facts import facts_of
-    from simulator.io.traffic import load_traffic
-
-    scenario = load_scenario(path)
-    catalog = catalog_for(scenario)
-    loaded = load_traffic(scenario.paths("traffic"), adapter=scenario.adapter_options(),
-                          mapping=scenario.columns or None, timezone=scenario.timezone)
-    ctx = Context(catalog, facts_of(loaded.frame), seed=scenario.seed)
-    for model in ctx.vocab:
-        catalog.resolve(model)
-    candidates = resolve_candidates(scenario)
-    for cand in candidates:
-        check_candidate_targets(ctx, cand)
-    return (f"{path}: ok. {loaded.rows_replayed:,} rows ({loaded.rows_rejected:,} rejected), {len(ctx.vocab)} models "
-            f"priced, {len(candidates)} candidate(s).")

@@ -58,6 +58,7 @@ class Context:
         self.outages = tuple(outages)
         self.translator = translator
         self.vocab: list[str] = list(facts.models)
+        catalog.check_known(self.vocab)  # every unknown model of the traffic in one message
         self._code = {m: i for i, m in enumerate(self.vocab)}
         self._failure_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._cache_rules = cache_rules

@@ -23,6 +23,10 @@ class ScenarioError(TfysimError):
 class PricingError(TfysimError):
     """A model cannot be priced, or a price override is invalid."""
 
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message  # the problem without the fix (several are listed in one message)
+
 
 class TokenizerError(TfysimError):
     """A tokenizer cannot be resolved or loaded offline."""

@@ -87,12 +87,47 @@ def test_readme_lists_every_example_scenario_and_each_exists():
     assert listed == on_disk
 
 
-def test_readme_setup_commands_are_what_ci_runs():
-    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    install = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]"'
-    assert install in README
-    assert install.replace("pip install -e", "pip install -q -e") in ci
-    assert "python -m pytest" in README and "\npython -m pytest\n" in ci
+def _setup_commands() -> list[str]:
+    """The code blocks of README's "Set up" section, one command each (the first two are the set-up)."""
+    section = README.split("## Set up\n")[1].split("\n## ")[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
+def test_readme_setup_is_two_commands_and_ci_runs_them_as_written():
+    blocks = _setup_commands()
+    assert blocks[:2] == ["make review", "make test"]
+    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci_lines.index("make review") < ci_lines.index("make test")  # exactly as README shows them
+
+
+def _make_dry_run(target: str, env: dict[str, str]) -> list[str]:
+    import os
+    import subprocess
+
+    outer = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")}
+    # an outer `make test PYTEST_ARGS=...` (the clean-clone test) must not leak into this make
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(REPO), target], capture_output=True,
+                          text=True, env={**outer, **env}, check=True)
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="make is not installed")
+def test_make_creates_or_reuses_the_environment(tmp_path):
+    """Without TFYSIM_VENV the target installs into .venv (unless already installed for this pyproject.toml);
+    with it, nothing is installed and the worktree's package is imported from PYTHONPATH."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(__import__("sys").executable)
+    reused = _make_dry_run("review", {"TFYSIM_VENV": str(venv)})
+    assert not any("pip install" in line or "-m venv" in line for line in reused)
+    assert reused[-1] == (f"PYTHONPATH={REPO} {venv}/bin/python -m simulator run scenarios/premium-review.yaml "
+                          "--out reports/premium-review")
+    tested = _make_dry_run("test", {"TFYSIM_VENV": str(venv), "PYTEST_ARGS": "-q tests/test_docs.py"})
+    assert tested[-1] == f"PYTHONPATH={REPO} {venv}/bin/python -m pytest -q tests/test_docs.py"
+    if not (REPO / ".venv" / ".tfysim-installed").exists():
+        fresh = _make_dry_run("test", {"TFYSIM_VENV": ""})
+        assert 'test -x .venv/bin/python || python3 -m venv .venv' in fresh
+        assert '.venv/bin/python -m pip install -q -e ".[test]"' in fresh
 
 
 def test_readme_provider_table_matches_the_gateway_writers():

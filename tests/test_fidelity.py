@@ -347,7 +347,7 @@ def test_gate_sensitivity_by_hand():
 
 
 def test_recommend_reports_the_dollar_figure_of_each_move(tmp_path):
-    from simulator.cli.recommend import recommend_scenario
+    from simulator.cli.recommend import recommend_scenario, recommend_text
 
     # 70 gpt-4o requests of workflow w (1,000 input and 100 output tokens each) over 6 days, plus one gpt-4o-mini
     # request of another workflow (so the traffic knows its gateway id); gpt-4o-mini is as good on 200 paired samples.
@@ -363,8 +363,20 @@ def test_recommend_reports_the_dollar_figure_of_each_move(tmp_path):
             for i in range(200) for m in ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18")]
     pd.DataFrame(rows).to_csv(tmp_path / "evals.csv", index=False)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "rec", "traffic": "traffic.csv", "evals": "evals.csv"}))
-    text = recommend_scenario(tmp_path / "s.yaml", 2.0)
+    report = recommend_scenario(tmp_path / "s.yaml", 2.0)
+    text = recommend_text(report)
     days = 144 / 24
     expected = 70 * (1000 * (2.50 - 0.15) + 100 * (10.00 - 0.60)) / 1e6 * 30 / days
     assert f"w: openai-main/gpt-4o -> openai-main/gpt-4o-mini: saves ${expected:,.2f}/month (70 requests)" in text
     assert f"the recommendation saves ${expected:,.2f}/month" in text
+    assert report["monthly_savings_usd"] == pytest.approx(expected, abs=0.01)
+    assert [(m["target"], m["requests"]) for m in report["moves"] if m["target"]] == [("openai-main/gpt-4o-mini", 70)]
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    out = CliRunner().invoke(cli, ["recommend", str(tmp_path / "s.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.stdout)
+    assert printed["schema_version"] == 1 and printed["monthly_savings_usd"] == round(expected, 2)
+    assert printed["candidate"] == report["candidate"]

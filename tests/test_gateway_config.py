@@ -125,11 +125,15 @@ def test_yaml_text_quotes_status_codes_and_carries_the_figures():
     assert loaded["rules"][0]["load_balance_targets"][0]["fallback_status_codes"] == ["429"]
 
 
-def test_weights_not_summing_to_100_are_rescaled_when_exact():
-    cand = one({"name": "c", "rules": [{"id": "r", "when": {"models": [OPUS]}, "load_balance_targets": [
-        {"target": HAIKU, "weight": 3}, {"target": OPUS, "weight": 1}]}]})
-    targets = to_truefoundry(cand)[0]["rules"][0]["load_balance_targets"]
-    assert [t["weight"] for t in targets] == [75, 25]
+def test_weights_not_summing_to_100_are_an_error_with_a_rescaled_example():
+    from simulator.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        one({"name": "c", "rules": [{"id": "r", "when": {"models": [OPUS]}, "load_balance_targets": [
+            {"target": HAIKU, "weight": 80}, {"target": OPUS, "weight": 30}]}]})
+    # 80 * 100 / 110 = 72.7 -> 73, and 100 - 73 = 27
+    assert "rule 'r': target weights sum to 110, not 100 (the gateway splits by percent); e.g. 73/27 instead " \
+           "of 80/30." in str(info.value)
 
 
 # -- reading back ------------------------------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def inline_scenarios(tmp_path: Path) -> list:
                                                                         "metadata": {"workflow_tag": "classify-intent"}},
                                              "load_balance_targets": [{"target": MINI}]}]},
             {"name": "split", "rules": [{"id": "opus", "when": {"models": [OPUS]}, "load_balance_targets": [
-                {"target": HAIKU, "weight": 3}, {"target": OPUS, "weight": 1, "fallback_status_codes": ["429"]}]}]},
+                {"target": HAIKU, "weight": 75}, {"target": OPUS, "weight": 25, "fallback_status_codes": ["429"]}]}]},
             {"name": "priority", "rules": [
                 {"id": "a", "type": "priority-based-routing", "when": {"subjects": ["team:search"], "models": [GPT4O]},
                  "load_balance_targets": [{"target": MINI, "priority": 0, "retry_config": {"attempts": 1}},

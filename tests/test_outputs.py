@@ -184,8 +184,11 @@ def test_diff_prints_cost_change_computed_by_hand(tmp_path):
     report = json.loads(result.output)
     assert report["current_figures"]["cost_usd"] == pytest.approx(7.50)
     assert report["proposed_figures"]["cost_usd"] == pytest.approx(0.45)
-    assert report["change"]["cost_usd"] == pytest.approx(-7.05)
-    assert report["change"]["cost_pct"] == pytest.approx(-94.0)
+    # the vocabulary of `tfysim run`: savings = current minus proposed (7.50 - 0.45)
+    assert report["schema_version"] == 1
+    assert report["savings"]["savings_usd"] == pytest.approx(7.05)
+    assert report["savings"]["savings_pct"] == pytest.approx(94.0)
+    assert "monthly_savings_ci95" in report["savings"] and "cost_usd" not in report["change"]
     assert report["requests_routed_differently"] == 3
     assert f"-  - {{target: {GPT4O}, weight: 100}}" in report["yaml_diff"]
     text = CliRunner().invoke(cli, ["diff", str(current), str(proposed), "--traffic", str(traffic)]).output

@@ -134,7 +134,23 @@ def test_unknown_model_names_closest_catalog_ids():
     with pytest.raises(PricingError) as info:
         Catalog().cost_usd(["openai-main/gpt-4oo"], [0], [1], [1])
     text = str(info.value)
-    assert "openai:gpt-4o" in text and "models:" in text and "overrides" in text
+    assert "openai:gpt-4o" in text and "models:" in text and "price-override file" in text
+
+
+def test_unknown_models_are_all_listed_with_real_neighbours_only():
+    """Every unknown model in one message; a neighbour shares a word of the name (superfast-1 has none, so no
+    'openai:tts-1' for it); a command without a scenario says --pricing, not 'the scenario'."""
+    from simulator.pricing.catalog import OPTION_FIX
+
+    with pytest.raises(PricingError) as info:
+        Catalog.load(fix=OPTION_FIX).check_known(["openai-main/superfast-1", "openai-main/gpt-4o",
+                                                  "anthropic-main/claude-opuss-4-7"])
+    text = str(info.value)
+    assert text.startswith("2 models are not in the genai-prices catalog: model 'openai-main/superfast-1'")
+    assert "(provider 'openai', model 'superfast-1'); no catalog model has a similar name;" in text
+    assert "tts" not in text
+    assert "model 'anthropic-main/claude-opuss-4-7'" in text and "anthropic:claude-opus-4-7" in text
+    assert text.endswith("given with --pricing FILE (see pricing/README.md).") and "scenario" not in text
 
 
 def test_models_map_wins_over_guess():

@@ -65,6 +65,18 @@ def _echo_json(obj) -> None:
     click.echo(dumps(obj), nl=False)
 
 
+#: version of the --json objects of gate, validate, recommend, diff and drift
+JSON_SCHEMA_VERSION = 1
+
+
+def _echo_report(obj: dict) -> None:
+    """A command's --json object: ``schema_version`` first, floats rounded to the precision the text shows."""
+    from simulator.formats import round_floats
+
+    _echo_json({"schema_version": JSON_SCHEMA_VERSION, **round_floats({k: v for k, v in obj.items()
+                                                                       if k != "schema_version"})})
+
+
 def _progress():
     """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
     if not sys.stderr.isatty():
@@ -206,7 +218,7 @@ def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, 
     Example: tfysim replay datasets/sample/traffic.parquet --json
     """
     from simulator.api import identity_replay
-    from simulator.pricing.catalog import Catalog
+    from simulator.pricing.catalog import OPTION_FIX, Catalog
     from simulator.io.traffic import load_traffic
 
     from simulator.io.adapters import collect_notes, not_model_calls
@@ -214,7 +226,7 @@ def replay(traffic, pricing, adapter, mapping, timezone, rejects_path, as_json, 
     with collect_notes() as notes:
         loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
     _echo_notes(notes)
-    report = identity_replay(loaded, Catalog.load(pricing))
+    report = identity_replay(loaded, Catalog.load(pricing, fix=OPTION_FIX))
     if rejects_path and loaded.rows_rejected:
         from simulator.outputs.files import write_rejects
 
@@ -243,13 +255,13 @@ def reconcile(traffic, focus, pricing, adapter, mapping, timezone, as_json) -> N
     from simulator.io.adapters import collect_notes
     from simulator.io.focus import read_focus
     from simulator.io.traffic import load_traffic
-    from simulator.pricing.catalog import Catalog
+    from simulator.pricing.catalog import OPTION_FIX, Catalog
     from simulator.summary.reconcile import reconcile as reconcile_costs, reconcile_text
 
     with collect_notes() as notes:
         loaded = load_traffic(list(traffic), adapter=adapter, mapping=_parse_map(mapping), timezone=timezone)
     _echo_notes(notes)
-    report = reconcile_costs(loaded, Catalog.load(pricing), read_focus(focus))
+    report = reconcile_costs(loaded, Catalog.load(pricing, fix=OPTION_FIX), read_focus(focus))
     if as_json:
         _echo_json(report)
     else:
@@ -270,6 +282,37 @@ def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 
 
 @cli.command()
+@click.argument("traffic", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("scenario.yaml"),
+              show_default=True, help="Scenario file to write (never overwritten).")
+@click.option("--name", help="Scenario name (default: from the traffic file's name).")
+@_ingest_options
+def init(traffic, out, name, adapter, mapping, timezone) -> None:
+    """Write a commented starter scenario for your own export: the adapter detected, the models, workflows and
+    teams found, and one candidate to edit.
+
+    Example: tfysim init datasets/examples/litellm_spendlogs.csv --out my-scenario.yaml
+    """
+    from simulator.errors import InputError
+    from simulator.outputs.files import write_text
+    from simulator.outputs.starter import inspect_export, starter_yaml
+
+    if out.exists():
+        raise InputError(f"{out} already exists; choose another --out or remove it.")
+    columns = _parse_map(mapping)
+    from simulator.io.adapters import collect_notes
+
+    with collect_notes() as notes:
+        found = inspect_export(list(traffic), adapter=adapter, mapping=columns, timezone=timezone)
+    _echo_notes(notes)
+    write_text(out, starter_yaml(found, list(traffic), out, name=name, timezone=timezone, mapping=columns))
+    models = len(found.models)
+    click.echo(f"wrote {out}: {found.adapter} export, {found.rows_read:,} rows, {models} model(s), "
+               f"{len(found.labels['workflow_tag'])} workflow(s), {len(found.labels['team'])} team(s). "
+               f"Next: tfysim validate {out}")
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editor completion).
 
@@ -282,14 +325,23 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-def validate(scenario) -> None:
-    """Check a scenario, its files, models and prices without replaying.
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema_version, ok, problems, warnings).")
+def validate(scenario, as_json) -> None:
+    """Check a scenario, its files, traffic, models, targets, tokenizers and eval ids without replaying; every
+    problem at once. Exit 2 when there is one.
 
     Example: tfysim validate scenarios/premium-review.yaml
     """
-    from simulator.api import validate_scenario
+    from simulator.validation import check_scenario
 
-    click.echo(validate_scenario(scenario))
+    report = check_scenario(scenario)
+    if as_json:
+        _echo_report(report.to_json())
+    else:
+        click.echo(report.text(), err=not report.ok)
+    if not report.ok:
+        click.echo(f"Error: {scenario}: {len(report.problems)} problem(s); fix them and validate again.", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @cli.group("import")
@@ -427,7 +479,7 @@ def drift(traffic, from_model, to_model, by, pricing, timezone, as_json) -> None
 
     report = drift_command(list(traffic), from_model, to_model, by, pricing, timezone)
     if as_json:
-        _echo_json(report)
+        _echo_report(report)
         return
     from simulator.cli.drift import drift_table
 
@@ -463,21 +515,26 @@ def loops(traffic, scenario, truth, weight, pricing, timezone, as_json) -> None:
 @click.option("--max-accuracy-drop-pp", type=click.FloatRange(0), help="Non-inferiority margin (default: the "
               "scenario's gate, else 2).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the candidate YAML here.")
-def recommend(scenario, max_accuracy_drop_pp, out) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the candidate and every decision).")
+def recommend(scenario, max_accuracy_drop_pp, out, as_json) -> None:
     """Per workflow, the cheapest target with eval evidence whose non-inferiority holds, as a candidate.
 
     Example: tfysim recommend scenarios/premium-review.yaml --max-accuracy-drop-pp 2
     """
-    from simulator.cli.recommend import recommend_scenario
+    from simulator.cli.recommend import recommend_scenario, recommend_text
 
-    text = recommend_scenario(scenario, max_accuracy_drop_pp)
+    report = recommend_scenario(scenario, max_accuracy_drop_pp)
+    text = recommend_text(report)
     if out:
         from simulator.outputs.files import write_text
 
         write_text(out, text)
-        click.echo(f"wrote {out}")
-    else:
+        click.echo(f"wrote {out}", err=as_json)
+    if as_json:
+        _echo_report(report)
+    elif not out:
         click.echo(text, nl=False)
+
 
 # -- outputs: tfysim diff / tfysim gate ----------------------------------------------------------------------------
 @cli.command("diff")
@@ -501,7 +558,7 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
     report = compare_configs(current, proposed, list(traffic), evals=list(evals), pricing=pricing, seed=seed,
                              adapter=adapter, columns=_parse_map(mapping), timezone=timezone)
     if as_json:
-        _echo_json(report)
+        _echo_report(report)
     else:
         click.echo(diff_text(report, show_yaml=not no_yaml_diff))
 
@@ -514,8 +571,9 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the run folder (summary, report, routing configs) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every gate, each candidate's figures).")
 @_ingest_options
-def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, mapping, timezone) -> None:
+def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, adapter, mapping, timezone) -> None:
     """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
 
     Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
@@ -543,7 +601,12 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, 
         else:
             click.echo("Warning: --github-summary: GITHUB_STEP_SUMMARY is not set (not running in GitHub Actions); "
                        "no summary written.", err=True)
-    click.echo(console_table(result.summary))
+    if as_json:
+        from simulator.outputs.gate import gate_report
+
+        _echo_report(gate_report(result.summary))
+    else:
+        click.echo(console_table(result.summary))
     if not result.gates_passed:
         sys.exit(EXIT_GATE)
 

@@ -6,14 +6,16 @@ from typing import Any
 
 import numpy as np
 
+from simulator.formats import signed_money
+
 from simulator.tokens.drift import drift_report
-from simulator.pricing.catalog import Catalog
+from simulator.pricing.catalog import OPTION_FIX, Catalog
 from simulator.io.traffic import load_traffic
 
 
 def drift_command(paths, from_model: str, to_model: str, by: str | None, pricing, timezone) -> dict[str, Any]:
     loaded = load_traffic(paths, timezone=timezone)
-    catalog = Catalog.load(pricing)
+    catalog = Catalog.load(pricing, fix=OPTION_FIX)
     catalog.resolve(from_model)
     catalog.resolve(to_model)
 
@@ -41,7 +43,7 @@ def drift_table(report: dict[str, Any]) -> str:
         monthly = cost.get("monthly_cost_impact_usd")
         lines.append(f"cost per request ${cost['cost_per_request_usd_from']:.6f} -> "
                      f"${cost['cost_per_request_usd_to']:.6f}"
-                     + (f"; monthly impact ${monthly:+,.2f}" if monthly is not None else ""))
+                     + (f"; monthly impact {signed_money(monthly)}" if monthly is not None else ""))
     for g in report.get("groups") or []:
         lines.append(f"  {str(g.get('group')):<24} {g.get('requests', 0):>8,} requests  ratio {g.get('ratio', 0):.3f}")
     return "\n".join(lines)

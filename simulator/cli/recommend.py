@@ -6,6 +6,7 @@ import pandas as pd
 import yaml
 
 from simulator.evals.policy import load_evals
+from simulator.formats import money
 from simulator.errors import InputError
 from simulator.evals.recommend import recommend
 from simulator.pricing.catalog import Catalog
@@ -14,8 +15,9 @@ from simulator.routing.scenario import load_scenario
 from simulator.io.traffic import load_traffic
 
 
-def recommend_scenario(path, margin_pp: float | None) -> str:
-    """YAML text: a ``candidates:`` entry in scenario syntax plus the decisions as comments.
+def recommend_scenario(path, margin_pp: float | None) -> dict:
+    """The recommendation: a ``candidate`` in scenario syntax, the replayed total and one entry per decision
+    (``recommend_text`` writes it as YAML with the decisions as comments).
 
     Each recommended move carries its dollar figure: the candidate is replayed over the scenario's traffic (tokens
     translated, every request priced at its own time) and the savings of each (workflow, model -> target) move are
@@ -47,20 +49,35 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
     candidate, decisions = recommend(served, evals.samples, cost_per_request, candidates=targets,
                                      margin_pp=margin, seed=scenario.seed)
     per_move, total = _replayed_savings(scenario, candidate) if candidate["rules"] else ({}, None)
-    lines = [f"# tfysim recommend {path} (margin {margin:g} pp, {len(decisions)} workflow/model pairs)"]
-    if total is not None:
-        lo, hi = total["monthly_savings_ci95"]
-        lines.append(f"# replayed: the recommendation saves ${total['monthly_savings_usd']:,.2f}/month "
-                     f"(95% CI ${lo:,.2f} to ${hi:,.2f}), {total['requests_changed']:,} requests moved")
+    moves = []
     for d in decisions:
-        saving = ""
+        entry = {"workflow_tag": d.get("workflow_tag"), "model": d.get("model"), "target": d.get("target"),
+                 "monthly_savings_usd": None, "requests": None, "detail": d.get("detail", "")}
         if d.get("target"):
             key = (d.get("workflow_tag") or "UNTAGGED", d["model"], d["target"])
             usd, n = per_move.get(key, (0.0, 0))
-            saving = f"saves ${usd:,.2f}/month ({n:,} requests); "
-        lines.append(f"# {d.get('workflow_tag')}: {d.get('model')} -> {d.get('target') or 'keep'}: "
-                     f"{saving}{d.get('detail', '')}")
-    body = yaml.safe_dump({"candidates": [candidate]}, sort_keys=False, default_flow_style=False)
+            entry.update(monthly_savings_usd=usd, requests=n)
+        moves.append(entry)
+    return {"scenario": str(path), "margin_pp": margin, "pairs": len(decisions),
+            "monthly_savings_usd": total["monthly_savings_usd"] if total else 0.0,
+            "monthly_savings_ci95": total["monthly_savings_ci95"] if total else [0.0, 0.0],
+            "requests_changed": total["requests_changed"] if total else 0, "moves": moves, "candidate": candidate}
+
+
+def recommend_text(report: dict) -> str:
+    """YAML text: a ``candidates:`` entry in scenario syntax plus the decisions as comments."""
+    lines = [f"# tfysim recommend {report['scenario']} (margin {report['margin_pp']:g} pp, {report['pairs']} "
+             "workflow/model pairs)"]
+    if report["candidate"]["rules"]:
+        lo, hi = report["monthly_savings_ci95"]
+        lines.append(f"# replayed: the recommendation saves {money(report['monthly_savings_usd'])}/month "
+                     f"(95% CI {money(lo)} to {money(hi)}), {report['requests_changed']:,} requests moved")
+    for d in report["moves"]:
+        saving = ""
+        if d["target"]:
+            saving = f"saves {money(d['monthly_savings_usd'])}/month ({d['requests']:,} requests); "
+        lines.append(f"# {d['workflow_tag']}: {d['model']} -> {d['target'] or 'keep'}: {saving}{d['detail']}")
+    body = yaml.safe_dump({"candidates": [report["candidate"]]}, sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
 
 
@@ -89,7 +106,7 @@ def _replayed_savings(scenario, candidate: dict) -> tuple[dict, dict]:
 def _gateway_ids(eval_models: list[str], vocab: list[str]) -> list[str]:
     """Targets as gateway ids: the traffic's id for an eval model that matches one (``gpt-4o-mini-2024-07-18`` ->
     ``openai-main/gpt-4o-mini``), else the eval id itself (a model the traffic has not used yet)."""
-    from simulator.evals.impact import match_eval_model
+    from simulator.evals.matching import match_eval_model
 
     out = []
     for m in eval_models:
@@ -106,4 +123,4 @@ def _priceable(catalog: Catalog, model: str) -> bool:
     return True
 
 
-__all__ = ["recommend_scenario"]
+__all__ = ["recommend_scenario", "recommend_text"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from simulator.formats import money
+
 
 def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per candidate x gate: candidate, gate, passed, detail."""
@@ -51,8 +53,8 @@ def github_summary(summary: dict[str, Any]) -> str:
         lo, hi = p.get("monthly_savings_ci95") or (None, None)
         gates = p.get("gates") or []
         bad = [g["name"] for g in gates if not g["passed"]]
-        out.append(f"| {_md(p['name'])} | ${p['monthly_savings_usd']:,.2f} | "
-                   f"{'n/a' if lo is None else f'${lo:,.2f} to ${hi:,.2f}'} | "
+        out.append(f"| {_md(p['name'])} | {money(p['monthly_savings_usd'])} | "
+                   f"{'n/a' if lo is None else f'{money(lo)} to {money(hi)}'} | "
                    f"{_md(accuracy_text(p))} | "
                    f"{'no gates' if not gates else ('FAILED: ' + ', '.join(bad) if bad else 'passed')} |")
     if rows:
@@ -60,6 +62,21 @@ def github_summary(summary: dict[str, Any]) -> str:
         out += [f"| {_md(r['candidate'])} | {r['gate']} | {'pass' if r['passed'] else ':x: FAIL'} | {_md(r['detail'])} |"
                 for r in rows]
     return "\n".join(out) + "\n\n"
+
+
+#: the figures of each candidate in ``tfysim gate --json`` (the names summary.json and ``tfysim run`` use)
+GATE_FIGURES = ("monthly_savings_usd", "monthly_savings_ci95", "savings_pct", "requests_changed",
+                "accuracy_delta_moved_pp", "accuracy_delta_moved_ci95", "accuracy_delta_pp", "accuracy_delta_ci95",
+                "requests_refused", "spend_prevented_usd", "latency_p95_ms_before", "latency_p95_ms_after",
+                "error_rate_after")
+
+
+def gate_report(summary: dict[str, Any]) -> dict[str, Any]:
+    """``tfysim gate --json``: the verdict, every gate row, and per candidate its figures and gates."""
+    rows = gate_rows(summary)
+    return {"scenario": summary.get("scenario"), "passed": all(r["passed"] for r in rows),
+            "gates_failed": sum(not r["passed"] for r in rows), "gates": rows,
+            "policies": [{"name": p["name"], **{k: p.get(k) for k in GATE_FIGURES}} for p in summary["policies"]]}
 
 
 def console_table(summary: dict[str, Any]) -> str:

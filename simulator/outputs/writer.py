@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simulator.formats import minute, money, percent
 from simulator.outputs.files import write_json, write_rejects, write_text
 
 #: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
@@ -30,42 +31,58 @@ def write_run(result, folder: str | Path, *, requests=None, include_prompts: boo
     return written
 
 
-def _money(x: Any) -> str:
-    return "n/a" if x is None else f"${x:,.2f}"
+_money = money
+
+
+def policy_line(p: dict[str, Any]) -> str:
+    """One candidate in the console headline. Refused requests (budgets, rate limits, kills) are spend prevented,
+    never savings: they are named apart, and a candidate that costs more than the recording says so."""
+    lo, hi = p["monthly_savings_ci95"]
+    failed = [g["name"] for g in p["gates"] if not g["passed"]]
+    verdict = " gates: " + ("FAILED " + ", ".join(failed) if failed else "passed") if p["gates"] else ""
+    usd = p["monthly_savings_usd"]
+    head = (f"saves {money(usd)}/month" if round(usd, 2) >= 0 else f"costs {money(-usd)}/month MORE than recorded")
+    text = (f"  {p['name']}: {head} (savings 95% CI {money(lo)} to {money(hi)}), {percent(p['savings_pct'])} of the "
+            f"baseline, {p['requests_changed']:,} requests moved")
+    refused = p.get("requests_refused", 0) or 0
+    if refused:
+        text += (f"; {refused:,} requests refused: {money(p.get('spend_prevented_usd') or 0.0)} of spend prevented "
+                 "in the window (not a saving: those requests go unanswered)")
+    reasons = p.get("cost_increase") or []
+    if round(usd, 2) < 0:
+        text += ". Why: " + ("; ".join(r["reason"] for r in reasons) if reasons else
+                             "no moved request costs more; the extra cost comes from cache writes, retries or "
+                             "fallbacks (see the report's assumptions)")
+    return text + "." + verdict
 
 
 def console_summary(result, written: list[Path]) -> str:
+    """The headline every engine prints (all engines return the same RunResult)."""
     s = result.summary
     t, b = s["traffic"], s["baseline"]
     lines = [
-        f"{s['scenario']}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) "
-        f"over {t['days']:.2f} days; baseline {_money(b['cost_usd'])} ({_money(b['monthly_cost_usd'])}/month)",
+        f"{s['scenario']}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) from "
+        f"{minute(t['start'])} to {minute(t['end'])} ({t['days']:.2f} days); baseline {money(b['cost_usd'])} "
+        f"({money(b['monthly_cost_usd'])}/month)",
     ]
-    for p in s["policies"]:
-        lo, hi = p["monthly_savings_ci95"]
-        failed = [g["name"] for g in p["gates"] if not g["passed"]]
-        verdict = "gates: " + ("FAILED " + ", ".join(failed) if failed else "passed") if p["gates"] else ""
-        lines.append(
-            f"  {p['name']}: saves {_money(p['monthly_savings_usd'])}/month (95% CI {_money(lo)} to {_money(hi)}), "
-            f"{p['savings_pct']:.1f}%, {p['requests_changed']:,} requests changed, "
-            f"{p['requests_blocked']:,} blocked. {verdict}".rstrip()
-        )
+    lines += [policy_line(p) for p in s["policies"]]
     lines.append("wrote " + ", ".join(str(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
     return "\n".join(lines)
 
 
 def replay_table(report: dict[str, Any]) -> str:
+    width = max([len("model")] + [len(str(m["model"])) for m in report["models"]])  # ids are never truncated
     lines = [
         f"{report['rows_replayed']:,} requests replayed, {report['rows_rejected']:,} rejected, "
         f"{report['rows_read']:,} read",
         f"catalog cost {_money(report['cost_usd'])}; recorded {_money(report['recorded_cost_usd'])}",
         "",
-        f"{'model':<44} {'requests':>9} {'catalog':>12} {'recorded':>12} {'drift':>8}",
+        f"{'model':<{width}} {'requests':>9} {'catalog':>12} {'recorded':>12} {'drift':>8}",
     ]
     for m in report["models"]:
-        drift = "" if m["drift_pct"] is None else f"{m['drift_pct']:+.2f}%"
+        drift = "" if m["drift_pct"] is None else percent(m["drift_pct"], 2, signed=True)
         flag = "  <- check" if m["flagged"] else ""
-        lines.append(f"{m['model'][:44]:<44} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
+        lines.append(f"{m['model']:<{width}} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
                      f"{_money(m['recorded_cost_usd']):>12} {drift:>8}{flag}")
     return "\n".join(lines)
 

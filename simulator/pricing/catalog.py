@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,29 @@ def _utc_time_ns(value: dt.time) -> int:
     return ((value.hour * 60 + value.minute) * 60 + value.second) * 10**9 + value.microsecond * 1000
 
 
+SCENARIO_FIX = ("Map it to a catalog id in the scenario (models: {gateway id: provider:model}) or price it in a "
+                "price-override file (pricing:; see pricing/README.md)")
+OPTION_FIX = "Price it in a price-override file given with --pricing FILE (see pricing/README.md)"
+_WORD = re.compile(r"[a-z]+")
+
+
+def unknown_model_detail(model_id: str, provider_id: str | None, ref: str, snapshot: Any) -> str:
+    """"model 'x' is not in the catalog (...)" with its real neighbours: catalog models that share a word of its name
+    (``claude``, ``opus``, ``mini``; not a bare version number), closest first; none when nothing resembles it."""
+    providers = [p for p in snapshot.providers if provider_id is None or p.id == provider_id] or snapshot.providers
+    ids = sorted({f"{p.id}:{m.id}" for p in providers for m in p.models})
+    words = {w for w in _WORD.findall(ref.lower()) if len(w) >= 3}
+    related = [i for i in ids if words & set(_WORD.findall(i.split(":", 1)[1].lower()))]
+    by_name: dict[str, list[str]] = {}
+    for i in related:
+        by_name.setdefault(i.split(":", 1)[1], []).append(i)
+    close = difflib.get_close_matches(ref, sorted(by_name), n=3, cutoff=0.5)
+    shown = [by_name[name][0] for name in close]
+    hint = f"; closest catalog ids: {', '.join(shown)}" if shown else "; no catalog model has a similar name"
+    where = f"provider '{provider_id}'" if provider_id else "any provider"
+    return f"model '{model_id}' is not in the genai-prices catalog ({where}, model '{ref}'){hint}"
+
+
 @dataclasses.dataclass
 class Catalog:
     """Resolves gateway model ids to prices and prices token columns.
@@ -138,14 +162,18 @@ class Catalog:
     overrides: Mapping[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     models: Mapping[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
     discounts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: how the user fixes an unknown model where this catalog came from (a scenario, or --pricing on a command)
+    fix: str = SCENARIO_FIX
     _sources: dict[str, PriceSource] = dataclasses.field(default_factory=dict, init=False, repr=False)
     _tables: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = dataclasses.field(
         default_factory=dict, init=False, repr=False
     )
 
     @classmethod
-    def load(cls, overrides: str | Path | None = None, models: Mapping[str, Any] | None = None) -> Catalog:
-        """Catalog from an optional overrides YAML file and an optional scenario ``models:`` map."""
+    def load(cls, overrides: str | Path | None = None, models: Mapping[str, Any] | None = None,
+             fix: str = SCENARIO_FIX) -> Catalog:
+        """Catalog from an optional overrides YAML file and an optional scenario ``models:`` map; ``fix`` ends the
+        unknown-model message (the scenario's ``models:``/``pricing:``, or ``OPTION_FIX`` for ``--pricing``)."""
         from simulator.pricing.overrides import load_overrides, parse_models_map
 
         parsed = load_overrides(overrides) if overrides else None
@@ -153,6 +181,7 @@ class Catalog:
             overrides=parsed.models if parsed else {},
             models=parse_models_map(models or {}),
             discounts=parsed.discounts if parsed else {},
+            fix=fix,
         )
 
     # -- resolution -------------------------------------------------------------------------------------------
@@ -180,24 +209,28 @@ class Catalog:
         try:
             provider, info = snapshot.find_provider_model(ref, None, provider_id, None)
         except LookupError:
-            raise PricingError(self._unknown_message(model_id, provider_id, ref, snapshot)) from None
+            self._unknown_message(model_id, provider_id, ref, snapshot)
         prices = info.prices
         periods = tuple(prices) if isinstance(prices, list) else (_unconditional(prices),)
         return PriceSource(model_id, "genai-prices", provider.id, info.id, periods)
 
-    @staticmethod
-    def _unknown_message(model_id: str, provider_id: str | None, ref: str, snapshot: Any) -> str:
-        providers = [p for p in snapshot.providers if provider_id is None or p.id == provider_id] or snapshot.providers
-        ids = sorted({f"{p.id}:{m.id}" for p in providers for m in p.models})
-        close = difflib.get_close_matches(f"{provider_id}:{ref}" if provider_id else ref, ids, n=3, cutoff=0.5)
-        if not close:
-            close = difflib.get_close_matches(ref, sorted({i.split(":", 1)[1] for i in ids}), n=3, cutoff=0.5)
-        hint = f" Closest catalog ids: {', '.join(close)}." if close else ""
-        where = f"provider '{provider_id}'" if provider_id else "any provider"
-        return (
-            f"model '{model_id}' is not in the genai-prices catalog ({where}, model '{ref}').{hint} "
-            f"Map it in the scenario (models: {{{model_id}: provider:model}}) or price it in an overrides file."
-        )
+    def check_known(self, model_ids: Iterable[str]) -> None:
+        """Resolve every model id; one PricingError lists every unknown one (each with its closest catalog ids)."""
+        problems = []
+        for model_id in dict.fromkeys(str(m) for m in model_ids):
+            try:
+                self.resolve(model_id)
+            except PricingError as exc:
+                problems.append(exc.detail)
+        if len(problems) == 1:
+            raise PricingError(f"{problems[0]}. {self.fix}.")
+        if problems:
+            raise PricingError(f"{len(problems)} models are not in the genai-prices catalog: "
+                               + "; ".join(problems) + f". {self.fix}.")
+
+    def _unknown_message(self, model_id: str, provider_id: str | None, ref: str, snapshot: Any) -> str:
+        detail = unknown_model_detail(model_id, provider_id, ref, snapshot)
+        raise PricingError(f"{detail}. {self.fix}.", detail=detail)
 
     # -- per-source tables ------------------------------------------------------------------------------------
     def _table(self, source: PriceSource, period: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,17 @@ DEFAULT_RETRY_CODES = ("429", "500", "502", "503")
 DEFAULT_FALLBACK_CODES = ("401", "403", "404", "429", "500", "502", "503")
 
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9\-_.]{0,62}$"
+RULE_ID_PATTERN = r"^[a-zA-Z](?:[a-zA-Z0-9\-_]{0,60}[a-zA-Z0-9])?$"
+TTL_PATTERN = r"^\d+(ms|s|m|h)$"
+#: the name patterns in words, for messages (a raw regex is not an explanation)
+PATTERN_WORDS = {
+    NAME_PATTERN: "1 to 63 characters: lower-case letters, digits, '-', '_' and '.', starting with a letter or digit",
+    RULE_ID_PATTERN: "1 to 62 characters: letters, digits, '-' and '_', starting with a letter and ending with a "
+                     "letter or digit",
+    TTL_PATTERN: "a duration like 5m or 1h (a number and ms, s, m or h)",
+}
+
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -106,7 +117,7 @@ RoutingType = Literal["weight-based-routing", "priority-based-routing", "latency
 
 
 class Rule(_Closed):
-    id: str = Field(pattern=r"^[a-zA-Z](?:[a-zA-Z0-9\-_]{0,60}[a-zA-Z0-9])?$")
+    id: str = Field(pattern=RULE_ID_PATTERN)
     when: When = Field(default_factory=When)
     type: RoutingType = "weight-based-routing"
     sticky_routing: StickyRouting | None = None
@@ -124,6 +135,13 @@ class Rule(_Closed):
                 raise ValueError(f"rule '{self.id}': every target of a weight-based rule needs a weight")
             if sum(weights) <= 0:
                 raise ValueError(f"rule '{self.id}': target weights sum to 0; give at least one a positive weight")
+            if sum(weights) != 100:
+                total = sum(weights)
+                scaled = [round(w * 100 / total) for w in weights]
+                scaled[-1] = 100 - sum(scaled[:-1])
+                raise ValueError(f"rule '{self.id}': target weights sum to {total}, not 100 (the gateway splits by "
+                                 f"percent); e.g. {'/'.join(map(str, scaled))} instead of "
+                                 f"{'/'.join(map(str, weights))}")
         if self.sticky_routing is not None and self.type != "weight-based-routing":
             raise ValueError(f"rule '{self.id}': sticky_routing applies to weight-based-routing only")
         return self
@@ -181,7 +199,7 @@ class RateLimit(_Closed):
 class CacheRule(_Closed):
     when: When = Field(default_factory=When)
     mode: Literal["automatic", "explicit"] | None = None
-    ttl: str = Field("5m", pattern=r"^\d+(ms|s|m|h)$")
+    ttl: str = Field("5m", pattern=TTL_PATTERN)
 
 
 DEFAULT_MAX_ERROR_RATE_INCREASE_PP = 0.5
@@ -201,7 +219,7 @@ class Gates(_Closed):
 
 
 class Candidate(_Closed):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     truefoundry_config: str | None = Field(None, description="path to a virtual-model or load-balancing config")
     rules: list[Rule] = Field(default_factory=list)
@@ -274,7 +292,7 @@ class Portkey(_Closed):
 
 class Scenario(_Closed):
     schema_version: Literal[1] = 1
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     traffic: PathList = Field(default_factory=list)
     adapter: Literal["canonical", "truefoundry", "truefoundry-spans", "otel", "litellm", "langfuse", "helicone"] | None \
@@ -419,10 +437,7 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def format_validation_error(exc: pydantic.ValidationError, where: str) -> str:
-    errors = exc.errors(include_url=False)
-    # An unknown key usually explains a "missing" one next to it (a typo): report the unknown key first.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+def _message(err: dict[str, Any], where: str) -> str:
     loc = tuple(err["loc"])
     path = _loc(loc)
     if err["type"] == "extra_forbidden":
@@ -431,11 +446,30 @@ def format_validation_error(exc: pydantic.ValidationError, where: str) -> str:
         return f"{where}: {path}: unknown key '{key}'.{did_you_mean(key, allowed)}"
     if err["type"] == "missing":
         return f"{where}: {path}: required key is missing."
+    if err["type"] == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get(str(err.get("ctx", {}).get("pattern")), "the allowed characters")
+        return f"{where}: {path}: must be {words}. Got {err.get('input')!r} instead."
     msg = err["msg"]
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" Got {given!r} instead."
     return f"{where}: {path}: {msg}.{shown}" if path else f"{where}: {msg}."
+
+
+def validation_problems(exc: pydantic.ValidationError, where: str) -> list[str]:
+    """Every problem of a failed validation, one line each. A "missing" key next to an unknown one is left out:
+    the unknown key (a typo) explains it."""
+    errors = exc.errors(include_url=False)
+    typo_parents = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    kept = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in typo_parents)]
+    return list(dict.fromkeys(_message(e, where) for e in kept))
+
+
+def format_validation_error(exc: pydantic.ValidationError, where: str) -> str:
+    """The first problem (an unknown key first: it usually explains a missing one next to it)."""
+    errors = exc.errors(include_url=False)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    return _message(err, where)
 
 
 def parse_scenario(data: Any, where: str, base_dir: str | Path = ".") -> Scenario:

@@ -164,7 +164,8 @@ class BudgetState:
             b = cand.budgets[b_i]
             spec = b.budget_applies_per[0] if b.budget_applies_per else ""
             reached = int(s.reached_ts[slot])
-            key = None if label == "*" else ("UNTAGGED" if label is None else output_label(spec, str(label)))
+            missing = label is None or (isinstance(label, float) and label != label)  # None or NaN: no value
+            key = None if label == "*" else ("UNTAGGED" if missing else output_label(spec, str(label)))
             out.append({
                 "id": b.id, "key": key, "limit_to": b.limit_to, "unit": b.unit,
                 "ceiling_reached_at": pd.Timestamp(reached, tz="UTC").isoformat() if reached >= 0 else None,

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from simulator.summary import metrics
 from simulator.errors import InputError
+from simulator.formats import money, percent, points, signed_money
+from simulator.summary import metrics
 
 
 def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence[str | Path], *,
@@ -18,9 +19,10 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                     columns: dict[str, str] | None = None, timezone: str | None = None) -> dict[str, Any]:
     """Replay both configs (each a TrueFoundry config file) over ``traffic``; returns figures and the YAML diff.
 
-    ``change`` is proposed minus current; ``monthly_change_ci95`` is the interval of the monthly cost change built as
-    the savings interval is (:mod:`simulator.summary.intervals`: daily totals, week-to-week), ``interval_method``
-    says so. Accuracy is each config's change against the recorded routing (needs ``evals``). ``adapter``,
+    ``savings`` uses the vocabulary of ``tfysim run``: ``savings_usd`` (current minus proposed cost),
+    ``savings_pct``, ``monthly_savings_usd`` and ``monthly_savings_ci95``, the interval built as the savings interval
+    is (:mod:`simulator.summary.intervals`: daily totals, week-to-week), ``interval_method`` says so. ``change`` is
+    proposed minus current for the other figures (accuracy, latency, error rate, blocked requests, premium share). Accuracy is each config's change against the recorded routing (needs ``evals``). ``adapter``,
     ``columns`` (canonical -> source) and ``timezone`` say how the traffic files are read.
     Example: ``compare_configs("routing/current.yaml", "routing/proposed.yaml", ["traffic.parquet"])``.
     """
@@ -56,20 +58,24 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
                 "premium_share_cost": pol["premium_share_cost_after"]}
 
     a, b = side(cur), side(prop)
-    change: dict[str, Any] = {}
-    for key in ("cost_usd", "monthly_cost_usd", "accuracy_delta_pp", "latency_p50_ms", "latency_p95_ms", "error_rate",
-                "requests_blocked", "premium_share_cost"):
+    # Money in the vocabulary of `tfysim run` and summary.json: savings = current minus proposed cost.
+    lo, hi = interval["monthly_savings_ci95"]  # the interval of the cost change (proposed minus current)
+    savings = {"savings_usd": metrics.r6(a["cost_usd"] - b["cost_usd"]) + 0,
+               "savings_pct": round(100 * (a["cost_usd"] - b["cost_usd"]) / a["cost_usd"], 4) + 0
+               if a["cost_usd"] else None,
+               "monthly_savings_usd": metrics.r6(a["monthly_cost_usd"] - b["monthly_cost_usd"]) + 0,
+               "monthly_savings_ci95": [-hi + 0.0, -lo + 0.0], "interval_method": interval["interval_method"]}
+    change: dict[str, Any] = {}  # the other figures: proposed minus current
+    for key in ("accuracy_delta_pp", "latency_p50_ms", "latency_p95_ms", "error_rate", "requests_blocked",
+                "premium_share_cost"):
         change[key] = None if a[key] is None or b[key] is None else round(b[key] - a[key], 6) + 0
-    change["cost_pct"] = round(100 * (b["cost_usd"] - a["cost_usd"]) / a["cost_usd"], 4) if a["cost_usd"] else None
-    change["monthly_change_ci95"] = interval["monthly_savings_ci95"]
-    change["interval_method"] = interval["interval_method"]
     return {
         "current": str(current), "proposed": str(proposed),
         "traffic": result.summary["traffic"],
         "requests_routed_differently": pairs.moved,
         "models_after": {"current": dict(sorted(pairs.models[0].items())),
                          "proposed": dict(sorted(pairs.models[1].items()))},
-        "current_figures": a, "proposed_figures": b, "change": change,
+        "current_figures": a, "proposed_figures": b, "savings": savings, "change": change,
         "yaml_diff": unified_diff(current.read_text(encoding="utf-8"), proposed.read_text(encoding="utf-8"),
                                   str(current), str(proposed)),
     }
@@ -112,12 +118,8 @@ class _PairObserver:
                                 seed=seed)
 
 
-def _money(x: Any) -> str:
-    return "n/a" if x is None else (f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}")
-
-
 def diff_text(report: dict[str, Any], show_yaml: bool = True) -> str:
-    a, b, c = report["current_figures"], report["proposed_figures"], report["change"]
+    a, b, c, sv = report["current_figures"], report["proposed_figures"], report["change"], report["savings"]
     t = report["traffic"]
 
     def num(x, fmt="{:,.0f}"):
@@ -127,18 +129,19 @@ def diff_text(report: dict[str, Any], show_yaml: bool = True) -> str:
         return "n/a" if x is None else ("+" if x >= 0 else "") + fmt.format(x)
 
     rows = [
-        ("cost in the window", _money(a["cost_usd"]), _money(b["cost_usd"]),
-         f"{_money(c['cost_usd'])} ({signed(c['cost_pct'], '{:.1f}%')})" if c["cost_pct"] is not None
-         else _money(c["cost_usd"])),
-        ("monthly cost", _money(a["monthly_cost_usd"]), _money(b["monthly_cost_usd"]),
-         f"{_money(c['monthly_cost_usd'])} (95% CI {_money(c['monthly_change_ci95'][0])} to "
-         f"{_money(c['monthly_change_ci95'][1])})"),
-        ("accuracy vs recorded (pp)", num(a["accuracy_delta_pp"], "{:+.2f}"), num(b["accuracy_delta_pp"], "{:+.2f}"),
-         num(c["accuracy_delta_pp"], "{:+.2f}") if c["accuracy_delta_pp"] is not None else "n/a (give --evals)"),
+        ("cost in the window", money(a["cost_usd"]), money(b["cost_usd"]),
+         f"{signed_money(-sv['savings_usd'])} ({percent(-sv['savings_pct'], signed=True)})"
+         if sv["savings_pct"] is not None else signed_money(-sv["savings_usd"])),
+        ("monthly cost", money(a["monthly_cost_usd"]), money(b["monthly_cost_usd"]),
+         f"{signed_money(-sv['monthly_savings_usd'])} (95% CI {signed_money(-sv['monthly_savings_ci95'][1])} to "
+         f"{signed_money(-sv['monthly_savings_ci95'][0])})"),
+        ("accuracy vs recorded", points(a["accuracy_delta_pp"]) if a["accuracy_delta_pp"] is not None else "n/a",
+         points(b["accuracy_delta_pp"]) if b["accuracy_delta_pp"] is not None else "n/a",
+         points(c["accuracy_delta_pp"]) if c["accuracy_delta_pp"] is not None else "n/a (give --evals)"),
         ("p50 latency (ms)", num(a["latency_p50_ms"]), num(b["latency_p50_ms"]), signed(c["latency_p50_ms"], "{:,.0f}")),
         ("p95 latency (ms)", num(a["latency_p95_ms"]), num(b["latency_p95_ms"]), signed(c["latency_p95_ms"], "{:,.0f}")),
-        ("error rate", num(a["error_rate"], "{:.2%}"), num(b["error_rate"], "{:.2%}"),
-         signed(c["error_rate"] * 100 if c["error_rate"] is not None else None, "{:.2f} pp")),
+        ("error rate", num(a["error_rate"], "{:.1%}"), num(b["error_rate"], "{:.1%}"),
+         points(c["error_rate"] * 100) if c["error_rate"] is not None else "n/a"),
         ("requests blocked", num(a["requests_blocked"]), num(b["requests_blocked"]), signed(c["requests_blocked"], "{:,}")),
     ]
     w = [max(len(r[i]) for r in rows + [("", "current", "proposed", "change")]) for i in range(4)]
@@ -146,6 +149,10 @@ def diff_text(report: dict[str, Any], show_yaml: bool = True) -> str:
              f"{report['requests_routed_differently']:,} routed differently", "",
              f"{'':<{w[0]}}  {'current':>{w[1]}}  {'proposed':>{w[2]}}  change"]
     lines += [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]}" for r in rows]
+    saved = sv["monthly_savings_usd"]
+    lines += ["", f"the proposed config {'saves' if saved >= 0 else 'costs'} {money(abs(saved))}/month "
+              f"(savings 95% CI {money(sv['monthly_savings_ci95'][0])} to {money(sv['monthly_savings_ci95'][1])}); "
+              + sv["interval_method"]]
     if show_yaml and report["yaml_diff"]:
         lines += ["", report["yaml_diff"].rstrip("\n")]
     return "\n".join(lines)

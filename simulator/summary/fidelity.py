@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.formats import money
+
 from simulator.summary import intervals
 from simulator.summary.assumptions import moved_summary, policy_assumptions
 from simulator.summary.moves import translation_pairs
@@ -85,6 +87,8 @@ def finish_policy(policy: dict[str, Any], *, moves: pd.DataFrame, interval: dict
     policy["monthly_savings_interval"] = interval["interval"]
     policy["moved"] = moved_summary(moves)
     policy["translation_pairs"] = translation_pairs(moves)
+    if (policy.get("savings_usd") or 0.0) < 0:
+        policy["cost_increase"] = cost_increase(moves)
     sums = moves[["cost_usd", "cost_low_usd", "cost_high_usd"]].sum().to_dict() if len(moves) else {}
     checks = [gate_sensitivity(policy, sums, candidate_cost_usd, base_cost_usd, days, evaluate_gates,
                                 savings_usd)] + list(extra_sensitivity or [])
@@ -94,6 +98,25 @@ def finish_policy(policy: dict[str, Any], *, moves: pd.DataFrame, interval: dict
     policy["scope"] = action_scope(policy, candidate)
     policy["assumptions"] = policy_assumptions(policy, candidate, days, recorded_requests_by_model)
     return policy
+
+
+def cost_increase(moves: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
+    """Why a candidate costs more than the recording: the (from, to) moves that raised cost most, each with its
+    requests and extra cost in the window and a sentence (present only when savings are negative)."""
+    if moves.empty:
+        return []
+    g = moves.groupby(["from_model", "to_model"], sort=True)[["requests", "recorded_cost_usd", "cost_usd"]].sum()
+    g["extra_cost_usd"] = g["cost_usd"] - g["recorded_cost_usd"]
+    g = g[g["extra_cost_usd"] > 0].sort_values("extra_cost_usd", ascending=False, kind="stable").head(top)
+    out = []
+    for (src, dst), r in g.iterrows():
+        n = int(round(r["requests"]))
+        out.append({"from_model": src, "to_model": dst, "requests": n,
+                    "extra_cost_usd": round(float(r["extra_cost_usd"]), 6) + 0.0,
+                    "reason": f"{n:,} requests recorded on {src} were moved to {dst}, which costs "
+                              f"{money(float(r['extra_cost_usd']))} more for them in the window: the rule also "
+                              f"matches requests already on the cheaper model (narrow its when.models)"})
+    return out
 
 
 def action_scope(policy: dict[str, Any], candidate) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.formats import money, percent, points
 from simulator.routing.scenario import Gates
 
 UNTAGGED = "UNTAGGED"
@@ -141,12 +142,12 @@ def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any])
         lim, val = g["min_monthly_savings_usd"], policy["monthly_savings_usd"]
         lo, hi = policy["monthly_savings_ci95"]
         out.append({"name": "min_monthly_savings_usd", "passed": val >= lim,
-                    "detail": f"monthly savings ${val:,.2f} (95% CI ${lo:,.2f} to ${hi:,.2f}) vs minimum ${lim:,.2f}"})
+                    "detail": f"monthly savings {money(val)} (95% CI {money(lo)} to {money(hi)}) vs minimum {money(lim)}"})
     if g["max_cost_increase_pct"] is not None:
         lim = g["max_cost_increase_pct"]
         inc = -(policy["savings_pct"] or 0.0)
         out.append({"name": "max_cost_increase_pct", "passed": inc <= lim,
-                    "detail": f"cost change {inc:+.2f}% vs maximum increase {lim:.2f}%"})
+                    "detail": f"cost change {percent(inc, signed=True)} vs maximum increase {percent(lim)}"})
     if g["max_p95_latency_increase_pct"] is not None:
         lim = g["max_p95_latency_increase_pct"]
         b, a = before["latency_p95_ms"], policy["latency_p95_ms_after"]
@@ -162,8 +163,9 @@ def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any])
         b, a = before["error_rate"], policy["error_rate_after"]
         inc = 100.0 * (a - b)
         out.append({"name": "max_error_rate_increase_pp", "passed": inc <= lim + 1e-9,
-                    "detail": f"error rate {b:.2%} -> {a:.2%} ({inc:+.2f} pp; {policy['requests_unserved']:,} "
-                              f"requests the recording served fail here) vs maximum +{lim:.2f} pp"})
+                    "detail": f"error rate {percent(100 * b)} -> {percent(100 * a)} ({points(inc)}; "
+                              f"{policy['requests_unserved']:,} requests the recording served fail here) vs maximum "
+                              f"+{lim:.1f} pp"})
     if g["max_error_rate"] is not None:
         lim, val = g["max_error_rate"], policy["error_rate_after"]
         out.append({"name": "max_error_rate", "passed": val <= lim,
@@ -184,8 +186,8 @@ def evaluate_gates(policy: dict[str, Any], gates: Gates, before: dict[str, Any])
             passed = verdict["passed"] if isinstance(verdict, dict) and "passed" in verdict else ci[0] >= -lim
             detail = (verdict or {}).get("detail") if isinstance(verdict, dict) else None
             out.append({"name": "max_accuracy_drop_pp", "passed": bool(passed), "detail": detail or (
-                f"accuracy change {policy['accuracy_delta_pp']:+.2f} pp (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}) "
-                f"vs margin -{lim:.2f} pp")})
+                f"accuracy change {points(policy['accuracy_delta_pp'])} (95% CI {points(ci[0])} to "
+                f"{points(ci[1])}) vs margin -{lim:.1f} pp")})
     return out
 
 

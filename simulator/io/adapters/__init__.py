@@ -98,6 +98,9 @@ def _check_needs(name: str, columns: set[str], mapped: set[str], unused: list[st
     if not lacking:
         return
     hint = f" Columns not used: {_shown(unused)}." if unused else ""
+    looks = detect_adapter(columns)
+    if looks and looks != name:
+        hint += f" The columns look like a {ADAPTERS[looks].label}: try --adapter {looks} (or leave --adapter out)."
     raise InputError(
         f"{where}: read as a {adapter.label} (adapter '{name}') but it has no {', '.join(lacking)} column. "
         f"The {name} adapter reads: {', '.join(adapter.columns)}.{hint} Rename the columns, map them with "

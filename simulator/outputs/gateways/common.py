@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from simulator.formats import money
+
 import yaml
 
 from simulator.outputs.escape import yaml_comment
@@ -40,8 +42,7 @@ def litellm_model(target: str) -> str | None:
     return f"{prefix}/{name}" if prefix and name else None
 
 
-def _money(x: Any) -> str:
-    return "n/a" if x is None else f"${x:,.2f}"
+_money = money
 
 
 def figures_line(figures: dict[str, Any] | None) -> str:

@@ -24,8 +24,7 @@ PRIVATE_KEYS = {"user", "user_id", "users", "user_ids", "end_user", "prompt", "p
 BREAKDOWN_TITLES = {"model": "model", "team": "team", "project": "project", "workflow_tag": "workflow"}
 
 
-def money(x: Any) -> str:
-    return "n/a" if x is None else (f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}")
+from simulator.formats import minute, money  # noqa: E402  (one formatter for every output)
 
 
 def pct(x: Any, digits: int = 1) -> str:
@@ -279,7 +278,7 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
 
 # -- per-day premium share ----------------------------------------------------------------------------------------
 def premium_share_by_day(summary: dict) -> pd.DataFrame:
-    """Premium models' share of cost per UTC day: recorded, and under the top candidate (by monthly savings)."""
+    """Premium models' share of cost per UTC day: recorded, and under the recommended candidate (``_best_policy``)."""
     base = summary.get("baseline", {}).get("premium_share_by_day") or []
     if not base:
         return pd.DataFrame(columns=["day", "recorded"])
@@ -291,9 +290,74 @@ def premium_share_by_day(summary: dict) -> pd.DataFrame:
     return out
 
 
+BUDGET_ROWS = 25
+
+
+def budget_key_rows(policies: list[dict]) -> list[list[Any]]:
+    """One row per (candidate, budget rule, key): the ceiling's moment, requests blocked or rerouted, spend
+    avoided; keys that reached their ceiling first (earliest first), then by spend avoided."""
+    rows = []
+    for p in policies:
+        for b in p.get("budgets") or []:
+            key = b.get("key") if b.get("key") is not None else "(one budget)"
+            rows.append(((b.get("ceiling_reached_at") is None, b.get("ceiling_reached_at") or "",
+                          -(b.get("spend_avoided_usd") or 0.0), p["name"], b["id"], str(key)),
+                         [p["name"], b["id"] + (" (audit mode)" if b.get("audit_mode") else ""), key,
+                          _limit(b),
+                          minute(b["ceiling_reached_at"]) if b.get("ceiling_reached_at") else "not reached",
+                          b.get("requests_blocked", 0), b.get("requests_rerouted", 0),
+                          money(b.get("spend_avoided_usd"))]))
+    return [row for _, row in sorted(rows, key=lambda r: r[0])]
+
+
+def _limit(budget: dict) -> str:
+    unit = str(budget.get("unit", ""))
+    limit = budget["limit_to"]
+    amount = money(limit, 2 if limit >= 0.01 else 4) if unit.startswith("cost") else f"{limit:,} tokens"
+    return f"{amount} per {unit.split('_per_')[1]}" if "_per_" in unit else f"{amount} {unit}"
+
+
+def drift_blocks(drift: dict) -> tuple[Table, Chart | None]:
+    """Tokenizer drift as a short table (one row per virtual model and model version: days served, requests, input
+    tokens per request) and a chart of the daily tokens per request of the virtual models whose version changed."""
+    frame = pd.DataFrame(drift.get("tokens_per_request_by_day") or [])
+    if frame.empty:
+        return Table(["virtual model", "model"], [], caption="Tokens per request"), None
+    frame["input_tokens"] = frame["input_tokens_per_request"] * frame["requests"]
+    g = frame.groupby(["virtual_model", "model"], sort=True).agg(first=("day", "min"), last=("day", "max"),
+                                                                 days=("day", "nunique"), requests=("requests", "sum"),
+                                                                 input_tokens=("input_tokens", "sum"))
+    window_days = frame["day"].nunique()
+    changed = sorted({vm for (vm, _), r in g.iterrows() if r["days"] < window_days})
+    rows = [[vm, m, f"{r['first']} to {r['last']}", int(r["requests"]), f"{r['input_tokens'] / r['requests']:,.0f}"]
+            for (vm, m), r in g.iterrows() if vm in changed] or \
+           [[vm, m, f"{r['first']} to {r['last']}", int(r["requests"]), f"{r['input_tokens'] / r['requests']:,.0f}"]
+            for (vm, m), r in g.iterrows()][:12]
+    table = Table(["virtual model", "model version", "served", "requests", "input tokens per request"], rows,
+                  caption="Virtual models whose model version changed in the window" if changed else
+                  "Tokens per request by virtual model and model (no version change in the window)")
+    if not changed:
+        return table, None
+    data = frame[frame["virtual_model"].isin(changed)]
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        for (vm, m), part in data.groupby(["virtual_model", "model"], sort=True):
+            ax.plot(part["day"], part["input_tokens_per_request"], marker="o", label=f"{vm}: {m}")
+        ax.set_ylabel("input tokens per request")
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(fontsize=7)
+
+    return table, Chart("tokenizer-drift", "Input tokens per request per day, virtual models whose version changed",
+                        draw)
+
+
 def _best_policy(summary: dict) -> dict | None:
-    ranked = [p for p in summary.get("policies", []) if (p.get("monthly_savings_usd") or 0) > 0]
-    return max(ranked, key=lambda p: p["monthly_savings_usd"]) if ranked else None
+    """The recommended candidate: the largest monthly saving among routing candidates that pass their gates (as
+    the action queue applies it); a spend cap or a candidate whose gate failed is never the one shown."""
+    ranked = [p for p in summary.get("policies", []) if (p.get("monthly_savings_usd") or 0) > 0
+              and _passes(p) and not _blocker(p)]
+    return max(ranked, key=lambda p: (p["monthly_savings_usd"], p["name"])) if ranked else None
 
 
 # -- generic rendering of sections other modules add --------------------------------------------------------------
@@ -427,7 +491,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
     if warning:
         head.add(f"**Warning: {warning}**")
     head.add(f"Spend in the window: **{money(base['cost_usd'])}** over {traffic['days']:.2f} days "
-             f"({traffic.get('start') or 'n/a'} to {traffic.get('end') or 'n/a'}), about "
+             f"({minute(traffic.get('start'))} to {minute(traffic.get('end'))}), about "
              f"{money(base.get('monthly_cost_usd'))} per month; {base['requests']:,} requests.")
     head.add(f"Premium-model share: **{pct(base.get('premium_share_cost'))} of spend**, "
              f"{pct(base.get('premium_share_requests'))} of requests (premium models: "
@@ -494,6 +558,15 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                            [[p["name"], _refused(p)[0], money(_refused(p)[1]), p.get("requests_unserved", "n/a"),
                              money(p.get("unserved_recorded_cost_usd"))] for p in refusing],
                            caption="Refused and unserved requests (never counted as savings)"))
+        budget_rows = budget_key_rows(policies)
+        if budget_rows:
+            comp.add(Table(["candidate", "budget", "key", "limit", "ceiling reached", "blocked", "rerouted",
+                            "spend avoided"], budget_rows[:BUDGET_ROWS],
+                           caption="Budgets per key (spend avoided is prevented, not saved; `UNTAGGED`: requests "
+                                   "without the key's metadata)"))
+            if len(budget_rows) > BUDGET_ROWS:
+                comp.add(f"{len(budget_rows) - BUDGET_ROWS:,} more budget keys (no ceiling reached first) are in "
+                         "summary.json `policies[].budgets`.")
         flips = [(p["name"], sensitivity_text(p)) for p in policies if _flips(p)]
         if flips:
             comp.add(Table(["candidate", "verdict that changes within an assumption's interval"],
@@ -531,7 +604,10 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         sec = Section("Tokenizer drift", anchor="drift")
         sec.add("Same input, different token counts per model version: the rate card can stay the same while the "
                 "cost per request moves. Roll back the virtual-model alias if a version costs more for no gain.")
-        sec.blocks += generic_blocks(s["drift"])
+        table, chart = drift_blocks(s["drift"])
+        if chart is not None:
+            sec.add(chart)
+        sec.add(table)
         sections.append(sec)
     acc = [p for p in policies if p.get("accuracy_delta_pp") is not None]
     if acc or s.get("accuracy"):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.formats import money
 from simulator.outputs.report.document import Chart, Section, Table
 
 RULES_FILE = "alerts/tfysim-alerts.rules.yml"
 
 
-def _money(x: Any) -> str:
-    return "n/a" if x is None else f"${x:,.2f}"
+_money = money
 
 
 def _s(x: Any) -> str:

@@ -92,7 +92,7 @@ margin-top:2rem}.sub{color:#57606a}table{border-collapse:collapse;margin:.6rem 0
 th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}th{background:#f6f8fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 caption{text-align:left;font-weight:600;padding:.2rem 0}code{background:#f6f8fa;padding:0 .2rem;border-radius:3px}
-nav a{margin-right:.8rem}
+nav a{margin-right:.8rem}.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -127,7 +127,8 @@ def to_html(doc: Document, chart_data: dict[str, str]) -> str:
                     rows.append(f"<tr>{cells}</tr>")
                 cap = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
-                out.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+                out.append(f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
+                           f"<tbody>{''.join(rows)}</tbody></table></div>")  # wide tables scroll, not overflow
             elif isinstance(block, Chart) and block.key in chart_data:
                 out.append(f'<figure><img alt="{html.escape(block.alt or block.title)}" '
                            f'src="data:image/png;base64,{chart_data[block.key]}"></figure>')
