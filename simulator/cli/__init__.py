@@ -27,7 +27,9 @@ class TfysimGroup(click.Group):
         except TfysimError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            from simulator.outputs.escape import terminal
+
+            click.echo(f"Error: {terminal(exc)}", err=True)  # one line: a value in the message cannot add one
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Error: interrupted.", err=True)
@@ -39,7 +41,9 @@ class TfysimGroup(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.UsageError as exc:
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            from simulator.outputs.escape import terminal
+
+            click.echo(f"Error: {terminal(exc.format_message())}{where}", err=True)
             code = EXIT_USAGE
         except click.exceptions.Abort:
             click.echo("Error: interrupted.", err=True)
@@ -125,7 +129,9 @@ def _scenario_with(path: Path, adapter: str | None, mapping: tuple[str, ...], ti
 
 def _echo_notes(notes) -> None:
     for note in notes or ():
-        click.echo(f"Note: {note}.", err=True)
+        from simulator.outputs.escape import terminal
+
+        click.echo(f"Note: {terminal(note)}.", err=True)
 
 
 def _strict(rejected: int, strict: bool, where: str) -> None:

@@ -12,6 +12,7 @@ from simulator.pricing.catalog import Catalog
 from simulator.core import Prepared
 from simulator.routing.scenario import load_scenario
 from simulator.io.traffic import load_traffic
+from simulator.outputs.escape import yaml_comment
 
 
 def recommend_scenario(path, margin_pp: float | None) -> str:
@@ -47,7 +48,7 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
     candidate, decisions = recommend(served, evals.samples, cost_per_request, candidates=targets,
                                      margin_pp=margin, seed=scenario.seed)
     per_move, total = _replayed_savings(scenario, candidate) if candidate["rules"] else ({}, None)
-    lines = [f"# tfysim recommend {path} (margin {margin:g} pp, {len(decisions)} workflow/model pairs)"]
+    lines = [f"# tfysim recommend {yaml_comment(path)} (margin {margin:g} pp, {len(decisions)} workflow/model pairs)"]
     if total is not None:
         lo, hi = total["monthly_savings_ci95"]
         lines.append(f"# replayed: the recommendation saves ${total['monthly_savings_usd']:,.2f}/month "
@@ -58,8 +59,8 @@ def recommend_scenario(path, margin_pp: float | None) -> str:
             key = (d.get("workflow_tag") or "UNTAGGED", d["model"], d["target"])
             usd, n = per_move.get(key, (0.0, 0))
             saving = f"saves ${usd:,.2f}/month ({n:,} requests); "
-        lines.append(f"# {d.get('workflow_tag')}: {d.get('model')} -> {d.get('target') or 'keep'}: "
-                     f"{saving}{d.get('detail', '')}")
+        lines.append("# " + yaml_comment(f"{d.get('workflow_tag')}: {d.get('model')} -> {d.get('target') or 'keep'}: "
+                                         f"{saving}{d.get('detail', '')}"))
     body = yaml.safe_dump({"candidates": [candidate]}, sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
 

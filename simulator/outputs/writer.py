@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simulator.outputs.escape import terminal
 from simulator.outputs.files import write_json, write_rejects, write_text
 
 #: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
@@ -38,19 +39,20 @@ def console_summary(result, written: list[Path]) -> str:
     s = result.summary
     t, b = s["traffic"], s["baseline"]
     lines = [
-        f"{s['scenario']}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) "
+        f"{terminal(s['scenario'])}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) "
         f"over {t['days']:.2f} days; baseline {_money(b['cost_usd'])} ({_money(b['monthly_cost_usd'])}/month)",
     ]
     for p in s["policies"]:
         lo, hi = p["monthly_savings_ci95"]
-        failed = [g["name"] for g in p["gates"] if not g["passed"]]
+        failed = [terminal(g["name"]) for g in p["gates"] if not g["passed"]]
         verdict = "gates: " + ("FAILED " + ", ".join(failed) if failed else "passed") if p["gates"] else ""
         lines.append(
-            f"  {p['name']}: saves {_money(p['monthly_savings_usd'])}/month (95% CI {_money(lo)} to {_money(hi)}), "
+            f"  {terminal(p['name'])}: saves {_money(p['monthly_savings_usd'])}/month "
+            f"(95% CI {_money(lo)} to {_money(hi)}), "
             f"{p['savings_pct']:.1f}%, {p['requests_changed']:,} requests changed, "
             f"{p['requests_blocked']:,} blocked. {verdict}".rstrip()
         )
-    lines.append("wrote " + ", ".join(str(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
+    lines.append("wrote " + ", ".join(terminal(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
     return "\n".join(lines)
 
 
@@ -65,7 +67,7 @@ def replay_table(report: dict[str, Any]) -> str:
     for m in report["models"]:
         drift = "" if m["drift_pct"] is None else f"{m['drift_pct']:+.2f}%"
         flag = "  <- check" if m["flagged"] else ""
-        lines.append(f"{m['model'][:44]:<44} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
+        lines.append(f"{terminal(m['model'], 44):<44} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
                      f"{_money(m['recorded_cost_usd']):>12} {drift:>8}{flag}")
     return "\n".join(lines)
 
