@@ -8,6 +8,7 @@ from typing import Any
 
 from simulator.outputs.escape import terminal
 from simulator.outputs.files import write_json, write_rejects, write_text
+from simulator.outputs.folder import run_folder
 
 #: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
 WRITERS: list[Callable[..., list[Path]]] = []
@@ -15,20 +16,27 @@ WRITERS: list[Callable[..., list[Path]]] = []
 
 def write_run(result, folder: str | Path, *, requests=None, include_prompts: bool = False) -> list[Path]:
     """Write a run's folder from its summary and rejects; ``requests`` is the :class:`RequestsWriter` that saw the
-    replay when per-request outcomes were asked for."""
-    folder = Path(folder)
-    written = [write_json(folder / "summary.json", result.summary)]
-    rejects = folder / "rejects.jsonl"
-    if result.rows_rejected:
-        written.append(write_rejects(rejects, result.rejects))
-    elif rejects.exists():
-        rejects.unlink()
-    if requests is not None:
-        for path in requests.files():
-            written.append(write_text(folder / "requests" / path.name, path.read_bytes()))
-    for writer in WRITERS:
-        written.extend(writer(result, folder, include_prompts))
-    return written
+    replay when per-request outcomes were asked for. The folder is built beside ``folder`` and swapped in whole
+    (:func:`simulator.outputs.folder.run_folder`): it never mixes files of two runs."""
+    out = Path(folder)
+    with run_folder(out) as staging:
+        written = [write_json(staging / "summary.json", result.summary)]
+        if result.rows_rejected:
+            written.append(write_rejects(staging / "rejects.jsonl", result.rejects))
+        if requests is not None:
+            for path in requests.files():
+                written.append(write_text(staging / "requests" / path.name, path.read_bytes()))
+        for writer in WRITERS:
+            written.extend(writer(result, staging, include_prompts))
+    return [out / Path(w).relative_to(staging) for w in written]
+
+
+def write_rejects_only(result, folder: str | Path) -> list[Path]:
+    """The run folder of a failed ``--strict`` run: rejects.jsonl and nothing else (no report or configs)."""
+    out = Path(folder)
+    with run_folder(out) as staging:
+        written = [write_rejects(staging / "rejects.jsonl", result.rejects)]
+    return [out / Path(w).relative_to(staging) for w in written]
 
 
 def _money(x: Any) -> str:

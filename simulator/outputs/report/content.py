@@ -121,7 +121,7 @@ def action_groups(policies: list[dict]) -> list[list[dict]]:
     groups: list[list[dict]] = []
     keys: list[set] = []
     for p in policies:
-        mine = set(p.get("scope") or [f"candidate:{literal(p['name'])}"])
+        mine = set(p.get("scope") or [f"candidate:{p['name']}"])
         hits = [i for i, k in enumerate(keys) if k & mine]
         merged = [p] + [q for i in hits for q in groups[i]]
         merged_keys = mine.union(*(keys[i] for i in hits))
