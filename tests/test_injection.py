@@ -19,7 +19,6 @@ import yaml
 from click.testing import CliRunner
 
 from simulator.cli import cli
-from simulator.outputs import escape
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -32,6 +31,8 @@ HOSTILE = [SCRIPT, MATH, HEADING, TICK, ESC]
 
 # -- the escaping functions, expectations written by hand ---------------------------------------------------------
 def test_escape_functions_by_hand():
+    from simulator.outputs import escape
+
     assert escape.yaml_comment("a\nrules: []") == "a rules: []"
     assert escape.markdown("<script>`x`") == "\\<script>\\`x\\`"
     assert escape.markdown("# h") == "\\# h" and escape.markdown("1. x") == "1\\. x"
@@ -110,8 +111,9 @@ def test_hostile_traffic_values_are_text_in_report_md_and_html(tmp_path):
 
 def test_hostile_values_leave_gate_console_one_line_per_gate(tmp_path):
     result, out = _hostile_run(tmp_path, "--check-gates")
-    assert result.exit_code == 1  # the savings gate fails: exit 1 means a gate, not a crash
-    assert "\x1b" not in result.output and "Traceback" not in result.output
+    # exit 1 from the failed savings gate, not from a crash (a mathtext label used to raise inside the report)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "gates: FAILED min_monthly_savings_usd" in result.output and "\x1b" not in result.output
 
 
 # -- gate.xml, --github-summary and the gate console table --------------------------------------------------------
@@ -140,10 +142,12 @@ def test_gate_outputs_stay_well_formed(bad):
 
 
 def test_unknown_model_error_is_one_line_without_escape_sequences(tmp_path):
-    result = CliRunner().invoke(cli, ["drift", "--traffic", str(tmp_path / "none.csv"), "--from",
+    traffic = Path(__file__).resolve().parent / "fixtures" / "privacy" / "traffic.jsonl"
+    result = CliRunner().invoke(cli, ["drift", "--traffic", str(traffic), "--from",
                                       "evil\x1b]0;owned\x07\nsecond line", "--to", "openai-main/gpt-4o"])
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
+    assert "evil\\x1b]0;owned\\x07\\nsecond line" in result.stderr  # shown, not obeyed
 
 
 def test_drift_by_team_table_escapes_values():
