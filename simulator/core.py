@@ -41,6 +41,7 @@ from simulator.routing.matching import RequestView, match
 from simulator.routing.scenario import Candidate, Outage
 from simulator.state.budgets import BudgetState
 from simulator.state.rate_limits import RateLimitState
+from simulator.summary.privacy import attribution_label
 
 __all__ = ["CandidateState", "Chunk", "Context", "Outcome", "Prepared", "check_candidate_targets",
            "identity_outcome", "replay_chunk", "simulate"]
@@ -375,7 +376,7 @@ def impute_rescued(p: Chunk, o: Outcome) -> np.ndarray:
     workflow = p.frame["workflow_tag"].to_numpy(dtype=object)[rescued]
     vocab = p.vocab
     for i, row in enumerate(rescued):
-        wf = "UNTAGGED" if pd.isna(workflow[i]) else str(workflow[i])
+        wf = attribution_label(workflow[i])
         typical_in, typical_out = facts.typical_tokens(wf, vocab[p.model[row]])
         if p.inp[row] == 0:
             o.input_tokens[row] = typical_in

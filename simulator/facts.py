@@ -17,6 +17,7 @@ import pandas as pd
 from simulator.hashing import hash64
 from simulator.routing.assign import FAIL_BUCKET_NS
 from simulator.summary.exact_sums import LatencySums
+from simulator.summary.privacy import attribution_labels
 
 UNTAGGED = "UNTAGGED"
 ANY = "\x00any"  # a wildcard key part of the token samples
@@ -144,7 +145,7 @@ class FactsBuilder:
             if self.want_prompts:
                 self.prompts.append(f[["workflow_tag", "prompt"]].astype(object).dropna())
         wf = f["workflow_tag"].to_numpy(dtype=object)
-        wf = np.where(pd.isna(wf), UNTAGGED, wf)
+        wf = attribution_labels(wf)
         for tag, cnt in pd.Series(wf).value_counts(sort=False).items():
             self.workflows[tag] = self.workflows.get(tag, 0) + int(cnt)
         self._sample(f, wf, model, failed)

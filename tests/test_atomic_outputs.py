@@ -1,4 +1,5 @@
-"""Atomic outputs: a run that fails while writing leaves no half-written summary.json or YAML, and no temp files."""
+"""Atomic outputs: a run that fails while writing leaves no half-written summary.json or YAML, and no temp files;
+one output folder per run (issue 17 item 16): the run is built beside ``--out`` and swapped in whole."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 import simulator.outputs.files as output
 from simulator.cli import cli
 from simulator.outputs.writer import WRITERS
+from tests.outputs_scan import output_files
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "tests" / "fixtures" / "privacy" / "scenario.yaml"
@@ -34,7 +36,7 @@ def test_failure_after_the_temp_file_is_written_leaves_no_summary(tmp_path, monk
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and "No space left on device" in result.stderr
     assert "Traceback" not in result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # no summary.json, no .summary.json.* temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no out, no building folder, no .summary.json.* temp
 
 
 def test_failure_mid_write_keeps_the_previous_complete_file(tmp_path, monkeypatch):
@@ -63,8 +65,11 @@ def test_failure_mid_write_keeps_the_previous_complete_file(tmp_path, monkeypatc
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
-def test_a_later_writer_failing_leaves_only_complete_files(tmp_path, monkeypatch):
-    """summary.json is complete; the YAML a later writer was producing is absent, not half there."""
+def test_a_later_writer_failing_leaves_the_previous_run_whole(tmp_path, monkeypatch):
+    """A failure after this run's summary.json was written: --out still holds the previous run, every file of it
+    (never this run's summary beside the previous run's report and configs)."""
+    assert _run(tmp_path / "out").exit_code == 0
+    before = output_files(tmp_path / "out")
 
     def yaml_writer(result, folder, include_prompts):
         path = Path(folder) / "gateway.yaml"
@@ -79,13 +84,8 @@ def test_a_later_writer_failing_leaves_only_complete_files(tmp_path, monkeypatch
     monkeypatch.setattr("simulator.outputs.writer.WRITERS", [*WRITERS, yaml_writer])
     result = _run(tmp_path / "out")
     assert result.exit_code == 2
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert "gateway.yaml" not in names and not [n for n in names if n.startswith(".")]
-    text = (tmp_path / "out" / "summary.json").read_text()
-    assert text.endswith("}\n")
-    import json
-
-    assert json.loads(text)["scenario"] == "privacy-fixture"
+    assert output_files(tmp_path / "out") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the building folder is gone
 
 
 @pytest.mark.parametrize("name", ["summary.json", "x.yaml"])

@@ -27,7 +27,9 @@ class TfysimGroup(click.Group):
         except TfysimError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            from simulator.outputs.escape import terminal
+
+            click.echo(f"Error: {terminal(exc)}", err=True)  # one line: a value in the message cannot add one
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Error: interrupted.", err=True)
@@ -39,7 +41,9 @@ class TfysimGroup(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.UsageError as exc:
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            from simulator.outputs.escape import terminal
+
+            click.echo(f"Error: {terminal(exc.format_message())}{where}", err=True)
             code = EXIT_USAGE
         except click.exceptions.Abort:
             click.echo("Error: interrupted.", err=True)
@@ -137,12 +141,23 @@ def _scenario_with(path: Path, adapter: str | None, mapping: tuple[str, ...], ti
 
 def _echo_notes(notes) -> None:
     for note in notes or ():
-        click.echo(f"Note: {note}.", err=True)
+        from simulator.outputs.escape import terminal
+
+        click.echo(f"Note: {terminal(note)}.", err=True)
 
 
 def _strict(rejected: int, strict: bool, where: str) -> None:
     if strict and rejected:
         raise StrictModeError(f"{rejected} row(s) rejected in {where} and --strict is set; see rejects.jsonl.")
+
+
+def _traffic_paths(scenario, traffic: tuple[str, ...]) -> list:
+    """The traffic a run reads: ``--traffic`` when given, else the scenario's (loaded here to know it up front)."""
+    if traffic:
+        return list(traffic)
+    from simulator.routing.scenario import Scenario, load_scenario
+
+    return (scenario if isinstance(scenario, Scenario) else load_scenario(scenario)).paths("traffic")
 
 
 @cli.command()
@@ -172,10 +187,13 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
     Example: tfysim run scenarios/premium-review.yaml --out reports/weekly
     """
-    from simulator.outputs.writer import console_summary, write_run
+    from simulator.outputs.folder import check_out_folder
+    from simulator.outputs.writer import console_summary, write_rejects_only, write_run
 
     where = str(scenario)
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
+    if out:
+        check_out_folder(out, _traffic_paths(scenario, traffic))
     observers, requests, focus = [], None, None
     if write_requests:
         from simulator.outputs.requests import RequestsWriter
@@ -189,13 +207,18 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
         observers.append(focus)
     result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
     folder = out or Path("reports") / result.scenario.name
+    if not out:
+        check_out_folder(folder, list(traffic) or result.scenario.paths("traffic"))
+    _echo_notes(result.summary["traffic"].get("notes"))
+    defects = result.rows_rejected - result.summary["traffic"].get("rows_not_model_calls", 0)
+    if strict and defects:  # a failed --strict run writes rejects.jsonl and nothing else
+        write_rejects_only(result, folder)
+        _strict(defects, strict, where)
     written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
     if focus is not None:
         from simulator.outputs.focus import write_focus
 
         written.append(write_focus(focus_out, focus, result.scenario.name))
-    _echo_notes(result.summary["traffic"].get("notes"))
-    _strict(result.rows_rejected - result.summary["traffic"].get("rows_not_model_calls", 0), strict, where)
     if as_json:
         _echo_json(result.summary)
     else:
@@ -572,20 +595,32 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the run folder (summary, report, routing configs) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every gate, each candidate's figures).")
+@click.option("--allow-outside", is_flag=True,
+              help="Read traffic paths that resolve outside the repository (refused by default).")
 @_ingest_options
-def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, adapter, mapping, timezone) -> None:
+def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, allow_outside, adapter, mapping,
+                 timezone) -> None:
     """Run a scenario and check its gates: exit 0 when all pass, 1 when any fails, 2 on bad input.
+
+    Traffic paths must resolve (symlinks followed) inside the repository holding the current folder, unless
+    --allow-outside is given: a pull request cannot point CI at files elsewhere on the runner.
 
     Example: tfysim gate scenarios/premium-review.yaml --junit gate.xml --github-summary
     """
     import os
 
     from simulator.api import run as run_scenario
+    from simulator.outputs.folder import check_inside_repository, check_out_folder, repository_root
     from simulator.outputs.gate import console_table, github_summary as summary_md, junit_xml
     from simulator.outputs.files import write_text
 
-    result = run_scenario(_scenario_with(scenario, adapter, mapping, timezone), traffic=list(traffic) or None,
-                          evals=list(evals) or None)
+    loaded = _scenario_with(scenario, adapter, mapping, timezone)
+    paths = _traffic_paths(loaded, traffic)
+    if not allow_outside:
+        check_inside_repository(paths, repository_root())
+    if out:
+        check_out_folder(out, paths)
+    result = run_scenario(loaded, traffic=list(traffic) or None, evals=list(evals) or None)
     _echo_notes(result.summary["traffic"].get("notes"))
     if out:
         from simulator.outputs.writer import write_run

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from simulator.formats import signed_money
-
+from simulator.outputs.escape import terminal
 from simulator.tokens.drift import drift_report
 from simulator.pricing.catalog import OPTION_FIX, Catalog
 from simulator.io.traffic import load_traffic
@@ -35,7 +35,8 @@ def drift_table(report: dict[str, Any]) -> str:
     # A fitted ratio's 95% CI or a shipped ratio's stated range; identity and range-less defaults have none.
     ci = f" (interval {lo:.3f} to {hi:.3f})" if lo is not None and hi is not None else " (no interval: an assumption)"
     lines = [
-        f"{report['tokenizer_from']} -> {report['tokenizer_to']}: input tokens {report['input_tokens_from']:,} -> "
+        f"{terminal(report['tokenizer_from'])} -> {terminal(report['tokenizer_to'])}: "
+        f"input tokens {report['input_tokens_from']:,} -> "
         f"{report['input_tokens_to']:,}, ratio {ratio:.3f}{ci}, method {report['method']}",
     ]
     cost = report.get("cost") or {}
@@ -45,5 +46,6 @@ def drift_table(report: dict[str, Any]) -> str:
                      f"${cost['cost_per_request_usd_to']:.6f}"
                      + (f"; monthly impact {signed_money(monthly)}" if monthly is not None else ""))
     for g in report.get("groups") or []:
-        lines.append(f"  {str(g.get('group')):<24} {g.get('requests', 0):>8,} requests  ratio {g.get('ratio', 0):.3f}")
+        lines.append(f"  {terminal(g.get('group')):<24} {g.get('requests', 0):>8,} requests  "
+                     f"ratio {g.get('ratio', 0):.3f}")
     return "\n".join(lines)

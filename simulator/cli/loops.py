@@ -13,6 +13,7 @@ from simulator.core import Prepared
 from simulator.errors import InputError
 from simulator.io.readers import expand_paths, read_any
 from simulator.io.traffic import load_traffic
+from simulator.outputs.escape import terminal
 from simulator.pricing.catalog import Catalog
 
 
@@ -65,7 +66,7 @@ def loops_table(report: dict[str, Any]) -> str:
     lines.append(f"{'session_id':<24} {'workflow':<20} {'rule':<19} {'detected at (UTC)':<26} {'after':>6} "
                  f"{'cost after':>11}")
     for s in report["sessions"]:
-        lines.append(f"{s['session_id'][:24]:<24} {s['workflow_tag'][:20]:<20} {s['rule']:<19} "
+        lines.append(f"{terminal(s['session_id'], 24):<24} {terminal(s['workflow_tag'], 20):<20} {s['rule']:<19} "
                      f"{s['detected_at'][:26]:<26} {s['requests_after_detection']:>6} "
                      f"${s['cost_after_detection_usd']:>10,.2f}")
     t = report.get("truth")

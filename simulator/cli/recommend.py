@@ -13,6 +13,7 @@ from simulator.pricing.catalog import Catalog
 from simulator.core import Prepared
 from simulator.routing.scenario import load_scenario
 from simulator.io.traffic import load_traffic
+from simulator.outputs.escape import yaml_comment
 
 
 def recommend_scenario(path, margin_pp: float | None) -> dict:
@@ -66,8 +67,8 @@ def recommend_scenario(path, margin_pp: float | None) -> dict:
 
 def recommend_text(report: dict) -> str:
     """YAML text: a ``candidates:`` entry in scenario syntax plus the decisions as comments."""
-    lines = [f"# tfysim recommend {report['scenario']} (margin {report['margin_pp']:g} pp, {report['pairs']} "
-             "workflow/model pairs)"]
+    lines = [f"# tfysim recommend {yaml_comment(report['scenario'])} (margin {report['margin_pp']:g} pp, "
+             f"{report['pairs']} workflow/model pairs)"]
     if report["candidate"]["rules"]:
         lo, hi = report["monthly_savings_ci95"]
         lines.append(f"# replayed: the recommendation saves {money(report['monthly_savings_usd'])}/month "
@@ -76,7 +77,8 @@ def recommend_text(report: dict) -> str:
         saving = ""
         if d["target"]:
             saving = f"saves {money(d['monthly_savings_usd'])}/month ({d['requests']:,} requests); "
-        lines.append(f"# {d['workflow_tag']}: {d['model']} -> {d['target'] or 'keep'}: {saving}{d['detail']}")
+        lines.append("# " + yaml_comment(f"{d['workflow_tag']}: {d['model']} -> {d['target'] or 'keep'}: "
+                                         f"{saving}{d['detail']}"))
     body = yaml.safe_dump({"candidates": [report["candidate"]]}, sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
 

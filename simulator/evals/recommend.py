@@ -16,6 +16,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "untagged"
 
 
+def _rule_id(tag, target: str) -> str:
+    """``<workflow>-to-<target>`` as a valid rule id: starts with a letter, at most 62 characters (a long one is cut
+    and keeps a short digest of the whole, so two long workflow names stay apart)."""
+    rid = f"{_slug(tag or 'untagged')}-to-{_slug(target)}"
+    rid = rid if rid[0].isalpha() else "w-" + rid
+    if len(rid) > 62:
+        import hashlib
+
+        rid = rid[:53].rstrip("-") + "-" + hashlib.sha256(rid.encode()).hexdigest()[:8]
+    return rid
+
+
 def recommend(served: pd.DataFrame, samples: pd.DataFrame, cost_per_request, *, candidates, margin_pp: float = 2.0,
               model_map: dict | None = None, workflow_map: dict | None = None, min_paired: int = 20,
               n_boot: int = 2000, seed: int = 0, name: str = "recommended") -> tuple[dict, list[dict]]:
@@ -77,6 +89,6 @@ def recommend(served: pd.DataFrame, samples: pd.DataFrame, cost_per_request, *, 
         when = {"models": sorted(models)}
         if tag is not None:
             when["metadata"] = {"workflow_tag": tag}
-        rules.append({"id": f"{_slug(tag or 'untagged')}-to-{_slug(target)}", "when": when,
+        rules.append({"id": _rule_id(tag, target), "when": when,
                       "type": "weight-based-routing", "load_balance_targets": [{"target": target, "weight": 100}]})
     return {"name": name, "rules": rules}, decisions

@@ -172,7 +172,8 @@ def _expand_otlp_lines(table: RawTable) -> None:
     """OTel Collector file exporter output (one ExportTraceServiceRequest per JSON line): one row per span."""
     from simulator.io.adapters import expand_otlp_lines, is_otlp_lines
 
-    if table.kind == "jsonl" and table.pandas is not None and is_otlp_lines(table.pandas):
+    # "json" too: a .json file holding JSON lines is read as such (_read_json falls back to _read_jsonl)
+    if table.kind in ("jsonl", "json") and table.pandas is not None and is_otlp_lines(table.pandas):
         table.pandas, span_rejects = expand_otlp_lines(table.pandas)
         table.rejects.extend(span_rejects)
 

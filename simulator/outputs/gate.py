@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from simulator.formats import money
+from simulator.outputs import escape
 
 
 def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -16,8 +17,8 @@ def gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def junit_xml(summary: dict[str, Any]) -> str:
     """JUnit XML: a testsuite per scenario, a testcase per candidate x gate; failures carry the figures."""
-    rows = gate_rows(summary)
-    scenario = str(summary.get("scenario", "scenario"))
+    rows = [{k: escape.xml(v) if isinstance(v, str) else v for k, v in r.items()} for r in gate_rows(summary)]
+    scenario = escape.xml(summary.get("scenario", "scenario"))
     failures = sum(not r["passed"] for r in rows)
     suites = ET.Element("testsuites", name="tfysim gate", tests=str(len(rows)), failures=str(failures))
     suite = ET.SubElement(suites, "testsuite", name=f"tfysim.{scenario}", tests=str(len(rows)),
@@ -35,7 +36,7 @@ def junit_xml(summary: dict[str, Any]) -> str:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return escape.markdown(text, table_cell=True)
 
 
 def github_summary(summary: dict[str, Any]) -> str:
@@ -44,7 +45,7 @@ def github_summary(summary: dict[str, Any]) -> str:
     failed = [r for r in rows if not r["passed"]]
     verdict = ("no gates configured" if not rows else
                f"**{len(failed)} of {len(rows)} gate(s) failed**" if failed else f"all {len(rows)} gate(s) passed")
-    out = [f"### tfysim gate: `{summary.get('scenario')}`: {verdict}", "",
+    out = [f"### tfysim gate: {escape.markdown_code(summary.get('scenario'))}: {verdict}", "",
            "| candidate | monthly savings | 95% interval | accuracy change (moved requests; traffic-wide) | gates |",
            "|---|---|---|---|---|"]
     from simulator.outputs.report.content import accuracy_text
@@ -56,11 +57,11 @@ def github_summary(summary: dict[str, Any]) -> str:
         out.append(f"| {_md(p['name'])} | {money(p['monthly_savings_usd'])} | "
                    f"{'n/a' if lo is None else f'{money(lo)} to {money(hi)}'} | "
                    f"{_md(accuracy_text(p))} | "
-                   f"{'no gates' if not gates else ('FAILED: ' + ', '.join(bad) if bad else 'passed')} |")
+                   f"{'no gates' if not gates else ('FAILED: ' + _md(', '.join(bad)) if bad else 'passed')} |")
     if rows:
         out += ["", "| candidate | gate | verdict | figures |", "|---|---|---|---|"]
-        out += [f"| {_md(r['candidate'])} | {r['gate']} | {'pass' if r['passed'] else ':x: FAIL'} | {_md(r['detail'])} |"
-                for r in rows]
+        out += [f"| {_md(r['candidate'])} | {_md(r['gate'])} | {'pass' if r['passed'] else ':x: FAIL'} | "
+                f"{_md(r['detail'])} |" for r in rows]
     return "\n".join(out) + "\n\n"
 
 
@@ -80,13 +81,15 @@ def gate_report(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def console_table(summary: dict[str, Any]) -> str:
-    rows = gate_rows(summary)
+    """Terminal lines: every value through :func:`escape.terminal` (no value can add a line or an escape code)."""
+    rows = [{k: escape.terminal(v) if isinstance(v, str) else v for k, v in r.items()} for r in gate_rows(summary)]
+    scenario = escape.terminal(summary.get("scenario"))
     if not rows:
-        return f"{summary.get('scenario')}: no gates configured (add gates: to the scenario or its candidates)."
+        return f"{scenario}: no gates configured (add gates: to the scenario or its candidates)."
     width = max(len(f"{r['candidate']} / {r['gate']}") for r in rows)
     lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {(r['candidate'] + ' / ' + r['gate']).ljust(width)}  {r['detail']}"
              for r in rows]
     failed = sum(not r["passed"] for r in rows)
-    lines.append(f"{summary.get('scenario')}: {failed} of {len(rows)} gate(s) failed." if failed else
-                 f"{summary.get('scenario')}: all {len(rows)} gate(s) passed.")
+    lines.append(f"{scenario}: {failed} of {len(rows)} gate(s) failed." if failed else
+                 f"{scenario}: all {len(rows)} gate(s) passed.")
     return "\n".join(lines)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from simulator.formats import minute, money, percent
+from simulator.outputs.escape import terminal
 from simulator.outputs.files import write_json, write_rejects, write_text
+from simulator.outputs.folder import run_folder
 
 #: Extra writers (report, gateway configs) registered by other modules: fn(result, folder, include_prompts) -> paths.
 WRITERS: list[Callable[..., list[Path]]] = []
@@ -15,20 +17,27 @@ WRITERS: list[Callable[..., list[Path]]] = []
 
 def write_run(result, folder: str | Path, *, requests=None, include_prompts: bool = False) -> list[Path]:
     """Write a run's folder from its summary and rejects; ``requests`` is the :class:`RequestsWriter` that saw the
-    replay when per-request outcomes were asked for."""
-    folder = Path(folder)
-    written = [write_json(folder / "summary.json", result.summary)]
-    rejects = folder / "rejects.jsonl"
-    if result.rows_rejected:
-        written.append(write_rejects(rejects, result.rejects))
-    elif rejects.exists():
-        rejects.unlink()
-    if requests is not None:
-        for path in requests.files():
-            written.append(write_text(folder / "requests" / path.name, path.read_bytes()))
-    for writer in WRITERS:
-        written.extend(writer(result, folder, include_prompts))
-    return written
+    replay when per-request outcomes were asked for. The folder is built beside ``folder`` and swapped in whole
+    (:func:`simulator.outputs.folder.run_folder`): it never mixes files of two runs."""
+    out = Path(folder)
+    with run_folder(out) as staging:
+        written = [write_json(staging / "summary.json", result.summary)]
+        if result.rows_rejected:
+            written.append(write_rejects(staging / "rejects.jsonl", result.rejects))
+        if requests is not None:
+            for path in requests.files():
+                written.append(write_text(staging / "requests" / path.name, path.read_bytes()))
+        for writer in WRITERS:
+            written.extend(writer(result, staging, include_prompts))
+    return [out / Path(w).relative_to(staging) for w in written]
+
+
+def write_rejects_only(result, folder: str | Path) -> list[Path]:
+    """The run folder of a failed ``--strict`` run: rejects.jsonl and nothing else (no report or configs)."""
+    out = Path(folder)
+    with run_folder(out) as staging:
+        written = [write_rejects(staging / "rejects.jsonl", result.rejects)]
+    return [out / Path(w).relative_to(staging) for w in written]
 
 
 _money = money
@@ -38,11 +47,11 @@ def policy_line(p: dict[str, Any]) -> str:
     """One candidate in the console headline. Refused requests (budgets, rate limits, kills) are spend prevented,
     never savings: they are named apart, and a candidate that costs more than the recording says so."""
     lo, hi = p["monthly_savings_ci95"]
-    failed = [g["name"] for g in p["gates"] if not g["passed"]]
+    failed = [terminal(g["name"]) for g in p["gates"] if not g["passed"]]
     verdict = " gates: " + ("FAILED " + ", ".join(failed) if failed else "passed") if p["gates"] else ""
     usd = p["monthly_savings_usd"]
     head = (f"saves {money(usd)}/month" if round(usd, 2) >= 0 else f"costs {money(-usd)}/month MORE than recorded")
-    text = (f"  {p['name']}: {head} (savings 95% CI {money(lo)} to {money(hi)}), {percent(p['savings_pct'])} of the "
+    text = (f"  {terminal(p['name'])}: {head} (savings 95% CI {money(lo)} to {money(hi)}), {percent(p['savings_pct'])} of the "
             f"baseline, {p['requests_changed']:,} requests moved")
     refused = p.get("requests_refused", 0) or 0
     if refused:
@@ -50,7 +59,7 @@ def policy_line(p: dict[str, Any]) -> str:
                  "in the window (not a saving: those requests go unanswered)")
     reasons = p.get("cost_increase") or []
     if round(usd, 2) < 0:
-        text += ". Why: " + ("; ".join(r["reason"] for r in reasons) if reasons else
+        text += ". Why: " + ("; ".join(terminal(r["reason"]) for r in reasons) if reasons else
                              "no moved request costs more; the extra cost comes from cache writes, retries or "
                              "fallbacks (see the report's assumptions)")
     return text + "." + verdict
@@ -61,17 +70,17 @@ def console_summary(result, written: list[Path]) -> str:
     s = result.summary
     t, b = s["traffic"], s["baseline"]
     lines = [
-        f"{s['scenario']}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) from "
+        f"{terminal(s['scenario'])}: {t['rows_replayed']:,} requests replayed ({t['rows_rejected']:,} rejected) from "
         f"{minute(t['start'])} to {minute(t['end'])} ({t['days']:.2f} days); baseline {money(b['cost_usd'])} "
         f"({money(b['monthly_cost_usd'])}/month)",
     ]
     lines += [policy_line(p) for p in s["policies"]]
-    lines.append("wrote " + ", ".join(str(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
+    lines.append("wrote " + ", ".join(terminal(w) for w in written[:6]) + (" ..." if len(written) > 6 else ""))
     return "\n".join(lines)
 
 
 def replay_table(report: dict[str, Any]) -> str:
-    width = max([len("model")] + [len(str(m["model"])) for m in report["models"]])  # ids are never truncated
+    width = max([len("model")] + [len(terminal(m["model"])) for m in report["models"]])  # ids are never truncated
     lines = [
         f"{report['rows_replayed']:,} requests replayed, {report['rows_rejected']:,} rejected, "
         f"{report['rows_read']:,} read",
@@ -82,7 +91,7 @@ def replay_table(report: dict[str, Any]) -> str:
     for m in report["models"]:
         drift = "" if m["drift_pct"] is None else percent(m["drift_pct"], 2, signed=True)
         flag = "  <- check" if m["flagged"] else ""
-        lines.append(f"{m['model']:<{width}} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
+        lines.append(f"{terminal(m['model']):<{width}} {m['requests']:>9,} {_money(m['cost_usd']):>12} "
                      f"{_money(m['recorded_cost_usd']):>12} {drift:>8}{flag}")
     return "\n".join(lines)
 

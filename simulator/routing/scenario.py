@@ -309,6 +309,9 @@ class Scenario(_Closed):
     seed: int = Field(0, ge=0)
     timezone: str | None = None
     premium_models: list[str] | None = None
+    non_personal_metadata: list[str] = Field(
+        default_factory=list, description="metadata keys whose values may appear in clear in outputs (e.g. env); "
+        "values of every other per-key key but team, project, workflow_tag and model are hashed")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     baseline: Baseline | None = None
     portkey: Portkey = Field(default_factory=Portkey)

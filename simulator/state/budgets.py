@@ -17,7 +17,6 @@ import pandas as pd
 from simulator.routing.matching import match
 from simulator.state import kernels
 from simulator.state.slots import Slots
-from simulator.summary.privacy import output_label
 
 _NS_PER_DAY = 86_400 * 10**9
 
@@ -162,10 +161,9 @@ class BudgetState:
         for slot in s.order():
             b_i, _, label = s.names[slot]
             b = cand.budgets[b_i]
-            spec = b.budget_applies_per[0] if b.budget_applies_per else ""
             reached = int(s.reached_ts[slot])
             missing = label is None or (isinstance(label, float) and label != label)  # None or NaN: no value
-            key = None if label == "*" else ("UNTAGGED" if missing else output_label(spec, str(label)))
+            key = None if label == "*" or missing else str(label)  # raw: summary.privacy labels it
             out.append({
                 "id": b.id, "key": key, "limit_to": b.limit_to, "unit": b.unit,
                 "ceiling_reached_at": pd.Timestamp(reached, tz="UTC").isoformat() if reached >= 0 else None,

@@ -1,16 +1,19 @@
 """Stable slot ids for keyed state (a budget or rate-limit rule x its ``*_applies_per`` key), across chunks.
 
-A slot is (rule index, key text). Key text joins the key's parts with ``\\x1f``; an absent part is ``None``. Ids are
+A slot is (rule index, key text). Key text is the JSON list of the key's parts, an absent part ``null`` (so a value
+spelled "None" or holding the separator never merges with another key). Ids are
 given in first-seen order and never change, so per-slot state arrays grow as chunks bring new keys; reports list
 slots by (rule, key text), which is the order a single pass over the whole table would give.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-ABSENT = "None"  # key text of an absent key part (a request without that metadata key)
+ABSENT = None  # an absent key part (a request without that metadata key)
 
 
 def key_texts(view, applies_per: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +25,7 @@ def key_texts(view, applies_per: list[str], rows: np.ndarray) -> tuple[np.ndarra
     for spec in applies_per:
         codes, labels = view.codes(view.applies_per_name(spec))
         combo = combo * (len(labels) + 1) + (codes[rows] + 1)
-        texts.append([ABSENT] + [str(v) for v in labels])
+        texts.append([ABSENT] + [None if pd.isna(v) else str(v) for v in labels])
     uniq, inverse = np.unique(combo, return_inverse=True)
     joined = []
     for value in uniq:
@@ -30,7 +33,7 @@ def key_texts(view, applies_per: list[str], rows: np.ndarray) -> tuple[np.ndarra
         for part in reversed(texts):
             value, digit = divmod(int(value), len(part))
             parts.append(part[digit])
-        joined.append("\x1f".join(reversed(parts)))
+        joined.append(json.dumps(parts[::-1], ensure_ascii=False))
     return inverse.reshape(-1).astype(np.int64), np.array(joined, dtype=object)
 
 

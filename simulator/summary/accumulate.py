@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.summary.privacy import attribution_labels
+
 UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 _NS_PER_DAY = 86_400 * 10**9
@@ -135,9 +137,8 @@ class Labels:
 
 
 def attribution(frame: pd.DataFrame, by: str) -> np.ndarray:
-    """A breakdown column with missing attribution as ``UNTAGGED``."""
-    keys = frame[by].to_numpy(dtype=object)
-    return np.where(pd.isna(keys), UNTAGGED, keys)
+    """A breakdown column with missing attribution as ``UNTAGGED`` (a literal ``UNTAGGED`` kept apart)."""
+    return attribution_labels(frame[by].to_numpy(dtype=object))
 
 
 def day_labels(ts: np.ndarray) -> np.ndarray:

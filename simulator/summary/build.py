@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.summary import metrics
+from simulator.summary import metrics, privacy
 from simulator.summary.accumulate import BREAKDOWNS, BaselineAccumulator, PolicyAccumulator
 
 SCHEMA_VERSION = 1
@@ -90,7 +90,7 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
                                    acc.counts, before, after, acc.translation, savings_usd=acc.savings,
                                    money=acc.money)
     policy.update({
-        "budgets": state_reports.get("budgets", []),
+        "budgets": privacy.budget_rows(state_reports.get("budgets", []), cand, scenario.non_personal_metadata),
         "rate_limits": state_reports.get("rate_limits", []),
         "breakdowns": {by: breakdown_table(by, tables[by], k) for by in BREAKDOWNS},
     })

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.summary.privacy import attribution_labels
+
 KEYS = ["workflow_tag", "from_model", "to_model", "translation"]
 SUMS = ["requests", "input_tokens_recorded", "output_tokens_recorded", "cache_tokens_recorded", "input_tokens",
         "output_tokens", "recorded_cost_usd", "cost_usd", "cost_low_usd", "cost_high_usd"]
@@ -46,7 +48,7 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
     wf = np.asarray(workflow_tag, dtype=object)[moved]
     cost = np.asarray(cost_usd, dtype=np.float64)[moved]
     frame = pd.DataFrame({
-        "workflow_tag": np.where(pd.isna(wf), UNTAGGED, wf),
+        "workflow_tag": attribution_labels(wf),
         "from_model": np.asarray(from_model, dtype=object)[moved],
         "to_model": np.asarray(to_model, dtype=object)[moved],
         "translation": np.asarray(translation, dtype=object)[moved].astype(str),

@@ -72,6 +72,50 @@ def metadata(data: bytes) -> None:
             assert isinstance(parsed, dict) and json_depth(parsed) <= limits.max_metadata_depth
 
 
+#: Small limits for the adapter and scenario targets, so the value, depth and token limits are reached often.
+def _small_limits():
+    from simulator.io.limits import Limits
+
+    return Limits(max_value_bytes=2048, max_metadata_depth=8, max_columns=64, max_tokens=10**7)
+
+
+def otel(data: bytes) -> None:
+    """The bytes through the OTel adapter under small limits: as OTLP JSON (``ExportTraceServiceRequest``) and as
+    one Collector file-exporter line each (JSON Lines); every kept row must be a model call with its counts."""
+    from simulator.io.traffic import load_traffic
+
+    lines = b"\n".join(line for line in data.replace(b"\r", b"").split(b"\n") if line.strip()) + b"\n"
+    for name, body in (("o.json", data), ("o.jsonl", lines)):
+        loaded = load_traffic([_file(name, body)], adapter="otel", now=NOW, limits=_small_limits())
+        assert loaded.rows_read == loaded.rows_replayed + loaded.rows_rejected
+        assert loaded.frame["request_id"].is_unique
+        frame = loaded.frame
+        assert frame["model"].notna().all() and (frame["input_tokens"] >= 0).all()
+
+
+#: The traffic the scenario target's scenarios name (one good row, one row past the small limits).
+_SCENARIO_TRAFFIC = ("request_id,timestamp,model,input_tokens,output_tokens,user_id,workflow_tag,metadata\n"
+                     'a,2026-11-16T09:00:00Z,openai-main/gpt-4o,10,1,u,x,"{""workflow_tag"": ""x""}"\n'
+                     "b,2026-11-16T09:00:01Z,openai-main/gpt-4o,99999999999,1,u,x,\n")
+
+
+def scenario_with_traffic(data: bytes) -> None:
+    """The bytes as a scenario whose traffic (``t.csv``) is loaded with the scenario's own ingest options (adapter,
+    columns, timezone) under small limits: a scenario cannot lift the limits or crash the ingest."""
+    from simulator.io.traffic import load_traffic
+    from simulator.routing.scenario import load_scenario
+
+    _file("t.csv", _SCENARIO_TRAFFIC.encode())
+    scenario = load_scenario(_file("s.yaml", data))
+    paths = scenario.paths("traffic")
+    if not paths or any(p.resolve().parent != _DIR.resolve() for p in paths):
+        return  # traffic elsewhere on the machine: not this target's business
+    loaded = load_traffic(paths, adapter=scenario.adapter, mapping=scenario.columns or None,
+                          timezone=scenario.timezone, now=NOW, limits=_small_limits())
+    assert loaded.rows_read == loaded.rows_replayed + loaded.rows_rejected
+    assert (loaded.frame["input_tokens"] <= 10**7).all()
+
+
 def scenario_yaml(data: bytes) -> None:
     from simulator.routing.scenario import load_scenario
 
@@ -85,7 +129,8 @@ def overrides_yaml(data: bytes) -> None:
 
 
 TARGETS = {"csv": csv, "jsonl": jsonl, "json": json_otlp, "parquet": parquet, "metadata": metadata,
-           "scenario": scenario_yaml, "overrides": overrides_yaml}
+           "otel": otel, "scenario": scenario_yaml, "scenario_traffic": scenario_with_traffic,
+           "overrides": overrides_yaml}
 
 
 def check(target, data: bytes) -> None:

@@ -57,8 +57,6 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
     for cand in candidates:
         figures = policies.get(cand.name, {})
         entry: dict[str, Any] = {"files": [], "config_types": {}, "not_expressible": {}}
-        stale = [folder / f"{cand.name}{SUFFIX[k]}" for k in SUFFIX]
-        stale += [folder / f"{cand.name}{s}" for s in (".litellm.yaml", ".portkey.json", ".diff")]
         tfy_gaps = truefoundry.not_expressible(cand)
         entry["not_expressible"]["truefoundry"] = tfy_gaps
         if not tfy_gaps:
@@ -106,7 +104,6 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             entry["config_types"][path.name] = "portkey-config"
             entry["portkey_attach_when"] = attach_when(cand.rules[0])
         kpath = folder / f"{cand.name}.session-kill.truefoundry.yaml"
-        stale.append(kpath)
         if figures.get("session_kill"):  # kill_runaway_sessions as a per-session rate limit (simulator.control)
             from simulator.control.gateway import session_kill_text
 
@@ -122,9 +119,6 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             for fmt in ("litellm", "portkey"):
                 entry["not_expressible"][fmt] = entry["not_expressible"][fmt] + [
                     "kill_runaway_sessions: no per-session limit in this config"]
-        for path in stale:  # files of an earlier run that this run did not write
-            if path.name not in entry["files"]:
-                path.unlink(missing_ok=True)
         if not entry["files"] and not (cand.rules or cand.budgets or cand.rate_limits):
             entry["note"] = "no rules, budgets or rate limits: nothing to apply"
         index[cand.name] = entry

@@ -20,6 +20,7 @@ from typing import Any
 
 from simulator.outputs.gateways.common import litellm_model
 from simulator.routing.fallbacks import gateway_rule_id
+from simulator.summary.privacy import subject_label
 from simulator.routing.scenario import DEFAULT_FALLBACK_CODES, Candidate, Rule
 
 ROUTER_SETTINGS = {"routing_strategy": "simple-shuffle", "num_retries": 0, "disable_cooldowns": True}
@@ -34,7 +35,7 @@ def rule_tag(rule: Rule) -> str | None:
 def _rule_gaps(rule: Rule) -> list[str]:
     out = []
     if rule.when.subjects:
-        out.append(f"rule '{rule.id}': subject conditions ({', '.join(rule.when.subjects)})")
+        out.append(f"rule '{rule.id}': subject conditions ({', '.join(map(subject_label, rule.when.subjects))})")
     if not rule.when.models or "*" in rule.when.models:
         out.append(f"rule '{rule.id}': matches every requested model (LiteLLM routes by requested model name)")
     if rule.type == "latency-based-routing":

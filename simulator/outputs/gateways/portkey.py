@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator.outputs.gateways.common import PORTKEY_PROVIDER, provider_key
 from simulator.pricing.model_ids import split_model_id
+from simulator.summary.privacy import subject_label
 from simulator.routing.scenario import Candidate, PortkeyAccount, Rule
 
 _CREDENTIALS = {
@@ -86,7 +87,7 @@ def to_portkey(candidate: Candidate, accounts: dict[str, PortkeyAccount] | None 
         return None, gaps
     rule = candidate.rules[0]
     if rule.when.subjects:
-        gaps.append(f"rule '{rule.id}': subject conditions ({', '.join(rule.when.subjects)})")
+        gaps.append(f"rule '{rule.id}': subject conditions ({', '.join(map(subject_label, rule.when.subjects))})")
     if rule.sticky_routing is not None:
         gaps.append(f"rule '{rule.id}': sticky routing")
     if rule.type == "latency-based-routing":

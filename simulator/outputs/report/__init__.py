@@ -26,11 +26,12 @@ def render_png(chart: Chart, width_in: float = 9.0, height_in: float = 4.2) -> b
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    chart.draw(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are traffic values: plain text, never mathtext
+        fig = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        chart.draw(fig)
+        fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.outputs.report.document import Chart, Document, Section, Table
+from simulator.outputs.escape import chart_label
+from simulator.outputs.report.document import Chart, Document, Markup, Section, Table, literal
 from simulator.summary.assumptions import WINDOW_WARNING_FACTOR, extrapolation_factor, window_warning
 
 UNTAGGED = "UNTAGGED"
@@ -133,7 +134,7 @@ def action_groups(policies: list[dict]) -> list[list[dict]]:
 def _why_not(p: dict) -> str:
     failed = [g["name"] for g in p.get("gates") or [] if not g["passed"]]
     if failed:
-        return "gate " + ", ".join(failed) + " failed"
+        return "gate " + literal(", ".join(failed)) + " failed"
     if _flips(p):
         return "Check: a verdict changes within an assumption's interval, see Sensitivity"
     return "gates passed"
@@ -152,7 +153,7 @@ def sensitivity_text(p: dict) -> str:
             parts.append(f"the caching verdict changes within the token-translation interval ({sides})")
         else:
             m = s["monthly_savings_usd"]
-            names = ", ".join(f.removeprefix("gate ") for f in s["flips"])
+            names = literal(", ".join(f.removeprefix("gate ") for f in s["flips"]))
             parts.append(f"gate {names} changes within the token-translation interval (monthly savings "
                          f"{money(m['high_token_counts'])} at the high end of the token counts, {money(m['used'])} "
                          f"as replayed, {money(m['low_token_counts'])} at the low end)")
@@ -173,28 +174,29 @@ def group_action(group: list[dict], routing_files: dict, days: float | None = No
     if best is None:
         return None
     others = [p for p in group if p is not best]
+    name = literal(best["name"])
     alts = ("; alternatives for the same requests: " + ", ".join(
-        f"`{p['name']}` ({money(_saving(p))}/month, {_why_not(p)})" for p in others)) if others else ""
+        f"`{literal(p['name'])}` ({money(_saving(p))}/month, {_why_not(p)})" for p in others)) if others else ""
     saving = _saving(best)
     failed = [g for g in best.get("gates") or [] if not g["passed"]]
     if failed:
         g = failed[0]
-        return f"Hold `{best['name']}` ({money(saving)}/month): gate {g['name']} failed: {g['detail']}{alts}"
+        return f"Hold `{name}` ({money(saving)}/month): gate {literal(g['name'])} failed: {literal(g['detail'])}{alts}"
     if _flips(best):
-        return (f"Check `{best['name']}` before applying ({money(saving)}/month): {sensitivity_text(best)}. Measure "
+        return (f"Check `{name}` before applying ({money(saving)}/month): {sensitivity_text(best)}. Measure "
                 f"the deciding figure (e.g. count tokens of a sample with the provider's count-tokens endpoint and "
                 f"calibrate){alts}")
     if days and extrapolation_factor(days) > WINDOW_WARNING_FACTOR:
-        return (f"Replay a week of traffic before applying `{best['name']}` ({money(saving)}/month): its monthly "
+        return (f"Replay a week of traffic before applying `{name}` ({money(saving)}/month): its monthly "
                 f"figures extrapolate a {days * 24:,.2f}-hour window {extrapolation_factor(days):,.0f}x{alts}.")
     lo = (best.get("monthly_savings_ci95") or [None])[0]
     if lo is not None and lo <= 0:
-        return (f"Replay another week before applying `{best['name']}`: the 95% interval of its monthly savings "
+        return (f"Replay another week before applying `{name}`: the 95% interval of its monthly savings "
                 f"({ci_money(best.get('monthly_savings_ci95'))}) includes zero{alts}.")
     cfg = _config_file(best["name"], routing_files)
     if _blocker(best) and cfg:
         n, prevented = _refused(best)
-        return (f"Apply `{best['name']}` to cap spend: `tfy apply -f {cfg} --dry-run --show-diff`, then apply. It "
+        return (f"Apply `{name}` to cap spend: `tfy apply -f {literal(cfg)} --dry-run --show-diff`, then apply. It "
                 f"refuses {n:,} requests ({money(prevented)} of spend prevented in the window: refused requests are "
                 f"not savings){alts}.")
     figures = (f"Saves {money(saving)}/month (95% CI {ci_money(best.get('monthly_savings_ci95'))}); accuracy "
@@ -202,13 +204,13 @@ def group_action(group: list[dict], routing_files: dict, days: float | None = No
     caching = "prompt_caching" in (best.get("changes") or [])
     if cfg is None:
         if caching and (best.get("changes") or []) == ["prompt_caching"]:
-            return (f"Enable prompt caching for `{best['name']}` in the application (cache_control breakpoints; no "
+            return (f"Enable prompt caching for `{name}` in the application (cache_control breakpoints; no "
                     f"gateway config sets it). {figures}{alts}.")
-        return (f"Configure `{best['name']}` by hand: no gateway config file expresses it (see the configs table). "
+        return (f"Configure `{name}` by hand: no gateway config file expresses it (see the configs table). "
                 f"{figures}{alts}.")
     extra = (" and enable prompt caching in the application (cache_control breakpoints on Anthropic; automatic on "
              "OpenAI)") if caching else ""
-    return (f"Apply `{best['name']}`: `tfy apply -f {cfg} --dry-run --show-diff`, then apply{extra}. {figures}{alts}.")
+    return (f"Apply `{name}`: `tfy apply -f {literal(cfg)} --dry-run --show-diff`, then apply{extra}. {figures}{alts}.")
 
 
 def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
@@ -228,15 +230,17 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
             taken = {t: claimed[t] for t in types if t in claimed}
             if taken:
                 other = sorted(set(taken.values()))[0]
-                actions.append(f"Not applied: `{best['name']}` ({money(_saving(best))}/month) is an alternative to "
-                               f"`{other}`: its {', '.join(sorted(taken))} would replace `{other}`'s (TrueFoundry "
-                               "keeps one per tenant and type). To apply both, put their rules in one candidate.")
+                other = literal(other)
+                actions.append(f"Not applied: `{literal(best['name'])}` ({money(_saving(best))}/month) is an "
+                               f"alternative to `{other}`: its {', '.join(sorted(taken))} would replace `{other}`'s "
+                               "(TrueFoundry keeps one per tenant and type). To apply both, put their rules in one "
+                               "candidate.")
                 continue
             claimed.update({t: best["name"] for t in types})
             merged = (routing_files.get(best["name"]) or {}).get("merged_into") or {}
             if merged:
-                line += (f" The file is the tenant's current config ({', '.join(sorted(set(merged.values())))}) "
-                         "merged with it.")
+                current = literal(", ".join(sorted(set(merged.values()))))
+                line += f" The file is the tenant's current config ({current}) merged with it."
             elif types:
                 line += f" Applying it replaces the tenant's current {', '.join(types)}."
         actions.append(line)
@@ -248,13 +252,13 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
         n_more = verdict.get("n_more")
         moved = [r for r in (p.get("breakdowns") or {}).get("workflow_tag", []) if r.get("requests_changed")]
         moved.sort(key=lambda r: -r["requests_changed"])
-        names = ", ".join(f"`{r['workflow_tag']}`" for r in moved[:3]) or "the moved traffic"
+        names = ", ".join(f"`{literal(r['workflow_tag'])}`" for r in moved[:3]) or "the moved traffic"
         if n_more:
             actions.append(f"Collect about {int(n_more):,} more paired eval samples for {names} to decide the accuracy "
-                           f"gate of `{p['name']}`.")
+                           f"gate of `{literal(p['name'])}`.")
         elif p.get("accuracy_delta_pp") is None:
-            actions.append(f"Collect labeled eval samples for {names} (moved by `{p['name']}`): its accuracy impact "
-                           "is not measured yet.")
+            actions.append(f"Collect labeled eval samples for {names} (moved by `{literal(p['name'])}`): its "
+                           "accuracy impact is not measured yet.")
     base = summary.get("baseline", {})
     total = base.get("cost_usd") or 0.0
     for by in ("project", "team", "workflow_tag"):
@@ -264,15 +268,15 @@ def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list
             actions.append(f"Tag untagged traffic: {money(untagged['cost_usd'])} ({untagged['cost_usd'] / total:.0%}) "
                            f"of spend has no {by}; require `{by}` in X-TFY-METADATA so it can be budgeted and routed.")
     for m in data_quality.get("drift_flagged", []):
-        actions.append(f"Check pricing drift on `{m['model']}`: recorded cost is {m['drift_pct']:+.1f}% vs the catalog "
-                       "(missing price override, negotiated discount or a price change).")
+        actions.append(f"Check pricing drift on `{literal(m['model'])}`: recorded cost is {m['drift_pct']:+.1f}% vs "
+                       "the catalog (missing price override, negotiated discount or a price change).")
     from simulator.io.adapters import not_model_calls
 
     defects = [(r, n) for r, n in data_quality.get("reasons", []) if not not_model_calls([r])]
     if defects:
         top = defects[0]
-        actions.append(f"Fix {sum(n for _, n in defects):,} rejected rows (most common: {top[0]}, {top[1]:,} rows); "
-                       "see rejects.jsonl.")
+        actions.append(f"Fix {sum(n for _, n in defects):,} rejected rows (most common: {literal(top[0])}, "
+                       f"{top[1]:,} rows); see rejects.jsonl.")
     return actions
 
 
@@ -383,7 +387,7 @@ def generic_blocks(obj: Any, depth: int = 0) -> list[Any]:
                         label = next((str(r[c]) for c in cols if isinstance(r.get(c), str)), f"row {i + 1}")
                         sub = generic_blocks(v, depth + 1)
                         if sub:
-                            blocks.append(f"{label}: {k}")
+                            blocks.append(f"{literal(label)}: {literal(k)}")
                             blocks += sub
     elif isinstance(obj, dict):
         scalars = [(k, v) for k, v in obj.items() if k not in PRIVATE_KEYS and _scalar(v)]
@@ -398,7 +402,7 @@ def generic_blocks(obj: Any, depth: int = 0) -> list[Any]:
                     continue
                 sub = generic_blocks(v, depth + 1)
                 if sub:
-                    blocks.append(f"{k}:")
+                    blocks.append(f"{literal(k)}:")
                     blocks += sub
     return blocks
 
@@ -409,7 +413,7 @@ def _bar_chart(rows: list[dict], label_key: str, title: str):
 
     def draw(fig):
         ax = fig.add_subplot(111)
-        labels = [str(r[label_key]) for r in rows]
+        labels = [chart_label(r[label_key]) for r in rows]
         values = [r["cost_usd"] for r in rows]
         colors = ["#cf222e" if lab == UNTAGGED else "#0969da" for lab in labels]
         ax.barh(labels, values, color=colors)
@@ -423,7 +427,8 @@ def _premium_chart(frame: pd.DataFrame):
     def draw(fig):
         ax = fig.add_subplot(111)
         for col, style in zip([c for c in frame.columns if c != "day"], ["-o", "--s"]):
-            ax.plot(frame["day"], 100 * frame[col], style, label="recorded" if col == "recorded" else f"with {col}")
+            label = "recorded" if col == "recorded" else chart_label(f"with {col}")
+            ax.plot(frame["day"], 100 * frame[col], style, label=label)
         ax.set_ylabel("premium models' share of cost (%)")
         ax.set_ylim(0, 105)
         ax.set_title("Premium-model share of spend per day")
@@ -438,7 +443,7 @@ def _premium_chart(frame: pd.DataFrame):
 def _savings_chart(policies: list[dict]):
     def draw(fig):
         ax = fig.add_subplot(111)
-        names = [p["name"] for p in policies][::-1]
+        names = [chart_label(p["name"]) for p in policies][::-1]
         vals = [p.get("monthly_savings_usd") or 0.0 for p in policies][::-1]
         colors = ["#1a7f37" if gate_verdict(p) != "no gates" and not gate_verdict(p).startswith("FAILED") else
                   ("#cf222e" if gate_verdict(p).startswith("FAILED") else "#0969da") for p in policies[::-1]]
@@ -467,7 +472,7 @@ def _cost_quality_chart(points: list[dict]):
             if ci and ci[0] is not None:
                 ax.vlines(p["savings_pct"], ci[0], ci[1], color="#0969da", linewidth=1.5)
             ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "x", color="#57606a")
-            ax.annotate(p["name"], (p["savings_pct"], y), textcoords="offset points", xytext=(5, 5))
+            ax.annotate(chart_label(p["name"]), (p["savings_pct"], y), textcoords="offset points", xytext=(5, 5))
         ax.axhline(0, color="#57606a", linewidth=0.8)
         ax.set_xlabel("cost saved (%)")
         ax.set_ylabel("accuracy change (pp): dot = moved requests, x = traffic-wide")
@@ -495,7 +500,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
              f"{money(base.get('monthly_cost_usd'))} per month; {base['requests']:,} requests.")
     head.add(f"Premium-model share: **{pct(base.get('premium_share_cost'))} of spend**, "
              f"{pct(base.get('premium_share_requests'))} of requests (premium models: "
-             f"{', '.join(f'`{m}`' for m in base.get('premium_models') or []) or 'none'}).")
+             f"{', '.join(f'`{literal(m)}`' for m in base.get('premium_models') or []) or 'none'}).")
     top = [p for p in sorted(policies, key=lambda p: -(p.get("monthly_savings_usd") or 0))
            if (p.get("monthly_savings_usd") or 0) > 0 and not _blocker(p)][:3]
     if top:
@@ -581,7 +586,8 @@ def build_document(result, routing_files: dict | None = None) -> Document:
             entry = routing_files.get(p["name"]) or {}
             if entry:
                 gaps = entry.get("not_expressible", {})
-                file_rows.append([p["name"], ", ".join(f"`routing/{f}`" for f in entry.get("files", [])) or "none",
+                files = Markup(", ".join(f"`routing/{literal(f)}`" for f in entry.get("files", [])))
+                file_rows.append([p["name"], files or "none",
                                   "; ".join(gaps.get("truefoundry", [])) or "-",
                                   "; ".join(gaps.get("litellm", [])) or "-", "; ".join(gaps.get("portkey", [])) or "-"])
         if file_rows:
@@ -597,7 +603,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         sec.add("Prompt-caching opportunities per candidate, including prefixes below a model's minimum cacheable "
                 "length (they never hit the cache).")
         for name, data in caching:
-            sec.add(f"**{name}**")
+            sec.add(f"**{literal(name)}**")
             sec.blocks += generic_blocks(data)
         sections.append(sec)
     if s.get("drift"):
@@ -635,7 +641,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                 "tool spans, whose model calls are counted on their own spans, and gateway cache hits); the rest "
                 "are defects to fix.")
     for note in traffic.get("notes", []):
-        sec.add(f"Assumed on ingest: {note}.")
+        sec.add(f"Assumed on ingest: {literal(note)}.")
     if dq["reasons"]:
         sec.add(Table(["reason", "rows"], [[r, n] for r, n in dq["reasons"][:20]], caption="Rejected rows by reason"))
     if dq.get("drift_models"):
@@ -644,7 +650,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                         f"{m['drift_pct']:+.2f}%", m["flagged"]] for m in dq["drift_models"]],
                       caption=f"Pricing drift by identity replay (flagged above {dq['drift_flag_pct']}%)"))
     elif dq.get("drift_error"):
-        sec.add(dq["drift_error"])
+        sec.add(literal(dq["drift_error"]))
     else:
         sec.add("No recorded cost_usd to compare with the catalog: pricing drift not checked.")
     sections.append(sec)
@@ -657,11 +663,11 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                                    "(set premium_models in the scenario to choose)")])
     for p in policies:
         if p.get("assumptions"):
-            sec.add(f"**{p['name']}**")
-            sec.add(list(p["assumptions"]))
+            sec.add(f"**{literal(p['name'])}**")
+            sec.add([literal(a) for a in p["assumptions"]])
     sections.append(sec)
-    return Document(title=f"tfysim premium-model review: {s['scenario']}",
-                    subtitle=f"Scenario `{s['scenario']}`, traffic {traffic.get('start') or 'n/a'} to "
+    return Document(title=f"tfysim premium-model review: {literal(s['scenario'])}",
+                    subtitle=f"Scenario `{literal(s['scenario'])}`, traffic {traffic.get('start') or 'n/a'} to "
                              f"{traffic.get('end') or 'n/a'}. Figures scale the window to 30 days for monthly values.",
                     sections=sections)
 

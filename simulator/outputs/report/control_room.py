@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.formats import money
-from simulator.outputs.report.document import Chart, Section, Table
+from simulator.outputs.escape import chart_label
+from simulator.outputs.report.document import Chart, Section, Table, literal
 
 RULES_FILE = "alerts/tfysim-alerts.rules.yml"
 
@@ -38,7 +39,7 @@ def control_room_actions(summary: dict) -> list[str]:
     loops = summary.get("loops")
     if loops and loops.get("sessions_flagged"):
         kills = _kill_candidates(summary)
-        how = (f"apply `routing/{kills[0]['name']}.session-kill.truefoundry.yaml` (simulated: "
+        how = (f"apply `routing/{literal(kills[0]['name'])}.session-kill.truefoundry.yaml` (simulated: "
                f"{_money(kills[0]['session_kill']['spend_avoided_usd'])} avoided)" if kills else
                "add a candidate with `kill_runaway_sessions: true` to size the kill rule")
         out.append(f"Stop runaway sessions: {loops['sessions_flagged']} session(s) flagged, "
@@ -54,7 +55,7 @@ def control_room_actions(summary: dict) -> list[str]:
                        "90% alerts can be backtested.")
         if alert["alert"] == "untagged_spend_spike" and alert.get("fires"):
             top = max(alert["by"], key=lambda r: r["fires"]) if alert["by"] else None
-            where = f" (mostly `{top['workflow_tag']}`, team `{top['team']}`)" if top else ""
+            where = f" (mostly `{literal(top['workflow_tag'])}`, team `{literal(top['team'])}`)" if top else ""
             out.append(f"Untagged spend crossed {_money(alert['threshold_usd'])} per {alert['window']} "
                        f"{alert['fires']} time(s){where}: require a project in X-TFY-METADATA for those callers.")
     out += (summary.get("outcomes") or {}).get("actions", [])
@@ -78,9 +79,9 @@ def _adoption_chart(rows: list[dict]):
                 if r is not None:
                     xs.append(i + j * width - 0.4 + width / 2)
                     ys.append(r["mean_daily_adoption_pct"])
-            ax.bar(xs, ys, width=width, label=tool)
+            ax.bar(xs, ys, width=width, label=chart_label(tool))
         ax.set_xticks(range(len(teams)))
-        ax.set_xticklabels(teams)
+        ax.set_xticklabels([chart_label(t) for t in teams])
         ax.set_ylabel("mean daily active users, % of team")
         ax.set_ylim(0, 125)  # room for the legend above the bars
         ax.set_title("Adoption per team and tool (suppressed cells left out)")
@@ -117,10 +118,11 @@ def control_room_section(summary: dict) -> Section | None:
                           caption="Flagged sessions (run the runaway_agent runbook for each)"))
     for p in _kill_candidates(summary):
         k = p["session_kill"]
-        sec.add(f"Candidate `{p['name']}` kills flagged sessions in the replay: {k['sessions_killed']} session(s), "
+        sec.add(f"Candidate `{literal(p['name'])}` kills flagged sessions in the replay: "
+                f"{k['sessions_killed']} session(s), "
                 f"{k['requests_blocked']:,} requests blocked, {_money(k['spend_avoided_usd'])} avoided "
                 f"({_money(p.get('monthly_savings_usd'))}/month); gateway rule: "
-                f"`routing/{p['name']}.session-kill.truefoundry.yaml`.")
+                f"`routing/{literal(p['name'])}.session-kill.truefoundry.yaml`.")
     alerts = summary.get("alerts")
     if alerts:
         rows = []

@@ -6,10 +6,11 @@ Keeping the content separate from the two renderers means report.md and report.h
 from __future__ import annotations
 
 import dataclasses
-import html
 import re
 from collections.abc import Callable
 from typing import Any
+
+from simulator.outputs import escape
 
 
 @dataclasses.dataclass
@@ -47,7 +48,16 @@ class Document:
     sections: list[Section]
 
 
+class Markup(str):
+    """A table cell or header written in the document's inline markup (e.g. `code` spans) by the template itself;
+    every other string cell is shown literally."""
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, Markup):
+        return str(value)
+    if isinstance(value, str):
+        return literal(value)
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -57,30 +67,96 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+#: The document's inline markup is a subset of Markdown: `code`, **bold**, and backslash-escaped punctuation.
+_SEGMENT = re.compile(r"(\\[!-/:-@\[-`{-~]|`|\*\*)")
+
+
+def literal(value: Any) -> str:
+    """A traffic or scenario value inside a paragraph, bullet or cell, as the document's inline markup: its
+    punctuation backslash-escaped (:func:`escape.markdown`), so every renderer shows it as written (a backtick,
+    ``**``, ``<script>`` or a newline in it is shown or blanked, never interpreted). Plain names read unchanged."""
+    return escape.markdown(value)
+
+
+def _segments(text: str) -> list[tuple[str, bool, bool, bool]]:
+    """(text, is_literal, in_code, in_bold) runs of the document's inline markup."""
+    out, code, bold = [], False, False
+    for part in _SEGMENT.split(text):
+        if part == "`":
+            code = not code
+        elif part == "**" and not code:
+            bold = not bold
+        elif len(part) == 2 and part[0] == "\\" and _SEGMENT.fullmatch(part):
+            out.append((part[1], True, code, bold))
+        elif part:
+            out.append((part, False, code, bold))
+    return out
+
+
+def _runs(text: str):
+    """Consecutive segments with the same code/bold state, as (parts, in_code, in_bold)."""
+    runs: list[tuple[list[tuple[str, bool]], bool, bool]] = []
+    for part, lit, code, bold in _segments(text):
+        if runs and runs[-1][1:] == (code, bold):
+            runs[-1][0].append((part, lit))
+        else:
+            runs.append(([(part, lit)], code, bold))
+    return runs
+
+
+def _template_md(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", " ", text).replace("<", "\\<")
+
+
+def inline_markdown(text: str) -> str:
+    """The document's inline markup as GitHub Markdown: escaped characters stay escaped, code spans go through
+    :func:`escape.markdown_code`; the template's own text only loses control characters and raw-HTML ``<``."""
+    out = []
+    for parts, code, bold in _runs(text):
+        if code:
+            piece = escape.markdown_code("".join(p for p, _ in parts))
+        else:
+            piece = "".join("\\" + p if lit else _template_md(p) for p, lit in parts)
+        out.append(f"**{piece}**" if bold else piece)
+    return "".join(out)
+
+
+def inline_html(text: str) -> str:
+    """The document's inline markup as HTML: every piece through :func:`escape.html`."""
+    out = []
+    for parts, code, bold in _runs(text):
+        piece = escape.html("".join(p for p, _ in parts))
+        piece = f"<code>{piece}</code>" if code else piece
+        out.append(f"<strong>{piece}</strong>" if bold else piece)
+    return "".join(out)
+
+
+def plain(text: str) -> str:
+    """The document's inline markup as plain text (markup removed, literals kept)."""
+    return "".join(p for p, *_ in _segments(text))
 
 
 def to_markdown(doc: Document, chart_paths: dict[str, str]) -> str:
     """Markdown for GitHub; charts link to PNG files beside the report (GitHub does not render data: images)."""
-    out = [f"# {doc.title}", "", doc.subtitle, ""]
+    out = [f"# {inline_markdown(doc.title)}", "", inline_markdown(doc.subtitle), ""]
     for sec in doc.sections:
-        out += [f"## {sec.title}", ""]
+        out += [f"## {inline_markdown(sec.title)}", ""]
         for block in sec.blocks:
             if isinstance(block, str):
-                out += [block, ""]
+                out += [inline_markdown(block), ""]
             elif isinstance(block, list):
-                out += [f"- {item}" for item in block] + [""]
+                out += [f"- {inline_markdown(item)}" for item in block] + [""]
             elif isinstance(block, Table):
                 if block.caption:
-                    out += [f"**{block.caption}**", ""]
-                out.append("| " + " | ".join(_md_escape(h) for h in block.headers) + " |")
+                    out += [f"**{inline_markdown(block.caption)}**", ""]
+                heads = (inline_markdown(_cell(h)).replace("|", "\\|") for h in block.headers)
+                out.append("| " + " | ".join(heads) + " |")
                 out.append("|" + "|".join("---" for _ in block.headers) + "|")
                 for row in block.rows:
-                    out.append("| " + " | ".join(_md_escape(_cell(c)) for c in row) + " |")
+                    out.append("| " + " | ".join(inline_markdown(_cell(c)).replace("|", "\\|") for c in row) + " |")
                 out.append("")
             elif isinstance(block, Chart) and block.key in chart_paths:
-                out += [f"![{block.alt or block.title}]({chart_paths[block.key]})", ""]
+                out += [f"![{escape.markdown(plain(block.alt or block.title))}]({chart_paths[block.key]})", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -96,41 +172,34 @@ nav a{margin-right:.8rem}.scroll{overflow-x:auto;max-width:100%}
 """
 
 
-def _inline(text: str) -> str:
-    """Escape text and turn `code` spans into <code>."""
-    parts = html.escape(text).split("`")
-    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-
-
 def to_html(doc: Document, chart_data: dict[str, str]) -> str:
     """One self-contained HTML file: inline CSS, charts as data: URIs, no scripts, nothing fetched."""
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{html.escape(doc.title)}</title><style>{_CSS}</style></head><body>",
-           f"<h1>{html.escape(doc.title)}</h1>", f'<p class="sub">{_inline(doc.subtitle)}</p>', "<nav>"]
-    out += [f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in doc.sections]
+           f"<title>{escape.html(plain(doc.title))}</title><style>{_CSS}</style></head><body>",
+           f"<h1>{inline_html(doc.title)}</h1>", f'<p class="sub">{inline_html(doc.subtitle)}</p>', "<nav>"]
+    out += [f'<a href="#{s.anchor}">{inline_html(s.title)}</a>' for s in doc.sections]
     out.append("</nav>")
     for sec in doc.sections:
-        out.append(f'<section id="{sec.anchor}"><h2>{html.escape(sec.title)}</h2>')
+        out.append(f'<section id="{sec.anchor}"><h2>{inline_html(sec.title)}</h2>')
         for block in sec.blocks:
             if isinstance(block, str):
-                out.append(f"<p>{_inline(block)}</p>")
+                out.append(f"<p>{inline_html(block)}</p>")
             elif isinstance(block, list):
-                out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block) + "</ul>")
+                out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block) + "</ul>")
             elif isinstance(block, Table):
                 rows = []
                 for row in block.rows:
                     cells = "".join(
-                        f'<td class="num">{html.escape(_cell(c))}</td>' if isinstance(c, (int, float))
-                        and not isinstance(c, bool) else f"<td>{_inline(_cell(c))}</td>" for c in row)
+                        f'<td class="num">{inline_html(_cell(c))}</td>' if isinstance(c, (int, float))
+                        and not isinstance(c, bool) else f"<td>{inline_html(_cell(c))}</td>" for c in row)
                     rows.append(f"<tr>{cells}</tr>")
-                cap = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+                cap = f"<caption>{inline_html(block.caption)}</caption>" if block.caption else ""
+                head = "".join(f"<th>{inline_html(_cell(h))}</th>" for h in block.headers)
                 out.append(f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
                            f"<tbody>{''.join(rows)}</tbody></table></div>")  # wide tables scroll, not overflow
             elif isinstance(block, Chart) and block.key in chart_data:
-                out.append(f'<figure><img alt="{html.escape(block.alt or block.title)}" '
+                out.append(f'<figure><img alt="{escape.html(plain(block.alt or block.title))}" '
                            f'src="data:image/png;base64,{chart_data[block.key]}"></figure>')
         out.append("</section>")
     out.append("</body></html>")

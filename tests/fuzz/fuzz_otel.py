@@ -1,0 +1,17 @@
+"""atheris target: bytes -> the OTel adapter (OTLP JSON and Collector JSON Lines) with small limits; only TfysimError is allowed. Run: python tests/fuzz/fuzz_otel.py -max_total_time=60"""
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
+
+import atheris  # noqa: E402
+
+with atheris.instrument_imports(include=["simulator"]):
+    import targets  # noqa: E402
+    import simulator.io.readers, simulator.io.traffic, simulator.io.adapters, simulator.routing.scenario  # noqa: E401,E402,F401
+    import simulator.io.columns, simulator.io.limits  # noqa: E401,E402,F401
+    import simulator.pricing.overrides, simulator.io.yamlio  # noqa: E401,E402,F401
+
+if __name__ == "__main__":
+    targets.atheris_main("otel")
