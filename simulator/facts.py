@@ -21,29 +21,37 @@ from simulator.summary.exact_sums import LatencySums
 UNTAGGED = "UNTAGGED"
 ANY = "\x00any"  # a wildcard key part of the token samples
 SAMPLE_K = 1001  # successful requests kept per (workflow, model) for typical token counts
+CALIBRATION_K = 2000  # distinct (prompt, input_tokens) rows kept per tokenizer family to fit its token ratio
+PROMPT_K = 4000  # requests kept per workflow to describe its production prompts (covariate-shift weights)
 
 
 class BottomK:
-    """The ``k`` rows with the smallest request-id hashes seen so far: a uniform sample that does not depend on how
-    rows are split into chunks or partitions, so every engine derives the same medians."""
+    """The ``k`` rows with the smallest hashes seen so far: a uniform sample that does not depend on how rows are
+    split into chunks or partitions, so every engine derives the same sample. ``values`` is a tuple of arrays, one
+    row per hash. With ``distinct`` equal hashes count once (a hash of the content deduplicates the content)."""
 
-    def __init__(self, k: int = SAMPLE_K) -> None:
+    def __init__(self, k: int = SAMPLE_K, distinct: bool = False) -> None:
         self.k = k
+        self.distinct = distinct
         self.hash = np.zeros(0, np.uint64)
-        self.values = np.zeros((0, 2), np.int64)
+        self.values: tuple[np.ndarray, ...] | None = None
 
-    def add(self, hashes: np.ndarray, values: np.ndarray) -> None:
+    def add(self, hashes: np.ndarray, *values: np.ndarray) -> None:
         self.hash = np.concatenate([self.hash, hashes])
-        self.values = np.concatenate([self.values, values])
-        if len(self.hash) > self.k:
+        self.values = values if self.values is None else tuple(
+            np.concatenate([a, b]) for a, b in zip(self.values, values))
+        if self.distinct:
+            keep = np.unique(self.hash, return_index=True)[1][: self.k]  # ascending hash, first of equal ones
+        else:  # sorted even below k, so the sample's order does not depend on the order rows came in
             keep = np.argsort(self.hash, kind="stable")[: self.k]
-            self.hash, self.values = self.hash[keep], self.values[keep]
+        self.hash, self.values = self.hash[keep], tuple(v[keep] for v in self.values)
 
     def merge(self, other: BottomK) -> None:
-        self.add(other.hash, other.values)
+        if other.values is not None:
+            self.add(other.hash, *other.values)
 
     def medians(self) -> tuple[int, int]:
-        return tuple(int(round(float(v))) for v in np.median(self.values, axis=0))
+        return tuple(int(round(float(v))) for v in np.median(self.values[0], axis=0))
 
 
 @dataclasses.dataclass
@@ -96,8 +104,8 @@ class FactsBuilder:
         self.lat_values: dict[str, Any] = {}  # per model: values for a median the fit may need
         self.keep_latency_values = latency_values
         self.spill_dir = spill_dir
-        self.calib: list[tuple] = []
-        self.prompts: list[pd.DataFrame] = []
+        self.calib: dict[str, BottomK] = {}  # tokenizer family -> (prompt, input_tokens) by content hash
+        self.prompts: dict[str, BottomK] = {}  # workflow -> prompts by request hash
         self.workflows: dict[str, int] = {}
         self.drift: list[pd.DataFrame] = []
         self.samples: dict[tuple[str, str], BottomK] = {}
@@ -138,17 +146,43 @@ class FactsBuilder:
                     self.lat_values[m] = _Values(self.spill_dir)
                 self.lat_values[m].add(latency[sel])
         if self.registry is not None and f["prompt"].notna().any():
-            from simulator.tokens import calibration_rows
-
-            self.calib.append(calibration_rows(f, self.registry))
-            if self.want_prompts:
-                self.prompts.append(f[["workflow_tag", "prompt"]].astype(object).dropna())
+            self._sample_prompts(f)
         wf = f["workflow_tag"].to_numpy(dtype=object)
         wf = np.where(pd.isna(wf), UNTAGGED, wf)
         for tag, cnt in pd.Series(wf).value_counts(sort=False).items():
             self.workflows[tag] = self.workflows.get(tag, 0) + int(cnt)
         self._sample(f, wf, model, failed)
         return self
+
+    def _sample_prompts(self, f: pd.DataFrame) -> None:
+        """Bounded samples of prompt text: per calibrated tokenizer family, the distinct (prompt, input_tokens)
+        rows with the smallest content hashes (the calibration fits on them, the same for any chunking); per
+        workflow, the prompts of the requests with the smallest request-id hashes (covariate-shift weights)."""
+        from simulator.hashing import mix64
+        from simulator.tokens import calibration_families
+
+        families = calibration_families(f, self.registry)
+        rows = np.flatnonzero(pd.notna(families))
+        if len(rows):
+            prompts = f["prompt"].take(rows)
+            tokens = f["input_tokens"].to_numpy(np.int64)[rows]
+            key = mix64(hash64(prompts, 0, "calibration"), tokens)
+            prompts = prompts.to_numpy(dtype=object)
+            for family in pd.unique(families[rows]):
+                sel = families[rows] == family
+                self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).add(
+                    key[sel], prompts[sel], tokens[sel])
+        if self.want_prompts:
+            rows = np.flatnonzero(f["prompt"].notna().to_numpy() & f["workflow_tag"].notna().to_numpy())
+            if len(rows):
+                prompts = f["prompt"].take(rows)
+                # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
+                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(prompts, 0, "prompts"))
+                wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
+                prompts = prompts.to_numpy(dtype=object)
+                for tag in pd.unique(wf):
+                    sel = wf == tag
+                    self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(hashes[sel], prompts[sel])
 
     def _sample(self, f: pd.DataFrame, wf: np.ndarray, model: np.ndarray, failed: np.ndarray) -> None:
         ok = np.flatnonzero(~failed)
@@ -189,8 +223,10 @@ class FactsBuilder:
             if m not in self.lat_values:
                 self.lat_values[m] = _Values(self.spill_dir)
             self.lat_values[m].extend(values)
-        self.calib += other.calib
-        self.prompts += other.prompts
+        for family, sample in other.calib.items():
+            self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).merge(sample)
+        for tag, sample in other.prompts.items():
+            self.prompts.setdefault(tag, BottomK(PROMPT_K)).merge(sample)
         for tag, cnt in other.workflows.items():
             self.workflows[tag] = self.workflows.get(tag, 0) + cnt
         self.drift += other.drift
@@ -218,11 +254,30 @@ class FactsBuilder:
             latency_model[code[m]] = sums.fit(median)
         for values in self.lat_values.values():
             values.close()
+        prompts = None
+        if self.prompts:
+            tags = sorted(self.prompts)
+            prompts = pd.DataFrame({"workflow_tag": np.concatenate([np.full(len(self.prompts[t].hash), t, object)
+                                                                    for t in tags]),
+                                    "prompt": np.concatenate([self.prompts[t].values[0] for t in tags])})
         return Facts(models=vocab, n=self.n, ts_min=self.ts_min, ts_max=self.ts_max, failure_buckets=buckets,
-                     latency_model=latency_model, calibration_rows=self.calib, workflows=dict(self.workflows),
-                     prompts=pd.concat(self.prompts) if self.prompts else None,
+                     latency_model=latency_model, calibration_rows=self._calibration_rows(),
+                     workflows=dict(self.workflows), prompts=prompts,
                      drift_sums=pd.concat(self.drift) if self.drift else None,
                      token_medians={key: sample.medians() for key, sample in sorted(self.samples.items())})
+
+    def _calibration_rows(self) -> list[tuple]:
+        """The :func:`simulator.tokens.calibration_rows` of the calibration samples (families in sorted order)."""
+        if not self.calib:
+            return []
+        from simulator.tokens import REFERENCE_TOKENIZER, classify_content, count_tokens
+
+        families = sorted(self.calib)
+        prompts = np.concatenate([self.calib[fam].values[0] for fam in families])
+        tokens = np.concatenate([self.calib[fam].values[1] for fam in families])
+        family = np.concatenate([np.full(len(self.calib[fam].hash), fam, object) for fam in families])
+        reference = np.asarray(count_tokens(self.registry.get(REFERENCE_TOKENIZER), prompts), dtype=np.int64)
+        return [(family.astype(str), classify_content(prompts), reference, tokens)]
 
 
 class _Values:

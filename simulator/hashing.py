@@ -98,6 +98,21 @@ def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     return _kernel()(offsets, data, np.uint64(_prefix_state(seed, salt)), out)
 
 
+def mix64(hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint64 hashes of ``(hash, value)`` pairs (values int64 or uint64): the value is folded in and ``fmix64``
+    applied again."""
+    values = np.asarray(values)
+    values = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.asarray(hashes, dtype=np.uint64) ^ (values * np.uint64(FNV_PRIME))
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h
+
+
 def uniform(hashes: np.ndarray) -> np.ndarray:
     """Floats in [0, 1) from the top 53 bits of each hash (exact in float64)."""
     return (np.asarray(hashes, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
