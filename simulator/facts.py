@@ -123,13 +123,17 @@ class FactsBuilder:
         self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
-        frame = pd.DataFrame({"m": model, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
-        for (m, b), (cnt, fails) in frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"]).iterrows():
-            acc = self.fail_n.setdefault((m, int(b)), [0, 0])
-            acc[0] += int(cnt)
+        codes, names = pd.factorize(model)
+        frame = pd.DataFrame({"m": codes, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
+        sums = frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"])
+        for m, b, cnt, fails in zip(sums.index.get_level_values(0).tolist(), sums.index.get_level_values(1).tolist(),
+                                    sums["size"].tolist(), sums["sum"].tolist()):
+            acc = self.fail_n.setdefault((names[m], b), [0, 0])
+            acc[0] += cnt
             acc[1] += int(fails)
         for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
-            self.fail_status[(m, int(b), int(s))] = self.fail_status.get((m, int(b), int(s)), 0) + int(cnt)
+            key = (names[m], int(b), int(s))
+            self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
         from simulator.summary.drift import alias_drift_sums
 
         self.drift.append(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,

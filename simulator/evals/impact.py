@@ -195,6 +195,10 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     implicit_w: list[np.ndarray] = []
     workflow_rows = []
     used_samples = 0
+    if prod_prompts is not None:  # each production prompt's eval workflow, mapped once per distinct tag
+        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
+        distinct, inverse = np.unique(prod_tags, return_inverse=True)
+        prod_etags = np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse]
     for etag in sorted({k[0] for k in pair_keys.values()}):
         wf = ev[ev["workflow_tag"] == etag]
         ids = np.array(sorted(wf["sample_id"].unique()))
@@ -202,7 +206,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         u = np.ones(len(ids))
         weighting = "post-stratification"
         if prod_prompts is not None:
-            prod = prod_prompts[[workflow_map.get(t, t) == etag for t in _tag(prod_prompts["workflow_tag"])]]
+            prod = prod_prompts[prod_etags == etag]
             first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
             if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
                 has = first.notna().to_numpy()
