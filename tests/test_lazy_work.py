@@ -172,3 +172,27 @@ def test_mix64_is_fmix64_of_hash_xor_value_times_fnv_prime():
     values = [0, 7, -1, 123_456_789_012]
     got = mix64(np.array(hashes, np.uint64), np.array(values, np.int64))
     assert got.tolist() == [reference(h, v) for h, v in zip(hashes, values)]
+
+
+@pytest.mark.parametrize("longest", [12, 200_000])  # the numpy path and the compiled kernel
+def test_hash64_paths_are_fnv1a_fmix64(longest):
+    import pyarrow as pa
+
+    from simulator.hashing import NUMPY_MAX_WORK, hash64
+
+    mask = (1 << 64) - 1
+
+    def reference(text: str, seed: int, salt: str) -> int:
+        h = 0xCBF29CE484222325
+        for byte in f"{seed}\x1f{salt}\x1f".encode() + text.encode():
+            h = ((h ^ byte) * 0x100000001B3) & mask
+        for shift, mult in ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53)):
+            h ^= h >> shift
+            h = (h * mult) & mask
+        return h ^ (h >> 33)
+
+    rng = random.Random(longest)
+    texts = ["".join(rng.choice("ab\u00e9\u6f22 \x00") for _ in range(rng.randint(0, 12))) for _ in range(300)]
+    texts += ["", "x" * longest]
+    assert (longest * len(texts) > NUMPY_MAX_WORK) == (longest > 12)
+    assert hash64(pa.array(texts), 42, "salt").tolist() == [reference(t, 42, "salt") for t in texts]

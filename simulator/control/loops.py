@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from simulator.jit import njit
 from sortedcontainers import SortedList
 
 from simulator.control.settings import LoopDetection
