@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from simulator.evals.impact import covariate_shift_weights, logistic_fit, prompt_features
 from simulator.evals.stats import mcnemar
@@ -196,3 +197,25 @@ def test_hash64_paths_are_fnv1a_fmix64(longest):
     texts += ["", "x" * longest]
     assert (longest * len(texts) > NUMPY_MAX_WORK) == (longest > 12)
     assert hash64(pa.array(texts), 42, "salt").tolist() == [reference(t, 42, "salt") for t in texts]
+
+
+def test_progress_is_one_line_per_stage_on_a_log_and_silent_in_the_test_runner(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "progress", "traffic": str(ROOT / "tests" / "fixtures" / "small_traffic.csv"),
+        "candidates": [{"name": "mini", "rules": [{
+            "id": "m", "when": {"models": ["openai-main/gpt-4o"]}, "type": "weight-based-routing",
+            "load_balance_targets": [{"target": "openai-main/gpt-4o-mini", "weight": 100}]}]}]}))
+    proc = subprocess.run([sys.executable, "-m", "simulator", "run", str(scenario), "--out", str(tmp_path / "a")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    stages = [re.sub(r"done in [0-9.]+ s", "done in S s", line) for line in proc.stderr.splitlines()]
+    assert stages == ["tfysim: replaying candidates: 1 done in S s", "tfysim: replay (local engine): done in S s",
+                      "tfysim: writing summary, report and configs: done in S s"]
+    in_memory = CliRunner().invoke(cli, ["run", str(scenario), "--out", str(tmp_path / "b")])
+    assert in_memory.exit_code == 0 and in_memory.stderr == ""
+    assert in_memory.stdout.replace(str(tmp_path / "b"), "OUT") == proc.stdout.replace(str(tmp_path / "a"), "OUT")

@@ -6,8 +6,10 @@ for a failed gate); ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -65,16 +67,45 @@ def _echo_json(obj) -> None:
     click.echo(dumps(obj), nl=False)
 
 
+def _log_lines() -> bool:
+    """Whether stderr is a log (a pipe or file, as in CI), where progress is one line per stage, not a bar."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # click's test runner and other in-memory streams: no progress
+        return False
+    return not sys.stderr.isatty()
+
+
 def _progress():
-    """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
-    if not sys.stderr.isatty():
+    """A progress wrapper ``progress(items, label)``: the bar when stderr is a terminal, one line per stage when it
+    is a log, else None."""
+    if sys.stderr.isatty():
+        def bar(items, label):
+            with click.progressbar(list(items), label=label, file=sys.stderr) as wrapped:
+                yield from wrapped
+
+        return bar
+    if not _log_lines():
         return None
 
-    def wrap(items, label):
-        with click.progressbar(list(items), label=label, file=sys.stderr) as bar:
-            yield from bar
+    def lines(items, label):
+        with _stage(label) as counted:
+            for item in items:
+                counted[0] += 1
+                yield item
 
-    return wrap
+    return lines
+
+
+@contextlib.contextmanager
+def _stage(label: str):
+    """On a log stderr, ``tfysim: <label>: done in <s> s`` (with the count of items, if counted) when it ends."""
+    counted = [0]
+    start = time.perf_counter()
+    yield counted
+    if _log_lines():
+        items = f"{counted[0]} " if counted[0] else ""
+        click.echo(f"tfysim: {label}: {items}done in {time.perf_counter() - start:.1f} s", err=True)
 
 
 def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, observers=()):
@@ -175,9 +206,11 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
         focus = FocusUsage()
         observers.append(focus)
-    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
+    with _stage(f"replay ({engine} engine)"):
+        result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
     folder = out or Path("reports") / result.scenario.name
-    written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
+    with _stage("writing summary, report and configs"):
+        written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
     if focus is not None:
         from simulator.outputs.focus import write_focus
 
@@ -526,13 +559,15 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out, adapter, 
     from simulator.outputs.gate import console_table, github_summary as summary_md, junit_xml
     from simulator.outputs.files import write_text
 
-    result = run_scenario(_scenario_with(scenario, adapter, mapping, timezone), traffic=list(traffic) or None,
-                          evals=list(evals) or None)
+    with _stage("replay"):
+        result = run_scenario(_scenario_with(scenario, adapter, mapping, timezone), traffic=list(traffic) or None,
+                              evals=list(evals) or None, progress=_progress())
     _echo_notes(result.summary["traffic"].get("notes"))
     if out:
         from simulator.outputs.writer import write_run
 
-        write_run(result, out)
+        with _stage("writing summary, report and configs"):
+            write_run(result, out)
     if junit:
         write_text(junit, junit_xml(result.summary))
     if github_summary:
