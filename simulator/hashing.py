@@ -116,14 +116,20 @@ def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, star
     with np.errstate(over="ignore"):
         for j, k in enumerate(running.tolist()):
             h[:k] = (h[:k] ^ data[begin[:k] + j]) * prime
+    out = np.empty(len(order), dtype=np.uint64)
+    out[order] = _fmix64(h)
+    return out
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place on a uint64 array."""
+    with np.errstate(over="ignore"):
         h ^= h >> np.uint64(33)
         h *= np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(33)
         h *= np.uint64(0xC4CEB9FE1A85EC53)
         h ^= h >> np.uint64(33)
-    out = np.empty(len(order), dtype=np.uint64)
-    out[order] = h
-    return out
+    return h
 
 
 def mix64(hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -132,13 +138,7 @@ def mix64(hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     values = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
     with np.errstate(over="ignore"):
-        h = np.asarray(hashes, dtype=np.uint64) ^ (values * np.uint64(FNV_PRIME))
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-    return h
+        return _fmix64(np.asarray(hashes, dtype=np.uint64) ^ (values * np.uint64(FNV_PRIME)))
 
 
 def uniform(hashes: np.ndarray) -> np.ndarray:
