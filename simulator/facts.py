@@ -115,15 +115,15 @@ class FactsBuilder:
         if len(f) == 0:
             return self
         self.n += len(f)
-        model = f["model"].to_numpy(dtype=object)
-        self.models.update(pd.unique(model))
+        codes, names = pd.factorize(f["model"])  # integer codes (categories: no string work per row)
+        names = [str(m) for m in names]
+        self.models.update(names)
         ts = f["timestamp"].array.asi8
         lo, hi = int(ts.min()), int(ts.max())
         self.ts_min = lo if self.ts_min is None else min(self.ts_min, lo)
         self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
-        codes, names = pd.factorize(model)
         frame = pd.DataFrame({"m": codes, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
         sums = frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"])
         for m, b, cnt, fails in zip(sums.index.get_level_values(0).tolist(), sums.index.get_level_values(1).tolist(),
@@ -136,14 +136,15 @@ class FactsBuilder:
             self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
         from simulator.summary.drift import alias_drift_sums
 
+        model = np.array(names, dtype=object)[codes]
         self.drift.append(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,
                                            f["input_tokens"].to_numpy(np.int64), f["output_tokens"].to_numpy(np.int64),
                                            status))
         latency = f["latency_ms"].to_numpy(np.float64)
         ok = ~failed & np.isfinite(latency)
         out_tokens = f["output_tokens"].to_numpy(np.int64)
-        for m in pd.unique(model[ok]):
-            sel = ok & (model == m)
+        for c in pd.unique(codes[ok]):
+            m, sel = names[c], ok & (codes == c)
             self.lat.setdefault(m, LatencySums()).add(out_tokens[sel], latency[sel])
             if self.keep_latency_values:
                 if m not in self.lat_values:
@@ -151,11 +152,13 @@ class FactsBuilder:
                 self.lat_values[m].add(latency[sel])
         if self.registry is not None and f["prompt"].notna().any():
             self._sample_prompts(f)
-        wf = f["workflow_tag"].to_numpy(dtype=object)
-        wf = np.where(pd.isna(wf), UNTAGGED, wf)
-        for tag, cnt in pd.Series(wf).value_counts(sort=False).items():
-            self.workflows[tag] = self.workflows.get(tag, 0) + int(cnt)
-        self._sample(f, wf, model, failed)
+        wf_codes, wf_names = pd.factorize(f["workflow_tag"])
+        wf_names = [str(w) for w in wf_names] + [UNTAGGED]
+        wf_codes = np.where(wf_codes < 0, len(wf_names) - 1, wf_codes)
+        for c, cnt in enumerate(np.bincount(wf_codes, minlength=len(wf_names)).tolist()):
+            if cnt:
+                self.workflows[wf_names[c]] = self.workflows.get(wf_names[c], 0) + cnt
+        self._sample(f, wf_codes, wf_names, codes, names, failed)
         return self
 
     def _sample_prompts(self, f: pd.DataFrame) -> None:
@@ -188,25 +191,28 @@ class FactsBuilder:
                     sel = wf == tag
                     self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(hashes[sel], prompts[sel])
 
-    def _sample(self, f: pd.DataFrame, wf: np.ndarray, model: np.ndarray, failed: np.ndarray) -> None:
+    def _sample(self, f: pd.DataFrame, wf: np.ndarray, wf_names: list[str], model: np.ndarray, model_names: list[str],
+                failed: np.ndarray) -> None:
+        """Token samples per (workflow, model), per workflow and overall; each group offers only its ``k`` smallest
+        hashes (in the order a stable sort by hash gives, as ``BottomK`` keeps them)."""
         ok = np.flatnonzero(~failed)
         if not len(ok):
             return
         hashes = hash64(f["request_id"], 0, "sample")[ok]
         values = np.stack([f["input_tokens"].to_numpy(np.int64)[ok], f["output_tokens"].to_numpy(np.int64)[ok]],
                           axis=1)
-        groups = pd.DataFrame({"w": wf[ok], "m": model[ok]})
-        for keys in (["w", "m"], ["w"], []):
-            if keys:
-                codes, uniques = pd.factorize(pd.MultiIndex.from_frame(groups[keys]) if len(keys) > 1
-                                              else groups[keys[0]])
-            else:
-                codes, uniques = np.zeros(len(ok), np.int64), [()]
-            for c, u in enumerate(uniques):
-                u = u if isinstance(u, tuple) else (u,)
-                key = (u[0] if len(u) > 0 else ANY, u[1] if len(u) > 1 else ANY)
-                sel = codes == c
-                self.samples.setdefault(key, BottomK()).add(hashes[sel], values[sel])
+        by_hash = np.argsort(hashes, kind="stable")
+        n_models = len(model_names)
+        wf, model = wf[ok], model[ok]
+        for codes, key_of in ((wf * n_models + model, lambda c: (wf_names[c // n_models], model_names[c % n_models])),
+                              (wf, lambda c: (wf_names[c], ANY)),
+                              (np.zeros(len(ok), np.int64), lambda c: (ANY, ANY))):
+            grouped = by_hash[np.argsort(codes[by_hash], kind="stable")]  # by group, ascending hash inside
+            group = codes[grouped]
+            starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+            for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(group)].tolist()):
+                rows = grouped[begin: min(stop, begin + SAMPLE_K)]
+                self.samples.setdefault(key_of(int(group[begin])), BottomK()).add(hashes[rows], values[rows])
 
     def merge(self, other: FactsBuilder) -> FactsBuilder:
         """Fold another builder's facts into this one (commutative up to float addition order)."""
