@@ -22,29 +22,37 @@ from simulator.summary.privacy import attribution_labels
 UNTAGGED = "UNTAGGED"
 ANY = "\x00any"  # a wildcard key part of the token samples
 SAMPLE_K = 1001  # successful requests kept per (workflow, model) for typical token counts
+CALIBRATION_K = 2000  # distinct (prompt, input_tokens) rows kept per tokenizer family to fit its token ratio
+PROMPT_K = 4000  # requests kept per workflow to describe its production prompts (covariate-shift weights)
 
 
 class BottomK:
-    """The ``k`` rows with the smallest request-id hashes seen so far: a uniform sample that does not depend on how
-    rows are split into chunks or partitions, so every engine derives the same medians."""
+    """The ``k`` rows with the smallest hashes seen so far: a uniform sample that does not depend on how rows are
+    split into chunks or partitions, so every engine derives the same sample. ``values`` is a tuple of arrays, one
+    row per hash. With ``distinct`` equal hashes count once (a hash of the content deduplicates the content)."""
 
-    def __init__(self, k: int = SAMPLE_K) -> None:
+    def __init__(self, k: int = SAMPLE_K, distinct: bool = False) -> None:
         self.k = k
+        self.distinct = distinct
         self.hash = np.zeros(0, np.uint64)
-        self.values = np.zeros((0, 2), np.int64)
+        self.values: tuple[np.ndarray, ...] | None = None
 
-    def add(self, hashes: np.ndarray, values: np.ndarray) -> None:
+    def add(self, hashes: np.ndarray, *values: np.ndarray) -> None:
         self.hash = np.concatenate([self.hash, hashes])
-        self.values = np.concatenate([self.values, values])
-        if len(self.hash) > self.k:
+        self.values = values if self.values is None else tuple(
+            np.concatenate([a, b]) for a, b in zip(self.values, values))
+        if self.distinct:
+            keep = np.unique(self.hash, return_index=True)[1][: self.k]  # ascending hash, first of equal ones
+        else:  # sorted even below k, so the sample's order does not depend on the order rows came in
             keep = np.argsort(self.hash, kind="stable")[: self.k]
-            self.hash, self.values = self.hash[keep], self.values[keep]
+        self.hash, self.values = self.hash[keep], tuple(v[keep] for v in self.values)
 
     def merge(self, other: BottomK) -> None:
-        self.add(other.hash, other.values)
+        if other.values is not None:
+            self.add(other.hash, *other.values)
 
     def medians(self) -> tuple[int, int]:
-        return tuple(int(round(float(v))) for v in np.median(self.values, axis=0))
+        return tuple(int(round(float(v))) for v in np.median(self.values[0], axis=0))
 
 
 @dataclasses.dataclass
@@ -97,8 +105,8 @@ class FactsBuilder:
         self.lat_values: dict[str, Any] = {}  # per model: values for a median the fit may need
         self.keep_latency_values = latency_values
         self.spill_dir = spill_dir
-        self.calib: list[tuple] = []
-        self.prompts: list[pd.DataFrame] = []
+        self.calib: dict[str, BottomK] = {}  # tokenizer family -> (prompt, input_tokens) by content hash
+        self.prompts: dict[str, BottomK] = {}  # workflow -> prompts by request hash
         self.workflows: dict[str, int] = {}
         self.drift: list[pd.DataFrame] = []
         self.samples: dict[tuple[str, str], BottomK] = {}
@@ -108,68 +116,104 @@ class FactsBuilder:
         if len(f) == 0:
             return self
         self.n += len(f)
-        model = f["model"].to_numpy(dtype=object)
-        self.models.update(pd.unique(model))
+        codes, names = pd.factorize(f["model"])  # integer codes (categories: no string work per row)
+        names = [str(m) for m in names]
+        self.models.update(names)
         ts = f["timestamp"].array.asi8
         lo, hi = int(ts.min()), int(ts.max())
         self.ts_min = lo if self.ts_min is None else min(self.ts_min, lo)
         self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
-        frame = pd.DataFrame({"m": model, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
-        for (m, b), (cnt, fails) in frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"]).iterrows():
-            acc = self.fail_n.setdefault((m, int(b)), [0, 0])
-            acc[0] += int(cnt)
+        frame = pd.DataFrame({"m": codes, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
+        sums = frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"])
+        for m, b, cnt, fails in zip(sums.index.get_level_values(0).tolist(), sums.index.get_level_values(1).tolist(),
+                                    sums["size"].tolist(), sums["sum"].tolist()):
+            acc = self.fail_n.setdefault((names[m], b), [0, 0])
+            acc[0] += cnt
             acc[1] += int(fails)
         for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
-            self.fail_status[(m, int(b), int(s))] = self.fail_status.get((m, int(b), int(s)), 0) + int(cnt)
+            key = (names[m], int(b), int(s))
+            self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
         from simulator.summary.drift import alias_drift_sums
 
+        model = np.array(names, dtype=object)[codes]
         self.drift.append(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,
                                            f["input_tokens"].to_numpy(np.int64), f["output_tokens"].to_numpy(np.int64),
                                            status))
         latency = f["latency_ms"].to_numpy(np.float64)
         ok = ~failed & np.isfinite(latency)
         out_tokens = f["output_tokens"].to_numpy(np.int64)
-        for m in pd.unique(model[ok]):
-            sel = ok & (model == m)
+        for c in pd.unique(codes[ok]):
+            m, sel = names[c], ok & (codes == c)
             self.lat.setdefault(m, LatencySums()).add(out_tokens[sel], latency[sel])
             if self.keep_latency_values:
                 if m not in self.lat_values:
                     self.lat_values[m] = _Values(self.spill_dir)
                 self.lat_values[m].add(latency[sel])
         if self.registry is not None and f["prompt"].notna().any():
-            from simulator.tokens import calibration_rows
-
-            self.calib.append(calibration_rows(f, self.registry))
-            if self.want_prompts:
-                self.prompts.append(f[["workflow_tag", "prompt"]].astype(object).dropna())
-        wf = f["workflow_tag"].to_numpy(dtype=object)
-        wf = attribution_labels(wf)
-        for tag, cnt in pd.Series(wf).value_counts(sort=False).items():
-            self.workflows[tag] = self.workflows.get(tag, 0) + int(cnt)
-        self._sample(f, wf, model, failed)
+            self._sample_prompts(f)
+        wf_codes, wf_names = pd.factorize(f["workflow_tag"])
+        wf_names = [str(w) for w in attribution_labels(np.asarray(wf_names, dtype=object))] + [UNTAGGED]
+        wf_codes = np.where(wf_codes < 0, len(wf_names) - 1, wf_codes)
+        for c, cnt in enumerate(np.bincount(wf_codes, minlength=len(wf_names)).tolist()):
+            if cnt:
+                self.workflows[wf_names[c]] = self.workflows.get(wf_names[c], 0) + cnt
+        self._sample(f, wf_codes, wf_names, codes, names, failed)
         return self
 
-    def _sample(self, f: pd.DataFrame, wf: np.ndarray, model: np.ndarray, failed: np.ndarray) -> None:
+    def _sample_prompts(self, f: pd.DataFrame) -> None:
+        """Bounded samples of prompt text: per calibrated tokenizer family, the distinct (prompt, input_tokens)
+        rows with the smallest content hashes (the calibration fits on them, the same for any chunking); per
+        workflow, the prompts of the requests with the smallest request-id hashes (covariate-shift weights)."""
+        from simulator.hashing import mix64
+        from simulator.tokens import calibration_families
+
+        families = calibration_families(f, self.registry)
+        rows = np.flatnonzero(pd.notna(families))
+        if len(rows):
+            prompts = f["prompt"].take(rows)
+            tokens = f["input_tokens"].to_numpy(np.int64)[rows]
+            key = mix64(hash64(prompts, 0, "calibration"), tokens)
+            prompts = prompts.to_numpy(dtype=object)
+            for family in pd.unique(families[rows]):
+                sel = families[rows] == family
+                self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).add(
+                    key[sel], prompts[sel], tokens[sel])
+        if self.want_prompts:
+            rows = np.flatnonzero(f["prompt"].notna().to_numpy() & f["workflow_tag"].notna().to_numpy())
+            if len(rows):
+                prompts = f["prompt"].take(rows)
+                # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
+                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(prompts, 0, "prompts"))
+                wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
+                prompts = prompts.to_numpy(dtype=object)
+                for tag in pd.unique(wf):
+                    sel = wf == tag
+                    self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(hashes[sel], prompts[sel])
+
+    def _sample(self, f: pd.DataFrame, wf: np.ndarray, wf_names: list[str], model: np.ndarray, model_names: list[str],
+                failed: np.ndarray) -> None:
+        """Token samples per (workflow, model), per workflow and overall; each group offers only its ``k`` smallest
+        hashes (in the order a stable sort by hash gives, as ``BottomK`` keeps them)."""
         ok = np.flatnonzero(~failed)
         if not len(ok):
             return
         hashes = hash64(f["request_id"], 0, "sample")[ok]
         values = np.stack([f["input_tokens"].to_numpy(np.int64)[ok], f["output_tokens"].to_numpy(np.int64)[ok]],
                           axis=1)
-        groups = pd.DataFrame({"w": wf[ok], "m": model[ok]})
-        for keys in (["w", "m"], ["w"], []):
-            if keys:
-                codes, uniques = pd.factorize(pd.MultiIndex.from_frame(groups[keys]) if len(keys) > 1
-                                              else groups[keys[0]])
-            else:
-                codes, uniques = np.zeros(len(ok), np.int64), [()]
-            for c, u in enumerate(uniques):
-                u = u if isinstance(u, tuple) else (u,)
-                key = (u[0] if len(u) > 0 else ANY, u[1] if len(u) > 1 else ANY)
-                sel = codes == c
-                self.samples.setdefault(key, BottomK()).add(hashes[sel], values[sel])
+        by_hash = np.argsort(hashes, kind="stable")
+        n_models = len(model_names)
+        wf, model = wf[ok], model[ok]
+        for codes, key_of in ((wf * n_models + model, lambda c: (wf_names[c // n_models], model_names[c % n_models])),
+                              (wf, lambda c: (wf_names[c], ANY)),
+                              (np.zeros(len(ok), np.int64), lambda c: (ANY, ANY))):
+            grouped = by_hash[np.argsort(codes[by_hash], kind="stable")]  # by group, ascending hash inside
+            group = codes[grouped]
+            starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+            for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(group)].tolist()):
+                rows = grouped[begin: min(stop, begin + SAMPLE_K)]
+                self.samples.setdefault(key_of(int(group[begin])), BottomK()).add(hashes[rows], values[rows])
 
     def merge(self, other: FactsBuilder) -> FactsBuilder:
         """Fold another builder's facts into this one (commutative up to float addition order)."""
@@ -190,8 +234,10 @@ class FactsBuilder:
             if m not in self.lat_values:
                 self.lat_values[m] = _Values(self.spill_dir)
             self.lat_values[m].extend(values)
-        self.calib += other.calib
-        self.prompts += other.prompts
+        for family, sample in other.calib.items():
+            self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).merge(sample)
+        for tag, sample in other.prompts.items():
+            self.prompts.setdefault(tag, BottomK(PROMPT_K)).merge(sample)
         for tag, cnt in other.workflows.items():
             self.workflows[tag] = self.workflows.get(tag, 0) + cnt
         self.drift += other.drift
@@ -219,11 +265,30 @@ class FactsBuilder:
             latency_model[code[m]] = sums.fit(median)
         for values in self.lat_values.values():
             values.close()
+        prompts = None
+        if self.prompts:
+            tags = sorted(self.prompts)
+            prompts = pd.DataFrame({"workflow_tag": np.concatenate([np.full(len(self.prompts[t].hash), t, object)
+                                                                    for t in tags]),
+                                    "prompt": np.concatenate([self.prompts[t].values[0] for t in tags])})
         return Facts(models=vocab, n=self.n, ts_min=self.ts_min, ts_max=self.ts_max, failure_buckets=buckets,
-                     latency_model=latency_model, calibration_rows=self.calib, workflows=dict(self.workflows),
-                     prompts=pd.concat(self.prompts) if self.prompts else None,
+                     latency_model=latency_model, calibration_rows=self._calibration_rows(),
+                     workflows=dict(self.workflows), prompts=prompts,
                      drift_sums=pd.concat(self.drift) if self.drift else None,
                      token_medians={key: sample.medians() for key, sample in sorted(self.samples.items())})
+
+    def _calibration_rows(self) -> list[tuple]:
+        """The :func:`simulator.tokens.calibration_rows` of the calibration samples (families in sorted order)."""
+        if not self.calib:
+            return []
+        from simulator.tokens import REFERENCE_TOKENIZER, classify_content, count_tokens
+
+        families = sorted(self.calib)
+        prompts = np.concatenate([self.calib[fam].values[0] for fam in families])
+        tokens = np.concatenate([self.calib[fam].values[1] for fam in families])
+        family = np.concatenate([np.full(len(self.calib[fam].hash), fam, object) for fam in families])
+        reference = np.asarray(count_tokens(self.registry.get(REFERENCE_TOKENIZER), prompts), dtype=np.int64)
+        return [(family.astype(str), classify_content(prompts), reference, tokens)]
 
 
 class _Values:

@@ -94,8 +94,51 @@ def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     _, offset_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offset_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    out = np.empty(len(arr), dtype=np.uint64)
-    return _kernel()(offsets, data, np.uint64(_prefix_state(seed, salt)), out)
+    start = _prefix_state(seed, salt)
+    lengths = np.diff(offsets)
+    if len(lengths) and int(lengths.max()) * len(lengths) > NUMPY_MAX_WORK:
+        return _kernel()(offsets, data, np.uint64(start), np.empty(len(arr), dtype=np.uint64))
+    return _numpy_hash(offsets, lengths, data, start)
+
+
+#: Small inputs (longest string x number of strings up to this) are hashed with numpy, one byte position at a
+#: time: the same values without numba's first-call cost (2-3 s per process, more than the whole hash of a sample
+#: week); larger ones (million-row chunks, prompt text) go to the compiled kernel.
+NUMPY_MAX_WORK = 8_000_000
+
+
+def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, start: int) -> np.ndarray:
+    order = np.argsort(-lengths, kind="stable")  # longest first: the strings still running are a prefix
+    begin = offsets[:-1][order]
+    running = np.searchsorted(-lengths[order], -np.arange(int(lengths.max()) if len(lengths) else 0), "left")
+    h = np.full(len(order), start, dtype=np.uint64)
+    prime = np.uint64(FNV_PRIME)
+    with np.errstate(over="ignore"):
+        for j, k in enumerate(running.tolist()):
+            h[:k] = (h[:k] ^ data[begin[:k] + j]) * prime
+    out = np.empty(len(order), dtype=np.uint64)
+    out[order] = _fmix64(h)
+    return out
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place on a uint64 array."""
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h
+
+
+def mix64(hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint64 hashes of ``(hash, value)`` pairs (values int64 or uint64): the value is folded in and ``fmix64``
+    applied again."""
+    values = np.asarray(values)
+    values = values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return _fmix64(np.asarray(hashes, dtype=np.uint64) ^ (values * np.uint64(FNV_PRIME)))
 
 
 def uniform(hashes: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ for a failed gate); ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -81,16 +83,45 @@ def _echo_report(obj: dict) -> None:
                                                                        if k != "schema_version"})})
 
 
+def _log_lines() -> bool:
+    """Whether stderr is a log (a pipe or file, as in CI), where progress is one line per stage, not a bar."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # click's test runner and other in-memory streams: no progress
+        return False
+    return not sys.stderr.isatty()
+
+
 def _progress():
-    """A progress-bar wrapper when stderr is a terminal, else None (no output in pipes and CI logs)."""
-    if not sys.stderr.isatty():
+    """A progress wrapper ``progress(items, label)``: the bar when stderr is a terminal, one line per stage when it
+    is a log, else None."""
+    if sys.stderr.isatty():
+        def bar(items, label):
+            with click.progressbar(list(items), label=label, file=sys.stderr) as wrapped:
+                yield from wrapped
+
+        return bar
+    if not _log_lines():
         return None
 
-    def wrap(items, label):
-        with click.progressbar(list(items), label=label, file=sys.stderr) as bar:
-            yield from bar
+    def lines(items, label):
+        with _stage(label) as counted:
+            for item in items:
+                counted[0] += 1
+                yield item
 
-    return wrap
+    return lines
+
+
+@contextlib.contextmanager
+def _stage(label: str):
+    """On a log stderr, ``tfysim: <label>: done in <s> s`` (with the count of items, if counted) when it ends."""
+    counted = [0]
+    start = time.perf_counter()
+    yield counted
+    if _log_lines():
+        items = f"{counted[0]} " if counted[0] else ""
+        click.echo(f"tfysim: {label}: {items}done in {time.perf_counter() - start:.1f} s", err=True)
 
 
 def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, observers=()):
@@ -205,7 +236,8 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
 
         focus = FocusUsage()
         observers.append(focus)
-    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
+    with _stage(f"replay ({engine} engine)"):
+        result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
     folder = out or Path("reports") / result.scenario.name
     if not out:
         check_out_folder(folder, list(traffic) or result.scenario.paths("traffic"))
@@ -214,7 +246,8 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
     if strict and defects:  # a failed --strict run writes rejects.jsonl and nothing else
         write_rejects_only(result, folder)
         _strict(defects, strict, where)
-    written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
+    with _stage("writing summary, report and configs"):
+        written = write_run(result, folder, requests=requests, include_prompts=include_prompts)
     if focus is not None:
         from simulator.outputs.focus import write_focus
 
@@ -620,12 +653,15 @@ def gate_command(scenario, traffic, evals, junit, github_summary, out, as_json, 
         check_inside_repository(paths, repository_root())
     if out:
         check_out_folder(out, paths)
-    result = run_scenario(loaded, traffic=list(traffic) or None, evals=list(evals) or None)
+    with _stage("replay"):
+        result = run_scenario(loaded, traffic=list(traffic) or None, evals=list(evals) or None,
+                              progress=_progress())
     _echo_notes(result.summary["traffic"].get("notes"))
     if out:
         from simulator.outputs.writer import write_run
 
-        write_run(result, out)
+        with _stage("writing summary, report and configs"):
+            write_run(result, out)
     if junit:
         write_text(junit, junit_xml(result.summary))
     if github_summary:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from simulator.jit import njit
 from sortedcontainers import SortedList
 
 from simulator.control.settings import LoopDetection
@@ -61,12 +61,20 @@ def fingerprints(prefix_hash: np.ndarray, input_tokens: np.ndarray, prompt: np.n
     n = len(input_tokens)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    frame = pd.DataFrame({"p": pd.Series(prefix_hash, dtype=object).fillna(""),
-                          "i": np.asarray(input_tokens, dtype=np.int64),
-                          "t": pd.Series(prompt, dtype=object).fillna("")})
-    fp = pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+    from simulator.hashing import hash64, mix64
+
+    # hashes over the Arrow buffers (prompts repeat and run long; a missing value hashes as the empty string)
+    text = mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+    fp = mix64(text, np.asarray(input_tokens, dtype=np.int64)).view(np.int64)
     fp = np.where(fp == 0, 1, fp)
     return np.where(np.asarray(failed, dtype=bool) | (np.asarray(input_tokens) <= 0), 0, fp)
+
+
+def _texts(values):
+    """A text column as hash64 takes it: Series and Arrow arrays as they are, anything else as a list of str/None."""
+    if isinstance(values, pd.Series) or hasattr(values, "buffers"):
+        return values
+    return [None if v is None or v != v else str(v) for v in values]
 
 
 @njit(cache=True)
@@ -508,8 +516,7 @@ def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, i
         "weight": cost if rule.weight == "cost" else np.where(failed, 0.0, tokens),
         "tokens": np.where(failed, 0.0, tokens),
         "cost": cost,
-        "fingerprint": fingerprints(frame["prefix_hash"].to_numpy(dtype=object), input_tokens,
-                                    frame["prompt"].to_numpy(dtype=object), failed),
+        "fingerprint": fingerprints(frame["prefix_hash"], input_tokens, frame["prompt"], failed),
         "failed": failed,
     }
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from simulator.jit import njit
 
 from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError

@@ -185,7 +185,7 @@ def _facts(loaded: dict, plan: dict) -> FactsBuilder:
     builder = FactsBuilder(Translator(plan["scenario"]).registry, plan["want_prompts"], latency_values=False)
     if loaded["frame"] is not None:
         builder.add(loaded["frame"])
-    builder.registry = None  # tokenizers stay on the worker
+    builder.registry = None  # tokenizers stay on the worker; the client counts the (bounded) calibration sample
     return builder
 
 
@@ -317,10 +317,11 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     for m, sums in builder.lat.items():
         if sums.needs_median:
             medians[m] = _percentiles([delayed(_latencies_of)(x, m) for x in loaded], [50])[0]
-    facts = builder.finish(medians)
     from simulator.tokens import calibrate_from_rows
     from simulator.tokens.translator import Translator
 
+    builder.registry = Translator(scenario).registry  # counts the calibration sample's reference tokens
+    facts = builder.finish(medians)
     translator = Translator(scenario, None, calibrate_from_rows(facts.calibration_rows))
     ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
     for cand in candidates:

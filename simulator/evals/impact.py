@@ -55,19 +55,38 @@ _DROP_CODE = str.maketrans("", "", _CODE_CHARS)
 
 def covariate_shift_weights(eval_prompts, prod_prompts, *, clip: float = 10.0, seed: int = 0) -> np.ndarray:
     """Weights ``P(prod|x) / P(eval|x) * n_eval / n_prod`` for eval prompts from a logistic regression on
-    ``prompt_features``; clipped to [1/clip, clip] (extreme weights make the estimate rest on a few samples)
-    and scaled to mean 1."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    standardised ``prompt_features``; clipped to [1/clip, clip] (extreme weights make the estimate rest on a few
+    samples) and scaled to mean 1. ``seed`` is kept for the signature; the fit is deterministic."""
     xe, xp = prompt_features(eval_prompts), prompt_features(prod_prompts)
     x = np.vstack([xe, xp])
     y = np.r_[np.zeros(len(xe)), np.ones(len(xp))]
-    model = make_pipeline(StandardScaler(), LogisticRegression(random_state=seed, max_iter=1000)).fit(x, y)
-    p = np.clip(model.predict_proba(xe)[:, 1], 1e-6, 1 - 1e-6)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    coef = logistic_fit((x - mean) / scale, y)
+    z = np.clip(coef[0] + ((xe - mean) / scale) @ coef[1:], -30.0, 30.0)
+    p = np.clip(1.0 / (1.0 + np.exp(-z)), 1e-6, 1 - 1e-6)
     w = np.clip(p / (1 - p) * len(xe) / len(xp), 1.0 / clip, clip)
     return w / w.mean()
+
+
+def logistic_fit(x: np.ndarray, y: np.ndarray, c: float = 1.0, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:
+    """``[intercept, *coef]`` of an L2-penalised logistic regression: the minimum of
+    ``c * sum(log loss) + ||coef||^2 / 2`` (the intercept is not penalised), which is what
+    ``sklearn.linear_model.LogisticRegression(C=c)`` fits; solved by Newton's method on the strictly convex
+    objective, with numpy only (importing sklearn takes seconds, a few features need milliseconds)."""
+    a = np.column_stack([np.ones(len(x)), x])
+    ridge = np.eye(a.shape[1]) / c
+    ridge[0, 0] = 0.0
+    beta = np.zeros(a.shape[1])
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ beta, -30.0, 30.0)))
+        grad = a.T @ (p - y) + ridge @ beta
+        hess = (a * (p * (1.0 - p))[:, None]).T @ a + ridge
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        beta -= step
+        if np.max(np.abs(step)) < tol:
+            break
+    return beta
 
 
 def kish_ess(weights) -> float:
@@ -139,6 +158,10 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     implicit_w: list[np.ndarray] = []
     workflow_rows = []
     used_samples = 0
+    if prod_prompts is not None:  # each production prompt's eval workflow, mapped once per distinct tag
+        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
+        distinct, inverse = np.unique(prod_tags, return_inverse=True)
+        prod_etags = np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse]
     for etag in sorted({k[0] for k in pair_keys.values()}):
         wf = ev[ev["workflow_tag"] == etag]
         ids = np.array(sorted(wf["sample_id"].unique()))
@@ -146,7 +169,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         u = np.ones(len(ids))
         weighting = "post-stratification"
         if prod_prompts is not None:
-            prod = prod_prompts[[workflow_map.get(t, t) == etag for t in _tag(prod_prompts["workflow_tag"])]]
+            prod = prod_prompts[prod_etags == etag]
             first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
             if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
                 has = first.notna().to_numpy()

@@ -7,7 +7,7 @@ Everything else in the replay is vectorised numpy.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from simulator.jit import njit
 
 ALLOW, BLOCK, FALLBACK = 0, 1, 2
 

@@ -20,10 +20,11 @@ NON_LATIN_SHARE = 0.3  # of letters outside the Latin script blocks
 CODE_SYMBOL_SHARE = 0.06  # of non-space characters that are code punctuation
 CODE_LINE_SHARE = 0.3  # of non-empty lines that look like code
 
-_LETTER = re.compile(r"[^\W\d_]")
-_LATIN_LETTER = re.compile(r"[A-Za-z\u00AA\u00BA\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF]")
-_CODE_SYMBOL = re.compile(r"[{}()\[\];=<>|&*/\\$#@^~`]")
-_NON_SPACE = re.compile(r"\S")
+# Character classes matched as runs: counting the characters of maximal runs gives the same count as one match per
+# character with far fewer match objects (classification is most of a calibration's time otherwise).
+_LETTER = re.compile(r"[^\W\d_]+")
+_LATIN_LETTER = re.compile(r"[A-Za-z\u00AA\u00BA\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF]+")
+_CODE_SYMBOL = re.compile(r"[{}()\[\];=<>|&*/\\$#@^~`]+")
 _CODE_LINE = re.compile(
     r"^\s*(?:def |class |import |from \S+ import|return\b|if\s*\(|for\s*\(|while\s*\(|#include|function\b|const |"
     r"let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
@@ -35,16 +36,20 @@ _CODE_LINE = re.compile(
 def classify_text(text: str) -> str:
     """``non_latin`` if >= 30% of letters are non-Latin, else ``code`` on punctuation density or code-like lines."""
     sample = text[:SAMPLE_CHARS]
-    letters = len(_LETTER.findall(sample))
-    if letters and (letters - len(_LATIN_LETTER.findall(sample))) / letters >= NON_LATIN_SHARE:
+    letters = _count(_LETTER, sample)
+    if letters and (letters - _count(_LATIN_LETTER, sample)) / letters >= NON_LATIN_SHARE:
         return "non_latin"
-    non_space = len(_NON_SPACE.findall(sample))
-    if non_space and len(_CODE_SYMBOL.findall(sample)) / non_space >= CODE_SYMBOL_SHARE:
+    non_space = len("".join(sample.split()))  # str.split and re's \s both split on str.isspace() characters
+    if non_space and _count(_CODE_SYMBOL, sample) / non_space >= CODE_SYMBOL_SHARE:
         return "code"
     lines = [line for line in sample.splitlines() if line.strip()]
     if lines and sum(1 for line in lines if _CODE_LINE.search(line)) / len(lines) >= CODE_LINE_SHARE:
         return "code"
     return "prose"
+
+
+def _count(run: re.Pattern, text: str) -> int:
+    return sum(map(len, run.findall(text)))
 
 
 def classify_content(texts: Sequence[str | None]) -> np.ndarray:

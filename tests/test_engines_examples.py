@@ -1,0 +1,81 @@
+"""Every example scenario (``scenarios/*.yaml``) on all three engines: the same summary.json.
+
+Local is the reference. Streaming replays the same traffic in at least three time-ordered chunks. Dask (a 2-worker
+LocalCluster) refuses the control-room panels (loop_detection, alerts, outcomes, adoption: they follow the whole
+traffic in time order) with a ScenarioError naming them; for those scenarios the test checks that refusal and then
+compares Dask with local on the same scenario without the panels (everything else Dask does). Floats are compared
+as in tests/test_engines.py (``assert_same``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.api import run
+from simulator.errors import ScenarioError
+from simulator.routing.scenario import load_scenario
+from tests.test_engines import assert_same
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "scenarios").glob("*.yaml"))
+PANELS = ("loop_detection", "alerts", "outcomes", "adoption")
+
+
+@pytest.fixture(autouse=True)
+def no_network():
+    """Overrides the conftest fixture: a LocalCluster talks over loopback sockets (see tests/test_engine_dask.py)."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+def _scenario(path: Path):
+    scenario = load_scenario(path)
+    missing = [p for p in scenario.paths("traffic") if not Path(p).exists()]
+    if missing:  # the real-data examples read /work/shared/data (or ../shared/data in CI)
+        pytest.skip(f"{path.name}: traffic {missing[0]} is not on this machine")
+    return scenario
+
+
+def test_every_example_is_covered():
+    assert len(EXAMPLES) >= 10 and {p.name for p in EXAMPLES} >= {"premium-review.yaml", "prompt-caching.yaml"}
+
+
+# Known Dask gaps, found by this test (each passes local == streaming first):
+KNOWN = {
+    "premium-review": "Dask: kill_runaway_sessions fails merging partition states (LoopState has no merge)",
+}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN[p.stem], strict=False,
+                                                                            raises=AttributeError))
+                                  if p.stem in KNOWN else p for p in EXAMPLES], ids=[p.stem for p in EXAMPLES])
+def test_example_on_three_engines(path, client):
+    from simulator.engines.dask_engine import run_dask
+    from simulator.engines.streaming import run_streaming
+
+    scenario = _scenario(path)
+    local = run(scenario).summary
+    rows = local["traffic"]["rows_read"]
+    streamed = run_streaming(scenario, chunk_rows=max(1, rows // 3)).summary
+    assert_same(local, streamed)
+
+    panels = [p for p in PANELS if getattr(scenario, p) is not None]
+    if panels:
+        with pytest.raises(ScenarioError, match="the control-room panels are not computed by the Dask engine") as err:
+            run_dask(scenario, client=client)
+        assert str(err.value).startswith(", ".join(panels) + ":")
+        scenario = scenario.model_copy(update={p: None for p in panels})
+        local = run(scenario).summary
+    assert_same(local, run_dask(scenario, client=client).summary)
