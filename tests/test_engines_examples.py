@@ -52,15 +52,9 @@ def test_every_example_is_covered():
     assert len(EXAMPLES) >= 10 and {p.name for p in EXAMPLES} >= {"premium-review.yaml", "prompt-caching.yaml"}
 
 
-# Known Dask gaps, found by this test (each passes local == streaming first):
-KNOWN = {
-    "premium-review": "Dask: kill_runaway_sessions fails merging partition states (LoopState has no merge)",
-}
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN[p.stem], strict=False,
-                                                                            raises=AttributeError))
-                                  if p.stem in KNOWN else p for p in EXAMPLES], ids=[p.stem for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_on_three_engines(path, client):
     from simulator.engines.dask_engine import run_dask
     from simulator.engines.streaming import run_streaming
