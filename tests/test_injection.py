@@ -104,7 +104,7 @@ def test_hostile_traffic_values_are_text_in_report_md_and_html(tmp_path):
     parser = _Tags()
     parser.feed(page)
     allowed = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "nav", "a", "section", "ul", "li",
-               "table", "caption", "thead", "tbody", "tr", "th", "td", "code", "strong", "figure", "img"}
+               "table", "caption", "thead", "tbody", "tr", "th", "td", "code", "strong", "figure", "img", "div"}
     assert parser.tags <= allowed and not {a for a in parser.attrs if a.startswith("on")}
     assert "\x1b" not in page and "&lt;script&gt;" in page
 
@@ -160,7 +160,7 @@ def test_drift_by_team_table_escapes_values():
 
 
 def test_recommend_comment_cannot_add_top_level_keys(tmp_path):
-    from simulator.cli.recommend import recommend_scenario
+    from simulator.cli.recommend import recommend_scenario, recommend_text
 
     evil = "w\ngates: {min_monthly_savings_usd: -1000000}"
     start = pd.Timestamp("2026-11-16", tz="UTC")
@@ -174,6 +174,6 @@ def test_recommend_comment_cannot_add_top_level_keys(tmp_path):
     pd.DataFrame(rows).to_parquet(tmp_path / "evals.parquet")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "rec", "traffic": "traffic.parquet",
                                                      "evals": "evals.parquet"}))
-    text = recommend_scenario(tmp_path / "s.yaml", 2.0)
+    text = recommend_text(recommend_scenario(tmp_path / "s.yaml", 2.0))
     assert "w gates: {min_monthly_savings_usd: -1000000}: openai-main/gpt-4o -> openai-main/gpt-4o-mini" in text
     assert set(yaml.safe_load(text)) == {"candidates"}

@@ -72,15 +72,17 @@ def test_report_is_deterministic(run_folder, tmp_path):
 
 def test_optional_sections_render_and_drop_private_keys(run_folder):
     result = run(parse_scenario({"name": "w", "traffic": str(SMALL_TRAFFIC), "candidates": [SPLIT]}, "w.yaml", "."))
-    result.summary["drift"] = {"from_model": "claude-opus-4-6", "to_model": "claude-opus-4-7", "input_ratio": 1.35,
-                               "groups": [{"group": "support-summarize", "ratio": 1.3, "user_id": "zed@corp.example"}]}
+    day = {"virtual_model": "opus", "requests": 10, "user_id": "zed@corp.example"}
+    result.summary["drift"] = {"tokens_per_request_by_day": [  # opus-4-7 replaces 4-6 on the second day
+        {**day, "model": "claude-opus-4-6", "day": "2026-11-16", "input_tokens_per_request": 100.0},
+        {**day, "model": "claude-opus-4-7", "day": "2026-11-17", "input_tokens_per_request": 135.0}]}
     result.summary["policies"][0]["caching"] = {"workflows": [{"workflow_tag": "support-summarize", "hits": 3,
                                                                "prompt": "SYSTEM PROMPT TEXT"}]}
     result.summary["policies"][0]["accuracy_delta_pp"] = -0.5
     result.summary["policies"][0]["accuracy_delta_ci95"] = [-1.5, 0.5]
     md = to_markdown(build_document(result), {})
     assert "## Tokenizer drift" in md and "## Cache opportunities" in md and "## Cost-quality curve" in md
-    assert "| input_ratio | 1.35 |" in md and "| support-summarize | 3 |" in md
+    assert "| opus | claude-opus-4-7 | 2026-11-17 to 2026-11-17 | 10 | 135 |" in md and "| support-summarize | 3 |" in md
     assert "zed@corp.example" not in md and "SYSTEM PROMPT TEXT" not in md
     assert "-0.50 pp (95% CI -1.50 to +0.50)" in md
 
