@@ -37,6 +37,7 @@ from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
 from simulator.routing.scenario import Scenario, load_scenario
+from simulator.routing.tiers import TierSettings
 from simulator.summary import metrics
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, FixedQuantiles, PolicyAccumulator,
                                           attribution, block_keys, day_labels, histogram, in_bins,
@@ -165,7 +166,8 @@ def _context(plan: dict) -> Context:
 
         translator = Translator(plan["scenario"], plan.get("eval_samples"), plan["calibration"])
         ctx = Context(plan["catalog"], plan["facts"], seed=plan["scenario"].seed,
-                      outages=tuple(plan["scenario"].outages), translator=translator)
+                      outages=tuple(plan["scenario"].outages), translator=translator,
+                      tiers=TierSettings.of(plan["scenario"]))
         ctx.vocab[:] = plan["vocab"]
         ctx._code = {m: i for i, m in enumerate(ctx.vocab)}  # noqa: SLF001 - the client's complete vocabulary
         _WORKER_CONTEXT.clear()  # an earlier run's context is not needed any more
@@ -310,7 +312,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     from simulator.tokens.translator import Translator
 
     translator = Translator(scenario, None, calibrate_from_rows(facts.calibration_rows))
-    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
+    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator,
+                  tiers=TierSettings.of(scenario))
     for cand in candidates:
         check_candidate_targets(ctx, cand)
     eval_data = None

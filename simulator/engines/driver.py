@@ -17,6 +17,7 @@ import pandas as pd
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
 from simulator.facts import Facts, FactsBuilder
 from simulator.routing.scenario import Scenario
+from simulator.routing.tiers import TierSettings
 from simulator.summary import metrics
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
                                           block_keys, day_labels)
@@ -87,7 +88,8 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     from simulator.tokens import calibrate_from_rows
 
     translator.calibration = calibrate_from_rows(facts.calibration_rows)
-    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
+    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator,
+                  tiers=TierSettings.of(scenario))
     for cand in candidates:
         check_candidate_targets(ctx, cand)
     eval_data = None

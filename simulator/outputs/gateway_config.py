@@ -39,6 +39,7 @@ from simulator.routing.scenario import (
     format_validation_error,
 )
 from simulator.io.yamlio import parse_yaml
+from simulator.outputs.tier_configs import gateway_view
 
 VIRTUAL_MODEL = "provider-account/virtual-model"
 VIRTUAL_INTEGRATION = "integration/model/virtual"
@@ -660,12 +661,19 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
     for cand in resolve_candidates(scenario):
         figures = policies.get(cand.name, {})
         entry: dict[str, Any] = {"files": [], "not_expressible": {}}
+        cand, client_changes = gateway_view(cand)  # service tiers: request parameters, or client changes
+        if client_changes:
+            entry["client_changes"] = client_changes
         texts = render_truefoundry(cand, scenario.name, figures, name=current_name, known_models=known)
+        texts = {k: "".join(f"# client change: {c}\n" for c in client_changes) + t for k, t in texts.items()}
         stale = [folder / f"{cand.name}{SUFFIX[k]}" for k in SUFFIX if k not in texts]
         for kind, text in texts.items():
             written.append(write_text(folder / f"{cand.name}{SUFFIX[kind]}", text))
             entry["files"].append(written[-1].name)
         litellm, lx = to_litellm(cand)
+        tier_gaps = [f"rule '{r.id}': service_tier {r.service_tier} (a request parameter); set it in the client"
+                     for r in cand.rules if r.service_tier in ("flex", "priority")]
+        lx = lx + tier_gaps
         entry["not_expressible"]["litellm"] = lx
         lpath = folder / f"{cand.name}.litellm.yaml"
         if litellm is not None:
@@ -678,6 +686,7 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
         else:
             stale.append(lpath)
         portkey, px = to_portkey(cand)
+        px = px + tier_gaps
         entry["not_expressible"]["portkey"] = px
         ppath = folder / f"{cand.name}.portkey.json"
         if portkey is not None:
@@ -700,7 +709,8 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
         for path in stale:  # files of an earlier run that this run would not write
             path.unlink(missing_ok=True)
         if not texts:
-            entry["note"] = "no rules, budgets or rate limits: nothing to apply"
+            entry["note"] = ("no rules, budgets or rate limits: nothing to apply" if not client_changes else
+                             "nothing to apply on the gateway: the change is in the client (client_changes)")
         index[cand.name] = entry
     if index:
         written.append(write_text(folder / "index.json", dumps(index)))

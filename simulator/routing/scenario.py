@@ -102,6 +102,7 @@ class StickyRouting(_Closed):
 
 
 RoutingType = Literal["weight-based-routing", "priority-based-routing", "latency-based-routing"]
+ServiceTier = Literal["default", "batch", "flex", "priority"]
 
 
 class Rule(_Closed):
@@ -109,12 +110,31 @@ class Rule(_Closed):
     when: When = Field(default_factory=When)
     type: RoutingType = "weight-based-routing"
     sticky_routing: StickyRouting | None = None
-    load_balance_targets: list[Target]
+    load_balance_targets: list[Target] = Field(default_factory=list)
+    service_tier: ServiceTier | None = Field(
+        None, description="processing tier for the matched requests (batch: non-interactive workflows only); "
+                          "without load_balance_targets the requests keep their model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_from_targets(cls, data: Any) -> Any:
+        """Targets that all set the same ``service_tier`` in ``override_params`` (the gateway's way to ask for flex
+        or priority processing) put the rule's requests on that tier."""
+        if not isinstance(data, dict) or data.get("service_tier") is not None:
+            return data
+        targets = data.get("load_balance_targets") or []
+        tiers = {str((t.get("override_params") or {}).get("service_tier")) for t in targets if isinstance(t, dict)}
+        if targets and len(tiers) == 1 and next(iter(tiers)) in ("flex", "priority"):
+            return {**data, "service_tier": next(iter(tiers))}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if not self.load_balance_targets:
-            raise ValueError(f"rule '{self.id}' has no load_balance_targets; give at least one target")
+            if self.service_tier is not None:
+                return self  # a tier-only rule: requests keep their recorded model
+            raise ValueError(f"rule '{self.id}' has no load_balance_targets; give at least one target (or a "
+                             "service_tier to change only the processing tier)")
         if self.type == "weight-based-routing":
             weights = [t.weight for t in self.load_balance_targets]
             if any(w is None for w in weights):
@@ -227,6 +247,22 @@ class Outage(_Closed):
         return self
 
 
+class Workflow(_Closed):
+    """What the scenario knows about a workflow (by ``workflow_tag``)."""
+
+    interactive: bool = Field(True, description="false: nobody waits on the answer; batch processing may serve it")
+
+
+class ServiceTierOptions(_Closed):
+    """How service tiers behave where providers publish no figure."""
+
+    interactive_metadata_key: str = Field(
+        "interactive", description="request metadata key whose value false/0/no marks a request non-interactive")
+    flex_unavailable_rate: float = Field(
+        0.0, ge=0, le=1, description="share of flex requests refused with 429 (not published; retried on the "
+                                     "default tier at the default price)")
+
+
 class Bootstrap(_Closed):
     unit: Literal["hour", "day", "session"] = "hour"
     draws: int = Field(2000, ge=100, le=100_000)
@@ -268,6 +304,8 @@ class Scenario(_Closed):
     baseline: Baseline | None = None
     outages: list[Outage] = Field(default_factory=list)
     tokenizers: list[TokenizerEntry] = Field(default_factory=list)
+    workflows: dict[str, Workflow] = Field(default_factory=dict, description="per workflow_tag: interactive or not")
+    service_tiers: ServiceTierOptions = Field(default_factory=ServiceTierOptions)
     candidates: list[Candidate] = Field(default_factory=list)
     gates: Gates = Field(default_factory=Gates)
 

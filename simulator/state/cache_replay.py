@@ -62,8 +62,9 @@ class CacheState:
         self.covered += len(covered)
         if len(covered) == 0:
             return
+        tiers = o.service_tier[covered]
         before = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
-                                          o.output_tokens[covered])
+                                          o.output_tokens[covered], tiers=tiers)
         frame = p.frame.iloc[covered].copy()
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
@@ -89,7 +90,8 @@ class CacheState:
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
         after = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                          o.output_tokens[covered], o.cache_read_tokens[covered],
-                                         o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered])
+                                         o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered],
+                                         tiers=tiers)
         sim_all = pd.concat(sims).loc[frame.index]
         costs = pd.DataFrame({"cost_without_cache_usd": before, "cost_with_cache_usd": after}, index=frame.index)
         self.summary_sums.append(cache_summary_sums(frame, sim_all, costs, by="workflow_tag"))

@@ -239,6 +239,9 @@ class PolicyAccumulator(Totals):
         self.moves: dict[tuple[str, str, str], int] = {}
         self.extras: dict[str, Any] = {}
         self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
+        # per "tier|model": requests, cost, cost at the default tier, synchronous latency sum, latency count
+        self.tiers = Labels(5)
+        self.tier_origins: dict[str, set[str]] = {}
 
     def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray) -> None:
         self.add_totals(p, o, days)
@@ -269,6 +272,7 @@ class PolicyAccumulator(Totals):
                 self.extras[key].update(value)
             else:
                 self.extras[key] = value
+        self._add_tiers(p, o)
         moved = o.changed & ~o.blocked
         if moved.any():
             vocab = np.array(p.vocab, dtype=object)
@@ -276,9 +280,41 @@ class PolicyAccumulator(Totals):
             for key, c in frame.groupby(["w", "f", "t"], sort=False).size().items():
                 self.moves[key] = self.moves.get(key, 0) + int(c)
 
+    def _add_tiers(self, p, o) -> None:
+        """Requests served on another service tier: cost there and at the default tier, and the latency they
+        would have had synchronously (batched rows carry it in ``o.tier_latency_ms``)."""
+        from simulator.pricing.tiers import TIERS
+
+        rows = np.flatnonzero((o.service_tier != 0) & ~o.blocked & (o.status < 400))
+        if not len(rows):
+            return
+        vocab = np.array(p.vocab, dtype=object)
+        default_cost = p.price(o.model[rows], o.input_tokens[rows], o.output_tokens[rows],
+                               o.cache_read_tokens[rows], o.cache_write_tokens[rows], o.cache_write_1h_tokens[rows],
+                               rows=rows)
+        tier_names = np.array(TIERS, dtype=object)[o.service_tier[rows]]
+        keys = tier_names + "|" + vocab[o.model[rows]]
+        latency = o.tier_latency_ms[rows] if o.tier_latency_ms is not None else o.latency_ms[rows]
+        latency = np.where(np.isnan(latency), o.latency_ms[rows], latency)
+        finite = np.isfinite(latency)
+        codes = self.tiers.codes(keys)
+        self.tiers.add(codes, 0, np.ones(len(rows)))
+        self.tiers.add(codes, 1, o.cost_usd[rows])
+        self.tiers.add(codes, 2, default_cost)
+        self.tiers.add(codes, 3, np.where(finite, latency, 0.0))
+        self.tiers.add(codes, 4, finite.astype(np.float64))
+        days = p.ts[rows] // _NS_PER_DAY
+        for key, day in set(zip(keys.tolist(), days.tolist())):
+            tier, model = key.split("|", 1)
+            self.tier_origins.setdefault(key, set()).add(
+                p.catalog.tier_price_origin(model, tier, int(day) * _NS_PER_DAY))
+
     def merge(self, other: PolicyAccumulator) -> PolicyAccumulator:
         self.merge_totals(other)
         self.savings += other.savings
+        self.tiers.merge(other.tiers)
+        for key, origins in other.tier_origins.items():
+            self.tier_origins.setdefault(key, set()).update(origins)
         for k, v in other.money.items():
             self.money[k] += v
         self.blocks.merge(other.blocks)

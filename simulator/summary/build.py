@@ -114,6 +114,13 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
         "assumptions": assumptions(cand, acc, days),
     })
     policy.update(acc.extras)
+    from simulator.summary.tiers import tier_assumptions, tier_report
+
+    tiers = tier_report(acc)
+    if tiers is not None:
+        policy["service_tiers"] = tiers
+        policy["assumptions"] += [a for a in tier_assumptions(tiers, scenario.service_tiers.flex_unavailable_rate)
+                                  if a not in policy["assumptions"]]
     if "caching" in state_reports:
         policy["caching"] = state_reports["caching"]
     policy["premium_share_by_day"] = acc.premium_share_by_day()
