@@ -206,6 +206,7 @@ class Outcome:
     imputed: np.ndarray  # recorded as failed, served here: tokens imputed from the workflow's typical request
     service_tier: np.ndarray  # int8 code per row (simulator.pricing.tiers.TIER_CODE); recorded rows: default
     tier_latency_ms: np.ndarray | None = None  # batched rows: the synchronous latency they would have had
+    cache_storage_usd: np.ndarray | None = None  # storage fee of explicit caches billed per token-hour
     assumptions: list[str] = dataclasses.field(default_factory=list)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -366,6 +367,8 @@ def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None
         state.cache.apply(p, o, cand)
         o.cost_usd = p.price(o.model, o.input_tokens, o.output_tokens, o.cache_read_tokens, o.cache_write_tokens,
                              o.cache_write_1h_tokens, tiers=o.service_tier)
+        if o.cache_storage_usd is not None:
+            o.cost_usd = o.cost_usd + o.cache_storage_usd
     failed_attempts = o.attempts - (o.status < 400)
     o.cost_usd = np.where(o.status >= 400, 0.0, o.cost_usd)
     if cand.bill_failed_attempts and (failed_attempts > 0).any():

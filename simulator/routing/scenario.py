@@ -197,10 +197,27 @@ class RateLimit(_Closed):
         return [_applies_per(v) for v in value]
 
 
+class Breakpoint(_Closed):
+    """An explicit cache breakpoint (Anthropic ``cache_control``): after prefix block ``at`` (0 = the first block;
+    negative counts from the end, -1 = the whole prefix), with its own TTL (default: the rule's)."""
+
+    at: int = -1
+    ttl: str | None = Field(None, pattern=r"^\d+(s|m|h)$")
+
+
 class CacheRule(_Closed):
     when: When = Field(default_factory=When)
     mode: Literal["automatic", "explicit"] | None = None
     ttl: str = Field("5m", pattern=r"^\d+(ms|s|m|h)$")
+    breakpoints: list[Breakpoint] = Field(
+        default_factory=list, max_length=4,
+        description="explicit mode: up to 4 breakpoints in prefix order, longer TTLs first (default: one at -1)")
+
+    @model_validator(mode="after")
+    def _check(self) -> CacheRule:
+        if self.breakpoints and self.mode == "automatic":
+            raise ValueError("breakpoints need mode: explicit (automatic caching has no breakpoints)")
+        return self
 
 
 DEFAULT_MAX_ERROR_RATE_INCREASE_PP = 0.5

@@ -82,16 +82,23 @@ class CacheState:
             if not sel.any():
                 continue
             sim = simulate_frame(frame[sel], self.rules, mode=rule.mode, ttl=rule.ttl, model_codes=codes[sel],
-                                 state=self.kernels[i])
+                                 state=self.kernels[i], breakpoints=[(b.at, b.ttl) for b in rule.breakpoints])
             sims.append(sim)
             rows = covered[sel]
             o.cache_read_tokens[rows] = sim["cache_read_tokens"].to_numpy()
             o.cache_write_tokens[rows] = sim["cache_write_tokens"].to_numpy()
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
+            storage = sim["cache_storage_usd"].to_numpy()
+            if storage.any():
+                if o.cache_storage_usd is None:
+                    o.cache_storage_usd = np.zeros(p.n)
+                o.cache_storage_usd[rows] = storage
         after = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                          o.output_tokens[covered], o.cache_read_tokens[covered],
                                          o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered],
                                          tiers=tiers)
+        if o.cache_storage_usd is not None:
+            after = after + o.cache_storage_usd[covered]
         sim_all = pd.concat(sims).loc[frame.index]
         costs = pd.DataFrame({"cost_without_cache_usd": before, "cost_with_cache_usd": after}, index=frame.index)
         self.summary_sums.append(cache_summary_sums(frame, sim_all, costs, by="workflow_tag"))
@@ -142,7 +149,7 @@ def records(table: pd.DataFrame, key: str) -> list[dict[str, Any]]:
     for label, row in table.iterrows():
         rec: dict[str, Any] = {key: str(label)}
         for col, value in row.items():
-            if isinstance(value, (float, np.floating)) and not str(col).endswith(("_usd", "_rate")):
+            if isinstance(value, (float, np.floating)) and not str(col).endswith(("_usd", "_rate", "_hours")):
                 rec[col] = int(value) if np.isfinite(value) else None
             elif isinstance(value, (float, np.floating)):
                 rec[col] = round(float(value), 6) + 0.0 if np.isfinite(value) else None
