@@ -245,14 +245,15 @@ class CandidateState:
     """What a candidate's replay carries from one chunk to the next: rate-limit windows, budget spend, the prompt
     cache. Start one per candidate per run; pass it to every :func:`replay_chunk` of that candidate, in time order."""
 
-    def __init__(self, cand: Candidate, ctx: Context | None = None) -> None:
+    def __init__(self, cand: Candidate, ctx: Context | None = None, *, probe: bool = False) -> None:
         self.rate_limits = RateLimitState(cand) if cand.rate_limits else None
         self.budgets = BudgetState() if cand.budgets else None
         self.cache = None
         if cand.prompt_caching:
             from simulator.state.cache_replay import CacheState
 
-            self.cache = CacheState(cand, ctx.cache_rules if ctx is not None else None)
+            self.cache = CacheState(cand, ctx.cache_rules if ctx is not None else None, probe=probe,
+                                    translator=ctx.translator if ctx is not None else None)
         self.assumptions: list[str] = []
 
     def merge(self, other: CandidateState) -> CandidateState:

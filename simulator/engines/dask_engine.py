@@ -32,7 +32,8 @@ import pandas as pd
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
-from simulator.engines.driver import block_size_ns
+from simulator.engines.driver import Pass, block_size_ns, finish_levers
+from simulator.engines.levers import Levers
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
@@ -43,6 +44,7 @@ from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, Fixed
                                           attribution, block_keys, day_labels, histogram, in_bins,
                                           merged_percentiles)
 from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
+from simulator.summary.plan import Overlaps
 
 _REJECT_COLUMNS = ["source", "row", "request_id", "reason"]
 
@@ -198,6 +200,7 @@ class Partial:
     """What one partition adds to the summary: accumulators, carried-state reports, latency values kept here."""
 
     def __init__(self, plan: dict) -> None:
+        self.overlaps = None
         self.base: BaselineAccumulator | None = None
         self.breakdowns = Breakdowns(len(plan["candidates"]))
         self.accs: dict[int, PolicyAccumulator] = {}
@@ -236,14 +239,18 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
     days = day_labels(p.ts)
     base = identity_outcome(p)
     if with_baseline:
-        out.base = BaselineAccumulator(plan["premium"], None)
-        out.base.add(p, base, days)
+        if not plan.get("baseline_done"):
+            out.base = BaselineAccumulator(plan["premium"], None)
+            out.base.add(p, base, days)
         out.breakdowns.add_baseline(p, base)
+        if plan.get("overlap_names") is not None:
+            out.overlaps = Overlaps(plan["overlap_names"])
+            out.overlaps.add(p, plan["candidates"])
     block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min, plan["block_ns"])
     workflow = attribution(p.frame, "workflow_tag")
     for k in ks:
         cand = plan["candidates"][k]
-        state = out.states[k] = CandidateState(cand, ctx)
+        state = out.states[k] = CandidateState(cand, ctx, probe=k >= plan.get("n_written", len(plan["candidates"])))
         o = replay_chunk(p, cand, state)
         acc = out.accs[k] = PolicyAccumulator(plan["premium"], None)
         acc.add(p, o, base.cost_usd, block, days, workflow)
@@ -322,18 +329,62 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
 
         eval_data = load_evals(eval_paths, ctx)
     premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
+    levers = Levers(scenario, candidates, ctx, facts, eval_data)
+    for cand in levers.probe_candidates:
+        check_candidate_targets(ctx, cand)
+    everything = levers.candidates
     plan = {"token": uuid.uuid4().hex, "scenario": scenario, "catalog": catalog, "facts": facts, "vocab": ctx.vocab,
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
-            "candidates": candidates, "premium": premium,
-            "block_ns": block_size_ns(facts, scenario.bootstrap.unit)}
+            "candidates": everything, "n_written": len(candidates), "premium": premium,
+            "block_ns": block_size_ns(facts, scenario.bootstrap.unit),
+            "overlap_names": levers.overlaps.names}
+    main = _replay_all(client, loaded, plan, with_baseline=True)
+    if main.overlaps is not None:
+        levers.overlaps.merge(main.overlaps)
+    rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
+                            for r in x], columns=_REJECT_COLUMNS)
+    rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
+    rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
+    reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
+    notes: list[str] = []
+    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
+        notes += [n for n in part_notes if n not in notes]
+    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
+                            reasons, notes)
+    quality = data_quality(counts, reasons, pricing_drift(main.base, catalog))
+    reports = [main.states[k].reports(cand) if main.states[k] is not None else
+               CandidateState(cand, ctx, probe=levers.is_probe(k)).reports(cand) for k, cand in enumerate(everything)]
+    tables = main.breakdowns.tables()
+    n = len(candidates)
+    summary = build_summary(scenario, facts, counts, main.base, candidates, main.accs[:n], reports[:n], tables,
+                            eval_data, quality)
+
+    def replay_plan(cand):
+        done = _replay_all(client, loaded, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
+                                            "overlap_names": None, "baseline_done": True}, with_baseline=True)
+        done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
+        return done
+
+    finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, replay_plan)
+    return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
+
+
+def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
+    """Every candidate of ``plan`` over the persisted partitions: stateless ones per partition, stateful ones after
+    a shuffle by state component; the partials merged on the client (latency percentiles exact)."""
+    import dask
+    from dask import delayed
+
+    from simulator.engines.components import Components
+
+    candidates = plan["candidates"]
+    premium = plan["premium"]
     plan_d = client.scatter(plan, broadcast=True, hash=False)  # sent to every worker once
     stateful = [k for k, c in enumerate(candidates) if c.rate_limits or c.budgets or c.prompt_caching]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
-    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, True) for x in loaded]))
+    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
     for k in stateful:
-        from simulator.engines.components import Components
-
         found = dask.compute(*[delayed(_edges)(x, plan_d, k) for x in loaded])
         anchor_part = Components().assign([e for e, _ in found], [c for _, c in found], n_parts)
         anchor_d = client.scatter(anchor_part, broadcast=True, hash=False)
@@ -345,35 +396,21 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     breakdowns = Breakdowns(len(candidates))
     accs = [PolicyAccumulator(premium, None) for _ in candidates]
     states: list[CandidateState | None] = [None] * len(candidates)
+    overlaps = None
     for part in light:
         if part.base is not None:
             base.merge(part.base)
+        if part.overlaps is not None:
+            overlaps = part.overlaps if overlaps is None else overlaps.merge(part.overlaps)
         breakdowns.merge(part.breakdowns)
         for k, acc in part.accs.items():
             accs[k].merge(acc)
             states[k] = part.states[k] if states[k] is None else states[k].merge(part.states[k])
-    base_pct = _percentiles([delayed(Partial.latency)(x, None) for x in partials], [50, 95])
-    pcts = [_percentiles([delayed(Partial.latency)(x, k) for x in partials], [50, 95])
-            for k in range(len(candidates))]
-    rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
-                            for r in x], columns=_REJECT_COLUMNS)
-    rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
-    rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
-    reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
-    notes: list[str] = []
-    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
-        notes += [n for n in part_notes if n not in notes]
-    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
-                            reasons, notes)
-    quality = data_quality(counts, reasons, pricing_drift(base, catalog))
-    base.latency = FixedQuantiles(base_pct)
+    if not plan.get("baseline_done"):
+        base.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, None) for x in partials], [50, 95]))
     for k, acc in enumerate(accs):
-        acc.latency = FixedQuantiles(pcts[k])
-    reports = [states[k].reports(cand) if states[k] is not None else CandidateState(cand, ctx).reports(cand)
-               for k, cand in enumerate(candidates)]
-    summary = build_summary(scenario, facts, counts, base, candidates, accs, reports, breakdowns.tables(), eval_data,
-                            quality)
-    return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
+        acc.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, k) for x in partials], [50, 95]))
+    return Pass(base, accs, states, breakdowns, overlaps)
 
 
 def _deduplicate(loaded: list) -> list:

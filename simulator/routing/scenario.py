@@ -280,6 +280,27 @@ class ServiceTierOptions(_Closed):
                                      "default tier at the default price)")
 
 
+class Opportunities(_Closed):
+    """Levers tfysim looks for by itself, without a candidate written for them."""
+
+    models: bool = Field(True, description="per workflow, the cheapest model with eval evidence that passes the "
+                                           "accuracy gate (needs eval samples)")
+    cache: bool = Field(True, description="per workflow and model, what prompt caching would save at each TTL")
+    max_accuracy_drop_pp: float = Field(
+        2.0, ge=0, description="non-inferiority margin for model opportunities when the scenario's gates set none")
+
+
+class Plan(_Closed):
+    """One plan from compatible candidates: rules that never claim the same request, replayed together."""
+
+    name: str = Field("plan", pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    candidates: Literal["passing"] | list[str] = Field(
+        "passing", description="'passing': every candidate and opportunity whose gates pass, most savings first; or "
+                               "candidate names in the order to combine them")
+    include_opportunities: bool = Field(True, description="with 'passing': also combine the model opportunities")
+    gates: Gates | None = Field(None, description="the plan's gates (default: the scenario's)")
+
+
 class Bootstrap(_Closed):
     unit: Literal["hour", "day", "session"] = "hour"
     draws: int = Field(2000, ge=100, le=100_000)
@@ -323,6 +344,8 @@ class Scenario(_Closed):
     tokenizers: list[TokenizerEntry] = Field(default_factory=list)
     workflows: dict[str, Workflow] = Field(default_factory=dict, description="per workflow_tag: interactive or not")
     service_tiers: ServiceTierOptions = Field(default_factory=ServiceTierOptions)
+    opportunities: Opportunities = Field(default_factory=Opportunities)
+    plan: Plan = Field(default_factory=Plan)
     candidates: list[Candidate] = Field(default_factory=list)
     gates: Gates = Field(default_factory=Gates)
 

@@ -55,6 +55,7 @@ class Translator:
     def __call__(self, p, o, rows: np.ndarray, cand) -> None:
         vocab = np.array(p.vocab, dtype=object)
         pairs = pd.DataFrame({"f": p.model[rows], "t": o.model[rows]})
+        unknown_here = []
         for (f, t), group in pairs.groupby(["f", "t"], sort=True):
             idx = rows[group.index.to_numpy()]
             src, dst = str(vocab[f]), str(vocab[t])
@@ -64,6 +65,7 @@ class Translator:
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
+                unknown_here.append((src, dst))
                 o.translation[idx] = "identity-unknown"
                 continue
             o.input_tokens[idx] = new_in
@@ -76,7 +78,7 @@ class Translator:
                     "output-length ratio from eval samples, where the pair has them")
             if note not in o.assumptions:
                 o.assumptions.append(note)
-        for (src, dst), message in sorted(self.unknown.items()):
-            note = f"token counts {src} -> {dst} kept as recorded: {message}"
+        for src, dst in unknown_here:  # only the pairs this candidate moved rows between
+            note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)

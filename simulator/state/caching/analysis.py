@@ -38,6 +38,8 @@ SIM_COLUMNS = (
     "prefix_tokens_approximate",
     "storage_token_hours",
     "cache_storage_usd",
+    "cache_min_tokens",
+    "prefix_key",
 )
 
 
@@ -104,6 +106,8 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
         "prefix_tokens_approximate": blocks.approximate & s_enabled,
         "storage_token_hours": result.storage_token_hours,
         "cache_storage_usd": result.storage_token_hours * params["storage_mtok_hour"] / MTOK,
+        "cache_min_tokens": params["min_tokens"],
+        "prefix_key": full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids),
     }
     frame = pd.DataFrame({k: (v[inverse] if not isinstance(v, pd.Categorical) else v.take(inverse)) for k, v in out.items()})
     frame.index = df.index
@@ -195,8 +199,9 @@ def cache_summary(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | Non
 
 
 def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | None = None,
-                       by: str = "workflow_tag") -> pd.DataFrame:
-    """The additive part of :func:`cache_summary` per group (sums over chunks add up)."""
+                       by: str = "workflow_tag", extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The additive part of :func:`cache_summary` per group (sums over chunks add up); ``extra`` names more
+    columns of ``sim`` to sum."""
     frame = sim.copy()
     frame["group"] = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
     frame["requests"] = 1
@@ -205,6 +210,7 @@ def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame 
             "cache_below_minimum", "cache_no_prefix_info"]
     if "storage_token_hours" in frame.columns:
         cols += ["storage_token_hours", "cache_storage_usd"]
+    cols += list(extra)
     if costs is not None:
         frame[list(costs.columns)] = costs.to_numpy()
         cols += list(costs.columns)
