@@ -39,7 +39,7 @@ from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.routing.tiers import TierSettings
-from simulator.summary import metrics
+from simulator.summary import metrics, weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, FixedQuantiles, PolicyAccumulator,
                                           attribution, block_keys, day_labels, histogram, in_bins,
                                           merged_percentiles)
@@ -50,7 +50,7 @@ _REJECT_COLUMNS = ["source", "row", "request_id", "reason"]
 
 
 def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, scheduler: str | None = None,
-             client=None, observers=()) -> RunResult:
+             client=None, observers=(), previous: str | Path | None = None) -> RunResult:
     """Replay the scenario's traffic on a Dask cluster; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a local cluster of 2 worker
@@ -67,16 +67,17 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
         raise InputError("no traffic given: name files in the scenario's traffic: or with --traffic PATH.")
     files = expand_paths(list(paths))
     eval_paths = list(evals) if evals else scenario.paths("evals")
+    before = (str(previous), weekly.read_previous(previous)) if previous else None
     if client is not None:
-        return _run(scenario, candidates, files, eval_paths, client)
+        return _run(scenario, candidates, files, eval_paths, client, before)
     from distributed import Client, LocalCluster
 
     if scheduler:
         with Client(scheduler) as own:
-            return _run(scenario, candidates, files, eval_paths, own)
+            return _run(scenario, candidates, files, eval_paths, own, before)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
-        return _run(scenario, candidates, files, eval_paths, own)
+        return _run(scenario, candidates, files, eval_paths, own, before)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -238,15 +239,15 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
     scenario = plan["scenario"]
     days = day_labels(p.ts)
     base = identity_outcome(p)
+    block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min, plan["block_ns"])
     if with_baseline:
         if not plan.get("baseline_done"):
             out.base = BaselineAccumulator(plan["premium"], None)
-            out.base.add(p, base, days)
+            out.base.add(p, base, days, block)
         out.breakdowns.add_baseline(p, base)
         if plan.get("overlap_names") is not None:
             out.overlaps = Overlaps(plan["overlap_names"])
             out.overlaps.add(p, plan["candidates"])
-    block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min, plan["block_ns"])
     workflow = attribution(p.frame, "workflow_tag")
     for k in ks:
         cand = plan["candidates"][k]
@@ -291,7 +292,8 @@ def _gather(pieces: list) -> dict:
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
-def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: list, client) -> RunResult:
+def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: list, client,
+         previous: tuple[str, dict] | None = None) -> RunResult:
     import dask
     from dask import delayed
 
@@ -366,6 +368,9 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
         return done
 
     finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, replay_plan)
+    if previous is not None:
+        path, data = previous
+        weekly.attach(summary, main.base, data, path, scenario, facts.days)
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 

@@ -19,7 +19,7 @@ from simulator.engines.levers import Levers
 from simulator.facts import Facts, FactsBuilder
 from simulator.routing.scenario import Scenario
 from simulator.routing.tiers import TierSettings
-from simulator.summary import metrics
+from simulator.summary import metrics, weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
                                           block_keys, day_labels)
 from simulator.summary.build import build_summary, data_quality, policy_summary, pricing_drift, traffic_counts
@@ -77,11 +77,12 @@ def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator
 
 def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
                   facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
-                  progress=None) -> Replayed:
+                  progress=None, previous: tuple[str, dict] | None = None) -> Replayed:
     """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
 
     ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
-    values to disk (exact percentiles in bounded memory).
+    values to disk (exact percentiles in bounded memory); ``previous``: (path, last week's summary.json) adds the
+    ``since_last_week`` section.
     """
     translator = Translator(scenario)
     if facts is None:
@@ -119,6 +120,9 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
                             reports[:len(candidates)], tables, eval_data, quality)
     finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data,
                   lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base))
+    if previous is not None:
+        path, data = previous
+        weekly.attach(summary, main.base, data, path, scenario, facts.days)
     return Replayed(scenario, summary, facts, ctx)
 
 
@@ -159,12 +163,12 @@ def replay_pass(source: ChunkSource, ctx: Context, scenario: Scenario, candidate
             continue
         days = day_labels(p.ts)
         base = identity_outcome(p)
+        block = block_keys(p, unit, facts.ts_min, size)
         if baseline is None:
-            base_acc.add(p, base, days)
+            base_acc.add(p, base, days, block)
         breakdowns.add_baseline(p, base)
         if overlaps is not None:
             overlaps.add(p, candidates)
-        block = block_keys(p, unit, facts.ts_min, size)
         workflow = attribution(p.frame, "workflow_tag")
         steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
         outcomes = []

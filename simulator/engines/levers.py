@@ -57,22 +57,26 @@ class Levers:
         if scenario.opportunities.models and (self.samples is not None or self.model):
             opportunities = model_opportunities(scenario, facts, self.model, probe_policies, base, self.samples)
             out["opportunities"] = opportunities
+        cache = []
         if self.cache:
             out["cache_opportunities"] = cache_opportunities(self.cache, probe_reports, facts.days,
                                                              self.ctx.cache_rules, facts.ts_max, self.ctx.translator)
+            cache = [(e["workflow_tag"], e["model"], e["best"]) for e in out["cache_opportunities"]["by_workflow_model"]
+                     if e.get("best") and e["meets_minimum"] != "no"]
         chosen = []
         if opportunities is not None:
             names = {e["candidate"] for e in opportunities["by_workflow"] if e.get("status") == "move"}
             chosen = [(p.candidate, probe_policies[p.candidate.name]) for p in self.model if p.candidate.name in names]
         policies = {p["name"]: p for p in summary["policies"]}
-        self._plan = compose(scenario, self.written, policies, chosen, self.overlaps)
+        self._plan = compose(scenario, self.written, policies, chosen, self.overlaps, cache)
         return out
 
     @property
     def plan_candidate(self):
         """The combined candidate to replay, or None (nothing to combine, or one component: its figures stand)."""
         components, _, candidate = self._plan
-        return candidate if candidate is not None and len(components) > 1 else None
+        alone = len(components) == 1 and components[0]["source"] != "cache opportunity"
+        return candidate if candidate is not None and not alone else None
 
     def plan_summary(self, policy: dict | None, policies: dict[str, dict]) -> dict:
         """summary.json ``plan`` from the plan's replayed policy (None: a single component or none)."""

@@ -40,6 +40,7 @@ from simulator.routing.scenario import (
 )
 from simulator.io.yamlio import parse_yaml
 from simulator.outputs.tier_configs import gateway_view
+from simulator.summary.plan import plan_candidates
 
 VIRTUAL_MODEL = "provider-account/virtual-model"
 VIRTUAL_INTEGRATION = "integration/model/virtual"
@@ -658,7 +659,9 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
     current_name = current_config_name(current)
     written: list[Path] = []
     index: dict[str, Any] = {}
-    for cand in resolve_candidates(scenario):
+    plans = plan_candidates(result.summary)  # the plan: one config per config type for everything combined
+    policies.update({cand.name: figures for cand, figures in plans})
+    for cand in resolve_candidates(scenario) + [cand for cand, _ in plans]:
         figures = policies.get(cand.name, {})
         entry: dict[str, Any] = {"files": [], "not_expressible": {}}
         cand, client_changes = gateway_view(cand)  # service tiers: request parameters, or client changes

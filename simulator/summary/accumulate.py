@@ -15,6 +15,8 @@ import pandas as pd
 
 UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
+BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
+              "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
 _NS_PER_DAY = 86_400 * 10**9
 
 
@@ -202,9 +204,13 @@ class BaselineAccumulator(Totals):
         self.has_recorded = False
         # per model: requests, catalog cost, recorded cost (where recorded), catalog cost there, rows recorded
         self.per_model = Labels(5)
+        # per bootstrap block: what the week-over-week intervals resample (see simulator.summary.weekly)
+        self.blocks = Labels(len(BLOCK_SUMS))
 
-    def add(self, p, base, days: np.ndarray) -> None:
+    def add(self, p, base, days: np.ndarray, block: np.ndarray | None = None) -> None:
         self.add_totals(p, base, days)
+        if block is not None:
+            self._add_blocks(p, base, block)
         finite = np.isfinite(p.recorded_cost)
         self.has_recorded |= bool(finite.any())
         self.recorded += float(np.nansum(p.recorded_cost))
@@ -216,8 +222,21 @@ class BaselineAccumulator(Totals):
         self.per_model.add(codes, 3, np.where(finite, p.baseline_cost, 0.0))
         self.per_model.add(codes, 4, finite.astype(np.float64))
 
+    def _add_blocks(self, p, base, block: np.ndarray) -> None:
+        vocab = np.array(p.vocab, dtype=object)
+        premium = np.isin(vocab, list(self.premium))[base.model]
+        codes = self.blocks.codes(block)
+        cost = base.cost_usd
+        columns = {"cost_usd": cost, "premium_cost_usd": np.where(premium, cost, 0.0),
+                   "errors": (base.status >= 400).astype(np.float64), "requests": np.ones(p.n)}
+        for by in ("project", "team", "workflow_tag"):
+            columns[f"untagged_{by}_cost_usd"] = np.where(pd.isna(p.frame[by].to_numpy(dtype=object)), cost, 0.0)
+        for i, name in enumerate(BLOCK_SUMS):
+            self.blocks.add(codes, i, columns[name])
+
     def merge(self, other: BaselineAccumulator) -> BaselineAccumulator:
         self.merge_totals(other)
+        self.blocks.merge(other.blocks)
         self.recorded += other.recorded
         self.has_recorded |= other.has_recorded
         self.per_model.merge(other.per_model)

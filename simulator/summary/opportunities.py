@@ -107,7 +107,9 @@ def model_probes(scenario, facts, samples: pd.DataFrame | None, catalog, taken: 
             while name in taken:
                 name += "-x"
             taken.add(name)
-            rule = Rule(id=f"opportunity-{slug(workflow, 40)}", when=When(metadata={"workflow_tag": workflow}),
+            moved = [m for m in served if m != target]  # the gateway matches the requested model: name them
+            rule = Rule(id=f"opportunity-{slug(workflow, 40)}",
+                        when=When(models=moved, metadata={"workflow_tag": workflow}),
                         load_balance_targets=[Target(target=target, weight=100)])
             cand = Candidate(name=name, description=f"opportunity: {workflow} to {target}", rules=[rule],
                              gates=gates)
@@ -231,7 +233,10 @@ def cache_probes(scenario, models: list[str], rules, ts_ns: int | None, taken: s
         except ScenarioError:
             continue  # no caching rules for this provider or model: nothing to probe
         ttls = [_ttl_text(t) for t in rule.ttls_ms]
-        wanted = [t for t in ttls if t in CACHE_TTLS] or [_ttl_text(rule.default_ttl_ms)]
+        if rule.mode == "automatic":  # the provider's own TTL (what it does anyway) and extended retention
+            wanted = sorted({_ttl_text(rule.default_ttl_ms)} | ({"24h"} & set(ttls)))
+        else:
+            wanted = [t for t in ttls if t in CACHE_TTLS] or [_ttl_text(rule.default_ttl_ms)]
         for ttl in wanted:
             options.setdefault((rule.mode, ttl), []).append(model)
         if rule.mode == "automatic" and rule.storage_mtok_hour and "1h" in ttls:
@@ -248,15 +253,17 @@ def cache_probes(scenario, models: list[str], rules, ts_ns: int | None, taken: s
     return probes
 
 
+def actionable(option: dict, rule) -> bool:
+    """Whether a client can choose this option: explicit caching, or a retention longer than the provider's own."""
+    return option["mode"] == "explicit" or option["ttl"] != _ttl_text(rule.default_ttl_ms)
+
+
 def _action(mode: str, ttl: str, provider_mode: str) -> str:
     if mode == "explicit" and provider_mode == "automatic":
         return f"create an explicit cached content for the prefix (TTL {ttl}); storage is billed per token-hour"
     if mode == "explicit":
         return f"mark the prefix with cache_control breakpoints (TTL {ttl})"
-    if ttl == "24h":
-        return "set prompt_cache_retention: 24h"
-    return ("automatic caching: requests recorded without cache reads could hit; keep prefixes byte-stable and set "
-            "prompt_cache_key")
+    return f"set prompt_cache_retention: {ttl}"
 
 
 def cache_opportunities(probes: list[CacheProbe], reports: dict[str, dict], days: float, rules,
@@ -309,7 +316,13 @@ def cache_opportunities(probes: list[CacheProbe], reports: dict[str, dict], days
                      meets_minimum=meets, token_count_basis=interval.basis,
                      token_count_interval=[round(interval.low, 4), round(interval.high, 4)])
         entry["options"].sort(key=lambda o: (-(o["monthly_savings_usd"] or 0.0), o["mode"], o["ttl"]))
-        best = entry["options"][0] if entry["options"] else None
+        for o in entry["options"]:
+            o["actionable"] = actionable(o, rule)
+            if not o["actionable"]:
+                o["note"] = ("the provider caches automatically with this TTL already: savings here mean recorded "
+                             "requests missed a cache they could have hit (keep prefixes byte-stable, set "
+                             "prompt_cache_key)")
+        best = next((o for o in entry["options"] if o["actionable"]), None)
         if best is not None and (best["monthly_savings_usd"] or 0) > 0:
             entry["best"] = {"mode": best["mode"], "ttl": best["ttl"], "monthly_savings_usd": best["monthly_savings_usd"],
                              "action": _action(best["mode"], best["ttl"], rule.mode)}

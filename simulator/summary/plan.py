@@ -68,11 +68,13 @@ def _passed(policy: dict) -> bool:
 
 
 def compose(scenario, candidates: list[Candidate], policies: dict[str, dict], opportunities: list[tuple[Candidate, dict]],
-            overlaps: Overlaps) -> tuple[list[dict], list[dict], Candidate | None]:
+            overlaps: Overlaps, cache: list[tuple[str, str, object]] = ()) -> tuple[list[dict], list[dict], Candidate | None]:
     """(components, skipped, combined candidate or None) of the scenario's plan.
 
     ``policies``: summary records of the scenario's candidates by name; ``opportunities``: (probe candidate, its
-    policy record) of the model opportunity chosen per workflow."""
+    policy record) of the model opportunity chosen per workflow; ``cache``: (workflow, model, best option) of the
+    prompt-caching opportunities, added as one caching component for the (workflow, model) pairs no routing rule
+    of the plan may move and no component already caches."""
     plan = scenario.plan
     by_name = {c.name: (c, policies[c.name], "candidate") for c in candidates}
     by_name.update({c.name: (c, p, "opportunity") for c, p in opportunities})
@@ -104,10 +106,53 @@ def compose(scenario, candidates: list[Candidate], policies: dict[str, dict], op
             continue
         components.append({"name": name, "source": source, "monthly_savings_usd": policy["monthly_savings_usd"],
                            "monthly_savings_ci95": policy["monthly_savings_ci95"]})
+    parts = [by_name[c["name"]][0] for c in components]
+    if cache and plan.candidates == "passing" and plan.include_opportunities:
+        part, saving, left = cache_component(cache, parts, {c.name for c in candidates} | set(by_name))
+        skipped += left
+        if part is not None:
+            parts.append(part)
+            components.append({"name": part.name, "source": "cache opportunity", "monthly_savings_usd": saving,
+                               "monthly_savings_ci95": None})
     if not components:
         return components, skipped, None
-    parts = [by_name[c["name"]][0] for c in components]
     return components, skipped, combine(plan.name, parts, plan.gates or scenario.gates)
+
+
+def _may_move(rule, workflow: str, model: str) -> bool:
+    """Whether a routing rule could match requests of ``workflow`` recorded on ``model`` (conservative)."""
+    tag = rule.when.metadata.get("workflow_tag")
+    if tag is not None and tag != workflow:
+        return False
+    models = rule.when.models
+    return not models or model in models or model.split("/", 1)[-1] in models
+
+
+def cache_component(cache, parts: list[Candidate], taken: set[str]) -> tuple[Candidate | None, float, list[dict]]:
+    """One caching candidate from the best option of each cache opportunity the plan's other parts leave alone:
+    (candidate or None, its monthly savings as simulated on the recorded traffic, skipped entries)."""
+    from simulator.routing.scenario import CacheRule, When
+
+    if any(p.prompt_caching for p in parts):
+        return None, 0.0, [{"name": "cache opportunities", "source": "cache opportunity",
+                            "reason": "a component already sets prompt caching"}]
+    rules, saving, skipped = [], 0.0, []
+    for workflow, model, best in cache:
+        movers = [r.id for p in parts for r in p.rules if r.load_balance_targets and _may_move(r, workflow, model)]
+        if movers:
+            skipped.append({"name": f"cache {workflow} on {model}", "source": "cache opportunity",
+                            "reason": f"routing rule `{movers[0]}` of the plan may move these requests to another model"})
+            continue
+        rules.append(CacheRule(when=When(models=[model], metadata={"workflow_tag": workflow}), mode=best["mode"],
+                               ttl=best["ttl"]))
+        saving += best["monthly_savings_usd"]
+    if not rules:
+        return None, 0.0, skipped
+    name = "cache-opportunities"
+    while name in taken:
+        name += "-x"
+    return Candidate(name=name, description="prompt-caching opportunities", prompt_caching=rules), \
+        round(saving, 6) + 0.0, skipped
 
 
 def combine(name: str, parts: list[Candidate], gates) -> Candidate:
@@ -146,9 +191,21 @@ def plan_section(components: list[dict], skipped: list[dict], policy: dict | Non
     out["monthly_savings_ci95"] = policy["monthly_savings_ci95"]
     out["interaction_monthly_usd"] = round(policy["monthly_savings_usd"] - parts, 6) + 0.0
     out["gates"] = policy["gates"]
+    out["client_changes"] = [
+        f"prompt caching for {r.when.metadata.get('workflow_tag', 'all workflows')} on {', '.join(r.when.models) or 'all models'}: "
+        + ("mark the prefix with cache_control breakpoints (TTL " + r.ttl + ")" if r.mode == "explicit"
+           else f"set prompt_cache_retention: {r.ttl}") for r in candidate.prompt_caching]
     out["policy"] = policy
     out["candidate"] = candidate.model_dump(mode="json", exclude_defaults=True)
     return out
 
 
-__all__ = ["KINDS", "Overlaps", "claims", "combine", "compose", "plan_section"]
+def plan_candidates(summary: dict) -> list[tuple[Candidate, dict]]:
+    """(candidate, figures) of the plan in a summary.json, for the config writers (none without a plan)."""
+    plan = summary.get("plan") or {}
+    if not plan.get("candidate"):
+        return []
+    return [(Candidate.model_validate(plan["candidate"]), plan.get("policy") or {})]
+
+
+__all__ = ["KINDS", "Overlaps", "claims", "combine", "compose", "plan_candidates", "plan_section"]

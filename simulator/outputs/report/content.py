@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.outputs.report.document import Chart, Document, Section, Table
+from simulator.outputs.report.levers import lever_actions, lever_sections, since_last_week_section
 
 UNTAGGED = "UNTAGGED"
 #: Keys never shown by the generic renderer (privacy: per-person data and prompt text).
@@ -278,10 +279,13 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                         for i, p in enumerate(top)], caption="Top routing optimizations"))
     else:
         head.add("No candidate saves money on this traffic.")
-    actions = action_queue(s, dq, routing_files)
+    actions = lever_actions(s, routing_files) + action_queue(s, dq, routing_files)
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)
+    since = since_last_week_section(s)
+    if since is not None:
+        sections.append(since)
 
     # Spend
     spend = Section("Spend by model, team, project and workflow", anchor="spend")
@@ -334,6 +338,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
             comp.add(Table(["candidate", "files", "not expressible in LiteLLM", "not expressible in Portkey"],
                            file_rows, caption="Gateway configs written"))
         sections.append(comp)
+    sections += lever_sections(s, routing_files)
 
     # Optional sections
     caching = [(p["name"], p["caching"]) for p in policies if p.get("caching")]
