@@ -204,7 +204,9 @@ def finish_levers(summary: dict, levers: Levers, scenario: Scenario, facts: Fact
                                 done.breakdowns.tables(), 0, eval_data)
     policies = {p["name"]: p for p in summary["policies"]} | probe_policies
     section = levers.plan_summary(policy, policies)
-    if section.get("components") or section.get("skipped"):
+    components = section.get("components") or []
+    # A plan of one written candidate combines nothing: that candidate's own figures and configs stand.
+    if len(components) > 1 or (components and components[0]["source"] != "candidate"):
         summary["plan"] = metrics.clean(section)
 
 

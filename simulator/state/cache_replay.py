@@ -46,6 +46,7 @@ class CacheState:
         self.probe = probe
         self.translator = translator
         self.prefix_keys: dict[str, list[np.ndarray]] = {}
+        self.kept_by_model: dict[str, int] = {}
         self.kernels = [KernelState() for _ in cand.prompt_caching]
         self.break_even_states: dict[str, KernelState] = {}
         self.last_seen: dict[int, int] = {}
@@ -64,11 +65,18 @@ class CacheState:
         for i, rule in enumerate(cand.prompt_caching):
             when = rule.when
             mask = match(p.view, when.model_copy(update={"models": []}))
-            if when.models:
+            if when.models and self.probe:
+                mask &= np.isin(served, when.models)  # a probe covers the model that served the request only
+            elif when.models:
                 mask &= match(p.view, when) | np.isin(served, when.models)
             rule_of[(rule_of < 0) & mask] = i
+        if self.probe:
+            rule_of[o.status >= 400] = -1  # failed requests never reached a cache
         already = ~o.changed & ((p.cr > 0) | (p.cw > 0))
         self.kept += int(((rule_of >= 0) & already).sum())
+        if self.probe:
+            for model, n in pd.Series(served[(rule_of >= 0) & already]).value_counts().items():
+                self.kept_by_model[str(model)] = self.kept_by_model.get(str(model), 0) + int(n)
         rule_of[already] = -1
         covered = np.flatnonzero(rule_of >= 0)
         self.covered += len(covered)
@@ -144,7 +152,7 @@ class CacheState:
         sim = sim.assign(prefix_tokens_sum=np.where(has, prefix, 0.0), prefix_rows=has,
                          borderline_requests=has & (prefix * low < minimum) & (prefix * high >= minimum))
         self.summary_sums.append(cache_summary_sums(frame, sim, costs, by=PROBE_GROUP, extra=PROBE_EXTRA))
-        keys = sim["prefix_key"].to_numpy(np.int64)
+        keys = np.where(has, sim["prefix_key"].to_numpy(np.int64), 0)
         groups = frame[PROBE_GROUP].to_numpy(dtype=object)
         for group in pd.unique(groups[keys != 0]):
             self.prefix_keys.setdefault(str(group), []).append(np.unique(keys[(groups == group) & (keys != 0)]))
@@ -160,6 +168,8 @@ class CacheState:
         self.break_even_parts += other.break_even_parts
         for group, keys in other.prefix_keys.items():
             self.prefix_keys.setdefault(group, []).extend(keys)
+        for model, n in other.kept_by_model.items():
+            self.kept_by_model[model] = self.kept_by_model.get(model, 0) + n
         self.break_even_error = self.break_even_error or other.break_even_error
         self.covered += other.covered
         self.kept += other.kept
@@ -168,13 +178,15 @@ class CacheState:
     def report(self) -> dict[str, Any]:
         """The policy's ``caching`` section."""
         if not self.summary_sums:
-            return {"requests_covered": 0, "requests_kept_recorded_cache": self.kept}
+            out = {"requests_covered": 0, "requests_kept_recorded_cache": self.kept}
+            return out | ({"kept_by_model": dict(sorted(self.kept_by_model.items()))} if self.probe else {})
         if self.probe:
             table = finish_cache_summary(pd.concat(self.summary_sums), PROBE_GROUP)
             table = table.drop(index="(all)")
             table["distinct_prefixes"] = [len(np.unique(np.concatenate(self.prefix_keys[g]))) if g in self.prefix_keys
                                           else 0 for g in table.index]
             return {"requests_covered": self.covered, "requests_kept_recorded_cache": self.kept,
+                    "kept_by_model": dict(sorted(self.kept_by_model.items())),
                     "by_workflow_model": records(table, PROBE_GROUP)}
         table = finish_cache_summary(pd.concat(self.summary_sums), "workflow_tag")
         if self.break_even_error is not None:

@@ -275,10 +275,11 @@ def cache_opportunities(probes: list[CacheProbe], reports: dict[str, dict], days
 
     scale = MONTH_DAYS / max(days, 1e-9)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    kept = 0
+    kept: dict[str, int] = {}  # per model: every probe covering it sees the same rows
     for probe in probes:
         report = reports.get(probe.candidate.name) or {}
-        kept = max(kept, int(report.get("requests_kept_recorded_cache", 0)))
+        for model, n in (report.get("kept_by_model") or {}).items():
+            kept[model] = max(kept.get(model, 0), int(n))
         for r in report.get("by_workflow_model", []):
             workflow, model = r["workflow_model"].split(_GROUP_SEP, 1)
             entry = rows.setdefault((workflow, model), {"workflow_tag": workflow, "model": model, "options": []})
@@ -330,7 +331,7 @@ def cache_opportunities(probes: list[CacheProbe], reports: dict[str, dict], days
     out.sort(key=lambda e: (-((e.get("best") or {}).get("monthly_savings_usd") or 0.0), e["workflow_tag"], e["model"]))
     return {"note": "simulated on the recorded traffic per workflow and serving model, without any candidate; "
                     "requests that already recorded cache activity keep it and are not counted",
-            "requests_kept_recorded_cache": kept, "by_workflow_model": out}
+            "requests_kept_recorded_cache": sum(kept.values()), "by_workflow_model": out}
 
 
 __all__ = ["CacheProbe", "ModelProbe", "cache_opportunities", "cache_probes", "margin_pp", "model_opportunities",

@@ -45,7 +45,7 @@ class Overlaps:
         self.counts = {kind: np.zeros((k, k), dtype=np.int64) for kind in KINDS}
 
     def add(self, p, candidates: list[Candidate]) -> None:
-        if not p.n:
+        if not p.n or not candidates:
             return
         masks = [claims(p.view, c) for c in candidates]
         for kind in KINDS:
