@@ -106,6 +106,17 @@ def _ingest_options(command):
                         help="Log source of the traffic (default: detected from the columns).")(command)
 
 
+def _engine_options(command):
+    """``--engine``, ``--chunk-rows`` and ``--scheduler``: where a run replays."""
+    command = click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker "
+                                               "cluster).")(command)
+    command = click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
+                           help="Rows per chunk for --engine streaming.")(command)
+    return click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local",
+                        show_default=True, help="local: in memory; streaming: time-ordered chunks in bounded memory; "
+                        "dask: partitions on a Dask cluster. Every engine writes the same outputs.")(command)
+
+
 def _scenario_with(path: Path, adapter: str | None, mapping: tuple[str, ...], timezone: str | None):
     """The scenario path, or the loaded scenario with the command line's ingest options applied."""
     if not (adapter or mapping or timezone):
@@ -143,12 +154,7 @@ def _strict(rejected: int, strict: bool, where: str) -> None:
 @click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
 @click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
-@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
-              help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
-                   "cluster. Every engine writes the same outputs.")
-@click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
-              help="Rows per chunk for --engine streaming.")
-@click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
+@_engine_options
 @click.option("--focus-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write baseline and candidate costs as FOCUS 1.2 rows (CSV, or Parquet by extension).")
 @click.option("--previous", type=click.Path(dir_okay=False, path_type=Path),
@@ -472,10 +478,7 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan section of summary.json.")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate of the plan fails.")
-@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True)
-@click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
-              help="Rows per chunk for --engine streaming.")
-@click.option("--scheduler", help="Dask scheduler address for --engine dask.")
+@_engine_options
 @click.option("--previous", type=click.Path(dir_okay=False, path_type=Path), help="Last week's summary.json.")
 @_ingest_options
 def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, chunk_rows, scheduler, previous,

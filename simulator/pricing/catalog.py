@@ -99,33 +99,16 @@ def _tier_levels(model_price: Any) -> tuple[np.ndarray, list[Any]]:
 
 def _active_period_index(periods: tuple[Any, ...], ts_ns: np.ndarray) -> np.ndarray:
     """Index of the genai-prices ConditionalPrice in force per timestamp (last active wins, else the first)."""
-    from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+    from simulator.pricing.tiers import active_mask
 
     out = np.zeros(len(ts_ns), dtype=np.int64)
     decided = np.zeros(len(ts_ns), dtype=bool)
-    day = ts_ns // _NS_PER_DAY
-    tod = ts_ns - day * _NS_PER_DAY
     for index in range(len(periods) - 1, -1, -1):
-        constraint = periods[index].constraint
-        if constraint is None:
-            active = np.ones(len(ts_ns), dtype=bool)
-        elif isinstance(constraint, StartDateConstraint):
-            active = day >= (constraint.start_date - dt.date(1970, 1, 1)).days
-        elif isinstance(constraint, TimeOfDateConstraint):
-            start, end = (_utc_time_ns(t) for t in (constraint.start_time, constraint.end_time))
-            active = (tod >= start) | (tod < end) if end < start else (tod >= start) & (tod < end)
-        else:  # pragma: no cover - a constraint kind added by a future genai-prices
-            raise PricingError(f"Unsupported genai-prices price constraint {type(constraint).__name__}.")
+        active = active_mask(periods[index].constraint, ts_ns)
         take = active & ~decided
         out[take] = index
         decided |= active
     return out
-
-
-def _utc_time_ns(value: dt.time) -> int:
-    if value.tzinfo is not None:
-        value = dt.datetime.combine(dt.date(1970, 1, 1), value).astimezone(dt.UTC).time()
-    return ((value.hour * 60 + value.minute) * 60 + value.second) * 10**9 + value.microsecond * 1000
 
 
 @dataclasses.dataclass
@@ -206,14 +189,17 @@ class Catalog:
         key = (source.model_id, period)
         table = self._tables.get(key)
         if table is None:
-            price = self._standard_price(source, period)
-            starts, levels = _tier_levels(price)
-            coefs = np.vstack([_coefficients(level) for level in levels])
-            discount = self.discounts.get(source.provider_id or "", 0.0)
-            if discount:
-                coefs = coefs * (1.0 - discount / 100.0)
-            table = self._tables[key] = (starts, coefs)
+            table = self._tables[key] = self._price_table(source, self._standard_price(source, period))
         return table
+
+    def _price_table(self, source: PriceSource, price) -> tuple[np.ndarray, np.ndarray]:
+        """(tier starts, coefficient rows) of one genai-prices ModelPrice, with the provider's negotiated discount."""
+        starts, levels = _tier_levels(price)
+        coefs = np.vstack([_coefficients(level) for level in levels])
+        discount = self.discounts.get(source.provider_id or "", 0.0)
+        if discount:
+            coefs = coefs * (1.0 - discount / 100.0)
+        return starts, coefs
 
     def _period_index(self, source: PriceSource, ts_ns: np.ndarray) -> np.ndarray:
         if source.origin == "override":
@@ -373,12 +359,7 @@ class Catalog:
                 price = scaled(standard, history[fallback][1])
             else:
                 price = overlay(standard, matching_variants(source.variants, self.tiers.tier(name)), active)
-            starts, levels = _tier_levels(price)
-            coefs = np.vstack([_coefficients(level) for level in levels])
-            discount = self.discounts.get(source.provider_id or "", 0.0)
-            if discount:
-                coefs = coefs * (1.0 - discount / 100.0)
-            table = self._tables[cache_key] = (starts, coefs)
+            table = self._tables[cache_key] = self._price_table(source, price)
         return table
 
     def _standard_price(self, source: PriceSource, period: int):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import PricingError, did_you_mean
+from simulator.pricing.dated import parse_history
 
 TIERS = ("default", "batch", "flex", "priority")
 TIER_CODE = {name: i for i, name in enumerate(TIERS)}
@@ -30,7 +31,6 @@ _TOP_KEYS = {"schema_version", "sources", "tiers", "fallbacks"}
 _TIER_FIELDS = {"price_context", "completion", "window", "typical", "latency", "interactive_ok", "request_param",
                 "client_change", "may_fail"}
 _FALLBACK_FIELDS = {"multiplier", "models"}
-_ENTRY_KEYS = {"value", "since", "source", "note"}
 _NS_PER_DAY = 86_400 * 10**9
 _DURATION_RE = re.compile(r"^(\d+)(s|m|h)$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
@@ -115,35 +115,9 @@ class ServiceTiers:
         if not isinstance(fields, dict):
             raise PricingError(f"`{self.origin}: {where}` must be a mapping of field -> {{value, since, source}}.")
         self._closed(fields, allowed, where)
-        out = {}
-        for name, spec in fields.items():
-            entries = spec if isinstance(spec, list) else [spec]
-            history = []
-            for i, entry in enumerate(entries):
-                at = f"{where}.{name}" + (f"[{i}]" if isinstance(spec, list) else "")
-                if not isinstance(entry, dict) or "value" not in entry:
-                    raise PricingError(f"`{self.origin}: {at}` must be {{value, since, source}}. Got {entry!r} instead.")
-                self._closed(entry, _ENTRY_KEYS, at)
-                for required in ("since", "source"):
-                    if required not in entry:
-                        raise PricingError(f"`{self.origin}: {at}` needs `{required}` (every value is dated and "
-                                           "sourced).")
-                url = self._sources.get(str(entry["source"]), str(entry["source"]))
-                if not url.startswith("http"):
-                    raise PricingError(f"`{self.origin}: {at}.source` must be a key of `sources` or a URL. Got "
-                                       f"{entry['source']!r} instead." + did_you_mean(str(entry["source"]),
-                                                                                     self._sources))
-                since = entry["since"]
-                if not isinstance(since, dt.date):
-                    try:
-                        since = dt.date.fromisoformat(str(since))
-                    except ValueError:
-                        raise PricingError(f"`{self.origin}: {at}.since` must be a date like 2026-11-26. Got "
-                                           f"{entry['since']!r} instead.") from None
-                history.append((since, self._value(name, entry["value"], at), url))
-            history.sort(key=lambda h: h[0])
-            out[name] = history
-        return out
+        return {name: parse_history(spec, origin=self.origin, where=f"{where}.{name}", sources=self._sources,
+                                    value=lambda raw, at, name=name: self._value(name, raw, at), error=PricingError)
+                for name, spec in fields.items()}
 
     def _value(self, name: str, value: Any, at: str) -> Any:
         def bad(expected: str) -> PricingError:

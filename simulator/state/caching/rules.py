@@ -5,7 +5,6 @@ The file format (dated values, source per value, prefix match on model names) is
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import yaml
 
 from simulator.errors import ScenarioError, did_you_mean
+from simulator.pricing.dated import parse_history
 from simulator.pricing.model_ids import guess_provider, split_model_id
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[3] / "pricing" / "cache-rules.yaml"
@@ -37,7 +37,6 @@ _FIELDS = (
 _OPTIONAL = {"lookback_blocks": 0, "storage_mtok_hour": 0.0}  # absent: no lookback, no storage fee
 _TOP_KEYS = {"schema_version", "sources", "providers"}
 _PROVIDER_KEYS = {"defaults", "models", "note"}
-_ENTRY_KEYS = {"value", "since", "source", "note"}
 _TTL_RE = re.compile(r"^(\d+)(s|m|h)$")
 _TTL_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 # Bedrock ids: optional region ("us.", "eu.", "global.") and vendor ("anthropic.") before the model name.
@@ -80,17 +79,6 @@ class CacheRule:
     def write_multiplier_for(self, ttl_ms: int) -> float | None:
         """Write multiplier for a TTL, or None when the rule has none (writes then cost the plain input price)."""
         return self.write_multiplier.get(int(ttl_ms))
-
-
-def _as_date(value, where: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ScenarioError(f"{where}.since must be a date like 2026-11-26. Got {value!r} instead.") from None
 
 
 class CacheRules:
@@ -166,28 +154,9 @@ class CacheRules:
                     f"`{origin}: {where}.{name}` is not a known field; expected one of {sorted(_FIELDS)}."
                     + did_you_mean(str(name), _FIELDS)
                 )
-            entries = spec if isinstance(spec, list) else [spec]
-            history = []
-            for i, entry in enumerate(entries):
-                at = f"{where}.{name}" + (f"[{i}]" if isinstance(spec, list) else "")
-                if not isinstance(entry, dict) or "value" not in entry:
-                    raise ScenarioError(f"`{origin}: {at}` must be {{value, since, source}}. Got {entry!r} instead.")
-                self._closed(entry, _ENTRY_KEYS, origin, at)
-                for required in ("since", "source"):
-                    if required not in entry:
-                        raise ScenarioError(f"`{origin}: {at}` needs `{required}` (every value is dated and sourced).")
-                source = str(entry["source"])
-                url = self._sources.get(source, source)
-                if not url.startswith("http"):
-                    raise ScenarioError(
-                        f"`{origin}: {at}.source` must be a key of `sources` or a URL. Got {source!r} instead."
-                        + did_you_mean(source, self._sources)
-                    )
-                history.append((_as_date(entry["since"], f"`{origin}: {at}`"), self._value(name, entry["value"], origin, at), url))
-            history.sort(key=lambda item: item[0])
-            if len({h[0] for h in history}) != len(history):
-                raise ScenarioError(f"`{origin}: {where}.{name}` has two entries with the same `since` date.")
-            out[name] = history
+            out[name] = parse_history(spec, origin=origin, where=f"{where}.{name}", sources=self._sources,
+                                      value=lambda raw, at, name=name: self._value(name, raw, origin, at),
+                                      error=ScenarioError)
         return out
 
     @staticmethod
