@@ -171,3 +171,31 @@ def test_chunked_equals_one_pass_for_the_new_modes(rules):
                  for a, b in ((0, 17), (17, 18), (18, 60))]
         pd.testing.assert_frame_equal(pd.concat(parts), whole)
         assert whole["cache_read_tokens"].sum() > 0 and whole["cache_write_tokens"].sum() > 0
+
+
+def test_gemini_implicit_caching_has_no_write_premium_and_no_storage(rules):
+    # Gemini 2.5 Flash implicit caching (automatic): the provider caches the prefix itself; a hit reads it at the
+    # cached rate ($0.03 vs $0.30 per M), a miss costs the plain input price, nothing is stored or billed per hour.
+    df = frame([(0, [9], 10_000, 12_000, 100), (3, [9], 10_000, 12_000, 100), (30, [9], 10_000, 12_000, 100)],
+               "google-vertex/gemini-2.5-flash")
+    sim = simulate_frame(df, rules, mode="automatic", ttl="5m")
+    assert sim["cache_read_tokens"].tolist() == [0, 10_000, 0]  # 30 min: 27 min after the last use, expired
+    assert sim["cache_write_tokens"].tolist() == [0, 0, 0] and sim["storage_token_hours"].tolist() == [0, 0, 0]
+    costs = cache_costs(df, sim, rules)["cost_with_cache_usd"].tolist()
+    plain = (12_000 * 0.30 + 100 * 2.5) / 1e6
+    assert costs == pytest.approx([plain, (2_000 * 0.30 + 10_000 * 0.03 + 100 * 2.5) / 1e6, plain])
+
+
+def test_caching_breakpoints_scenario_runs():
+    from pathlib import Path
+
+    from simulator.api import run
+
+    s = run(Path(__file__).resolve().parents[1] / "scenarios" / "caching-breakpoints.yaml").summary
+    caching = {p["name"]: {r["workflow_tag"]: r for r in p["caching"]["by_workflow"]}["(all)"] for p in s["policies"]}
+    end_only, head = caching["sonnet-end-breakpoint-5m"], caching["sonnet-head-1h-end-5m"]
+    # the 1-hour breakpoint on the shared head makes later requests hit where the end breakpoint alone misses
+    assert head["hits"] > end_only["hits"] and head["cache_write_1h_tokens"] > 0 == end_only["cache_write_1h_tokens"]
+    assert caching["gemini-explicit-cached-contents"]["cache_storage_usd"] > 0
+    assert "cache_storage_usd" not in caching["gemini-implicit"]
+    assert caching["gpt-5-1-retention-24h"]["hits"] >= caching["gpt-5-1-in-memory"]["hits"]
