@@ -81,6 +81,7 @@ def policy_assumptions(policy: dict[str, Any], candidate, days: float,
                 ", which served none in the recording"
             out.append(f"provider rate limits at the new volume are not modelled: `{target}` receives {added:,} "
                        f"more requests{share}")
+    out += tier_assumptions(policy.get("service_tiers"))
     if policy.get("caching") and _n(policy["caching"].get("requests_covered")):
         out.append(f"prompt caching simulated per serving model for {_n(policy['caching']['requests_covered']):,} "
                    "requests; a switched model starts cold")
@@ -108,6 +109,36 @@ def policy_assumptions(policy: dict[str, Any], candidate, days: float,
     if days < FULL_WEEK_DAYS:
         line += "; the window is shorter than a week, so it holds no full weekly pattern"
     out.append(line)
+    return out
+
+
+def tier_assumptions(tiers: dict[str, Any] | None) -> list[str]:
+    """Lines for the requests a policy moved to another service tier (its ``service_tiers`` record)."""
+    if not tiers:
+        return []
+    out = []
+    by_tier: dict[str, list[dict[str, Any]]] = {}
+    for row in tiers.get("by_tier") or []:
+        by_tier.setdefault(row["service_tier"], []).append(row)
+    for name, rows in sorted(by_tier.items()):
+        n = sum(_n(r["requests"]) for r in rows)
+        sources = sorted({s for r in rows for s in r.get("price_source") or []})
+        line = (f"{name}: prices of the {name} tier for {n:,} requests recorded on the default tier "
+                f"({'; '.join(sources) or 'no price source'})")
+        if name == "batch":
+            window = rows[0].get("completion_window") or "the batch window"
+            line += (f"; their synchronous latency is left out of the latency percentiles (results within {window}); "
+                     "they still count against the candidate's budgets and rate limits")
+        else:
+            line += "; latency kept as recorded (the provider publishes no figure)"
+        out.append(line)
+    if _n(tiers.get("batch_ineligible_requests")):
+        out.append(f"{_n(tiers['batch_ineligible_requests']):,} requests matched a batch rule but are interactive "
+                   "(workflow not marked interactive: false, or metadata says so): kept on the default tier")
+    if "flex" in by_tier or _n(tiers.get("flex_unavailable_requests")):
+        rate = float(tiers.get("flex_unavailable_rate") or 0.0)
+        out.append(f"flex: {_n(tiers.get('flex_unavailable_requests')):,} requests refused with 429 and served on the "
+                   f"default tier ({rate:.1%} service_tiers.flex_unavailable_rate; the provider publishes no rate)")
     return out
 
 

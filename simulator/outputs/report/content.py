@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.outputs.report.document import Chart, Document, Section, Table
+from simulator.outputs.report.levers import lever_actions, lever_sections, since_last_week_section
 from simulator.summary.assumptions import WINDOW_WARNING_FACTOR, extrapolation_factor, window_warning
 
 UNTAGGED = "UNTAGGED"
@@ -445,10 +446,13 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         head.add("No candidate saves money on this traffic.")
     from simulator.outputs.report.control_room import control_room_actions, control_room_section
 
-    actions = action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
+    actions = lever_actions(s, routing_files) + action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)
+    since = since_last_week_section(s)
+    if since is not None:
+        sections.append(since)
 
     # Spend
     spend = Section("Spend by model, team, project and workflow", anchor="spend")
@@ -516,6 +520,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                             "not expressible in Portkey"],
                            file_rows, caption="Gateway configs written"))
         sections.append(comp)
+    sections += lever_sections(s, routing_files)
 
     # Optional sections
     caching = [(p["name"], p["caching"]) for p in policies if p.get("caching")]
