@@ -238,3 +238,62 @@ def test_stacked_plan_scenario_runs():
     assert sum(b["requests_rerouted"] for b in together) < sum(b["requests_rerouted"] for b in alone["budgets"])
     assert plan["interaction_monthly_usd"] < 0
     assert not np.isclose(plan["monthly_savings_usd"], plan["sum_of_parts_monthly_savings_usd"])
+
+
+# -- one interval method, one token-count interval -------------------------------------------------------------------
+def test_week_over_week_intervals_use_the_savings_interval_method():
+    from simulator.summary.accumulate import BLOCK_SUMS
+    from simulator.summary.intervals import savings_interval
+    from simulator.summary.weekly import block_intervals
+
+    # 7 days, one block per hour (minute keys), spend that swings by day; errors exactly 10% of requests every hour.
+    rng = np.random.default_rng(3)
+    keys = np.arange(7 * 24) * 60
+    day = keys // (24 * 60)
+    cost = rng.gamma(4.0, 1.0, len(keys)) * (1.0 + 0.3 * (day % 3))
+    requests = rng.integers(50, 150, len(keys)).astype(float)
+    sums = np.zeros((len(keys), len(BLOCK_SUMS)))
+    col = {name: i for i, name in enumerate(BLOCK_SUMS)}
+    sums[:, col["cost_usd"]] = cost
+    sums[:, col["requests"]] = requests
+    sums[:, col["errors"]] = 0.1 * requests
+    ts_min, ts_max = 0, int(keys[-1]) * 60 * 10**9 + 59 * 10**9
+    days = (ts_max - ts_min) / 86_400e9
+    got = block_intervals(keys, sums, ts_min, ts_max, "auto", days)
+    # monthly spend: the interval a candidate saving this much per minute would get
+    same = savings_interval(keys, cost, ts_min, ts_max)["monthly_savings_ci95"]
+    assert got["monthly_cost_usd"] == pytest.approx(same, abs=1e-5)
+    assert got["monthly_cost_usd"][0] < cost.sum() * 30 / days < got["monthly_cost_usd"][1]
+    # a rate that never moves has no width: sum(errors - 0.1 requests) is 0 in every block
+    assert got["error_rate"] == pytest.approx([0.1, 0.1], abs=1e-12)
+    assert "premium_share_cost" in got and got["premium_share_cost"] == pytest.approx([0.0, 0.0], abs=1e-12)
+
+
+def test_token_count_interval_is_the_translators_calibration_interval():
+    import math
+
+    from simulator.tokens.calibration import ALL, SOURCE_TRAFFIC, Calibration, RatioEstimate
+    from simulator.tokens.intervals import count_interval
+    from simulator.tokens.registry import DEFAULT_REGISTRY
+
+    # Claude's tokenizer fitted on the traffic at 1.20 x o200k, 95% interval 1.10 to 1.32: counts may be off by
+    # 1.10 / 1.20 = 0.9167 to 1.32 / 1.20 = 1.10.
+    fitted = Calibration({("calibrated:claude-3-4.6", ALL): RatioEstimate(1.2, 1.1, 1.32, n=40, source=SOURCE_TRAFFIC)})
+    got = count_interval("anthropic/claude-sonnet-4-5", DEFAULT_REGISTRY, fitted)
+    assert (got.low, got.high, got.basis) == (pytest.approx(1.1 / 1.2), pytest.approx(1.32 / 1.2), "calibrated")
+    assert got.verdict(1100, 1024) == "borderline" and got.verdict(1200, 1024) == "yes"
+    assert got.verdict(900, 1024) == "no"
+    assert count_interval("openai/gpt-4o", DEFAULT_REGISTRY, fitted).basis == "exact"
+    # Without a fit: the shipped claude-3-4.6 / o200k ratio (pricing/tokenizer-ratios.yaml) states no range, so the
+    # translator has no interval for it and the count interval falls back to the spread of its content classes:
+    # prose 1.157, code 1.329, non-Latin 1.323 around all 1.269.
+    assert not any(math.isfinite(b) for b in Calibration().vs_reference("calibrated:claude-3-4.6", ALL).log_bounds)
+    shipped = count_interval("anthropic/claude-sonnet-4-5", DEFAULT_REGISTRY, Calibration())
+    assert shipped.basis == "calibrated-default"
+    assert (shipped.low, shipped.high) == (pytest.approx(1.157 / 1.269), pytest.approx(1.329 / 1.269))
+    # a shipped ratio with a stated range uses that range, as the translator does: a calibration whose only
+    # Claude entry is a default with a range 1.10-1.40 around 1.25
+    ranged = Calibration({("calibrated:claude-3-4.6", ALL): RatioEstimate(1.25, 1.10, 1.40, source="default")})
+    got = count_interval("anthropic/claude-sonnet-4-5", DEFAULT_REGISTRY, ranged)
+    assert (got.low, got.high, got.basis) == (pytest.approx(1.10 / 1.25), pytest.approx(1.40 / 1.25),
+                                              "calibrated-default")

@@ -383,7 +383,7 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
                   replay_plan)
     if previous is not None:
         path, data = previous
-        weekly.attach(summary, main.base, data, path, scenario, facts.days)
+        weekly.attach(summary, main.base, data, path, scenario, facts)
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 

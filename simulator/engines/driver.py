@@ -122,7 +122,7 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
                   lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base))
     if previous is not None:
         path, data = previous
-        weekly.attach(summary, main.base, data, path, scenario, facts.days)
+        weekly.attach(summary, main.base, data, path, scenario, facts)
     return Replayed(scenario, summary, facts, ctx)
 
 

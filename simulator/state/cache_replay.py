@@ -48,6 +48,11 @@ class CacheState:
         self.prefix_keys: dict[str, list[np.ndarray]] = {}
         self.kept_by_model: dict[str, int] = {}
         self.kernels = [KernelState() for _ in cand.prompt_caching]
+        # per rule: what it is, and requests, cache reads, 5-minute writes, 1-hour writes, storage (USD) it produced
+        self.rule_info = [{"rule": i + 1, "mode": r.mode or "provider default", "ttl": r.ttl,
+                           "breakpoints": [{"at": b.at, "ttl": b.ttl} for b in r.breakpoints]}
+                          for i, r in enumerate(cand.prompt_caching)]
+        self.rule_sums = np.zeros((len(cand.prompt_caching), 5))
         self.break_even_states: dict[str, KernelState] = {}
         self.last_seen: dict[int, int] = {}
         self.summary_sums: list[pd.DataFrame] = []
@@ -109,6 +114,9 @@ class CacheState:
             o.cache_write_tokens[rows] = sim["cache_write_tokens"].to_numpy()
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
             storage = sim["cache_storage_usd"].to_numpy()
+            self.rule_sums[i] += [len(rows), float(sim["cache_read_tokens"].sum()),
+                                  float(sim["cache_write_tokens"].sum()), float(sim["cache_write_1h_tokens"].sum()),
+                                  float(storage.sum())]
             if storage.any():
                 if o.cache_storage_usd is None:
                     o.cache_storage_usd = np.zeros(p.n)
@@ -157,6 +165,16 @@ class CacheState:
         for group in pd.unique(groups[keys != 0]):
             self.prefix_keys.setdefault(str(group), []).append(np.unique(keys[(groups == group) & (keys != 0)]))
 
+    def rules_report(self) -> list[dict[str, Any]]:
+        """Per caching rule: its mode, TTL and breakpoints, and the requests, cache tokens and storage it produced."""
+        out = []
+        for info, sums in zip(self.rule_info, self.rule_sums):
+            requests, reads, writes, writes_1h, storage = sums
+            out.append({**info, "requests": int(requests), "cache_read_tokens": int(reads),
+                        "cache_write_tokens": int(writes), "cache_write_1h_tokens": int(writes_1h),
+                        "cache_storage_usd": round(float(storage), 6) + 0.0})
+        return out
+
     def release(self) -> None:
         """Drop the cache tables (no later chunk will come); the sums behind the report stay."""
         self.kernels, self.break_even_states, self.last_seen = [], {}, {}
@@ -165,6 +183,7 @@ class CacheState:
     def merge(self, other: CacheState) -> CacheState:
         """Fold in the sums of another partition holding other prefixes (the Dask engine)."""
         self.summary_sums += other.summary_sums
+        self.rule_sums = self.rule_sums + other.rule_sums
         self.break_even_parts += other.break_even_parts
         for group, keys in other.prefix_keys.items():
             self.prefix_keys.setdefault(group, []).extend(keys)
@@ -197,6 +216,7 @@ class CacheState:
             "requests_covered": self.covered,
             "requests_kept_recorded_cache": self.kept,
             "by_workflow": records(table, "workflow_tag"),
+            "by_rule": self.rules_report(),
             "ttl_break_even": break_even,
             "note": NOTE,
         }

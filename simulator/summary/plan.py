@@ -189,12 +189,18 @@ def plan_section(components: list[dict], skipped: list[dict], policy: dict | Non
     out["sum_of_parts_monthly_savings_usd"] = round(parts, 6) + 0.0
     out["monthly_savings_usd"] = policy["monthly_savings_usd"]
     out["monthly_savings_ci95"] = policy["monthly_savings_ci95"]
+    for key in ("interval_method", "monthly_savings_interval"):  # the single candidates' method (summary.intervals)
+        if key in policy:
+            out[key] = policy[key]
     out["interaction_monthly_usd"] = round(policy["monthly_savings_usd"] - parts, 6) + 0.0
     out["gates"] = policy["gates"]
     out["client_changes"] = [
         f"prompt caching for {r.when.metadata.get('workflow_tag', 'all workflows')} on {', '.join(r.when.models) or 'all models'}: "
         + ("mark the prefix with cache_control breakpoints (TTL " + r.ttl + ")" if r.mode == "explicit"
            else f"set prompt_cache_retention: {r.ttl}") for r in candidate.prompt_caching]
+    from simulator.summary.assumptions import plan_assumptions
+
+    out["assumptions"] = plan_assumptions(out) + list(policy.get("assumptions") or [])
     out["policy"] = policy
     out["candidate"] = candidate.model_dump(mode="json", exclude_defaults=True)
     return out

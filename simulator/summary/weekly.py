@@ -2,10 +2,11 @@
 
 Compared: monthly spend, the premium models' share of spend, the error rate, the untagged share of spend (by
 project, team and workflow), each candidate's monthly savings (by name) and the plan's. This week's 95% interval of
-each figure comes from the same block bootstrap as the savings intervals (hours by default, seeded): monthly spend
-scales the resampled block sums to 30 days; shares and rates are ratios of resampled sums. A change is *flagged*
-when last week's value lies outside this week's interval: a change larger than what resampling this week's own
-traffic produces.
+each figure uses the savings intervals' method (:mod:`simulator.summary.intervals`: daily totals, weekday/weekend
+term, adjacent-day covariance, Student's t; hours or equal blocks in a short window; sessions with
+``bootstrap.unit: session``): monthly spend is a scaled sum of the per-minute baseline sums; a share or rate
+``A / B`` is linearised (the interval of ``sum(a - r b) / B`` around ``r = A / B``). A change is *flagged* when last
+week's value lies outside this week's interval: a change larger than this week's own day-to-day variation explains.
 """
 
 from __future__ import annotations
@@ -39,31 +40,37 @@ def read_previous(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def block_intervals(sums: np.ndarray, draws: int, seed: int, days: float) -> dict[str, list[float]]:
-    """95% percentile intervals of this week's figures from per-block sums (columns: ``BLOCK_SUMS``)."""
-    col = {name: sums[:, i] for i, name in enumerate(BLOCK_SUMS)}
-    b = len(sums)
-    if b == 0:
+def block_intervals(keys: np.ndarray, sums: np.ndarray, ts_min: int, ts_max: int, unit: str,
+                    days: float) -> dict[str, list[float]]:
+    """95% intervals of this week's figures from the baseline's per-block sums (columns: ``BLOCK_SUMS``; ``keys``:
+    minutes from ``ts_min``, or sessions when ``unit`` is ``session``)."""
+    from simulator.summary import intervals
+
+    if len(sums) == 0:
         return {}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, b, size=(draws, b))
+    col = {name: sums[:, i] for i, name in enumerate(BLOCK_SUMS)}
 
-    def total(name: str) -> np.ndarray:
-        return col[name][idx].sum(axis=1)
+    def interval_of_sum(values: np.ndarray, scale: float) -> list[float]:
+        if unit == "session":
+            return intervals.interval_from_blocks(values, scale=scale)["ci95"]
+        tb = intervals.time_blocks(keys.astype(np.int64), values, ts_min, ts_max, unit)
+        return intervals.interval_from_blocks(tb["totals"], tb["exposure"], tb["weekend"], tb["first_half"],
+                                              scale=scale)["ci95"]
 
-    cost, requests = total("cost_usd"), total("requests")
-    safe_cost = np.where(cost > 0, cost, np.nan)
-    safe_requests = np.where(requests > 0, requests, np.nan)
-    figures = {"monthly_cost_usd": cost * MONTH_DAYS / max(days, 1e-9),
-               "premium_share_cost": total("premium_cost_usd") / safe_cost,
-               "error_rate": total("errors") / safe_requests}
+    def ratio(num: str, den: str) -> list[float] | None:
+        total = float(col[den].sum())
+        if total <= 0:
+            return None
+        r = float(col[num].sum()) / total
+        lo, hi = interval_of_sum(col[num] - r * col[den], 1.0 / total)
+        return [r + lo, r + hi]
+
+    out = {"monthly_cost_usd": interval_of_sum(col["cost_usd"], MONTH_DAYS / max(days, 1e-9)),
+           "premium_share_cost": ratio("premium_cost_usd", "cost_usd"),
+           "error_rate": ratio("errors", "requests")}
     for by in ("project", "team", "workflow_tag"):
-        figures[f"untagged_{by}_share_cost"] = total(f"untagged_{by}_cost_usd") / safe_cost
-    out = {}
-    for name, values in figures.items():
-        lo, hi = np.nanpercentile(values, [2.5, 97.5])
-        out[name] = [float(lo), float(hi)]
-    return out
+        out[f"untagged_{by}_share_cost"] = ratio(f"untagged_{by}_cost_usd", "cost_usd")
+    return {k: [float(v[0]), float(v[1])] for k, v in out.items() if v is not None}
 
 
 def _untagged_share(summary: dict, by: str) -> float | None:
@@ -124,14 +131,15 @@ def since_last_week(summary: dict, previous: dict, previous_path: str, intervals
             "flagged": [r["metric"] for r in rows if r["flagged"]], "rows": rows}
 
 
-def attach(summary: dict, base_acc, previous: dict | None, previous_path: str | None, scenario, days: float) -> None:
+def attach(summary: dict, base_acc, previous: dict | None, previous_path: str | None, scenario, facts) -> None:
     """Add ``since_last_week`` to ``summary`` when last week's summary was given."""
     if previous is None:
         return
     from simulator.summary.metrics import clean
 
-    _, sums = base_acc.blocks.sorted()
-    intervals = block_intervals(sums, scenario.bootstrap.draws, scenario.seed, days)
+    keys, sums = base_acc.blocks.sorted()
+    intervals = block_intervals(np.asarray(keys), sums, facts.ts_min or 0, facts.ts_max or 0, scenario.bootstrap.unit,
+                                facts.days)
     summary["since_last_week"] = clean(since_last_week(summary, previous, previous_path or "", intervals))
 
 

@@ -33,20 +33,9 @@ def _plan_files(routing_files: dict, name: str) -> list[str]:
 
 
 def lever_actions(summary: dict, routing_files: dict) -> list[str]:
-    """What to do next about the plan, the opportunities and caching, most valuable first."""
+    """What to do next about the opportunities and caching, most valuable first (the plan's action is the action
+    queue's first: :func:`simulator.outputs.report.content.plan_action`)."""
     actions: list[str] = []
-    plan = summary.get("plan") or {}
-    if plan.get("candidate"):
-        failed = [g["name"] for g in plan.get("gates") or [] if not g["passed"]]
-        files = _plan_files(routing_files, plan["name"])
-        names = ", ".join(f"`{c['name']}`" for c in plan["components"])
-        if failed:
-            actions.append(f"Hold the plan ({names}): its gate(s) {', '.join(failed)} failed when combined.")
-        else:
-            how = (f"apply `{files[0]}`" + (f" and {', '.join(f'`{f}`' for f in files[1:])}" if files[1:] else "")
-                   if files else "make its client changes")
-            actions.append(f"Apply the plan ({names}): {how}. Saves {_money(plan['monthly_savings_usd'])}/month "
-                           f"(95% CI {_ci(plan['monthly_savings_ci95'])}) in one change.")
     for entry in (summary.get("opportunities") or {}).get("by_workflow", []):
         if entry.get("status") == "label" and entry.get("samples_needed"):
             actions.append(f"Label about {entry['samples_needed']:,} paired eval samples for `{entry['workflow_tag']}` "
@@ -130,7 +119,8 @@ def plan_section(summary: dict, routing_files: dict) -> Section | None:
             f"request, replayed together (a downgrade changes what a budget blocks and what a cache holds): "
             f"**{_money(plan['monthly_savings_usd'])}/month** (95% CI {_ci(plan['monthly_savings_ci95'])}) against "
             f"{_money(plan['sum_of_parts_monthly_savings_usd'])} for the parts replayed one by one "
-            f"(interactions: {_money(plan['interaction_monthly_usd'])}/month).")
+            f"(interactions: {_money(plan['interaction_monthly_usd'])}/month)."
+            + (f" Interval: {plan['interval_method']}" if plan.get("interval_method") else ""))
     sec.add(Table(["component", "from", "monthly savings alone", "95% interval"],
                   [[c["name"], c["source"], _money(c["monthly_savings_usd"]), _ci(c["monthly_savings_ci95"])]
                    for c in plan["components"]]))
@@ -143,6 +133,9 @@ def plan_section(summary: dict, routing_files: dict) -> Section | None:
     if plan.get("skipped"):
         sec.add(Table(["left out", "from", "why"], [[s["name"], s["source"], s["reason"]] for s in plan["skipped"]],
                       caption="Not combined"))
+    if plan.get("assumptions"):
+        sec.add("**Assumptions of the plan's replay**")
+        sec.add(list(plan["assumptions"]))
     return sec
 
 
