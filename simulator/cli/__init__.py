@@ -531,7 +531,7 @@ def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, ch
 
     Example: tfysim plan scenarios/premium-review.yaml --out reports/weekly
     """
-    from simulator.cli.plan import plan_passed, plan_text
+    from simulator.outputs.report.levers import plan_passed, plan_text
     from simulator.outputs.writer import write_run
 
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
