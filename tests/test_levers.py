@@ -297,3 +297,34 @@ def test_token_count_interval_is_the_translators_calibration_interval():
     got = count_interval("anthropic/claude-sonnet-4-5", DEFAULT_REGISTRY, ranged)
     assert (got.low, got.high, got.basis) == (pytest.approx(1.10 / 1.25), pytest.approx(1.40 / 1.25),
                                               "calibrated-default")
+
+
+def test_action_queue_puts_the_plan_first_and_its_components_with_it():
+    from simulator.outputs.report.content import action_queue
+
+    def policy(name, saving, scope):
+        return {"name": name, "monthly_savings_usd": saving, "monthly_savings_ci95": [saving / 2, saving * 2],
+                "gates": [], "requests_changed": 0, "accuracy_delta_pp": None, "scope": [scope]}
+
+    lb = "gateway-load-balancing-config"
+    routing_files = {name: {"files": [f"{name}.truefoundry.yaml"], "config_types": {f"{name}.truefoundry.yaml": lb}}
+                     for name in ("plan", "a", "b", "c")}
+    summary = {"policies": [policy("a", 300.0, "workflow:x"), policy("b", 200.0, "workflow:y"),
+                            policy("c", 100.0, "workflow:z")],
+               "plan": {"name": "plan", "candidate": {"name": "plan"}, "client_changes": ["mark the prefix"],
+                        "components": [{"name": "a", "source": "candidate"}, {"name": "b", "source": "candidate"}],
+                        "policy": policy("plan", 450.0, "workflow:x")}}
+    actions = action_queue(summary, {}, routing_files)
+    assert actions[0].startswith("Apply the plan (`a`, `b`): `tfy apply -f routing/plan.truefoundry.yaml --dry-run "
+                                 "--show-diff`, then apply") and "Saves $450.00/month" in actions[0]
+    assert actions[0].endswith(" Client changes: mark the prefix.")
+    assert actions[1] == "`a` ($300.00/month alone) is applied with the plan `plan`: its rules are in the plan's files."
+    assert actions[2] == "`b` ($200.00/month alone) is applied with the plan `plan`: its rules are in the plan's files."
+    # c is not in the plan and its config type is the plan's: one config per tenant and type
+    assert actions[3].startswith("Not applied: `c` ($100.00/month) is an alternative to `plan`")
+    # a plan whose gate fails is held, and claims nothing: the candidates are judged on their own
+    summary["plan"]["policy"]["gates"] = [{"name": "max_accuracy_drop_pp", "passed": False, "detail": "-3 pp"}]
+    held = action_queue(summary, {}, routing_files)
+    assert held[0].startswith("Hold `plan` ($450.00/month): gate max_accuracy_drop_pp failed: -3 pp")
+    assert held[0].endswith("(the plan combines `a`, `b`). Client changes: mark the prefix.")
+    assert held[1].startswith("Apply `a`:")

@@ -204,9 +204,13 @@ class CacheState:
             table = table.drop(index="(all)")
             table["distinct_prefixes"] = [len(np.unique(np.concatenate(self.prefix_keys[g]))) if g in self.prefix_keys
                                           else 0 for g in table.index]
+            rows = records(table, PROBE_GROUP)
+            for rec, exact in zip(rows, table["savings_usd"].to_numpy(np.float64)):
+                # scaled to a month by the caller: rounding first would multiply the rounding error (engines agree
+                # to the last rounded digit only when the unrounded sum is scaled)
+                rec["savings_usd_unrounded"] = float(exact)
             return {"requests_covered": self.covered, "requests_kept_recorded_cache": self.kept,
-                    "kept_by_model": dict(sorted(self.kept_by_model.items())),
-                    "by_workflow_model": records(table, PROBE_GROUP)}
+                    "kept_by_model": dict(sorted(self.kept_by_model.items())), "by_workflow_model": rows}
         table = finish_cache_summary(pd.concat(self.summary_sums), "workflow_tag")
         if self.break_even_error is not None:
             break_even: list[dict[str, Any]] = [{"error": self.break_even_error}]

@@ -288,7 +288,8 @@ def cache_opportunities(probes: list[CacheProbe], reports: dict[str, dict], days
                 entry[key] = max(entry.get(key, 0), int(r.get(key) or 0))
             option = {"mode": probe.mode, "ttl": probe.ttl, "hit_rate": r.get("hit_rate"),
                       "cache_read_tokens": r.get("cache_read_tokens"), "cache_write_tokens": r.get("cache_write_tokens"),
-                      "savings_usd": r.get("savings_usd"), "monthly_savings_usd": r6((r.get("savings_usd") or 0) * scale)}
+                      "savings_usd": r.get("savings_usd"),
+                      "monthly_savings_usd": r6(r.get("savings_usd_unrounded", r.get("savings_usd") or 0) * scale)}
             if r.get("cache_storage_usd") is not None:
                 option["storage_usd"] = r.get("cache_storage_usd")
             entry["options"].append(option)

@@ -120,12 +120,13 @@ def compose(scenario, candidates: list[Candidate], policies: dict[str, dict], op
 
 
 def _may_move(rule, workflow: str, model: str) -> bool:
-    """Whether a routing rule could match requests of ``workflow`` recorded on ``model`` (conservative)."""
+    """Whether a routing rule (or a budget / rate-limit fallback: anything with a ``when``) could match requests of
+    ``workflow`` recorded on ``model`` (conservative)."""
     tag = rule.when.metadata.get("workflow_tag")
     if tag is not None and tag != workflow:
         return False
     models = rule.when.models
-    return not models or model in models or model.split("/", 1)[-1] in models
+    return not models or "*" in models or model in models or model.split("/", 1)[-1] in models
 
 
 def cache_component(cache, parts: list[Candidate], taken: set[str]) -> tuple[Candidate | None, float, list[dict]]:
@@ -137,11 +138,16 @@ def cache_component(cache, parts: list[Candidate], taken: set[str]) -> tuple[Can
         return None, 0.0, [{"name": "cache opportunities", "source": "cache opportunity",
                             "reason": "a component already sets prompt caching"}]
     rules, saving, skipped = [], 0.0, []
+    from simulator.routing.fallbacks import compositions
+
     for workflow, model, best in cache:
         movers = [r.id for p in parts for r in p.rules if r.load_balance_targets and _may_move(r, workflow, model)]
+        # a budget or rate limit that falls back moves requests too (to a model that may not offer this TTL)
+        movers += [f"{c.limit_id}-fallback" for p in parts for c in compositions(p)
+                   if model != c.fallback and _may_move(c, workflow, model)]
         if movers:
             skipped.append({"name": f"cache {workflow} on {model}", "source": "cache opportunity",
-                            "reason": f"routing rule `{movers[0]}` of the plan may move these requests to another model"})
+                            "reason": f"rule `{movers[0]}` of the plan may move these requests to another model"})
             continue
         rules.append(CacheRule(when=When(models=[model], metadata={"workflow_tag": workflow}), mode=best["mode"],
                                ttl=best["ttl"]))

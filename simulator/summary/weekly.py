@@ -62,8 +62,8 @@ def block_intervals(keys: np.ndarray, sums: np.ndarray, ts_min: int, ts_max: int
         if total <= 0:
             return None
         r = float(col[num].sum()) / total
-        lo, hi = interval_of_sum(col[num] - r * col[den], 1.0 / total)
-        return [r + lo, r + hi]
+        lo, hi = interval_of_sum(col[num] - r * col[den], 1.0 / total)  # sum(a - r b) is 0 up to round-off
+        return [min(r + lo, r), max(r + hi, r)]
 
     out = {"monthly_cost_usd": interval_of_sum(col["cost_usd"], MONTH_DAYS / max(days, 1e-9)),
            "premium_share_cost": ratio("premium_cost_usd", "cost_usd"),
