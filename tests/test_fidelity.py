@@ -170,13 +170,15 @@ def _check_line(line: str, c: dict, policy: dict, cand) -> str:
         assert _int(m[1]) == c["covered"] and cand.prompt_caching, line
         return "caching"
     if m := re.fullmatch(r"prompt caching rule (\d+) \((.+?), (.+?)\): ([\d,]+) requests, ([\d,]+) cache-read "
-                         r"tokens, ([\d,]+) cache-write tokens and ([\d,]+) 1-hour cache-write tokens, priced by the "
-                         r"model's dated cache rules(?:; cached-content storage \$[\d,.]+ billed per token-hour)?", line):
+                         r"tokens, ([\d,]+) cache-write tokens \(of which ([\d,]+) written with a 1-hour TTL\), "
+                         r"priced by the model's dated cache rules"
+                         r"(?:; cached-content storage \$[\d,.]+ billed per token-hour)?", line):
         rule = cand.prompt_caching[int(m[1]) - 1]
         assert m[2] == (rule.mode or "provider default"), line
         assert (m[3] == f"TTL {rule.ttl}") != bool(rule.breakpoints), line
         tokens = (_int(m[5]), _int(m[6]), _int(m[7]))
         assert all(t <= total for t, total in zip(tokens, c["cache_tokens"])), (line, c["cache_tokens"])
+        assert tokens[2] <= tokens[1], line  # 1-hour writes are part of the writes
         return f"caching-rule:{_int(m[4])}"
     if m := re.fullmatch(r"(batch|flex|priority): prices of the \1 tier for ([\d,]+) requests recorded on the default "
                          r"tier \((.+?)\); (.*)", line):

@@ -156,8 +156,8 @@ def caching_assumptions(caching: dict[str, Any]) -> list[str]:
             how = f"TTL {r['ttl']}"
         line = (f"prompt caching rule {r['rule']} ({r['mode']}, {how}): {_n(r['requests']):,} requests, "
                 f"{_n(r['cache_read_tokens']):,} cache-read tokens, {_n(r['cache_write_tokens']):,} cache-write "
-                f"tokens and {_n(r['cache_write_1h_tokens']):,} 1-hour cache-write tokens, priced by the model's "
-                "dated cache rules")
+                f"tokens (of which {_n(r['cache_write_1h_tokens']):,} written with a 1-hour TTL), priced by the "
+                "model's dated cache rules")
         if float(r.get("cache_storage_usd") or 0.0) > 0:
             line += f"; cached-content storage ${float(r['cache_storage_usd']):,.2f} billed per token-hour"
         out.append(line)
