@@ -87,18 +87,25 @@ def run(
     progress=None,
     observers: Iterable[Observer] = (),
     chunk_rows: int | None = None,
+    previous: str | Path | None = None,
 ) -> RunResult:
     """Replay the scenario's traffic through its candidates in memory; returns summary.json and the rejects.
 
     ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal);
     ``observers`` see every chunk's outcomes (per-request outputs); ``chunk_rows`` replays the loaded table in
-    slices of that many rows (less memory for per-request arrays; the same figures).
+    slices of that many rows (less memory for per-request arrays; the same figures); ``previous``: last week's
+    summary.json, for the ``since_last_week`` section.
     """
     from simulator.io.adapters import collect_notes
     from simulator.io.traffic import load_traffic
 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    before = None
+    if previous:
+        from simulator.summary.weekly import read_previous
+
+        before = (str(previous), read_previous(previous))
     catalog = catalog_for(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     with collect_notes() as notes:
@@ -108,5 +115,5 @@ def run(
     eval_paths = list(evals) if evals else scenario.paths("evals")
     with spill_folder(loaded.rows_replayed) as spill:
         replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows, notes), eval_paths,
-                                 spill_dir=spill, observers=observers, progress=progress)
+                                 spill_dir=spill, observers=observers, progress=progress, previous=before)
     return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)

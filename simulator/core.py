@@ -35,10 +35,12 @@ from simulator.facts import Facts, facts_of
 from simulator.io.traffic import Traffic
 from simulator.pricing.catalog import Catalog
 from simulator.hashing import hash64, uniform
+from simulator.pricing.tiers import TIER_CODE
 from simulator.routing.assign import route_rule
 from simulator.routing.fallbacks import composition_rule, compositions, covers
 from simulator.routing.matching import RequestView, match
 from simulator.routing.scenario import Candidate, Outage
+from simulator.routing.tiers import TierSettings, assign_tiers, window_latency
 from simulator.state.budgets import BudgetState
 from simulator.state.rate_limits import RateLimitState
 from simulator.summary.privacy import attribution_label
@@ -52,8 +54,9 @@ class Context:
     (models seen, then targets in the order candidates name them), the seed, declared outages, the translator."""
 
     def __init__(self, catalog: Catalog, facts: Facts, *, seed: int = 0, outages: tuple[Outage, ...] = (),
-                 translator=None, cache_rules=None) -> None:
+                 translator=None, cache_rules=None, tiers: TierSettings | None = None) -> None:
         self.catalog = catalog
+        self.tiers = tiers or TierSettings()
         self.facts = facts
         self.seed = seed
         self.outages = tuple(outages)
@@ -143,10 +146,12 @@ class Chunk:
     def estimate_latency(self, codes: np.ndarray, out_tokens: np.ndarray) -> np.ndarray:
         return self.ctx.estimate_latency(codes, out_tokens)
 
-    def price(self, codes, inp, out, cr=None, cw=None, cw1h=None, rows=None) -> np.ndarray:
-        """Cost of each row at its own timestamp (``rows`` selects the timestamps when the arrays are a subset)."""
+    def price(self, codes, inp, out, cr=None, cw=None, cw1h=None, rows=None, tiers=None) -> np.ndarray:
+        """Cost of each row at its own timestamp (``rows`` selects the timestamps when the arrays are a subset;
+        ``tiers`` the service tier per row, default tier when None)."""
         ts = self.ts if rows is None else self.ts[rows]
-        return self.catalog.cost_usd_codes(codes, np.array(self.vocab, dtype=object), ts, inp, out, cr, cw, cw1h)
+        return self.catalog.cost_usd_codes(codes, np.array(self.vocab, dtype=object), ts, inp, out, cr, cw, cw1h,
+                                           tiers=tiers)
 
     @cached_property
     def prompts(self) -> np.ndarray:
@@ -215,6 +220,9 @@ class Outcome:
     retries: np.ndarray
     translation: np.ndarray  # per row: "", "identity", "exact", "calibrated", ...
     imputed: np.ndarray  # recorded as failed, served here: tokens imputed from the workflow's typical request
+    service_tier: np.ndarray  # int8 code per row (simulator.pricing.tiers.TIER_CODE); recorded rows: default
+    tier_latency_ms: np.ndarray | None = None  # batched rows: the synchronous latency they would have had
+    cache_storage_usd: np.ndarray | None = None  # storage fee of explicit caches billed per token-hour
     assumptions: list[str] = dataclasses.field(default_factory=list)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -229,7 +237,7 @@ class Outcome:
     def serve_from(self, sub: Outcome, rows: np.ndarray, cost: np.ndarray) -> None:
         """Serve ``rows`` as ``sub`` does (a fallback target), at ``cost``."""
         for name in ("model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "cache_write_1h_tokens", "translation", "changed", "imputed"):
+                     "cache_write_1h_tokens", "translation", "changed", "imputed", "service_tier"):
             getattr(self, name)[rows] = getattr(sub, name)[rows]
         self.cost_usd[rows] = cost
         self.status[rows] = 200
@@ -245,7 +253,7 @@ def identity_outcome(p: Chunk, name: str = "recorded") -> Outcome:
         cache_write_tokens=p.cw.copy(), cache_write_1h_tokens=p.cw1h.copy(), cost_usd=p.baseline_cost.copy(),
         status=p.status.copy(), latency_ms=p.latency.copy(), blocked=np.zeros(n, bool), fallback=np.zeros(n, bool),
         attempts=np.ones(n, np.int64), retries=np.zeros(n, np.int64), translation=np.full(n, "", dtype=object),
-        imputed=np.zeros(n, bool),
+        imputed=np.zeros(n, bool), service_tier=np.zeros(n, np.int8),
     )
 
 
@@ -253,14 +261,15 @@ class CandidateState:
     """What a candidate's replay carries from one chunk to the next: rate-limit windows, budget spend, the prompt
     cache, runaway-session detection. Start one per candidate per run; pass it to every :func:`replay_chunk` of that candidate, in time order."""
 
-    def __init__(self, cand: Candidate, ctx: Context | None = None) -> None:
+    def __init__(self, cand: Candidate, ctx: Context | None = None, *, probe: bool = False) -> None:
         self.rate_limits = RateLimitState(cand) if cand.rate_limits else None
         self.budgets = BudgetState() if cand.budgets else None
         self.cache = None
         if cand.prompt_caching:
             from simulator.state.cache_replay import CacheState
 
-            self.cache = CacheState(cand, ctx.cache_rules if ctx is not None else None)
+            self.cache = CacheState(cand, ctx.cache_rules if ctx is not None else None, probe=probe,
+                                    translator=ctx.translator if ctx is not None else None)
         self.kill = None
         if cand.kill_runaway_sessions:
             from simulator.control.loops import LoopState, kill_rule
@@ -305,13 +314,18 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
     if p.n == 0:
         return o
     assigned = np.zeros(p.n, dtype=bool)
+    tier_rows: list[tuple[np.ndarray, str]] = []
     for rule in cand.rules:
         mask = match(p.view, rule.when) & ~assigned
         assigned |= mask
-        _serve_rule(p, o, rule, np.flatnonzero(mask))
+        rows = np.flatnonzero(mask)
+        if len(rows) and rule.service_tier is not None:
+            tier_rows.append((rows, rule.service_tier))
+        _serve_rule(p, o, rule, rows)
     for rule, rows in fallback_routing(p, cand, assigned):
         _serve_rule(p, o, rule, rows)
     o.changed = o.model != p.model
+    tiered = assign_tiers(p, o, tier_rows, p.ctx.tiers) if tier_rows else np.zeros(0, np.int64)
     rescued = impute_rescued(p, o)
     moved = np.flatnonzero(o.changed)
     if len(moved):
@@ -329,14 +343,22 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
     if len(stayed):  # served by a retry on the recorded model: priced like any served request
         o.cost_usd[stayed] = _price_rows(p, o, stayed)
         o.latency_ms[stayed] = p.estimate_latency(o.model[stayed], o.output_tokens[stayed])
+    if len(tiered):
+        kept = tiered[~o.changed[tiered]]  # same model, other tier: recorded tokens at the tier's price
+        o.cost_usd[kept] = _price_rows(p, o, kept)
+        batched = tiered[o.service_tier[tiered] == TIER_CODE["batch"]]
+        if len(batched):
+            window_latency(o, batched)
     return o
 
 
 def _serve_rule(p: Chunk, o: Outcome, rule, rows: np.ndarray) -> None:
     if len(rows) == 0:
         return
-    r = route_rule(p, rule, rows)
     o.routed[rows] = True
+    if not rule.load_balance_targets:  # a tier-only rule: the requests keep their recorded model
+        return
+    r = route_rule(p, rule, rows)
     moved = (r["served"] != p.model[rows]) | r["fallback"] | (r["attempts"] > 1) | r["failed"]
     # Rows served by their recorded model on the first attempt keep their recorded outcome exactly.
     idx = rows[moved]
@@ -392,14 +414,16 @@ def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None
     if state.cache is not None and p.n:
         state.cache.apply(p, o, cand)
         o.cost_usd = p.price(o.model, o.input_tokens, o.output_tokens, o.cache_read_tokens, o.cache_write_tokens,
-                             o.cache_write_1h_tokens)
+                             o.cache_write_1h_tokens, tiers=o.service_tier)
+        if o.cache_storage_usd is not None:
+            o.cost_usd = o.cost_usd + o.cache_storage_usd
     failed_attempts = o.attempts - (o.status < 400)
     o.cost_usd = np.where(o.status >= 400, 0.0, o.cost_usd)
     if cand.bill_failed_attempts and (failed_attempts > 0).any():
         # Approximation: each failed attempt bills its input tokens at the served (or last tried) model's price.
         rows = np.flatnonzero(failed_attempts > 0)
         zeros = np.zeros(len(rows), dtype=np.int64)
-        input_cost = p.price(o.model[rows], o.input_tokens[rows], zeros, rows=rows)
+        input_cost = p.price(o.model[rows], o.input_tokens[rows], zeros, rows=rows, tiers=o.service_tier[rows])
         o.cost_usd[rows] += failed_attempts[rows] * input_cost
         o.assumptions.append("failed attempts billed: input tokens at the attempted model's price")
 
@@ -416,6 +440,7 @@ def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None
     if state.budgets is not None and p.n:
         state.budgets.apply(p, o, cand, reroute)
     o.counts = {
+        **o.counts,
         "requests_changed": int(o.changed.sum()),
         "requests_blocked": int(o.blocked.sum()),
         "fallbacks": int(o.fallback.sum()),
@@ -434,7 +459,7 @@ def simulate(p: Chunk, cand: Candidate, translator=None, cache_sim=None) -> Outc
 
 def _price_rows(p: Chunk, o: Outcome, rows: np.ndarray) -> np.ndarray:
     return p.price(o.model[rows], o.input_tokens[rows], o.output_tokens[rows], o.cache_read_tokens[rows],
-                   o.cache_write_tokens[rows], o.cache_write_1h_tokens[rows], rows=rows)
+                   o.cache_write_tokens[rows], o.cache_write_1h_tokens[rows], rows=rows, tiers=o.service_tier[rows])
 
 
 def _reroute_cost(p: Chunk, o: Outcome, rows: np.ndarray, target: str, cand: Candidate) -> tuple[np.ndarray, Outcome]:

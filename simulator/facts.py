@@ -70,6 +70,7 @@ class Facts:
     prompts: pd.DataFrame | None
     drift_sums: pd.DataFrame | None
     token_medians: dict[tuple[str, str], tuple[int, int]] = dataclasses.field(default_factory=dict)
+    prefix_rows: int = 0  # rows with prefix information (prefix_blocks, prefix_hash or prompt text)
 
     def typical_tokens(self, workflow: str, model: str) -> tuple[int, int]:
         """(input, output) tokens of a typical successful request of ``workflow`` on ``model``: the median of a
@@ -110,6 +111,7 @@ class FactsBuilder:
         self.workflows: dict[str, int] = {}
         self.drift: list[pd.DataFrame] = []
         self.samples: dict[tuple[str, str], BottomK] = {}
+        self.prefix_rows = 0
 
     def add(self, f: pd.DataFrame) -> FactsBuilder:
         """Add one chunk of the canonical table (any order of chunks; rows inside a chunk in any order)."""
@@ -160,6 +162,7 @@ class FactsBuilder:
             if cnt:
                 self.workflows[wf_names[c]] = self.workflows.get(wf_names[c], 0) + cnt
         self._sample(f, wf_codes, wf_names, codes, names, failed)
+        self.prefix_rows += int((f["prefix_blocks"].notna() | f["prefix_hash"].notna() | f["prompt"].notna()).sum())
         return self
 
     def _sample_prompts(self, f: pd.DataFrame) -> None:
@@ -243,6 +246,7 @@ class FactsBuilder:
         self.drift += other.drift
         for key, sample in other.samples.items():
             self.samples.setdefault(key, BottomK()).merge(sample)
+        self.prefix_rows += other.prefix_rows
         return self
 
     def finish(self, medians: dict[str, float] | None = None) -> Facts:
@@ -275,7 +279,8 @@ class FactsBuilder:
                      latency_model=latency_model, calibration_rows=self._calibration_rows(),
                      workflows=dict(self.workflows), prompts=prompts,
                      drift_sums=pd.concat(self.drift) if self.drift else None,
-                     token_medians={key: sample.medians() for key, sample in sorted(self.samples.items())})
+                     token_medians={key: sample.medians() for key, sample in sorted(self.samples.items())},
+                     prefix_rows=self.prefix_rows)
 
     def _calibration_rows(self) -> list[tuple]:
         """The :func:`simulator.tokens.calibration_rows` of the calibration samples (families in sorted order)."""

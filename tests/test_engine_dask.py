@@ -149,3 +149,16 @@ def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
     assert sum(b["requests_blocked"] + b["requests_rerouted"] for b in policies["budgets"]["budgets"]) > 0
     assert policies["downgrade-then-cache"]["caching"]["requests_covered"] > 0
     assert policies["downgrade-then-cache"]["accuracy_delta_pp"] is not None
+
+
+def test_dask_equals_local_with_levers(client, tmp_path):
+    # probes (model and cache opportunities), service tiers, breakpoints, the plan's second pass, week over week
+    from simulator.engines.dask_engine import run_dask
+    from tests.test_engines import levers_scenario
+
+    path = levers_scenario(tmp_path)
+    first = run(path)
+    (tmp_path / "previous.json").write_text(json.dumps(first.summary))
+    expected = run(path, previous=tmp_path / "previous.json").summary
+    assert "plan" in expected and "opportunities" in expected and "since_last_week" in expected
+    assert_same(expected, run_dask(path, client=client, previous=tmp_path / "previous.json").summary)

@@ -111,6 +111,11 @@ def _counters(result, k: int) -> dict:
         "recorded": {m: int((p.model == i).sum()) for i, m in enumerate(p.vocab)},
         "failed_attempts": int((o.attempts - (o.status < 400)).clip(min=0).sum()),
         "covered": _covered(result, k),
+        "tiers": _tier_counts(o),
+        "batch_ineligible": int(o.counts.get("batch_ineligible", 0)),
+        "flex_unavailable": int(o.counts.get("flex_unavailable", 0)),
+        "cache_tokens": (int(o.cache_read_tokens.sum()), int(o.cache_write_tokens.sum()),
+                         int(o.cache_write_1h_tokens.sum())),
     }
 
 
@@ -132,6 +137,16 @@ def _covered(result, k: int) -> int:
         hit |= mask
     kept = ~o.changed & ((p.cr > 0) | (p.cw > 0))
     return int((hit & ~kept).sum())
+
+
+
+def _tier_counts(o) -> dict[str, int]:
+    """Served, unblocked requests per service tier other than the default (tier codes as in pricing/tiers)."""
+    from simulator.pricing.tiers import TIERS
+
+    served = (o.service_tier != 0) & ~o.blocked & (o.status < 400)
+    codes, counts = np.unique(o.service_tier[served], return_counts=True)
+    return {TIERS[int(code)]: int(n) for code, n in zip(codes, counts)}
 
 
 def _check_line(line: str, c: dict, policy: dict, cand) -> str:
@@ -175,6 +190,30 @@ def _check_line(line: str, c: dict, policy: dict, cand) -> str:
                          r"starts cold", line):
         assert _int(m[1]) == c["covered"] and cand.prompt_caching, line
         return "caching"
+    if m := re.fullmatch(r"prompt caching rule (\d+) \((.+?), (.+?)\): ([\d,]+) requests, ([\d,]+) cache-read "
+                         r"tokens, ([\d,]+) cache-write tokens \(of which ([\d,]+) written with a 1-hour TTL\), "
+                         r"priced by the model's dated cache rules"
+                         r"(?:; cached-content storage \$[\d,.]+ billed per token-hour)?", line):
+        rule = cand.prompt_caching[int(m[1]) - 1]
+        assert m[2] == (rule.mode or "provider default"), line
+        assert (m[3] == f"TTL {rule.ttl}") != bool(rule.breakpoints), line
+        tokens = (_int(m[5]), _int(m[6]), _int(m[7]))
+        assert all(t <= total for t, total in zip(tokens, c["cache_tokens"])), (line, c["cache_tokens"])
+        assert tokens[2] <= tokens[1], line  # 1-hour writes are part of the writes
+        return f"caching-rule:{_int(m[4])}"
+    if m := re.fullmatch(r"(batch|flex|priority): prices of the \1 tier for ([\d,]+) requests recorded on the default "
+                         r"tier \((.+?)\); (.*)", line):
+        assert _int(m[2]) == c["tiers"].get(m[1], 0) > 0, (line, c["tiers"])
+        assert ("left out of the latency percentiles" in m[4]) == (m[1] == "batch"), line
+        return "tier:" + m[1]
+    if m := re.fullmatch(r"([\d,]+) requests matched a batch rule but are interactive \(.*\): kept on the default "
+                         r"tier", line):
+        assert _int(m[1]) == c["batch_ineligible"] > 0, line
+        return "batch-ineligible"
+    if m := re.fullmatch(r"flex: ([\d,]+) requests refused with 429 and served on the default tier \(([\d.]+)% "
+                         r"service_tiers.flex_unavailable_rate; the provider publishes no rate\)", line):
+        assert _int(m[1]) == c["flex_unavailable"], line
+        return "flex-unavailable"
     if m := re.fullmatch(r"([\d,]+) requests served in the recording fail in the candidate \(unserved, \$([\d,.]+) "
                          r"recorded cost\): not counted as savings", line):
         assert _int(m[1]) == policy["requests_unserved"], line
@@ -213,6 +252,9 @@ def test_every_assumption_line_matches_the_replay(examples, name):
         c = _counters(result, k)
         kinds = [_check_line(line, c, policy, cand) for line in policy["assumptions"]]
         assert "window" in kinds
+        assert {f"tier:{t}" for t in c["tiers"]} <= set(kinds), kinds  # every tier a request moved to is stated
+        if cand.prompt_caching and c["covered"]:  # the rules' lines account for every covered request
+            assert sum(int(k.split(":")[1]) for k in kinds if k.startswith("caching-rule:")) == c["covered"], kinds
         if c["moved"]:  # what a move assumes is always stated
             assert {"input", "output", "latency"} <= set(kinds), kinds
             assert {f"rate-limit:{t}" for t in c["targets"]} <= set(kinds), kinds

@@ -124,10 +124,10 @@ def _stage(label: str):
         click.echo(f"tfysim: {label}: {items}done in {time.perf_counter() - start:.1f} s", err=True)
 
 
-def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, observers=()):
+def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, scheduler, observers=(), previous=None):
     """One run on the chosen engine; every engine returns a :class:`simulator.api.RunResult`."""
     observers = list(observers)
-    kwargs = {"traffic": list(traffic) or None, "evals": list(evals) or None}
+    kwargs = {"traffic": list(traffic) or None, "evals": list(evals) or None, "previous": previous}
     if engine == "dask":
         from simulator.engines.dask_engine import run_dask
 
@@ -151,6 +151,17 @@ def _ingest_options(command):
                            help="Read canonical column CANONICAL from source column SOURCE (repeatable).")(command)
     return click.option("--adapter", type=click.Choice(ADAPTER_NAMES),
                         help="Log source of the traffic (default: detected from the columns).")(command)
+
+
+def _engine_options(command):
+    """``--engine``, ``--chunk-rows`` and ``--scheduler``: where a run replays."""
+    command = click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker "
+                                               "cluster).")(command)
+    command = click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
+                           help="Rows per chunk for --engine streaming.")(command)
+    return click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local",
+                        show_default=True, help="local: in memory; streaming: time-ordered chunks in bounded memory; "
+                        "dask: partitions on a Dask cluster. Every engine writes the same outputs.")(command)
 
 
 def _scenario_with(path: Path, adapter: str | None, mapping: tuple[str, ...], timezone: str | None):
@@ -201,17 +212,14 @@ def _traffic_paths(scenario, traffic: tuple[str, ...]) -> list:
 @click.option("--write-requests", is_flag=True, help="Also write per-request outcomes as Parquet.")
 @click.option("--include-prompts", is_flag=True, help="Allow prompt text in outputs (off by default).")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate fails (as `tfysim gate` does).")
-@click.option("--engine", type=click.Choice(["local", "streaming", "dask"]), default="local", show_default=True,
-              help="local: in memory; streaming: time-ordered chunks in bounded memory; dask: partitions on a Dask "
-                   "cluster. Every engine writes the same outputs.")
-@click.option("--chunk-rows", type=click.IntRange(1), default=1_000_000, show_default=True,
-              help="Rows per chunk for --engine streaming.")
-@click.option("--scheduler", help="Dask scheduler address for --engine dask (default: a local 2-worker cluster).")
+@_engine_options
 @click.option("--focus-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write baseline and candidate costs as FOCUS 1.2 rows (CSV, or Parquet by extension).")
+@click.option("--previous", type=click.Path(dir_okay=False, path_type=Path),
+              help="Last week's summary.json: add 'since last week' figures, flagging changes beyond their interval.")
 @_ingest_options
 def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_prompts, check_gates, engine,
-        chunk_rows, scheduler, focus_out, adapter, mapping, timezone) -> None:
+        chunk_rows, scheduler, focus_out, previous, adapter, mapping, timezone) -> None:
     """Replay a scenario's traffic through its candidate policies and write the reports.
 
     Gate verdicts are reported; `--check-gates` (or `tfysim gate`) turns a failed gate into exit code 1.
@@ -237,7 +245,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
         focus = FocusUsage()
         observers.append(focus)
     with _stage(f"replay ({engine} engine)"):
-        result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers)
+        result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, observers, previous)
     folder = out or Path("reports") / result.scenario.name
     if not out:
         check_out_folder(folder, list(traffic) or result.scenario.paths("traffic"))
@@ -617,6 +625,40 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
         _echo_report(report)
     else:
         click.echo(diff_text(report, show_yaml=not no_yaml_diff))
+
+
+@cli.command("plan")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
+@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan section of summary.json.")
+@click.option("--check-gates", is_flag=True, help="Exit 1 when a gate of the plan fails.")
+@_engine_options
+@click.option("--previous", type=click.Path(dir_okay=False, path_type=Path), help="Last week's summary.json.")
+@_ingest_options
+def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, chunk_rows, scheduler, previous,
+                 adapter, mapping, timezone) -> None:
+    """Combine the passing candidates and opportunities whose rules never claim the same request into one plan,
+    replay it, and write one config per config type (the whole run folder is written too).
+
+    Example: tfysim plan scenarios/premium-review.yaml --out reports/weekly
+    """
+    from simulator.outputs.report.levers import plan_passed, plan_text
+    from simulator.outputs.writer import write_run
+
+    scenario = _scenario_with(scenario, adapter, mapping, timezone)
+    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, (), previous)
+    folder = out or Path("reports") / result.scenario.name
+    write_run(result, folder)
+    index = folder / "routing" / "index.json"
+    routing = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
+    if as_json:
+        _echo_json(result.summary.get("plan") or {})
+    else:
+        click.echo(plan_text(result.summary, routing))
+    if check_gates and not plan_passed(result.summary):
+        sys.exit(EXIT_GATE)
 
 
 @cli.command("gate")

@@ -32,22 +32,25 @@ import pandas as pd
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
-from simulator.engines.driver import CacheVariants
+from simulator.engines.driver import CacheVariants, Pass, finish_levers
+from simulator.engines.levers import Levers
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
 from simulator.routing.scenario import Scenario, load_scenario
-from simulator.summary import metrics
+from simulator.routing.tiers import TierSettings
+from simulator.summary import metrics, weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, FixedQuantiles, PolicyAccumulator,
                                           attribution, block_keys, day_labels, histogram, in_bins,
                                           merged_percentiles)
 from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
+from simulator.summary.plan import Overlaps
 
 _REJECT_COLUMNS = ["source", "row", "request_id", "reason"]
 
 
 def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, scheduler: str | None = None,
-             client=None, observers=()) -> RunResult:
+             client=None, observers=(), previous: str | Path | None = None) -> RunResult:
     """Replay the scenario's traffic on a Dask cluster; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a local cluster of 2 worker
@@ -70,16 +73,17 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
         raise InputError("no traffic given: name files in the scenario's traffic: or with --traffic PATH.")
     files = expand_paths(list(paths))
     eval_paths = list(evals) if evals else scenario.paths("evals")
+    before = (str(previous), weekly.read_previous(previous)) if previous else None
     if client is not None:
-        return _run(scenario, candidates, files, eval_paths, client)
+        return _run(scenario, candidates, files, eval_paths, client, before)
     from distributed import Client, LocalCluster
 
     if scheduler:
         with Client(scheduler) as own:
-            return _run(scenario, candidates, files, eval_paths, own)
+            return _run(scenario, candidates, files, eval_paths, own, before)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
-        return _run(scenario, candidates, files, eval_paths, own)
+        return _run(scenario, candidates, files, eval_paths, own, before)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -171,7 +175,8 @@ def _context(plan: dict) -> Context:
 
         translator = Translator(plan["scenario"], plan.get("eval_samples"), plan["calibration"])
         ctx = Context(plan["catalog"], plan["facts"], seed=plan["scenario"].seed,
-                      outages=tuple(plan["scenario"].outages), translator=translator)
+                      outages=tuple(plan["scenario"].outages), translator=translator,
+                      tiers=TierSettings.of(plan["scenario"]))
         ctx.vocab[:] = plan["vocab"]
         ctx._code = {m: i for i, m in enumerate(ctx.vocab)}  # noqa: SLF001 - the client's complete vocabulary
         _WORKER_CONTEXT.clear()  # an earlier run's context is not needed any more
@@ -202,6 +207,7 @@ class Partial:
     """What one partition adds to the summary: accumulators, carried-state reports, latency values kept here."""
 
     def __init__(self, plan: dict) -> None:
+        self.overlaps = None
         self.base: BaselineAccumulator | None = None
         self.breakdowns = Breakdowns(len(plan["candidates"]))
         self.accs: dict[int, PolicyAccumulator] = {}
@@ -240,19 +246,24 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
     scenario = plan["scenario"]
     days = day_labels(p.ts)
     base = identity_outcome(p)
-    if with_baseline:
-        out.base = BaselineAccumulator(plan["premium"], None)
-        out.base.add(p, base, days)
-        out.breakdowns.add_baseline(p, base)
     block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min)
+    if with_baseline:
+        if not plan.get("baseline_done"):
+            out.base = BaselineAccumulator(plan["premium"], None)
+            out.base.add(p, base, days, block)
+        out.breakdowns.add_baseline(p, base)
+        if plan.get("overlap_names") is not None:
+            out.overlaps = Overlaps(plan["overlap_names"])
+            out.overlaps.add(p, plan["candidates"])
     workflow = attribution(p.frame, "workflow_tag")
     for k in ks:
         cand = plan["candidates"][k]
-        state = out.states[k] = CandidateState(cand, ctx)
+        probe = k >= plan.get("n_written", len(plan["candidates"]))
+        state = out.states[k] = CandidateState(cand, ctx, probe=probe)
         o = replay_chunk(p, cand, state)
         acc = out.accs[k] = PolicyAccumulator(plan["premium"], None)
         acc.add(p, o, base.cost_usd, block, days, workflow, ctx.translator, cand.name)
-        if cand.prompt_caching:
+        if cand.prompt_caching and not probe:  # as the driver: no sensitivity replays for probes
             out.variants[k] = CacheVariants(cand, ctx)
             out.variants[k].replay(p, cand)
             for state in out.variants[k].states.values():
@@ -294,7 +305,8 @@ def _gather(pieces: list) -> dict:
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
-def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: list, client) -> RunResult:
+def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: list, client,
+         previous: tuple[str, dict] | None = None) -> RunResult:
     import dask
     from dask import delayed
 
@@ -323,7 +335,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     builder.registry = Translator(scenario).registry  # counts the calibration sample's reference tokens
     facts = builder.finish(medians)
     translator = Translator(scenario, None, calibrate_from_rows(facts.calibration_rows))
-    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
+    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator,
+                  tiers=TierSettings.of(scenario))
     for cand in candidates:
         check_candidate_targets(ctx, cand)
     eval_data = None
@@ -332,18 +345,66 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
 
         eval_data = load_evals(eval_paths, ctx)
     premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
+    levers = Levers(scenario, candidates, ctx, facts, eval_data)
+    for cand in levers.probe_candidates:
+        check_candidate_targets(ctx, cand)
+    everything = levers.candidates
     plan = {"token": uuid.uuid4().hex, "scenario": scenario, "catalog": catalog, "facts": facts, "vocab": ctx.vocab,
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
-            "candidates": candidates, "premium": premium}
+            "candidates": everything, "n_written": len(candidates), "premium": premium,
+            "overlap_names": levers.overlaps.names}
+    main = _replay_all(client, loaded, plan, with_baseline=True)
+    if main.overlaps is not None:
+        levers.overlaps.merge(main.overlaps)
+    rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
+                            for r in x], columns=_REJECT_COLUMNS)
+    rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
+    rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
+    reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
+    notes: list[str] = []
+    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
+        notes += [n for n in part_notes if n not in notes]
+    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
+                            reasons, notes)
+    quality = data_quality(counts, reasons, pricing_drift(main.base, catalog))
+    reports = [main.states[k].reports(cand) if main.states[k] is not None else
+               CandidateState(cand, ctx, probe=levers.is_probe(k)).reports(cand) for k, cand in enumerate(everything)]
+    tables = main.breakdowns.tables()
+    n = len(candidates)
+    summary = build_summary(scenario, facts, counts, main.base, candidates, main.accs[:n], reports[:n], tables,
+                            eval_data, quality, translator, main.variant_ends())
+
+    def replay_plan(cand):
+        done = _replay_all(client, loaded, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
+                                            "overlap_names": None, "baseline_done": True}, with_baseline=True)
+        done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
+        return done
+
+    finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, translator,
+                  replay_plan)
+    if previous is not None:
+        path, data = previous
+        weekly.attach(summary, main.base, data, path, scenario, facts)
+    return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
+
+
+def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
+    """Every candidate of ``plan`` over the persisted partitions: stateless ones per partition, stateful ones after
+    a shuffle by state component; the partials merged on the client (latency percentiles exact)."""
+    import dask
+    from dask import delayed
+
+    from simulator.engines.components import Components
+
+    candidates = plan["candidates"]
+    premium = plan["premium"]
     plan_d = client.scatter(plan, broadcast=True, hash=False)  # sent to every worker once
     stateful = [k for k, c in enumerate(candidates)
                 if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
-    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, True) for x in loaded]))
+    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
     for k in stateful:
-        from simulator.engines.components import Components
-
         found = dask.compute(*[delayed(_edges)(x, plan_d, k) for x in loaded])
         anchor_part = Components().assign([e for e, _ in found], [c for _, c in found], n_parts)
         anchor_d = client.scatter(anchor_part, broadcast=True, hash=False)
@@ -356,37 +417,23 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     accs = [PolicyAccumulator(premium, None) for _ in candidates]
     states: list[CandidateState | None] = [None] * len(candidates)
     variants: dict[int, CacheVariants] = {}
+    overlaps = None
     for part in light:
         for k, v in part.variants.items():
             variants[k] = v if k not in variants else variants[k].merge(v)
         if part.base is not None:
             base.merge(part.base)
+        if part.overlaps is not None:
+            overlaps = part.overlaps if overlaps is None else overlaps.merge(part.overlaps)
         breakdowns.merge(part.breakdowns)
         for k, acc in part.accs.items():
             accs[k].merge(acc)
             states[k] = part.states[k] if states[k] is None else states[k].merge(part.states[k])
-    base_pct = _percentiles([delayed(Partial.latency)(x, None) for x in partials], [50, 95])
-    pcts = [_percentiles([delayed(Partial.latency)(x, k) for x in partials], [50, 95])
-            for k in range(len(candidates))]
-    rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
-                            for r in x], columns=_REJECT_COLUMNS)
-    rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
-    rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
-    reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
-    notes: list[str] = []
-    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
-        notes += [n for n in part_notes if n not in notes]
-    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
-                            reasons, notes)
-    quality = data_quality(counts, reasons, pricing_drift(base, catalog))
-    base.latency = FixedQuantiles(base_pct)
+    if not plan.get("baseline_done"):
+        base.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, None) for x in partials], [50, 95]))
     for k, acc in enumerate(accs):
-        acc.latency = FixedQuantiles(pcts[k])
-    reports = [states[k].reports(cand) if states[k] is not None else CandidateState(cand, ctx).reports(cand)
-               for k, cand in enumerate(candidates)]
-    summary = build_summary(scenario, facts, counts, base, candidates, accs, reports, breakdowns.tables(), eval_data,
-                            quality, translator, {k: v.ends() for k, v in variants.items()})
-    return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
+        acc.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, k) for x in partials], [50, 95]))
+    return Pass(base, accs, states, breakdowns, overlaps, variants)
 
 
 def _deduplicate(loaded: list) -> list:

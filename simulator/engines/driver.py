@@ -15,12 +15,14 @@ from typing import Any, Protocol
 import pandas as pd
 
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
+from simulator.engines.levers import Levers
 from simulator.facts import Facts, FactsBuilder
 from simulator.routing.scenario import Scenario
-from simulator.summary import metrics
+from simulator.routing.tiers import TierSettings
+from simulator.summary import metrics, weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
                                           block_keys, day_labels)
-from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
+from simulator.summary.build import build_summary, data_quality, policy_summary, pricing_drift, traffic_counts
 from simulator.tokens.translator import Translator
 
 #: Observers see every chunk with all outcomes: fn(chunk, baseline, outcomes) (``--write-requests``, ``diff``).
@@ -64,11 +66,12 @@ def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator
 
 def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
                   facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
-                  progress=None) -> Replayed:
+                  progress=None, previous: tuple[str, dict] | None = None) -> Replayed:
     """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
 
     ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
-    values to disk (exact percentiles in bounded memory).
+    values to disk (exact percentiles in bounded memory); ``previous``: (path, last week's summary.json) adds the
+    ``since_last_week`` section.
     """
     translator = Translator(scenario)
     if facts is None:
@@ -76,7 +79,8 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     from simulator.tokens import calibrate_from_rows
 
     translator.calibration = calibrate_from_rows(facts.calibration_rows)
-    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator)
+    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator,
+                  tiers=TierSettings.of(scenario))
     for cand in candidates:
         check_candidate_targets(ctx, cand)
     eval_data = None
@@ -86,27 +90,92 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
         eval_data = load_evals(eval_paths, ctx)
         translator.eval_samples = eval_data.samples
     premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
-    unit = scenario.bootstrap.unit
-    base_acc = BaselineAccumulator(premium, spill_dir)
-    accs = [PolicyAccumulator(premium, spill_dir) for _ in candidates]
-    states = [CandidateState(cand, ctx) for cand in candidates]
-    variants = {k: CacheVariants(cand, ctx) for k, cand in enumerate(candidates) if cand.prompt_caching}
-    breakdowns = Breakdowns(len(candidates))
+    levers = Levers(scenario, candidates, ctx, facts, eval_data)
+    for cand in levers.probe_candidates:
+        check_candidate_targets(ctx, cand)
+    everything = levers.candidates
     observers = list(observers)
     from simulator.control.room import ControlRoom, wanted
 
     room = ControlRoom(scenario, len(candidates)) if wanted(scenario) else None
     if room is not None:
         observers.append(room.observe)
+    main = replay_pass(source, ctx, scenario, everything, premium, spill_dir, observers=observers,
+                       observed=len(candidates), progress=progress, probe=levers.is_probe, overlaps=levers.overlaps)
+    try:
+        drift_models = pricing_drift(main.base, catalog)
+        drift_error = None
+    except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
+        drift_models, drift_error = [], f"pricing drift check skipped: {type(exc).__name__}"
+    counts = traffic_counts(source.counts(), source.reject_reasons(), source.notes())
+    quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
+    reports = [main.states[k].reports(cand) for k, cand in enumerate(everything)]
+    tables = main.breakdowns.tables()
+    summary = build_summary(scenario, facts, counts, main.base, candidates, main.accs[:len(candidates)],
+                            reports[:len(candidates)], tables, eval_data, quality, translator, main.variant_ends())
+    if room is not None:
+        summary.update(room.sections())
+        for k, policy in enumerate(summary["policies"]):
+            policy.update(room.policy_fields(k))
+        summary = metrics.clean(summary)
+    finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, translator,
+                  lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base))
+    if previous is not None:
+        path, data = previous
+        weekly.attach(summary, main.base, data, path, scenario, facts)
+    return Replayed(scenario, summary, facts, ctx)
+
+
+BEFORE_KEYS = ("cost_usd", "error_rate", "latency_p50_ms", "latency_p95_ms", "premium_share_requests",
+               "premium_share_cost")
+
+
+@dataclasses.dataclass
+class Pass:
+    """What one pass over the chunks accumulated."""
+
+    base: BaselineAccumulator
+    accs: list
+    states: list
+    breakdowns: Breakdowns
+    overlaps: Any = None  # the Dask engine's merged Overlaps (the other engines count into Levers.overlaps)
+    variants: dict = dataclasses.field(default_factory=dict)  # candidate index -> CacheVariants (sensitivity)
+
+    def variant_ends(self) -> dict:
+        return {k: v.ends() for k, v in self.variants.items()}
+
+
+def replay_pass(source: ChunkSource, ctx: Context, scenario: Scenario, candidates: list, premium: set[str],
+                spill_dir: str | None, *, observers: Iterable[Observer] = (), observed: int = 0, progress=None,
+                probe=lambda k: False, overlaps=None, baseline: BaselineAccumulator | None = None) -> Pass:
+    """One pass over the source: every chunk through every candidate (state carried from chunk to chunk).
+
+    Observers see the outcomes of the first ``observed`` candidates; ``probe(k)`` marks candidates whose state
+    reports are probe reports; ``overlaps`` counts the requests candidates' rules share; ``baseline``: the recorded
+    outcome was accumulated by an earlier pass (it is not accumulated again)."""
+    facts = ctx.facts
+    unit = scenario.bootstrap.unit
+    base_acc = baseline if baseline is not None else BaselineAccumulator(premium, spill_dir)
+    accs = [PolicyAccumulator(premium, spill_dir) for _ in candidates]
+    states = [CandidateState(cand, ctx, probe=probe(k)) for k, cand in enumerate(candidates)]
+    # probes report per (workflow, model) only: the translation-sensitivity replays are for what a user may apply
+    variants = {k: CacheVariants(cand, ctx) for k, cand in enumerate(candidates)
+                if cand.prompt_caching and not probe(k)}
+    breakdowns = Breakdowns(len(candidates))
+    observers = list(observers)
+    translator = ctx.translator
     for frame in source.chunks():
         p = Chunk(frame, ctx)
         if p.n == 0:
             continue
         days = day_labels(p.ts)
         base = identity_outcome(p)
-        base_acc.add(p, base, days)
-        breakdowns.add_baseline(p, base)
         block = block_keys(p, unit, facts.ts_min)
+        if baseline is None:
+            base_acc.add(p, base, days, block)
+        breakdowns.add_baseline(p, base)
+        if overlaps is not None:
+            overlaps.add(p, candidates)
         workflow = attribution(p.frame, "workflow_tag")
         steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
         outcomes = []
@@ -116,26 +185,38 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
             if k in variants:
                 variants[k].replay(p, cand)
             breakdowns.add_candidate(k, o)
-            if observers:
+            if observers and k < observed:
                 outcomes.append(o)
         for observe in observers:
             observe(p, base, outcomes)
-    try:
-        drift_models = pricing_drift(base_acc, catalog)
-        drift_error = None
-    except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
-        drift_models, drift_error = [], f"pricing drift check skipped: {type(exc).__name__}"
-    counts = traffic_counts(source.counts(), source.reject_reasons(), source.notes())
-    quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
-    summary = build_summary(scenario, facts, counts, base_acc, candidates, accs,
-                            [states[k].reports(cand) for k, cand in enumerate(candidates)], breakdowns.tables(),
-                            eval_data, quality, translator, {k: v.ends() for k, v in variants.items()})
-    if room is not None:
-        summary.update(room.sections())
-        for k, policy in enumerate(summary["policies"]):
-            policy.update(room.policy_fields(k))
-        summary = metrics.clean(summary)
-    return Replayed(scenario, summary, facts, ctx)
+    return Pass(base_acc, accs, states, breakdowns, variants=variants)
+
+
+def finish_levers(summary: dict, levers: Levers, scenario: Scenario, facts: Facts, base: BaselineAccumulator,
+                  accs: list, reports: list, tables, eval_data, translator, replay_plan) -> None:
+    """Add the opportunity sections and the plan to ``summary`` (the probes are candidates ``len(written)`` on);
+    ``replay_plan(candidate)`` runs the plan's pass and returns its :class:`Pass` (every engine has its own)."""
+    before = {k: summary["baseline"][k] for k in BEFORE_KEYS}
+    probe_policies, probe_reports = {}, {}
+    for k, cand in enumerate(levers.candidates):
+        if levers.is_probe(k):
+            probe_reports[cand.name] = reports[k].get("caching") or {}
+            if not levers.is_cache_probe(k):
+                probe_policies[cand.name] = policy_summary(scenario, cand, accs[k], reports[k], before, base, facts,
+                                                           tables, k, eval_data, translator)
+    summary.update(metrics.clean(levers.sections(summary, probe_policies, probe_reports)))
+    plan = levers.plan_candidate
+    policy = None
+    if plan is not None:
+        done = replay_plan(plan)
+        policy = policy_summary(scenario, plan, done.accs[0], done.states[0].reports(plan), before, base, facts,
+                                done.breakdowns.tables(), 0, eval_data, translator, done.variant_ends().get(0))
+    policies = {p["name"]: p for p in summary["policies"]} | probe_policies
+    section = levers.plan_summary(policy, policies)
+    components = section.get("components") or []
+    # A plan of one written candidate combines nothing: that candidate's own figures and configs stand.
+    if len(components) > 1 or (components and components[0]["source"] != "candidate"):
+        summary["plan"] = metrics.clean(section)
 
 
 class CacheVariants:
@@ -208,5 +289,5 @@ def spill_folder(rows: int, threshold: int = 2_000_000):
     return tempfile.TemporaryDirectory(prefix="tfysim-spill-")
 
 
-__all__ = ["CacheVariants", "ChunkSource", "InMemorySource", "Replayed", "gather_facts", "replay_source",
-           "spill_folder"]
+__all__ = ["CacheVariants", "ChunkSource", "InMemorySource", "Pass", "Replayed", "finish_levers", "gather_facts",
+           "replay_pass", "replay_source", "spill_folder"]

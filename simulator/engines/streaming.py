@@ -20,6 +20,7 @@ from simulator.api import RunResult, catalog_for, resolve_candidates
 from simulator.engines.chunks import Stream
 from simulator.engines.driver import replay_source
 from simulator.routing.scenario import Scenario, load_scenario
+from simulator.summary.weekly import read_previous
 
 
 class StreamSource:
@@ -47,7 +48,7 @@ class StreamSource:
 
 
 def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, chunk_rows: int = 1_000_000,
-                  spill_dir: str | None = None, observers=()) -> RunResult:
+                  spill_dir: str | None = None, observers=(), previous: str | Path | None = None) -> RunResult:
     """Replay the scenario's traffic chunk by chunk; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``chunk_rows``: rows per chunk read (memory is about chunk_rows x candidates x ~200 bytes plus state);
@@ -59,11 +60,12 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
     catalog = catalog_for(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     eval_paths = list(evals) if evals else scenario.paths("evals")
+    before = (str(previous), read_previous(previous)) if previous else None
     stream = Stream(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
                     timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,
-                                 observers=observers)
+                                 observers=observers, previous=before)
     return RunResult(scenario, replayed.summary, stream.rejects_frame(), stream.rows_read, stream.rows_rejected,
                      engine="streaming")

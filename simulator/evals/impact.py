@@ -89,6 +89,23 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, c: float = 1.0, tol: float = 1e-1
     return beta
 
 
+_SHIFT_WEIGHTS: dict[tuple, tuple] = {}
+
+
+def _shift_weights(samples, prod_prompts, etag, eval_texts, prod_texts, clip, seed) -> np.ndarray:
+    """:func:`covariate_shift_weights` of one workflow, computed once per (eval samples, production prompts) pair of
+    objects: every candidate of a run moving the same workflow reuses them."""
+    key = (id(samples), id(prod_prompts), etag, clip, seed)
+    hit = _SHIFT_WEIGHTS.get(key)
+    if hit is not None and hit[0] is samples and hit[1] is prod_prompts:
+        return hit[2]
+    weights = covariate_shift_weights(eval_texts, prod_texts, clip=clip, seed=seed)
+    if len(_SHIFT_WEIGHTS) >= 64:
+        _SHIFT_WEIGHTS.pop(next(iter(_SHIFT_WEIGHTS)))
+    _SHIFT_WEIGHTS[key] = (samples, prod_prompts, weights)
+    return weights
+
+
 def kish_ess(weights) -> float:
     """Kish effective sample size ``(sum w)^2 / sum w^2``."""
     w = np.asarray(weights, dtype=np.float64)
@@ -173,8 +190,8 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
             first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
             if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
                 has = first.notna().to_numpy()
-                u[has] = covariate_shift_weights(first[has].tolist(), prod["prompt"].dropna().tolist(),
-                                                 clip=weight_clip, seed=seed)
+                u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(),
+                                        prod["prompt"].dropna().tolist(), weight_clip, seed)
                 weighting = "post-stratification + covariate shift"
         cols, shares, members = [], [], []
         for i, (tag, a, b) in pair_keys.items():

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.pricing.tiers import TIERS
+
 
 def requests_frame(p, base, outcome) -> pd.DataFrame:
     """Per-request outcomes of one candidate over one chunk."""
@@ -33,6 +35,7 @@ def requests_frame(p, base, outcome) -> pd.DataFrame:
         "cost_usd": outcome.cost_usd,
         "latency_ms": outcome.latency_ms,
         "token_translation": outcome.translation.astype(str),
+        "service_tier": np.array(TIERS, dtype=object)[outcome.service_tier],
         "team": f["team"].to_numpy(dtype=object),
         "project": f["project"].to_numpy(dtype=object),
         "workflow_tag": f["workflow_tag"].to_numpy(dtype=object),
@@ -47,7 +50,7 @@ def _schema():
         ("request_id", text), ("timestamp", pa.timestamp("ns", tz="UTC")), ("recorded_model", text), ("model", text),
         ("changed", flag), ("blocked", flag), ("fallback", flag), ("status_code", i64), ("input_tokens", i64),
         ("output_tokens", i64), ("cache_read_tokens", i64), ("cache_write_tokens", i64), ("baseline_cost_usd", f64),
-        ("cost_usd", f64), ("latency_ms", f64), ("token_translation", text), ("team", text), ("project", text),
+        ("cost_usd", f64), ("latency_ms", f64), ("token_translation", text), ("service_tier", text), ("team", text), ("project", text),
         ("workflow_tag", text),
     ])
 

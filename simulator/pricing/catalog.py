@@ -44,6 +44,7 @@ class PriceSource:
     provider_id: str | None
     catalog_model_id: str | None
     periods: tuple[Any, ...]  # genai-prices ConditionalPrice list / ModelPrice, or override entries
+    variants: tuple[Any, ...] = ()  # genai-prices PriceVariant list (service tiers, batch)
 
     @property
     def label(self) -> str:
@@ -99,33 +100,16 @@ def _tier_levels(model_price: Any) -> tuple[np.ndarray, list[Any]]:
 
 def _active_period_index(periods: tuple[Any, ...], ts_ns: np.ndarray) -> np.ndarray:
     """Index of the genai-prices ConditionalPrice in force per timestamp (last active wins, else the first)."""
-    from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+    from simulator.pricing.tiers import active_mask
 
     out = np.zeros(len(ts_ns), dtype=np.int64)
     decided = np.zeros(len(ts_ns), dtype=bool)
-    day = ts_ns // _NS_PER_DAY
-    tod = ts_ns - day * _NS_PER_DAY
     for index in range(len(periods) - 1, -1, -1):
-        constraint = periods[index].constraint
-        if constraint is None:
-            active = np.ones(len(ts_ns), dtype=bool)
-        elif isinstance(constraint, StartDateConstraint):
-            active = day >= (constraint.start_date - dt.date(1970, 1, 1)).days
-        elif isinstance(constraint, TimeOfDateConstraint):
-            start, end = (_utc_time_ns(t) for t in (constraint.start_time, constraint.end_time))
-            active = (tod >= start) | (tod < end) if end < start else (tod >= start) & (tod < end)
-        else:  # pragma: no cover - a constraint kind added by a future genai-prices
-            raise PricingError(f"Unsupported genai-prices price constraint {type(constraint).__name__}.")
+        active = active_mask(periods[index].constraint, ts_ns)
         take = active & ~decided
         out[take] = index
         decided |= active
     return out
-
-
-def _utc_time_ns(value: dt.time) -> int:
-    if value.tzinfo is not None:
-        value = dt.datetime.combine(dt.date(1970, 1, 1), value).astimezone(dt.UTC).time()
-    return ((value.hour * 60 + value.minute) * 60 + value.second) * 10**9 + value.microsecond * 1000
 
 
 SCENARIO_FIX = ("Map it to a catalog id in the scenario (models: {gateway id: provider:model}) or price it in a "
@@ -165,7 +149,7 @@ class Catalog:
     #: how the user fixes an unknown model where this catalog came from (a scenario, or --pricing on a command)
     fix: str = SCENARIO_FIX
     _sources: dict[str, PriceSource] = dataclasses.field(default_factory=dict, init=False, repr=False)
-    _tables: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = dataclasses.field(
+    _tables: dict[tuple, tuple[np.ndarray, np.ndarray]] = dataclasses.field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -212,7 +196,7 @@ class Catalog:
             self._unknown_message(model_id, provider_id, ref, snapshot)
         prices = info.prices
         periods = tuple(prices) if isinstance(prices, list) else (_unconditional(prices),)
-        return PriceSource(model_id, "genai-prices", provider.id, info.id, periods)
+        return PriceSource(model_id, "genai-prices", provider.id, info.id, periods, tuple(info.price_variants or ()))
 
     def check_known(self, model_ids: Iterable[str]) -> None:
         """Resolve every model id; one PricingError lists every unknown one (each with its closest catalog ids)."""
@@ -238,18 +222,17 @@ class Catalog:
         key = (source.model_id, period)
         table = self._tables.get(key)
         if table is None:
-            if source.origin == "override":
-                entry = source.periods[period]
-                price = _modelprice(**{k: Decimal(str(entry[k])) for k in PRICE_KEYS if entry.get(k) is not None})
-            else:
-                price = source.periods[period].prices
-            starts, levels = _tier_levels(price)
-            coefs = np.vstack([_coefficients(level) for level in levels])
-            discount = self.discounts.get(source.provider_id or "", 0.0)
-            if discount:
-                coefs = coefs * (1.0 - discount / 100.0)
-            table = self._tables[key] = (starts, coefs)
+            table = self._tables[key] = self._price_table(source, self._standard_price(source, period))
         return table
+
+    def _price_table(self, source: PriceSource, price) -> tuple[np.ndarray, np.ndarray]:
+        """(tier starts, coefficient rows) of one genai-prices ModelPrice, with the provider's negotiated discount."""
+        starts, levels = _tier_levels(price)
+        coefs = np.vstack([_coefficients(level) for level in levels])
+        discount = self.discounts.get(source.provider_id or "", 0.0)
+        if discount:
+            coefs = coefs * (1.0 - discount / 100.0)
+        return starts, coefs
 
     def _period_index(self, source: PriceSource, ts_ns: np.ndarray) -> np.ndarray:
         if source.origin == "override":
@@ -265,12 +248,19 @@ class Catalog:
             return index
         return _active_period_index(source.periods, ts_ns)
 
-    def unit_prices(self, model_id: str, timestamp: dt.datetime | np.datetime64 | int) -> dict[str, Any]:
+    def unit_prices(self, model_id: str, timestamp: dt.datetime | np.datetime64 | int,
+                    service_tier: str = "default") -> dict[str, Any]:
         """USD per million tokens for each token class at one instant (tier at the base level)."""
         source = self.resolve(model_id)
         ts = np.array([_to_ns(timestamp)], dtype=np.int64)
-        period = int(self._period_index(source, ts)[0])
-        starts, coefs = self._table(source, period)
+        if service_tier != "default":
+            from simulator.pricing.tiers import TIER_CODE
+
+            code = TIER_CODE[service_tier]
+            starts, coefs = self._tier_table(source, code, self._tier_keys(source, code, ts)[0])
+        else:
+            period = int(self._period_index(source, ts)[0])
+            starts, coefs = self._table(source, period)
         row = coefs[0]
         out = {f"{cls}_mtok": float(row[i + 1] * _M) for i, cls in enumerate(TOKEN_CLASSES)}
         out.update(per_request_usd=float(row[0]), tiers=starts.tolist(), source=source.label)
@@ -304,8 +294,10 @@ class Catalog:
         cache_read_tokens: Any = None,
         cache_write_tokens: Any = None,
         cache_write_1h_tokens: Any = None,
+        tiers: Any = None,
     ) -> np.ndarray:
-        """Like :meth:`cost_usd` with models given as integer codes into ``uniques`` (no string work per row)."""
+        """Like :meth:`cost_usd` with models given as integer codes into ``uniques`` (no string work per row);
+        ``tiers`` holds a service-tier code per row (:data:`simulator.pricing.tiers.TIER_CODE`, None = default)."""
         n = len(codes)
         inp = np.asarray(input_tokens, dtype=np.float64)
         zeros = np.zeros(n, dtype=np.float64)
@@ -313,17 +305,119 @@ class Catalog:
         cw = zeros if cache_write_tokens is None else np.asarray(cache_write_tokens, dtype=np.float64)
         cw1h = zeros if cache_write_1h_tokens is None else np.asarray(cache_write_1h_tokens, dtype=np.float64)
         out = np.asarray(output_tokens, dtype=np.float64)
-        table, idx = self._coefficients(codes, uniques, timestamp_ns, inp)
+        table, idx = self._coefficients(codes, uniques, timestamp_ns, inp, tiers)
         return price_kernel(table, idx, inp, cr, cw, cw1h, out)
 
-    def unit_prices_codes(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any, input_tokens: Any) -> np.ndarray:
+    def unit_prices_codes(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any, input_tokens: Any,
+                          tiers: Any = None) -> np.ndarray:
         """USD per unit of each request's price row, shape (n, 6): per request, then per token of each of
         ``TOKEN_CLASSES`` (the tier is chosen by ``input_tokens``, as in :meth:`cost_usd_codes`)."""
-        table, idx = self._coefficients(codes, uniques, timestamp_ns, np.asarray(input_tokens, dtype=np.float64))
+        table, idx = self._coefficients(codes, uniques, timestamp_ns, np.asarray(input_tokens, dtype=np.float64),
+                                        tiers)
         return table[idx]
 
-    def _coefficients(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any,
-                      inp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _coefficients(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any, inp: np.ndarray,
+                      tiers: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        table, idx = self._default_coefficients(codes, uniques, timestamp_ns, inp)
+        if tiers is None:
+            return table, idx
+        tiers = np.asarray(tiers)
+        rows = np.flatnonzero(tiers != 0)
+        if not len(rows):
+            return table, idx
+        # Rows on another service tier get their own coefficient rows, appended to the table.
+        ts = np.asarray(timestamp_ns, dtype=np.int64)
+        blocks, offset = [table], len(table)
+        pairs = np.unique(np.stack([codes[rows], tiers[rows]], axis=1), axis=0)
+        for code, tier in pairs:
+            sel = rows[(codes[rows] == code) & (tiers[rows] == tier)]
+            source = self.resolve(str(uniques[code]))
+            keys = self._tier_keys(source, int(tier), ts[sel])
+            for key in sorted(set(keys)):
+                sub = sel[np.array([k == key for k in keys])]
+                starts, coefs = self._tier_table(source, int(tier), key)
+                level = np.searchsorted(starts, inp[sub], side="left") if len(starts) else 0
+                idx[sub] = offset + level
+                blocks.append(coefs)
+                offset += len(coefs)
+        return np.vstack(blocks), idx
+
+    # -- service tiers ----------------------------------------------------------------------------------------
+    @property
+    def tiers(self):
+        """The service-tier data (``pricing/service-tiers.yaml``)."""
+        from simulator.pricing.tiers import default_tiers
+
+        return default_tiers()
+
+    def _tier_keys(self, source: PriceSource, tier: int, ts_ns: np.ndarray) -> list[tuple]:
+        """Per row: (standard period, active genai-prices variants, fallback entry) that price it on ``tier``."""
+        from simulator.pricing.tiers import TIERS, active_mask, matching_variants
+
+        name = TIERS[tier]
+        info = self.tiers.tier(name)
+        periods = self._period_index(source, ts_ns)
+        variants = matching_variants(source.variants, info)
+        active = (np.stack([active_mask(v.constraint, ts_ns) for v in variants], axis=1) if variants
+                  else np.zeros((len(ts_ns), 0), dtype=bool))
+        any_active = active.any(axis=1)
+        fallback = np.full(len(ts_ns), -1, dtype=np.int64)
+        if not any_active.all():
+            history = self.tiers.fallback(source.provider_id, name, split_model_id(source.model_id)[1])
+            if history is None:
+                where = "genai-prices has no active " + name + " price variant" if source.origin != "override" else \
+                    "it is priced by an override"
+                raise PricingError(
+                    f"no {name} price for model '{source.model_id}' ({where}, and pricing/service-tiers.yaml has no "
+                    f"{name} fallback for provider '{source.provider_id}' and this model). The provider may not offer "
+                    f"the {name} tier for it: drop service_tier {name} for this model, or add a dated, sourced "
+                    "fallback entry.")
+            days = np.array([(h[0] - dt.date(1970, 1, 1)).days for h in history])
+            fallback = np.where(any_active, -1, np.maximum(np.searchsorted(days, ts_ns // _NS_PER_DAY,
+                                                                           side="right") - 1, 0))
+        return [(int(k), tuple(bool(b) for b in a), int(f)) for k, a, f in zip(periods, active, fallback)]
+
+    def _tier_table(self, source: PriceSource, tier: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(tier starts, coefficient rows) of one model on one service tier for one key of :meth:`_tier_keys`."""
+        from simulator.pricing.tiers import TIERS, matching_variants, overlay, scaled
+
+        cache_key = (source.model_id, "tier", tier, key)
+        table = self._tables.get(cache_key)
+        if table is None:
+            period, active, fallback = key
+            standard = self._standard_price(source, period)
+            name = TIERS[tier]
+            if fallback >= 0:
+                history = self.tiers.fallback(source.provider_id, name, split_model_id(source.model_id)[1])
+                price = scaled(standard, history[fallback][1])
+            else:
+                price = overlay(standard, matching_variants(source.variants, self.tiers.tier(name)), active)
+            table = self._tables[cache_key] = self._price_table(source, price)
+        return table
+
+    def _standard_price(self, source: PriceSource, period: int):
+        if source.origin == "override":
+            entry = source.periods[period]
+            return _modelprice(**{k: Decimal(str(entry[k])) for k in PRICE_KEYS if entry.get(k) is not None})
+        return source.periods[period].prices
+
+    def tier_price_origin(self, model_id: str, tier: str, timestamp_ns: int) -> str:
+        """Where the ``tier`` price of a model at an instant comes from: a genai-prices variant or a fallback
+        multiplier of ``pricing/service-tiers.yaml`` (raises PricingError when neither exists)."""
+        from simulator.pricing.tiers import TIER_CODE
+
+        if tier == "default":
+            return self.resolve(model_id).label
+        source = self.resolve(model_id)
+        period, active, fallback = self._tier_keys(source, TIER_CODE[tier], np.array([timestamp_ns]))[0]
+        if fallback < 0:
+            return f"genai-prices {tier} variant"
+        history = self.tiers.fallback(source.provider_id, tier, split_model_id(model_id)[1])
+        since, multiplier, url = history[fallback]
+        return f"{multiplier:g} x standard price (pricing/service-tiers.yaml, {url})"
+
+    def _default_coefficients(self, codes: np.ndarray, uniques: Any, timestamp_ns: Any,
+                              inp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(codes)
         ts = np.asarray(timestamp_ns, dtype=np.int64)
         # One flat coefficient table for the models present: every (model, price period, tier level) is a row.

@@ -114,6 +114,7 @@ class StickyRouting(_Closed):
 
 
 RoutingType = Literal["weight-based-routing", "priority-based-routing", "latency-based-routing"]
+ServiceTier = Literal["default", "batch", "flex", "priority"]
 
 
 class Rule(_Closed):
@@ -121,12 +122,31 @@ class Rule(_Closed):
     when: When = Field(default_factory=When)
     type: RoutingType = "weight-based-routing"
     sticky_routing: StickyRouting | None = None
-    load_balance_targets: list[Target]
+    load_balance_targets: list[Target] = Field(default_factory=list)
+    service_tier: ServiceTier | None = Field(
+        None, description="processing tier for the matched requests (batch: non-interactive workflows only); "
+                          "without load_balance_targets the requests keep their model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_from_targets(cls, data: Any) -> Any:
+        """Targets that all set the same ``service_tier`` in ``override_params`` (the gateway's way to ask for flex
+        or priority processing) put the rule's requests on that tier."""
+        if not isinstance(data, dict) or data.get("service_tier") is not None:
+            return data
+        targets = data.get("load_balance_targets") or []
+        tiers = {str((t.get("override_params") or {}).get("service_tier")) for t in targets if isinstance(t, dict)}
+        if targets and len(tiers) == 1 and next(iter(tiers)) in ("flex", "priority"):
+            return {**data, "service_tier": next(iter(tiers))}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if not self.load_balance_targets:
-            raise ValueError(f"rule '{self.id}' has no load_balance_targets; give at least one target")
+            if self.service_tier is not None:
+                return self  # a tier-only rule: requests keep their recorded model
+            raise ValueError(f"rule '{self.id}' has no load_balance_targets; give at least one target (or a "
+                             "service_tier to change only the processing tier)")
         if self.type == "weight-based-routing":
             weights = [t.weight for t in self.load_balance_targets]
             if any(w is None for w in weights):
@@ -196,10 +216,27 @@ class RateLimit(_Closed):
         return [_applies_per(v) for v in value]
 
 
+class Breakpoint(_Closed):
+    """An explicit cache breakpoint (Anthropic ``cache_control``): after prefix block ``at`` (0 = the first block;
+    negative counts from the end, -1 = the whole prefix), with its own TTL (default: the rule's)."""
+
+    at: int = -1
+    ttl: str | None = Field(None, pattern=r"^\d+(s|m|h)$")
+
+
 class CacheRule(_Closed):
     when: When = Field(default_factory=When)
     mode: Literal["automatic", "explicit"] | None = None
     ttl: str = Field("5m", pattern=TTL_PATTERN)
+    breakpoints: list[Breakpoint] = Field(
+        default_factory=list, max_length=4,
+        description="explicit mode: up to 4 breakpoints in prefix order, longer TTLs first (default: one at -1)")
+
+    @model_validator(mode="after")
+    def _check(self) -> CacheRule:
+        if self.breakpoints and self.mode == "automatic":
+            raise ValueError("breakpoints need mode: explicit (automatic caching has no breakpoints)")
+        return self
 
 
 DEFAULT_MAX_ERROR_RATE_INCREASE_PP = 0.5
@@ -247,6 +284,43 @@ class Outage(_Closed):
         if self.end <= self.start:
             raise ValueError("outage end must be after start")
         return self
+
+
+class Workflow(_Closed):
+    """What the scenario knows about a workflow (by ``workflow_tag``)."""
+
+    interactive: bool = Field(True, description="false: nobody waits on the answer; batch processing may serve it")
+
+
+class ServiceTierOptions(_Closed):
+    """How service tiers behave where providers publish no figure."""
+
+    interactive_metadata_key: str = Field(
+        "interactive", description="request metadata key whose value false/0/no marks a request non-interactive")
+    flex_unavailable_rate: float = Field(
+        0.0, ge=0, le=1, description="share of flex requests refused with 429 (not published; retried on the "
+                                     "default tier at the default price)")
+
+
+class Opportunities(_Closed):
+    """Levers tfysim looks for by itself, without a candidate written for them."""
+
+    models: bool = Field(True, description="per workflow, the cheapest model with eval evidence that passes the "
+                                           "accuracy gate (needs eval samples)")
+    cache: bool = Field(True, description="per workflow and model, what prompt caching would save at each TTL")
+    max_accuracy_drop_pp: float = Field(
+        2.0, ge=0, description="non-inferiority margin for model opportunities when the scenario's gates set none")
+
+
+class Plan(_Closed):
+    """One plan from compatible candidates: rules that never claim the same request, replayed together."""
+
+    name: str = Field("plan", pattern=r"^[a-z0-9][a-z0-9\-_.]{0,62}$")
+    candidates: Literal["passing"] | list[str] = Field(
+        "passing", description="'passing': every candidate and opportunity whose gates pass, most savings first; or "
+                               "candidate names in the order to combine them")
+    include_opportunities: bool = Field(True, description="with 'passing': also combine the model opportunities")
+    gates: Gates | None = Field(None, description="the plan's gates (default: the scenario's)")
 
 
 class Bootstrap(_Closed):
@@ -317,6 +391,10 @@ class Scenario(_Closed):
     portkey: Portkey = Field(default_factory=Portkey)
     outages: list[Outage] = Field(default_factory=list)
     tokenizers: list[TokenizerEntry] = Field(default_factory=list)
+    workflows: dict[str, Workflow] = Field(default_factory=dict, description="per workflow_tag: interactive or not")
+    service_tiers: ServiceTierOptions = Field(default_factory=ServiceTierOptions)
+    opportunities: Opportunities = Field(default_factory=Opportunities)
+    plan: Plan = Field(default_factory=Plan)
     candidates: list[Candidate] = Field(default_factory=list)
     gates: Gates = Field(default_factory=Gates)
     # control-room panels (simulator.control): each runs when its key is present

@@ -29,12 +29,30 @@ ASSUMPTION = "prompt caching simulated per serving model; a switched model start
 NOTE = "below_minimum_requests: caching would be silently skipped (prefix under the model's minimum)"
 
 
-class CacheState:
-    """The prompt cache of one candidate over successive chunks, and the sums its report is built from."""
+PROBE_GROUP = "workflow_model"  # a probe's report is per (workflow, serving model), joined by GROUP_SEP
+GROUP_SEP = "\x1f"
+PROBE_EXTRA = ("prefix_tokens_sum", "prefix_rows", "borderline_requests")
 
-    def __init__(self, cand, rules: CacheRules) -> None:
+
+class CacheState:
+    """The prompt cache of one candidate over successive chunks, and the sums its report is built from.
+
+    ``probe``: a cache-opportunity probe (no candidate was written for it): the report is per (workflow, serving
+    model), without the TTL break-even, with the prefix sizes, the requests whose prefix is within the tokenizer's
+    count interval of the model's minimum (``translator`` gives the interval) and the distinct prefixes."""
+
+    def __init__(self, cand, rules: CacheRules, *, probe: bool = False, translator=None) -> None:
         self.rules = rules
+        self.probe = probe
+        self.translator = translator
+        self.prefix_keys: dict[str, list[np.ndarray]] = {}
+        self.kept_by_model: dict[str, int] = {}
         self.kernels = [KernelState() for _ in cand.prompt_caching]
+        # per rule: what it is, and requests, cache reads, 5-minute writes, 1-hour writes, storage (USD) it produced
+        self.rule_info = [{"rule": i + 1, "mode": r.mode or "provider default", "ttl": r.ttl,
+                           "breakpoints": [{"at": b.at, "ttl": b.ttl} for b in r.breakpoints]}
+                          for i, r in enumerate(cand.prompt_caching)]
+        self.rule_sums = np.zeros((len(cand.prompt_caching), 5))
         self.break_even_states: dict[str, KernelState] = {}
         self.last_seen: dict[int, int] = {}
         self.summary_sums: list[pd.DataFrame] = []
@@ -52,18 +70,26 @@ class CacheState:
         for i, rule in enumerate(cand.prompt_caching):
             when = rule.when
             mask = match(p.view, when.model_copy(update={"models": []}))
-            if when.models:
+            if when.models and self.probe:
+                mask &= np.isin(served, when.models)  # a probe covers the model that served the request only
+            elif when.models:
                 mask &= match(p.view, when) | np.isin(served, when.models)
             rule_of[(rule_of < 0) & mask] = i
+        if self.probe:
+            rule_of[o.status >= 400] = -1  # failed requests never reached a cache
         already = ~o.changed & ((p.cr > 0) | (p.cw > 0))
         self.kept += int(((rule_of >= 0) & already).sum())
+        if self.probe:
+            for model, n in pd.Series(served[(rule_of >= 0) & already]).value_counts().items():
+                self.kept_by_model[str(model)] = self.kept_by_model.get(str(model), 0) + int(n)
         rule_of[already] = -1
         covered = np.flatnonzero(rule_of >= 0)
         self.covered += len(covered)
         if len(covered) == 0:
             return
+        tiers = o.service_tier[covered]
         before = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
-                                          o.output_tokens[covered])
+                                          o.output_tokens[covered], tiers=tiers)
         frame = p.frame.iloc[covered].copy()
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
@@ -81,17 +107,31 @@ class CacheState:
             if not sel.any():
                 continue
             sim = simulate_frame(frame[sel], self.rules, mode=rule.mode, ttl=rule.ttl, model_codes=codes[sel],
-                                 state=self.kernels[i])
+                                 state=self.kernels[i], breakpoints=[(b.at, b.ttl) for b in rule.breakpoints])
             sims.append(sim)
             rows = covered[sel]
             o.cache_read_tokens[rows] = sim["cache_read_tokens"].to_numpy()
             o.cache_write_tokens[rows] = sim["cache_write_tokens"].to_numpy()
             o.cache_write_1h_tokens[rows] = sim["cache_write_1h_tokens"].to_numpy()
+            storage = sim["cache_storage_usd"].to_numpy()
+            self.rule_sums[i] += [len(rows), float(sim["cache_read_tokens"].sum()),
+                                  float(sim["cache_write_tokens"].sum()), float(sim["cache_write_1h_tokens"].sum()),
+                                  float(storage.sum())]
+            if storage.any():
+                if o.cache_storage_usd is None:
+                    o.cache_storage_usd = np.zeros(p.n)
+                o.cache_storage_usd[rows] = storage
         after = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                          o.output_tokens[covered], o.cache_read_tokens[covered],
-                                         o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered])
+                                         o.cache_write_tokens[covered], o.cache_write_1h_tokens[covered],
+                                         tiers=tiers)
+        if o.cache_storage_usd is not None:
+            after = after + o.cache_storage_usd[covered]
         sim_all = pd.concat(sims).loc[frame.index]
         costs = pd.DataFrame({"cost_without_cache_usd": before, "cost_with_cache_usd": after}, index=frame.index)
+        if self.probe:
+            self._probe_sums(frame, sim_all, costs)
+            return
         self.summary_sums.append(cache_summary_sums(frame, sim_all, costs, by="workflow_tag"))
         if self.break_even_error is None:
             try:
@@ -103,14 +143,52 @@ class CacheState:
         if ASSUMPTION not in o.assumptions:
             o.assumptions.append(ASSUMPTION)
 
+    def _probe_sums(self, frame: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame) -> None:
+        from simulator.tokens.intervals import count_interval
+
+        workflow = frame["workflow_tag"].astype(object).fillna("UNTAGGED").astype(str).to_numpy()
+        models = frame["model"].to_numpy(dtype=object)
+        frame = frame.assign(**{PROBE_GROUP: workflow + GROUP_SEP + models.astype(str)})
+        prefix = sim["prefix_tokens"].to_numpy(np.float64)
+        minimum = sim["cache_min_tokens"].to_numpy(np.float64)
+        low, high = np.ones(len(frame)), np.ones(len(frame))
+        if self.translator is not None:
+            for model in pd.unique(models):
+                interval = count_interval(str(model), self.translator.registry, self.translator.calibration)
+                low[models == model], high[models == model] = interval.low, interval.high
+        has = prefix > 0
+        sim = sim.assign(prefix_tokens_sum=np.where(has, prefix, 0.0), prefix_rows=has,
+                         borderline_requests=has & (prefix * low < minimum) & (prefix * high >= minimum))
+        self.summary_sums.append(cache_summary_sums(frame, sim, costs, by=PROBE_GROUP, extra=PROBE_EXTRA))
+        keys = np.where(has, sim["prefix_key"].to_numpy(np.int64), 0)
+        groups = frame[PROBE_GROUP].to_numpy(dtype=object)
+        for group in pd.unique(groups[keys != 0]):
+            self.prefix_keys.setdefault(str(group), []).append(np.unique(keys[(groups == group) & (keys != 0)]))
+
+    def rules_report(self) -> list[dict[str, Any]]:
+        """Per caching rule: its mode, TTL and breakpoints, and the requests, cache tokens and storage it produced."""
+        out = []
+        for info, sums in zip(self.rule_info, self.rule_sums):
+            requests, reads, writes, writes_1h, storage = sums
+            out.append({**info, "requests": int(requests), "cache_read_tokens": int(reads),
+                        "cache_write_tokens": int(writes), "cache_write_1h_tokens": int(writes_1h),
+                        "cache_storage_usd": round(float(storage), 6) + 0.0})
+        return out
+
     def release(self) -> None:
         """Drop the cache tables (no later chunk will come); the sums behind the report stay."""
         self.kernels, self.break_even_states, self.last_seen = [], {}, {}
+        self.translator = None  # tokenizers stay where they were loaded
 
     def merge(self, other: CacheState) -> CacheState:
         """Fold in the sums of another partition holding other prefixes (the Dask engine)."""
         self.summary_sums += other.summary_sums
+        self.rule_sums = self.rule_sums + other.rule_sums
         self.break_even_parts += other.break_even_parts
+        for group, keys in other.prefix_keys.items():
+            self.prefix_keys.setdefault(group, []).extend(keys)
+        for model, n in other.kept_by_model.items():
+            self.kept_by_model[model] = self.kept_by_model.get(model, 0) + n
         self.break_even_error = self.break_even_error or other.break_even_error
         self.covered += other.covered
         self.kept += other.kept
@@ -119,7 +197,20 @@ class CacheState:
     def report(self) -> dict[str, Any]:
         """The policy's ``caching`` section."""
         if not self.summary_sums:
-            return {"requests_covered": 0, "requests_kept_recorded_cache": self.kept}
+            out = {"requests_covered": 0, "requests_kept_recorded_cache": self.kept}
+            return out | ({"kept_by_model": dict(sorted(self.kept_by_model.items()))} if self.probe else {})
+        if self.probe:
+            table = finish_cache_summary(pd.concat(self.summary_sums), PROBE_GROUP)
+            table = table.drop(index="(all)")
+            table["distinct_prefixes"] = [len(np.unique(np.concatenate(self.prefix_keys[g]))) if g in self.prefix_keys
+                                          else 0 for g in table.index]
+            rows = records(table, PROBE_GROUP)
+            for rec, exact in zip(rows, table["savings_usd"].to_numpy(np.float64)):
+                # scaled to a month by the caller: rounding first would multiply the rounding error (engines agree
+                # to the last rounded digit only when the unrounded sum is scaled)
+                rec["savings_usd_unrounded"] = float(exact)
+            return {"requests_covered": self.covered, "requests_kept_recorded_cache": self.kept,
+                    "kept_by_model": dict(sorted(self.kept_by_model.items())), "by_workflow_model": rows}
         table = finish_cache_summary(pd.concat(self.summary_sums), "workflow_tag")
         if self.break_even_error is not None:
             break_even: list[dict[str, Any]] = [{"error": self.break_even_error}]
@@ -129,6 +220,7 @@ class CacheState:
             "requests_covered": self.covered,
             "requests_kept_recorded_cache": self.kept,
             "by_workflow": records(table, "workflow_tag"),
+            "by_rule": self.rules_report(),
             "ttl_break_even": break_even,
             "note": NOTE,
         }
@@ -140,7 +232,7 @@ def records(table: pd.DataFrame, key: str) -> list[dict[str, Any]]:
     for label, row in table.iterrows():
         rec: dict[str, Any] = {key: str(label)}
         for col, value in row.items():
-            if isinstance(value, (float, np.floating)) and not str(col).endswith(("_usd", "_rate")):
+            if isinstance(value, (float, np.floating)) and not str(col).endswith(("_usd", "_rate", "_hours")):
                 rec[col] = int(value) if np.isfinite(value) else None
             elif isinstance(value, (float, np.floating)):
                 rec[col] = round(float(value), 6) + 0.0 if np.isfinite(value) else None

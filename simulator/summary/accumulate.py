@@ -17,6 +17,8 @@ from simulator.summary.privacy import attribution_labels
 
 UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
+BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
+              "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
 _NS_PER_DAY = 86_400 * 10**9
 
 
@@ -203,9 +205,13 @@ class BaselineAccumulator(Totals):
         self.has_recorded = False
         # per model: requests, catalog cost, recorded cost (where recorded), catalog cost there, rows recorded
         self.per_model = Labels(5)
+        # per bootstrap block: what the week-over-week intervals resample (see simulator.summary.weekly)
+        self.blocks = Labels(len(BLOCK_SUMS))
 
-    def add(self, p, base, days: np.ndarray) -> None:
+    def add(self, p, base, days: np.ndarray, block: np.ndarray | None = None) -> None:
         self.add_totals(p, base, days)
+        if block is not None:
+            self._add_blocks(p, base, block)
         finite = np.isfinite(p.recorded_cost)
         self.has_recorded |= bool(finite.any())
         self.recorded += float(np.nansum(p.recorded_cost))
@@ -217,8 +223,21 @@ class BaselineAccumulator(Totals):
         self.per_model.add(codes, 3, np.where(finite, p.baseline_cost, 0.0))
         self.per_model.add(codes, 4, finite.astype(np.float64))
 
+    def _add_blocks(self, p, base, block: np.ndarray) -> None:
+        vocab = np.array(p.vocab, dtype=object)
+        premium = np.isin(vocab, list(self.premium))[base.model]
+        codes = self.blocks.codes(block)
+        cost = base.cost_usd
+        columns = {"cost_usd": cost, "premium_cost_usd": np.where(premium, cost, 0.0),
+                   "errors": (base.status >= 400).astype(np.float64), "requests": np.ones(p.n)}
+        for by in ("project", "team", "workflow_tag"):
+            columns[f"untagged_{by}_cost_usd"] = np.where(pd.isna(p.frame[by].to_numpy(dtype=object)), cost, 0.0)
+        for i, name in enumerate(BLOCK_SUMS):
+            self.blocks.add(codes, i, columns[name])
+
     def merge(self, other: BaselineAccumulator) -> BaselineAccumulator:
         self.merge_totals(other)
+        self.blocks.merge(other.blocks)
         self.recorded += other.recorded
         self.has_recorded |= other.has_recorded
         self.per_model.merge(other.per_model)
@@ -242,6 +261,9 @@ class PolicyAccumulator(Totals):
         self.moves = empty_moves()  # the moves table (simulator.summary.moves), additive over chunks
         self.extras: dict[str, Any] = {}
         self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
+        # per "tier|model": requests, cost, cost at the default tier, synchronous latency sum, latency count
+        self.tiers = Labels(5)
+        self.tier_origins: dict[str, set[str]] = {}
 
     def add(self, p, o, base_cost: np.ndarray, block: np.ndarray, days: np.ndarray, workflow: np.ndarray,
             translator=None, cand_name: str = "") -> None:
@@ -277,13 +299,46 @@ class PolicyAccumulator(Totals):
                 self.extras[key].update(value)
             else:
                 self.extras[key] = value
+        self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
             self.moves = add_moves([self.moves, moves_from_outcome(p, o, base_cost, translator, cand_name or o.name,
                                                                    workflow=workflow)])
 
+    def _add_tiers(self, p, o) -> None:
+        """Requests served on another service tier: cost there and at the default tier, and the latency they
+        would have had synchronously (batched rows carry it in ``o.tier_latency_ms``)."""
+        from simulator.pricing.tiers import TIERS
+
+        rows = np.flatnonzero((o.service_tier != 0) & ~o.blocked & (o.status < 400))
+        if not len(rows):
+            return
+        vocab = np.array(p.vocab, dtype=object)
+        default_cost = p.price(o.model[rows], o.input_tokens[rows], o.output_tokens[rows],
+                               o.cache_read_tokens[rows], o.cache_write_tokens[rows], o.cache_write_1h_tokens[rows],
+                               rows=rows)
+        tier_names = np.array(TIERS, dtype=object)[o.service_tier[rows]]
+        keys = tier_names + "|" + vocab[o.model[rows]]
+        latency = o.tier_latency_ms[rows] if o.tier_latency_ms is not None else o.latency_ms[rows]
+        latency = np.where(np.isnan(latency), o.latency_ms[rows], latency)
+        finite = np.isfinite(latency)
+        codes = self.tiers.codes(keys)
+        self.tiers.add(codes, 0, np.ones(len(rows)))
+        self.tiers.add(codes, 1, o.cost_usd[rows])
+        self.tiers.add(codes, 2, default_cost)
+        self.tiers.add(codes, 3, np.where(finite, latency, 0.0))
+        self.tiers.add(codes, 4, finite.astype(np.float64))
+        days = p.ts[rows] // _NS_PER_DAY
+        for key, day in set(zip(keys.tolist(), days.tolist())):
+            tier, model = key.split("|", 1)
+            self.tier_origins.setdefault(key, set()).add(
+                p.catalog.tier_price_origin(model, tier, int(day) * _NS_PER_DAY))
+
     def merge(self, other: PolicyAccumulator) -> PolicyAccumulator:
         self.merge_totals(other)
         self.savings += other.savings
+        self.tiers.merge(other.tiers)
+        for key, origins in other.tier_origins.items():
+            self.tier_origins.setdefault(key, set()).update(origins)
         for k, v in other.money.items():
             self.money[k] += v
         self.blocks.merge(other.blocks)

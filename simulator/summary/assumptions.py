@@ -81,9 +81,11 @@ def policy_assumptions(policy: dict[str, Any], candidate, days: float,
                 ", which served none in the recording"
             out.append(f"provider rate limits at the new volume are not modelled: `{target}` receives {added:,} "
                        f"more requests{share}")
+    out += tier_assumptions(policy.get("service_tiers"))
     if policy.get("caching") and _n(policy["caching"].get("requests_covered")):
         out.append(f"prompt caching simulated per serving model for {_n(policy['caching']['requests_covered']):,} "
                    "requests; a switched model starts cold")
+        out += caching_assumptions(policy["caching"])
     unserved = _n(policy.get("requests_unserved"))
     if unserved:
         out.append(f"{unserved:,} requests served in the recording fail in the candidate (unserved, "
@@ -108,6 +110,82 @@ def policy_assumptions(policy: dict[str, Any], candidate, days: float,
     if days < FULL_WEEK_DAYS:
         line += "; the window is shorter than a week, so it holds no full weekly pattern"
     out.append(line)
+    return out
+
+
+def tier_assumptions(tiers: dict[str, Any] | None) -> list[str]:
+    """Lines for the requests a policy moved to another service tier (its ``service_tiers`` record)."""
+    if not tiers:
+        return []
+    out = []
+    by_tier: dict[str, list[dict[str, Any]]] = {}
+    for row in tiers.get("by_tier") or []:
+        by_tier.setdefault(row["service_tier"], []).append(row)
+    for name, rows in sorted(by_tier.items()):
+        n = sum(_n(r["requests"]) for r in rows)
+        sources = sorted({s for r in rows for s in r.get("price_source") or []})
+        line = (f"{name}: prices of the {name} tier for {n:,} requests recorded on the default tier "
+                f"({'; '.join(sources) or 'no price source'})")
+        if name == "batch":
+            window = rows[0].get("completion_window") or "the batch window"
+            line += (f"; their synchronous latency is left out of the latency percentiles (results within {window}); "
+                     "they still count against the candidate's budgets and rate limits")
+        else:
+            line += "; latency kept as recorded (the provider publishes no figure)"
+        out.append(line)
+    if _n(tiers.get("batch_ineligible_requests")):
+        out.append(f"{_n(tiers['batch_ineligible_requests']):,} requests matched a batch rule but are interactive "
+                   "(workflow not marked interactive: false, or metadata says so): kept on the default tier")
+    if "flex" in by_tier or _n(tiers.get("flex_unavailable_requests")):
+        rate = float(tiers.get("flex_unavailable_rate") or 0.0)
+        out.append(f"flex: {_n(tiers.get('flex_unavailable_requests')):,} requests refused with 429 and served on the "
+                   f"default tier ({rate:.1%} service_tiers.flex_unavailable_rate; the provider publishes no rate)")
+    return out
+
+
+def caching_assumptions(caching: dict[str, Any]) -> list[str]:
+    """One line per prompt-caching rule that covered requests: its mode, TTLs and breakpoints, and what it did."""
+    out = []
+    for r in caching.get("by_rule") or []:
+        if not _n(r.get("requests")):
+            continue
+        if r.get("breakpoints"):
+            how = "breakpoints " + ", ".join(f"at block {b['at']} ({b['ttl']})" for b in r["breakpoints"]) + \
+                " (longer TTLs first, each looking back 20 blocks)"
+        else:
+            how = f"TTL {r['ttl']}"
+        line = (f"prompt caching rule {r['rule']} ({r['mode']}, {how}): {_n(r['requests']):,} requests, "
+                f"{_n(r['cache_read_tokens']):,} cache-read tokens, {_n(r['cache_write_tokens']):,} cache-write "
+                f"tokens (of which {_n(r['cache_write_1h_tokens']):,} written with a 1-hour TTL), priced by the "
+                "model's dated cache rules")
+        if float(r.get("cache_storage_usd") or 0.0) > 0:
+            line += f"; cached-content storage ${float(r['cache_storage_usd']):,.2f} billed per token-hour"
+        out.append(line)
+    return out
+
+
+def plan_assumptions(plan: dict[str, Any]) -> list[str]:
+    """Lines a plan adds to its replay's own (summary.json ``plan``): what it combined, how its parts were judged
+    compatible, and the interaction the combined replay measured."""
+    components = plan.get("components") or []
+    if not components:
+        return []
+    names = ", ".join(f"`{c['name']}` ({c['source']})" for c in components)
+    out = [f"the plan replays {len(components)} components as one candidate: {names}; no request is claimed by two "
+           "components' rules of the same kind (routing and tiers, budgets, rate limits, prompt caching)"]
+    interaction = plan.get("interaction_monthly_usd")
+    if interaction is not None:
+        out.append(f"the combined replay saves ${float(plan['monthly_savings_usd']):,.2f}/month against "
+                   f"${float(plan['sum_of_parts_monthly_savings_usd']):,.2f}/month for the parts replayed alone: "
+                   f"{'+' if interaction >= 0 else '-'}${abs(float(interaction)):,.2f}/month from their interactions "
+                   "(budgets, rate limits and caches see the combined traffic)")
+    unjudged = [c["name"] for c in components if c.get("monthly_savings_ci95") is None]
+    if unjudged:
+        out.append(f"{', '.join(f'`{n}`' for n in unjudged)}: savings simulated on the recorded traffic without an "
+                   "interval of their own; the plan's interval covers them")
+    if plan.get("skipped"):
+        out.append(f"{len(plan['skipped']):,} candidates or opportunities left out of the plan (plan.skipped says "
+                   "why for each)")
     return out
 
 

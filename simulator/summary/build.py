@@ -95,6 +95,11 @@ def policy_summary(scenario, cand, acc: PolicyAccumulator, state_reports: dict[s
         "breakdowns": {by: breakdown_table(by, tables[by], k) for by in BREAKDOWNS},
     })
     policy.update(acc.extras)
+    from simulator.summary.tiers import tier_report
+
+    tiers = tier_report(acc, scenario.service_tiers.flex_unavailable_rate)
+    if tiers is not None:
+        policy["service_tiers"] = tiers
     for key in ("caching", "session_kill"):
         if key in state_reports:
             policy[key] = state_reports[key]

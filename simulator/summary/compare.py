@@ -37,6 +37,7 @@ def compare_configs(current: str | Path, proposed: str | Path, traffic: Sequence
         "name": "diff", "traffic": [str(t) for t in traffic], "evals": [str(e) for e in evals], "seed": seed,
         "candidates": [{"name": "current", "truefoundry_config": str(current.resolve())},
                        {"name": "proposed", "truefoundry_config": str(proposed.resolve())}],
+        "opportunities": {"models": False, "cache": False},  # a diff compares two configs, nothing else
     }
     if pricing:
         data["pricing"] = str(pricing)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +34,7 @@ _CODE_LINE = re.compile(
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def classify_text(text: str) -> str:
     """``non_latin`` if >= 30% of letters are non-Latin, else ``code`` on punctuation density or code-like lines."""
     sample = text[:SAMPLE_CHARS]

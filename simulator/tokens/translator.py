@@ -83,6 +83,7 @@ class Translator:
         vocab = np.array(p.vocab, dtype=object)
         pairs = pd.DataFrame({"f": p.model[rows], "t": o.model[rows]})
         eval_ratio = getattr(cand, "output_tokens", "recorded") == "eval-ratio"
+        unknown_here = []
         for (f, t), group in pairs.groupby(["f", "t"], sort=True):
             idx = rows[group.index.to_numpy()]
             src, dst = str(vocab[f]), str(vocab[t])
@@ -92,6 +93,7 @@ class Translator:
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
+                unknown_here.append((src, dst))
                 o.translation[idx] = "identity-unknown"
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -116,8 +118,8 @@ class Translator:
                     "output-length ratio from eval samples, where the pair has them")
             if note not in o.assumptions:
                 o.assumptions.append(note)
-        for (src, dst), message in sorted(self.unknown.items()):
-            note = f"token counts {src} -> {dst} kept as recorded: {message}"
+        for src, dst in unknown_here:  # only the pairs this candidate moved rows between
+            note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
 

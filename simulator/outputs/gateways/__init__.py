@@ -15,7 +15,10 @@ from simulator.outputs.gateways import truefoundry
 from simulator.outputs.gateways.common import dump_yaml, figures_line, header, traffic_models
 from simulator.outputs.gateways.litellm import rule_tag, to_litellm
 from simulator.outputs.gateways.portkey import attach_when, to_portkey
+from simulator.outputs.escape import yaml_comment
+from simulator.outputs.gateways.tiers import gateway_view
 from simulator.routing.truefoundry_config import KINDS, SUFFIX, candidate_from_config, read_manifest
+from simulator.summary.plan import plan_candidates
 
 __all__ = ["write_gateway_configs", "baseline_configs"]
 
@@ -54,9 +57,16 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
     index: dict[str, Any] = {}
     candidates = [candidate_from_config(c, scenario.path(c.truefoundry_config)) if c.truefoundry_config else c
                   for c in scenario.candidates]
-    for cand in candidates:
+    plans = plan_candidates(result.summary)  # the plan: its own files, one per config type, like any candidate
+    policies.update({cand.name: figures for cand, figures in plans})
+    for cand in candidates + [cand for cand, _ in plans]:
         figures = policies.get(cand.name, {})
         entry: dict[str, Any] = {"files": [], "config_types": {}, "not_expressible": {}}
+        cand, client_changes = gateway_view(cand)  # service tiers: request parameters, or client changes
+        if client_changes:
+            entry["client_changes"] = client_changes
+        tier_gaps = [f"rule '{r.id}': service_tier {r.service_tier} (a request parameter); set it in the client"
+                     for r in cand.rules if r.service_tier in ("flex", "priority")]
         tfy_gaps = truefoundry.not_expressible(cand)
         entry["not_expressible"]["truefoundry"] = tfy_gaps
         if not tfy_gaps:
@@ -64,9 +74,10 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
                                        baselines={k: (name, m) for k, (name, m, _) in baselines.items()})
             manifests = truefoundry.manifests(cand, known_models=models, traffic_models=models,
                                               baselines={k: m for k, (_, m, _) in baselines.items()})
+            changes = "".join(f"# client change: {yaml_comment(c)}\n" for c in client_changes)
             for i, (kind, manifest, _) in enumerate(manifests):
                 path = folder / f"{cand.name}{SUFFIX['routing' if i == 0 else kind]}"
-                written.append(write_text(path, texts[kind]))
+                written.append(write_text(path, changes + texts[kind]))
                 entry["files"].append(path.name)
                 entry["config_types"][path.name] = manifest["type"]
                 if kind in baselines and baselines[kind][1].get("type") == manifest["type"]:
@@ -79,7 +90,7 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
                 written.append(write_text(folder / f"{cand.name}.diff", "".join(diffs) or "# no difference\n"))
                 entry["files"].append(f"{cand.name}.diff")
         litellm, gaps = to_litellm(cand)
-        entry["not_expressible"]["litellm"] = gaps
+        entry["not_expressible"]["litellm"] = gaps + tier_gaps
         if litellm is not None:
             lines = [f"tfysim: candidate '{cand.name}' of scenario '{scenario.name}' as a LiteLLM proxy config",
                      f"figures: {figures_line(figures)}",
@@ -96,7 +107,7 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             if tags:
                 entry["litellm_tags"] = tags
         portkey, gaps = to_portkey(cand, scenario.portkey.accounts)
-        entry["not_expressible"]["portkey"] = gaps
+        entry["not_expressible"]["portkey"] = gaps + tier_gaps
         if portkey is not None:
             path = folder / f"{cand.name}.portkey.json"
             written.append(write_text(path, dumps(portkey)))
@@ -119,7 +130,9 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             for fmt in ("litellm", "portkey"):
                 entry["not_expressible"][fmt] = entry["not_expressible"][fmt] + [
                     "kill_runaway_sessions: no per-session limit in this config"]
-        if not entry["files"] and not (cand.rules or cand.budgets or cand.rate_limits):
+        if not entry["files"] and client_changes:
+            entry["note"] = "nothing to apply on the gateway: the change is in the client (client_changes)"
+        elif not entry["files"] and not (cand.rules or cand.budgets or cand.rate_limits):
             entry["note"] = "no rules, budgets or rate limits: nothing to apply"
         index[cand.name] = entry
     if index:

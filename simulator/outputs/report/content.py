@@ -16,6 +16,7 @@ import pandas as pd
 
 from simulator.outputs.escape import chart_label
 from simulator.outputs.report.document import Chart, Document, Markup, Section, Table, literal
+from simulator.outputs.report.levers import lever_actions, lever_sections, since_last_week_section
 from simulator.summary.assumptions import WINDOW_WARNING_FACTOR, extrapolation_factor, window_warning
 
 UNTAGGED = "UNTAGGED"
@@ -213,18 +214,57 @@ def group_action(group: list[dict], routing_files: dict, days: float | None = No
     return (f"Apply `{name}`: `tfy apply -f {literal(cfg)} --dry-run --show-diff`, then apply{extra}. {figures}{alts}.")
 
 
+def plan_action(summary: dict, routing_files: dict, days: float | None = None) -> tuple[str | None, bool]:
+    """(the plan's action, whether it is applied): the plan's replayed record judged like a candidate's
+    (:func:`group_action`), with its components named and its client changes listed."""
+    plan = summary.get("plan") or {}
+    record = plan.get("policy")
+    if not plan.get("candidate") or not record:
+        return None, False
+    names = ", ".join(f"`{c['name']}`" for c in plan.get("components") or [])
+    line = group_action([record], routing_files, days)
+    if line is None:
+        return None, False
+    applied = line.startswith(f"Apply `{record['name']}`")
+    if applied:
+        line = f"Apply the plan ({names})" + line[len(f"Apply `{record['name']}`"):]
+    else:
+        line = line.rstrip(".") + f" (the plan combines {names})."
+    changes = ((routing_files.get(plan["name"]) or {}).get("client_changes") or []) + list(plan.get("client_changes")
+                                                                                             or [])
+    if changes:
+        line += " Client changes: " + "; ".join(changes) + "."
+    return line, applied
+
+
 def action_queue(summary: dict, data_quality: dict, routing_files: dict) -> list[str]:
-    """What to do next, most valuable first: one action per group of candidates acting on the same requests, then
-    evidence to collect, attribution gaps, pricing drift and rejected rows. Each item names a file, figure or workflow."""
+    """What to do next, most valuable first: the plan (when one combines something), then one action per group of
+    candidates acting on the same requests, then evidence to collect, attribution gaps, pricing drift and rejected
+    rows. Each item names a file, figure or workflow. One config per tenant and type: a candidate whose config types
+    an applied plan or candidate already takes is named as an alternative, a component of an applied plan as part
+    of it."""
     actions: list[str] = []
     chosen = []
     days = (summary.get("traffic") or {}).get("days")
     claimed: dict[str, str] = {}  # TrueFoundry config type -> the candidate applied for it (one per tenant and type)
+    line, applied = plan_action(summary, routing_files, days)
+    in_plan: set[str] = set()
+    if line:
+        actions.append(line)
+    if applied:
+        plan = summary["plan"]
+        claimed.update({t: plan["name"] for t in _tenant_config_types(plan["name"], routing_files)})
+        in_plan = {c["name"] for c in plan.get("components") or []}
     for group in action_groups(summary.get("policies", [])):
         line = group_action(group, routing_files, days)
         if not line:
             continue
         best = _chosen(group)
+        if line.startswith("Apply ") and best is not None and best["name"] in in_plan:
+            actions.append(f"`{best['name']}` ({money(_saving(best))}/month alone) is applied with the plan "
+                           f"`{summary['plan']['name']}`: its rules are in the plan's files.")
+            chosen.append(best)
+            continue
         if line.startswith("Apply ") and best is not None:
             types = _tenant_config_types(best["name"], routing_files)
             taken = {t: claimed[t] for t in types if t in claimed}
@@ -514,10 +554,13 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         head.add("No candidate saves money on this traffic.")
     from simulator.outputs.report.control_room import control_room_actions, control_room_section
 
-    actions = action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
+    actions = lever_actions(s, routing_files) + action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)
+    since = since_last_week_section(s)
+    if since is not None:
+        sections.append(since)
 
     # Spend
     spend = Section("Spend by model, team, project and workflow", anchor="spend")
@@ -595,6 +638,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
                             "not expressible in Portkey"],
                            file_rows, caption="Gateway configs written"))
         sections.append(comp)
+    sections += lever_sections(s, routing_files)
 
     # Optional sections
     caching = [(p["name"], p["caching"]) for p in policies if p.get("caching")]

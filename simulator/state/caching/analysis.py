@@ -36,15 +36,21 @@ SIM_COLUMNS = (
     "cache_no_prefix_info",
     "prefix_source",
     "prefix_tokens_approximate",
+    "storage_token_hours",
+    "cache_storage_usd",
+    "cache_min_tokens",
+    "prefix_key",
 )
 
 
 def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=None, ttl=None, providers=None,
-                   count_tokens=None, model_codes=None, state=None) -> pd.DataFrame:
+                   count_tokens=None, model_codes=None, state=None, breakpoints=None) -> pd.DataFrame:
     """Simulate prompt caching for every row of ``df`` (``model`` = the model that serves it).
 
     ``enabled``: bool mask of rows covered by a prompt_caching rule (default all). ``mode`` / ``ttl`` override the
-    rule defaults. Returns a frame indexed like ``df`` with :data:`SIM_COLUMNS`; ``df`` is not modified.
+    rule defaults; ``breakpoints`` lists explicit breakpoints as (block position, TTL text or None). Returns a frame
+    indexed like ``df`` with :data:`SIM_COLUMNS` (``cache_storage_usd``: the storage fee of explicit caches billed per
+    token-hour); ``df`` is not modified.
     For time-ordered chunks of one traffic, pass the run's ``model_codes`` (one code per row, the same code for the
     same model in every chunk) and a :class:`~simulator.state.caching.kernel.KernelState` to carry the cache.
     """
@@ -57,18 +63,33 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     codes = (pd.factorize(sdf["model"], sort=True)[0] if model_codes is None
              else np.asarray(model_codes, np.int64)[order])
     s_enabled = enabled[order]
-    params = {k: np.zeros(n, np.int64) for k in ("mode", "ttl_ms", "min_tokens")}
+    from simulator.state.caching.kernel import MAX_BREAKPOINTS, NO_BREAKPOINT
+
+    params = {k: np.zeros(n, np.int64) for k in ("mode", "ttl_ms", "min_tokens", "lookback_blocks")}
     params["increment_tokens"] = np.ones(n, np.int64)
     params["refresh_on_hit"] = np.zeros(n, bool)
+    params["storage"] = np.zeros(n, bool)
+    params["storage_mtok_hour"] = np.zeros(n, np.float64)
+    params["bp_pos"] = np.full((n, MAX_BREAKPOINTS), NO_BREAKPOINT, np.int64)
+    params["bp_pos"][:, 0] = -1
+    params["bp_ttl_ms"] = np.zeros((n, MAX_BREAKPOINTS), np.int64)
     if s_enabled.any():
         got = rules.params(sdf["model"].to_numpy()[s_enabled], sdf["timestamp"].to_numpy()[s_enabled], mode=mode,
-                           ttl=ttl, providers=providers)
+                           ttl=ttl, providers=providers, breakpoints=breakpoints)
+        explicit = got["mode"] == 1
         for key in params:
-            params[key][s_enabled] = got[key]
+            if key in ("bp_pos", "bp_ttl_ms"):
+                rows = np.flatnonzero(s_enabled)[explicit]
+                params[key][rows] = got[key][explicit]
+            else:
+                params[key][s_enabled] = got[key]
     result = simulate_cache(
         ts_ns[order] // 1_000_000, codes.astype(np.int32), blocks.offsets, blocks.ids, blocks.tokens,
         sdf["input_tokens"].to_numpy(np.int64), s_enabled, params["mode"], params["ttl_ms"], params["min_tokens"],
         params["increment_tokens"], params["refresh_on_hit"], state=state,
+        breakpoints=params["bp_pos"], breakpoint_ttl_ms=np.where(params["bp_ttl_ms"] > 0, params["bp_ttl_ms"],
+                                                                 params["ttl_ms"][:, None]),
+        lookback_blocks=params["lookback_blocks"], storage=params["storage"],
     )
     inverse = np.empty(n, np.int64)
     inverse[order] = np.arange(n)
@@ -83,6 +104,10 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
         "cache_no_prefix_info": result.no_prefix_info,
         "prefix_source": pd.Categorical.from_codes(source, categories=[SOURCE_NAMES[k] for k in sorted(SOURCE_NAMES)]),
         "prefix_tokens_approximate": blocks.approximate & s_enabled,
+        "storage_token_hours": result.storage_token_hours,
+        "cache_storage_usd": result.storage_token_hours * params["storage_mtok_hour"] / MTOK,
+        "cache_min_tokens": params["min_tokens"],
+        "prefix_key": full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids),
     }
     frame = pd.DataFrame({k: (v[inverse] if not isinstance(v, pd.Categorical) else v.take(inverse)) for k, v in out.items()})
     frame.index = df.index
@@ -160,6 +185,8 @@ def cache_costs(df: pd.DataFrame, sim: pd.DataFrame, rules: CacheRules, unit_pri
         + write_1h_t * rates["write_1h"]
         + out * rates["out"]
     ) / MTOK
+    if "cache_storage_usd" in sim.columns:
+        with_cache = with_cache + sim["cache_storage_usd"].to_numpy(np.float64)
     return pd.DataFrame({"cost_without_cache_usd": without, "cost_with_cache_usd": with_cache}, index=df.index)
 
 
@@ -172,14 +199,18 @@ def cache_summary(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | Non
 
 
 def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame | None = None,
-                       by: str = "workflow_tag") -> pd.DataFrame:
-    """The additive part of :func:`cache_summary` per group (sums over chunks add up)."""
+                       by: str = "workflow_tag", extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The additive part of :func:`cache_summary` per group (sums over chunks add up); ``extra`` names more
+    columns of ``sim`` to sum."""
     frame = sim.copy()
     frame["group"] = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
     frame["requests"] = 1
     frame["cacheable"] = (frame["prefix_tokens"] > 0) & ~frame["cache_below_minimum"]
     cols = ["requests", "cacheable", "cache_hit", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
             "cache_below_minimum", "cache_no_prefix_info"]
+    if "storage_token_hours" in frame.columns:
+        cols += ["storage_token_hours", "cache_storage_usd"]
+    cols += list(extra)
     if costs is not None:
         frame[list(costs.columns)] = costs.to_numpy()
         cols += list(costs.columns)
@@ -192,6 +223,8 @@ def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame 
 def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.DataFrame:
     """:func:`cache_summary` from the summed groups: an ``(all)`` row, hit rate and savings."""
     grouped = sums.groupby(level=0, sort=True).sum()
+    if "storage_token_hours" in grouped.columns and not grouped["storage_token_hours"].to_numpy().any():
+        grouped = grouped.drop(columns=["storage_token_hours", "cache_storage_usd"])  # no explicit storage billed
     grouped.loc["(all)"] = grouped.sum()
     grouped = grouped.rename(columns={"cache_hit": "hits", "cache_below_minimum": "below_minimum_requests",
                                       "cache_no_prefix_info": "no_prefix_info_requests", "cacheable": "cacheable_requests"})

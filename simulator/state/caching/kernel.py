@@ -11,9 +11,18 @@ Semantics (TTL and timestamps in ms; a cache entry is live while ``ts <= expiry`
   expiry to ``ts + ttl`` (on a live block only when ``refresh_on_hit``; expiries never move backwards). The run's
   tokens, capped at ``input_tokens``, are rounded down to ``min_tokens + k * increment_tokens`` and are zero below
   ``min_tokens``. No writes are recorded (no write premium).
-* explicit (Anthropic/Bedrock style): the whole prefix is one breakpoint. A live entry is a hit (read = prefix tokens,
-  refreshed when ``refresh_on_hit``); otherwise it is written (write = prefix tokens, expiry ``ts + ttl``), and
-  writes with a TTL longer than 5 minutes are also counted in ``cache_write_1h_tokens``.
+* explicit (Anthropic/Bedrock style): the client marks up to :data:`MAX_BREAKPOINTS` breakpoints, block positions in
+  the prefix (negative counts from the end; default one breakpoint at the end of the prefix, -1, with the row's TTL).
+  Cache entries exist only where a breakpoint wrote one. Read: at each breakpoint the kernel looks for a live entry
+  at that block or up to ``lookback_blocks`` blocks before it (Anthropic: 20 content blocks); the longest found is
+  read (a hit), and refreshed with the TTL of the breakpoint that found it when ``refresh_on_hit``. Write: every
+  breakpoint beyond the read point that meets the minimum gets an entry (expiry ``ts + its ttl``); the tokens from
+  the read point to the last such breakpoint are written, each segment at its breakpoint's TTL, so a 1-hour
+  breakpoint before a 5-minute one bills the tokens up to it as 1-hour writes (``cache_write_1h_tokens``) and the
+  rest as 5-minute writes, as Anthropic bills mixed TTLs. TTLs must not grow along the prefix (longer TTLs first);
+  a later, longer TTL is cut to the one before it. Breakpoints at or before the read point keep their entries live.
+* explicit with ``storage`` (Gemini cached contents): the entry's TTL is fixed at creation (never refreshed on a hit)
+  and every write adds ``prefix tokens x TTL`` to ``storage_token_hours``, which is billed per token-hour.
 * Both modes: prefix tokens (capped at ``input_tokens``) below ``min_tokens`` -> nothing cached, nothing stored,
   ``below_minimum`` set. Rows with ``enabled`` False are untouched; enabled rows without blocks get ``no_prefix_info``.
 """
@@ -28,6 +37,8 @@ from numba import njit
 from simulator.errors import InputError
 
 FIVE_MINUTES_MS = 300_000
+MAX_BREAKPOINTS = 4
+NO_BREAKPOINT = np.iinfo(np.int64).min  # an unused breakpoint slot
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -50,6 +61,7 @@ class CacheResult:
     hit: np.ndarray  # bool: some tokens read from cache
     below_minimum: np.ndarray  # bool: prefix shorter than the model's minimum, caching silently skipped
     no_prefix_info: np.ndarray  # bool: caching enabled but no prefix information
+    storage_token_hours: np.ndarray  # float64: cached tokens x hours stored (explicit caches billed for storage)
 
 
 @njit(cache=True, inline="always")
@@ -77,10 +89,111 @@ def _grow(table):
 
 
 @njit(cache=True)
+def _explicit(table, cap, used, kbuf, cumbuf, bpbuf, ttlbuf, start, nb, block_tokens, cap_tokens, now, pos_row,
+              ttl_row, lookback, min_tok, refresh, storage):
+    """One request in explicit mode (see the module docstring): (write, write_1h, read, storage token-hours, used)."""
+    total = np.int64(0)
+    for b in range(nb):
+        total += block_tokens[start + b]
+        cumbuf[b] = total if total < cap_tokens else cap_tokens
+    # breakpoints: resolved to block positions, sorted, merged (a position keeps its longest TTL)
+    m = 0
+    for k in range(pos_row.shape[0]):
+        pos = pos_row[k]
+        if pos == NO_BREAKPOINT:
+            continue
+        if pos < 0:
+            pos = nb + pos
+        pos = 0 if pos < 0 else (nb - 1 if pos > nb - 1 else pos)
+        ttl = ttl_row[k]
+        merged = False
+        for q in range(m):
+            if bpbuf[q] == pos:
+                if ttl > ttlbuf[q]:
+                    ttlbuf[q] = ttl
+                merged = True
+        if not merged:
+            q = m
+            while q > 0 and bpbuf[q - 1] > pos:
+                bpbuf[q] = bpbuf[q - 1]
+                ttlbuf[q] = ttlbuf[q - 1]
+                q -= 1
+            bpbuf[q] = pos
+            ttlbuf[q] = ttl
+            m += 1
+    for q in range(1, m):  # longer TTLs first: a later, longer TTL is cut to the one before it
+        if ttlbuf[q] > ttlbuf[q - 1]:
+            ttlbuf[q] = ttlbuf[q - 1]
+    # read: the longest live entry at a breakpoint or within the lookback before it
+    r = -1
+    r_ttl = np.int64(0)
+    for q in range(m):
+        p = bpbuf[q]
+        lo = p - lookback
+        if lo < 0:
+            lo = 0
+        j = p
+        while j >= lo and j > r:
+            s = _find(table, kbuf[j], cap)
+            if table[2 * s] != 0 and now <= table[2 * s + 1]:
+                r = j
+                r_ttl = ttlbuf[q]
+                break
+            j -= 1
+    read = cumbuf[r] if r >= 0 else np.int64(0)
+    if r >= 0 and refresh and not storage:
+        s = _find(table, kbuf[r], cap)
+        if now + r_ttl > table[2 * s + 1]:
+            table[2 * s + 1] = now + r_ttl
+    write = np.int64(0)
+    write_1h = np.int64(0)
+    stored = 0.0
+    prev = read
+    for q in range(m):
+        p = bpbuf[q]
+        if cumbuf[p] < min_tok or cumbuf[p] <= 0:
+            continue  # below the minimum: silently not cached
+        ttl = ttlbuf[q]
+        s = _find(table, kbuf[p], cap)
+        if table[2 * s] == 0:
+            table[2 * s] = kbuf[p]
+            table[2 * s + 1] = _NEVER
+            used += 1
+        old_expiry = table[2 * s + 1]
+        if p > r:
+            seg = cumbuf[p] - prev
+            if seg > 0:
+                write += seg
+                if ttl > FIVE_MINUTES_MS:
+                    write_1h += seg
+                prev = cumbuf[p]
+            table[2 * s + 1] = now + ttl
+            if storage:
+                stored += cumbuf[p] * (ttl / 3_600_000.0)
+        elif now > old_expiry or (refresh and not storage and now + ttl > old_expiry):
+            table[2 * s + 1] = now + ttl
+    return write, write_1h, read, stored, used
+
+
+@njit(cache=True)
+def _find(table, key, cap):
+    """Slot of ``key`` (or of the empty slot where it would go)."""
+    j = key & (cap - 1)
+    while table[2 * j] != 0 and table[2 * j] != key:
+        j = (j + 1) & (cap - 1)
+    return j
+
+
+@njit(cache=True)
 def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_tokens, enabled, mode, ttl_ms,
-              min_tokens, increment_tokens, refresh_on_hit, table, used, max_blocks):
+              min_tokens, increment_tokens, refresh_on_hit, table, used, max_blocks, bp_pos, bp_ttl, lookback,
+              storage):
     n = ts_ms.shape[0]
     kbuf = np.empty(max(max_blocks, 1), np.int64)
+    cumbuf = np.empty(max(max_blocks, 1), np.int64)
+    bpbuf = np.empty(MAX_BREAKPOINTS, np.int64)
+    ttlbuf = np.empty(MAX_BREAKPOINTS, np.int64)
+    stored = np.zeros(n, np.float64)
     touched = np.int64(0)
     read = np.zeros(n, np.int64)
     write = np.zeros(n, np.int64)
@@ -129,10 +242,20 @@ def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_t
             kbuf[b] = key
             if not explicit:
                 touched += table[2 * (key & (cap - 1))]
-        first = nb - 1 if explicit else 0  # explicit mode keys the whole prefix only
+        if explicit:
+            w, w1h, r_tok, st, used = _explicit(table, cap, used, kbuf, cumbuf, bpbuf, ttlbuf, start, nb,
+                                                block_tokens, cap_tokens, now, bp_pos[i], bp_ttl[i], lookback[i],
+                                                min_tokens[i], refresh, storage[i])
+            write[i] = w
+            write_1h[i] = w1h
+            if r_tok > 0:
+                read[i] = r_tok
+                hit[i] = True
+            stored[i] = st
+            continue
         run_tokens = np.int64(0)
         in_run = True
-        for b in range(first, nb):
+        for b in range(nb):
             key = kbuf[b]
             j = key & (cap - 1)
             while table[2 * j] != 0 and table[2 * j] != key:
@@ -145,15 +268,7 @@ def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_t
             live = now <= old_expiry
             if not live or (refresh and new_expiry > old_expiry):
                 table[2 * j + 1] = new_expiry
-            if explicit:
-                if live:
-                    read[i] = p
-                    hit[i] = True
-                else:
-                    write[i] = p
-                    if ttl_ms[i] > FIVE_MINUTES_MS:
-                        write_1h[i] = p
-            elif in_run:
+            if in_run:
                 if live:
                     run_tokens += block_tokens[start + b]
                 else:
@@ -165,7 +280,7 @@ def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_t
                 read[i] = c
                 hit[i] = c > 0
     # `touched` is returned (and ignored) so the compiler cannot drop the prefetch loads
-    return read, write, write_1h, prefix, hit, below, no_prefix, table, used, touched
+    return read, write, write_1h, prefix, hit, below, no_prefix, stored, table, used, touched
 
 
 def per_request_block_tokens(block_offsets: np.ndarray, tokens_per_request: np.ndarray) -> np.ndarray:
@@ -191,8 +306,13 @@ class KernelState:
 
 
 def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_tokens, enabled, mode, ttl_ms,
-                   min_tokens, increment_tokens, refresh_on_hit, state: KernelState | None = None) -> CacheResult:
+                   min_tokens, increment_tokens, refresh_on_hit, state: KernelState | None = None, *,
+                   breakpoints=None, breakpoint_ttl_ms=None, lookback_blocks=0, storage=False) -> CacheResult:
     """Run the cache simulation over requests sorted by ``ts_ms`` (ties keep input order).
+
+    Explicit mode: ``breakpoints`` (n x up to 4 block positions, :data:`NO_BREAKPOINT` for unused slots; default one
+    at -1, the end of the prefix) with ``breakpoint_ttl_ms`` (same shape; default the row's ``ttl_ms``),
+    ``lookback_blocks`` (scalar or per row) and ``storage`` (bool, scalar or per row) as in the module docstring.
 
     ``state`` carries the cache from an earlier call (the next chunk of the same time-ordered traffic, with the same
     model codes); without it the cache starts empty.
@@ -226,6 +346,21 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
     mode_arr = full("mode", mode, np.int8)
     if np.any((mode_arr != 0) & (mode_arr != 1)):
         raise InputError("cache kernel: `mode` must be 0 (automatic) or 1 (explicit).")
+    ttl_arr = full("ttl_ms", ttl_ms, np.int64)
+    if breakpoints is None:
+        bp_pos = np.full((n, MAX_BREAKPOINTS), NO_BREAKPOINT, np.int64)
+        bp_pos[:, 0] = -1
+    else:
+        bp_pos = np.ascontiguousarray(breakpoints, np.int64).reshape(n, -1)
+        if bp_pos.shape[1] > MAX_BREAKPOINTS:
+            raise InputError(f"cache kernel: at most {MAX_BREAKPOINTS} breakpoints per request. Got {bp_pos.shape[1]}.")
+        bp_pos = np.ascontiguousarray(np.pad(bp_pos, ((0, 0), (0, MAX_BREAKPOINTS - bp_pos.shape[1])),
+                                             constant_values=NO_BREAKPOINT))
+    if breakpoint_ttl_ms is None:
+        bp_ttl = np.repeat(ttl_arr[:, None], MAX_BREAKPOINTS, axis=1)
+    else:
+        bp_ttl = np.ascontiguousarray(breakpoint_ttl_ms, np.int64).reshape(n, -1)
+        bp_ttl = np.ascontiguousarray(np.pad(bp_ttl, ((0, 0), (0, MAX_BREAKPOINTS - bp_ttl.shape[1])), mode="edge"))
     if state.table is None:
         state.table = np.zeros(2 * _initial_capacity(n_blocks), np.int64)
     *out, state.table, state.used, _ = _simulate(
@@ -237,13 +372,17 @@ def simulate_cache(ts_ms, model_code, block_offsets, block_ids, block_tokens, in
         full("input_tokens", input_tokens, np.int64),
         full("enabled", enabled, np.bool_),
         mode_arr,
-        full("ttl_ms", ttl_ms, np.int64),
+        ttl_arr,
         full("min_tokens", min_tokens, np.int64),
         increment,
         full("refresh_on_hit", refresh_on_hit, np.bool_),
         state.table,
         state.used,
         int(np.diff(block_offsets).max()) if n else 0,
+        bp_pos,
+        bp_ttl,
+        full("lookback_blocks", lookback_blocks, np.int64),
+        full("storage", storage, np.bool_),
     )
     if n:
         state.last_ts_ms = int(ts_ms[-1])

@@ -5,7 +5,6 @@ The file format (dated values, source per value, prefix match on model names) is
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import yaml
 
 from simulator.errors import ScenarioError, did_you_mean
+from simulator.pricing.dated import parse_history
 from simulator.pricing.model_ids import guess_provider, split_model_id
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[3] / "pricing" / "cache-rules.yaml"
@@ -31,10 +31,12 @@ _FIELDS = (
     "breakpoints",
     "ttls",
     "default_ttl",
+    "lookback_blocks",
+    "storage_mtok_hour",
 )
+_OPTIONAL = {"lookback_blocks": 0, "storage_mtok_hour": 0.0}  # absent: no lookback, no storage fee
 _TOP_KEYS = {"schema_version", "sources", "providers"}
 _PROVIDER_KEYS = {"defaults", "models", "note"}
-_ENTRY_KEYS = {"value", "since", "source", "note"}
 _TTL_RE = re.compile(r"^(\d+)(s|m|h)$")
 _TTL_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000}
 # Bedrock ids: optional region ("us.", "eu.", "global.") and vendor ("anthropic.") before the model name.
@@ -71,21 +73,12 @@ class CacheRule:
     ttls_ms: tuple
     default_ttl_ms: int
     sources: dict  # {field: url}
+    lookback_blocks: int = 0  # explicit mode: blocks before a breakpoint checked for an earlier entry
+    storage_mtok_hour: float | None = 0.0  # explicit caches billed per M tokens per hour; None = price unknown
 
     def write_multiplier_for(self, ttl_ms: int) -> float | None:
         """Write multiplier for a TTL, or None when the rule has none (writes then cost the plain input price)."""
         return self.write_multiplier.get(int(ttl_ms))
-
-
-def _as_date(value, where: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ScenarioError(f"{where}.since must be a date like 2026-11-26. Got {value!r} instead.") from None
 
 
 class CacheRules:
@@ -161,28 +154,9 @@ class CacheRules:
                     f"`{origin}: {where}.{name}` is not a known field; expected one of {sorted(_FIELDS)}."
                     + did_you_mean(str(name), _FIELDS)
                 )
-            entries = spec if isinstance(spec, list) else [spec]
-            history = []
-            for i, entry in enumerate(entries):
-                at = f"{where}.{name}" + (f"[{i}]" if isinstance(spec, list) else "")
-                if not isinstance(entry, dict) or "value" not in entry:
-                    raise ScenarioError(f"`{origin}: {at}` must be {{value, since, source}}. Got {entry!r} instead.")
-                self._closed(entry, _ENTRY_KEYS, origin, at)
-                for required in ("since", "source"):
-                    if required not in entry:
-                        raise ScenarioError(f"`{origin}: {at}` needs `{required}` (every value is dated and sourced).")
-                source = str(entry["source"])
-                url = self._sources.get(source, source)
-                if not url.startswith("http"):
-                    raise ScenarioError(
-                        f"`{origin}: {at}.source` must be a key of `sources` or a URL. Got {source!r} instead."
-                        + did_you_mean(source, self._sources)
-                    )
-                history.append((_as_date(entry["since"], f"`{origin}: {at}`"), self._value(name, entry["value"], origin, at), url))
-            history.sort(key=lambda item: item[0])
-            if len({h[0] for h in history}) != len(history):
-                raise ScenarioError(f"`{origin}: {where}.{name}` has two entries with the same `since` date.")
-            out[name] = history
+            out[name] = parse_history(spec, origin=origin, where=f"{where}.{name}", sources=self._sources,
+                                      value=lambda raw, at, name=name: self._value(name, raw, origin, at),
+                                      error=ScenarioError)
         return out
 
     @staticmethod
@@ -194,7 +168,13 @@ class CacheRules:
             if value not in MODES:
                 raise bad(f"one of {list(MODES)}")
             return value
-        if name in ("min_tokens", "breakpoints"):
+        if name == "storage_mtok_hour":
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise bad("a number >= 0 (USD per million tokens per hour), or null when unknown")
+            return float(value)
+        if name in ("min_tokens", "breakpoints", "lookback_blocks"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad("an integer >= 0")
             return int(value)
@@ -272,6 +252,9 @@ class CacheRules:
         values, sources = {}, {}
         for field in _FIELDS:
             history = specific.get(field) or defaults.get(field)
+            if history is None and field in _OPTIONAL:
+                values[field], sources[field] = _OPTIONAL[field], None
+                continue
             if history is None:
                 known = ", ".join(sorted(self._providers[provider][1]))
                 raise ScenarioError(
@@ -300,17 +283,25 @@ class CacheRules:
             breakpoints=values["breakpoints"],
             ttls_ms=values["ttls"],
             default_ttl_ms=values["default_ttl"],
-            sources=sources,
+            sources={k: v for k, v in sources.items() if v is not None},
+            lookback_blocks=values["lookback_blocks"],
+            storage_mtok_hour=values["storage_mtok_hour"],
         )
 
-    def params(self, model_ids, timestamps=None, mode=None, ttl=None, providers: dict | None = None) -> dict:
+    def params(self, model_ids, timestamps=None, mode=None, ttl=None, providers: dict | None = None,
+               breakpoints=None) -> dict:
         """Per-request kernel parameters for arrays of gateway model ids (and timestamps for dated rules).
 
         ``mode`` / ``ttl`` (e.g. ``"explicit"``, ``"1h"``) override the rule defaults for every row; a TTL the
         provider does not allow is an error. ``providers`` maps gateway ids to provider ids (scenario ``models:``).
         Returns arrays ``mode`` int8 (0 automatic, 1 explicit), ``ttl_ms``, ``min_tokens``, ``increment_tokens`` int64,
         ``refresh_on_hit`` bool, and ``rules``: the resolved CacheRule per (model, period), keyed by model id.
+        Explicit mode also gets ``bp_pos`` / ``bp_ttl_ms`` (n x 4; ``breakpoints`` is a list of (block position,
+        TTL text or None for the rule's TTL), default one at the end of the prefix), ``lookback_blocks``, ``storage``
+        (explicit caches billed per token-hour) and ``storage_mtok_hour``.
         """
+        from simulator.state.caching.kernel import MAX_BREAKPOINTS, NO_BREAKPOINT
+
         model_ids = np.asarray(model_ids, dtype=object)
         n = len(model_ids)
         out = {
@@ -319,7 +310,15 @@ class CacheRules:
             "min_tokens": np.zeros(n, np.int64),
             "increment_tokens": np.ones(n, np.int64),
             "refresh_on_hit": np.zeros(n, bool),
+            "bp_pos": np.full((n, MAX_BREAKPOINTS), NO_BREAKPOINT, np.int64),
+            "bp_ttl_ms": np.zeros((n, MAX_BREAKPOINTS), np.int64),
+            "lookback_blocks": np.zeros(n, np.int64),
+            "storage": np.zeros(n, bool),
+            "storage_mtok_hour": np.zeros(n, np.float64),
         }
+        if breakpoints and len(breakpoints) > MAX_BREAKPOINTS:
+            raise ScenarioError(f"prompt_caching breakpoints: at most {MAX_BREAKPOINTS} per request. Got "
+                                f"{len(breakpoints)} instead.")
         if mode is not None and mode not in MODES:
             raise ScenarioError(f"prompt_caching mode must be one of {list(MODES)}. Got {mode!r} instead." + did_you_mean(mode, MODES))
         ttl_override = parse_ttl_ms(ttl, "prompt_caching ttl") if ttl is not None else None
@@ -346,7 +345,13 @@ class CacheRules:
                     raise ScenarioError(
                         f"prompt_caching ttl {ttl!r} is not allowed for {model_id!r} ({rule.provider}); allowed: {allowed}."
                     )
-                out["mode"][sub] = MODE_CODES[mode or rule.mode]
+                chosen = mode or rule.mode
+                out["mode"][sub] = MODE_CODES[chosen]
+                if chosen == "explicit":
+                    self._explicit_params(out, sub, rule, model_id, ttl_ms, breakpoints)
+                elif breakpoints:
+                    raise ScenarioError(f"prompt_caching breakpoints need mode explicit; {model_id!r} caches "
+                                        f"automatically ({rule.provider}). Set mode: explicit or drop breakpoints.")
                 out["ttl_ms"][sub] = ttl_ms
                 out["min_tokens"][sub] = rule.min_tokens
                 out["increment_tokens"][sub] = rule.increment_tokens
@@ -354,6 +359,30 @@ class CacheRules:
         out["rules"] = rules_used
         return out
 
+    def _explicit_params(self, out: dict, sub, rule: CacheRule, model_id: str, ttl_ms: int, breakpoints) -> None:
+        """Breakpoint positions and TTLs, lookback and storage fee of explicit caching for rows ``sub``."""
+        specs = list(breakpoints) if breakpoints else [(-1, None)]
+        allowed = max(rule.breakpoints, 1)
+        if len(specs) > allowed:
+            raise ScenarioError(f"prompt_caching breakpoints: {model_id!r} ({rule.provider}) takes at most {allowed} "
+                                f"explicit breakpoint(s). Got {len(specs)} instead.")
+        ttls = []
+        for at, ttl in specs:
+            bp_ttl = parse_ttl_ms(ttl, "prompt_caching breakpoints ttl") if ttl is not None else ttl_ms
+            if bp_ttl not in rule.ttls_ms:
+                raise ScenarioError(f"prompt_caching breakpoint ttl {ttl!r} is not allowed for {model_id!r} "
+                                    f"({rule.provider}); allowed: {', '.join(_fmt_ttl(t) for t in rule.ttls_ms)}.")
+            ttls.append(bp_ttl)
+        if rule.storage_mtok_hour is None:
+            raise ScenarioError(f"explicit caching on {model_id!r} ({rule.provider}) bills storage per token-hour, but "
+                                "pricing/cache-rules.yaml has no storage_mtok_hour for it. Add a dated, sourced value or "
+                                "use mode: automatic (implicit caching).")
+        for k, (at, _) in enumerate(specs):
+            out["bp_pos"][sub, k] = int(at)
+            out["bp_ttl_ms"][sub, k] = ttls[k]
+        out["lookback_blocks"][sub] = rule.lookback_blocks
+        out["storage"][sub] = rule.storage_mtok_hour > 0
+        out["storage_mtok_hour"][sub] = rule.storage_mtok_hour
 
 def _fmt_ttl(ttl_ms: int) -> str:
     for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
