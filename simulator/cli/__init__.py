@@ -647,10 +647,17 @@ def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, ch
     from simulator.outputs.report.levers import plan_passed, plan_text
     from simulator.outputs.writer import write_run
 
+    from simulator.outputs.folder import check_out_folder
+    from simulator.routing.scenario import Scenario, load_scenario
+
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
-    result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, (), previous)
-    folder = out or Path("reports") / result.scenario.name
-    write_run(result, folder)
+    scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    folder = out or Path("reports") / scenario.name
+    check_out_folder(folder, list(traffic) or scenario.paths("traffic"))
+    with _stage(f"replay ({engine} engine)"):
+        result = _run_engine(engine, scenario, traffic, evals, chunk_rows, scheduler, (), previous)
+    with _stage("writing summary, report and configs"):
+        write_run(result, folder)
     index = folder / "routing" / "index.json"
     routing = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
     if as_json:
