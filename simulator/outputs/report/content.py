@@ -554,7 +554,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
         head.add("No candidate saves money on this traffic.")
     from simulator.outputs.report.control_room import control_room_actions, control_room_section
 
-    actions = lever_actions(s, routing_files) + action_queue(s, dq, routing_files) + control_room_actions(s)[:3]
+    actions = action_queue(s, dq, routing_files) + lever_actions(s, routing_files) + control_room_actions(s)[:3]
     head.add("**What to do next**")
     head.add(actions or ["Nothing to act on this week: keep the current routing."])
     sections.append(head)

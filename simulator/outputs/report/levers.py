@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.outputs.report.document import Section, Table
+from simulator.outputs.report.document import Section, Table, literal
 
 
 def _money(x: Any) -> str:
@@ -38,12 +38,14 @@ def lever_actions(summary: dict, routing_files: dict) -> list[str]:
     actions: list[str] = []
     for entry in (summary.get("opportunities") or {}).get("by_workflow", []):
         if entry.get("status") == "label" and entry.get("samples_needed"):
-            actions.append(f"Label about {entry['samples_needed']:,} paired eval samples for `{entry['workflow_tag']}` "
+            actions.append(f"Label about {entry['samples_needed']:,} paired eval samples for "
+                           f"`{literal(entry['workflow_tag'])}` "
                            "to decide whether a cheaper model holds its accuracy.")
     for entry in (summary.get("cache_opportunities") or {}).get("by_workflow_model", [])[:3]:
         best = entry.get("best")
         if best and best["monthly_savings_usd"] > 0:
-            actions.append(f"Cache `{entry['workflow_tag']}` on `{entry['model']}`: {best['action']}; saves about "
+            actions.append(f"Cache `{literal(entry['workflow_tag'])}` on `{literal(entry['model'])}`: {best['action']}; "
+                           "saves about "
                            f"{_money(best['monthly_savings_usd'])}/month.")
     return actions
 
@@ -115,7 +117,8 @@ def plan_section(summary: dict, routing_files: dict) -> Section | None:
     if not plan.get("candidate"):
         sec.add(plan.get("note", "nothing to combine"))
         return sec
-    sec.add(f"`{plan['name']}` combines the candidates and opportunities below whose rules never claim the same "
+    sec.add(f"`{literal(plan['name'])}` combines the candidates and opportunities below whose rules never claim "
+            "the same "
             f"request, replayed together (a downgrade changes what a budget blocks and what a cache holds): "
             f"**{_money(plan['monthly_savings_usd'])}/month** (95% CI {_ci(plan['monthly_savings_ci95'])}) against "
             f"{_money(plan['sum_of_parts_monthly_savings_usd'])} for the parts replayed one by one "
@@ -160,7 +163,8 @@ def since_last_week_section(summary: dict) -> Section | None:
     if not data:
         return None
     sec = Section("Since last week", anchor="since-last-week")
-    sec.add(f"Compared with `{data['previous']}` ({data.get('previous_window') or 'window unknown'}). A change is "
+    sec.add(f"Compared with `{literal(data['previous'])}` ({literal(data.get('previous_window') or 'window unknown')})"
+            ". A change is "
             "flagged when last week's value lies outside this week's 95% interval.")
     rows = [[r["metric"], r["previous"], r["current"], r["change"], r.get("interval") or "n/a",
              "CHANGED" if r["flagged"] else ""] for r in data["rows"]]
