@@ -103,6 +103,11 @@ def run_folder(out: str | Path) -> Iterator[Path]:
         raise InputError(f"--out {out}: holds files that are not a tfysim run (no {' or '.join(RUN_FILES)}); name a "
                          "new or empty folder.")
     parent = out.parent
+    for ancestor in (out, *out.parents):  # the nearest existing one must be a folder
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise InputError(f"--out {out}: {ancestor} is a file, not a folder. Write somewhere writable.")
+            break
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for stale in parent.glob(f".{glob.escape(out.name)}.tfysim-*"):

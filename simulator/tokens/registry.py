@@ -135,6 +135,15 @@ class Registry:
             self.models.update(_BUILTIN_MODELS)
             self.prefixes.update(_BUILTIN_PREFIXES)
 
+    def __getstate__(self) -> dict:
+        """Pickled without its lock and loaded tokenizers (the Dask engine ships it to workers, which load lazily)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_loaded")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._loaded = {}
+        self._lock = threading.Lock()
+
     def register_tokenizer(self, spec: TokenizerSpec) -> None:
         """Add a tokenizer; a duplicate id is an error (as tiktoken's registry)."""
         if spec.id in self.tokenizers:
