@@ -46,7 +46,7 @@ def test_an_outage_of_the_target_lowers_savings_and_fails_the_default_gate(tmp_p
     assert hit["savings_usd"] < clean["savings_usd"]
     assert hit["error_rate_before"] == 0.0 and hit["error_rate_after"] == pytest.approx(0.5)
     gate = {g["name"]: g for g in hit["gates"]}["max_error_rate_increase_pp"]
-    assert gate["passed"] is False and "+50.00 pp" in gate["detail"]
+    assert gate["passed"] is False and "(+50.0 pp;" in gate["detail"]
     assert {g["name"]: g for g in clean["gates"]}["max_error_rate_increase_pp"]["passed"] is True
 
 
