@@ -65,8 +65,11 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
         cand, client_changes = gateway_view(cand)  # service tiers: request parameters, or client changes
         if client_changes:
             entry["client_changes"] = client_changes
-        tier_gaps = [f"rule '{r.id}': service_tier {r.service_tier} (a request parameter); set it in the client"
-                     for r in cand.rules if r.service_tier in ("flex", "priority")]
+        tier_params = [f"rule '{r.id}': service_tier {r.service_tier} is a request parameter the LiteLLM and Portkey "
+                       "files do not set; set it in the client" for r in cand.rules
+                       if r.service_tier in ("flex", "priority")]
+        if tier_params:  # the routing is complete in every file; the tier is a client step for two of them
+            entry["client_changes"] = [*client_changes, *tier_params]
         tfy_gaps = truefoundry.not_expressible(cand)
         entry["not_expressible"]["truefoundry"] = tfy_gaps
         if not tfy_gaps:
@@ -90,7 +93,7 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
                 written.append(write_text(folder / f"{cand.name}.diff", "".join(diffs) or "# no difference\n"))
                 entry["files"].append(f"{cand.name}.diff")
         litellm, gaps = to_litellm(cand)
-        entry["not_expressible"]["litellm"] = gaps + tier_gaps
+        entry["not_expressible"]["litellm"] = gaps
         if litellm is not None:
             lines = [f"tfysim: candidate '{cand.name}' of scenario '{scenario.name}' as a LiteLLM proxy config",
                      f"figures: {figures_line(figures)}",
@@ -107,7 +110,7 @@ def write_gateway_configs(result, folder: str | Path, include_prompts: bool = Fa
             if tags:
                 entry["litellm_tags"] = tags
         portkey, gaps = to_portkey(cand, scenario.portkey.accounts)
-        entry["not_expressible"]["portkey"] = gaps + tier_gaps
+        entry["not_expressible"]["portkey"] = gaps
         if portkey is not None:
             path = folder / f"{cand.name}.portkey.json"
             written.append(write_text(path, dumps(portkey)))
