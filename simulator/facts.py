@@ -162,7 +162,11 @@ class FactsBuilder:
             if cnt:
                 self.workflows[wf_names[c]] = self.workflows.get(wf_names[c], 0) + cnt
         self._sample(f, wf_codes, wf_names, codes, names, failed)
-        self.prefix_rows += int((f["prefix_blocks"].notna() | f["prefix_hash"].notna() | f["prompt"].notna()).sum())
+        has_prefix = np.zeros(len(f), dtype=bool)
+        for col in ("prefix_blocks", "prefix_hash", "prompt"):  # optional columns: absent in some exports
+            if col in f:
+                has_prefix |= f[col].notna().to_numpy()
+        self.prefix_rows += int(has_prefix.sum())
         return self
 
     def _sample_prompts(self, f: pd.DataFrame) -> None:
