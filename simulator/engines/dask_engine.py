@@ -407,7 +407,8 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     for k in stateful:
         found = dask.compute(*[delayed(_edges)(x, plan_d, k) for x in loaded])
         anchor_part = Components().assign([e for e, _ in found], [c for _, c in found], n_parts)
-        anchor_d = client.scatter(anchor_part, broadcast=True, hash=False)
+        # in a list: scatter spreads a dict's items (and fails on an empty one)
+        anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
         split = [delayed(_split)(x, plan_d, k, anchor_d, i, n_parts) for i, x in enumerate(loaded)]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
         partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], False) for x in shuffled]))
