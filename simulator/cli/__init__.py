@@ -144,6 +144,15 @@ def _run_engine(engine: str, scenario, traffic, evals, chunk_rows: int, schedule
 ADAPTER_NAMES = ("canonical", "truefoundry", "truefoundry-spans", "otel", "litellm", "langfuse", "helicone")
 
 
+def _scenario_inputs(command):
+    """SCENARIO, ``--traffic`` and ``--evals``: a scenario and the files that replace its own (run, plan, gate)."""
+    command = click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")(
+        command)
+    command = click.option("--traffic", "traffic", multiple=True,
+                           help="Traffic file, directory or glob (replaces the scenario's).")(command)
+    return click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))(command)
+
+
 def _ingest_options(command):
     """``--adapter``, ``--map`` and ``--timezone``: how traffic files are read (they override the scenario's)."""
     command = click.option("--timezone", help="IANA zone for timestamps without an offset.")(command)
@@ -203,9 +212,7 @@ def _traffic_paths(scenario, traffic: tuple[str, ...]) -> list:
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
-@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@_scenario_inputs
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--strict", is_flag=True, help="Fail (exit 2) when any row is rejected.")
@@ -628,9 +635,7 @@ def diff_command(current, proposed, traffic, evals, pricing, seed, as_json, no_y
 
 
 @cli.command("plan")
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
-@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@_scenario_inputs
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan section of summary.json.")
 @click.option("--check-gates", is_flag=True, help="Exit 1 when a gate of the plan fails.")
@@ -669,9 +674,7 @@ def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, ch
 
 
 @cli.command("gate")
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--traffic", "traffic", multiple=True, help="Traffic file, directory or glob (replaces the scenario's).")
-@click.option("--evals", "evals", multiple=True, help="Eval samples file (replaces the scenario's).")
+@_scenario_inputs
 @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
 @click.option("--github-summary", is_flag=True, help="Append a Markdown table to $GITHUB_STEP_SUMMARY.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
