@@ -37,9 +37,14 @@ def test_escape_functions_by_hand():
     assert escape.markdown("<script>`x`") == "\\<script>\\`x\\`"
     assert escape.markdown("# h") == "\\# h" and escape.markdown("1. x") == "1\\. x"
     assert escape.markdown("- b") == "\\- b" and escape.markdown("> q") == "\\> q"
+    # only what would start a block is escaped: numbers and tags read as written
+    assert escape.markdown("-0.34 pp") == "-0.34 pp" and escape.markdown("71.5%") == "71.5%"
+    assert escape.markdown("#tag") == "#tag" and escape.markdown("###### h") == "\\###### h"
+    assert escape.markdown("---") == "\\---" and escape.markdown("12) a") == "12\\) a"
     assert escape.markdown("snake_case _em_") == "snake_case \\_em\\_"
     assert escape.markdown("[a](javascript:x)") == "\\[a\\](javascript:x)"
     assert escape.markdown("a|b") == "a|b" and escape.markdown("a|b", table_cell=True) == "a\\|b"
+    assert escape.markdown("# h|-", table_cell=True) == "# h\\|-"  # a cell holds inline content only
     assert escape.markdown("a\nb\x1bc") == "a b c"
     assert escape.markdown_code("x") == "`x`" and escape.markdown_code("a`b") == "`` a`b ``"
     assert escape.markdown_code("a``b\n") == "``` a``b  ```"
@@ -48,6 +53,21 @@ def test_escape_functions_by_hand():
     assert escape.xml("a\x1bb\x0bc\td") == "a\\x1bb\\x0bc\td"
     assert escape.terminal("a\x1b]8;;x\x07\nb\u202ec") == "a\\x1b]8;;x\\x07\\nb\\u202ec"
     assert escape.chart_label("a\nb") == "a b" and len(escape.chart_label("x" * 100)) == 60
+
+
+@pytest.mark.parametrize("value", ["# h", "###### h", "> q", "- b", "+ b", "* b", "---", "- - -", "===", "1. x",
+                                   "12) x", "<div>", "```", "~~~", "    code", "-0.34 pp", "71.5%", "#tag", "1.5"])
+def test_escaped_value_starts_no_block(value):
+    """markdown-it reads an escaped value at the start of a paragraph and of a bullet as one paragraph of text."""
+    from markdown_it import MarkdownIt
+
+    from simulator.outputs import escape
+
+    md = MarkdownIt("commonmark")
+    for doc, wrapper in ((escape.markdown(value), "paragraph_open"), ("- " + escape.markdown(value), "bullet_list_open")):
+        kinds = [t.type for t in md.parse("intro\n\n" + doc) if t.type.endswith("_open")]
+        assert kinds == ["paragraph_open", wrapper] + (["list_item_open", "paragraph_open"]
+                                                       if wrapper == "bullet_list_open" else []), (doc, kinds)
 
 
 # -- report.md and report.html from hostile traffic ---------------------------------------------------------------

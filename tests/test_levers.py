@@ -325,7 +325,7 @@ def test_action_queue_puts_the_plan_first_and_its_components_with_it():
     # a plan whose gate fails is held, and claims nothing: the candidates are judged on their own
     summary["plan"]["policy"]["gates"] = [{"name": "max_accuracy_drop_pp", "passed": False, "detail": "-3 pp"}]
     held = action_queue(summary, {}, routing_files)
-    # gate details are Markdown-escaped text (document.literal)
-    assert held[0].startswith("Hold `plan` ($450.00/month): gate max_accuracy_drop_pp failed: \\-3 pp")
+    # gate details are Markdown-escaped text (document.literal); "-3" starts no block, so it reads as written
+    assert held[0].startswith("Hold `plan` ($450.00/month): gate max_accuracy_drop_pp failed: -3 pp")
     assert held[0].endswith("(the plan combines `a`, `b`). Client changes: mark the prefix.")
     assert held[1].startswith("Apply `a`:")

@@ -28,7 +28,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\u202a-\u202e\u2066
 #: raw HTML (``<``), strikethrough and entities. ``$`` is left alone: money reads ``$1.00`` and GitHub math in a
 #: value is cosmetic, not structure.
 _MD_SPECIAL = re.compile(r"([\\`*\[\]<~&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
-_MD_LINE_START = re.compile(r"^(\s*)([#+\-=>]|\d+[.)])")
+#: What would start a block at the beginning of a line (CommonMark): an ATX heading (``#`` to ``######`` then a
+#: space or the end), a quote, a bullet (``-``/``+`` then a space or the end), a thematic break or setext underline
+#: (only ``-`` or ``=``), and an ordered item (``1.``/``1)`` then a space or the end). ``-0.34 pp`` or ``71.5%``
+#: start nothing and stay as written.
+_MD_BLOCK_MARK = re.compile(r"^(\s*)(?=#{1,6}(?:\s|$)|>|[+\-](?:\s|$)|-+\s*$|=+\s*$)([#>+=\-])")
+_MD_ORDERED = re.compile(r"^(\s*\d{1,9})([.)])(?=\s|$)")
+#: Four leading spaces would make an indented code block: one is kept.
+_MD_INDENT = re.compile(r"^\s{4,}")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _VISIBLE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -53,14 +60,16 @@ def yaml_comment(text: object, max_chars: int = 500) -> str:
 
 def markdown(text: object, max_chars: int | None = None, table_cell: bool = False) -> str:
     """``text`` as literal Markdown (GitHub flavour) on one line: the characters Markdown or raw HTML could read
-    are backslash-escaped, as is a leading ``#``/``-``/``>``/``1.`` that would start a block, and control characters
-    become a space; ``table_cell`` also escapes ``|``.
+    are backslash-escaped, as is a leading ``#``/``-``/``>``/``1.`` that would start a block (``-0.3`` starts
+    none and is left alone), and control characters become a space. A ``table_cell`` holds inline content only:
+    ``|`` is escaped and block starts are not.
 
     Example: ``markdown("<script>`x`")`` -> ``"\\<script>\\`x\\`"``.
     """
     out = _MD_SPECIAL.sub(r"\\\1", _cut(_CONTROL.sub(" ", str(text)), max_chars))
-    out = _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], out)
-    return out.replace("|", "\\|") if table_cell else out
+    if table_cell:  # a GFM table cell holds inline content only: no block can start there
+        return out.replace("|", "\\|")
+    return _MD_ORDERED.sub(r"\1\\\2", _MD_BLOCK_MARK.sub(r"\1\\\2", _MD_INDENT.sub(" ", out)))
 
 
 def markdown_code(text: object, max_chars: int | None = None) -> str:

@@ -57,7 +57,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, Markup):
         return str(value)
     if isinstance(value, str):
-        return literal(value)
+        return escape.markdown(value, table_cell=True)
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -136,6 +136,12 @@ def plain(text: str) -> str:
     return "".join(p for p, *_ in _segments(text))
 
 
+def _cell_markdown(value: Any) -> str:
+    """A table cell as GitHub Markdown: every ``|`` not already escaped is escaped (a cell's literal text arrives
+    with its own escaped; a template's ``Markup`` may carry a bare one)."""
+    return re.sub(r"(?<!\\)\|", r"\\|", inline_markdown(_cell(value)))
+
+
 def to_markdown(doc: Document, chart_paths: dict[str, str]) -> str:
     """Markdown for GitHub; charts link to PNG files beside the report (GitHub does not render data: images)."""
     out = [f"# {inline_markdown(doc.title)}", "", inline_markdown(doc.subtitle), ""]
@@ -149,11 +155,11 @@ def to_markdown(doc: Document, chart_paths: dict[str, str]) -> str:
             elif isinstance(block, Table):
                 if block.caption:
                     out += [f"**{inline_markdown(block.caption)}**", ""]
-                heads = (inline_markdown(_cell(h)).replace("|", "\\|") for h in block.headers)
+                heads = (_cell_markdown(h) for h in block.headers)
                 out.append("| " + " | ".join(heads) + " |")
                 out.append("|" + "|".join("---" for _ in block.headers) + "|")
                 for row in block.rows:
-                    out.append("| " + " | ".join(inline_markdown(_cell(c)).replace("|", "\\|") for c in row) + " |")
+                    out.append("| " + " | ".join(_cell_markdown(c) for c in row) + " |")
                 out.append("")
             elif isinstance(block, Chart) and block.key in chart_paths:
                 out += [f"![{escape.markdown(plain(block.alt or block.title))}]({chart_paths[block.key]})", ""]
