@@ -48,6 +48,8 @@ def _generate(name: str, path: Path) -> None:
         path.write_text(JSONL_OK + big, encoding="utf-8")
     elif name == "deep_json_line":
         path.write_text(JSONL_OK + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    elif name == "huge_yaml":  # 17 MiB of comments: over the 16 MiB cap before any parsing
+        path.write_text("name: corpus\n" + ("# " + "x" * 1022 + "\n") * (17 * 1024), encoding="utf-8")
     elif name == "deep_yaml":
         path.write_text("name: corpus\nx: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
     elif name in ("parquet_bad_pandas_metadata", "parquet_truncated"):

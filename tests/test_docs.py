@@ -138,3 +138,11 @@ def test_readme_provider_table_matches_the_gateway_writers():
     documented = {cells[0].split()[0].strip(): (cells[1].strip(" `").rstrip("/"), cells[2].strip(" `"))
                   for cells in rows}
     assert documented == {k: (LITELLM_PREFIX[k], PORTKEY_PROVIDER[k]) for k in LITELLM_PREFIX}
+
+
+def test_readme_yaml_caps_match_the_reader():
+    from simulator.io import yamlio
+
+    line = re.search(r"at most (\d+) MiB\s+and (\d+) aliases each", README)
+    assert line, "README states the YAML caps"
+    assert int(line.group(1)) * 1024**2 == yamlio.MAX_YAML_BYTES and int(line.group(2)) == yamlio.MAX_ALIASES

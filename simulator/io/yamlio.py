@@ -1,4 +1,6 @@
-"""Safe YAML reading: one-line errors with the file and line, and a cap on anchors/aliases ("billion laughs")."""
+"""Safe YAML reading: one-line errors with the file and line, a cap on anchors/aliases ("billion laughs") and on
+the file's size (a scenario, price override or gateway config is kilobytes; a multi-gigabyte file is a mistake that
+would otherwise be read whole into memory)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import yaml
 from simulator.errors import TfysimError
 
 MAX_ALIASES = 100
+#: bytes of one YAML file (scenario, price overrides, service tiers, a gateway config)
+MAX_YAML_BYTES = 16 * 1024**2
 
 
 class _CappedLoader(yaml.SafeLoader):
@@ -32,7 +36,12 @@ def read_yaml(path: str | Path, error: type[TfysimError]) -> Any:
     """Parse one YAML document from ``path``; problems raise ``error`` with a one-line message."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise error(f"{path}: larger than {MAX_YAML_BYTES // 1024**2} MiB; a YAML file here is a scenario or "
+                        "config, not data.")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found.") from None
     except IsADirectoryError:
