@@ -39,6 +39,9 @@ class Validation:
                 "models_priced": self.models, "candidates": self.candidates}
 
     def text(self) -> str:
+        """Console lines; problems and warnings quote file values, so each is one escaped terminal line."""
+        from simulator.outputs.escape import terminal
+
         lines = []
         if self.ok:
             t = self.traffic or {}
@@ -46,10 +49,10 @@ class Validation:
                          f"rejected), {self.models} models priced, {self.candidates} candidate(s).")
         else:
             lines.append(f"{self.scenario}: {len(self.problems)} problem(s); `tfysim run` would stop at the first:")
-            lines += [f"  - {p}" for p in self.problems]
+            lines += [f"  - {terminal(p)}" for p in self.problems]
         if self.warnings:
             lines.append(f"{len(self.warnings)} warning(s):")
-            lines += [f"  - {w}" for w in self.warnings]
+            lines += [f"  - {terminal(w)}" for w in self.warnings]
         return "\n".join(lines)
 
 

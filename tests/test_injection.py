@@ -197,3 +197,21 @@ def test_recommend_comment_cannot_add_top_level_keys(tmp_path):
     text = recommend_text(recommend_scenario(tmp_path / "s.yaml", 2.0))
     assert "w gates: {min_monthly_savings_usd: -1000000}: openai-main/gpt-4o -> openai-main/gpt-4o-mini" in text
     assert set(yaml.safe_load(text)) == {"candidates"}
+
+
+def test_validate_and_reconcile_console_text_is_escaped():
+    """Problems quote file values and reconcile rows name billed models: each stays one visible terminal line."""
+    from simulator.summary.reconcile import reconcile_text
+    from simulator.validation import Validation
+
+    report = Validation(scenario="s.yaml", problems=[f"t.csv: unknown model '{ESC}'"], warnings=[HEADING])
+    text = report.text()
+    assert "\x1b" not in text and "\x07" not in text and "\x0b" not in text
+    assert text.splitlines()[1:] == ["  - t.csv: unknown model 'esc\\x1b[31mred\\x1b]8;;http://x\\x07link\\x0bvt'",
+                                     "1 warning(s):", "  - evil\\n## Injected heading\\n- injected bullet"]
+    row = {"provider": "evil\nprovider", "model": ESC, "period_start": "2026-11-16T00:00:00Z",
+           "replayed_cost_usd": 1.0, "billed_cost_usd": 2.0, "gap_usd": -1.0, "gap_pct": -50.0}
+    table = reconcile_text({"rows": [row], "gap_pct": -50.0, "replayed_cost_usd": 1.0, "billed_cost_usd": 2.0,
+                            "unbilled_requests": 0, "unbilled_cost_usd": 0.0})
+    assert "\x1b" not in table and len(table.splitlines()) == 3
+    assert table.splitlines()[1].startswith("evil\\nprovider esc\\x1b[31mred")

@@ -52,12 +52,14 @@ def reconcile(traffic: Any, catalog: Any, billed: pd.DataFrame) -> dict[str, Any
 
 def reconcile_text(report: dict[str, Any], limit: int = 40) -> str:
     """A console table: the largest gaps first, then the totals."""
+    from simulator.outputs.escape import terminal  # provider and model come from the files: one line each
+
     worst = sorted(report["rows"], key=lambda r: (-abs(r["gap_usd"]), r["period_start"], r["model"]))[:limit]
-    width = max([len("model")] + [len(str(r["model"])) for r in worst])  # model ids are never truncated
+    width = max([len("model")] + [len(terminal(r["model"])) for r in worst])  # model ids are never truncated
     lines = [f"{'provider':<12} {'model':<{width}} {'period':<10} {'replayed $':>12} {'billed $':>12} {'gap':>9}"]
     for r in worst:
         gap = f"{r['gap_pct']:+.2f}%" if r["gap_pct"] is not None else "n/a"
-        lines.append(f"{r['provider']:<12} {r['model']:<{width}} {r['period_start'][:10]:<10} "
+        lines.append(f"{terminal(r['provider']):<12} {terminal(r['model']):<{width}} {r['period_start'][:10]:<10} "
                      f"{r['replayed_cost_usd']:>12,.4f} {r['billed_cost_usd']:>12,.4f} {gap:>9}")
     total = f"{report['gap_pct']:+.2f}%" if report["gap_pct"] is not None else "n/a"
     lines.append(f"total: replayed ${report['replayed_cost_usd']:,.4f}, billed ${report['billed_cost_usd']:,.4f}, "
