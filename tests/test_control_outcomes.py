@@ -242,3 +242,25 @@ def test_dask_engine_refuses_the_control_room_with_a_reason(tmp_path):
     with pytest.raises(ScenarioError, match="loop_detection: the control-room panels .* Use --engine local or "
                                             "--engine streaming"):
         run_dask(tmp_path / "s.yaml")
+
+
+def test_session_kill_rule_for_untagged_sessions_is_last():
+    """The gateway applies the first matching rule: the condition-less rule of untagged sessions must come after every
+    workflow's rule, or it would limit every session with the untagged threshold."""
+    from simulator.control.gateway import not_expressible, session_kill_manifest
+
+    record = {"rule": {}, "baselines": [
+        {"workflow_tag": "UNTAGGED", "tokens_per_minute_limit": 100.0},
+        {"workflow_tag": "code-assist", "tokens_per_minute_limit": 5000.0},
+        {"workflow_tag": "support-bot", "tokens_per_minute_limit": None}]}
+    rules = session_kill_manifest("kill", record)["rules"]
+    assert [(r["when"], r["limit_to"]) for r in rules] == [
+        ({"metadata": {"workflow_tag": "code-assist"}}, 5000), ({}, 100)]
+
+    def first_match(workflow):  # the gateway's rule: the first rule whose metadata conditions all hold
+        return next(r["limit_to"] for r in rules
+                    if all(workflow == v for v in r["when"].get("metadata", {}).values()))
+
+    assert first_match("code-assist") == 5000 and first_match(None) == 100 and first_match("support-bot") == 100
+    assert any("without a workflow tag" in g for g in not_expressible(record))
+    assert not any("without a workflow tag" in g for g in not_expressible({"baselines": record["baselines"][1:]}))

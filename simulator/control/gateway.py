@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from simulator.control.loops import UNTAGGED  # the label of the sessions' baseline without a workflow tag
+
 RATE_LIMITING = "gateway-rate-limiting-config"
 _ID = re.compile(r"[^a-z0-9\-]+")
 
@@ -22,13 +24,19 @@ def _rule_id(workflow: str) -> str:
 
 def session_kill_manifest(candidate: str, record: dict[str, Any]) -> dict[str, Any]:
     """A ``gateway-rate-limiting-config`` with one per-session token rule per workflow that has a baseline."""
-    rules = []
+    rules, catch_all = [], []
     for b in record.get("baselines", []):
         if b.get("tokens_per_minute_limit") is None:
             continue
-        when = {"metadata": {"workflow_tag": b["workflow_tag"]}} if b["workflow_tag"] != "UNTAGGED" else {}
-        rules.append({"id": _rule_id(b["workflow_tag"]), "when": when, "limit_to": int(b["tokens_per_minute_limit"]),
-                      "unit": "tokens_per_minute", "rate_limit_applies_per": ["metadata.session_id"]})
+        untagged = b["workflow_tag"] == UNTAGGED
+        # The gateway applies the first rule that matches. The sessions without a workflow tag cannot be matched by
+        # a condition, so their limit is a rule without one, placed last: above the others it would catch every
+        # session of every workflow.
+        (catch_all if untagged else rules).append({
+            "id": _rule_id(b["workflow_tag"]), "when": {} if untagged else {"metadata": {"workflow_tag": b["workflow_tag"]}},
+            "limit_to": int(b["tokens_per_minute_limit"]), "unit": "tokens_per_minute",
+            "rate_limit_applies_per": ["metadata.session_id"]})
+    rules += catch_all
     slug = _ID.sub("-", f"tfysim-{candidate}-session-kill".lower()).strip("-")
     return {"name": slug, "type": RATE_LIMITING, "rules": rules}
 
@@ -49,7 +57,11 @@ def not_expressible(record: dict[str, Any]) -> list[str]:
         "the identical_requests and retry_storm detectors",
         "only the first matching rate-limit rule applies and a tenant has one rate-limiting config: merge these "
         "rules into yours, above broader rules",
-    ]
+    ] + ([
+        "a limit for sessions without a workflow tag only: the gateway cannot match a missing tag, so that limit is "
+        "the last rule, without a condition, and also applies to the sessions of workflows without a limit of their own"
+    ] if any(b.get("workflow_tag") == UNTAGGED and b.get("tokens_per_minute_limit") is not None
+             for b in record.get("baselines", [])) else [])
 
 
 def session_kill_text(candidate: str, scenario: str, record: dict[str, Any]) -> tuple[str, list[str]]:
