@@ -91,6 +91,23 @@ def test_strict_fails_on_rejects_and_rejects_are_written(tmp_path):
     assert r.stderr == f"Error: 1 row(s) rejected in {path} and --strict is set; see rejects.jsonl.\n"
 
 
+def strict_failure(tmp_path, *engine_args: str) -> None:
+    """A failed --strict run: exit 2, the one line, rejects.jsonl and nothing else (checked on every engine)."""
+    traffic = write(tmp_path, "t.csv", SMALL_TRAFFIC.read_text() + "r99,2026-11-16T09:00:00Z,openai-main/gpt-4o,,-5,1,0,,,200,,,,,\n")
+    path = write(tmp_path, "s.yaml", scenario_text(traffic=str(traffic)))
+    out = tmp_path / "o"
+    r = invoke("run", str(path), "--out", str(out), "--strict", *engine_args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.splitlines()[-1] == f"Error: 1 row(s) rejected in {path} and --strict is set; see rejects.jsonl."
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.jsonl"]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert rejects == [{"source": str(traffic), "row": 10, "request_id": "r99", "reason": "input_tokens must be >= 0"}]
+
+
+def test_strict_fails_the_same_on_the_streaming_engine(tmp_path):
+    strict_failure(tmp_path, "--engine", "streaming", "--chunk-rows", "3")  # the Dask case: tests/test_engine_dask.py
+
+
 def test_replay_json_reports_drift_per_model():
     r = invoke("replay", str(SMALL_TRAFFIC), "--json")
     assert r.exit_code == 0

@@ -162,3 +162,9 @@ def test_dask_equals_local_with_levers(client, tmp_path):
     expected = run(path, previous=tmp_path / "previous.json").summary
     assert "plan" in expected and "opportunities" in expected and "since_last_week" in expected
     assert_same(expected, run_dask(path, client=client, previous=tmp_path / "previous.json").summary)
+
+
+def test_strict_fails_the_same_on_dask(client, tmp_path):
+    from tests.test_cli import strict_failure
+
+    strict_failure(tmp_path, "--engine", "dask", "--scheduler", client.scheduler_info()["address"])
