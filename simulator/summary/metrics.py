@@ -14,8 +14,8 @@ import pandas as pd
 
 from simulator.formats import money, percent, points
 from simulator.routing.scenario import Gates
+from simulator.summary.privacy import UNTAGGED
 
-UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 _NS_PER_DAY = 86_400 * 10**9
 MONTH_DAYS = 30.0

@@ -21,12 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulator.summary.privacy import attribution_labels
+from simulator.summary.privacy import UNTAGGED, attribution_labels
 
 KEYS = ["workflow_tag", "from_model", "to_model", "translation"]
 SUMS = ["requests", "input_tokens_recorded", "output_tokens_recorded", "cache_tokens_recorded", "input_tokens",
         "output_tokens", "recorded_cost_usd", "cost_usd", "cost_low_usd", "cost_high_usd"]
-UNTAGGED = "UNTAGGED"
 
 
 def empty_moves() -> pd.DataFrame:

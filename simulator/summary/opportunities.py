@@ -28,8 +28,8 @@ import pandas as pd
 
 from simulator.routing.scenario import CacheRule, Candidate, Gates, Rule, Target, When
 from simulator.summary.metrics import MONTH_DAYS, r6
+from simulator.summary.privacy import UNTAGGED
 
-UNTAGGED = "UNTAGGED"
 CACHE_TTLS = ("5m", "1h", "24h")
 _GROUP_SEP = "\x1f"
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from simulator.errors import InputError
 from simulator.summary.accumulate import BLOCK_SUMS
-from simulator.summary.metrics import MONTH_DAYS, UNTAGGED
+from simulator.summary.metrics import MONTH_DAYS
+from simulator.summary.privacy import UNTAGGED
 
 
 def read_previous(path: str | Path) -> dict[str, Any]:
