@@ -18,6 +18,7 @@ from simulator.hashing import hash64
 from simulator.routing.assign import FAIL_BUCKET_NS
 from simulator.summary.exact_sums import LatencySums
 from simulator.summary.privacy import attribution_labels
+from simulator.summary.quantiles import Quantiles
 
 UNTAGGED = "UNTAGGED"
 ANY = "\x00any"  # a wildcard key part of the token samples
@@ -151,7 +152,7 @@ class FactsBuilder:
             self.lat.setdefault(m, LatencySums()).add(out_tokens[sel], latency[sel])
             if self.keep_latency_values:
                 if m not in self.lat_values:
-                    self.lat_values[m] = _Values(self.spill_dir)
+                    self.lat_values[m] = Quantiles(self.spill_dir)
                 self.lat_values[m].add(latency[sel])
         if self.registry is not None and f["prompt"].notna().any():
             self._sample_prompts(f)
@@ -239,7 +240,7 @@ class FactsBuilder:
             self.lat.setdefault(m, LatencySums()).merge(sums)
         for m, values in other.lat_values.items():
             if m not in self.lat_values:
-                self.lat_values[m] = _Values(self.spill_dir)
+                self.lat_values[m] = Quantiles(self.spill_dir)
             self.lat_values[m].extend(values)
         for family, sample in other.calib.items():
             self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).merge(sample)
@@ -298,39 +299,6 @@ class FactsBuilder:
         family = np.concatenate([np.full(len(self.calib[fam].hash), fam, object) for fam in families])
         reference = np.asarray(count_tokens(self.registry.get(REFERENCE_TOKENIZER), prompts), dtype=np.int64)
         return [(family.astype(str), classify_content(prompts), reference, tokens)]
-
-
-class _Values:
-    """Latency values of one model, in memory or spilled to disk (exact median either way)."""
-
-    def __init__(self, spill_dir: str | None) -> None:
-        self.parts: list[np.ndarray] = []
-        self.spill = None
-        if spill_dir is not None:
-            from simulator.summary.quantiles import SpillQuantiles
-
-            self.spill = SpillQuantiles(spill_dir)
-
-    def add(self, values: np.ndarray) -> None:
-        if self.spill is not None:
-            self.spill.add(values)
-        else:
-            self.parts.append(np.asarray(values, dtype=np.float64))
-
-    def extend(self, other: _Values) -> None:
-        for part in other.parts:
-            self.add(part)
-        if other.spill is not None:
-            raise ValueError("spilled latency values cannot be merged; give medians to finish()")
-
-    def median(self) -> float:
-        if self.spill is not None:
-            return float(self.spill.percentiles([50])[0])
-        return float(np.median(np.concatenate(self.parts)))
-
-    def close(self) -> None:
-        if self.spill is not None:
-            self.spill.close()
 
 
 def facts_of(frame: pd.DataFrame, registry=None, want_prompts: bool = False) -> Facts:

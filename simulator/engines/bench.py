@@ -7,6 +7,7 @@ an A/B split, a budget and a rate limit over it. Measure with ``measure(engine, 
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -87,9 +88,18 @@ def bench_scenario(folder: str | Path, traffic: str | Path) -> Path:
     return path
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its ended children (a local cluster's workers, once closed)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def measure(engine: str, scenario: str | Path, chunk_rows: int = 1_000_000) -> dict:
-    """Run one engine; returns seconds, rows per second and this process's peak RSS in MB (for ``dask``: the
-    client only, the workers are separate processes)."""
+    """Run one engine; returns seconds, CPU seconds (``dask``: the workers' included), rows per second, this
+    process's peak RSS in MB (``dask``: the client only, the workers are separate processes) and the 1-minute
+    load average before and after (the machine may be shared: compare engines measured in the same session)."""
+    load_before = os.getloadavg()[0]
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     if engine == "streaming":
         from simulator.engines.streaming import run_streaming
@@ -104,6 +114,9 @@ def measure(engine: str, scenario: str | Path, chunk_rows: int = 1_000_000) -> d
 
         summary = run(scenario).summary
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu
     rows = summary["traffic"]["rows_replayed"]
-    return {"engine": engine, "rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {"engine": engine, "rows": rows, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+            "rows_per_s": round(rows / seconds),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}

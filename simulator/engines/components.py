@@ -12,12 +12,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulator.routing.matching import match
+from simulator.routing.matching import RequestView, match
 from simulator.state.slots import key_texts
 
 
+class Rows:
+    """The rows of a frame as :func:`row_keys` reads them (a :class:`~simulator.core.Chunk` also serves; this needs
+    no prices or model codes)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame, self.view, self.n = frame, RequestView(frame), len(frame)
+
+
 def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray]:
-    """(row, key) pairs of one chunk: every state key each row of the chunk touches under ``cand``."""
+    """(row, key) pairs of one chunk (``p``: :class:`Rows` or a Chunk): every state key each row touches under
+    ``cand``."""
     rows_out: list[np.ndarray] = []
     keys_out: list[np.ndarray] = []
 
@@ -53,13 +62,18 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows_out), np.concatenate(keys_out)
 
 
-def edges(rows: np.ndarray, keys: np.ndarray) -> tuple[pd.DataFrame, pd.Series]:
-    """Distinct (anchor key, other key) links of a chunk and rows per anchor key (a row's anchor: its first key)."""
-    frame = pd.DataFrame({"row": rows, "key": keys})
-    anchor = frame.groupby("row", sort=False)["key"].first()
-    frame["anchor"] = frame["row"].map(anchor)
-    links = frame.loc[frame["key"] != frame["anchor"], ["anchor", "key"]].drop_duplicates()
-    return links.reset_index(drop=True), anchor.value_counts()
+def anchors(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.Series]:
+    """A chunk's (row, key) pairs reduced: the rows touching state with each one's anchor key (its first key), the
+    distinct (anchor key, other key) links and rows per anchor key."""
+    if not len(rows):
+        return (np.zeros(0, np.int64), np.zeros(0, dtype=object), pd.DataFrame(columns=["anchor", "key"]),
+                pd.Series(dtype=np.int64))
+    held, first = np.unique(rows, return_index=True)
+    anchor = keys[first]
+    row_anchor = anchor[np.searchsorted(held, rows)]
+    other = keys != row_anchor
+    links = pd.DataFrame({"anchor": row_anchor[other], "key": keys[other]}).drop_duplicates()
+    return held, anchor, links.reset_index(drop=True), pd.Series(anchor).value_counts()
 
 
 class Components:
@@ -105,12 +119,11 @@ class Components:
         return {key: part_of_root[self.find(key)] for key in sizes}
 
 
-def targets(p, cand, anchor_part: dict[str, int], own: int) -> np.ndarray:
-    """Partition of every row of a chunk: its component's, or ``own`` for rows that touch no state."""
-    out = np.full(p.n, own, dtype=np.int64)
-    rows, keys = row_keys(p, cand)
-    if len(rows):
-        frame = pd.DataFrame({"row": rows, "key": keys})
-        anchor = frame.groupby("row", sort=False)["key"].first()
-        out[anchor.index.to_numpy()] = anchor.map(anchor_part).to_numpy(dtype=np.int64)
+def targets(n: int, held: np.ndarray, anchor: np.ndarray, anchor_part: dict[str, int], own: int) -> np.ndarray:
+    """Partition of every row of a chunk of ``n`` rows: its component's (``held`` rows with their ``anchor`` keys,
+    from :func:`anchors`), or ``own`` for rows that touch no state."""
+    out = np.full(n, own, dtype=np.int64)
+    if len(held):
+        codes, distinct = pd.factorize(anchor)
+        out[held] = np.array([anchor_part[key] for key in distinct], dtype=np.int64)[codes]
     return out

@@ -31,19 +31,17 @@ import numpy as np
 import pandas as pd
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
-from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
-from simulator.engines.driver import CacheVariants, Pass, finish_levers
-from simulator.engines.levers import Levers
+from simulator.core import CandidateState, Chunk, Context, identity_outcome, replay_chunk
+from simulator.engines.driver import CacheVariants, Pass, conclude, prepare
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.routing.tiers import TierSettings
-from simulator.summary import metrics, weekly
+from simulator.summary import weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, FixedQuantiles, PolicyAccumulator,
                                           attribution, block_keys, day_labels, histogram, in_bins,
                                           merged_percentiles)
-from simulator.summary.build import build_summary, data_quality, pricing_drift, traffic_counts
 from simulator.summary.plan import Overlaps
 
 _REJECT_COLUMNS = ["source", "row", "request_id", "reason"]
@@ -76,13 +74,16 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     before = (str(previous), weekly.read_previous(previous)) if previous else None
     if client is not None:
         return _run(scenario, candidates, files, eval_paths, client, before)
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
         with Client(scheduler) as own:
             return _run(scenario, candidates, files, eval_paths, own, before)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
+    # the workers' statistical profiler (a stack sample every 10 ms) feeds a dashboard this cluster does not have
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                         host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
         return _run(scenario, candidates, files, eval_paths, own, before)
 
 
@@ -274,25 +275,27 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
     return out
 
 
-def _edges(loaded: dict, plan: dict, k: int):
-    from simulator.engines.components import edges, row_keys
+def _anchors(loaded: dict, plan: dict, k: int) -> tuple:
+    """:func:`simulator.engines.components.anchors` of one partition under candidate ``k`` (kept on the worker for
+    :func:`_split`)."""
+    from simulator.engines.components import Rows, anchors, row_keys
 
     f = loaded["frame"]
     if f is None:
-        return pd.DataFrame(columns=["anchor", "key"]), pd.Series(dtype=np.int64)
-    p = Chunk(f, _context(plan))
-    return edges(*row_keys(p, plan["candidates"][k]))
+        return anchors(np.zeros(0, np.int64), np.zeros(0, dtype=object))
+    return anchors(*row_keys(Rows(f), plan["candidates"][k]))
 
 
-def _split(loaded: dict, plan: dict, k: int, anchor_part: dict[str, int], own: int, n_parts: int) -> list:
+def _split(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> list:
     from simulator.engines.components import targets
 
     f = loaded["frame"]
     if f is None:
         return [None] * n_parts
-    p = Chunk(f, _context(plan))
-    target = targets(p, plan["candidates"][k], anchor_part, own)
-    return [f[target == j] for j in range(n_parts)]
+    target = targets(len(f), found[0], found[1], anchor_part, own)
+    order = np.argsort(target, kind="stable")
+    bounds = np.searchsorted(target[order], np.arange(n_parts + 1))
+    return [f.take(order[bounds[j]:bounds[j + 1]]) for j in range(n_parts)]
 
 
 def _gather(pieces: list) -> dict:
@@ -329,31 +332,21 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     for m, sums in builder.lat.items():
         if sums.needs_median:
             medians[m] = _percentiles([delayed(_latencies_of)(x, m) for x in loaded], [50])[0]
-    from simulator.tokens import calibrate_from_rows
     from simulator.tokens.translator import Translator
 
-    builder.registry = Translator(scenario).registry  # counts the calibration sample's reference tokens
+    translator = Translator(scenario)
+    builder.registry = translator.registry  # counts the calibration sample's reference tokens
     facts = builder.finish(medians)
-    translator = Translator(scenario, None, calibrate_from_rows(facts.calibration_rows))
-    ctx = Context(catalog, facts, seed=scenario.seed, outages=tuple(scenario.outages), translator=translator,
-                  tiers=TierSettings.of(scenario))
-    for cand in candidates:
-        check_candidate_targets(ctx, cand)
-    eval_data = None
-    if eval_paths:
-        from simulator.evals.policy import load_evals
-
-        eval_data = load_evals(eval_paths, ctx)
-    premium = metrics.premium_models(catalog, ctx.vocab, facts.ts_min, scenario.premium_models)
-    levers = Levers(scenario, candidates, ctx, facts, eval_data)
-    for cand in levers.probe_candidates:
-        check_candidate_targets(ctx, cand)
+    setup = prepare(scenario, candidates, catalog, facts, eval_paths, translator)
+    ctx, levers, eval_data = setup.ctx, setup.levers, setup.eval_data
     everything = levers.candidates
     plan = {"token": uuid.uuid4().hex, "scenario": scenario, "catalog": catalog, "facts": facts, "vocab": ctx.vocab,
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
-            "candidates": everything, "n_written": len(candidates), "premium": premium,
+            "candidates": everything, "n_written": len(candidates), "premium": setup.premium,
             "overlap_names": levers.overlaps.names}
     main = _replay_all(client, loaded, plan, with_baseline=True)
+    main.states = [s if s is not None else CandidateState(cand, ctx, probe=levers.is_probe(k))
+                   for k, (s, cand) in enumerate(zip(main.states, everything))]
     if main.overlaps is not None:
         levers.overlaps.merge(main.overlaps)
     rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
@@ -364,15 +357,6 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     notes: list[str] = []
     for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
         notes += [n for n in part_notes if n not in notes]
-    counts = traffic_counts({"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)},
-                            reasons, notes)
-    quality = data_quality(counts, reasons, pricing_drift(main.base, catalog))
-    reports = [main.states[k].reports(cand) if main.states[k] is not None else
-               CandidateState(cand, ctx, probe=levers.is_probe(k)).reports(cand) for k, cand in enumerate(everything)]
-    tables = main.breakdowns.tables()
-    n = len(candidates)
-    summary = build_summary(scenario, facts, counts, main.base, candidates, main.accs[:n], reports[:n], tables,
-                            eval_data, quality, translator, main.variant_ends())
 
     def replay_plan(cand):
         done = _replay_all(client, loaded, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
@@ -380,11 +364,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
         done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
         return done
 
-    finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, translator,
-                  replay_plan)
-    if previous is not None:
-        path, data = previous
-        weekly.attach(summary, main.base, data, path, scenario, facts)
+    counts = {"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)}
+    summary = conclude(scenario, candidates, setup, main, counts, reasons, notes, replay_plan, previous)
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 
@@ -405,11 +386,12 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
     for k in stateful:
-        found = dask.compute(*[delayed(_edges)(x, plan_d, k) for x in loaded])
-        anchor_part = Components().assign([e for e, _ in found], [c for _, c in found], n_parts)
+        found = dask.persist(*[delayed(_anchors)(x, plan_d, k) for x in loaded])
+        links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
+        anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
         # in a list: scatter spreads a dict's items (and fails on an empty one)
         anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
-        split = [delayed(_split)(x, plan_d, k, anchor_d, i, n_parts) for i, x in enumerate(loaded)]
+        split = [delayed(_split)(x, a, anchor_d, i, n_parts) for i, (x, a) in enumerate(zip(loaded, found))]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
         partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], False) for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
@@ -443,10 +425,9 @@ def _deduplicate(loaded: list) -> list:
     from dask import delayed
 
     hashes = dask.compute(*[delayed(_id_hashes)(x) for x in loaded])
-    owners = pd.DataFrame({"hash": np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
-                           "part": np.repeat(np.arange(len(hashes)), [len(h) for h in hashes])})
-    spread = owners.groupby("hash")["part"].nunique()
-    repeated = spread[spread > 1].index.to_numpy(dtype=np.uint64)
+    distinct = [np.unique(h) for h in hashes]  # a hash counts once per partition
+    values, parts = np.unique(np.concatenate(distinct) if distinct else np.zeros(0, np.uint64), return_counts=True)
+    repeated = values[parts > 1]
     if not len(repeated):
         return loaded
     copies = pd.concat(dask.compute(*[delayed(_copies)(x, repeated, i) for i, x in enumerate(loaded)]),

@@ -2,7 +2,8 @@
 
 Engines differ only in where chunks come from: the local engine hands over its in-memory table (as one chunk or in
 slices), the streaming engine reads time-ordered chunks from disk twice. Both go through :func:`replay_source`; the
-Dask engine runs the same core per partition (:mod:`simulator.engines.dask_engine`).
+Dask engine runs the same core per partition (:mod:`simulator.engines.dask_engine`). Every engine sets up the replay
+after the facts with :func:`prepare` and builds summary.json from its passes with :func:`conclude`.
 """
 
 from __future__ import annotations
@@ -64,18 +65,21 @@ def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator
     return builder.finish()
 
 
-def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
-                  facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
-                  progress=None, previous: tuple[str, dict] | None = None) -> Replayed:
-    """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
+@dataclasses.dataclass
+class Setup:
+    """What every engine builds between the facts (pass 1) and the replay (pass 2)."""
 
-    ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
-    values to disk (exact percentiles in bounded memory); ``previous``: (path, last week's summary.json) adds the
-    ``since_last_week`` section.
-    """
-    translator = Translator(scenario)
-    if facts is None:
-        facts = gather_facts(scenario, source, translator, bool(eval_paths), spill_dir)
+    translator: Translator
+    ctx: Context
+    eval_data: Any  # simulator.evals.load.EvalLoad, or None without eval samples
+    premium: set[str]
+    levers: Levers
+
+
+def prepare(scenario: Scenario, candidates: list, catalog, facts: Facts, eval_paths: list,
+            translator: Translator) -> Setup:
+    """Calibrate ``translator`` on the facts, build the replay context, check every candidate's targets (probes
+    included), load the eval samples and find the premium models and the levers' probes."""
     from simulator.tokens import calibrate_from_rows
 
     translator.calibration = calibrate_from_rows(facts.calibration_rows)
@@ -93,6 +97,23 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     levers = Levers(scenario, candidates, ctx, facts, eval_data)
     for cand in levers.probe_candidates:
         check_candidate_targets(ctx, cand)
+    return Setup(translator, ctx, eval_data, premium, levers)
+
+
+def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
+                  facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
+                  progress=None, previous: tuple[str, dict] | None = None) -> Replayed:
+    """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
+
+    ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
+    values to disk (exact percentiles in bounded memory); ``previous``: (path, last week's summary.json) adds the
+    ``since_last_week`` section.
+    """
+    translator = Translator(scenario)
+    if facts is None:
+        facts = gather_facts(scenario, source, translator, bool(eval_paths), spill_dir)
+    setup = prepare(scenario, candidates, catalog, facts, eval_paths, translator)
+    ctx, premium, levers = setup.ctx, setup.premium, setup.levers
     everything = levers.candidates
     observers = list(observers)
     from simulator.control.room import ControlRoom, wanted
@@ -102,14 +123,27 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
         observers.append(room.observe)
     main = replay_pass(source, ctx, scenario, everything, premium, spill_dir, observers=observers,
                        observed=len(candidates), progress=progress, probe=levers.is_probe, overlaps=levers.overlaps)
+    summary = conclude(scenario, candidates, setup, main, source.counts(), source.reject_reasons(), source.notes(),
+                       lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base),
+                       previous, room)
+    return Replayed(scenario, summary, facts, ctx)
+
+
+def conclude(scenario: Scenario, candidates: list, setup: Setup, main: Pass, counts: dict[str, int],
+             reasons: dict[str, int], notes: list[str], replay_plan, previous: tuple[str, dict] | None = None,
+             room=None) -> dict[str, Any]:
+    """summary.json from the main pass over every candidate and probe (``counts``: rows read / replayed /
+    rejected; ``reasons``: reject reason -> rows): the data quality, the policies, the control-room panels
+    (``room``), the levers and the plan (``replay_plan(candidate)`` runs the plan's pass), last week's comparison."""
+    facts, translator, eval_data, levers = setup.ctx.facts, setup.translator, setup.eval_data, setup.levers
     try:
-        drift_models = pricing_drift(main.base, catalog)
+        drift_models = pricing_drift(main.base, setup.ctx.catalog)
         drift_error = None
     except Exception as exc:  # noqa: BLE001 - a report section must not sink the run; say why it is missing
         drift_models, drift_error = [], f"pricing drift check skipped: {type(exc).__name__}"
-    counts = traffic_counts(source.counts(), source.reject_reasons(), source.notes())
-    quality = data_quality(counts, source.reject_reasons(), drift_models, drift_error)
-    reports = [main.states[k].reports(cand) for k, cand in enumerate(everything)]
+    counts = traffic_counts(counts, reasons, notes)
+    quality = data_quality(counts, reasons, drift_models, drift_error)
+    reports = [main.states[k].reports(cand) for k, cand in enumerate(levers.candidates)]
     tables = main.breakdowns.tables()
     summary = build_summary(scenario, facts, counts, main.base, candidates, main.accs[:len(candidates)],
                             reports[:len(candidates)], tables, eval_data, quality, translator, main.variant_ends())
@@ -119,11 +153,11 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
             policy.update(room.policy_fields(k))
         summary = metrics.clean(summary)
     finish_levers(summary, levers, scenario, facts, main.base, main.accs, reports, tables, eval_data, translator,
-                  lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base))
+                  replay_plan)
     if previous is not None:
         path, data = previous
         weekly.attach(summary, main.base, data, path, scenario, facts)
-    return Replayed(scenario, summary, facts, ctx)
+    return summary
 
 
 BEFORE_KEYS = ("cost_usd", "error_rate", "latency_p50_ms", "latency_p95_ms", "premium_share_requests",
@@ -289,5 +323,5 @@ def spill_folder(rows: int, threshold: int = 2_000_000):
     return tempfile.TemporaryDirectory(prefix="tfysim-spill-")
 
 
-__all__ = ["CacheVariants", "ChunkSource", "InMemorySource", "Pass", "Replayed", "finish_levers", "gather_facts",
-           "replay_pass", "replay_source", "spill_folder"]
+__all__ = ["CacheVariants", "ChunkSource", "InMemorySource", "Pass", "Replayed", "Setup", "conclude",
+           "finish_levers", "gather_facts", "prepare", "replay_pass", "replay_source", "spill_folder"]

@@ -14,44 +14,13 @@ import numpy as np
 import pandas as pd
 
 from simulator.summary.privacy import attribution_labels
+from simulator.summary.quantiles import Quantiles
 
 UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
               "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
 _NS_PER_DAY = 86_400 * 10**9
-
-
-class Quantiles:
-    """Exact percentiles of finite values added in chunks: in memory, or spilled to disk for large traffic."""
-
-    def __init__(self, spill_dir: str | None = None) -> None:
-        self.parts: list[np.ndarray] = []
-        self.spill = None
-        if spill_dir is not None:
-            from simulator.summary.quantiles import SpillQuantiles
-
-            self.spill = SpillQuantiles(spill_dir)
-
-    def add(self, values: np.ndarray) -> None:
-        if self.spill is not None:
-            self.spill.add(values)
-            return
-        values = np.asarray(values, dtype=np.float64)
-        self.parts.append(values[np.isfinite(values)] + 0.0)
-
-    def percentiles(self, qs: list[float]) -> list[float | None]:
-        if self.spill is not None:
-            out = self.spill.percentiles(qs)
-            self.spill.close()
-            return out
-        values = self.values()
-        if len(values) == 0:
-            return [None for _ in qs]
-        return [float(v) for v in np.percentile(values, qs)]
-
-    def values(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros(0)
 
 
 class FixedQuantiles:

@@ -1,9 +1,10 @@
-"""Exact percentiles of more values than fit in memory: spill float64 to disk, select in two reads.
+"""Exact percentiles of values added in chunks (:class:`Quantiles`), in memory or spilled to disk.
 
-Values are appended to a temporary file (8 bytes each). :meth:`SpillQuantiles.percentiles` reads it twice in
-blocks: a histogram of the top 20 bits of an order-preserving integer key, then the exact values of the bins that hold
-the wanted ranks; the result equals ``np.percentile(values, q)`` (linear method) to the last bit. Memory: the
-histogram (8 MB) plus the values of the target bins.
+Spilled (:class:`SpillQuantiles`): values are appended to a temporary file (8 bytes each) and
+:meth:`SpillQuantiles.percentiles` reads it twice in blocks: a histogram of the top 20 bits of an order-preserving
+integer key, then the exact values of the bins that hold the wanted ranks; the result equals
+``np.percentile(values, q)`` (linear method) to the last bit. Memory: the histogram (8 MB) plus the values of the
+target bins.
 """
 
 from __future__ import annotations
@@ -36,6 +37,54 @@ def order_positions(n: int, q: float) -> tuple[int, int, float]:
     lo = int(np.floor(virtual))
     hi = min(lo + 1, n - 1)
     return lo, hi, float(virtual - lo)
+
+
+class Quantiles:
+    """Exact percentiles of finite values added in chunks: in memory, or spilled to disk (``spill_dir`` given).
+
+    :meth:`percentiles` is the last call (it closes a spill file); :meth:`median` may be followed by more calls and
+    :meth:`close`. In memory, ``median()`` is ``np.median`` and ``percentiles()`` is ``np.percentile``.
+    """
+
+    def __init__(self, spill_dir: str | None = None) -> None:
+        self.parts: list[np.ndarray] = []
+        self.spill = SpillQuantiles(spill_dir) if spill_dir is not None else None
+
+    def add(self, values: np.ndarray) -> None:
+        if self.spill is not None:
+            self.spill.add(values)
+            return
+        values = np.asarray(values, dtype=np.float64)
+        self.parts.append(values[np.isfinite(values)] + 0.0)  # +0.0: -0.0 sorts with 0.0 as numpy does
+
+    def extend(self, other: Quantiles) -> None:
+        """Add the values another in-memory instance holds."""
+        if other.spill is not None:
+            raise ValueError("spilled values cannot be merged; merge percentiles computed where the values are")
+        for part in other.parts:
+            self.add(part)
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+
+    def median(self) -> float:
+        if self.spill is not None:
+            return float(self.spill.percentiles([50])[0])
+        return float(np.median(self.values()))
+
+    def percentiles(self, qs: list[float]) -> list[float | None]:
+        if self.spill is not None:
+            out = self.spill.percentiles(qs)
+            self.spill.close()
+            return out
+        values = self.values()
+        if len(values) == 0:
+            return [None for _ in qs]
+        return [float(v) for v in np.percentile(values, qs)]
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
 
 class SpillQuantiles:
