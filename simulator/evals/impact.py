@@ -36,21 +36,24 @@ _DIGITS = "0123456789"
 def prompt_features(prompts) -> np.ndarray:
     """Simple prompt features: log length in characters, share of digits, share of code punctuation.
 
-    Each distinct prompt is measured once (system prompts and templates repeat), with C-level str methods.
+    Each distinct prompt is measured once (system prompts and templates repeat). The counted characters are ASCII,
+    and in UTF-8 an ASCII byte is always that character, so they are counted by deleting bytes (``bytes.translate``,
+    a table lookup, where ``str.translate`` goes through a dict per character).
     """
     texts = pd.Series(["" if p is None else str(p) for p in prompts], dtype=object)
     codes, uniques = pd.factorize(texts, sort=False)
     feats = np.empty((len(uniques), 3), dtype=np.float64)
     for i, t in enumerate(uniques):
         n = len(t)
-        digits = n - len(t.translate(_DROP_DIGITS))
-        code = n - len(t.translate(_DROP_CODE))
+        raw = t.encode("utf-8", "surrogatepass")
+        digits = len(raw) - len(raw.translate(None, _DIGIT_BYTES))
+        code = len(raw) - len(raw.translate(None, _CODE_BYTES))
         feats[i] = (np.log1p(n), digits / max(n, 1), code / max(n, 1))
     return feats[codes] if len(codes) else np.zeros((0, 3))
 
 
-_DROP_DIGITS = str.maketrans("", "", _DIGITS)
-_DROP_CODE = str.maketrans("", "", _CODE_CHARS)
+_DIGIT_BYTES = _DIGITS.encode("ascii")
+_CODE_BYTES = _CODE_CHARS.encode("ascii")
 
 
 def covariate_shift_weights(eval_prompts, prod_prompts, *, clip: float = 10.0, seed: int = 0) -> np.ndarray:
