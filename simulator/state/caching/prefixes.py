@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import chain
 
 import numpy as np
@@ -39,8 +40,10 @@ class PrefixBlocks:
     approximate: np.ndarray  # bool per row: token counts estimated from text length
 
 
+@lru_cache(maxsize=1 << 16)
 def hash_text(text: str) -> int:
-    """A stable signed 64-bit id for a string (same on every run and machine, unlike ``hash()``)."""
+    """A stable signed 64-bit id for a string (same on every run and machine, unlike ``hash()``). Kept per text:
+    system prompts and prefix hashes repeat across rows, chunks and every candidate's cache replay."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
