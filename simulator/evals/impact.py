@@ -128,6 +128,19 @@ def _remember(key, value) -> None:
     _PREPARED[key] = value
 
 
+def _prod_etags(prod_prompts: pd.DataFrame, wmap: tuple) -> np.ndarray:
+    """Each production prompt's eval workflow, mapped once per distinct tag (kept per prompts object)."""
+    key = ("prod_etags", id(prod_prompts), wmap)
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not prod_prompts:
+        workflow_map = dict(wmap)
+        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
+        distinct, inverse = np.unique(prod_tags, return_inverse=True)
+        hit = (prod_prompts, None, np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse])
+        _remember(key, hit)
+    return hit[2]
+
+
 def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, weight_clip, seed) -> tuple:
     """One eval workflow's paired differences: (number of samples, sample weights, weighting label, paired count
     per (from, to) pair, the matrix of kept pairs' differences with the weights as last column, its distinct rows
@@ -142,11 +155,7 @@ def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, wei
     u = np.ones(len(ids))
     weighting = "post-stratification"
     if prod_prompts is not None:
-        workflow_map = dict(wmap)
-        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
-        distinct, inverse = np.unique(prod_tags, return_inverse=True)
-        prod_etags = np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse]
-        prod = prod_prompts[prod_etags == etag]
+        prod = prod_prompts[_prod_etags(prod_prompts, wmap) == etag]
         first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
         if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
             has = first.notna().to_numpy()
