@@ -189,6 +189,29 @@ def test_prefix_blocks_from_hash_prompt_and_nothing():
     assert counted.tokens.tolist() == [1500, 7, 7] and not counted.approximate.any()
 
 
+def test_prefix_blocks_column_wise_hash_rows_among_other_sources():
+    """Plain hash rows (category column, as ingest makes it) are built column-wise; the rest row by row. Ids are
+    blake2b-64 of the text, computed here by hand."""
+    import hashlib
+
+    def blake(text):
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
+
+    df = pd.DataFrame({
+        "prefix_blocks": [["a", "b"], None, None, None, None],
+        "block_tokens": [10, 0, 0, 0, 0],
+        "prefix_hash": pd.Categorical([None, "sys", "", "sys", "sys"]),
+        "prefix_tokens": [0, 5, 5, 0, 7],
+        "prompt": [None, None, "x\n\ny", None, "ignored\n\nwhen a hash is usable"],
+    })
+    b = build_prefix_blocks(df)
+    assert b.source.tolist() == [1, SOURCE_HASH, SOURCE_PROMPT, SOURCE_NONE, SOURCE_HASH]
+    assert b.offsets.tolist() == [0, 2, 3, 4, 4, 5]
+    assert b.ids.tolist() == [blake("a"), blake("b"), blake("sys"), blake("x"), blake("sys")]
+    assert b.tokens.tolist() == [10, 10, 5, 1, 7]  # "x\n\n" is 3 characters: ceil(3 / 4) = 1
+    assert b.approximate.tolist() == [False, False, True, False, False]
+
+
 # -- costs and summaries -------------------------------------------------------------------------------------------
 def test_genai_prices_regression_example(rules):
     # reference doc: Opus 4.7, 1,000 input of which 300 read and 100 written (5 min), 200 output = $0.008775

@@ -163,3 +163,18 @@ def test_effective_sample_size_counts_a_shared_sample_once(evals):
                           "requests": [100, 100]})
     r = policy_accuracy_impact(moves, pd.DataFrame({"workflow_tag": ["w1"], "requests": [1000]}), evals, n_boot=100)
     assert r["n_paired"] == 40 and r["kish_ess"] == pytest.approx(40.0)
+
+
+def test_prompt_features_count_characters_not_bytes():
+    """Digits and code punctuation are counted per character in any script; worked by hand."""
+    from simulator.evals.impact import prompt_features
+
+    got = prompt_features(["日本語12;", "é{}", None, "\ud800x9", "plain"])
+    expected = np.array([
+        [np.log1p(6), 2 / 6, 1 / 6],  # 3 CJK characters (9 UTF-8 bytes), 2 digits, one ';'
+        [np.log1p(3), 0.0, 2 / 3],  # 'é' is two bytes, one character
+        [0.0, 0.0, 0.0],  # missing prompt: the empty string
+        [np.log1p(3), 1 / 3, 0.0],  # a lone surrogate (from JSON escapes) is one character
+        [np.log1p(5), 0.0, 0.0],
+    ])
+    np.testing.assert_array_equal(got, expected)

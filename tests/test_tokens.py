@@ -421,3 +421,23 @@ def test_fitted_calibration_is_labelled_calibrated_with_interval():
 def test_uncalibrated_gemini_is_an_error():
     with pytest.raises(TokenizerError, match="not public"):
         translate_tokens("openai/gpt-4o", "google/gemini-2.5-pro", [10], [1])
+
+
+def test_pinned_vocab_bulk_parse_equals_tiktokens_own_loader(tmp_path, monkeypatch):
+    """A vocab file whose sha256 is pinned is parsed in bulk; the ranks must be tiktoken's own loader's, in order."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    from tiktoken.load import load_tiktoken_bpe
+
+    from simulator.tokens.backends import O200K_SHA256, read_tiktoken_ranks
+
+    packed = Path(importlib.util.find_spec("bpe_openai").origin).parent / "data" / "o200k_base.tiktoken.gz"
+    plain = tmp_path / "o200k_base.tiktoken"
+    plain.write_bytes(gzip.decompress(packed.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # read the file itself, no copy in a cache
+    expected = load_tiktoken_bpe(str(plain), O200K_SHA256)
+    got = read_tiktoken_ranks(packed, O200K_SHA256)
+    assert len(got) == len(expected) > 199_000
+    assert list(got.items()) == list(expected.items())

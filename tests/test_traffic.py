@@ -601,3 +601,19 @@ def test_malformed_line_that_is_not_utf8_is_one_clear_error(tmp_path, capfd):
         load(path)
     assert str(err.value) == f"{path} line 3: not UTF-8 text (byte 89). Re-export as UTF-8."
     assert capfd.readouterr().err == ""
+
+
+def test_metadata_depth_limit_at_its_edge(tmp_path):
+    """Depth 2 passes and 3 is rejected under max_metadata_depth=2, whether or not brackets inside strings make
+    the text look deeper than it is."""
+    from simulator.io.limits import Limits
+
+    texts = ['{"a": {"b": 1}}', '{"a": {"b": {"c": 1}}}', '{"a": "[[{{", "b": {"c": 1}}',
+             '{"a": "[[{{", "b": {"c": [1]}}']
+    frame = pd.DataFrame({"request_id": list("pqrs"), "timestamp": ["2026-11-02T10:00:00Z"] * 4, "model": ["m/a"] * 4,
+                          "input_tokens": [1] * 4, "output_tokens": [1] * 4, "metadata": texts})
+    frame.to_parquet(tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet", limits=Limits(max_metadata_depth=2))
+    reason = "metadata is nested more than 2 levels deep (limit max_metadata_depth)"
+    assert reasons(t) == [(2, "q", reason), (4, "s", reason)]
+    assert t.rows_read == 4 and len(t.frame) == 2

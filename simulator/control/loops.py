@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 from typing import Any
 
@@ -207,6 +208,7 @@ class LoopState:
         self.wf_names: list[str] = []
         self.samples: list[collections.deque] = []  # per workflow: (bucket end, window totals, token totals)
         self.sorted: list[SortedList] = []  # per workflow: the window totals in order (quantiles without a sort)
+        self.unsorted: list[int] = []  # per workflow: how many of the newest sample blocks are not in it yet
         self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.bucket = -(2**62)  # the window bucket being filled
         self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
@@ -248,6 +250,7 @@ class LoopState:
             self.wf_names.append(name)
             self.samples.append(collections.deque())
             self.sorted.append(SortedList())
+            self.unsorted.append(0)
         return self.wf_of[name]
 
     # -- baseline ---------------------------------------------------------------------------------------------
@@ -264,17 +267,25 @@ class LoopState:
             sel = normal[wfs == wf]
             values = self.open_w[sel].tolist()
             self.samples[wf].append((end, values, self.open_tokens[sel].tolist()))
-            self.sorted[wf].update(values)
+            self.unsorted[wf] += 1  # sorted in when a threshold needs them (one update for many buckets)
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
 
     def _trim(self, wf: int, now: int) -> None:
-        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list)."""
+        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list), then
+        sort in the blocks added since the last call."""
         blocks, ordered = self.samples[wf], self.sorted[wf]
         while blocks and blocks[0][0] <= now - self.baseline_ns:
-            for v in blocks.popleft()[1]:
-                ordered.remove(v)
+            if len(blocks) > self.unsorted[wf]:
+                for v in blocks.popleft()[1]:
+                    ordered.remove(v)
+            else:  # never sorted in
+                blocks.popleft()
+                self.unsorted[wf] -= 1
+        if self.unsorted[wf]:
+            ordered.update([v for b in itertools.islice(blocks, len(blocks) - self.unsorted[wf], None) for v in b[1]])
+            self.unsorted[wf] = 0
 
     def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
         """Samples of ``wf`` completed in (now - baseline, now]: (window totals, token totals)."""

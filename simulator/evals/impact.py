@@ -36,21 +36,24 @@ _DIGITS = "0123456789"
 def prompt_features(prompts) -> np.ndarray:
     """Simple prompt features: log length in characters, share of digits, share of code punctuation.
 
-    Each distinct prompt is measured once (system prompts and templates repeat), with C-level str methods.
+    Each distinct prompt is measured once (system prompts and templates repeat). The counted characters are ASCII,
+    and in UTF-8 an ASCII byte is always that character, so they are counted by deleting bytes (``bytes.translate``,
+    a table lookup, where ``str.translate`` goes through a dict per character).
     """
     texts = pd.Series(["" if p is None else str(p) for p in prompts], dtype=object)
     codes, uniques = pd.factorize(texts, sort=False)
     feats = np.empty((len(uniques), 3), dtype=np.float64)
     for i, t in enumerate(uniques):
         n = len(t)
-        digits = n - len(t.translate(_DROP_DIGITS))
-        code = n - len(t.translate(_DROP_CODE))
+        raw = t.encode("utf-8", "surrogatepass")
+        digits = len(raw) - len(raw.translate(None, _DIGIT_BYTES))
+        code = len(raw) - len(raw.translate(None, _CODE_BYTES))
         feats[i] = (np.log1p(n), digits / max(n, 1), code / max(n, 1))
     return feats[codes] if len(codes) else np.zeros((0, 3))
 
 
-_DROP_DIGITS = str.maketrans("", "", _DIGITS)
-_DROP_CODE = str.maketrans("", "", _CODE_CHARS)
+_DIGIT_BYTES = _DIGITS.encode("ascii")
+_CODE_BYTES = _CODE_CHARS.encode("ascii")
 
 
 def covariate_shift_weights(eval_prompts, prod_prompts, *, clip: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -106,6 +109,102 @@ def _shift_weights(samples, prod_prompts, etag, eval_texts, prod_texts, clip, se
     return weights
 
 
+_PREPARED: dict[tuple, tuple] = {}
+
+
+def _tagged(samples: pd.DataFrame) -> pd.DataFrame:
+    """``samples`` with missing workflow tags as "" (kept per samples object: every policy of a run asks again)."""
+    key = ("tagged", id(samples))
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not samples:
+        hit = (samples, None, samples.assign(workflow_tag=_tag(samples["workflow_tag"])))
+        _remember(key, hit)
+    return hit[2]
+
+
+def _remember(key, value) -> None:
+    if len(_PREPARED) >= 256:
+        _PREPARED.pop(next(iter(_PREPARED)))
+    _PREPARED[key] = value
+
+
+def _prod_etags(prod_prompts: pd.DataFrame, wmap: tuple) -> np.ndarray:
+    """Each production prompt's eval workflow, mapped once per distinct tag (kept per prompts object)."""
+    key = ("prod_etags", id(prod_prompts), wmap)
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not prod_prompts:
+        workflow_map = dict(wmap)
+        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
+        distinct, inverse = np.unique(prod_tags, return_inverse=True)
+        hit = (prod_prompts, None, np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse])
+        _remember(key, hit)
+    return hit[2]
+
+
+def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, weight_clip, seed) -> tuple:
+    """One eval workflow's paired differences: (number of samples, sample weights, weighting label, paired count
+    per (from, to) pair, the matrix of kept pairs' differences with the weights as last column, its distinct rows
+    and their counts). Kept per (samples, prompts, workflow, pairs): each policy and each moved workflow of a run
+    asks for the same ones."""
+    key = (id(samples), id(prod_prompts), wmap, etag, pairs, min_paired, weight_clip, seed)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is samples and hit[1] is prod_prompts:
+        return hit[2]
+    wf = ev[ev["workflow_tag"] == etag]
+    ids = np.array(sorted(wf["sample_id"].unique()))
+    u = np.ones(len(ids))
+    weighting = "post-stratification"
+    if prod_prompts is not None:
+        prod = prod_prompts[_prod_etags(prod_prompts, wmap) == etag]
+        first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
+        if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
+            has = first.notna().to_numpy()
+            u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(),
+                                    prod["prompt"].dropna().tolist(), weight_clip, seed)
+            weighting = "post-stratification + covariate shift"
+    cols, n_pairs = [], []
+    for a, b in pairs:
+        sa = wf[wf["model"] == a].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+        sb = wf[wf["model"] == b].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+        d = sb - sa
+        n_pairs.append(int(np.sum(~np.isnan(d))))
+        if n_pairs[-1] >= min_paired:
+            cols.append(np.where(np.isnan(d), _MISSING, d))
+    mat = uniq = counts = None
+    if cols:
+        mat = np.column_stack(cols + [u])
+        uniq, counts = np.unique(mat, axis=0, return_counts=True)
+        for arr in (u, mat, uniq, counts):
+            arr.setflags(write=False)
+    value = (len(ids), u, weighting, n_pairs, mat, uniq, counts)
+    _remember(key, (samples, prod_prompts, value))
+    return value
+
+
+_BOOTSTRAPS: dict[tuple, tuple] = {}
+
+
+def _bootstrap_ratios(rng, uniq, counts, num, den, n, n_boot) -> np.ndarray:
+    """Bootstrap draws of ``(c @ num) / (c @ den)`` over multinomial counts ``c`` of the distinct rows ``uniq``.
+
+    The draws depend only on the rows, their counts, ``n``, ``n_boot`` and the generator's state, so they are kept
+    by those (with the state they leave the generator in): a run asks for the same (workflow, model pairs)
+    bootstrap once per policy and once per moved workflow, and every repeat is the same numbers, byte for byte.
+    """
+    state = rng.bit_generator.state
+    key = (repr(state), uniq.shape, uniq.tobytes(), counts.tobytes(), n, n_boot)
+    hit = _BOOTSTRAPS.get(key)
+    if hit is not None:
+        rng.bit_generator.state = hit[1]
+        return hit[0]
+    boot = np.vstack([(c @ num) / (c @ den) for c in bootstrap_counts(rng, counts, n, n_boot)])
+    boot.setflags(write=False)
+    if len(_BOOTSTRAPS) >= 256:
+        _BOOTSTRAPS.pop(next(iter(_BOOTSTRAPS)))
+    _BOOTSTRAPS[key] = (boot, rng.bit_generator.state)
+    return boot
+
+
 def kish_ess(weights) -> float:
     """Kish effective sample size ``(sum w)^2 / sum w^2``."""
     w = np.asarray(weights, dtype=np.float64)
@@ -147,7 +246,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     if unknown:
         raise InputError(f"moves table: workflow {unknown[0]!r} has no traffic total. "
                          "Give per-workflow totals for every workflow that has moves.")
-    ev = samples.assign(workflow_tag=_tag(samples["workflow_tag"]))
+    ev = _tagged(samples)
     eval_models = sorted(ev["model"].unique())
     moved_total = float(mv["requests"].sum())
 
@@ -175,53 +274,30 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
     implicit_w: list[np.ndarray] = []
     workflow_rows = []
     used_samples = 0
-    if prod_prompts is not None:  # each production prompt's eval workflow, mapped once per distinct tag
-        prod_tags = _tag(prod_prompts["workflow_tag"]).to_numpy(dtype=object)
-        distinct, inverse = np.unique(prod_tags, return_inverse=True)
-        prod_etags = np.array([workflow_map.get(t, t) for t in distinct], dtype=object)[inverse]
+    wmap = tuple(sorted(workflow_map.items()))
     for etag in sorted({k[0] for k in pair_keys.values()}):
-        wf = ev[ev["workflow_tag"] == etag]
-        ids = np.array(sorted(wf["sample_id"].unique()))
-        idx = pd.Index(ids)
-        u = np.ones(len(ids))
-        weighting = "post-stratification"
-        if prod_prompts is not None:
-            prod = prod_prompts[prod_etags == etag]
-            first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
-            if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
-                has = first.notna().to_numpy()
-                u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(),
-                                        prod["prompt"].dropna().tolist(), weight_clip, seed)
-                weighting = "post-stratification + covariate shift"
-        cols, shares, members = [], [], []
-        for i, (tag, a, b) in pair_keys.items():
-            if tag != etag:
-                continue
-            sa = wf[wf["model"] == a].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
-            sb = wf[wf["model"] == b].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
-            d = sb - sa
-            n_pair = int(np.sum(~np.isnan(d)))
+        members = [i for i, (tag, _, _) in pair_keys.items() if tag == etag]
+        prepared = _paired_matrix(samples, ev, prod_prompts, wmap, etag, tuple(pair_keys[i][1:] for i in members),
+                                  min_paired, weight_clip, seed)
+        n_ids, u, weighting, n_pairs, mat, uniq, counts = prepared
+        for i, n_pair in zip(members, n_pairs):
             rows[i]["n_paired"] = n_pair
             if n_pair < min_paired:
                 rows[i]["reason"] = f"only {n_pair} paired eval samples (minimum {min_paired})"
-                continue
-            cols.append(np.where(np.isnan(d), _MISSING, d))
-            shares.append(rows[i]["share_of_traffic"])
-            members.append(i)
-        if not cols:
+        members = [i for i, n_pair in zip(members, n_pairs) if n_pair >= min_paired]
+        shares = [rows[i]["share_of_traffic"] for i in members]
+        if not members:
             continue
-        mat = np.column_stack(cols + [u])
-        uniq, counts = np.unique(mat, axis=0, return_counts=True)
         dmat, uu = uniq[:, :-1], uniq[:, -1]
         mask = dmat != _MISSING
         num = (uu[:, None] * np.where(mask, dmat, 0.0))
         den = (uu[:, None] * mask)
         point = (counts @ num) / (counts @ den)
-        boot = np.vstack([(c @ num) / (c @ den) for c in bootstrap_counts(rng, counts, len(ids), n_boot)])
+        boot = _bootstrap_ratios(rng, uniq, counts, num, den, n_ids, n_boot)
         shares = np.asarray(shares)
         point_total += float(point @ shares)
         draws_total += np.nan_to_num(boot, nan=0.0) @ shares
-        per_sample = np.zeros(len(ids))  # a sample serving several moves is one sample: add its weights up
+        per_sample = np.zeros(n_ids)  # a sample serving several moves is one sample: add its weights up
         for j, i in enumerate(members):
             lo, hi = percentile_interval(boot[:, j], confidence)
             rows[i] |= {"delta_pp": 100 * float(point[j]), "ci95_pp": (100 * lo, 100 * hi), "covered": True}
@@ -230,7 +306,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         used = np.any(mat[:, :-1] != _MISSING, axis=1)
         implicit_w.append(per_sample[used])
         used_samples += int(used.sum())
-        workflow_rows.append({"eval_workflow_tag": etag or None, "eval_samples": len(ids), "weighting": weighting,
+        workflow_rows.append({"eval_workflow_tag": etag or None, "eval_samples": n_ids, "weighting": weighting,
                               "kish_ess": kish_ess(u[used])})
 
     covered_req = sum(r["requests"] for r in rows if r["covered"])

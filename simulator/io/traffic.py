@@ -257,6 +257,8 @@ def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Lim
     for j, v in enumerate(values):
         if isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v):
             v = dict(v)  # Arrow map columns arrive as lists of (key, value)
+        # each level of a value parsed from text opens a bracket: with few brackets it cannot be too deep
+        shallow = isinstance(v, str) and v.count("{") + v.count("[") <= limits.max_metadata_depth
         if isinstance(v, str):
             try:
                 v = json.loads(v)
@@ -268,7 +270,7 @@ def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Lim
         if not isinstance(v, dict):
             problem[j] = "metadata must be a JSON object"
             continue
-        if C.json_depth(v) > limits.max_metadata_depth:
+        if not shallow and C.json_depth(v) > limits.max_metadata_depth:
             problem[j] = too_deep
             continue
         if v:

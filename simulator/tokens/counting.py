@@ -6,7 +6,6 @@ System prompts and templates repeat across requests, so the unique texts are usu
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +28,8 @@ class CountCache:
     def __init__(self, cache_dir: str | Path):
         self.path = Path(cache_dir) / "token-counts.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        import sqlite3  # only a run with a count cache needs it (its import is a shared-library load)
+
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS counts (tokenizer TEXT NOT NULL, text_sha256 TEXT NOT NULL, "

@@ -43,8 +43,17 @@ SIM_COLUMNS = (
 )
 
 
+def time_ordered(df: pd.DataFrame, count_tokens=None) -> tuple:
+    """``(ts_ns, order, df in time order, its prefix blocks)``: what :func:`simulate_frame` and
+    :func:`prefix_gaps_ms` start from; build it once to pass as ``ordered`` when several run on the same frame."""
+    ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
+    order = np.argsort(ts_ns, kind="stable")
+    sdf = df.iloc[order]
+    return ts_ns, order, sdf, build_prefix_blocks(sdf, count_tokens=count_tokens)
+
+
 def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=None, ttl=None, providers=None,
-                   count_tokens=None, model_codes=None, state=None, breakpoints=None) -> pd.DataFrame:
+                   count_tokens=None, model_codes=None, state=None, breakpoints=None, ordered=None) -> pd.DataFrame:
     """Simulate prompt caching for every row of ``df`` (``model`` = the model that serves it).
 
     ``enabled``: bool mask of rows covered by a prompt_caching rule (default all). ``mode`` / ``ttl`` override the
@@ -53,13 +62,11 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     token-hour); ``df`` is not modified.
     For time-ordered chunks of one traffic, pass the run's ``model_codes`` (one code per row, the same code for the
     same model in every chunk) and a :class:`~simulator.state.caching.kernel.KernelState` to carry the cache.
+    ``ordered``: :func:`time_ordered` of ``df`` (with the same ``count_tokens``) when already built.
     """
     n = len(df)
     enabled = np.ones(n, bool) if enabled is None else np.asarray(enabled, bool)
-    ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
-    order = np.argsort(ts_ns, kind="stable")
-    sdf = df.iloc[order]
-    blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
+    ts_ns, order, sdf, blocks = time_ordered(df, count_tokens) if ordered is None else ordered
     codes = (pd.factorize(sdf["model"], sort=True)[0] if model_codes is None
              else np.asarray(model_codes, np.int64)[order])
     s_enabled = enabled[order]
@@ -235,15 +242,14 @@ def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.Dat
     return grouped
 
 
-def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None, model_codes=None, last_seen: dict | None = None) -> pd.DataFrame:
+def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None, model_codes=None, last_seen: dict | None = None,
+                   ordered=None) -> pd.DataFrame:
     """Gap (ms) since the previous request with the same whole prefix on the same model; NaN for first uses.
 
-    ``last_seen`` (prefix key -> ms of its last use) carries earlier chunks of the same traffic and is updated.
+    ``last_seen`` (prefix key -> ms of its last use) carries earlier chunks of the same traffic and is updated;
+    ``ordered`` as in :func:`simulate_frame`.
     """
-    ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
-    order = np.argsort(ts_ns, kind="stable")
-    sdf = df.iloc[order]
-    blocks = build_prefix_blocks(sdf, count_tokens=count_tokens)
+    ts_ns, order, sdf, blocks = time_ordered(df, count_tokens) if ordered is None else ordered
     codes = (pd.factorize(sdf["model"], sort=True)[0] if model_codes is None
              else np.asarray(model_codes, np.int64)[order])
     keys = full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids)
@@ -281,7 +287,8 @@ def ttl_break_even_sums(df: pd.DataFrame, rules: CacheRules, *, by: str = "workf
     """The additive part of :func:`ttl_break_even` per group. For time-ordered chunks pass the run's
     ``model_codes``, one :class:`~simulator.state.caching.kernel.KernelState` per TTL in ``states`` and a
     ``last_seen`` dict, all carried from chunk to chunk."""
-    gaps = prefix_gaps_ms(df, model_codes=model_codes, last_seen=last_seen)["prefix_gap_ms"].to_numpy()
+    ordered = time_ordered(df)  # one prefix-block build for the gaps and every TTL
+    gaps = prefix_gaps_ms(df, model_codes=model_codes, last_seen=last_seen, ordered=ordered)["prefix_gap_ms"].to_numpy()
     group = (df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns
              else np.full(len(df), "(none)"))
     frame = pd.DataFrame({
@@ -298,7 +305,7 @@ def ttl_break_even_sums(df: pd.DataFrame, rules: CacheRules, *, by: str = "workf
 
             state = states[ttl] = KernelState()
         sim = simulate_frame(df, rules, enabled=enabled, mode="explicit", ttl=ttl, providers=providers,
-                             model_codes=model_codes, state=state)
+                             model_codes=model_codes, state=state, ordered=ordered)
         frame[f"cost_{ttl}_usd"] = cache_costs(df, sim, rules, unit_prices=unit_prices, providers=providers)["cost_with_cache_usd"].to_numpy()
     for c in ("gaps_le_5m", "gaps_5m_to_1h", "gaps_gt_1h", "first_use"):
         frame[c] = frame[c].astype(np.int64)
