@@ -18,6 +18,11 @@ def money(usd: Any, digits: int = 2) -> str:
     return ("-" if usd < 0 else "") + f"${abs(usd):,.{digits}f}"
 
 
+def money_range(ci: Any, digits: int = 2) -> str:
+    """An interval ``[low, high]`` in dollars: ``$1.00 to $2.50``; ``n/a`` when it is missing or has no low end."""
+    return "n/a" if not ci or ci[0] is None else f"{money(ci[0], digits)} to {money(ci[1], digits)}"
+
+
 def signed_money(usd: Any, digits: int = 2) -> str:
     """``+$5.29`` / ``-$5.29`` / ``$0.00``: a change."""
     text = money(usd, digits)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, SMALL_TRAFFIC
 from simulator.cli import cli
-from simulator.formats import minute, money, percent, points, round_floats, signed_money
+from simulator.formats import minute, money, money_range, percent, points, round_floats, signed_money
 
 
 def test_numbers_as_people_write_them():
@@ -22,6 +22,8 @@ def test_numbers_as_people_write_them():
     assert points(-0.04) == "0.0 pp" and points(-2.46) == "-2.5 pp" and points(1.25) == "+1.2 pp"
     assert minute("2026-11-16T00:02:59.9+00:00") == "2026-11-16 00:02 UTC"
     assert minute("2026-11-16T01:02:00+01:00") == "2026-11-16 00:02 UTC"
+    assert money_range([-1.004, 1234.5]) == "-$1.00 to $1,234.50" and money_range([-0.001, 0.004]) == "$0.00 to $0.00"
+    assert money_range(None) == "n/a" and money_range([None, None]) == "n/a"
 
 
 def test_json_floats_are_rounded_to_what_the_text_shows():

@@ -199,9 +199,7 @@ def _applies_per(values: list[str]) -> list[str]:
 def _budget_manifest(candidate: Candidate, name: str) -> dict:
     rules = []
     for b in candidate.budgets:
-        entry: dict[str, Any] = {"id": b.id, "when": _when(b.when), "limit_to": float(b.limit_to), "unit": b.unit}
-        if b.budget_applies_per:
-            entry["budget_applies_per"] = _applies_per(b.budget_applies_per)
+        entry = _limit_rule(b, float(b.limit_to), "budget_applies_per", b.budget_applies_per)
         if b.alerts:
             entry["alerts"] = dict(b.alerts)
         if not isinstance(b.on_exceed, str):
@@ -215,17 +213,25 @@ def _budget_manifest(candidate: Candidate, name: str) -> dict:
         if b.audit_mode:
             entry["audit_mode"] = True
         rules.append(entry)
-    return {"name": f"{name}-budgets", "type": BUDGET, "rules": rules}
+    return _limits_manifest(name, "budgets", rules)
 
 
 def _rate_manifest(candidate: Candidate, name: str) -> dict:
-    rules = []
-    for r in candidate.rate_limits:
-        entry: dict[str, Any] = {"id": r.id, "when": _when(r.when), "limit_to": int(r.limit_to), "unit": r.unit}
-        if r.rate_limit_applies_per:
-            entry["rate_limit_applies_per"] = _applies_per(r.rate_limit_applies_per)
-        rules.append(entry)
-    return {"name": f"{name}-rate-limits", "type": RATE_LIMITING, "rules": rules}
+    rules = [_limit_rule(r, int(r.limit_to), "rate_limit_applies_per", r.rate_limit_applies_per)
+             for r in candidate.rate_limits]
+    return _limits_manifest(name, "rate-limits", rules)
+
+
+def _limit_rule(limit, limit_to: float | int, per_key: str, per: list[str]) -> dict[str, Any]:
+    """The fields a budget rule and a rate-limit rule share (``per_key``: how the gateway names "applies per")."""
+    entry: dict[str, Any] = {"id": limit.id, "when": _when(limit.when), "limit_to": limit_to, "unit": limit.unit}
+    if per:
+        entry[per_key] = _applies_per(per)
+    return entry
+
+
+def _limits_manifest(name: str, kind: str, rules: list[dict]) -> dict:
+    return {"name": f"{name}-{kind}", "type": KIND_TYPE[kind], "rules": rules}
 
 
 def manifests(candidate: Candidate, *, known_models: Iterable[str] = (), traffic_models: Iterable[str] = (),

@@ -26,15 +26,11 @@ PRIVATE_KEYS = {"user", "user_id", "users", "user_ids", "end_user", "prompt", "p
 BREAKDOWN_TITLES = {"model": "model", "team": "team", "project": "project", "workflow_tag": "workflow"}
 
 
-from simulator.formats import minute, money  # noqa: E402  (one formatter for every output)
+from simulator.formats import minute, money, money_range  # noqa: E402  (one formatter for every output)
 
 
 def pct(x: Any, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def ci_money(ci: Any) -> str:
-    return "n/a" if not ci or ci[0] is None else f"{money(ci[0])} to {money(ci[1])}"
 
 
 def _pp(d: Any, ci: Any) -> str:
@@ -193,14 +189,14 @@ def group_action(group: list[dict], routing_files: dict, days: float | None = No
     lo = (best.get("monthly_savings_ci95") or [None])[0]
     if lo is not None and lo <= 0:
         return (f"Replay another week before applying `{name}`: the 95% interval of its monthly savings "
-                f"({ci_money(best.get('monthly_savings_ci95'))}) includes zero{alts}.")
+                f"({money_range(best.get('monthly_savings_ci95'))}) includes zero{alts}.")
     cfg = _config_file(best["name"], routing_files)
     if _blocker(best) and cfg:
         n, prevented = _refused(best)
         return (f"Apply `{name}` to cap spend: `tfy apply -f {literal(cfg)} --dry-run --show-diff`, then apply. It "
                 f"refuses {n:,} requests ({money(prevented)} of spend prevented in the window: refused requests are "
                 f"not savings){alts}.")
-    figures = (f"Saves {money(saving)}/month (95% CI {ci_money(best.get('monthly_savings_ci95'))}); accuracy "
+    figures = (f"Saves {money(saving)}/month (95% CI {money_range(best.get('monthly_savings_ci95'))}); accuracy "
                f"{accuracy_text(best)}")
     caching = "prompt_caching" in (best.get("changes") or [])
     if cfg is None:
@@ -546,7 +542,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
     if top:
         head.add(Table(["#", "routing optimization", "monthly savings", "95% interval",
                         "accuracy (moved requests; traffic-wide)", "gates", "config"],
-                       [[i + 1, p["name"], money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")),
+                       [[i + 1, p["name"], money(p["monthly_savings_usd"]), money_range(p.get("monthly_savings_ci95")),
                          accuracy_text(p), gate_verdict(p), _config_file(p["name"], routing_files) or "n/a"]
                         for i, p in enumerate(top)], caption="Top routing optimizations"))
         head.add("95% intervals: " + " ".join(interval_sentences(top)))
@@ -593,7 +589,7 @@ def build_document(result, routing_files: dict | None = None) -> Document:
              "accuracy on moved requests", "accuracy traffic-wide", "p95 latency (ms)", "error rate", "blocked",
              "premium share", "gates"],
             [[p["name"], p["requests_changed"], money(p["cost_usd"]), f"{p['savings_pct']:.1f}%",
-              money(p["monthly_savings_usd"]), ci_money(p.get("monthly_savings_ci95")), _moved_text(p),
+              money(p["monthly_savings_usd"]), money_range(p.get("monthly_savings_ci95")), _moved_text(p),
               _wide_text(p), f"{_ms(p.get('latency_p95_ms_before'))} -> {_ms(p.get('latency_p95_ms_after'))}",
               pct(p.get("error_rate_after"), 2), p.get("requests_blocked", 0),
               f"{pct(p.get('premium_share_cost_before'))} -> {pct(p.get('premium_share_cost_after'))}",

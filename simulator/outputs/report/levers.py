@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.formats import money, money_range
 from simulator.outputs.report.document import Section, Table, literal
-
-
-def _money(x: Any) -> str:
-    return "n/a" if x is None else (f"-${-x:,.2f}" if x < 0 else f"${x:,.2f}")
-
-
-def _ci(ci: Any) -> str:
-    return "n/a" if not ci or ci[0] is None else f"{_money(ci[0])} to {_money(ci[1])}"
 
 
 def _pp(x: Any, ci: Any = None) -> str:
@@ -44,9 +37,8 @@ def lever_actions(summary: dict, routing_files: dict) -> list[str]:
     for entry in (summary.get("cache_opportunities") or {}).get("by_workflow_model", [])[:3]:
         best = entry.get("best")
         if best and best["monthly_savings_usd"] > 0:
-            actions.append(f"Cache `{literal(entry['workflow_tag'])}` on `{literal(entry['model'])}`: {best['action']}; "
-                           "saves about "
-                           f"{_money(best['monthly_savings_usd'])}/month.")
+            actions.append(f"Cache `{literal(entry['workflow_tag'])}` on `{literal(entry['model'])}`: "
+                           f"{best['action']}; saves about {money(best['monthly_savings_usd'])}/month.")
     return actions
 
 
@@ -70,7 +62,7 @@ def opportunities_section(summary: dict) -> Section | None:
         else:
             todo = "keep the current models"
         rows.append([e["workflow_tag"], ", ".join(e.get("served_models") or []) or "n/a", todo,
-                     _money(e.get("monthly_savings_usd")), _ci(e.get("monthly_savings_ci95")),
+                     money(e.get("monthly_savings_usd")), money_range(e.get("monthly_savings_ci95")),
                      _pp(e.get("accuracy_delta_pp"), e.get("accuracy_delta_ci95")), e.get("evidence", "")])
     sec.add(Table(["workflow", "served by", "what to do", "monthly savings", "95% interval", "accuracy change",
                    "evidence"], rows))
@@ -92,7 +84,7 @@ def cache_section(summary: dict) -> Section | None:
         rows.append([e["workflow_tag"], e["model"], e["requests_with_prefix"], e["recurring_requests"],
                      e["distinct_prefixes"], e.get("prefix_tokens_mean"), e["min_tokens"],
                      f"{e['meets_minimum']} ({e['token_count_basis']} {interval[0]:.2f}-{interval[1]:.2f}x)",
-                     f"{best.get('mode', '-')} {best.get('ttl', '')}".strip(), _money(best.get("monthly_savings_usd")),
+                     f"{best.get('mode', '-')} {best.get('ttl', '')}".strip(), money(best.get("monthly_savings_usd")),
                      best.get("action", "nothing saves money here")])
     sec.add(Table(["workflow", "model", "requests with a prefix", "recurring", "distinct prefixes",
                    "mean prefix tokens", "minimum", "meets minimum", "best option", "monthly savings", "what to do"],
@@ -101,7 +93,7 @@ def cache_section(summary: dict) -> Section | None:
     for e in data["by_workflow_model"]:
         for o in e["options"]:
             detail.append([e["workflow_tag"], e["model"], o["mode"], o["ttl"], _pct(o.get("hit_rate")),
-                           _money(o.get("monthly_savings_usd")), _money(o.get("storage_usd"))
+                           money(o.get("monthly_savings_usd")), money(o.get("storage_usd"))
                            if o.get("storage_usd") is not None else "-"])
     if detail:
         sec.add(Table(["workflow", "model", "mode", "TTL", "hit rate", "monthly savings", "storage in the window"],
@@ -120,12 +112,12 @@ def plan_section(summary: dict, routing_files: dict) -> Section | None:
     sec.add(f"`{literal(plan['name'])}` combines the candidates and opportunities below whose rules never claim "
             "the same "
             f"request, replayed together (a downgrade changes what a budget blocks and what a cache holds): "
-            f"**{_money(plan['monthly_savings_usd'])}/month** (95% CI {_ci(plan['monthly_savings_ci95'])}) against "
-            f"{_money(plan['sum_of_parts_monthly_savings_usd'])} for the parts replayed one by one "
-            f"(interactions: {_money(plan['interaction_monthly_usd'])}/month)."
+            f"**{money(plan['monthly_savings_usd'])}/month** (95% CI {money_range(plan['monthly_savings_ci95'])}) "
+            f"against {money(plan['sum_of_parts_monthly_savings_usd'])} for the parts replayed one by one "
+            f"(interactions: {money(plan['interaction_monthly_usd'])}/month)."
             + (f" Interval: {plan['interval_method']}" if plan.get("interval_method") else ""))
     sec.add(Table(["component", "from", "monthly savings alone", "95% interval"],
-                  [[c["name"], c["source"], _money(c["monthly_savings_usd"]), _ci(c["monthly_savings_ci95"])]
+                  [[c["name"], c["source"], money(c["monthly_savings_usd"]), money_range(c["monthly_savings_ci95"])]
                    for c in plan["components"]]))
     sec.add(Table(["gate", "verdict", "figures"], [[g["name"], "pass" if g["passed"] else "FAIL", g["detail"]]
                                                  for g in plan.get("gates") or []], caption="Gates of the plan"))
@@ -146,8 +138,8 @@ def tiers_section(summary: dict) -> Section | None:
     rows = []
     for p in summary.get("policies", []):
         for t in (p.get("service_tiers") or {}).get("by_tier", []):
-            rows.append([p["name"], t["service_tier"], t["model"], t["requests"], _money(t["cost_at_default_tier_usd"]),
-                         _money(t["cost_usd"]), t["latency"], t["how_to_apply"]])
+            rows.append([p["name"], t["service_tier"], t["model"], t["requests"], money(t["cost_at_default_tier_usd"]),
+                         money(t["cost_usd"]), t["latency"], t["how_to_apply"]])
     if not rows:
         return None
     sec = Section("Service tiers", anchor="service-tiers")
@@ -185,11 +177,12 @@ def plan_text(summary: dict, routing_files: dict) -> str:
     if not plan.get("candidate"):
         return (f"{summary['scenario']}: no plan. " + plan.get("note", "no candidate or opportunity passed its "
                                                                         "gates with savings.")).rstrip()
-    lines = [f"{summary['scenario']}: plan '{plan['name']}' saves {_money(plan['monthly_savings_usd'])}/month "
-             f"(95% CI {_ci(plan['monthly_savings_ci95'])}); the parts alone: "
-             f"{_money(plan['sum_of_parts_monthly_savings_usd'])} (interactions {_money(plan['interaction_monthly_usd'])})"]
+    lines = [f"{summary['scenario']}: plan '{plan['name']}' saves {money(plan['monthly_savings_usd'])}/month "
+             f"(95% CI {money_range(plan['monthly_savings_ci95'])}); the parts alone: "
+             f"{money(plan['sum_of_parts_monthly_savings_usd'])} "
+             f"(interactions {money(plan['interaction_monthly_usd'])})"]
     for c in plan["components"]:
-        lines.append(f"  + {c['name']} ({c['source']}): {_money(c['monthly_savings_usd'])}/month alone")
+        lines.append(f"  + {c['name']} ({c['source']}): {money(c['monthly_savings_usd'])}/month alone")
     for s in plan.get("skipped") or []:
         lines.append(f"  - {s['name']} ({s['source']}): left out, {s['reason']}")
     for g in plan.get("gates") or []:
