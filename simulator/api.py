@@ -80,7 +80,7 @@ def resolve_candidates(scenario: Scenario) -> list[Candidate]:
 
 
 #: Rows per slice of the loaded table in the local engine's replay (state is carried across slices as in streaming).
-REPLAY_CHUNK_ROWS = 1_000_000
+REPLAY_CHUNK_ROWS = 500_000
 
 
 def run(
