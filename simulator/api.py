@@ -119,6 +119,7 @@ def run(
     candidates = resolve_candidates(scenario)
     eval_paths = list(evals) if evals else scenario.paths("evals")
     with spill_folder(loaded.rows_replayed) as spill:
-        replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows or REPLAY_CHUNK_ROWS, notes), eval_paths,
-                                 spill_dir=spill, observers=observers, progress=progress, previous=before)
+        source = InMemorySource(loaded, chunk_rows or REPLAY_CHUNK_ROWS, notes)
+        replayed = replay_source(scenario, candidates, catalog, source, eval_paths, spill_dir=spill,
+                                 observers=observers, progress=progress, previous=before)
     return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)

@@ -86,8 +86,8 @@ def bench_scenario(folder: str | Path, traffic: str | Path, candidates: int = 4)
     if candidates == 5:
         data["candidates"].append(
             {"name": "budget-tokens",
-             "budgets": [{"id": "team-week", "limit_to": 5000.0, "unit": "cost_per_week", "budget_applies_per": ["team"],
-                          "on_exceed": {"fallback": haiku}}],
+             "budgets": [{"id": "team-week", "limit_to": 5000.0, "unit": "cost_per_week",
+                          "budget_applies_per": ["team"], "on_exceed": {"fallback": haiku}}],
              "rate_limits": [{"id": "team-tokens", "limit_to": 2_000_000, "unit": "tokens_per_minute",
                               "rate_limit_applies_per": ["team"]}]})
     elif candidates != 4:
