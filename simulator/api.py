@@ -79,6 +79,10 @@ def resolve_candidates(scenario: Scenario) -> list[Candidate]:
     return out
 
 
+#: Rows per slice of the loaded table in the local engine's replay (state is carried across slices as in streaming).
+REPLAY_CHUNK_ROWS = 500_000
+
+
 def run(
     scenario: Scenario | str | Path,
     *,
@@ -93,8 +97,9 @@ def run(
 
     ``progress(items, label)`` may wrap the candidate loop (the CLI passes a progress bar on a terminal);
     ``observers`` see every chunk's outcomes (per-request outputs); ``chunk_rows`` replays the loaded table in
-    slices of that many rows (less memory for per-request arrays; the same figures); ``previous``: last week's
-    summary.json, for the ``since_last_week`` section.
+    slices of that many rows (default :data:`REPLAY_CHUNK_ROWS`: the per-request arrays of the replay stay bounded
+    while the table is in memory; the same figures); ``previous``: last week's summary.json, for the
+    ``since_last_week`` section.
     """
     from simulator.io.adapters import collect_notes
     from simulator.io.traffic import load_traffic
@@ -114,6 +119,7 @@ def run(
     candidates = resolve_candidates(scenario)
     eval_paths = list(evals) if evals else scenario.paths("evals")
     with spill_folder(loaded.rows_replayed) as spill:
-        replayed = replay_source(scenario, candidates, catalog, InMemorySource(loaded, chunk_rows, notes), eval_paths,
-                                 spill_dir=spill, observers=observers, progress=progress, previous=before)
+        source = InMemorySource(loaded, chunk_rows or REPLAY_CHUNK_ROWS, notes)
+        replayed = replay_source(scenario, candidates, catalog, source, eval_paths, spill_dir=spill,
+                                 observers=observers, progress=progress, previous=before)
     return RunResult(scenario, replayed.summary, loaded.rejects, loaded.rows_read, loaded.rows_rejected)

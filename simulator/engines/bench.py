@@ -65,8 +65,9 @@ def write_fast_traffic(path: str | Path, rows: int, chunk_rows: int = 1_000_000,
     return path
 
 
-def bench_scenario(folder: str | Path, traffic: str | Path) -> Path:
-    """A scenario with 4 candidates (downgrade, A/B, per-team daily budget, per-user rate limit)."""
+def bench_scenario(folder: str | Path, traffic: str | Path, candidates: int = 4) -> Path:
+    """A scenario with 4 candidates (downgrade, A/B, per-team daily budget, per-user rate limit); ``candidates=5``
+    adds a per-team weekly budget with a per-team token rate limit (the README's 100 M sizing row)."""
     opus, sonnet, haiku = MODELS[:3]
     data = {
         "schema_version": 1, "name": "bench", "traffic": str(traffic), "seed": 1,
@@ -83,7 +84,16 @@ def bench_scenario(folder: str | Path, traffic: str | Path) -> Path:
                                               "rate_limit_applies_per": ["user"]}]},
         ],
     }
-    path = Path(folder) / "bench.yaml"
+    if candidates == 5:
+        data["candidates"].append(
+            {"name": "budget-tokens",
+             "budgets": [{"id": "team-week", "limit_to": 5000.0, "unit": "cost_per_week",
+                          "budget_applies_per": ["team"], "on_exceed": {"fallback": haiku}}],
+             "rate_limits": [{"id": "team-tokens", "limit_to": 2_000_000, "unit": "tokens_per_minute",
+                              "rate_limit_applies_per": ["team"]}]})
+    elif candidates != 4:
+        raise ValueError(f"candidates must be 4 or 5. Got {candidates} instead.")
+    path = Path(folder) / ("bench.yaml" if candidates == 4 else "bench5.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -29,6 +29,7 @@ from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError
 from simulator.io.readers import detect_format, expand_paths, jsonl_lines, read_any
 from simulator.io.traffic import normalize
+from simulator.memory import release_memory
 
 
 def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[dict], int]]:
@@ -132,28 +133,6 @@ def _insert(table, keys):  # pragma: no cover - compiled
         else:
             table[j] = k
     return seen
-
-
-def _libc_trim():
-    """glibc's malloc_trim, or None elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-_TRIM = _libc_trim()
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS between chunks. Each chunk allocates and frees millions of small string
-    objects; glibc keeps the freed arenas otherwise, and RSS would creep up with the traffic size."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 class IdSet:

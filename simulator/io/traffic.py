@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 
 from simulator.errors import InputError
 from simulator.io import columns as C
-from simulator.io.adapters import ATTRIBUTION_KEYS, REQUIRED, apply_adapter, detect_adapter
+from simulator.io.adapters import ATTRIBUTION_KEYS, REQUIRED, AdapterOptions, apply_adapter, detect_adapter
+from simulator.memory import release_memory
 from simulator.io.limits import Limits
 from simulator.io.readers import RawTable, expand_paths, read_any
 
@@ -120,9 +121,15 @@ def load_traffic(
             if not raw.rejects:
                 raise InputError(f"{path}: no data rows (header only?).")
             continue
-        parts.append(validate(_adapted(raw, adapter, mapping, str(path)), timezone=timezone, now=now, limits=limits))
+        adapted = _adapted(raw, adapter, mapping, str(path))
         del raw
+        for piece in _pieces(adapted):
+            parts.append(validate(piece, timezone=timezone, now=now, limits=limits))
+            release_memory()
+        del adapted
     good, bad = finish(parts)
+    del parts
+    release_memory()
     reject_frame = pd.DataFrame(rejects + bad, columns=list(REJECT_COLUMNS))
     ids = reject_frame["request_id"].astype(object)
     reject_frame["request_id"] = ids.where(ids.notna(), None)  # None, not NaN, for rows without an id
@@ -139,11 +146,33 @@ def _adapted(raw: RawTable, adapter: str | None, mapping: dict[str, str] | None,
     names = raw.column_names
     renamed = {src: dst for dst, src in (mapping or {}).items()}
     after = {renamed.get(c, c) for c in names}
-    if raw.table is not None and adapter in (None, "canonical") and detect_adapter(after) == "canonical":
+    name = AdapterOptions.of(adapter).name  # a scenario passes its options: canonical files ignore them
+    if raw.table is not None and name in (None, "canonical") and detect_adapter(after) == "canonical":
         apply_adapter(pd.DataFrame(columns=names), adapter, mapping, where)  # the same file-level checks
         table = raw.table
         return table.rename_columns([renamed.get(c, c) for c in table.column_names]) if renamed else table
     return apply_adapter(raw.frame, adapter, mapping, where)
+
+
+#: Rows per validation step of an Arrow table: validation's temporary arrays stay bounded (the parts are joined).
+VALIDATE_ROWS = 1_000_000
+
+
+def _pieces(table: pa.Table | pd.DataFrame) -> list[pa.Table | pd.DataFrame]:
+    """An Arrow table cut at its record-batch boundaries into pieces of about :data:`VALIDATE_ROWS` rows (each
+    batch keeps its own string dictionaries, so no piece decodes another's); a pandas frame whole."""
+    if isinstance(table, pd.DataFrame) or table.num_rows <= VALIDATE_ROWS:
+        return [table]
+    pieces, batches, rows = [], [], 0
+    for batch in table.to_batches():
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= VALIDATE_ROWS:
+            pieces.append(pa.Table.from_batches(batches, schema=table.schema))
+            batches, rows = [], 0
+    if batches:
+        pieces.append(pa.Table.from_batches(batches, schema=table.schema))
+    return pieces
 
 
 def _check_timezone(timezone: str | None) -> None:
@@ -418,7 +447,17 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     num["_row"] = np.nan_to_num(row, nan=0.0).astype(np.int64)
     out.bad = rej.bad
     out.reason = rej.reason
+    out.labels = {name: (_narrow(codes, len(labels)), labels) for name, (codes, labels) in out.labels.items()}
     return out
+
+
+def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
+    """Label codes (-1 = missing) in the smallest signed integer type that holds ``size`` labels: a part keeps
+    a dozen code columns until the table is built."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if size < np.iinfo(dtype).max:
+            return codes.astype(dtype, copy=False)
+    return codes
 
 
 # -- the table ------------------------------------------------------------------------------------------------
@@ -435,14 +474,16 @@ def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One column's codes and labels of every part (the parts' own codes are dropped as they are joined)."""
+    dtype = _narrow(np.zeros(0, np.int64), sum(len(part.labels[name][1]) for part in parts)).dtype
     codes, labels, offset = [], [], 0
     for part, rows in zip(parts, take):
-        c, lab = part.labels[name]
+        c, lab = part.labels.pop(name)
         c = c if len(rows) == part.n else c[rows]
-        codes.append(np.where(c >= 0, c + offset, -1) if offset else c)
+        codes.append(np.where(c >= 0, c.astype(dtype) + dtype.type(offset), dtype.type(-1)) if offset else c)
         labels.append(np.asarray(lab, dtype=object))
         offset += len(lab)
-    return _join(codes, np.int64), _join(labels, object)
+    return _join(codes, dtype), _join(labels, object)
 
 
 def _join(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -480,9 +521,11 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 
     ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
-    num = {name: _join([rows_of(p.numbers[name], p, t) for p, t in zip(parts, take)],
-                       np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
-           for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row")}
+    num = {}
+    for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row"):
+        # each part's column is dropped once joined: one column at a time is held twice, not the whole table
+        num[name] = _join([rows_of(p.numbers.pop(name), p, t) for p, t in zip(parts, take)],
+                          np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
     labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
     blocks = _join([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)], object)
     prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \

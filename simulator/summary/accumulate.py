@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.summary.privacy import attribution_labels
+from simulator.summary.privacy import UNTAGGED, attribution_labels
 from simulator.summary.quantiles import Quantiles
 
-UNTAGGED = "UNTAGGED"
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
               "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
@@ -109,11 +108,18 @@ class Labels:
 
 def attribution(frame: pd.DataFrame, by: str) -> np.ndarray:
     """A breakdown column with missing attribution as ``UNTAGGED`` (a literal ``UNTAGGED`` kept apart)."""
-    return attribution_labels(frame[by].to_numpy(dtype=object))
+    column = frame[by]
+    if isinstance(column.dtype, pd.CategoricalDtype):  # label the categories, not the rows; code -1 -> UNTAGGED
+        labels = np.append(attribution_labels(column.cat.categories.to_numpy(dtype=object)), UNTAGGED)
+        return labels[column.cat.codes.to_numpy()]
+    return attribution_labels(column.to_numpy(dtype=object))
 
 
-def day_labels(ts: np.ndarray) -> np.ndarray:
-    return pd.DatetimeIndex(ts.astype("datetime64[ns]")).floor("D").strftime("%Y-%m-%d").to_numpy(dtype=object)
+def day_labels(ts: np.ndarray) -> pd.Categorical:
+    """UTC day of each timestamp (ns) as ``YYYY-MM-DD`` categories: only the distinct days are formatted."""
+    days, inverse = np.unique(np.floor_divide(ts, _NS_PER_DAY), return_inverse=True)
+    labels = pd.DatetimeIndex((days * _NS_PER_DAY).astype("datetime64[ns]")).strftime("%Y-%m-%d")
+    return pd.Categorical.from_codes(inverse.reshape(-1), categories=pd.Index(labels, dtype=object))
 
 
 class Totals:
@@ -200,7 +206,7 @@ class BaselineAccumulator(Totals):
         columns = {"cost_usd": cost, "premium_cost_usd": np.where(premium, cost, 0.0),
                    "errors": (base.status >= 400).astype(np.float64), "requests": np.ones(p.n)}
         for by in ("project", "team", "workflow_tag"):
-            columns[f"untagged_{by}_cost_usd"] = np.where(pd.isna(p.frame[by].to_numpy(dtype=object)), cost, 0.0)
+            columns[f"untagged_{by}_cost_usd"] = np.where(p.frame[by].isna().to_numpy(), cost, 0.0)
         for i, name in enumerate(BLOCK_SUMS):
             self.blocks.add(codes, i, columns[name])
 

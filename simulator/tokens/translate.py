@@ -173,14 +173,43 @@ def token_ratios(
     else:
         content = np.full(n, ALL, dtype=object)
     content = np.where(content == UNKNOWN, ALL, content)
+    if spec_from.id == spec_to.id or n == 0:
+        return _ratios(spec_from, spec_to, from_model, to_model, n, prompts, content, np.zeros(n, dtype=bool),
+                       calibration, registry, cache, input_tokens)
+    text = _has_text(prompts, n)
+    if text.all():
+        return _ratios(spec_from, spec_to, from_model, to_model, n, prompts, content, text, calibration, registry,
+                       cache, input_tokens)
+    # A row without prompt text gets the ratio of its content type alone: work out each content type once and
+    # spread it, and the rows with text (which share a pooled fallback) on their own.
+    import pandas as pd
 
+    codes, kinds = pd.factorize(content)
+    kinds = np.asarray(kinds, dtype=object)
+    plain = _ratios(spec_from, spec_to, from_model, to_model, len(kinds), None, kinds, np.zeros(len(kinds), bool),
+                    calibration, registry, cache, None)
+    out = TokenRatios(plain.ratio[codes], plain.ratio_low[codes], plain.ratio_high[codes], plain.method[codes],
+                      content, np.full(n, np.nan))
+    rows = np.flatnonzero(text)
+    if rows.size:
+        billed = None if input_tokens is None else np.asarray(input_tokens)[rows]
+        own = _ratios(spec_from, spec_to, from_model, to_model, rows.size, prompts[rows], content[rows],
+                      text[rows], calibration, registry, cache, billed)
+        for name in ("ratio", "ratio_low", "ratio_high", "method", "visible_share"):
+            getattr(out, name)[rows] = getattr(own, name)
+    return out
+
+
+def _ratios(spec_from: TokenizerSpec, spec_to: TokenizerSpec, from_model: str, to_model: str, n: int,
+            prompts: np.ndarray | None, content: np.ndarray, text: np.ndarray, calibration: Calibration,
+            registry: Registry, cache: CountCache | None, input_tokens) -> TokenRatios:
+    """:func:`token_ratios` once the content types and which rows have prompt text are known."""
     ratio, low, high = np.ones(n), np.full(n, np.nan), np.full(n, np.nan)
     method = np.full(n, IDENTITY, dtype=object)
     visible = np.full(n, np.nan)
     if spec_from.id == spec_to.id or n == 0:
         return TokenRatios(ratio, low, high, method, content, visible)
 
-    text = _has_text(prompts, n)
     todo = np.ones(n, dtype=bool)
     if spec_from.kind == EXACT and spec_to.kind == EXACT and text.any():
         # Both public: count each prompt with both tokenizers, no reference needed.

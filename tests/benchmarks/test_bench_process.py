@@ -1,7 +1,10 @@
 """Whole-process figures of issue 16, each next to a reference measured in the same run (ratios, never assertions).
 
 Run: PYTHONPATH=$PWD python -m pytest tests/benchmarks/test_bench_process.py --benchmark-only -q -s
-Rows of the downgrade run: TFYSIM_BENCH_PROCESS_ROWS (comma-separated, default "5000000"). Every figure is a fresh
+Rows of the downgrade run: TFYSIM_BENCH_PROCESS_ROWS (comma-separated, default "5000000"; "5000000,10000000" adds
+the 10 M local case). TFYSIM_BENCH_STREAM_ROWS (comma-separated, unset = skipped) adds the README's sizing run: the
+5-candidate bench scenario (``bench_scenario(..., candidates=5)``) on ``--engine streaming``, chunks of
+TFYSIM_BENCH_STREAM_CHUNK rows (default 500,000), against the same DuckDB query on its file. Every figure is a fresh
 ``python -m simulator ...`` process (imports included, as a user sees it) with its peak RSS read from inside it
 (``ru_maxrss`` at exit). References, also fresh processes:
 
@@ -28,6 +31,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [int(r) for r in os.environ.get("TFYSIM_BENCH_PROCESS_ROWS", "5000000").split(",")]
+STREAM_ROWS = [int(r) for r in os.environ.get("TFYSIM_BENCH_STREAM_ROWS", "").split(",") if r.strip()]
+STREAM_CHUNK = int(os.environ.get("TFYSIM_BENCH_STREAM_CHUNK", "500000"))
 PEAK = "TFYSIM_PEAK_RSS_MB="
 _WRAP = ("import atexit, resource, runpy, sys; "
          f"atexit.register(lambda: sys.stderr.write('{PEAK}%d\\n' % (resource.getrusage(resource.RUSAGE_SELF)"
@@ -136,3 +141,19 @@ def test_bench_downgrade_whole_process(benchmark, downgrade_files, rows, tmp_pat
                                           rounds=1, iterations=1)
     report(benchmark, f"tfysim run downgrade {rows:,} rows", seconds, peak, ref_seconds, ref_peak,
            rows=rows, bytes_per_row=round(peak * 2**20 / rows), target_ratio=8, target_peak_mb=1536)
+
+
+@pytest.mark.skipif(not STREAM_ROWS, reason="set TFYSIM_BENCH_STREAM_ROWS (e.g. 10000000) for the streaming sizing run")
+@pytest.mark.parametrize("rows", STREAM_ROWS or [0])
+def test_bench_streaming_whole_process(benchmark, rows, tmp_path):
+    from simulator.engines.bench import bench_scenario, write_fast_traffic
+
+    traffic = write_fast_traffic(tmp_path / f"t{rows}.parquet", rows, STREAM_CHUNK)
+    scenario = bench_scenario(tmp_path, traffic, candidates=5)
+    ref_seconds, ref_peak, _ = duckdb_reference(traffic)
+    seconds, peak, _ = benchmark.pedantic(
+        lambda: tfysim("run", scenario, "--engine", "streaming", "--chunk-rows", STREAM_CHUNK, "--out",
+                       tmp_path / "out"), rounds=1, iterations=1)
+    report(benchmark, f"tfysim run bench (5 candidates) {rows:,} rows, streaming", seconds, peak, ref_seconds,
+           ref_peak, rows=rows, chunk_rows=STREAM_CHUNK, target_seconds_pro_rata=round(360 * rows / 100_000_000, 1),
+           target_peak_mb=2048)
