@@ -122,10 +122,12 @@ def _tagged(samples: pd.DataFrame) -> pd.DataFrame:
     return hit[2]
 
 
-def _remember(key, value) -> None:
-    if len(_PREPARED) >= 256:
-        _PREPARED.pop(next(iter(_PREPARED)))
-    _PREPARED[key] = value
+def _remember(key, value, cache: dict | None = None) -> None:
+    """Keep ``value`` under ``key`` in ``cache`` (default the prepared tables), the oldest of 256 entries dropped."""
+    cache = _PREPARED if cache is None else cache
+    if len(cache) >= 256:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _prod_etags(prod_prompts: pd.DataFrame, wmap: tuple) -> np.ndarray:
@@ -199,9 +201,7 @@ def _bootstrap_ratios(rng, uniq, counts, num, den, n, n_boot) -> np.ndarray:
         return hit[0]
     boot = np.vstack([(c @ num) / (c @ den) for c in bootstrap_counts(rng, counts, n, n_boot)])
     boot.setflags(write=False)
-    if len(_BOOTSTRAPS) >= 256:
-        _BOOTSTRAPS.pop(next(iter(_BOOTSTRAPS)))
-    _BOOTSTRAPS[key] = (boot, rng.bit_generator.state)
+    _remember(key, (boot, rng.bit_generator.state), _BOOTSTRAPS)
     return boot
 
 

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 from simulator.errors import InputError
 from simulator.io import columns as C
 from simulator.io.adapters import ATTRIBUTION_KEYS, REQUIRED, AdapterOptions, apply_adapter, detect_adapter
-from simulator.memory import release_memory
 from simulator.io.limits import Limits
 from simulator.io.readers import RawTable, expand_paths, read_any
+from simulator.memory import release_memory
 
 #: name -> (kind, required, default, meaning). The table's contract; README and JSON Schema are checked against it.
 COLUMNS: dict[str, tuple[str, bool, Any, str]] = {
@@ -451,13 +451,14 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     return out
 
 
+def _code_dtype(size: int) -> np.dtype:
+    """The smallest signed integer type for codes of ``size`` labels (-1 = missing)."""
+    return np.dtype(next((t for t in (np.int8, np.int16, np.int32) if size < np.iinfo(t).max), np.int64))
+
+
 def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
-    """Label codes (-1 = missing) in the smallest signed integer type that holds ``size`` labels: a part keeps
-    a dozen code columns until the table is built."""
-    for dtype in (np.int8, np.int16, np.int32):
-        if size < np.iinfo(dtype).max:
-            return codes.astype(dtype, copy=False)
-    return codes
+    """Label codes in :func:`_code_dtype`: a part keeps a dozen code columns until the table is built."""
+    return codes.astype(_code_dtype(size), copy=False)
 
 
 # -- the table ------------------------------------------------------------------------------------------------
@@ -475,7 +476,7 @@ def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """One column's codes and labels of every part (the parts' own codes are dropped as they are joined)."""
-    dtype = _narrow(np.zeros(0, np.int64), sum(len(part.labels[name][1]) for part in parts)).dtype
+    dtype = _code_dtype(sum(len(part.labels[name][1]) for part in parts))
     codes, labels, offset = [], [], 0
     for part, rows in zip(parts, take):
         c, lab = part.labels.pop(name)
