@@ -271,6 +271,10 @@ def _time_reasons(timezone: str | None) -> dict[str, str]:
     }
 
 
+#: the canonical metadata text: keys sorted, values that JSON cannot hold as their ``str`` (one encoder, not one per value)
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Limits
               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(codes, canonical text per distinct value, promoted attribution labels per distinct value).
@@ -283,28 +287,35 @@ def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Lim
     problem = np.full(k, None, dtype=object)
     too_deep = (f"metadata is nested more than {limits.max_metadata_depth} levels deep "
                 f"(limit max_metadata_depth)")
+    depth, loads, encode = limits.max_metadata_depth, json.loads, _CANONICAL.encode
+    attribution = frozenset(ATTRIBUTION_KEYS)
     for j, v in enumerate(values):
-        if isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v):
-            v = dict(v)  # Arrow map columns arrive as lists of (key, value)
-        # each level of a value parsed from text opens a bracket: with few brackets it cannot be too deep
-        shallow = isinstance(v, str) and v.count("{") + v.count("[") <= limits.max_metadata_depth
+        shallow = False
         if isinstance(v, str):
+            # each level of a value parsed from text opens a bracket: with few brackets it cannot be too deep
+            shallow = v.count("{") + v.count("[") <= depth
             try:
-                v = json.loads(v)
+                v = loads(v)
             except json.JSONDecodeError:
                 v = None
             except RecursionError:
                 problem[j] = too_deep
                 continue
+        elif isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, (list, tuple)) and len(x) == 2
+                                                             for x in v):
+            v = dict(v)  # Arrow map columns arrive as lists of (key, value)
         if not isinstance(v, dict):
             problem[j] = "metadata must be a JSON object"
             continue
-        if not shallow and C.json_depth(v) > limits.max_metadata_depth:
+        if not shallow and C.json_depth(v) > depth:
             problem[j] = too_deep
             continue
-        if v:
-            text[j] = json.dumps({key: v[key] for key in v if key not in ATTRIBUTION_KEYS}, sort_keys=True,
-                                 default=str)
+        if not v:
+            continue
+        if attribution.isdisjoint(v):
+            text[j] = encode(v)
+            continue
+        text[j] = encode({key: v[key] for key in v if key not in attribution})
         for key in ATTRIBUTION_KEYS:
             if v.get(key) not in (None, ""):
                 promoted[key][j] = C.scalar_str(v[key])
