@@ -256,18 +256,25 @@ class LoopState:
     # -- baseline ---------------------------------------------------------------------------------------------
     def _flush(self) -> None:
         """Move the open buckets (all complete now) into their workflows' baseline samples."""
-        if not self.open_count[0]:
+        count = int(self.open_count[0])
+        if not count:
             return
         end = (self.bucket + 1) * self.window_ns
-        slots = self.open_buf[:self.open_count[0]].copy()
-        self.open_w[slots] = np.where(self.detected_at[slots] >= 0, 0.0, self.open_w[slots])
+        slots = self.open_buf[:count]
         normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
-        wfs = self.wf[normal]
-        for wf in np.unique(wfs):
-            sel = normal[wfs == wf]
-            values = self.open_w[sel].tolist()
-            self.samples[wf].append((end, values, self.open_tokens[sel].tolist()))
-            self.unsorted[wf] += 1  # sorted in when a threshold needs them (one update for many buckets)
+        if len(normal):
+            # grouped by workflow in Python: a bucket holds a few sessions, and numpy calls per group cost more
+            groups: dict[int, tuple[list[float], list[float]]] = {}
+            for wf, w, t in zip(self.wf[normal].tolist(), self.open_w[normal].tolist(),
+                                self.open_tokens[normal].tolist()):
+                group = groups.get(wf)
+                if group is None:
+                    group = groups[wf] = ([], [])
+                group[0].append(w)
+                group[1].append(t)
+            for wf, (values, tokens) in groups.items():
+                self.samples[wf].append((end, values, tokens))
+                self.unsorted[wf] += 1  # sorted in when a threshold needs them (one update for many buckets)
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
@@ -337,17 +344,18 @@ class LoopState:
         pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
         pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
         thr_of_wf = np.full(n_wf, math.inf)
-        rule, p = self.rule, 0
-        for j, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-            b = int(bucket[lo])
+        rule, p, n_pairs = self.rule, 0, len(pairs)
+        for_ns = rule.for_s * _NS  # parsed once, not once per bucket
+        pair_bucket, pair_wf = pair_bucket.tolist(), pair_wf.tolist()
+        for j, (lo, hi, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), bucket[bounds[:-1]].tolist())):
             if b != self.bucket:
                 self._flush()
                 self.bucket = b
-            while p < len(pairs) and pair_bucket[p] == j:
-                thr_of_wf[pair_wf[p]] = self.threshold(int(pair_wf[p]), b * self.window_ns)
+            while p < n_pairs and pair_bucket[p] == j:
+                thr_of_wf[pair_wf[p]] = self.threshold(pair_wf[p], b * self.window_ns)
                 p += 1
             _detect(lo, hi, ts, slot, rate, thr_of_wf, self.wf, fingerprint, failed, limited, weight, tokens, cost,
-                    self.kill, rule.for_s * _NS, self.window_ns, rule.identical_requests, rule.retry_storm,
+                    self.kill, for_ns, self.window_ns, rule.identical_requests, rule.retry_storm,
                     self.pending, self.first_excess, self.detected_at, self.rule_of, self.onset, self.ident_fp,
                     self.ident_run, self.ident_start, self.fail_run, self.fail_times, self.after_cost,
                     self.after_requests, self.total_cost, self.requests, self.limit_hits, self.retry_tokens,
