@@ -617,3 +617,17 @@ def test_metadata_depth_limit_at_its_edge(tmp_path):
     reason = "metadata is nested more than 2 levels deep (limit max_metadata_depth)"
     assert reasons(t) == [(2, "q", reason), (4, "s", reason)]
     assert t.rows_read == 4 and len(t.frame) == 2
+
+
+def test_metadata_canonical_text_per_distinct_value(tmp_path):
+    # Canonical text (written out by hand): keys sorted, ", " and ": " separators, non-ASCII escaped, attribution
+    # keys moved to their columns (an object holding only attribution keys keeps "{}"); an empty object has no
+    # text. Rows sharing a value share its text.
+    meta = ['{"z": "\u00e9", "team": "t1", "a": [2, 1]}', '{"b": 1.5, "a": null}', '{"team": "t2"}', "{}",
+            '{"z": "\u00e9", "team": "t1", "a": [2, 1]}']
+    rows = [f'r{i},2026-11-02T10:00:0{i}Z,m/a,1,1,0.1,"{m.replace(chr(34), chr(34) * 2)}"\n' for i, m in enumerate(meta)]
+    t = load(write(tmp_path, "t.csv", HEADER + "".join(rows)))
+    assert t.rows_replayed == 5
+    assert values(t.frame["metadata"]) == ['{"a": [2, 1], "z": "\\u00e9"}', '{"a": null, "b": 1.5}', "{}", None,
+                                           '{"a": [2, 1], "z": "\\u00e9"}']
+    assert values(t.frame["team"]) == ["t1", None, "t2", None, "t1"]
