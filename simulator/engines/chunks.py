@@ -25,32 +25,20 @@ import numpy as np
 import pandas as pd
 from simulator.jit import njit
 
-from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError
-from simulator.io.readers import detect_format, expand_paths, jsonl_lines, read_any
-from simulator.io.traffic import normalize
+from simulator.hashing import hash64
+from simulator.io.readers import RawTable, detect_format, expand_paths, jsonl_lines, read_any
+from simulator.io.traffic import normalize_raw, time_order
 from simulator.memory import release_memory
 
 
-def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[dict], int]]:
-    """(raw frame with _source/_row, unparseable-line rejects, rows read) per chunk of one file."""
+def iter_raw(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+    """Raw chunks of one file, each with ``_source``/``_row`` and its unparseable-line rejects: Parquet as Arrow
+    record batches (text dictionary-encoded, as the in-memory reader keeps it), CSV and JSONL as pandas frames."""
     kind = detect_format(path)
     gz = path.suffix.lower() == ".gz"
     if kind == "parquet" and not gz:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            reader = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
-        offset = 0
-        for batch in reader.iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            frame["_row"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
-            frame["_source"] = str(path)
-            offset += len(frame)
-            yield frame, [], len(frame)
+        yield from _iter_parquet(path, chunk_rows)
     elif kind == "csv":
         offset = 0
         try:
@@ -59,14 +47,53 @@ def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[d
                 frame["_row"] = np.arange(offset + 2, offset + len(frame) + 2, dtype=np.int64)
                 frame["_source"] = str(path)
                 offset += len(frame)
-                yield frame, [], len(frame)
+                yield RawTable(None, [], len(frame), kind, pandas=frame)
         except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot parse CSV ({str(exc).strip().splitlines()[0]}).") from None
     elif kind == "jsonl":
-        yield from _iter_jsonl(path, chunk_rows)
+        for frame, rejects, rows_read in _iter_jsonl(path, chunk_rows):
+            yield RawTable(None, rejects, rows_read, kind, pandas=frame)
     else:
-        table = read_any(path)
-        yield table.frame, table.rejects, table.rows_read
+        yield read_any(path)
+
+
+#: Text columns read as plain strings, not dictionaries: (nearly) unique per row, so a dictionary only costs a hash.
+_PLAIN_TEXT = ("request_id", "prompt")
+
+
+def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def unreadable(exc: BaseException) -> InputError:
+        message = (str(exc).splitlines() or ["corrupt"])[0].replace("Dictionary array invalid: Invalid: ", "")
+        return InputError(f"{path}: not a readable Parquet file ({message}).")
+
+    try:
+        reader = pq.ParquetFile(path)
+        text = [f.name for f in reader.schema_arrow if f.name not in _PLAIN_TEXT
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+        if text:
+            reader = pq.ParquetFile(path, read_dictionary=text)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    offset = 0
+    source = pa.array([str(path)])
+    batches = reader.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            batch.validate(full=True)  # e.g. invalid UTF-8 would otherwise fail later, lazily
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise unreadable(exc) from None
+        n = batch.num_rows
+        table = pa.Table.from_batches([batch]).append_column(
+            "_row", pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))).append_column(
+            "_source", pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), source))
+        offset += n
+        yield RawTable(table, [], n, "parquet")
 
 
 def read_row_group(path: Path, index: int) -> tuple[pd.DataFrame, list[dict], int]:
@@ -146,7 +173,7 @@ class IdSet:
         self.n = 0
 
     def add(self, ids: np.ndarray) -> np.ndarray:
-        keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).view(np.int64)
+        keys = hash64(ids, 0, "request_id").view(np.int64)
         while (self.n + len(keys)) > self.table.shape[0] * self.LOAD:
             old = self.table[self.table != 0]
             self.table = np.zeros(self.table.shape[0] * 2, np.int64)
@@ -154,6 +181,14 @@ class IdSet:
         seen = _insert(self.table, keys)
         self.n += int((~seen).sum())
         return seen
+
+
+def _arrow_ids(frame: pd.DataFrame):
+    """The ``request_id`` column as Arrow text (its own buffers, no Python strings)."""
+    import pyarrow as pa
+
+    ids = pa.array(frame["request_id"].array)
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
 
 class Stream:
@@ -179,14 +214,15 @@ class Stream:
 
     def _normalised(self) -> Iterator[pd.DataFrame]:
         for path in self.files:
-            for raw, rejects, rows_read in iter_raw(path, self.chunk_rows):
-                self.rows_read += rows_read
+            for raw in iter_raw(path, self.chunk_rows):
+                self.rows_read += raw.rows_read
                 self._reject([{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
-                              for r in rejects])
-                if len(raw) == 0:
+                              for r in raw.rejects])
+                if raw.num_rows == 0:
                     continue
-                good, bad = normalize(apply_adapter(raw, self.adapter, self.mapping, str(path)),
-                                      timezone=self.timezone, now=self.now)
+                good, bad = normalize_raw(raw, adapter=self.adapter, mapping=self.mapping, where=str(path),
+                                          timezone=self.timezone, now=self.now)
+                del raw
                 self._reject(bad)
                 if len(good):
                     yield good
@@ -231,8 +267,7 @@ class Stream:
             good, following = following, next(tables, None)  # one table ahead: the last one holds nothing back
             if pending is not None and len(pending):
                 good = pd.concat([pending, good], ignore_index=True)
-                ts = good["timestamp"].array.asi8
-                order = np.lexsort((good["request_id"].to_numpy(dtype=object).astype(str), ts))
+                order = time_order(good["timestamp"].array.asi8, _arrow_ids(good))
                 good = good.iloc[order].reset_index(drop=True)
             ts = good["timestamp"].array.asi8
             hold = ts == ts[-1] if following is not None else np.zeros(len(ts), bool)
@@ -260,7 +295,7 @@ class Stream:
                 f"after later rows). Sort the traffic by timestamp (or partition it by day with sorted file names), "
                 f"or use the in-memory engine.")
         if ids is not None:
-            dup = ids.add(out["request_id"].to_numpy(dtype=object))
+            dup = ids.add(_arrow_ids(out))
             found.append(position + np.flatnonzero(dup))
         else:
             lo = np.searchsorted(self.duplicates, position)
