@@ -198,7 +198,7 @@ class Stream:
     """
 
     def __init__(self, paths, *, adapter=None, mapping=None, timezone=None, chunk_rows: int = 1_000_000,
-                 now: pd.Timestamp | None = None) -> None:
+                 now: pd.Timestamp | None = None, spill_dir: str | Path | None = None) -> None:
         if chunk_rows < 1:
             raise InputError(f"chunk_rows must be an integer >= 1. Got {chunk_rows} instead.")
         if not paths:
@@ -211,6 +211,8 @@ class Stream:
         self.reject_reasons: dict[str, int] = {}
         self.rejects: list[dict] = []
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
+        #: with a folder, the first pass writes its chunks there and later passes re-read them (no parsing again)
+        self.spill = ChunkSpill(spill_dir) if spill_dir is not None else None
 
     def _normalised(self) -> Iterator[pd.DataFrame]:
         for path in self.files:
@@ -251,7 +253,25 @@ class Stream:
         frame = pd.DataFrame(self.rejects, columns=["source", "row", "request_id", "reason"])
         return frame.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
 
+    @property
+    def from_spill(self) -> bool:
+        """Whether the next pass re-reads the first pass's chunks from the spill folder."""
+        return self.spill is not None and self.spill.complete
+
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        if self.from_spill:
+            yield from self.spill
+            return
+        if self.spill is not None:
+            self.spill.clear()
+        for chunk in self._parse():
+            if self.spill is not None:
+                self.spill.write(chunk)
+            yield chunk
+        if self.spill is not None:
+            self.spill.complete = True
+
+    def _parse(self) -> Iterator[pd.DataFrame]:
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
         self.reject_reasons = {}
         self.rejects = []
@@ -310,3 +330,58 @@ class Stream:
         self.rows_replayed += len(out)
         if len(out):
             yield out
+
+
+class ChunkSpill:
+    """Normalised chunks written once as Arrow IPC files (LZ4, text columns dictionary-encoded as in the frame) and
+    re-read memory-mapped: later passes over a stream cost a read, not a parse. Each chunk comes back with the
+    dtypes it was written with (category labels included), so every pass sees equal frames."""
+
+    COMPRESSION = "lz4"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.files: list[tuple[Path, pd.Series, list[str], np.ndarray | None]] = []
+        self.complete = False
+        self.bytes = 0
+
+    def clear(self) -> None:
+        for path, *_ in self.files:
+            path.unlink(missing_ok=True)
+        self.files, self.complete, self.bytes = [], False, 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
+        path = self.folder / f"tfysim-chunk-{len(self.files):06d}.arrow"
+        columns = list(frame.columns)
+        blocks = frame["prefix_blocks"].to_numpy() if "prefix_blocks" in frame else None
+        if blocks is not None and not pd.isna(blocks).all():  # lists of str and int: kept as Python objects
+            frame = frame.drop(columns="prefix_blocks")
+        else:
+            blocks = None
+        feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), path, compression=self.COMPRESSION)
+        self.bytes += path.stat().st_size
+        self.files.append((path, frame.dtypes, columns, blocks))
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        import pyarrow.feather as feather
+
+        for path, dtypes, columns, blocks in self.files:
+            frame = feather.read_table(path, memory_map=True).to_pandas()
+            for name, dtype in dtypes.items():
+                if frame[name].dtype != dtype:
+                    frame[name] = _as_dtype(frame[name], dtype)
+            if blocks is not None:
+                frame["prefix_blocks"] = blocks
+                frame = frame[columns]
+            yield frame
+
+
+def _as_dtype(column: pd.Series, dtype) -> pd.Series:
+    """A column read back from Arrow in the dtype it was written with."""
+    if isinstance(dtype, pd.CategoricalDtype) and list(column.cat.categories) == list(dtype.categories):
+        return pd.Series(pd.Categorical.from_codes(column.cat.codes.to_numpy(), dtype=dtype), index=column.index,
+                         name=column.name)
+    return column.astype(dtype)

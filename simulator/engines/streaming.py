@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
-from simulator.engines.chunks import Stream
+from simulator.engines.chunks import ChunkSpill, Stream
 from simulator.engines.driver import replay_source
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.summary.weekly import read_previous
@@ -32,9 +32,11 @@ class StreamSource:
     def chunks(self):
         from simulator.io.adapters import collect_notes
 
+        parsed = not self.stream.from_spill
         with collect_notes() as notes:
             yield from self.stream
-        self._notes = notes
+        if parsed:  # a pass over spilled chunks reads no file: the notes are the first pass's
+            self._notes = notes
 
     def counts(self) -> dict[str, int]:
         s = self.stream
@@ -65,6 +67,7 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
                     timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
+        stream.spill = ChunkSpill(spill)
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,
                                  observers=observers, previous=before)
     return RunResult(scenario, replayed.summary, stream.rejects_frame(), stream.rows_read, stream.rows_rejected,
