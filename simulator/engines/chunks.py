@@ -27,7 +27,7 @@ from simulator.jit import njit
 
 from simulator.errors import InputError
 from simulator.hashing import hash64
-from simulator.io.readers import RawTable, detect_format, expand_paths, jsonl_lines, read_any
+from simulator.io.readers import PLAIN_TEXT, RawTable, detect_format, expand_paths, jsonl_lines, read_any
 from simulator.io.traffic import normalize_raw, time_order
 from simulator.memory import release_memory
 
@@ -57,10 +57,6 @@ def iter_raw(path: Path, chunk_rows: int) -> Iterator[RawTable]:
         yield read_any(path)
 
 
-#: Text columns read as plain strings, not dictionaries: (nearly) unique per row, so a dictionary only costs a hash.
-_PLAIN_TEXT = ("request_id", "prompt")
-
-
 def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -71,7 +67,7 @@ def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
 
     try:
         reader = pq.ParquetFile(path)
-        text = [f.name for f in reader.schema_arrow if f.name not in _PLAIN_TEXT
+        text = [f.name for f in reader.schema_arrow if f.name not in PLAIN_TEXT
                 and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
         if text:
             reader = pq.ParquetFile(path, read_dictionary=text)
