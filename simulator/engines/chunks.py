@@ -1,23 +1,27 @@
 """Read traffic files in chunks and yield normalised, globally time-ordered tables of bounded size.
 
 Parquet is read with ``pyarrow.parquet.ParquetFile.iter_batches`` file by file (directories and globs expand as for
-the in-memory reader, so a Hive-partitioned folder reads the same rows), CSV with ``pandas.read_csv(chunksize=)``
+the in-memory reader, so a Hive-partitioned folder reads the same rows) and each record batch is validated by the
+in-memory reader's Arrow code (:func:`simulator.io.traffic.normalize_raw`), CSV with ``pandas.read_csv(chunksize=)``
 (all columns as text, as the in-memory reader does), JSONL line by line. A ``.json`` array or a gzipped Parquet file
 cannot be split and is read whole.
 
 Ordering: each chunk is normalised (validated, sorted by timestamp then request_id) by
-:func:`simulator.io.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk (unless it is the
+:func:`simulator.io.traffic.normalize_raw`. Rows at the chunk's last timestamp are held back and merged with the next chunk (unless it is the
 last), so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
 time-ordered: :class:`~simulator.errors.InputError` asks to sort or partition by time (no on-disk sort is attempted).
 
-Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (about 8-11 bytes per request);
+Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (:func:`simulator.hashing.hash64`
+on the Arrow buffers; about 8-11 bytes per request);
 two distinct ids collide with probability about n^2 / 2^65 (3e-4 for 100 M requests), in which case the later row is
-wrongly rejected as a duplicate. The positions found are dropped again in later passes.
+wrongly rejected as a duplicate. The positions found are dropped again in later passes. With a spill folder
+(:class:`ChunkSpill`) later passes re-read the first pass's chunks instead of parsing the source again.
 """
 
 from __future__ import annotations
 
 import gzip
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,13 +341,15 @@ class ChunkSpill:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.files: list[tuple[Path, pd.Series, list[str], np.ndarray | None]] = []
+        self.files: list[tuple[Path, pd.Series, list[str], Path | None]] = []
         self.complete = False
         self.bytes = 0
 
     def clear(self) -> None:
-        for path, *_ in self.files:
+        for path, _, _, blocks in self.files:
             path.unlink(missing_ok=True)
+            if blocks is not None:
+                blocks.unlink(missing_ok=True)
         self.files, self.complete, self.bytes = [], False, 0
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -352,11 +358,14 @@ class ChunkSpill:
 
         path = self.folder / f"tfysim-chunk-{len(self.files):06d}.arrow"
         columns = list(frame.columns)
-        blocks = frame["prefix_blocks"].to_numpy() if "prefix_blocks" in frame else None
-        if blocks is not None and not pd.isna(blocks).all():  # lists of str and int: kept as Python objects
+        blocks = None
+        if "prefix_blocks" in frame and not frame["prefix_blocks"].isna().all():
+            # lists mixing str and int have no Arrow type: pickled beside the chunk (our own file, read back once)
+            blocks = path.with_suffix(".blocks.pickle")
+            with blocks.open("wb") as fh:
+                pickle.dump(frame["prefix_blocks"].to_numpy(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            self.bytes += blocks.stat().st_size
             frame = frame.drop(columns="prefix_blocks")
-        else:
-            blocks = None
         feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), path, compression=self.COMPRESSION)
         self.bytes += path.stat().st_size
         self.files.append((path, frame.dtypes, columns, blocks))
@@ -370,7 +379,8 @@ class ChunkSpill:
                 if frame[name].dtype != dtype:
                     frame[name] = _as_dtype(frame[name], dtype)
             if blocks is not None:
-                frame["prefix_blocks"] = blocks
+                with blocks.open("rb") as fh:
+                    frame["prefix_blocks"] = pickle.load(fh)
                 frame = frame[columns]
             yield frame
 

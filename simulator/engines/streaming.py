@@ -1,6 +1,7 @@
 """Streaming engine: replay traffic of any size in bounded memory; the same summary.json as the local engine.
 
-Time-ordered chunks are read from disk twice (:class:`simulator.engines.chunks.Stream`): pass 1 gathers the facts
+Time-ordered chunks are parsed once (:class:`simulator.engines.chunks.Stream`; later passes re-read the normalised
+chunks from the spill folder): pass 1 gathers the facts
 (:mod:`simulator.facts`), pass 2 replays every chunk through every candidate with the one replay core
 (:func:`simulator.core.replay_chunk`), carrying budget spend, rate-limit windows and prompt-cache tables from chunk
 to chunk, exactly as the local engine does over its in-memory table (:mod:`simulator.engines.driver`).
