@@ -140,10 +140,16 @@ class FactsBuilder:
             self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
         from simulator.summary.drift import alias_drift_sums
 
-        model = np.array(names, dtype=object)[codes]
-        self.drift.append(alias_drift_sums(f["requested_model"].to_numpy(dtype=object), model, ts,
-                                           f["input_tokens"].to_numpy(np.int64), f["output_tokens"].to_numpy(np.int64),
-                                           status))
+        # only rows whose requested model differs from the model are behind an alias: compared on label codes
+        requested = f["requested_model"]
+        req_codes, req_names = pd.factorize(requested)
+        position = {m: i for i, m in enumerate(names)}
+        as_model = np.array([position.get(str(r), -1) for r in req_names] + [-1], dtype=np.int64)
+        alias = np.flatnonzero(as_model[req_codes] != codes)
+        self.drift.append(alias_drift_sums(requested.take(alias).to_numpy(dtype=object),
+                                           np.array(names, dtype=object)[codes[alias]], ts[alias],
+                                           f["input_tokens"].to_numpy(np.int64)[alias],
+                                           f["output_tokens"].to_numpy(np.int64)[alias], status[alias]))
         latency = f["latency_ms"].to_numpy(np.float64)
         ok = ~failed & np.isfinite(latency)
         out_tokens = f["output_tokens"].to_numpy(np.int64)
@@ -216,7 +222,10 @@ class FactsBuilder:
         for codes, key_of in ((wf * n_models + model, lambda c: (wf_names[c // n_models], model_names[c % n_models])),
                               (wf, lambda c: (wf_names[c], ANY)),
                               (np.zeros(len(ok), np.int64), lambda c: (ANY, ANY))):
-            grouped = by_hash[np.argsort(codes[by_hash], kind="stable")]  # by group, ascending hash inside
+            keys = codes[by_hash]
+            if len(keys) and int(keys.max()) < np.iinfo(np.int16).max:
+                keys = keys.astype(np.int16)  # numpy's stable sort of 16-bit keys is a radix sort
+            grouped = by_hash[np.argsort(keys, kind="stable")]  # by group, ascending hash inside
             group = codes[grouped]
             starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
             for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(group)].tolist()):

@@ -1,23 +1,27 @@
 """Read traffic files in chunks and yield normalised, globally time-ordered tables of bounded size.
 
 Parquet is read with ``pyarrow.parquet.ParquetFile.iter_batches`` file by file (directories and globs expand as for
-the in-memory reader, so a Hive-partitioned folder reads the same rows), CSV with ``pandas.read_csv(chunksize=)``
+the in-memory reader, so a Hive-partitioned folder reads the same rows) and each record batch is validated by the
+in-memory reader's Arrow code (:func:`simulator.io.traffic.normalize_raw`), CSV with ``pandas.read_csv(chunksize=)``
 (all columns as text, as the in-memory reader does), JSONL line by line. A ``.json`` array or a gzipped Parquet file
 cannot be split and is read whole.
 
 Ordering: each chunk is normalised (validated, sorted by timestamp then request_id) by
-:func:`simulator.io.traffic.normalize`. Rows at the chunk's last timestamp are held back and merged with the next chunk (unless it is the
+:func:`simulator.io.traffic.normalize_raw`. Rows at the chunk's last timestamp are held back and merged with the next chunk (unless it is the
 last), so ties across a chunk boundary sort as in memory. A row earlier than one already emitted means the input is not
 time-ordered: :class:`~simulator.errors.InputError` asks to sort or partition by time (no on-disk sort is attempted).
 
-Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (about 8-11 bytes per request);
+Duplicates across chunks: the first pass keeps a set of 64-bit request-id hashes (:func:`simulator.hashing.hash64`
+on the Arrow buffers; about 8-11 bytes per request);
 two distinct ids collide with probability about n^2 / 2^65 (3e-4 for 100 M requests), in which case the later row is
-wrongly rejected as a duplicate. The positions found are dropped again in later passes.
+wrongly rejected as a duplicate. The positions found are dropped again in later passes. With a spill folder
+(:class:`ChunkSpill`) later passes re-read the first pass's chunks instead of parsing the source again.
 """
 
 from __future__ import annotations
 
 import gzip
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,32 +29,20 @@ import numpy as np
 import pandas as pd
 from simulator.jit import njit
 
-from simulator.io.adapters import apply_adapter
 from simulator.errors import InputError
-from simulator.io.readers import detect_format, expand_paths, jsonl_lines, read_any
-from simulator.io.traffic import normalize
+from simulator.hashing import hash64
+from simulator.io.readers import PLAIN_TEXT, RawTable, detect_format, expand_paths, jsonl_lines, read_any
+from simulator.io.traffic import normalize_raw, time_order
 from simulator.memory import release_memory
 
 
-def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[dict], int]]:
-    """(raw frame with _source/_row, unparseable-line rejects, rows read) per chunk of one file."""
+def iter_raw(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+    """Raw chunks of one file, each with ``_source``/``_row`` and its unparseable-line rejects: Parquet as Arrow
+    record batches (text dictionary-encoded, as the in-memory reader keeps it), CSV and JSONL as pandas frames."""
     kind = detect_format(path)
     gz = path.suffix.lower() == ".gz"
     if kind == "parquet" and not gz:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            reader = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}).") from None
-        offset = 0
-        for batch in reader.iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            frame["_row"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
-            frame["_source"] = str(path)
-            offset += len(frame)
-            yield frame, [], len(frame)
+        yield from _iter_parquet(path, chunk_rows)
     elif kind == "csv":
         offset = 0
         try:
@@ -59,14 +51,49 @@ def iter_raw(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[d
                 frame["_row"] = np.arange(offset + 2, offset + len(frame) + 2, dtype=np.int64)
                 frame["_source"] = str(path)
                 offset += len(frame)
-                yield frame, [], len(frame)
+                yield RawTable(None, [], len(frame), kind, pandas=frame)
         except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot parse CSV ({str(exc).strip().splitlines()[0]}).") from None
     elif kind == "jsonl":
-        yield from _iter_jsonl(path, chunk_rows)
+        for frame, rejects, rows_read in _iter_jsonl(path, chunk_rows):
+            yield RawTable(None, rejects, rows_read, kind, pandas=frame)
     else:
-        table = read_any(path)
-        yield table.frame, table.rejects, table.rows_read
+        yield read_any(path)
+
+
+def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def unreadable(exc: BaseException) -> InputError:
+        message = (str(exc).splitlines() or ["corrupt"])[0].replace("Dictionary array invalid: Invalid: ", "")
+        return InputError(f"{path}: not a readable Parquet file ({message}).")
+
+    try:
+        reader = pq.ParquetFile(path)
+        text = [f.name for f in reader.schema_arrow if f.name not in PLAIN_TEXT
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+        if text:
+            reader = pq.ParquetFile(path, read_dictionary=text)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(exc) from None
+    offset = 0
+    source = pa.array([str(path)])
+    batches = reader.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            batch.validate(full=True)  # e.g. invalid UTF-8 would otherwise fail later, lazily
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise unreadable(exc) from None
+        n = batch.num_rows
+        table = pa.Table.from_batches([batch]).append_column(
+            "_row", pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))).append_column(
+            "_source", pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), source))
+        offset += n
+        yield RawTable(table, [], n, "parquet")
 
 
 def read_row_group(path: Path, index: int) -> tuple[pd.DataFrame, list[dict], int]:
@@ -146,7 +173,7 @@ class IdSet:
         self.n = 0
 
     def add(self, ids: np.ndarray) -> np.ndarray:
-        keys = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False).view(np.int64)
+        keys = hash64(ids, 0, "request_id").view(np.int64)
         while (self.n + len(keys)) > self.table.shape[0] * self.LOAD:
             old = self.table[self.table != 0]
             self.table = np.zeros(self.table.shape[0] * 2, np.int64)
@@ -156,6 +183,14 @@ class IdSet:
         return seen
 
 
+def _arrow_ids(frame: pd.DataFrame):
+    """The ``request_id`` column as Arrow text (its own buffers, no Python strings)."""
+    import pyarrow as pa
+
+    ids = pa.array(frame["request_id"].array)
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
 class Stream:
     """Normalised, time-ordered chunks of the traffic; iterate it once per pass.
 
@@ -163,7 +198,7 @@ class Stream:
     """
 
     def __init__(self, paths, *, adapter=None, mapping=None, timezone=None, chunk_rows: int = 1_000_000,
-                 now: pd.Timestamp | None = None) -> None:
+                 now: pd.Timestamp | None = None, spill_dir: str | Path | None = None) -> None:
         if chunk_rows < 1:
             raise InputError(f"chunk_rows must be an integer >= 1. Got {chunk_rows} instead.")
         if not paths:
@@ -176,17 +211,20 @@ class Stream:
         self.reject_reasons: dict[str, int] = {}
         self.rejects: list[dict] = []
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
+        #: with a folder, the first pass writes its chunks there and later passes re-read them (no parsing again)
+        self.spill = ChunkSpill(spill_dir) if spill_dir is not None else None
 
     def _normalised(self) -> Iterator[pd.DataFrame]:
         for path in self.files:
-            for raw, rejects, rows_read in iter_raw(path, self.chunk_rows):
-                self.rows_read += rows_read
+            for raw in iter_raw(path, self.chunk_rows):
+                self.rows_read += raw.rows_read
                 self._reject([{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
-                              for r in rejects])
-                if len(raw) == 0:
+                              for r in raw.rejects])
+                if raw.num_rows == 0:
                     continue
-                good, bad = normalize(apply_adapter(raw, self.adapter, self.mapping, str(path)),
-                                      timezone=self.timezone, now=self.now)
+                good, bad = normalize_raw(raw, adapter=self.adapter, mapping=self.mapping, where=str(path),
+                                          timezone=self.timezone, now=self.now)
+                del raw
                 self._reject(bad)
                 if len(good):
                     yield good
@@ -215,7 +253,25 @@ class Stream:
         frame = pd.DataFrame(self.rejects, columns=["source", "row", "request_id", "reason"])
         return frame.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
 
+    @property
+    def from_spill(self) -> bool:
+        """Whether the next pass re-reads the first pass's chunks from the spill folder."""
+        return self.spill is not None and self.spill.complete
+
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        if self.from_spill:
+            yield from self.spill
+            return
+        if self.spill is not None:
+            self.spill.clear()
+        for chunk in self._parse():
+            if self.spill is not None:
+                self.spill.write(chunk)
+            yield chunk
+        if self.spill is not None:
+            self.spill.complete = True
+
+    def _parse(self) -> Iterator[pd.DataFrame]:
         self.rows_read = self.rows_rejected = self.rows_replayed = 0
         self.reject_reasons = {}
         self.rejects = []
@@ -231,8 +287,7 @@ class Stream:
             good, following = following, next(tables, None)  # one table ahead: the last one holds nothing back
             if pending is not None and len(pending):
                 good = pd.concat([pending, good], ignore_index=True)
-                ts = good["timestamp"].array.asi8
-                order = np.lexsort((good["request_id"].to_numpy(dtype=object).astype(str), ts))
+                order = time_order(good["timestamp"].array.asi8, _arrow_ids(good))
                 good = good.iloc[order].reset_index(drop=True)
             ts = good["timestamp"].array.asi8
             hold = ts == ts[-1] if following is not None else np.zeros(len(ts), bool)
@@ -260,7 +315,7 @@ class Stream:
                 f"after later rows). Sort the traffic by timestamp (or partition it by day with sorted file names), "
                 f"or use the in-memory engine.")
         if ids is not None:
-            dup = ids.add(out["request_id"].to_numpy(dtype=object))
+            dup = ids.add(_arrow_ids(out))
             found.append(position + np.flatnonzero(dup))
         else:
             lo = np.searchsorted(self.duplicates, position)
@@ -275,3 +330,64 @@ class Stream:
         self.rows_replayed += len(out)
         if len(out):
             yield out
+
+
+class ChunkSpill:
+    """Normalised chunks written once as Arrow IPC files (LZ4, text columns dictionary-encoded as in the frame) and
+    re-read memory-mapped: later passes over a stream cost a read, not a parse. Each chunk comes back with the
+    dtypes it was written with (category labels included), so every pass sees equal frames."""
+
+    COMPRESSION = "lz4"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.files: list[tuple[Path, pd.Series, list[str], Path | None]] = []
+        self.complete = False
+        self.bytes = 0
+
+    def clear(self) -> None:
+        for path, _, _, blocks in self.files:
+            path.unlink(missing_ok=True)
+            if blocks is not None:
+                blocks.unlink(missing_ok=True)
+        self.files, self.complete, self.bytes = [], False, 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
+        path = self.folder / f"tfysim-chunk-{len(self.files):06d}.arrow"
+        columns = list(frame.columns)
+        blocks = None
+        if "prefix_blocks" in frame and not frame["prefix_blocks"].isna().all():
+            # lists mixing str and int have no Arrow type: pickled beside the chunk (our own file, read back once)
+            blocks = path.with_suffix(".blocks.pickle")
+            with blocks.open("wb") as fh:
+                pickle.dump(frame["prefix_blocks"].to_numpy(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            self.bytes += blocks.stat().st_size
+            frame = frame.drop(columns="prefix_blocks")
+        feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), path, compression=self.COMPRESSION)
+        self.bytes += path.stat().st_size
+        self.files.append((path, frame.dtypes, columns, blocks))
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        import pyarrow.feather as feather
+
+        for path, dtypes, columns, blocks in self.files:
+            frame = feather.read_table(path, memory_map=True).to_pandas()
+            for name, dtype in dtypes.items():
+                if frame[name].dtype != dtype:
+                    frame[name] = _as_dtype(frame[name], dtype)
+            if blocks is not None:
+                with blocks.open("rb") as fh:
+                    frame["prefix_blocks"] = pickle.load(fh)
+                frame = frame[columns]
+            yield frame
+
+
+def _as_dtype(column: pd.Series, dtype) -> pd.Series:
+    """A column read back from Arrow in the dtype it was written with."""
+    if isinstance(dtype, pd.CategoricalDtype) and list(column.cat.categories) == list(dtype.categories):
+        return pd.Series(pd.Categorical.from_codes(column.cat.codes.to_numpy(), dtype=dtype), index=column.index,
+                         name=column.name)
+    return column.astype(dtype)

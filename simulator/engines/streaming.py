@@ -1,6 +1,7 @@
 """Streaming engine: replay traffic of any size in bounded memory; the same summary.json as the local engine.
 
-Time-ordered chunks are read from disk twice (:class:`simulator.engines.chunks.Stream`): pass 1 gathers the facts
+Time-ordered chunks are parsed once (:class:`simulator.engines.chunks.Stream`; later passes re-read the normalised
+chunks from the spill folder): pass 1 gathers the facts
 (:mod:`simulator.facts`), pass 2 replays every chunk through every candidate with the one replay core
 (:func:`simulator.core.replay_chunk`), carrying budget spend, rate-limit windows and prompt-cache tables from chunk
 to chunk, exactly as the local engine does over its in-memory table (:mod:`simulator.engines.driver`).
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from simulator.api import RunResult, catalog_for, resolve_candidates
-from simulator.engines.chunks import Stream
+from simulator.engines.chunks import ChunkSpill, Stream
 from simulator.engines.driver import replay_source
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.summary.weekly import read_previous
@@ -32,9 +33,11 @@ class StreamSource:
     def chunks(self):
         from simulator.io.adapters import collect_notes
 
+        parsed = not self.stream.from_spill
         with collect_notes() as notes:
             yield from self.stream
-        self._notes = notes
+        if parsed:  # a pass over spilled chunks reads no file: the notes are the first pass's
+            self._notes = notes
 
     def counts(self) -> dict[str, int]:
         s = self.stream
@@ -65,6 +68,7 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
                     timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
+        stream.spill = ChunkSpill(spill)
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,
                                  observers=observers, previous=before)
     return RunResult(scenario, replayed.summary, stream.rejects_frame(), stream.rows_read, stream.rows_rejected,

@@ -595,6 +595,10 @@ def _read_json(path: Path, limits: Limits) -> RawTable:
 
 
 # -- Parquet --------------------------------------------------------------------------------------------------
+#: Parquet text columns read as plain strings: one value per request, so a dictionary would only cost a hash table.
+PLAIN_TEXT = ("request_id",)
+
+
 def _read_parquet(path: Path, limits: Limits) -> RawTable:
     import pyarrow.parquet as pq
 
@@ -613,7 +617,8 @@ def _read_parquet(path: Path, limits: Limits) -> RawTable:
         if len(schema) > limits.max_columns:
             raise InputError(f"{path}: more than {limits.max_columns} columns (limit max_columns; raise it with "
                              f"TFYSIM_MAX_COLUMNS if the file is genuine).")
-        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        text = [f.name for f in schema if f.name not in PLAIN_TEXT
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
         # Text stays dictionary-encoded: a repeated 1 MB string costs 1 MB, not rows x 1 MB.
         table = pq.read_table(source, read_dictionary=text) if text else pf.read()
         table.validate(full=True)  # e.g. invalid UTF-8 in a string column would otherwise fail later, lazily

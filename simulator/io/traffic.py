@@ -554,9 +554,9 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
                        for s, r, i in zip(src, num["_row"][where], dup_ids))
     if dup.any():
         keep = np.flatnonzero(~dup)
-        order = keep[_time_order(ts[keep], ids.take(pa.array(keep)))]
+        order = keep[time_order(ts[keep], ids.take(pa.array(keep)))]
     else:
-        order = _time_order(ts, ids)
+        order = time_order(ts, ids)
     frame = _frame(order, ids, num, labels, blocks, prompt)
     return frame, rejects
 
@@ -607,7 +607,7 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     return dup
 
 
-def _time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
+def time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
     """Positions sorted by (timestamp, request_id): numpy on the times, Arrow's string sort only on ties."""
     if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):  # exports are often in time order already
         return np.arange(len(ts))
@@ -649,6 +649,17 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
         else:
             data[name] = num[name][order]
     return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns
+
+
+def normalize_raw(raw: RawTable, *, adapter: str | AdapterOptions | None = None,
+                  mapping: dict[str, str] | None = None, where: str = "", timezone: str | None = None,
+                  now: pd.Timestamp | None = None, limits: Limits | None = None
+                  ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Adapt and validate one raw input (a file, or a chunk of one) as :func:`load_traffic` does: canonical Arrow
+    input validated as read (record batches, dictionary codes), other exports through their pandas adapter; returns
+    the table and the rejected rows."""
+    adapted = _adapted(raw, adapter, mapping, where)
+    return finish([validate(piece, timezone=timezone, now=now, limits=limits) for piece in _pieces(adapted)])
 
 
 def normalize(raw: pd.DataFrame | pa.Table, *, timezone: str | None = None, now: pd.Timestamp | None = None,
