@@ -43,6 +43,7 @@ from simulator.routing.scenario import Candidate, Outage
 from simulator.routing.tiers import TierSettings, assign_tiers, window_latency
 from simulator.state.budgets import BudgetState
 from simulator.state.rate_limits import RateLimitState
+from simulator.tokens.translate import has_text
 from simulator.summary.privacy import attribution_label
 
 __all__ = ["CandidateState", "Chunk", "Context", "Outcome", "Prepared", "check_candidate_targets",
@@ -156,6 +157,11 @@ class Chunk:
     @cached_property
     def prompts(self) -> np.ndarray:
         return self.frame["prompt"].to_numpy(dtype=object)
+
+    @cached_property
+    def prompt_text(self) -> np.ndarray:
+        """Per row: the prompt is a non-empty string."""
+        return has_text(self.prompts, self.n)
 
     @cached_property
     def failed(self) -> np.ndarray:
