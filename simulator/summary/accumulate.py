@@ -106,6 +106,27 @@ class Labels:
         return labels[order], self.sums[order]
 
 
+def value_counts(values: np.ndarray) -> tuple[list[str], list[int]]:
+    """Distinct values as text, sorted, and how often each occurs (hashed once per row, text made per value)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    counts: dict[str, int] = {}
+    for value, count in zip(uniques, np.bincount(codes, minlength=len(uniques)).tolist()):
+        counts[str(value)] = counts.get(str(value), 0) + count
+    names = sorted(counts)
+    return names, [counts[m] for m in names]
+
+
+def attribution_keys(frame: pd.DataFrame, by: str) -> np.ndarray | pd.Categorical:
+    """:func:`attribution` as group keys: a categorical column stays categorical (its categories labelled once)."""
+    column = frame[by]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        labels = np.append(attribution_labels(column.cat.categories.to_numpy(dtype=object)), UNTAGGED)
+        if len(set(labels.tolist())) == len(labels):
+            codes = column.cat.codes.to_numpy()
+            return pd.Categorical.from_codes(np.where(codes < 0, len(labels) - 1, codes), categories=labels)
+    return attribution(frame, by)
+
+
 def attribution(frame: pd.DataFrame, by: str) -> np.ndarray:
     """A breakdown column with missing attribution as ``UNTAGGED`` (a literal ``UNTAGGED`` kept apart)."""
     column = frame[by]
@@ -190,8 +211,7 @@ class BaselineAccumulator(Totals):
         finite = np.isfinite(p.recorded_cost)
         self.has_recorded |= bool(finite.any())
         self.recorded += float(np.nansum(p.recorded_cost))
-        vocab = np.array(p.vocab, dtype=object)
-        codes = self.per_model.codes(vocab[p.model])
+        codes = self.per_model.codes(model_keys(p, p.model))
         self.per_model.add(codes, 0, np.ones(p.n))
         self.per_model.add(codes, 1, p.baseline_cost)
         self.per_model.add(codes, 2, np.where(finite, p.recorded_cost, 0.0))
@@ -261,7 +281,7 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
+        methods, counts = value_counts(o.translation[o.changed])
         for m, c in zip(methods, counts):
             self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
         self.changed_any |= bool(o.changed.any())
@@ -350,9 +370,8 @@ class Breakdowns:
         self._codes: dict[str, np.ndarray] = {}
 
     def add_baseline(self, p, base) -> None:
-        vocab = np.array(p.vocab, dtype=object)
         for by in BREAKDOWNS:
-            keys = vocab[base.model] if by == "model" else attribution(p.frame, by)
+            keys = model_keys(p, base.model) if by == "model" else attribution_keys(p.frame, by)
             codes = self._codes[by] = self.labels[by].codes(keys)
             self.labels[by].add(codes, 0, np.ones(p.n))
             self.labels[by].add(codes, 1, base.cost_usd)
@@ -361,7 +380,7 @@ class Breakdowns:
         """Add candidate ``k``'s outcome; ``p`` when the chunk's baseline was added elsewhere (another partition)."""
         for by in BREAKDOWNS:
             if p is not None:
-                keys = np.array(p.vocab, dtype=object)[p.model] if by == "model" else attribution(p.frame, by)
+                keys = model_keys(p, p.model) if by == "model" else attribution_keys(p.frame, by)
                 codes = self.labels[by].codes(keys)
             else:
                 codes = self._codes[by]
@@ -381,6 +400,11 @@ class Breakdowns:
 
     def tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {by: self.labels[by].sorted() for by in BREAKDOWNS}
+
+
+def model_keys(p, codes: np.ndarray) -> pd.Categorical:
+    """Model ids of a chunk's model codes as group keys."""
+    return pd.Categorical.from_codes(codes, categories=pd.Index(p.vocab, dtype=object))
 
 
 def block_keys(p, unit: str, ts_min: int) -> np.ndarray:
