@@ -264,3 +264,16 @@ def test_rate_limit_fallback_also_reroutes_recorded_429s_in_its_scope():
     o = simulate(p, cand(sc))
     assert np.array(p.vocab, dtype=object)[o.model].tolist() == [GPT4O, MINI, MINI]
     assert o.status.tolist() == [200, 200, 200]
+
+
+def test_unique_inverse_equals_numpy_unique():
+    from simulator.state.slots import unique_inverse
+
+    rng = np.random.default_rng(5)
+    for values in (rng.integers(0, 50, 1000), rng.integers(0, 2**40, 1000), np.array([7]), np.zeros(0, np.int64),
+                   rng.integers(0, 5000, 1000)):
+        uniq, inverse = unique_inverse(values.astype(np.int64))
+        want_uniq, want_inverse = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(uniq, want_uniq)
+        np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+        assert inverse.dtype == np.int64
