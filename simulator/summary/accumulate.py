@@ -106,9 +106,8 @@ class Labels:
         return labels[order], self.sums[order]
 
 
-def value_counts(values: np.ndarray) -> tuple[list[str], list[int]]:
-    """Distinct values as text, sorted, and how often each occurs (hashed once per row, text made per value)."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+def value_counts(codes: np.ndarray, uniques) -> tuple[list[str], list[int]]:
+    """Distinct values as text, sorted, and how often each occurs, from ``pd.factorize``'s codes and uniques."""
     counts: dict[str, int] = {}
     for value, count in zip(uniques, np.bincount(codes, minlength=len(uniques)).tolist()):
         counts[str(value)] = counts.get(str(value), 0) + count
@@ -281,7 +280,11 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        methods, counts = value_counts(o.translation[o.changed])
+        changed = np.flatnonzero(o.changed)
+        codes, uniques = pd.factorize(o.translation[changed], use_na_sentinel=False)
+        method_codes = np.full(p.n, -1, dtype=np.int64)
+        method_codes[changed] = codes
+        methods, counts = value_counts(codes, uniques)
         for m, c in zip(methods, counts):
             self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
         self.changed_any |= bool(o.changed.any())
@@ -296,8 +299,9 @@ class PolicyAccumulator(Totals):
                 self.extras[key] = value
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
-            self.moves = add_moves([self.moves, moves_from_outcome(p, o, base_cost, translator, cand_name or o.name,
-                                                                   workflow=workflow)])
+            self.moves = add_moves([self.moves, moves_from_outcome(
+                p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
+                methods=(method_codes, np.asarray(uniques, dtype=object)))])
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they

@@ -61,7 +61,7 @@ def _moves_table(workflow_tag, from_model, to_model, translation, **columns) -> 
     cost = np.asarray(columns["cost_usd"], dtype=np.float64)
     # Group on one integer key built from the codes of the four key columns (strings are hashed once per column,
     # not per group key); sums run in row order within a group, as a groupby on the strings does.
-    methods, names = _factorize(translation)
+    methods, names = translation if isinstance(translation, tuple) else _factorize(translation)
     if isinstance(workflow_tag, tuple):  # (codes, labels): label the distinct values, merge equal labels
         codes, labels = workflow_tag
         merged, uniques = _factorize(attribution_labels(labels))
@@ -104,12 +104,13 @@ def add_moves(frames) -> pd.DataFrame:
 
 
 def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
-                       workflow: np.ndarray | None = None) -> pd.DataFrame:
+                       workflow: np.ndarray | None = None,
+                       methods: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
 
     ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
     ``workflow``: the chunk's workflow_tag per row, an array or a ``pd.Categorical`` (read from the chunk's frame
-    when not given).
+    when not given); ``methods``: ``o.translation`` as (code per row, distinct values), when already factorized.
     """
     vocab = np.array(p.vocab, dtype=object)
     moved = o.changed & ~o.blocked
@@ -127,7 +128,8 @@ def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: 
     else:
         workflow = np.asarray(workflow, dtype=object)[rows]
     return _moves_table(
-        workflow, (p.model[rows], vocab), (o.model[rows], vocab), o.translation[rows],
+        workflow, (p.model[rows], vocab), (o.model[rows], vocab),
+        (methods[0][rows], methods[1]) if methods is not None else o.translation[rows],
         input_tokens_recorded=p.inp[rows], output_tokens_recorded=p.out[rows],
         cache_tokens_recorded=p.cr[rows] + p.cw[rows], input_tokens=o.input_tokens[rows],
         output_tokens=o.output_tokens[rows], recorded_cost_usd=base_cost[rows], cost_usd=o.cost_usd[rows],
