@@ -70,10 +70,33 @@ def test_moves_from_outcome_takes_the_workflow_as_categories_or_as_rows():
                         translation=rng.choice(np.array(["exact", "identity"], dtype=object), n),
                         input_tokens=rng.integers(0, 99, n), output_tokens=rng.integers(0, 99, n),
                         cost_usd=rng.random(n))
-    categories = np.array(["wf-b", UNTAGGED, "wf-a", "unused"], dtype=object)
+    categories = np.array(["wf-b", UNTAGGED, "wf-a", "unused"], dtype=object)  # labels: UNTAGGED = missing
     codes = rng.integers(0, 3, n)
     base = rng.random(n)
     rows_version = moves_from_outcome(p, o, base, workflow=categories[codes])
     cat_version = moves_from_outcome(p, o, base, workflow=pd.Categorical.from_codes(codes, categories=categories))
     pd.testing.assert_frame_equal(cat_version, rows_version, check_exact=True)
     assert rows_version["requests"].sum() == (o.changed & ~o.blocked).sum()
+
+
+def test_a_missing_workflow_is_untagged_in_the_moves_table_from_every_engine_path():
+    """Four moved requests: two without a workflow tag, one tagged literally "UNTAGGED", one "wf". The table has
+    UNTAGGED (2 requests), the literal label (1) and wf (1), whether the workflow labels come from the driver
+    (attribution, as values or categories) or are read from the chunk's frame."""
+    from types import SimpleNamespace
+
+    from simulator.summary.accumulate import attribution, attribution_keys
+    from simulator.summary.moves import moves_from_outcome
+
+    n = 4
+    frame = pd.DataFrame({"workflow_tag": [None, np.nan, UNTAGGED, "wf"]})
+    p = SimpleNamespace(vocab=["m/a", "m/b"], n=n, model=np.zeros(n, np.int64), inp=np.ones(n), out=np.ones(n),
+                        cr=np.zeros(n), cw=np.zeros(n), frame=frame)
+    o = SimpleNamespace(name="c", model=np.ones(n, np.int64), changed=np.ones(n, bool), blocked=np.zeros(n, bool),
+                        translation=np.array(["identity"] * n, dtype=object), input_tokens=np.ones(n),
+                        output_tokens=np.ones(n), cost_usd=np.ones(n))
+    want = {UNTAGGED: 2.0, LITERAL_UNTAGGED: 1.0, "wf": 1.0}
+    categorical = frame.astype({"workflow_tag": "category"})
+    for workflow in (None, attribution(frame, "workflow_tag"), attribution_keys(categorical, "workflow_tag")):
+        got = moves_from_outcome(p, o, np.ones(n), workflow=workflow)
+        assert dict(zip(got["workflow_tag"], got["requests"])) == want

@@ -45,7 +45,7 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
     if not moved.any():
         return empty_moves()
     keys = [_factorize(np.asarray(column, dtype=object)[moved]) for column in (from_model, to_model)]
-    return _moves_table(np.asarray(workflow_tag, dtype=object)[moved], *keys,
+    return _moves_table(attribution_labels(np.asarray(workflow_tag, dtype=object)[moved]), *keys,
                         np.asarray(translation, dtype=object)[moved],
                         input_tokens_recorded=np.asarray(input_tokens_recorded)[moved],
                         output_tokens_recorded=np.asarray(output_tokens_recorded)[moved],
@@ -57,17 +57,18 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
 
 
 def _moves_table(workflow_tag, from_model, to_model, translation, **columns) -> pd.DataFrame:
-    """:func:`moves_frame` of moved rows only, the two model columns as ``(codes, names)``."""
+    """:func:`moves_frame` of moved rows only: workflow labels (attribution applied) as values or ``(codes,
+    labels)``, the two model columns as ``(codes, names)``."""
     cost = np.asarray(columns["cost_usd"], dtype=np.float64)
     # Group on one integer key built from the codes of the four key columns (strings are hashed once per column,
     # not per group key); sums run in row order within a group, as a groupby on the strings does.
     methods, names = translation if isinstance(translation, tuple) else _factorize(translation)
-    if isinstance(workflow_tag, tuple):  # (codes, labels): label the distinct values, merge equal labels
+    if isinstance(workflow_tag, tuple):  # (codes, labels): merge equal labels
         codes, labels = workflow_tag
-        merged, uniques = _factorize(attribution_labels(labels))
+        merged, uniques = _factorize(np.asarray(labels, dtype=object))
         workflow = (merged[codes], uniques)
     else:
-        workflow = _factorize(attribution_labels(workflow_tag))
+        workflow = _factorize(workflow_tag)
     parts = [workflow, from_model, to_model, (methods, np.array([str(m) for m in names], dtype=object))]
     key = np.zeros(len(cost), dtype=np.int64)
     for codes, uniques in parts:
@@ -109,8 +110,9 @@ def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: 
     """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
 
     ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
-    ``workflow``: the chunk's workflow_tag per row, an array or a ``pd.Categorical`` (read from the chunk's frame
-    when not given); ``methods``: ``o.translation`` as (code per row, distinct values), when already factorized.
+    ``workflow``: the chunk's workflow label per row (:func:`simulator.summary.accumulate.attribution`: missing
+    -> ``UNTAGGED``), an array or a ``pd.Categorical`` (labelled from the chunk's frame when not given);
+    ``methods``: ``o.translation`` as (code per row, distinct values), when already factorized.
     """
     vocab = np.array(p.vocab, dtype=object)
     moved = o.changed & ~o.blocked
@@ -119,7 +121,7 @@ def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: 
         low, high = translator.cost_bounds(cand_name or o.name, p, o.model, moved)
     if workflow is None:
         frame = p.frame if hasattr(p, "frame") else p.traffic.frame
-        workflow = frame["workflow_tag"].to_numpy(dtype=object)
+        workflow = attribution_labels(frame["workflow_tag"].to_numpy(dtype=object))
     rows = np.flatnonzero(moved)  # only the moved rows are ever read
     if not len(rows):
         return empty_moves()
