@@ -93,6 +93,11 @@ class Labels:
         np.add.at(col, codes, weights)
         self.sums[:, column] = col
 
+    def count(self, codes: np.ndarray, column: int, where: np.ndarray | None = None) -> None:
+        """Add 1 per row (where ``where``): whole numbers, so counting per chunk equals adding in row order."""
+        weights = None if where is None else where.astype(np.float64)
+        self.sums[:, column] += np.bincount(codes, weights, minlength=len(self.sums))
+
     def merge(self, other: Labels) -> Labels:
         """Add another accumulator's sums label by label."""
         if other.ids:
@@ -211,7 +216,7 @@ class BaselineAccumulator(Totals):
         self.has_recorded |= bool(finite.any())
         self.recorded += float(np.nansum(p.recorded_cost))
         codes = self.per_model.codes(model_keys(p, p.model))
-        self.per_model.add(codes, 0, np.ones(p.n))
+        self.per_model.count(codes, 0)
         self.per_model.add(codes, 1, p.baseline_cost)
         self.per_model.add(codes, 2, np.where(finite, p.recorded_cost, 0.0))
         self.per_model.add(codes, 3, np.where(finite, p.baseline_cost, 0.0))
@@ -377,7 +382,7 @@ class Breakdowns:
         for by in BREAKDOWNS:
             keys = model_keys(p, base.model) if by == "model" else attribution_keys(p.frame, by)
             codes = self._codes[by] = self.labels[by].codes(keys)
-            self.labels[by].add(codes, 0, np.ones(p.n))
+            self.labels[by].count(codes, 0)
             self.labels[by].add(codes, 1, base.cost_usd)
 
     def add_candidate(self, k: int, o, p=None) -> None:
@@ -389,7 +394,7 @@ class Breakdowns:
             else:
                 codes = self._codes[by]
             self.labels[by].add(codes, 2 + 2 * k, o.cost_usd)
-            self.labels[by].add(codes, 3 + 2 * k, o.changed.astype(np.float64))
+            self.labels[by].count(codes, 3 + 2 * k, o.changed)
 
     def without_row_codes(self) -> Breakdowns:
         """This accumulator without the last chunk's per-row codes (before shipping it elsewhere)."""
