@@ -43,7 +43,8 @@ from simulator.routing.scenario import Candidate, Outage
 from simulator.routing.tiers import TierSettings, assign_tiers, window_latency
 from simulator.state.budgets import BudgetState
 from simulator.state.rate_limits import RateLimitState
-from simulator.summary.privacy import attribution_label
+from simulator.tokens.translate import has_text
+from simulator.summary.privacy import attribution_labels
 
 __all__ = ["CandidateState", "Chunk", "Context", "Outcome", "Prepared", "check_candidate_targets",
            "identity_outcome", "replay_chunk", "simulate"]
@@ -156,6 +157,11 @@ class Chunk:
     @cached_property
     def prompts(self) -> np.ndarray:
         return self.frame["prompt"].to_numpy(dtype=object)
+
+    @cached_property
+    def prompt_text(self) -> np.ndarray:
+        """Per row: the prompt is a non-empty string."""
+        return has_text(self.prompts, self.n)
 
     @cached_property
     def failed(self) -> np.ndarray:
@@ -395,17 +401,17 @@ def impute_rescued(p: Chunk, o: Outcome) -> np.ndarray:
     if not len(rescued):
         return rescued
     facts = p.ctx.facts
-    workflow = p.frame["workflow_tag"].to_numpy(dtype=object)[rescued]
-    vocab = p.vocab
-    for i, row in enumerate(rescued):
-        wf = attribution_label(workflow[i])
-        typical_in, typical_out = facts.typical_tokens(wf, vocab[p.model[row]])
-        if p.inp[row] == 0:
-            o.input_tokens[row] = typical_in
-            o.imputed[row] = True
-        if p.out[row] == 0:
-            o.output_tokens[row] = typical_out
-            o.imputed[row] = True
+    workflow = p.frame["workflow_tag"].iloc[rescued].to_numpy(dtype=object)
+    label_codes, labels = pd.factorize(attribution_labels(workflow))
+    names = [str(label) for label in labels]
+    pair = label_codes.astype(np.int64) * len(p.vocab) + p.model[rescued]  # typical tokens looked up per pair
+    typical = np.zeros((len(rescued), 2), dtype=np.int64)
+    for key in np.unique(pair).tolist():
+        typical[pair == key] = facts.typical_tokens(names[key // len(p.vocab)], p.vocab[key % len(p.vocab)])
+    no_input, no_output = p.inp[rescued] == 0, p.out[rescued] == 0
+    o.input_tokens[rescued[no_input]] = typical[no_input, 0]
+    o.output_tokens[rescued[no_output]] = typical[no_output, 1]
+    o.imputed[rescued[no_input | no_output]] = True
     return rescued
 
 

@@ -228,6 +228,31 @@ def test_budget_fallback_is_replayed_as_the_gateway_composes_it():
     assert rep["spend_avoided_usd"] == pytest.approx(2.5 - 0.15)
 
 
+def test_budget_fallback_prices_feed_the_other_rules_from_the_first_fallback_on():
+    """Fallback prices are needed only from a chunk's first fallback on, and then count against every matching rule.
+
+    Rule A: project p1, $4/day, fallback gpt-4o-mini; rule B: every request, $5.25/day, blocks. Hand-computed, in
+    time order (A decides for p1, B for p2): r0 $2.50 (A 2.50, B 2.50); r1 $2.50 (A 5.00, B 5.00); r2 A 5.00 >= 4
+    -> mini $0.15 (A 5.15, B 5.15); r3 -> mini $0.15 (A 5.30, B 5.30); r4 (p2) B 5.30 >= 5.25 -> 429; r5 (p2) 429.
+    Had the fallbacks cost nothing, B would stand at 5.00 and r4 would be served.
+    """
+    records = [req(i, f"2026-11-16T0{i}:00:00Z", project="p1") for i in range(4)]
+    records += [req(4, "2026-11-16T05:00:00Z", project="p2"), req(5, "2026-11-16T06:00:00Z", project="p2")]
+    p = prepared(records)
+    sc = scenario([{"name": "two", "budgets": [
+        {"id": "a", "when": {"metadata": {"project": "p1"}}, "limit_to": 4, "unit": "cost_per_day",
+         "on_exceed": {"fallback": MINI}},
+        {"id": "b", "limit_to": 5.25, "unit": "cost_per_day"}]}])
+    state = CandidateState(cand(sc), p.ctx)
+    o = replay_chunk(p, cand(sc), state)
+    assert np.array(p.vocab, dtype=object)[o.model].tolist() == [GPT4O, GPT4O, MINI, MINI, GPT4O, GPT4O]
+    assert o.fallback.tolist() == [False, False, True, True, False, False]
+    assert o.blocked.tolist() == [False, False, False, False, True, True]
+    assert o.cost_usd == pytest.approx([2.5, 2.5, 0.15, 0.15, 0.0, 0.0])
+    reports = {r["id"]: r for r in state.budgets.report(cand(sc))}
+    assert reports["a"]["requests_rerouted"] == 2 and reports["b"]["requests_blocked"] == 2
+
+
 def test_rate_limit_fallback_also_reroutes_recorded_429s_in_its_scope():
     # limit 1 request per minute on gpt-4o; r0 allowed; r1 over the limit -> mini; r2 (next minute) has a recorded
     # 429 from the provider: the composition's rule falls back on it to mini as well.
@@ -239,3 +264,16 @@ def test_rate_limit_fallback_also_reroutes_recorded_429s_in_its_scope():
     o = simulate(p, cand(sc))
     assert np.array(p.vocab, dtype=object)[o.model].tolist() == [GPT4O, MINI, MINI]
     assert o.status.tolist() == [200, 200, 200]
+
+
+def test_unique_inverse_equals_numpy_unique():
+    from simulator.state.slots import unique_inverse
+
+    rng = np.random.default_rng(5)
+    for values in (rng.integers(0, 50, 1000), rng.integers(0, 2**40, 1000), np.array([7]), np.zeros(0, np.int64),
+                   rng.integers(0, 5000, 1000)):
+        uniq, inverse = unique_inverse(values.astype(np.int64))
+        want_uniq, want_inverse = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(uniq, want_uniq)
+        np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+        assert inverse.dtype == np.int64

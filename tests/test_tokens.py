@@ -441,3 +441,32 @@ def test_pinned_vocab_bulk_parse_equals_tiktokens_own_loader(tmp_path, monkeypat
     got = read_tiktoken_ranks(packed, O200K_SHA256)
     assert len(got) == len(expected) > 199_000
     assert list(got.items()) == list(expected.items())
+
+
+def test_model_pairs_groups_rows_like_a_sorted_group_by():
+    """Every (from, to) pair once, pairs ascending, each pair's row positions ascending, for few and many pairs."""
+    import pandas as pd
+
+    from simulator.tokens.translator import model_pairs
+
+    rng = np.random.default_rng(3)
+    for n_models in (1, 2, 3, 12):
+        src, dst = rng.integers(0, n_models, 2000), rng.integers(0, n_models, 2000)
+        want = {k: g.index.to_numpy() for k, g in pd.DataFrame({"f": src, "t": dst}).groupby(["f", "t"])}
+        got = [(f, t, at) for f, t, at in model_pairs(src, dst, n_models)]
+        assert [(f, t) for f, t, _ in got] == sorted(want)
+        for f, t, at in got:
+            np.testing.assert_array_equal(at, want[(f, t)])
+    assert list(model_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), 4)) == []
+
+
+def test_has_text_matches_the_per_row_definition():
+    import pandas as pd
+
+    from simulator.tokens.translate import has_text
+
+    for values in (["a", "", None, np.nan, pd.NA, "b c"], ["x", 3, b"y", "", None], [None, None], []):
+        array = np.array(values, dtype=object)
+        want = [isinstance(v, str) and v != "" for v in values]
+        assert has_text(array, len(array)).tolist() == want
+    assert has_text(None, 3).tolist() == [False] * 3

@@ -21,8 +21,8 @@ from simulator.facts import Facts, FactsBuilder
 from simulator.routing.scenario import Scenario
 from simulator.routing.tiers import TierSettings
 from simulator.summary import metrics, weekly
-from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator, attribution,
-                                          block_keys, day_labels)
+from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator,
+                                          attribution_keys, block_keys, day_labels)
 from simulator.summary.build import build_summary, data_quality, policy_summary, pricing_drift, traffic_counts
 from simulator.tokens.translator import Translator
 
@@ -210,7 +210,7 @@ def replay_pass(source: ChunkSource, ctx: Context, scenario: Scenario, candidate
         breakdowns.add_baseline(p, base)
         if overlaps is not None:
             overlaps.add(p, candidates)
-        workflow = attribution(p.frame, "workflow_tag")
+        workflow = attribution_keys(p.frame, "workflow_tag")
         steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
         outcomes = []
         for k, cand in steps:

@@ -117,18 +117,27 @@ class BudgetState:
         exempt_fallback_rows(p, o, cand, csr)
         fallback_cost = np.zeros(p.n)
         fallback_tokens = np.zeros(p.n)
+        tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
+        cost_now = np.where(o.blocked, 0.0, o.cost_usd)
+        # The pass reads a row's fallback price only from the chunk's first fallback on: find that row with a dry
+        # run on copies of the state (identical up to there, whatever the prices), then price the rows after it.
+        first = 0
+        if any(not isinstance(b.on_exceed, str) for b in budgets):
+            dry = kernels.budget_step(csr.ptr, csr.slot, csr.window, csr.limit, csr.audit, csr.has_fallback,
+                                      cost_now, fallback_cost, tokens, fallback_tokens, csr.tokens, s.spent.copy(),
+                                      s.current.copy(), s.reached_at.copy(), self.rows_done)
+            fell = np.flatnonzero(dry == kernels.FALLBACK)
+            first = int(fell[0]) if len(fell) else p.n
         subs = []
         for b_i, b in enumerate(budgets):  # each row's deciding-rule fallback, priced before the pass
             if isinstance(b.on_exceed, str):
                 continue
-            rows = np.flatnonzero(csr.deciding_rule == b_i)
+            rows = np.flatnonzero(csr.deciding_rule[first:] == b_i) + first
             if len(rows):
                 cost, sub = reroute(rows, b.on_exceed.fallback)
                 fallback_cost[rows] = cost
                 fallback_tokens[rows] = sub.input_tokens[rows] + sub.output_tokens[rows]
                 subs.append((rows, sub, cost))
-        tokens = (o.input_tokens + o.output_tokens).astype(np.float64)
-        cost_now = np.where(o.blocked, 0.0, o.cost_usd)
         action = kernels.budget_step(csr.ptr, csr.slot, csr.window, csr.limit, csr.audit, csr.has_fallback, cost_now,
                                      fallback_cost, tokens, fallback_tokens, csr.tokens, s.spent, s.current,
                                      s.reached_at, self.rows_done)

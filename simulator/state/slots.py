@@ -26,7 +26,7 @@ def key_texts(view, applies_per: list[str], rows: np.ndarray) -> tuple[np.ndarra
         codes, labels = view.codes(view.applies_per_name(spec))
         combo = combo * (len(labels) + 1) + (codes[rows] + 1)
         texts.append([ABSENT] + [None if pd.isna(v) else str(v) for v in labels])
-    uniq, inverse = np.unique(combo, return_inverse=True)
+    uniq, inverse = unique_inverse(combo)
     joined = []
     for value in uniq:
         parts = []
@@ -34,7 +34,18 @@ def key_texts(view, applies_per: list[str], rows: np.ndarray) -> tuple[np.ndarra
             value, digit = divmod(int(value), len(part))
             parts.append(part[digit])
         joined.append(json.dumps(parts[::-1], ensure_ascii=False))
-    return inverse.reshape(-1).astype(np.int64), np.array(joined, dtype=object)
+    return inverse, np.array(joined, dtype=object)
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of non-negative integers, by counting when their range is small
+    (no sort); the inverse as int64."""
+    if len(values) and 0 <= values.min() and values.max() < 4 * len(values) + 1024:
+        present = np.bincount(values) > 0
+        uniq = np.flatnonzero(present)
+        return uniq, (np.cumsum(present) - 1)[values]
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, inverse.reshape(-1).astype(np.int64)
 
 
 def first_labels(view, applies_per: list[str], rows: np.ndarray, key_code: np.ndarray, n_keys: int) -> np.ndarray:

@@ -93,6 +93,11 @@ class Labels:
         np.add.at(col, codes, weights)
         self.sums[:, column] = col
 
+    def count(self, codes: np.ndarray, column: int, where: np.ndarray | None = None) -> None:
+        """Add 1 per row (where ``where``): whole numbers, so counting per chunk equals adding in row order."""
+        weights = None if where is None else where.astype(np.float64)
+        self.sums[:, column] += np.bincount(codes, weights, minlength=len(self.sums))
+
     def merge(self, other: Labels) -> Labels:
         """Add another accumulator's sums label by label."""
         if other.ids:
@@ -104,6 +109,26 @@ class Labels:
         labels = np.array(list(self.ids), dtype=object)
         order = np.argsort(labels, kind="stable") if len(labels) else np.zeros(0, np.int64)
         return labels[order], self.sums[order]
+
+
+def value_counts(codes: np.ndarray, uniques) -> tuple[list[str], list[int]]:
+    """Distinct values as text, sorted, and how often each occurs, from ``pd.factorize``'s codes and uniques."""
+    counts: dict[str, int] = {}
+    for value, count in zip(uniques, np.bincount(codes, minlength=len(uniques)).tolist()):
+        counts[str(value)] = counts.get(str(value), 0) + count
+    names = sorted(counts)
+    return names, [counts[m] for m in names]
+
+
+def attribution_keys(frame: pd.DataFrame, by: str) -> np.ndarray | pd.Categorical:
+    """:func:`attribution` as group keys: a categorical column stays categorical (its categories labelled once)."""
+    column = frame[by]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        labels = np.append(attribution_labels(column.cat.categories.to_numpy(dtype=object)), UNTAGGED)
+        if len(set(labels.tolist())) == len(labels):
+            codes = column.cat.codes.to_numpy()
+            return pd.Categorical.from_codes(np.where(codes < 0, len(labels) - 1, codes), categories=labels)
+    return attribution(frame, by)
 
 
 def attribution(frame: pd.DataFrame, by: str) -> np.ndarray:
@@ -190,9 +215,8 @@ class BaselineAccumulator(Totals):
         finite = np.isfinite(p.recorded_cost)
         self.has_recorded |= bool(finite.any())
         self.recorded += float(np.nansum(p.recorded_cost))
-        vocab = np.array(p.vocab, dtype=object)
-        codes = self.per_model.codes(vocab[p.model])
-        self.per_model.add(codes, 0, np.ones(p.n))
+        codes = self.per_model.codes(model_keys(p, p.model))
+        self.per_model.count(codes, 0)
         self.per_model.add(codes, 1, p.baseline_cost)
         self.per_model.add(codes, 2, np.where(finite, p.recorded_cost, 0.0))
         self.per_model.add(codes, 3, np.where(finite, p.baseline_cost, 0.0))
@@ -261,7 +285,11 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        methods, counts = np.unique(o.translation[o.changed].astype(str), return_counts=True)
+        changed = np.flatnonzero(o.changed)
+        codes, uniques = pd.factorize(o.translation[changed], use_na_sentinel=False)
+        method_codes = np.full(p.n, -1, dtype=np.int64)
+        method_codes[changed] = codes
+        methods, counts = value_counts(codes, uniques)
         for m, c in zip(methods, counts):
             self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
         self.changed_any |= bool(o.changed.any())
@@ -276,8 +304,9 @@ class PolicyAccumulator(Totals):
                 self.extras[key] = value
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
-            self.moves = add_moves([self.moves, moves_from_outcome(p, o, base_cost, translator, cand_name or o.name,
-                                                                   workflow=workflow)])
+            self.moves = add_moves([self.moves, moves_from_outcome(
+                p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
+                methods=(method_codes, np.asarray(uniques, dtype=object)))])
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they
@@ -350,23 +379,22 @@ class Breakdowns:
         self._codes: dict[str, np.ndarray] = {}
 
     def add_baseline(self, p, base) -> None:
-        vocab = np.array(p.vocab, dtype=object)
         for by in BREAKDOWNS:
-            keys = vocab[base.model] if by == "model" else attribution(p.frame, by)
+            keys = model_keys(p, base.model) if by == "model" else attribution_keys(p.frame, by)
             codes = self._codes[by] = self.labels[by].codes(keys)
-            self.labels[by].add(codes, 0, np.ones(p.n))
+            self.labels[by].count(codes, 0)
             self.labels[by].add(codes, 1, base.cost_usd)
 
     def add_candidate(self, k: int, o, p=None) -> None:
         """Add candidate ``k``'s outcome; ``p`` when the chunk's baseline was added elsewhere (another partition)."""
         for by in BREAKDOWNS:
             if p is not None:
-                keys = np.array(p.vocab, dtype=object)[p.model] if by == "model" else attribution(p.frame, by)
+                keys = model_keys(p, p.model) if by == "model" else attribution_keys(p.frame, by)
                 codes = self.labels[by].codes(keys)
             else:
                 codes = self._codes[by]
             self.labels[by].add(codes, 2 + 2 * k, o.cost_usd)
-            self.labels[by].add(codes, 3 + 2 * k, o.changed.astype(np.float64))
+            self.labels[by].count(codes, 3 + 2 * k, o.changed)
 
     def without_row_codes(self) -> Breakdowns:
         """This accumulator without the last chunk's per-row codes (before shipping it elsewhere)."""
@@ -381,6 +409,11 @@ class Breakdowns:
 
     def tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {by: self.labels[by].sorted() for by in BREAKDOWNS}
+
+
+def model_keys(p, codes: np.ndarray) -> pd.Categorical:
+    """Model ids of a chunk's model codes as group keys."""
+    return pd.Categorical.from_codes(codes, categories=pd.Index(p.vocab, dtype=object))
 
 
 def block_keys(p, unit: str, ts_min: int) -> np.ndarray:

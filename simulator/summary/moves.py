@@ -44,25 +44,56 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
     moved = np.asarray(moved, dtype=bool)
     if not moved.any():
         return empty_moves()
-    wf = np.asarray(workflow_tag, dtype=object)[moved]
-    cost = np.asarray(cost_usd, dtype=np.float64)[moved]
+    keys = [_factorize(np.asarray(column, dtype=object)[moved]) for column in (from_model, to_model)]
+    return _moves_table(attribution_labels(np.asarray(workflow_tag, dtype=object)[moved]), *keys,
+                        np.asarray(translation, dtype=object)[moved],
+                        input_tokens_recorded=np.asarray(input_tokens_recorded)[moved],
+                        output_tokens_recorded=np.asarray(output_tokens_recorded)[moved],
+                        cache_tokens_recorded=np.asarray(cache_tokens_recorded)[moved],
+                        input_tokens=np.asarray(input_tokens)[moved], output_tokens=np.asarray(output_tokens)[moved],
+                        recorded_cost_usd=np.asarray(recorded_cost_usd)[moved],
+                        cost_usd=np.asarray(cost_usd)[moved], cost_low=np.asarray(cost_low)[moved],
+                        cost_high=np.asarray(cost_high)[moved])
+
+
+def _moves_table(workflow_tag, from_model, to_model, translation, **columns) -> pd.DataFrame:
+    """:func:`moves_frame` of moved rows only: workflow labels (attribution applied) as values or ``(codes,
+    labels)``, the two model columns as ``(codes, names)``."""
+    cost = np.asarray(columns["cost_usd"], dtype=np.float64)
+    # Group on one integer key built from the codes of the four key columns (strings are hashed once per column,
+    # not per group key); sums run in row order within a group, as a groupby on the strings does.
+    methods, names = translation if isinstance(translation, tuple) else _factorize(translation)
+    if isinstance(workflow_tag, tuple):  # (codes, labels): merge equal labels
+        codes, labels = workflow_tag
+        merged, uniques = _factorize(np.asarray(labels, dtype=object))
+        workflow = (merged[codes], uniques)
+    else:
+        workflow = _factorize(workflow_tag)
+    parts = [workflow, from_model, to_model, (methods, np.array([str(m) for m in names], dtype=object))]
+    key = np.zeros(len(cost), dtype=np.int64)
+    for codes, uniques in parts:
+        key = key * len(uniques) + codes
     frame = pd.DataFrame({
-        "workflow_tag": attribution_labels(wf),
-        "from_model": np.asarray(from_model, dtype=object)[moved],
-        "to_model": np.asarray(to_model, dtype=object)[moved],
-        "translation": np.asarray(translation, dtype=object)[moved].astype(str),
-        "requests": np.ones(int(moved.sum())),
-        "input_tokens_recorded": np.asarray(input_tokens_recorded, dtype=np.float64)[moved],
-        "output_tokens_recorded": np.asarray(output_tokens_recorded, dtype=np.float64)[moved],
-        "cache_tokens_recorded": np.asarray(cache_tokens_recorded, dtype=np.float64)[moved],
-        "input_tokens": np.asarray(input_tokens, dtype=np.float64)[moved],
-        "output_tokens": np.asarray(output_tokens, dtype=np.float64)[moved],
-        "recorded_cost_usd": np.asarray(recorded_cost_usd, dtype=np.float64)[moved],
+        "key": key,
+        "requests": np.ones(len(key)),
+        **{name: np.asarray(columns[name], dtype=np.float64) for name in SUMS[1:7]},
         "cost_usd": cost,
-        "cost_low_usd": cost * np.asarray(cost_low, dtype=np.float64)[moved],
-        "cost_high_usd": cost * np.asarray(cost_high, dtype=np.float64)[moved],
+        "cost_low_usd": cost * np.asarray(columns["cost_low"], dtype=np.float64),
+        "cost_high_usd": cost * np.asarray(columns["cost_high"], dtype=np.float64),
     })
-    return frame.groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
+    sums = frame.groupby("key", sort=True)[SUMS].sum()
+    rest = sums.index.to_numpy()
+    keys = {}
+    for name, (_, uniques) in zip(reversed(KEYS), reversed(parts)):
+        keys[name] = uniques[rest % len(uniques)]
+        rest = rest // len(uniques)
+    out = pd.DataFrame({**{name: keys[name] for name in KEYS}, **{c: sums[c].to_numpy() for c in SUMS}})
+    return out.sort_values(KEYS, kind="stable", ignore_index=True)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
 def add_moves(frames) -> pd.DataFrame:
@@ -74,11 +105,14 @@ def add_moves(frames) -> pd.DataFrame:
 
 
 def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
-                       workflow: np.ndarray | None = None) -> pd.DataFrame:
+                       workflow: np.ndarray | None = None,
+                       methods: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
 
     ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
-    ``workflow``: the chunk's workflow_tag per row (read from the chunk's frame when not given).
+    ``workflow``: the chunk's workflow label per row (:func:`simulator.summary.accumulate.attribution`: missing
+    -> ``UNTAGGED``), an array or a ``pd.Categorical`` (labelled from the chunk's frame when not given);
+    ``methods``: ``o.translation`` as (code per row, distinct values), when already factorized.
     """
     vocab = np.array(p.vocab, dtype=object)
     moved = o.changed & ~o.blocked
@@ -87,12 +121,21 @@ def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: 
         low, high = translator.cost_bounds(cand_name or o.name, p, o.model, moved)
     if workflow is None:
         frame = p.frame if hasattr(p, "frame") else p.traffic.frame
-        workflow = frame["workflow_tag"].to_numpy(dtype=object)
-    return moves_frame(
-        workflow, vocab[p.model], vocab[o.model], o.translation, moved,
-        input_tokens_recorded=p.inp, output_tokens_recorded=p.out, cache_tokens_recorded=p.cr + p.cw,
-        input_tokens=o.input_tokens, output_tokens=o.output_tokens, recorded_cost_usd=base_cost,
-        cost_usd=o.cost_usd, cost_low=low, cost_high=high)
+        workflow = attribution_labels(frame["workflow_tag"].to_numpy(dtype=object))
+    rows = np.flatnonzero(moved)  # only the moved rows are ever read
+    if not len(rows):
+        return empty_moves()
+    if isinstance(workflow, pd.Categorical):
+        workflow = (workflow.codes[rows].astype(np.int64), np.asarray(workflow.categories, dtype=object))
+    else:
+        workflow = np.asarray(workflow, dtype=object)[rows]
+    return _moves_table(
+        workflow, (p.model[rows], vocab), (o.model[rows], vocab),
+        (methods[0][rows], methods[1]) if methods is not None else o.translation[rows],
+        input_tokens_recorded=p.inp[rows], output_tokens_recorded=p.out[rows],
+        cache_tokens_recorded=p.cr[rows] + p.cw[rows], input_tokens=o.input_tokens[rows],
+        output_tokens=o.output_tokens[rows], recorded_cost_usd=base_cost[rows], cost_usd=o.cost_usd[rows],
+        cost_low=low[rows], cost_high=high[rows])
 
 
 def accuracy_moves(moves: pd.DataFrame) -> pd.DataFrame:

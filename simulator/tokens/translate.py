@@ -74,10 +74,18 @@ def _as_rows(values, n: int, name: str) -> np.ndarray | None:
     return array
 
 
-def _has_text(prompts: np.ndarray | None, n: int) -> np.ndarray:
+def has_text(prompts: np.ndarray | None, n: int) -> np.ndarray:
+    """Per row: the prompt is a non-empty string (vectorised; a column of other objects is checked one by one)."""
     if prompts is None:
         return np.zeros(n, dtype=bool)
-    return np.fromiter((isinstance(p, str) and p != "" for p in prompts), dtype=bool, count=n)
+    import pandas as pd
+
+    prompts = np.asarray(prompts, dtype=object)
+    text = pd.notna(prompts)
+    text[text] = prompts[text] != ""
+    if text.any() and pd.api.types.infer_dtype(prompts[text], skipna=False) != "string":
+        return np.fromiter((isinstance(p, str) and p != "" for p in prompts), dtype=bool, count=n)
+    return text
 
 
 def _calibration_missing(spec: TokenizerSpec, model: str, content_type: str) -> TokenizerError:
@@ -172,20 +180,24 @@ def token_ratios(
         content = classify_content(prompts)
     else:
         content = np.full(n, ALL, dtype=object)
-    content = np.where(content == UNKNOWN, ALL, content)
+    if given is not None or prompts is not None:
+        content = np.where(content == UNKNOWN, ALL, content)
     if spec_from.id == spec_to.id or n == 0:
         return _ratios(spec_from, spec_to, from_model, to_model, n, prompts, content, np.zeros(n, dtype=bool),
                        calibration, registry, cache, input_tokens)
-    text = _has_text(prompts, n)
+    text = has_text(prompts, n)
     if text.all():
         return _ratios(spec_from, spec_to, from_model, to_model, n, prompts, content, text, calibration, registry,
                        cache, input_tokens)
     # A row without prompt text gets the ratio of its content type alone: work out each content type once and
     # spread it, and the rows with text (which share a pooled fallback) on their own.
-    import pandas as pd
+    if given is None and prompts is None:  # one content type for every row
+        codes, kinds = np.zeros(n, dtype=np.int64), np.array([ALL], dtype=object)
+    else:
+        import pandas as pd
 
-    codes, kinds = pd.factorize(content)
-    kinds = np.asarray(kinds, dtype=object)
+        codes, kinds = pd.factorize(content)
+        kinds = np.asarray(kinds, dtype=object)
     plain = _ratios(spec_from, spec_to, from_model, to_model, len(kinds), None, kinds, np.zeros(len(kinds), bool),
                     calibration, registry, cache, None)
     out = TokenRatios(plain.ratio[codes], plain.ratio_low[codes], plain.ratio_high[codes], plain.method[codes],

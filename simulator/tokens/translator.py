@@ -16,6 +16,25 @@ import pandas as pd
 
 from simulator.errors import TokenizerError
 from simulator.tokens import Registry, translate_with_ratios
+from simulator.tokens.translate import has_text
+
+
+def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
+    """``(from, to, positions)`` per distinct pair of model codes, pairs in ascending order, positions ascending."""
+    key = from_codes.astype(np.int64) * vocab_size + to_codes
+    pairs = np.flatnonzero(np.bincount(key)) if len(key) else key
+    if len(pairs) == 1:
+        yield int(pairs[0]) // vocab_size, int(pairs[0]) % vocab_size, np.arange(len(key))
+        return
+    if len(pairs) <= 8:  # a few pairs (the usual case): one comparison pass each beats a sort
+        for pair in pairs.tolist():
+            yield pair // vocab_size, pair % vocab_size, np.flatnonzero(key == pair)
+        return
+    inverse = np.searchsorted(pairs, key)
+    order = np.argsort(inverse, kind="stable")
+    ends = np.cumsum(np.bincount(inverse, minlength=len(pairs)))
+    for pair, start, end in zip(pairs.tolist(), [0, *ends[:-1].tolist()], ends.tolist()):
+        yield pair // vocab_size, pair % vocab_size, order[start:end]
 
 
 class Translator:
@@ -80,16 +99,17 @@ class Translator:
         return min(low / ratio, 1.0), max(high / ratio, 1.0)
 
     def __call__(self, p, o, rows: np.ndarray, cand) -> None:
-        vocab = np.array(p.vocab, dtype=object)
-        pairs = pd.DataFrame({"f": p.model[rows], "t": o.model[rows]})
+        vocab = p.vocab
         eval_ratio = getattr(cand, "output_tokens", "recorded") == "eval-ratio"
         unknown_here = []
-        for (f, t), group in pairs.groupby(["f", "t"], sort=True):
-            idx = rows[group.index.to_numpy()]
+        text = p.prompt_text if hasattr(p, "prompt_text") else has_text(p.prompts, p.n)
+        for f, t, at in model_pairs(p.model[rows], o.model[rows], len(vocab)):
+            idx = rows[at]
             src, dst = str(vocab[f]), str(vocab[t])
             try:
                 new_in, new_out, ratios = translate_with_ratios(
-                    src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
+                    src, dst, o.input_tokens[idx], o.output_tokens[idx],
+                    prompts=p.prompts[idx] if text[idx].any() else None,
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
@@ -105,7 +125,7 @@ class Translator:
                 new_out = np.rint(new_out * factor).astype(np.int64)
             o.input_tokens[idx] = new_in
             o.output_tokens[idx] = new_out
-            o.translation[idx] = ratios.method.astype(str)
+            o.translation[idx] = ratios.method
             if eval_ratio:
                 length = self._scale_outputs(o, idx, src, dst)
                 if length is not None:

@@ -1,0 +1,102 @@
+"""The moves table built on integer codes equals a group-by over the string keys (the direct definition)."""
+
+import numpy as np
+import pandas as pd
+
+from simulator.summary.moves import KEYS, SUMS, add_moves, moves_frame
+from simulator.summary.privacy import LITERAL_UNTAGGED, UNTAGGED
+
+
+def _by_strings(wf, src, dst, method, moved, columns):
+    """The table from its definition: moved rows grouped by the four labels, sums in row order."""
+    labels = np.array([UNTAGGED if w is None else (LITERAL_UNTAGGED if w == UNTAGGED else w) for w in wf],
+                      dtype=object)
+    frame = pd.DataFrame({"workflow_tag": labels, "from_model": src, "to_model": dst,
+                          "translation": [str(m) for m in method], "requests": 1.0, **columns})[moved]
+    return frame.groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
+
+
+def test_moves_frame_equals_the_string_group_by():
+    rng = np.random.default_rng(7)
+    n = 5000
+    wf = rng.choice(np.array(["b-flow", "a-flow", None, UNTAGGED, "zeta"], dtype=object), n)
+    src = rng.choice(np.array(["m/opus", "m/sonnet", "m/haiku"], dtype=object), n)
+    dst = rng.choice(np.array(["m/haiku", "m/sonnet"], dtype=object), n)
+    method = rng.choice(np.array(["exact", "calibrated", "identity", "calibrated-default"], dtype=object), n)
+    moved = rng.random(n) < 0.7
+    ints = {c: rng.integers(0, 10_000, n).astype(np.float64) for c in
+            ("input_tokens_recorded", "output_tokens_recorded", "cache_tokens_recorded", "input_tokens",
+             "output_tokens")}
+    recorded, cost = rng.random(n) * 0.3, rng.random(n) * 0.1
+    low, high = 1 - rng.random(n) * 0.2, 1 + rng.random(n) * 0.2
+    got = moves_frame(wf, src, dst, method, moved, **ints, recorded_cost_usd=recorded, cost_usd=cost,
+                      cost_low=low, cost_high=high)
+    want = _by_strings(wf, src, dst, method, moved, {**ints, "recorded_cost_usd": recorded, "cost_usd": cost,
+                                                    "cost_low_usd": cost * low, "cost_high_usd": cost * high})
+    assert len(want) > 40  # many groups, a missing and a literal UNTAGGED among them
+    assert set(want["workflow_tag"]) >= {UNTAGGED, LITERAL_UNTAGGED}
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # chunks add up to the whole (sums of sums, so equal within rounding)
+    half = np.arange(n) < n // 2
+    parts = [moves_frame(wf, src, dst, method, moved & sel, **ints, recorded_cost_usd=recorded, cost_usd=cost,
+                         cost_low=low, cost_high=high) for sel in (half, ~half)]
+    pd.testing.assert_frame_equal(add_moves(parts), want, rtol=1e-12)
+
+
+def test_moves_frame_without_moved_rows_is_empty():
+    n = 3
+    z = np.zeros(n)
+    got = moves_frame(np.array(["a"] * n, dtype=object), np.array(["x"] * n, dtype=object),
+                      np.array(["y"] * n, dtype=object), np.array([""] * n, dtype=object), np.zeros(n, bool),
+                      input_tokens_recorded=z, output_tokens_recorded=z, cache_tokens_recorded=z, input_tokens=z,
+                      output_tokens=z, recorded_cost_usd=z, cost_usd=z, cost_low=z, cost_high=z)
+    assert got.empty and list(got.columns) == KEYS + SUMS
+
+
+def test_moves_from_outcome_takes_the_workflow_as_categories_or_as_rows():
+    """A categorical workflow column (codes + labels) gives the same table as its values row by row."""
+    from types import SimpleNamespace
+
+    from simulator.summary.moves import moves_from_outcome
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    vocab = ["m/a", "m/b", "m/c"]
+    model = rng.integers(0, 3, n)
+    p = SimpleNamespace(vocab=vocab, n=n, model=model, inp=rng.integers(0, 99, n), out=rng.integers(0, 99, n),
+                        cr=rng.integers(0, 9, n), cw=rng.integers(0, 9, n))
+    served = np.where(rng.random(n) < 0.5, 2, model)
+    o = SimpleNamespace(name="c", model=served, changed=served != model, blocked=rng.random(n) < 0.1,
+                        translation=rng.choice(np.array(["exact", "identity"], dtype=object), n),
+                        input_tokens=rng.integers(0, 99, n), output_tokens=rng.integers(0, 99, n),
+                        cost_usd=rng.random(n))
+    categories = np.array(["wf-b", UNTAGGED, "wf-a", "unused"], dtype=object)  # labels: UNTAGGED = missing
+    codes = rng.integers(0, 3, n)
+    base = rng.random(n)
+    rows_version = moves_from_outcome(p, o, base, workflow=categories[codes])
+    cat_version = moves_from_outcome(p, o, base, workflow=pd.Categorical.from_codes(codes, categories=categories))
+    pd.testing.assert_frame_equal(cat_version, rows_version, check_exact=True)
+    assert rows_version["requests"].sum() == (o.changed & ~o.blocked).sum()
+
+
+def test_a_missing_workflow_is_untagged_in_the_moves_table_from_every_engine_path():
+    """Four moved requests: two without a workflow tag, one tagged literally "UNTAGGED", one "wf". The table has
+    UNTAGGED (2 requests), the literal label (1) and wf (1), whether the workflow labels come from the driver
+    (attribution, as values or categories) or are read from the chunk's frame."""
+    from types import SimpleNamespace
+
+    from simulator.summary.accumulate import attribution, attribution_keys
+    from simulator.summary.moves import moves_from_outcome
+
+    n = 4
+    frame = pd.DataFrame({"workflow_tag": [None, np.nan, UNTAGGED, "wf"]})
+    p = SimpleNamespace(vocab=["m/a", "m/b"], n=n, model=np.zeros(n, np.int64), inp=np.ones(n), out=np.ones(n),
+                        cr=np.zeros(n), cw=np.zeros(n), frame=frame)
+    o = SimpleNamespace(name="c", model=np.ones(n, np.int64), changed=np.ones(n, bool), blocked=np.zeros(n, bool),
+                        translation=np.array(["identity"] * n, dtype=object), input_tokens=np.ones(n),
+                        output_tokens=np.ones(n), cost_usd=np.ones(n))
+    want = {UNTAGGED: 2.0, LITERAL_UNTAGGED: 1.0, "wf": 1.0}
+    categorical = frame.astype({"workflow_tag": "category"})
+    for workflow in (None, attribution(frame, "workflow_tag"), attribution_keys(categorical, "workflow_tag")):
+        got = moves_from_outcome(p, o, np.ones(n), workflow=workflow)
+        assert dict(zip(got["workflow_tag"], got["requests"])) == want
