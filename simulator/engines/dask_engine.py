@@ -1,15 +1,17 @@
 """Dask engine: the one replay core run per partition on a Dask cluster; the same outputs as the local engine.
 
-1. **Read** each Parquet row group, or each CSV / JSON Lines / JSON file, as one partition, adapt and validate it
-   (:func:`simulator.io.traffic.normalize`) on a worker and keep it in cluster memory. A request id repeated across
-   partitions keeps the copy the local engine keeps (earliest timestamp, then request id, content, source, row).
+1. **Read** each Parquet row group, or each CSV / JSON Lines / JSON file, adapt and validate it
+   (:func:`simulator.io.traffic.normalize`) on a worker. A request id repeated across them keeps the copy the local
+   engine keeps (earliest timestamp, then request id, content, source, row). Consecutive ones are joined into one
+   partition per worker thread, kept in cluster memory: every later step is one task per worker.
 2. **Facts** (:mod:`simulator.facts`) are gathered per partition and merged on the client, then sent to every task
    once (one graph key), with the token calibration, the eval samples and the premium models.
 3. **Baseline and stateless candidates** (no rate limits, budgets or prompt caching) are replayed per partition with
    :func:`simulator.core.replay_chunk`.
 4. **Stateful candidates**: the rows are shuffled so that each partition holds whole state components
    (:mod:`simulator.engines.components`: rows sharing a rate-limit slot, budget slots or a cached prefix), each
-   partition is sorted by (timestamp, request_id) and replayed by the same core with fresh state; per-key state
+   partition is sorted by (timestamp, request_id) and replayed by the same core with fresh state (every partition
+   in slices of :data:`simulator.api.REPLAY_CHUNK_ROWS` rows, the state carried); per-key state
    reports merge because partitions hold disjoint keys. A global budget or rate limit makes one component of all
    the rows it covers: that candidate's stateful replay then runs on one worker.
 5. **Aggregates** are merged from partition partials (:mod:`simulator.summary.accumulate`); latency percentiles are
@@ -80,11 +82,21 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     if scheduler:
         with Client(scheduler) as own:
             return _run(scenario, candidates, files, eval_paths, own, before)
-    # the workers' statistical profiler (a stack sample every 10 ms) feeds a dashboard this cluster does not have
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+    with dask.config.set(_QUIET_CLUSTER), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                          host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
         return _run(scenario, candidates, files, eval_paths, own, before)
+
+
+#: Settings of the local cluster tfysim starts. The workers' statistical profiler (a stack sample every 10 ms) and
+#: the system monitor (CPU, disk and network counters read from /proc twice a second) feed a dashboard this cluster
+#: does not have; measured at 1 M rows they cost each worker about 4% of a core for the whole run. The memory
+#: monitor (spilling, pausing) keeps running, every 0.5 s instead of 0.1 s.
+_QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                  "distributed.admin.system-monitor.interval": "60s",
+                  "distributed.admin.system-monitor.disk": False,
+                  "distributed.admin.system-monitor.gil.enabled": False,
+                  "distributed.worker.memory.monitor-interval": "500ms"}
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -136,6 +148,10 @@ def _id_hashes(loaded: dict) -> np.ndarray:
     if f is None:
         return np.zeros(0, np.uint64)
     return pd.util.hash_array(f["request_id"].to_numpy(dtype=object), categorize=False)
+
+
+def _distinct_hashes(loaded: dict) -> np.ndarray:
+    return np.unique(_id_hashes(loaded))
 
 
 def _copies(loaded: dict, repeated: np.ndarray, part: int) -> pd.DataFrame:
@@ -312,13 +328,16 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     the same categories whichever frames meet), so the replay keeps working on integer codes."""
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
-    from pandas.api.types import union_categoricals
-
-    out = pd.concat(frames, ignore_index=True)
+    frames = [f.copy(deep=False) for f in frames]
     for name, dtype in frames[0].dtypes.items():
-        if isinstance(dtype, pd.CategoricalDtype) and not isinstance(out[name].dtype, pd.CategoricalDtype):
-            out[name] = union_categoricals([f[name] for f in frames], sort_categories=True)
-    return out
+        if not isinstance(dtype, pd.CategoricalDtype):
+            continue
+        labels = [f[name].cat.categories for f in frames]
+        if any(not x.equals(labels[0]) for x in labels[1:]):
+            union = pd.Index(sorted(set().union(*labels)))
+            for f in frames:
+                f[name] = f[name].cat.set_categories(union)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _time_order(ts: np.ndarray, ids) -> np.ndarray:
@@ -449,9 +468,14 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     stateful = [k for k, c in enumerate(candidates)
                 if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
-    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
+    # a pass of stateful candidates only whose baseline was accumulated before (the plan's) adds the baseline
+    # breakdowns in its first shuffled replay instead of in a pass of its own
+    baseline_later = (with_baseline and bool(stateful) and not stateless and bool(plan.get("baseline_done"))
+                      and plan.get("overlap_names") is None)
+    partials = [] if baseline_later else list(
+        dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
-    for k in stateful:
+    for i, k in enumerate(stateful):
         found = dask.persist(*[delayed(_anchors)(x, plan_d, k) for x in loaded])
         links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
         anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
@@ -459,7 +483,8 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
         anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
         split = [delayed(_split)(x, a, anchor_d, i, n_parts) for i, (x, a) in enumerate(zip(loaded, found))]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
-        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], False) for x in shuffled]))
+        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], baseline_later and i == 0)
+                                        for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
     base = BaselineAccumulator(premium, None)
     breakdowns = Breakdowns(len(candidates))
@@ -490,8 +515,7 @@ def _deduplicate(loaded: list) -> list:
     import dask
     from dask import delayed
 
-    hashes = dask.compute(*[delayed(_id_hashes)(x) for x in loaded])
-    distinct = [np.unique(h) for h in hashes]  # a hash counts once per partition
+    distinct = dask.compute(*[delayed(_distinct_hashes)(x) for x in loaded])  # a hash counts once per partition
     values, parts = np.unique(np.concatenate(distinct) if distinct else np.zeros(0, np.uint64), return_counts=True)
     repeated = values[parts > 1]
     if not len(repeated):
