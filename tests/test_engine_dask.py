@@ -168,3 +168,37 @@ def test_strict_fails_the_same_on_dask(client, tmp_path):
     from tests.test_cli import strict_failure
 
     strict_failure(tmp_path, "--engine", "dask", "--scheduler", client.scheduler_info()["address"])
+
+
+def test_dask_equals_local_with_tied_timestamps_and_disjoint_labels(client, tmp_path):
+    # Timestamps cut to the minute (many requests share one) and users, teams and projects that only some files
+    # hold: the files are joined into one partition per worker and shuffled, so label columns must keep one
+    # category set and rows of equal timestamp must replay in request-id order, as the local engine orders them.
+    # A 1-per-minute rate limit blocks a different request when that order changes.
+    from simulator.engines.dask_engine import run_dask
+
+    traffic, _ = generate(days=1, requests=4000, seed=7)
+    traffic["timestamp"] = traffic["timestamp"].dt.floor("min")
+    assert traffic["timestamp"].duplicated().sum() > 1000
+    (tmp_path / "t").mkdir()
+    for i in range(5):
+        part = traffic.iloc[i::5].copy()
+        part["user_id"] = part["user_id"].astype(str) + f"-f{i % 3}"  # users of file i exist in files i, i+3 only
+        part["project"] = f"project-{i}"
+        part.to_parquet(tmp_path / "t" / f"part-{i}.parquet", row_group_size=300)
+    data = {
+        "schema_version": 1, "name": "ties", "traffic": "t", "seed": 3, "bootstrap": {"unit": "hour", "draws": 200},
+        "candidates": [
+            {"name": "rate", "rate_limits": [{"id": "user", "limit_to": 1, "unit": "requests_per_minute",
+                                              "rate_limit_applies_per": ["user"], "fallback": HAIKU}]},
+            {"name": "budget", "budgets": [{"id": "project", "limit_to": 0.5, "unit": "cost_per_day",
+                                            "budget_applies_per": ["project"]}]},
+        ],
+    }
+    path = tmp_path / "ties.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    expected = run(path).summary
+    assert_same(expected, run_dask(path, client=client).summary)
+    policies = {p["name"]: p for p in expected["policies"]}
+    assert policies["rate"]["rate_limits"][0]["requests_rerouted"] > 0
+    assert sum(b["requests_blocked"] for b in policies["budget"]["budgets"]) > 0

@@ -1,15 +1,17 @@
 """Dask engine: the one replay core run per partition on a Dask cluster; the same outputs as the local engine.
 
-1. **Read** each Parquet row group, or each CSV / JSON Lines / JSON file, as one partition, adapt and validate it
-   (:func:`simulator.io.traffic.normalize`) on a worker and keep it in cluster memory. A request id repeated across
-   partitions keeps the copy the local engine keeps (earliest timestamp, then request id, content, source, row).
+1. **Read** each Parquet row group, or each CSV / JSON Lines / JSON file, adapt and validate it
+   (:func:`simulator.io.traffic.normalize`) on a worker. A request id repeated across them keeps the copy the local
+   engine keeps (earliest timestamp, then request id, content, source, row). Consecutive ones are joined into one
+   partition per worker thread, kept in cluster memory: every later step is one task per worker.
 2. **Facts** (:mod:`simulator.facts`) are gathered per partition and merged on the client, then sent to every task
    once (one graph key), with the token calibration, the eval samples and the premium models.
 3. **Baseline and stateless candidates** (no rate limits, budgets or prompt caching) are replayed per partition with
    :func:`simulator.core.replay_chunk`.
 4. **Stateful candidates**: the rows are shuffled so that each partition holds whole state components
    (:mod:`simulator.engines.components`: rows sharing a rate-limit slot, budget slots or a cached prefix), each
-   partition is sorted by (timestamp, request_id) and replayed by the same core with fresh state; per-key state
+   partition is sorted by (timestamp, request_id) and replayed by the same core with fresh state (every partition
+   in slices of :data:`simulator.api.REPLAY_CHUNK_ROWS` rows, the state carried); per-key state
    reports merge because partitions hold disjoint keys. A global budget or rate limit makes one component of all
    the rows it covers: that candidate's stateful replay then runs on one worker.
 5. **Aggregates** are merged from partition partials (:mod:`simulator.summary.accumulate`); latency percentiles are
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.api import RunResult, catalog_for, resolve_candidates
+from simulator.api import REPLAY_CHUNK_ROWS, RunResult, catalog_for, resolve_candidates
 from simulator.core import CandidateState, Chunk, Context, identity_outcome, replay_chunk
 from simulator.engines.driver import CacheVariants, Pass, conclude, prepare
 from simulator.errors import InputError, ScenarioError
@@ -80,11 +82,21 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     if scheduler:
         with Client(scheduler) as own:
             return _run(scenario, candidates, files, eval_paths, own, before)
-    # the workers' statistical profiler (a stack sample every 10 ms) feeds a dashboard this cluster does not have
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+    with dask.config.set(_QUIET_CLUSTER), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                          host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
         return _run(scenario, candidates, files, eval_paths, own, before)
+
+
+#: Settings of the local cluster tfysim starts. The workers' statistical profiler (a stack sample every 10 ms) and
+#: the system monitor (CPU, disk and network counters read from /proc twice a second) feed a dashboard this cluster
+#: does not have; measured at 1 M rows they cost each worker about 4% of a core for the whole run. The memory
+#: monitor (spilling, pausing) keeps running, every 0.5 s instead of 0.1 s.
+_QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                  "distributed.admin.system-monitor.interval": "60s",
+                  "distributed.admin.system-monitor.disk": False,
+                  "distributed.admin.system-monitor.gil.enabled": False,
+                  "distributed.worker.memory.monitor-interval": "500ms"}
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -136,6 +148,10 @@ def _id_hashes(loaded: dict) -> np.ndarray:
     if f is None:
         return np.zeros(0, np.uint64)
     return pd.util.hash_array(f["request_id"].to_numpy(dtype=object), categorize=False)
+
+
+def _distinct_hashes(loaded: dict) -> np.ndarray:
+    return np.unique(_id_hashes(loaded))
 
 
 def _copies(loaded: dict, repeated: np.ndarray, part: int) -> pd.DataFrame:
@@ -237,41 +253,50 @@ class Partial:
 
 def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bool) -> Partial:
     """The core over one partition: baseline and the candidates ``ks`` (fresh state; the partition holds whole
-    state components)."""
+    state components), in time-ordered slices of :data:`simulator.api.REPLAY_CHUNK_ROWS` rows with the state carried
+    from slice to slice, as the local engine replays its table."""
     out = Partial(plan)
     f = loaded["frame"]
     if f is None or len(f) == 0:
         return out
     ctx = _context(plan)
-    p = Chunk(f, ctx)
     scenario = plan["scenario"]
-    days = day_labels(p.ts)
-    base = identity_outcome(p)
-    block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min)
+    n_written = plan.get("n_written", len(plan["candidates"]))
+    for k in ks:
+        cand = plan["candidates"][k]
+        out.states[k] = CandidateState(cand, ctx, probe=k >= n_written)
+        out.accs[k] = PolicyAccumulator(plan["premium"], None)
+        if cand.prompt_caching and k < n_written:  # as the driver: no sensitivity replays for probes
+            out.variants[k] = CacheVariants(cand, ctx)
     if with_baseline:
         if not plan.get("baseline_done"):
             out.base = BaselineAccumulator(plan["premium"], None)
-            out.base.add(p, base, days, block)
-        out.breakdowns.add_baseline(p, base)
         if plan.get("overlap_names") is not None:
             out.overlaps = Overlaps(plan["overlap_names"])
-            out.overlaps.add(p, plan["candidates"])
-    workflow = attribution(p.frame, "workflow_tag")
-    for k in ks:
-        cand = plan["candidates"][k]
-        probe = k >= plan.get("n_written", len(plan["candidates"]))
-        state = out.states[k] = CandidateState(cand, ctx, probe=probe)
-        o = replay_chunk(p, cand, state)
-        acc = out.accs[k] = PolicyAccumulator(plan["premium"], None)
-        acc.add(p, o, base.cost_usd, block, days, workflow, ctx.translator, cand.name)
-        if cand.prompt_caching and not probe:  # as the driver: no sensitivity replays for probes
-            out.variants[k] = CacheVariants(cand, ctx)
-            out.variants[k].replay(p, cand)
-            for state in out.variants[k].states.values():
+    for start in range(0, len(f), REPLAY_CHUNK_ROWS):
+        piece = f if len(f) <= REPLAY_CHUNK_ROWS else f.iloc[start:start + REPLAY_CHUNK_ROWS].reset_index(drop=True)
+        p = Chunk(piece, ctx)
+        days = day_labels(p.ts)
+        base = identity_outcome(p)
+        block = block_keys(p, scenario.bootstrap.unit, plan["facts"].ts_min)
+        if with_baseline:
+            if out.base is not None:
+                out.base.add(p, base, days, block)
+            out.breakdowns.add_baseline(p, base)
+            if out.overlaps is not None:
+                out.overlaps.add(p, plan["candidates"])
+        workflow = attribution(p.frame, "workflow_tag")
+        for k in ks:
+            cand = plan["candidates"][k]
+            o = replay_chunk(p, cand, out.states[k])
+            out.accs[k].add(p, o, base.cost_usd, block, days, workflow, ctx.translator, cand.name)
+            if k in out.variants:
+                out.variants[k].replay(p, cand)
+            out.breakdowns.add_candidate(k, o, None if with_baseline else p)
+    for k in ks:  # the partition is done: only the sums travel
+        for state in [out.states[k], *(out.variants[k].states.values() if k in out.variants else ())]:
+            if state.cache is not None:
                 state.cache.release()
-        out.breakdowns.add_candidate(k, o, None if with_baseline else p)
-        if state.cache is not None:
-            state.cache.release()  # the partition is done: only the sums travel
     return out
 
 
@@ -298,13 +323,69 @@ def _split(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_
     return [f.take(order[bounds[j]:bounds[j + 1]]) for j in range(n_parts)]
 
 
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of one table stacked; a label column stays categorical over the union of the frames' labels (sorted:
+    the same categories whichever frames meet), so the replay keeps working on integer codes."""
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    frames = [f.copy(deep=False) for f in frames]
+    for name, dtype in frames[0].dtypes.items():
+        if not isinstance(dtype, pd.CategoricalDtype):
+            continue
+        labels = [f[name].cat.categories for f in frames]
+        if any(not x.equals(labels[0]) for x in labels[1:]):
+            union = pd.Index(sorted(set().union(*labels)))
+            for f in frames:
+                f[name] = f[name].cat.set_categories(union)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _time_order(ts: np.ndarray, ids) -> np.ndarray:
+    """Row order by (timestamp, request id); request ids are compared only among rows sharing a timestamp."""
+    order = np.argsort(ts, kind="stable")
+    ts_sorted = ts[order]
+    tied = np.flatnonzero(ts_sorted[1:] == ts_sorted[:-1])
+    if len(tied):
+        at = np.unique(np.concatenate([tied, tied + 1]))  # whole runs of equal timestamps, in place
+        rows = order[at]
+        order[at] = rows[np.lexsort((np.asarray(ids[rows], dtype=object).astype(str), ts[rows]))]
+    return order
+
+
 def _gather(pieces: list) -> dict:
     frames = [x for x in pieces if x is not None and len(x)]
     if not frames:
         return {"frame": None}
-    f = pd.concat(frames, ignore_index=True)
-    order = np.lexsort((f["request_id"].to_numpy(dtype=object).astype(str), f["timestamp"].array.asi8))
-    return {"frame": f.iloc[order].reset_index(drop=True)}
+    f = _concat(frames)
+    order = _time_order(f["timestamp"].array.asi8, f["request_id"].to_numpy(dtype=object))
+    return {"frame": f.take(order).reset_index(drop=True)}
+
+
+def _counts(loaded: dict) -> tuple[int, list[dict], int, list[str]]:
+    """(valid rows, rejects, rows read, notes) of one read partition."""
+    rows = 0 if loaded["frame"] is None else len(loaded["frame"])
+    return rows, loaded["rejects"], loaded["rows_read"], loaded["notes"]
+
+
+def _coalesce(*parts: dict) -> dict:
+    """Several read partitions as one, in their order (a pass then has one task per worker, not per row group)."""
+    frames = [x["frame"] for x in parts if x["frame"] is not None and len(x["frame"])]
+    return {"frame": _concat(frames) if frames else None}
+
+
+def _groups(rows: list[int], n: int) -> list[list[int]]:
+    """``rows`` (rows per partition) cut into at most ``n`` runs of consecutive partitions with about equal rows."""
+    total = sum(rows)
+    if n <= 1 or total == 0:
+        return [list(range(len(rows)))]
+    groups: list[list[int]] = [[]]
+    done = 0
+    for i, r in enumerate(rows):
+        if groups[-1] and done + r / 2 > total * len(groups) / n and len(groups) < n:
+            groups.append([])
+        groups[-1].append(i)
+        done += r
+    return groups
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
@@ -320,18 +401,23 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     parts = _partitions(files)
     loaded = list(dask.persist(*[delayed(_load)(part, plan0_d) for part in parts]))
     loaded = _deduplicate(loaded)
-    builders = dask.compute(*[delayed(_facts)(x, plan0_d) for x in loaded])
+    rows, raw_rejects, rows_read, part_notes = zip(*dask.compute(*[delayed(_counts)(x) for x in loaded]))
+    threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    groups = _groups(list(rows), max(1, threads))
+    frames = loaded if len(groups) == len(loaded) else list(dask.persist(
+        *[delayed(_coalesce)(*[loaded[i] for i in g]) for g in groups]))
+    del loaded  # the cluster keeps the coalesced partitions only
+    builders = dask.compute(*[delayed(_facts)(x, plan0_d) for x in frames])
     builder = builders[0]
     for other in builders[1:]:
         builder.merge(other)
     if builder.n == 0:
-        reasons = dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
-        top = next((r[0]["reason"] for r in reasons if r), "no rows")
+        top = next((r[0]["reason"] for r in raw_rejects if r), "no rows")
         raise InputError(f"{', '.join(map(str, files))}: no valid rows (e.g. {top}).")
     medians = {}
     for m, sums in builder.lat.items():
         if sums.needs_median:
-            medians[m] = _percentiles([delayed(_latencies_of)(x, m) for x in loaded], [50])[0]
+            medians[m] = _percentiles([delayed(_latencies_of)(x, m) for x in frames], [50])[0]
     from simulator.tokens.translator import Translator
 
     translator = Translator(scenario)
@@ -344,26 +430,25 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
             "candidates": everything, "n_written": len(candidates), "premium": setup.premium,
             "overlap_names": levers.overlaps.names}
-    main = _replay_all(client, loaded, plan, with_baseline=True)
+    main = _replay_all(client, frames, plan, with_baseline=True)
     main.states = [s if s is not None else CandidateState(cand, ctx, probe=levers.is_probe(k))
                    for k, (s, cand) in enumerate(zip(main.states, everything))]
     if main.overlaps is not None:
         levers.overlaps.merge(main.overlaps)
-    rejects = pd.DataFrame([r for x in dask.compute(*[delayed(operator.getitem)(x, "rejects") for x in loaded])
-                            for r in x], columns=_REJECT_COLUMNS)
+    rejects = pd.DataFrame([r for x in raw_rejects for r in x], columns=_REJECT_COLUMNS)
     rejects = rejects.sort_values(["source", "row"], kind="stable", na_position="last").reset_index(drop=True)
-    rows_read = int(sum(dask.compute(*[delayed(operator.getitem)(x, "rows_read") for x in loaded])))
     reasons = {str(k): int(v) for k, v in rejects["reason"].astype(str).value_counts(sort=False).items()}
     notes: list[str] = []
-    for part_notes in dask.compute(*[delayed(operator.getitem)(x, "notes") for x in loaded]):
-        notes += [n for n in part_notes if n not in notes]
+    for got in part_notes:
+        notes += [n for n in got if n not in notes]
 
     def replay_plan(cand):
-        done = _replay_all(client, loaded, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
+        done = _replay_all(client, frames, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
                                             "overlap_names": None, "baseline_done": True}, with_baseline=True)
         done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
         return done
 
+    rows_read = int(sum(rows_read))
     counts = {"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)}
     summary = conclude(scenario, candidates, setup, main, counts, reasons, notes, replay_plan, previous)
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
@@ -383,9 +468,14 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     stateful = [k for k, c in enumerate(candidates)
                 if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
-    partials = list(dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
+    # a pass of stateful candidates only whose baseline was accumulated before (the plan's) adds the baseline
+    # breakdowns in its first shuffled replay instead of in a pass of its own
+    baseline_later = (with_baseline and bool(stateful) and not stateless and bool(plan.get("baseline_done"))
+                      and plan.get("overlap_names") is None)
+    partials = [] if baseline_later else list(
+        dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
-    for k in stateful:
+    for i, k in enumerate(stateful):
         found = dask.persist(*[delayed(_anchors)(x, plan_d, k) for x in loaded])
         links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
         anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
@@ -393,7 +483,8 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
         anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
         split = [delayed(_split)(x, a, anchor_d, i, n_parts) for i, (x, a) in enumerate(zip(loaded, found))]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
-        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], False) for x in shuffled]))
+        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], baseline_later and i == 0)
+                                        for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
     base = BaselineAccumulator(premium, None)
     breakdowns = Breakdowns(len(candidates))
@@ -424,8 +515,7 @@ def _deduplicate(loaded: list) -> list:
     import dask
     from dask import delayed
 
-    hashes = dask.compute(*[delayed(_id_hashes)(x) for x in loaded])
-    distinct = [np.unique(h) for h in hashes]  # a hash counts once per partition
+    distinct = dask.compute(*[delayed(_distinct_hashes)(x) for x in loaded])  # a hash counts once per partition
     values, parts = np.unique(np.concatenate(distinct) if distinct else np.zeros(0, np.uint64), return_counts=True)
     repeated = values[parts > 1]
     if not len(repeated):
