@@ -52,10 +52,12 @@ __all__ = ["CandidateState", "Chunk", "Context", "Outcome", "Prepared", "check_c
 
 class Context:
     """What every chunk and candidate of one run share: the catalog, the global facts and the model vocabulary
-    (models seen, then targets in the order candidates name them), the seed, declared outages, the translator."""
+    (models seen, then targets in the order candidates name them; ``vocab`` starts from a given one, e.g. a Dask
+    client's complete vocabulary, so codes agree across workers), the seed, declared outages, the translator."""
 
     def __init__(self, catalog: Catalog, facts: Facts, *, seed: int = 0, outages: tuple[Outage, ...] = (),
-                 translator=None, cache_rules=None, tiers: TierSettings | None = None) -> None:
+                 translator=None, cache_rules=None, tiers: TierSettings | None = None,
+                 vocab: list[str] | None = None) -> None:
         self.catalog = catalog
         self.tiers = tiers or TierSettings()
         self.facts = facts
@@ -64,6 +66,8 @@ class Context:
         self.translator = translator
         self.vocab: list[str] = list(facts.models)
         catalog.check_known(self.vocab)  # every unknown model of the traffic in one message
+        if vocab is not None:
+            self.vocab[:] = vocab
         self._code = {m: i for i, m in enumerate(self.vocab)}
         self._failure_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._cache_rules = cache_rules

@@ -193,9 +193,7 @@ def _context(plan: dict) -> Context:
         translator = Translator(plan["scenario"], plan.get("eval_samples"), plan["calibration"])
         ctx = Context(plan["catalog"], plan["facts"], seed=plan["scenario"].seed,
                       outages=tuple(plan["scenario"].outages), translator=translator,
-                      tiers=TierSettings.of(plan["scenario"]))
-        ctx.vocab[:] = plan["vocab"]
-        ctx._code = {m: i for i, m in enumerate(ctx.vocab)}  # noqa: SLF001 - the client's complete vocabulary
+                      tiers=TierSettings.of(plan["scenario"]), vocab=plan["vocab"])
         _WORKER_CONTEXT.clear()  # an earlier run's context is not needed any more
         _WORKER_CONTEXT[token] = ctx
     return _WORKER_CONTEXT[token]
