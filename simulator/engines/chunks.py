@@ -32,7 +32,7 @@ from simulator.jit import njit
 from simulator.errors import InputError
 from simulator.hashing import hash64
 from simulator.io.readers import PLAIN_TEXT, RawTable, detect_format, expand_paths, jsonl_lines, read_any
-from simulator.io.traffic import normalize_raw, time_order
+from simulator.io.traffic import normalize_raw, request_ids, time_order
 from simulator.memory import release_memory
 
 
@@ -183,14 +183,6 @@ class IdSet:
         return seen
 
 
-def _arrow_ids(frame: pd.DataFrame):
-    """The ``request_id`` column as Arrow text (its own buffers, no Python strings)."""
-    import pyarrow as pa
-
-    ids = pa.array(frame["request_id"].array)
-    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-
-
 class Stream:
     """Normalised, time-ordered chunks of the traffic; iterate it once per pass.
 
@@ -287,7 +279,7 @@ class Stream:
             good, following = following, next(tables, None)  # one table ahead: the last one holds nothing back
             if pending is not None and len(pending):
                 good = pd.concat([pending, good], ignore_index=True)
-                order = time_order(good["timestamp"].array.asi8, _arrow_ids(good))
+                order = time_order(good["timestamp"].array.asi8, request_ids(good))
                 good = good.iloc[order].reset_index(drop=True)
             ts = good["timestamp"].array.asi8
             hold = ts == ts[-1] if following is not None else np.zeros(len(ts), bool)
@@ -315,7 +307,7 @@ class Stream:
                 f"after later rows). Sort the traffic by timestamp (or partition it by day with sorted file names), "
                 f"or use the in-memory engine.")
         if ids is not None:
-            dup = ids.add(_arrow_ids(out))
+            dup = ids.add(request_ids(out))
             found.append(position + np.flatnonzero(dup))
         else:
             lo = np.searchsorted(self.duplicates, position)

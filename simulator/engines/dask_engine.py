@@ -38,6 +38,7 @@ from simulator.engines.driver import CacheVariants, Pass, conclude, prepare
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
 from simulator.io.readers import detect_format, expand_paths
+from simulator.io.traffic import request_ids, time_order
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.routing.tiers import TierSettings
 from simulator.summary import weekly
@@ -338,24 +339,12 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _time_order(ts: np.ndarray, ids) -> np.ndarray:
-    """Row order by (timestamp, request id); request ids are compared only among rows sharing a timestamp."""
-    order = np.argsort(ts, kind="stable")
-    ts_sorted = ts[order]
-    tied = np.flatnonzero(ts_sorted[1:] == ts_sorted[:-1])
-    if len(tied):
-        at = np.unique(np.concatenate([tied, tied + 1]))  # whole runs of equal timestamps, in place
-        rows = order[at]
-        order[at] = rows[np.lexsort((np.asarray(ids[rows], dtype=object).astype(str), ts[rows]))]
-    return order
-
-
 def _gather(pieces: list) -> dict:
     frames = [x for x in pieces if x is not None and len(x)]
     if not frames:
         return {"frame": None}
     f = _concat(frames)
-    order = _time_order(f["timestamp"].array.asi8, f["request_id"].to_numpy(dtype=object))
+    order = time_order(f["timestamp"].array.asi8, request_ids(f))
     return {"frame": f.take(order).reset_index(drop=True)}
 
 

@@ -607,6 +607,12 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     return dup
 
 
+def request_ids(frame: pd.DataFrame) -> pa.Array:
+    """A normalised table's ``request_id`` column as Arrow text (its own buffers, no Python strings)."""
+    ids = pa.array(frame["request_id"].array)
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+
+
 def time_order(ts: np.ndarray, ids: pa.Array) -> np.ndarray:
     """Positions sorted by (timestamp, request_id): numpy on the times, Arrow's string sort only on ties."""
     if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):  # exports are often in time order already
