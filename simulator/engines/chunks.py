@@ -61,57 +61,67 @@ def iter_raw(path: Path, chunk_rows: int) -> Iterator[RawTable]:
         yield read_any(path)
 
 
-def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+def _parquet_file(path: Path):
+    """The file opened with its text columns (apart from request ids) read as Arrow dictionaries."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    def unreadable(exc: BaseException) -> InputError:
-        message = (str(exc).splitlines() or ["corrupt"])[0].replace("Dictionary array invalid: Invalid: ", "")
-        return InputError(f"{path}: not a readable Parquet file ({message}).")
 
     try:
         reader = pq.ParquetFile(path)
         text = [f.name for f in reader.schema_arrow if f.name not in PLAIN_TEXT
                 and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-        if text:
-            reader = pq.ParquetFile(path, read_dictionary=text)
+        return pq.ParquetFile(path, read_dictionary=text) if text else reader
     except (pa.ArrowException, OSError) as exc:
-        raise unreadable(exc) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> InputError:
+    message = (str(exc).splitlines() or ["corrupt"])[0].replace("Dictionary array invalid: Invalid: ", "")
+    return InputError(f"{path}: not a readable Parquet file ({message}).")
+
+
+def _parquet_raw(path: Path, table, offset: int) -> RawTable:
+    """A table as read, validated in full, with its 1-based file rows and source: one raw input."""
+    import pyarrow as pa
+
+    try:
+        table.validate(full=True)  # e.g. invalid UTF-8 would otherwise fail later, lazily
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    n = table.num_rows
+    table = table.append_column(
+        "_row", pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))).append_column(
+        "_source", pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([str(path)])))
+    return RawTable(table, [], n, "parquet")
+
+
+def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[RawTable]:
+    import pyarrow as pa
+
+    batches = _parquet_file(path).iter_batches(batch_size=chunk_rows)
     offset = 0
-    source = pa.array([str(path)])
-    batches = reader.iter_batches(batch_size=chunk_rows)
     while True:
         try:
             batch = next(batches, None)
-            if batch is None:
-                return
-            batch.validate(full=True)  # e.g. invalid UTF-8 would otherwise fail later, lazily
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise unreadable(exc) from None
-        n = batch.num_rows
-        table = pa.Table.from_batches([batch]).append_column(
-            "_row", pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))).append_column(
-            "_source", pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), source))
-        offset += n
-        yield RawTable(table, [], n, "parquet")
+            raise _unreadable(path, exc) from None
+        if batch is None:
+            return
+        yield _parquet_raw(path, pa.Table.from_batches([batch]), offset)
+        offset += batch.num_rows
 
 
-def read_row_group(path: Path, index: int) -> tuple[pd.DataFrame, list[dict], int]:
-    """(raw frame with _source/_row, rejects, rows read) of one Parquet row group (a cluster partition)."""
+def read_row_group(path: Path, index: int) -> RawTable:
+    """One Parquet row group (a cluster partition) as one raw input, read as streaming reads its chunks."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    reader = _parquet_file(path)
     try:
-        reader = pq.ParquetFile(path)
         offset = sum(reader.metadata.row_group(g).num_rows for g in range(index))
         table = reader.read_row_group(index)
-        table.validate(full=True)
-        frame = table.to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({(str(exc).splitlines() or ['corrupt'])[0]}).") from None
-    frame["_row"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
-    frame["_source"] = str(path)
-    return frame, [], len(frame)
+        raise _unreadable(path, exc) from None
+    return _parquet_raw(path, table, offset)
 
 
 def _iter_jsonl(path: Path, chunk_rows: int):

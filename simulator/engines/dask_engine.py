@@ -37,6 +37,7 @@ from simulator.core import CandidateState, Chunk, Context, identity_outcome, rep
 from simulator.engines.driver import CacheVariants, Pass, conclude, prepare
 from simulator.errors import InputError, ScenarioError
 from simulator.facts import FactsBuilder
+from simulator.hashing import hash64
 from simulator.io.readers import detect_format, expand_paths
 from simulator.io.traffic import request_ids, time_order
 from simulator.routing.scenario import Scenario, load_scenario
@@ -120,35 +121,30 @@ def _partitions(files: list[Path]) -> list[tuple[str, int | None]]:
 
 
 def _load(part: tuple[str, int | None], plan: dict) -> dict:
-    """Read, adapt and validate one partition: the normalised rows and what was rejected."""
-    from simulator.io.adapters import apply_adapter, collect_notes
+    """Read, adapt and validate one partition as the local engine reads a file (:func:`normalize_raw`): the
+    normalised rows and what was rejected."""
+    from simulator.engines.chunks import read_row_group
+    from simulator.io.adapters import collect_notes
     from simulator.io.readers import read_any
-    from simulator.io.traffic import normalize
+    from simulator.io.traffic import normalize_raw
 
     path, group = Path(part[0]), part[1]
     with collect_notes() as notes:
-        if group is None:
-            raw = read_any(path)
-            frame, raw_rejects, rows_read = raw.frame, raw.rejects, raw.rows_read
-        else:
-            from simulator.engines.chunks import read_row_group
-
-            frame, raw_rejects, rows_read = read_row_group(path, group)
+        raw = read_any(path) if group is None else read_row_group(path, group)
         rejects = [{"source": str(path), "row": r["row"], "request_id": None, "reason": r["reason"]}
-                   for r in raw_rejects]
+                   for r in raw.rejects]
         good, bad = None, []
-        if len(frame):
-            frame["_source"] = str(path)
-            good, bad = normalize(apply_adapter(frame, plan["adapter"], plan["mapping"], str(path)),
-                                  timezone=plan["timezone"], now=plan["now"])
-    return {"frame": good, "rejects": rejects + bad, "rows_read": rows_read, "notes": notes}
+        if raw.num_rows:
+            good, bad = normalize_raw(raw, adapter=plan["adapter"], mapping=plan["mapping"], where=str(path),
+                                      timezone=plan["timezone"], now=plan["now"])
+    return {"frame": good, "rejects": rejects + bad, "rows_read": raw.rows_read, "notes": notes}
 
 
 def _id_hashes(loaded: dict) -> np.ndarray:
     f = loaded["frame"]
     if f is None:
         return np.zeros(0, np.uint64)
-    return pd.util.hash_array(f["request_id"].to_numpy(dtype=object), categorize=False)
+    return hash64(request_ids(f), 0, "request_id")  # as streaming's duplicate set keys ids
 
 
 def _distinct_hashes(loaded: dict) -> np.ndarray:
