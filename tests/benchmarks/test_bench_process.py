@@ -4,7 +4,10 @@ Run: PYTHONPATH=$PWD python -m pytest tests/benchmarks/test_bench_process.py --b
 Rows of the downgrade run: TFYSIM_BENCH_PROCESS_ROWS (comma-separated, default "5000000"; "5000000,10000000" adds
 the 10 M local case). TFYSIM_BENCH_STREAM_ROWS (comma-separated, unset = skipped) adds the README's sizing run: the
 5-candidate bench scenario (``bench_scenario(..., candidates=5)``) on ``--engine streaming``, chunks of
-TFYSIM_BENCH_STREAM_CHUNK rows (default 500,000), against the same DuckDB query on its file. Every figure is a fresh
+TFYSIM_BENCH_STREAM_CHUNK rows (default 500,000), against the same DuckDB query on its file. The streaming run's
+file is generated in a temporary folder, or, with TFYSIM_BENCH_DATA=FOLDER, kept there as ``stream-{rows}-{chunk}.parquet``
+and reused by later runs (generating 100 M rows takes about 20 minutes; the generator is seeded, so the file is the
+same). Every figure is a fresh
 ``python -m simulator ...`` process (imports included, as a user sees it) with its peak RSS read from inside it
 (``ru_maxrss`` at exit). References, also fresh processes:
 
@@ -148,7 +151,10 @@ def test_bench_downgrade_whole_process(benchmark, downgrade_files, rows, tmp_pat
 def test_bench_streaming_whole_process(benchmark, rows, tmp_path):
     from simulator.engines.bench import bench_scenario, write_fast_traffic
 
-    traffic = write_fast_traffic(tmp_path / f"t{rows}.parquet", rows, STREAM_CHUNK)
+    kept = os.environ.get("TFYSIM_BENCH_DATA")
+    traffic = Path(kept or tmp_path) / f"stream-{rows}-{STREAM_CHUNK}.parquet"
+    if not (kept and traffic.exists()):
+        write_fast_traffic(traffic, rows, STREAM_CHUNK)
     scenario = bench_scenario(tmp_path, traffic, candidates=5)
     ref_seconds, ref_peak, _ = duckdb_reference(traffic)
     seconds, peak, _ = benchmark.pedantic(
