@@ -89,12 +89,9 @@ class Labels:
         return ids[codes] if len(codes) else np.zeros(0, np.int64)
 
     def add(self, codes: np.ndarray, column: int, weights: np.ndarray) -> None:
-        """Add ``weights`` per label in row order. ``np.bincount`` adds its weights one after another in input
-        order, so counting the running sums first (0 + s = s) and then the rows gives the same bits as ``np.add.at``
-        on the running sums, at a fraction of its cost."""
-        k = len(self.sums)
-        idx = np.concatenate([np.arange(k, dtype=np.int64), np.asarray(codes, dtype=np.int64)])
-        self.sums[:, column] = np.bincount(idx, np.concatenate([self.sums[:, column], weights]), minlength=k)
+        col = np.ascontiguousarray(self.sums[:, column])
+        np.add.at(col, codes, weights)  # numpy >= 1.25: faster here than np.bincount over running sums + rows
+        self.sums[:, column] = col
 
     def count(self, codes: np.ndarray, column: int, where: np.ndarray | None = None) -> None:
         """Add 1 per row (where ``where``): whole numbers, so counting per chunk equals adding in row order."""
