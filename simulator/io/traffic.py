@@ -485,14 +485,14 @@ def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
+    # codes + 1 cannot overflow: _code_dtype leaves room above the largest code
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:])
     if not len(used):
-        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
+        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"))
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
-    remap = np.full(len(labels), -1, dtype=np.int64)
+    remap = np.full(len(labels) + 1, -1, dtype=_code_dtype(len(uniq)))  # the last entry: code -1 stays -1
     remap[used] = inverse
-    return pd.Categorical.from_codes(np.where(codes >= 0, remap[np.maximum(codes, 0)], -1),
-                                     categories=pd.Index(uniq, dtype="str"))
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"))
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -564,18 +564,23 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 
     ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
+    for p in parts:
+        p.request_id = None  # joined: the parts' copies go now, not when the caller drops the parts
     num = {}
     for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row"):
         # each part's column is dropped once joined: one column at a time is held twice, not the whole table
         num[name] = _join([rows_of(p.numbers.pop(name), p, t) for p, t in zip(parts, take)],
                           np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
+        release_memory()  # the parts' copies: freed, and handed back before the next column is joined
     labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
+    release_memory()
     blocks = _join([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)], object)
     prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
     ts = num["timestamp"]
 
     dup = _duplicates(ids, ts, num, labels, blocks, prompt)
+    release_memory()  # the id hashes
     if dup.any():
         where = np.flatnonzero(dup)
         src = _label_values(labels["_source"][0][where], labels["_source"][1])
@@ -603,9 +608,7 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
         candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
     else:  # candidates share a 64-bit hash; the exact text decides among them
-        from simulator.hashing import hash64
-
-        hashes = hash64(ids, 0, "request_id")
+        hashes = _id_hashes(ids)
         ordered = np.sort(hashes)
         shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
         candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
@@ -636,6 +639,20 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     later[1:] = ranked[1:] == ranked[:-1]
     dup[repeated[order[later]]] = True
     return dup
+
+
+def _id_hashes(ids: pa.Array) -> np.ndarray:
+    """``hash64`` of the ids. Unless numba is loaded already, in slices small enough for its numpy path: the same
+    values, without loading the compiled kernel (~1 s and ~150 MB of RSS) at the load's peak of memory."""
+    import sys
+
+    from simulator.hashing import NUMPY_MAX_WORK, hash64
+
+    longest = int(pc.max(pc.binary_length(ids)).as_py() or 1) if len(ids) else 1
+    step = max(1, NUMPY_MAX_WORK // longest)
+    if "numba" in sys.modules or len(ids) <= step:
+        return hash64(ids, 0, "request_id")
+    return np.concatenate([hash64(ids.slice(start, step), 0, "request_id") for start in range(0, len(ids), step)])
 
 
 def request_ids(frame: pd.DataFrame) -> pa.Array:
@@ -681,6 +698,7 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
         elif name in _CATEGORY_COLUMNS:
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)
+            release_memory()  # the category's temporaries
         elif name == "prefix_blocks":
             data[name] = _take(blocks, order)
         else:
