@@ -686,3 +686,24 @@ def test_typed_integer_columns_out_of_range_keep_their_reasons(tmp_path):
     assert reasons(traffic) == [(2, "b", "input_tokens is implausibly large (above 1,000,000,000 tokens, limit max_tokens)"),
                                 (3, "c", "status_code must be an HTTP status between 100 and 599")]
     assert traffic.frame["input_tokens"].tolist() == [5]
+
+
+def test_duplicate_ids_in_a_large_table_are_found_across_hash_slices(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator import hashing
+
+    monkeypatch.setattr(hashing, "NUMPY_MAX_WORK", 70_000)  # ids of 7 bytes: slices of 10,000 rows
+    n = 250_000  # above the size where the duplicate check hashes
+    ids = [f"r{i:06d}" for i in range(n)]
+    ids[200_123] = ids[5]  # later copies of earlier ids, each in another slice than its first
+    ids[249_999] = ids[100_000]
+    ts = pd.Timestamp("2026-11-02T10:00:00Z") + pd.to_timedelta(np.arange(n), unit="ms")
+    table = pa.table({"request_id": ids, "timestamp": pa.array(ts), "model": ["openai/gpt-4o"] * n,
+                      "input_tokens": np.full(n, 10), "output_tokens": np.full(n, 1)})
+    pq.write_table(table, tmp_path / "big.parquet")
+    traffic = load(tmp_path / "big.parquet")
+    assert reasons(traffic) == [(200_124, "r000005", "duplicate request_id (an earlier row has the same id)"),
+                                (250_000, "r100000", "duplicate request_id (an earlier row has the same id)")]
+    assert len(traffic.frame) == n - 2
