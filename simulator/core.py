@@ -123,14 +123,15 @@ class Chunk:
         self.view = RequestView(f)
         self.ts = f["timestamp"].array.asi8.copy() if self.n else np.zeros(0, np.int64)
         self.model = codes_in(f["model"], ctx.vocab)
-        self.inp = f["input_tokens"].to_numpy(np.int64)
-        self.out = f["output_tokens"].to_numpy(np.int64)
-        self.cr = f["cache_read_tokens"].to_numpy(np.int64)
-        self.cw = f["cache_write_tokens"].to_numpy(np.int64)
-        self.cw1h = f["cache_write_1h_tokens"].to_numpy(np.int64)
-        self.status = f["status_code"].to_numpy(np.int64)
-        self.latency = f["latency_ms"].to_numpy(np.float64)
-        self.recorded_cost = f["cost_usd"].to_numpy(np.float64)
+        # contiguous: a column the input lacks is one repeated value in the table (stride 0), not per row here
+        self.inp = np.ascontiguousarray(f["input_tokens"].to_numpy(np.int64))
+        self.out = np.ascontiguousarray(f["output_tokens"].to_numpy(np.int64))
+        self.cr = np.ascontiguousarray(f["cache_read_tokens"].to_numpy(np.int64))
+        self.cw = np.ascontiguousarray(f["cache_write_tokens"].to_numpy(np.int64))
+        self.cw1h = np.ascontiguousarray(f["cache_write_1h_tokens"].to_numpy(np.int64))
+        self.status = np.ascontiguousarray(f["status_code"].to_numpy(np.int64))
+        self.latency = np.ascontiguousarray(f["latency_ms"].to_numpy(np.float64))
+        self.recorded_cost = np.ascontiguousarray(f["cost_usd"].to_numpy(np.float64))
         # Failed attempts (status >= 400) bill nothing: providers do not charge for them.
         self.baseline_cost = np.where(
             self.status >= 400, 0.0, self.price(self.model, self.inp, self.out, self.cr, self.cw, self.cw1h))

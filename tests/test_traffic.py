@@ -631,3 +631,79 @@ def test_metadata_canonical_text_per_distinct_value(tmp_path):
     assert values(t.frame["metadata"]) == ['{"a": [2, 1], "z": "\\u00e9"}', '{"a": null, "b": 1.5}', "{}", None,
                                            '{"a": [2, 1], "z": "\\u00e9"}']
     assert values(t.frame["team"]) == ["t1", None, "t2", None, "t1"]
+
+
+# -- columns a file lacks, and typed integer columns ----------------------------------------------------------
+def test_columns_a_file_lacks_hold_no_memory_per_row_and_read_as_their_defaults(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator.io import traffic as T
+
+    monkeypatch.setattr(T, "VALIDATE_ROWS", 2)  # several validated parts, joined
+    ts = pd.to_datetime(["2026-11-02T10:00:03Z", "2026-11-02T10:00:01Z", "2026-11-02T10:00:02Z",
+                         "2026-11-02T10:00:00Z", "2026-11-02T10:00:04Z"], utc=True)
+    lean = pa.table({"request_id": ["a", "b", "c", "d", "e"], "timestamp": pa.array(ts),
+                     "model": ["openai/gpt-4o"] * 5, "input_tokens": pa.array([10, 20, -1, 40, 50], pa.int64()),
+                     "output_tokens": pa.array([1, 2, 3, 4, 5], pa.int32())})
+    path = tmp_path / "lean.parquet"
+    pq.write_table(lean, path, row_group_size=2)  # rows out of time order, one bad row (c: input_tokens -1)
+    frame = load(path).frame
+    assert frame["request_id"].tolist() == ["d", "b", "a", "e"]
+    assert frame["input_tokens"].tolist() == [40, 20, 10, 50]
+    assert frame["output_tokens"].tolist() == [4, 2, 1, 5]
+    for name in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "prefix_tokens", "block_tokens"):
+        assert frame[name].dtype == np.int64 and frame[name].tolist() == [0] * 4
+        assert frame[name].to_numpy().strides == (0,)  # one value, not one per row
+    assert frame["status_code"].tolist() == [200] * 4
+    assert frame["cost_usd"].dtype == np.float64 and frame["cost_usd"].isna().all()
+    assert frame["prefix_blocks"].tolist() == [None] * 4
+
+    # a second file that has the column: its values, the lean file's default, in time order
+    rich = pa.table({"request_id": ["f"], "timestamp": pa.array(pd.to_datetime(["2026-11-02T10:00:02.5Z"], utc=True)),
+                     "model": ["openai/gpt-4o"], "input_tokens": [100], "output_tokens": [7],
+                     "cache_read_tokens": [60], "cost_usd": [0.25], "status_code": [429]})
+    pq.write_table(rich, tmp_path / "rich.parquet")
+    both = load([path, tmp_path / "rich.parquet"])
+    assert both.frame["request_id"].tolist() == ["d", "b", "f", "a", "e"]
+    assert both.frame["cache_read_tokens"].tolist() == [0, 0, 60, 0, 0]
+    assert values(both.frame["cost_usd"]) == [None, None, 0.25, None, None]
+    assert both.frame["status_code"].tolist() == [200, 200, 429, 200, 200]
+    assert reasons(both) == [(3, "c", "input_tokens must be >= 0")]
+
+
+def test_typed_integer_columns_out_of_range_keep_their_reasons(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"request_id": ["a", "b", "c"], "timestamp": ["2026-11-02T10:00:00Z"] * 3,
+                      "model": ["openai/gpt-4o"] * 3, "input_tokens": pa.array([5, 2_000_000_000, 7], pa.int64()),
+                      "output_tokens": pa.array([1, None, 3], pa.int64()),
+                      "status_code": pa.array([200, 200, 700], pa.int64())})
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path)
+    traffic = load(path)
+    assert reasons(traffic) == [(2, "b", "input_tokens is implausibly large (above 1,000,000,000 tokens, limit max_tokens)"),
+                                (3, "c", "status_code must be an HTTP status between 100 and 599")]
+    assert traffic.frame["input_tokens"].tolist() == [5]
+
+
+def test_duplicate_ids_in_a_large_table_are_found_across_hash_slices(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator import hashing
+
+    monkeypatch.setattr(hashing, "NUMPY_MAX_WORK", 70_000)  # ids of 7 bytes: slices of 10,000 rows
+    n = 250_000  # above the size where the duplicate check hashes
+    ids = [f"r{i:06d}" for i in range(n)]
+    ids[200_123] = ids[5]  # later copies of earlier ids, each in another slice than its first
+    ids[249_999] = ids[100_000]
+    ts = pd.Timestamp("2026-11-02T10:00:00Z") + pd.to_timedelta(np.arange(n), unit="ms")
+    table = pa.table({"request_id": ids, "timestamp": pa.array(ts), "model": ["openai/gpt-4o"] * n,
+                      "input_tokens": np.full(n, 10), "output_tokens": np.full(n, 1)})
+    pq.write_table(table, tmp_path / "big.parquet")
+    traffic = load(tmp_path / "big.parquet")
+    assert reasons(traffic) == [(200_124, "r000005", "duplicate request_id (an earlier row has the same id)"),
+                                (250_000, "r100000", "duplicate request_id (an earlier row has the same id)")]
+    assert len(traffic.frame) == n - 2

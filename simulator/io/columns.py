@@ -250,6 +250,21 @@ def numbers(col: Col, absent_mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def whole_numbers(col: Col, cap: float) -> np.ndarray | None:
+    """int64 values of an integer column without nulls whose values all lie in [0, ``cap``]; None otherwise
+    (the caller then takes the general path, which finds each bad row's reason). The values are those the general
+    path gives (every value up to ``cap`` <= 2**53 is exact in float64)."""
+    arr = col.arr
+    if (not pa.types.is_integer(arr.type) or arr.null_count or col.boolean is not None or col.nested is not None
+            or cap > 2**53):
+        return None
+    if len(arr):
+        bounds = pc.min_max(arr)
+        if bounds["min"].as_py() < 0 or bounds["max"].as_py() > cap:
+            return None
+    return np.array(arr.to_numpy(zero_copy_only=False), dtype=np.int64)  # its own copy, writeable
+
+
 # -- labels and codes ------------------------------------------------------------------------------------------
 def codes(col: Col) -> tuple[np.ndarray, np.ndarray]:
     """(codes, labels): int64 codes into an object array of distinct text labels; -1 for absent values.

@@ -121,12 +121,11 @@ def load_traffic(
             if not raw.rejects:
                 raise InputError(f"{path}: no data rows (header only?).")
             continue
-        adapted = _adapted(raw, adapter, mapping, str(path))
+        pieces = _pieces(_adapted(raw, adapter, mapping, str(path)))
         del raw
-        for piece in _pieces(adapted):
-            parts.append(validate(piece, timezone=timezone, now=now, limits=limits))
+        while pieces:  # each piece's raw buffers are freed once it is validated: raw and parts never both whole
+            parts.append(validate(pieces.pop(0), timezone=timezone, now=now, limits=limits))
             release_memory()
-        del adapted
     good, bad = finish(parts)
     del parts
     release_memory()
@@ -213,7 +212,7 @@ class Part:
 
     n: int
     bad: np.ndarray
-    reason: np.ndarray
+    reason: np.ndarray  # the first reason of each bad row, in row order (none held for good rows)
     request_id: pa.Array
     prompt: pa.Array
     numbers: dict[str, np.ndarray]
@@ -223,6 +222,14 @@ class Part:
 
 def _ints(col: C.Col, name: str, required: bool, default: int, rej: _Rejector, cap: float, limit: str
           ) -> np.ndarray:
+    fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
+    if pa.types.is_null(col.type):  # an absent column: every row missing
+        if required:
+            rej.add(np.ones(len(col), dtype=bool), f"{name} is missing")
+        return _repeated(fill, len(col), np.int64)
+    whole = C.whole_numbers(col, cap)
+    if whole is not None:  # the usual typed column: no float round trip
+        return whole
     missing = C.missing(col)
     num = C.numbers(col, missing)
     if required:
@@ -237,13 +244,14 @@ def _ints(col: C.Col, name: str, required: bool, default: int, rej: _Rejector, c
         rej.add(~missing & (num < 0), f"{name} must be >= 0")
         rej.add(~missing & np.isfinite(num) & (np.floor(num) != num), f"{name} must be a whole number of tokens")
         rej.add(~missing & (num > cap), f"{name} is implausibly large{limit}")
-    fill = 0 if default is None else default  # required columns: the row is rejected, the value is a placeholder
     with np.errstate(invalid="ignore"):
         out = np.where(missing | ~np.isfinite(num) | (np.abs(num) > cap), fill, num)
     return out.astype(np.int64)
 
 
 def _floats(col: C.Col, name: str, rej: _Rejector, cap: float, limit: str) -> np.ndarray:
+    if pa.types.is_null(col.type):  # an absent column: NaN throughout
+        return _repeated(np.nan, len(col), np.float64)
     missing = C.missing(col)
     num = C.numbers(col, missing)
     with np.errstate(invalid="ignore"):
@@ -339,6 +347,8 @@ def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallb
 
 
 def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> tuple[np.ndarray, np.ndarray]:
+    if not len(values):  # no row has blocks
+        return _repeated(None, len(codes), object), np.zeros(len(codes), dtype=bool)
     per_value = np.full(len(values), None, dtype=object)
     bad_value = np.zeros(len(values), dtype=bool)
     for j, v in enumerate(values):
@@ -457,7 +467,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     row = C.numbers(col("_row"), C.missing(col("_row")))
     num["_row"] = np.nan_to_num(row, nan=0.0).astype(np.int64)
     out.bad = rej.bad
-    out.reason = rej.reason
+    out.reason = rej.reason[out.bad]
     out.labels = {name: (_narrow(codes, len(labels)), labels) for name, (codes, labels) in out.labels.items()}
     return out
 
@@ -475,14 +485,14 @@ def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(labels)))
+    # codes + 1 cannot overflow: _code_dtype leaves room above the largest code
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:])
     if not len(used):
-        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
+        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"))
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
-    remap = np.full(len(labels), -1, dtype=np.int64)
+    remap = np.full(len(labels) + 1, -1, dtype=_code_dtype(len(uniq)))  # the last entry: code -1 stays -1
     remap[used] = inverse
-    return pd.Categorical.from_codes(np.where(codes >= 0, remap[np.maximum(codes, 0)], -1),
-                                     categories=pd.Index(uniq, dtype="str"))
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"))
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -498,10 +508,31 @@ def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tupl
     return _join(codes, dtype), _join(labels, object)
 
 
+def _repeated(value: Any, n: int, dtype: Any) -> np.ndarray:
+    """``n`` copies of ``value`` as one element seen ``n`` times (a read-only view with stride 0): a column the
+    input does not have costs no memory per row. Selecting rows of it (:func:`_take`) keeps it one element."""
+    return np.broadcast_to(np.array(value, dtype=dtype), (n,))
+
+
+def _is_repeated(values: np.ndarray) -> bool:
+    return values.ndim == 1 and len(values) > 0 and values.strides[0] == 0
+
+
+def _take(values: np.ndarray, rows: Any) -> np.ndarray:
+    """``values[rows]``, a :func:`_repeated` column staying one."""
+    if _is_repeated(values):
+        return _repeated(values[0], len(range(len(values))[rows]) if isinstance(rows, slice) else len(rows),
+                        values.dtype)
+    return values[rows]
+
+
 def _join(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-    """np.concatenate without the copy when there is one array."""
+    """np.concatenate without the copy when there is one array; :func:`_repeated` columns of one value stay one."""
     if len(arrays) == 1:
         return arrays[0]
+    filled = [a for a in arrays if len(a)]
+    if filled and all(_is_repeated(a) for a in filled) and len({a[:1].tobytes() for a in filled}) == 1:
+        return _repeated(filled[0][0], sum(len(a) for a in arrays), filled[0].dtype)
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
@@ -524,27 +555,32 @@ def finish(parts: list[Part]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         src = _label_values(*(c[bad] if i == 0 else c for i, c in enumerate(p.labels["_source"])))
         ids = p.request_id.take(pa.array(bad)).to_pylist()
         rows = p.numbers["_row"][bad]
-        rejects.extend({"source": str(s), "row": int(r), "request_id": i, "reason": p.reason[b]}
-                       for s, r, i, b in zip(src, rows, ids, bad))
+        rejects.extend({"source": str(s), "row": int(r), "request_id": i, "reason": why}
+                       for s, r, i, why in zip(src, rows, ids, p.reason))
     def rows_of(values: Any, part: Part, rows: np.ndarray) -> Any:
         if len(rows) == part.n:
             return values
-        return values.take(pa.array(rows)) if isinstance(values, pa.Array) else values[rows]
+        return values.take(pa.array(rows)) if isinstance(values, pa.Array) else _take(values, rows)
 
     ids = pa.concat_arrays([rows_of(p.request_id, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
+    for p in parts:
+        p.request_id = None  # joined: the parts' copies go now, not when the caller drops the parts
     num = {}
     for name in ("timestamp", *_INT_COLUMNS, "cost_usd", "latency_ms", "status_code", "_row"):
         # each part's column is dropped once joined: one column at a time is held twice, not the whole table
         num[name] = _join([rows_of(p.numbers.pop(name), p, t) for p, t in zip(parts, take)],
                           np.float64 if name in ("cost_usd", "latency_ms") else np.int64)
+        release_memory()  # the parts' copies: freed, and handed back before the next column is joined
     labels = {name: _concat_labels(parts, name, take) for name in (*_CATEGORY_COLUMNS, "_source")}
+    release_memory()
     blocks = _join([rows_of(p.prefix_blocks, p, t) for p, t in zip(parts, take)], object)
     prompt = pa.concat_arrays([rows_of(p.prompt, p, t).cast(pa.large_string()) for p, t in zip(parts, take)]) \
         if parts else pa.array([], pa.large_string())
     ts = num["timestamp"]
 
     dup = _duplicates(ids, ts, num, labels, blocks, prompt)
+    release_memory()  # the id hashes
     if dup.any():
         where = np.flatnonzero(dup)
         src = _label_values(labels["_source"][0][where], labels["_source"][1])
@@ -572,9 +608,7 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
         candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
     else:  # candidates share a 64-bit hash; the exact text decides among them
-        from simulator.hashing import hash64
-
-        hashes = hash64(ids, 0, "request_id")
+        hashes = _id_hashes(ids)
         ordered = np.sort(hashes)
         shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
         candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
@@ -605,6 +639,20 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     later[1:] = ranked[1:] == ranked[:-1]
     dup[repeated[order[later]]] = True
     return dup
+
+
+def _id_hashes(ids: pa.Array) -> np.ndarray:
+    """``hash64`` of the ids. Unless numba is loaded already, in slices small enough for its numpy path: the same
+    values, without loading the compiled kernel (~1 s and ~150 MB of RSS) at the load's peak of memory."""
+    import sys
+
+    from simulator.hashing import NUMPY_MAX_WORK, hash64
+
+    longest = int(pc.max(pc.binary_length(ids)).as_py() or 1) if len(ids) else 1
+    step = max(1, NUMPY_MAX_WORK // longest)
+    if "numba" in sys.modules or len(ids) <= step:
+        return hash64(ids, 0, "request_id")
+    return np.concatenate([hash64(ids.slice(start, step), 0, "request_id") for start in range(0, len(ids), step)])
 
 
 def request_ids(frame: pd.DataFrame) -> pa.Array:
@@ -650,10 +698,11 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
         elif name in _CATEGORY_COLUMNS:
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)
+            release_memory()  # the category's temporaries
         elif name == "prefix_blocks":
-            data[name] = blocks[order]
+            data[name] = _take(blocks, order)
         else:
-            data[name] = num[name][order]
+            data[name] = _take(num[name], order)
     return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns
 
 

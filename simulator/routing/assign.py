@@ -46,6 +46,8 @@ def first_choice(p, rule: Rule, rows: np.ndarray) -> np.ndarray:
         weights = np.array([t.weight if t.weight is not None else 100 for t in targets], dtype=np.float64)
         w = eligible * weights
         total = w.sum(axis=1)
+        if k == 1:  # one target takes every row it may take: no draw (u < 1), so no hash of every request id
+            return np.where(total == 0, -1, 0)
         u = (p.session_uniform if rule.sticky_routing else p.request_uniform)[rows]
         cum = np.cumsum(w, axis=1)
         choice = (cum <= (u * total)[:, None]).sum(axis=1)

@@ -90,7 +90,7 @@ class Labels:
 
     def add(self, codes: np.ndarray, column: int, weights: np.ndarray) -> None:
         col = np.ascontiguousarray(self.sums[:, column])
-        np.add.at(col, codes, weights)
+        np.add.at(col, codes, weights)  # numpy >= 1.25: faster here than np.bincount over running sums + rows
         self.sums[:, column] = col
 
     def count(self, codes: np.ndarray, column: int, where: np.ndarray | None = None) -> None:

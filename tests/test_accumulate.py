@@ -1,0 +1,32 @@
+"""Per-label sums of the summary accumulators."""
+
+import numpy as np
+
+from simulator.summary.accumulate import Labels
+
+
+def test_labels_add_equals_adding_row_by_row_in_row_order():
+    # magnitudes from 1e-6 to 1e6 so a different order of additions would change the last bits
+    rng = np.random.default_rng(7)
+    keys = rng.choice(np.array(["a", "b", "c", "d", "e"], dtype=object), 20_000)
+    weights = rng.random(20_000) * 10.0 ** rng.integers(-6, 7, 20_000)
+    labels = Labels(2)
+    for start in range(0, len(keys), 3_001):  # uneven chunks; labels first seen in later chunks too
+        part = slice(start, start + 3_001)
+        codes = labels.codes(keys[part])
+        labels.add(codes, 1, weights[part])
+    expected: dict[str, float] = {}
+    for key, weight in zip(keys.tolist(), weights.tolist()):  # plain Python floats, one addition per row
+        expected[key] = expected.get(key, 0.0) + weight
+    names, sums = labels.sorted()
+    assert names.tolist() == sorted(expected)
+    assert sums[:, 1].tolist() == [expected[name] for name in names]  # bit for bit
+    assert sums[:, 0].tolist() == [0.0] * len(names)
+
+
+def test_labels_add_with_no_rows_and_integer_weights():
+    labels = Labels(1)
+    labels.add(labels.codes(np.array([], dtype=object)), 0, np.zeros(0))
+    assert labels.sums.shape == (0, 1)
+    labels.add(labels.codes(np.array(["x", "y", "x"], dtype=object)), 0, np.array([1, 2, 3]))
+    assert dict(zip(*[a.tolist() for a in labels.sorted()])) == {"x": [4.0], "y": [2.0]}
