@@ -49,6 +49,8 @@ def _fit_margins(fig, renderer) -> None:
     renderer's font metrics (a few microseconds a string), not by a layout pass over every artist."""
     import math
 
+    if len(fig.axes) != 1:  # every report chart has one axes; anything else keeps matplotlib's default margins
+        return
     (ax,) = fig.axes
     width_in, height_in = fig.get_size_inches()
     px = fig.dpi
@@ -88,8 +90,11 @@ def _fit_margins(fig, renderer) -> None:
     bottom = PAD_IN + xlabel_h + (PAD_IN if xlabel_h else 0) + xh + xpad
     top = PAD_IN + title_h + (2 * PAD_IN if title_h else 0)
     right = PAD_IN + beyond_right
-    fig.subplots_adjust(left=left / width_in, right=1 - right / width_in, bottom=bottom / height_in,
-                        top=1 - top / height_in)
+    # the axes keep at least a third of each side: labels past that are cut at the edge rather than the plot lost
+    scale_w = min(1.0, (2 / 3) * width_in / (left + right))
+    scale_h = min(1.0, (2 / 3) * height_in / (bottom + top))
+    fig.subplots_adjust(left=scale_w * left / width_in, right=1 - scale_w * right / width_in,
+                        bottom=scale_h * bottom / height_in, top=1 - scale_h * top / height_in)
 
 
 def charts(doc: Document) -> list[Chart]:
