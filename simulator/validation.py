@@ -244,9 +244,9 @@ def _matching(report: Validation, frame, candidates) -> None:
 
     seen = set(map(str, frame["model"].cat.categories))
     if "requested_model" in frame:
-        seen |= _present(frame["requested_model"])
+        seen |= present_values(frame["requested_model"])
     names = {split_model_id(m)[1] for m in seen}
-    values = {key: _present(frame[key]) for key in ("workflow_tag", "team", "project") if key in frame}
+    values = {key: present_values(frame[key]) for key in ("workflow_tag", "team", "project") if key in frame}
     for i, cand in candidates:
         for r, rule in enumerate(cand.rules):
             where = f"{report.scenario}: candidates[{i}].rules[{r}] ('{rule.id}')"
@@ -260,7 +260,7 @@ def _matching(report: Validation, frame, candidates) -> None:
                                            f"traffic" + _close(str(value), values[key]))
 
 
-def _present(column) -> set[str]:
+def present_values(column) -> set[str]:
     """The distinct values of a column as text, missing values left out (a categorical's used categories: no
     per-row conversion)."""
     import numpy as np

@@ -133,9 +133,9 @@ def test_present_values_are_the_used_categories_without_missing_ones():
     values are not present (expected sets written by hand)."""
     import pandas as pd
 
-    from simulator.validation import _present
+    from simulator.validation import present_values
 
     col = pd.Series(pd.Categorical(["b", None, "a", "b"], categories=["a", "b", "unused"]))
-    assert _present(col) == {"a", "b"}
-    assert _present(pd.Series(["x", None, "y", "x"], dtype=object)) == {"x", "y"}
-    assert _present(pd.Series(pd.Categorical([None, None], categories=["a"]))) == set()
+    assert present_values(col) == {"a", "b"}
+    assert present_values(pd.Series(["x", None, "y", "x"], dtype=object)) == {"x", "y"}
+    assert present_values(pd.Series(pd.Categorical([None, None], categories=["a"]))) == set()
