@@ -244,10 +244,9 @@ def _matching(report: Validation, frame, candidates) -> None:
 
     seen = set(map(str, frame["model"].cat.categories))
     if "requested_model" in frame:
-        seen |= set(map(str, frame["requested_model"].dropna().astype(str).unique()))
+        seen |= present_values(frame["requested_model"])
     names = {split_model_id(m)[1] for m in seen}
-    values = {key: set(map(str, frame[key].dropna().astype(str).unique()))
-              for key in ("workflow_tag", "team", "project") if key in frame}
+    values = {key: present_values(frame[key]) for key in ("workflow_tag", "team", "project") if key in frame}
     for i, cand in candidates:
         for r, rule in enumerate(cand.rules):
             where = f"{report.scenario}: candidates[{i}].rules[{r}] ('{rule.id}')"
@@ -259,6 +258,17 @@ def _matching(report: Validation, frame, candidates) -> None:
                 if key in values and str(value) not in values[key]:
                     report.warnings.append(f"{where}: when.metadata.{key} '{value}' matches no request of the "
                                            f"traffic" + _close(str(value), values[key]))
+
+
+def present_values(column) -> set[str]:
+    """The distinct values of a column as text, missing values left out (a categorical's used categories: no
+    per-row conversion)."""
+    import numpy as np
+
+    if hasattr(column, "cat"):
+        codes = np.asarray(column.cat.codes)
+        return set(map(str, column.cat.categories[np.unique(codes[codes >= 0])]))
+    return set(map(str, column.dropna().astype(str).unique()))
 
 
 def _close(given: str, choices) -> str:

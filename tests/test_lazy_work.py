@@ -156,6 +156,23 @@ def test_help_imports_no_heavy_library():
     assert out.stdout.strip() == ""
 
 
+def test_validate_of_a_broken_scenario_and_schema_import_no_data_library(tmp_path):
+    """The scenario model is pandas-free: a scenario that fails its schema is answered without pandas or pyarrow."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nname: bad\ntraffic: missing.parquet\ncandidates:\n- name: x\n  rulez: []\n")
+    code = ("import sys; from click.testing import CliRunner; from simulator.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['validate', {str(bad)!r}]); "
+            "s = CliRunner().invoke(cli, ['schema']); assert s.exit_code == 0, s.output; "
+            "heavy = ['scipy', 'sklearn', 'matplotlib', 'numba', 'dask', 'pandas', 'pyarrow', 'genai_prices']; "
+            "print(r.exit_code); print(r.output); print('loaded:', ','.join(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    lines = out.stdout.strip().split("\n")
+    assert lines[0] == "2"
+    assert "candidates[0].rulez: unknown key 'rulez'. Did you mean 'rules'?" in out.stdout
+    assert "traffic: file" in out.stdout and "missing.parquet' does not exist" in out.stdout
+    assert lines[-1] == "loaded:"
+
+
 def test_mix64_is_fmix64_of_hash_xor_value_times_fnv_prime():
     from simulator.hashing import mix64
 

@@ -62,6 +62,56 @@ def test_report_sections_present(run_folder):
     assert "<strong>What to do next</strong>" in html
 
 
+@pytest.mark.parametrize("rotation", [0, 30])
+def test_chart_labels_fit_inside_the_png(rotation):
+    """Margins are set from font metrics, not a layout engine: matplotlib's own measure of every label drawn
+    (a tick label of 60 characters, the most a chart label keeps; a two-line axis label; rotated x labels; the
+    title) must lie inside the figure."""
+    from simulator.outputs.report import render_png
+    from simulator.outputs.report.document import Chart
+
+    figs = []
+    names = [("anthropic-main/claude-sonnet-4-6-" + "x" * 60)[:60], "M" * 30, "short"]
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        ax.barh(names, [1_000_000.0, 2.5, 30_000.0])
+        ax.set_xlabel("cost in the window (USD)")
+        ax.set_ylabel("first line\nsecond line")
+        ax.set_title("Spend by a long label")
+        ax.tick_params(axis="x", rotation=rotation)
+        figs.append(fig)
+
+    png = render_png(Chart("labels", "labels", draw))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = figs
+    ax = fig.axes[0]
+    width, height = fig.bbox.width, fig.bbox.height
+    texts = [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+    texts += [ax.xaxis.label, ax.yaxis.label, ax.title]
+    assert len(texts) >= 3 + 3 + 2
+    for t in texts:
+        box = t.get_window_extent()
+        if t in ax.get_xticklabels() and not 0 <= t.get_position()[0] <= 1_000_000.0:
+            continue  # a tick beyond the view is not drawn
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (t.get_text()[:12], box)
+
+
+def test_a_chart_with_labels_wider_than_the_figure_keeps_its_plot():
+    from simulator.outputs.report import render_png
+    from simulator.outputs.report.document import Chart
+
+    figs = []
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        ax.barh(["W" * 60], [1.0])
+        figs.append(fig)
+
+    render_png(Chart("wide", "wide", draw))
+    assert figs[0].axes[0].get_position().width >= 1 / 3 - 1e-9
+
+
 def test_report_is_deterministic(run_folder, tmp_path):
     sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "gates": {"min_monthly_savings_usd": 0},
                          "candidates": [SPLIT, {"name": "none"}]}, "weekly.yaml", tmp_path)

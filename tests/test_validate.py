@@ -126,3 +126,16 @@ def test_a_glob_that_matches_nothing_is_a_problem_and_one_that_matches_is_read(t
     (tmp_path / "s.yaml").write_text("name: g\ntraffic: week/*.csv\n")
     report = json.loads(_validate(str(tmp_path / "s.yaml"), "--json").stdout)
     assert report["ok"] and report["traffic"]["rows_read"] == 8
+
+
+def test_present_values_are_the_used_categories_without_missing_ones():
+    """Rule-matching warnings compare against the values present: a categorical's unused categories and missing
+    values are not present (expected sets written by hand)."""
+    import pandas as pd
+
+    from simulator.validation import present_values
+
+    col = pd.Series(pd.Categorical(["b", None, "a", "b"], categories=["a", "b", "unused"]))
+    assert present_values(col) == {"a", "b"}
+    assert present_values(pd.Series(["x", None, "y", "x"], dtype=object)) == {"x", "y"}
+    assert present_values(pd.Series(pd.Categorical([None, None], categories=["a"]))) == set()

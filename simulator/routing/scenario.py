@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.control.settings import Adoption, Alerts, LoopDetection, Outcomes
 from simulator.errors import ScenarioError, did_you_mean
-from simulator.io.adapters import DEFAULT_TAG_PREFIXES, AdapterOptions
+from simulator.io.options import DEFAULT_TAG_PREFIXES, AdapterOptions
 from simulator.io.yamlio import read_yaml
 
 STATUS_RE = re.compile(r"^[1-5]\d\d$")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.io.options import DEFAULT_TAG_PREFIXES, AdapterOptions  # noqa: F401 (re-exported)
+
 #: Attribution keys promoted from metadata objects by validation (see ``simulator.io.traffic``).
 ATTRIBUTION_KEYS = ("user_id", "team", "project", "workflow_tag", "session_id")
 #: Canonical columns every adapter must produce.
 REQUIRED = ("request_id", "timestamp", "model", "input_tokens", "output_tokens")
-#: Tag convention: a tag ``project:x`` sets project x (LiteLLM request_tags and metadata tags, Langfuse tags).
-DEFAULT_TAG_PREFIXES = {"project": "project:", "workflow_tag": "workflow:", "team": "team:"}
 #: Reason prefix of rows that are not model calls by design (agent, tool, chain spans): counted apart from defects.
 NOT_INFERENCE = "not an inference span"
 GATEWAY_CACHE_HIT = "gateway cache hit"
@@ -24,24 +23,6 @@ GATEWAY_CACHE_HIT = "gateway cache hit"
 
 class IngestNote(UserWarning):
     """Something an adapter assumed about a whole export (shown with the data-quality counts)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AdapterOptions:
-    """How to read one export: adapter name (None = detect), tag convention and the gateway cache-hit policy.
-
-    ``tag_prefixes`` maps an attribution key (project, workflow_tag, team) to the tag prefix that carries it;
-    ``gateway_cache_hits`` is ``reject`` (default: answered by the gateway cache without a model call, listed in
-    rejects with that reason) or ``replay`` (replayed as if the cache had missed: what the cache saved).
-    """
-
-    name: str | None = None
-    tag_prefixes: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_TAG_PREFIXES))
-    gateway_cache_hits: str = "reject"
-
-    @classmethod
-    def of(cls, value: AdapterOptions | str | None) -> AdapterOptions:
-        return value if isinstance(value, AdapterOptions) else cls(name=value)
 
 
 def json_obj(value: Any) -> dict[str, Any] | None:

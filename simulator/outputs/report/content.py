@@ -500,6 +500,7 @@ def _savings_chart(policies: list[dict]):
 def _cost_quality_chart(points: list[dict]):
     def draw(fig):
         ax = fig.add_subplot(111)
+        right = max((p["savings_pct"] for p in points), default=0.0)
         for p in points:
             moved = p.get("accuracy_delta_moved_pp")
             y = moved if moved is not None else p["accuracy_delta_pp"]
@@ -508,10 +509,12 @@ def _cost_quality_chart(points: list[dict]):
             if ci and ci[0] is not None:
                 ax.vlines(p["savings_pct"], ci[0], ci[1], color="#0969da", linewidth=1.5)
             ax.plot([p["savings_pct"]], [p["accuracy_delta_pp"]], "x", color="#57606a")
-            ax.annotate(chart_label(p["name"]), (p["savings_pct"], y), textcoords="offset points", xytext=(5, 5))
+            flip = right > 0 and p["savings_pct"] > right / 2  # names in the right half end at their point: on the chart
+            ax.annotate(chart_label(p["name"]), (p["savings_pct"], y), textcoords="offset points",
+                        xytext=(-5 if flip else 5, 5), ha="right" if flip else "left")
         ax.axhline(0, color="#57606a", linewidth=0.8)
         ax.set_xlabel("cost saved (%)")
-        ax.set_ylabel("accuracy change (pp): dot = moved requests, x = traffic-wide")
+        ax.set_ylabel("accuracy change (pp)\ndot = moved requests, x = traffic-wide")
         ax.set_title("Cost vs quality per candidate")
         ax.grid(alpha=0.3)
     return draw
