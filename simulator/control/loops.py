@@ -24,16 +24,13 @@ samples of the last ``baseline_days``.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import itertools
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from simulator.jit import njit
-from sortedcontainers import SortedList
 
 from simulator.control.settings import LoopDetection
 from simulator.errors import InputError
@@ -102,81 +99,6 @@ def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - co
     return rate
 
 
-@njit(cache=True)
-def _detect(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns,
-            window_ns, ident_n, storm_n, pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run,
-            ident_start, fail_run, fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
-            retry_tokens, open_w, open_tokens, open_mark, bucket, open_buf, open_count, fired,
-            killed):  # pragma: no cover - compiled
-    """The sequential part over rows lo..hi-1 (one window bucket); per-slot state is updated in place, and so are
-    the open bucket totals (executed weight and tokens) of the sessions active in this bucket."""
-    for i in range(lo, hi):
-        s = slot[i]
-        if s < 0:
-            continue
-        thr = thr_of_wf[wf_of_slot[s]] if rate[i] > 0 else np.inf
-        total_cost[s] += cost[i]
-        requests[s] += 1
-        if limited[i]:
-            limit_hits[s] += 1
-        if fail_run[s] > 0 and not failed[i]:
-            retry_tokens[s] += tokens[i]
-        if detected_at[s] >= 0:
-            after_cost[s] += cost[i]
-            after_requests[s] += 1
-            killed[i] = kill
-        else:
-            rule = 0
-            if rate[i] > thr:
-                if first_excess[s] < 0:
-                    first_excess[s] = ts[i]
-                if pending[s] < 0:
-                    pending[s] = ts[i]
-                if ts[i] - pending[s] >= for_ns:
-                    rule = 1
-            else:
-                pending[s] = -1
-            start = -1
-            if rule == 0 and ident_n > 0 and ident_run[s] >= ident_n:
-                rule = 2
-                start = ident_start[s]
-            if rule == 0 and storm_n > 0 and fail_run[s] >= storm_n:
-                oldest = fail_times[s, fail_run[s] % storm_n]
-                newest = fail_times[s, (fail_run[s] - 1) % storm_n]
-                if newest - oldest <= window_ns:
-                    rule = 3
-                    start = oldest
-            if rule > 0:
-                detected_at[s] = ts[i]
-                rule_of[s] = rule
-                first = first_excess[s]
-                onset[s] = first if (first >= 0 and (start < 0 or first < start)) else start
-                after_cost[s] += cost[i]
-                after_requests[s] += 1
-                fired[i] = rule
-                killed[i] = kill
-        if open_mark[s] != bucket:
-            open_mark[s] = bucket
-            open_buf[open_count[0]] = s
-            open_count[0] += 1
-        if killed[i]:
-            continue  # a killed request never runs: it adds no evidence nor spend
-        open_w[s] += weight[i]
-        open_tokens[s] += tokens[i]
-        if failed[i]:
-            fail_times[s, fail_run[s] % storm_n if storm_n > 0 else 0] = ts[i]
-            fail_run[s] += 1
-        else:
-            fail_run[s] = 0
-            if fp[i] != 0:
-                if fp[i] == ident_fp[s]:
-                    ident_run[s] += 1
-                else:
-                    ident_fp[s] = fp[i]
-                    ident_run[s] = 1
-                    ident_start[s] = ts[i]
-
-
 _SLOT_ARRAYS = {  # name: (dtype, fill)
     "wf": (np.int64, -1), "first_ts": (np.int64, -1), "pending": (np.int64, -1), "first_excess": (np.int64, -1),
     "detected_at": (np.int64, -1), "rule_of": (np.int8, 0), "onset": (np.int64, -1), "ident_fp": (np.int64, 0),
@@ -206,9 +128,8 @@ class LoopState:
         self.fail_times = np.zeros((0, max(self.rule.retry_storm, 1)), dtype=np.int64)
         self.wf_of: dict[int, int] = {}
         self.wf_names: list[str] = []
-        self.samples: list[collections.deque] = []  # per workflow: (bucket end, window totals, token totals)
-        self.sorted: list[SortedList] = []  # per workflow: the window totals in order (quantiles without a sort)
-        self.unsorted: list[int] = []  # per workflow: how many of the newest sample blocks are not in it yet
+        # baseline samples in flush order (bucket ends never decrease): end, workflow, window total, token total
+        self.samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
         self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.bucket = -(2**62)  # the window bucket being filled
         self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
@@ -248,65 +169,38 @@ class LoopState:
         if name not in self.wf_of:
             self.wf_of[name] = len(self.wf_names)
             self.wf_names.append(name)
-            self.samples.append(collections.deque())
-            self.sorted.append(SortedList())
-            self.unsorted.append(0)
         return self.wf_of[name]
 
     # -- baseline ---------------------------------------------------------------------------------------------
+    def _add_samples(self, end, wf, values, tokens) -> None:
+        self.samples = tuple(np.concatenate([old, np.asarray(new, dtype=old.dtype)])
+                             for old, new in zip(self.samples, (end, wf, values, tokens)))
+
     def _flush(self) -> None:
         """Move the open buckets (all complete now) into their workflows' baseline samples."""
         count = int(self.open_count[0])
         if not count:
             return
-        end = (self.bucket + 1) * self.window_ns
         slots = self.open_buf[:count]
         normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
-        if len(normal):
-            # grouped by workflow in Python: a bucket holds a few sessions, and numpy calls per group cost more
-            groups: dict[int, tuple[list[float], list[float]]] = {}
-            for wf, w, t in zip(self.wf[normal].tolist(), self.open_w[normal].tolist(),
-                                self.open_tokens[normal].tolist()):
-                group = groups.get(wf)
-                if group is None:
-                    group = groups[wf] = ([], [])
-                group[0].append(w)
-                group[1].append(t)
-            for wf, (values, tokens) in groups.items():
-                self.samples[wf].append((end, values, tokens))
-                self.unsorted[wf] += 1  # sorted in when a threshold needs them (one update for many buckets)
+        self._add_samples(np.full(len(normal), (self.bucket + 1) * self.window_ns, np.int64), self.wf[normal],
+                          self.open_w[normal], self.open_tokens[normal])
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
 
-    def _trim(self, wf: int, now: int) -> None:
-        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list), then
-        sort in the blocks added since the last call."""
-        blocks, ordered = self.samples[wf], self.sorted[wf]
-        while blocks and blocks[0][0] <= now - self.baseline_ns:
-            if len(blocks) > self.unsorted[wf]:
-                for v in blocks.popleft()[1]:
-                    ordered.remove(v)
-            else:  # never sorted in
-                blocks.popleft()
-                self.unsorted[wf] -= 1
-        if self.unsorted[wf]:
-            ordered.update([v for b in itertools.islice(blocks, len(blocks) - self.unsorted[wf], None) for v in b[1]])
-            self.unsorted[wf] = 0
-
-    def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
+    def _window(self, wf: int, now: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples of ``wf`` completed in (now - baseline, now]: (window totals, token totals)."""
-        self._trim(wf, now)
-        blocks = self.samples[wf]
-        return [v for b in blocks for v in b[1]], [t for b in blocks for t in b[2]]
+        end, wfs, values, tokens = self.samples
+        keep = (wfs == wf) & (end > now - self.baseline_ns)
+        return values[keep], tokens[keep]
 
     def threshold(self, wf: int, now: int) -> float:
         """``multiplier`` x the ``quantile`` of the workflow's samples in the baseline window ending at ``now``."""
-        self._trim(wf, now)
-        ordered = self.sorted[wf]
-        if len(ordered) < self.rule.min_baseline_samples:
+        values, _ = self._window(wf, now)
+        if len(values) < self.rule.min_baseline_samples:
             return math.inf
-        return self.rule.multiplier * sorted_quantile(ordered, self.rule.quantile)
+        return self.rule.multiplier * sorted_quantile(np.sort(values), self.rule.quantile)
 
     # -- one chunk --------------------------------------------------------------------------------------------
     def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
@@ -343,23 +237,26 @@ class LoopState:
         n_wf = max(len(self.wf_names), 1)
         pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
         pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
-        thr_of_wf = np.full(n_wf, math.inf)
-        rule, p, n_pairs = self.rule, 0, len(pairs)
-        for_ns = rule.for_s * _NS  # parsed once, not once per bucket
-        pair_bucket, pair_wf = pair_bucket.tolist(), pair_wf.tolist()
-        for j, (lo, hi, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), bucket[bounds[:-1]].tolist())):
-            if b != self.bucket:
-                self._flush()
-                self.bucket = b
-            while p < n_pairs and pair_bucket[p] == j:
-                thr_of_wf[pair_wf[p]] = self.threshold(pair_wf[p], b * self.window_ns)
-                p += 1
-            _detect(lo, hi, ts, slot, rate, thr_of_wf, self.wf, fingerprint, failed, limited, weight, tokens, cost,
-                    self.kill, for_ns, self.window_ns, rule.identical_requests, rule.retry_storm,
-                    self.pending, self.first_excess, self.detected_at, self.rule_of, self.onset, self.ident_fp,
-                    self.ident_run, self.ident_start, self.fail_run, self.fail_times, self.after_cost,
-                    self.after_requests, self.total_cost, self.requests, self.limit_hits, self.retry_tokens,
-                    self.open_w, self.open_tokens, self.open_mark, b, self.open_buf, self.open_count, fired, killed)
+        rule = self.rule
+        from simulator.control.loop_kernel import step_buckets
+
+        end, wfs, values, _ = self.samples
+        out_end, out_wf, out_w, out_t, self.bucket, consistent = step_buckets(
+            bounds, bucket[bounds[:-1]], pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, ts, slot, rate,
+            self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS, self.window_ns,
+            self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
+            float(rule.quantile), rule.min_baseline_samples, self.pending, self.first_excess, self.detected_at,
+            self.rule_of, self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run,
+            self.fail_times, self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,
+            self.retry_tokens, self.open_w, self.open_tokens, self.open_mark, self.open_buf, self.open_count, fired,
+            killed)
+        if not consistent:
+            raise RuntimeError("loop detection: a flushed bucket total differs from its dry-pass total")
+        self._add_samples(out_end, out_wf, out_w, out_t)
+        # samples that ended before the window of the open bucket can never count again
+        keep = self.samples[0] > self.bucket * self.window_ns - self.baseline_ns
+        if not keep.all():
+            self.samples = tuple(a[keep] for a in self.samples)
         executed = np.where(killed, 0.0, weight)
         self.last_ts = int(ts[-1])
         keep_from = self.last_ts - self.window_ns
@@ -432,7 +329,7 @@ class LoopState:
         for wf, name in sorted(enumerate(self.wf_names), key=lambda x: x[1]):
             vals, toks = self._window(wf, now)
             enough = len(vals) >= self.rule.min_baseline_samples
-            q = sorted_quantile(self.sorted[wf], self.rule.quantile) if len(vals) else None
+            q = sorted_quantile(np.sort(vals), self.rule.quantile) if len(vals) else None
             qt = float(np.quantile(toks, self.rule.quantile)) if len(toks) else None
             out.append({
                 "workflow_tag": name, "samples": int(len(vals)),
