@@ -56,13 +56,24 @@ def fingerprints(prefix_hash: np.ndarray, input_tokens: np.ndarray, prompt: np.n
                  failed: np.ndarray) -> np.ndarray:
     """Request fingerprint for the identical-requests rule: (prefix hash, input tokens, prompt); 0 = not comparable
     (failed attempts and rows without input tokens)."""
-    n = len(input_tokens)
-    if n == 0:
+    if len(input_tokens) == 0:
         return np.zeros(0, dtype=np.int64)
+    return _fingerprint(text_hashes(prefix_hash, prompt), input_tokens, failed)
+
+
+def text_hashes(prefix_hash, prompt) -> np.ndarray:
+    """The text part of :func:`fingerprints` (prompt and prefix hash), the same for every replay of a chunk."""
     from simulator.hashing import hash64, mix64
 
     # hashes over the Arrow buffers (prompts repeat and run long; a missing value hashes as the empty string)
-    text = mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+    return mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+
+
+def _fingerprint(text: np.ndarray, input_tokens: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    if len(input_tokens) == 0:
+        return np.zeros(0, dtype=np.int64)
+    from simulator.hashing import mix64
+
     fp = mix64(text, np.asarray(input_tokens, dtype=np.int64)).view(np.int64)
     fp = np.where(fp == 0, 1, fp)
     return np.where(np.asarray(failed, dtype=bool) | (np.asarray(input_tokens) <= 0), 0, fp)
@@ -138,8 +149,7 @@ class LoopState:
         self.rows = 0
 
     # -- slots ------------------------------------------------------------------------------------------------
-    def _slots(self, session_id, workflow_tag, team, ts) -> np.ndarray:
-        keys = stable_keys(session_id)
+    def _slots(self, keys, session_id, workflow_tag, team, ts) -> np.ndarray:
         codes, uniques = pd.factorize(keys)
         if not len(codes):
             return np.zeros(0, np.int64)
@@ -204,10 +214,11 @@ class LoopState:
 
     # -- one chunk --------------------------------------------------------------------------------------------
     def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-             limited=None) -> tuple[np.ndarray, np.ndarray]:
+             limited=None, session_keys=None) -> tuple[np.ndarray, np.ndarray]:
         """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill).
 
-        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score)."""
+        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score);
+        ``session_keys``: ``stable_keys(session_id)`` when already computed (every replay of a chunk shares them)."""
         n = len(ts)
         fired = np.zeros(n, dtype=np.int8)
         killed = np.zeros(n, dtype=bool)
@@ -216,8 +227,9 @@ class LoopState:
         ts = np.asarray(ts, dtype=np.int64)
         if ts[0] < self.last_ts:
             raise InputError("loop detection needs the traffic in time order across chunks; sort it by timestamp.")
-        slot = self._slots(np.asarray(session_id, dtype=object), np.asarray(workflow_tag, dtype=object),
-                           np.asarray(team, dtype=object), ts)
+        session_id = np.asarray(session_id, dtype=object)
+        keys = stable_keys(session_id) if session_keys is None else np.asarray(session_keys, dtype=np.int64)
+        slot = self._slots(keys, session_id, np.asarray(workflow_tag, dtype=object), np.asarray(team, dtype=object), ts)
         weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
         tokens = np.asarray(tokens, dtype=np.float64)
         cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
@@ -416,29 +428,41 @@ def _r6(x: float | None) -> float | None:
 
 
 # -- inputs from the canonical table -----------------------------------------------------------------------------
+def chunk_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The inputs of :func:`loop_inputs` that depend on the chunk only: computed once, shared by every replay."""
+    session_id = frame["session_id"].to_numpy(dtype=object)
+    return {
+        "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
+        "session_id": session_id,
+        "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
+        "team": frame["team"].to_numpy(dtype=object),
+        "session_keys": stable_keys(session_id),
+        "text_hash": text_hashes(frame["prefix_hash"], frame["prompt"]) if len(frame) else np.zeros(0, np.uint64),
+    }
+
+
 def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
-                output_tokens: np.ndarray, rule: LoopDetection) -> dict[str, np.ndarray]:
+                output_tokens: np.ndarray, rule: LoopDetection,
+                chunk: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The arrays :meth:`LoopState.step` takes, from a chunk of the canonical table and the executed cost, status
-    and token counts (recorded, or a candidate's)."""
+    and token counts (recorded, or a candidate's); ``chunk``: the chunk's :func:`chunk_inputs` if already made."""
+    chunk = chunk_inputs(frame) if chunk is None else chunk
     failed = np.asarray(status) >= 400
     tokens = (np.asarray(input_tokens) + np.asarray(output_tokens)).astype(np.float64)
     cost = np.where(failed, 0.0, np.nan_to_num(np.asarray(cost_usd, dtype=np.float64)))
     return {
         "limited": np.asarray(status) == 429,
-        "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
-        "session_id": frame["session_id"].to_numpy(dtype=object),
-        "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
-        "team": frame["team"].to_numpy(dtype=object),
+        **{k: chunk[k] for k in ("ts", "session_id", "workflow_tag", "team", "session_keys")},
         "weight": cost if rule.weight == "cost" else np.where(failed, 0.0, tokens),
         "tokens": np.where(failed, 0.0, tokens),
         "cost": cost,
-        "fingerprint": fingerprints(frame["prefix_hash"], input_tokens, frame["prompt"], failed),
+        "fingerprint": _fingerprint(chunk["text_hash"], input_tokens, failed),
         "failed": failed,
     }
 
 
 def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-                       blocked, state: LoopState, limited=None) -> np.ndarray:
+                       blocked, state: LoopState, limited=None, session_keys=None) -> np.ndarray:
     """The ``kill_runaway_sessions`` lever over one time-ordered chunk, like a rate limit: returns ``blocked`` with
     the requests of flagged sessions from their detection on added. Rows already blocked (``blocked`` in) weigh
     nothing and count as failed attempts (429). ``state`` (``LoopState(rule, kill=True)``) carries across chunks."""
@@ -447,7 +471,7 @@ def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost,
     tokens = np.where(blocked, 0.0, tokens)
     cost = np.where(blocked, 0.0, cost)
     _, killed = state.step(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint,
-                           np.asarray(failed, dtype=bool) | blocked, limited)
+                           np.asarray(failed, dtype=bool) | blocked, limited, session_keys)
     return blocked | killed
 
 
