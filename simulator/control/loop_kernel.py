@@ -162,32 +162,55 @@ def _bit_find(tree, target, log):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_wf, smp_w, ts, slot, rate,
+def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_wf, smp_w, smp_order, ts, slot, rate,
                  wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns, window_ns, baseline_ns, ident_n,
                  storm_n, multiplier, quantile, min_samples, pending, first_excess, detected_at, rule_of, onset,
                  ident_fp, ident_run, ident_start, fail_run, fail_times, after_cost, after_requests, total_cost,
                  requests, limit_hits, retry_tokens, open_w, open_tokens, open_mark, open_buf, open_count, fired,
                  killed):  # pragma: no cover - compiled
     """One chunk's buckets (``bounds``: row offsets, ``bvals``: bucket numbers); ``(need_j, need_wf)``: the
-    workflows whose threshold bucket j needs, sorted by j. ``smp_*``: the carried baseline samples in flush order.
-    Returns the samples flushed here (end, workflow, window total, tokens), the open bucket and a consistency flag
-    (False if a flushed total differs from the dry pass: a bug)."""
+    workflows whose threshold bucket j needs, sorted by j. ``smp_*``: the carried baseline samples in flush order,
+    ``smp_order`` their order by (workflow, value). Returns the samples flushed here (end, workflow, window total,
+    tokens), the open bucket, which carried and flushed samples stay (ends inside the open bucket's baseline), the
+    order by (workflow, value) of those that stay (carried first, then flushed) and a consistency flag (False if a
+    flushed total differs from the dry pass: a bug)."""
     cand_w, cand_wf = _candidates(bounds, bvals, cur_bucket, slot, weight, wf_of_slot, open_w, open_mark, open_buf,
                                   open_count[0])
     n_old = smp_w.shape[0]
-    n_all = n_old + cand_w.shape[0]
-    values = np.concatenate((smp_w, cand_w))
-    wfs = np.concatenate((smp_wf, cand_wf))
-    by_value = np.argsort(values, kind="mergesort")
-    order = by_value[np.argsort(wfs[by_value], kind="mergesort")]
+    n_cand = cand_w.shape[0]
+    n_all = n_old + n_cand
+    by_value = np.argsort(cand_w, kind="mergesort")
+    cand_order = by_value[np.argsort(cand_wf[by_value], kind="mergesort")]
+    # merge the carried order with the candidates' (linear: the carried samples are not sorted again)
+    order = np.empty(n_all, np.int64)
+    i = 0
+    j = 0
+    for k in range(n_all):
+        take_old = False
+        if i < n_old:
+            if j >= n_cand:
+                take_old = True
+            else:
+                a, c = smp_order[i], cand_order[j]
+                take_old = smp_wf[a] < cand_wf[c] or (smp_wf[a] == cand_wf[c] and smp_w[a] <= cand_w[c])
+        if take_old:
+            order[k] = smp_order[i]
+            i += 1
+        else:
+            order[k] = n_old + cand_order[j]
+            j += 1
     pos_of = np.empty(n_all, np.int64)
     sorted_values = np.empty(n_all, np.float64)
-    for k in range(n_all):
-        pos_of[order[k]] = k
-        sorted_values[k] = values[order[k]]
     wf_start = np.zeros(n_wf + 1, np.int64)
     for k in range(n_all):
-        wf_start[wfs[k] + 1] += 1
+        idx = order[k]
+        pos_of[idx] = k
+        if idx < n_old:
+            sorted_values[k] = smp_w[idx]
+            wf_start[smp_wf[idx] + 1] += 1
+        else:
+            sorted_values[k] = cand_w[idx - n_old]
+            wf_start[cand_wf[idx - n_old] + 1] += 1
     for w in range(n_wf):
         wf_start[w + 1] += wf_start[w]
     tree = np.zeros(n_all + 1, np.int64)
@@ -200,11 +223,16 @@ def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_
     q_end = np.empty(n_all, np.int64)
     q_wf = np.empty(n_all, np.int64)
     for k in range(n_old):
-        _bit_add(tree, pos_of[k], 1)
+        tree[pos_of[k] + 1] = 1
         count[smp_wf[k]] += 1
         q_pos[k] = pos_of[k]
         q_end[k] = smp_end[k]
         q_wf[k] = smp_wf[k]
+    for k in range(1, n_all + 1):  # a Fenwick tree over the carried samples, built in linear time
+        parent = k + (k & (-k))
+        if parent <= n_all:
+            tree[parent] += tree[k]
+    out_of_cand = np.full(n_cand, -1, np.int64)
     q_len = n_old
     head = 0
     out_end = np.empty(cand_w.shape[0], np.int64)
@@ -239,6 +267,7 @@ def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_
                         out_wf[n_out] = w
                         out_w[n_out] = open_w[s]
                         out_t[n_out] = open_tokens[s]
+                        out_of_cand[cidx] = n_out
                         n_out += 1
                     cidx += 1
                     open_w[s] = 0.0
@@ -271,4 +300,32 @@ def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_
                     rule_of, onset, ident_fp, ident_run, ident_start, fail_run, fail_times, after_cost,
                     after_requests, total_cost, requests, limit_hits, retry_tokens, open_w, open_tokens, open_mark,
                     b, open_buf, open_count, fired, killed)
-    return out_end[:n_out], out_wf[:n_out], out_w[:n_out], out_t[:n_out], cur_bucket, consistent
+    # what stays for the next chunk: samples whose end is inside the open bucket's baseline, in (workflow, value) order
+    cutoff = cur_bucket * window_ns - baseline_ns
+    new_index = np.full(n_all, -1, np.int64)
+    kept = 0
+    keep_old = np.zeros(n_old, np.bool_)
+    for k in range(n_old):
+        if smp_end[k] > cutoff:
+            keep_old[k] = True
+            new_index[k] = kept
+            kept += 1
+    keep_out = np.zeros(n_out, np.bool_)
+    for c in range(n_cand):
+        o = out_of_cand[c]
+        if o >= 0 and out_end[o] > cutoff:
+            keep_out[o] = True
+    out_index = np.cumsum(keep_out) - 1 + kept
+    for c in range(n_cand):
+        o = out_of_cand[c]
+        if o >= 0 and keep_out[o]:
+            new_index[n_old + c] = out_index[o]
+    next_order = np.empty(kept + int(keep_out.sum()), np.int64)
+    m = 0
+    for k in range(n_all):
+        idx = new_index[order[k]]
+        if idx >= 0:
+            next_order[m] = idx
+            m += 1
+    return (out_end[:n_out], out_wf[:n_out], out_w[:n_out], out_t[:n_out], cur_bucket, keep_old, keep_out,
+            next_order, consistent)

@@ -141,6 +141,7 @@ class LoopState:
         self.wf_names: list[str] = []
         # baseline samples in flush order (bucket ends never decrease): end, workflow, window total, token total
         self.samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
+        self.sample_order: np.ndarray | None = np.zeros(0, np.int64)  # by (workflow, value); None: not known
         self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.bucket = -(2**62)  # the window bucket being filled
         self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
@@ -195,6 +196,7 @@ class LoopState:
         normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
         self._add_samples(np.full(len(normal), (self.bucket + 1) * self.window_ns, np.int64), self.wf[normal],
                           self.open_w[normal], self.open_tokens[normal])
+        self.sample_order = None
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
@@ -252,11 +254,14 @@ class LoopState:
         rule = self.rule
         from simulator.control.loop_kernel import step_buckets
 
-        end, wfs, values, _ = self.samples
-        out_end, out_wf, out_w, out_t, self.bucket, consistent = step_buckets(
-            bounds, bucket[bounds[:-1]], pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, ts, slot, rate,
-            self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS, self.window_ns,
-            self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
+        end, wfs, values, tokens_in = self.samples
+        if self.sample_order is None:
+            self.sample_order = np.lexsort((values, wfs))
+        (out_end, out_wf, out_w, out_t, self.bucket, keep_old, keep_out, self.sample_order,
+         consistent) = step_buckets(
+            bounds, bucket[bounds[:-1]], pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, self.sample_order,
+            ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS,
+            self.window_ns, self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
             float(rule.quantile), rule.min_baseline_samples, self.pending, self.first_excess, self.detected_at,
             self.rule_of, self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run,
             self.fail_times, self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,
@@ -264,11 +269,9 @@ class LoopState:
             killed)
         if not consistent:
             raise RuntimeError("loop detection: a flushed bucket total differs from its dry-pass total")
-        self._add_samples(out_end, out_wf, out_w, out_t)
         # samples that ended before the window of the open bucket can never count again
-        keep = self.samples[0] > self.bucket * self.window_ns - self.baseline_ns
-        if not keep.all():
-            self.samples = tuple(a[keep] for a in self.samples)
+        self.samples = tuple(np.concatenate([old[keep_old], new[keep_out]]) for old, new in
+                             zip((end, wfs, values, tokens_in), (out_end, out_wf, out_w, out_t)))
         executed = np.where(killed, 0.0, weight)
         self.last_ts = int(ts[-1])
         keep_from = self.last_ts - self.window_ns
