@@ -247,3 +247,30 @@ def test_recall_and_false_flags_on_the_sample_week_match_the_readme():
     assert int(stated.group(5)) == truth["false_flags"]
     negatives = int(stated.group(6).replace(",", ""))
     assert stated.group(4) == f"{100 * truth['false_flags'] / negatives:.3f}"
+
+
+def test_old_baseline_samples_leave_the_window_across_chunks():
+    # baseline_days 1. Two days before T0 (outside the window at 12:00): 20 sessions of $100 (samples 100 x 20);
+    # two hours before T0: 20 sessions of $1..$20. At T0 the window holds only 1..20: p95 19.05, 3x = 57.15, so R
+    # ($10 every 30 s) fires at 12:04:00 as in test_rate_rule_fires_at_the_hand_computed_minute. Were the old samples
+    # still counted (40 samples: 1..20 and twenty 100s), the p95 would be 100 and nothing would fire (rate <= 90).
+    old_ts = [T0 - 2 * 86_400 * S + i * 300 * S for i in range(20)]
+    ts, sessions, cost = _runaway(12)
+    ts, sessions, cost = old_ts + ts, [f"old-{i}" for i in range(20)] + sessions, [100.0] * 20 + cost
+    arrays = _arrays(ts, sessions, cost)
+    rule = LoopDetection(baseline_days=1, identical_requests=0)
+    for size in (52, 1, 5, 21, 30):
+        state = LoopState(rule)
+        for i in range(0, 52, size):
+            state.step(**{k: v[i:i + size] for k, v in arrays.items()})
+        (session,) = state.sessions()
+        assert (session["session_id"], session["detected_at"]) == ("R", "2026-03-02T12:04:00+00:00")
+    # with the old samples inside the window (baseline_days 7) the bar is 3 x 100 and R stays below it
+    state = LoopState(LoopDetection(baseline_days=7, identical_requests=0))
+    state.step(**arrays)
+    assert state.sessions() == []
+    # at the end of the traffic (12:10, R's buckets flagged and left out) the 1-day baseline is the 20 recent samples
+    state = LoopState(rule)
+    state.step(**arrays)
+    (base,) = state.baselines()
+    assert base["samples"] == 20 and base["quantile_per_window"] == 19.05

@@ -77,3 +77,47 @@ def test_missing_outcome_column(tmp_path):
     path.write_text("sample_id,model,corect\n1,a,1\n")
     with pytest.raises(InputError, match="needs a `correct`"):
         load_eval_samples(path)
+
+
+CLEAN_CSV = """sample_id,model,correct,score,workflow_tag,prompt,input_tokens,cost_usd,judge
+s1,m-a,True,,qa,hello,10,0.5,x
+s1,m-b,0,0.0, ,,3,,y
+s2,m-a,,0.25,qa,  hi  ,,0.001,
+"""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_clean_files_load_column_by_column_as_row_by_row(tmp_path, monkeypatch, fmt):
+    # Two files of valid rows; the second repeats (s1, m-a): rejected as a duplicate, the first row kept.
+    first, second = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    again = "sample_id,model,correct,score,workflow_tag,prompt,input_tokens,cost_usd,judge\ns1,m-a,1,,qa,x,1,,z\n"
+    if fmt == "csv":
+        first.write_text(CLEAN_CSV)
+        second.write_text(again)
+    else:
+        pd.DataFrame({"sample_id": ["s1", "s1", "s2"], "model": ["m-a", "m-b", "m-a"], "correct": [1.0, 0.0, None],
+                      "score": [None, 0.0, 0.25], "workflow_tag": ["qa", " ", "qa"], "prompt": ["hello", None, "  hi  "],
+                      "input_tokens": [10, 3, None], "cost_usd": [0.5, None, 0.001],
+                      "judge": ["x", "y", None]}).to_parquet(first)
+        pd.DataFrame({"sample_id": ["s1"], "model": ["m-a"], "correct": [1.0], "score": [None], "workflow_tag": ["qa"],
+                      "prompt": ["x"], "input_tokens": [1.0], "cost_usd": [None], "judge": ["z"]}).to_parquet(second)
+    result = load_eval_samples([first, second])
+    s = result.samples
+    assert (result.rows_read, result.rows_loaded) == (4, 3)
+    assert result.rejects == [{"source": str(second), "row": 1,
+                               "reason": "duplicate sample_id 's1' for model 'm-a'; the first row is kept."}]
+    assert s["sample_id"].tolist() == ["s1", "s1", "s2"] and s["model"].tolist() == ["m-a", "m-b", "m-a"]
+    assert s["correct"].tolist()[:2] == [1.0, 0.0] and pd.isna(s["correct"].iloc[2])
+    assert s["score"].tolist() == [1.0, 0.0, 0.25]
+    assert s["workflow_tag"].tolist() == ["qa", None, "qa"]  # a blank tag is no tag
+    assert s["prompt"].tolist() == ["hello", None, "  hi  "]  # text is kept as given
+    assert s["input_tokens"].tolist()[:2] == [10, 3] and pd.isna(s["input_tokens"].iloc[2])
+    assert s["cost_usd"].tolist()[0::2] == [0.5, 0.001] and pd.isna(s["cost_usd"].iloc[1])
+    assert list(s.columns)[-1] == "judge" and s["judge"].tolist()[:2] == ["x", "y"]
+    # the same table, dtypes and rejects as validating each row on its own
+    import simulator.evals.load as load
+
+    monkeypatch.setattr(load, "_load_columns", lambda files: None)
+    rows = load_eval_samples([first, second])
+    pd.testing.assert_frame_equal(s, rows.samples, check_exact=True)
+    assert (result.rejects, result.rows_read) == (rows.rejects, rows.rows_read)

@@ -89,18 +89,23 @@ class BudgetAlerts:
                 continue
             frame = pd.DataFrame({"p": project[rows].astype(str), "w": calendar_window(ts[rows], ceiling.unit),
                                   "c": cost[rows], "t": ts[rows]})
-            frame["cum"] = frame.groupby(["p", "w"], sort=False)["c"].cumsum()
-            for (p, w), g in frame.groupby(["p", "w"], sort=False):
-                key = (c_i, p, int(w))
+            groups = frame.groupby(["p", "w"], sort=False)
+            # rows by group (groups in order of first appearance, rows in time order inside each): numpy slices
+            order = np.argsort(groups.ngroup().to_numpy(), kind="stable")
+            cums, times = groups["c"].cumsum().to_numpy()[order], frame["t"].to_numpy()[order]
+            projects, windows = frame["p"].to_numpy(dtype=object)[order], frame["w"].to_numpy()[order]
+            starts = np.flatnonzero(np.r_[True, (projects[1:] != projects[:-1]) | (windows[1:] != windows[:-1])])
+            for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
+                key = (c_i, projects[lo], int(windows[lo]))
                 base = self.spent.get(key, 0.0)
-                cum = base + g["cum"].to_numpy()
+                cum = base + cums[lo:hi]
                 self.spent[key] = float(cum[-1])
                 marks = self.crossed.setdefault(key, {})
                 for name, share in self.levels:
                     limit = share * ceiling.limit_to
                     if name in marks or cum[-1] <= limit:
                         continue
-                    marks[name] = int(g["t"].to_numpy()[np.argmax(cum > limit)])
+                    marks[name] = int(times[lo:hi][np.argmax(cum > limit)])
 
     def summary(self) -> list[dict[str, Any]]:
         rows = []

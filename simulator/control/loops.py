@@ -24,16 +24,13 @@ samples of the last ``baseline_days``.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import itertools
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from simulator.jit import njit
-from sortedcontainers import SortedList
 
 from simulator.control.settings import LoopDetection
 from simulator.errors import InputError
@@ -59,13 +56,24 @@ def fingerprints(prefix_hash: np.ndarray, input_tokens: np.ndarray, prompt: np.n
                  failed: np.ndarray) -> np.ndarray:
     """Request fingerprint for the identical-requests rule: (prefix hash, input tokens, prompt); 0 = not comparable
     (failed attempts and rows without input tokens)."""
-    n = len(input_tokens)
-    if n == 0:
+    if len(input_tokens) == 0:
         return np.zeros(0, dtype=np.int64)
+    return _fingerprint(text_hashes(prefix_hash, prompt), input_tokens, failed)
+
+
+def text_hashes(prefix_hash, prompt) -> np.ndarray:
+    """The text part of :func:`fingerprints` (prompt and prefix hash), the same for every replay of a chunk."""
     from simulator.hashing import hash64, mix64
 
     # hashes over the Arrow buffers (prompts repeat and run long; a missing value hashes as the empty string)
-    text = mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+    return mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+
+
+def _fingerprint(text: np.ndarray, input_tokens: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    if len(input_tokens) == 0:
+        return np.zeros(0, dtype=np.int64)
+    from simulator.hashing import mix64
+
     fp = mix64(text, np.asarray(input_tokens, dtype=np.int64)).view(np.int64)
     fp = np.where(fp == 0, 1, fp)
     return np.where(np.asarray(failed, dtype=bool) | (np.asarray(input_tokens) <= 0), 0, fp)
@@ -102,81 +110,6 @@ def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - co
     return rate
 
 
-@njit(cache=True)
-def _detect(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns,
-            window_ns, ident_n, storm_n, pending, first_excess, detected_at, rule_of, onset, ident_fp, ident_run,
-            ident_start, fail_run, fail_times, after_cost, after_requests, total_cost, requests, limit_hits,
-            retry_tokens, open_w, open_tokens, open_mark, bucket, open_buf, open_count, fired,
-            killed):  # pragma: no cover - compiled
-    """The sequential part over rows lo..hi-1 (one window bucket); per-slot state is updated in place, and so are
-    the open bucket totals (executed weight and tokens) of the sessions active in this bucket."""
-    for i in range(lo, hi):
-        s = slot[i]
-        if s < 0:
-            continue
-        thr = thr_of_wf[wf_of_slot[s]] if rate[i] > 0 else np.inf
-        total_cost[s] += cost[i]
-        requests[s] += 1
-        if limited[i]:
-            limit_hits[s] += 1
-        if fail_run[s] > 0 and not failed[i]:
-            retry_tokens[s] += tokens[i]
-        if detected_at[s] >= 0:
-            after_cost[s] += cost[i]
-            after_requests[s] += 1
-            killed[i] = kill
-        else:
-            rule = 0
-            if rate[i] > thr:
-                if first_excess[s] < 0:
-                    first_excess[s] = ts[i]
-                if pending[s] < 0:
-                    pending[s] = ts[i]
-                if ts[i] - pending[s] >= for_ns:
-                    rule = 1
-            else:
-                pending[s] = -1
-            start = -1
-            if rule == 0 and ident_n > 0 and ident_run[s] >= ident_n:
-                rule = 2
-                start = ident_start[s]
-            if rule == 0 and storm_n > 0 and fail_run[s] >= storm_n:
-                oldest = fail_times[s, fail_run[s] % storm_n]
-                newest = fail_times[s, (fail_run[s] - 1) % storm_n]
-                if newest - oldest <= window_ns:
-                    rule = 3
-                    start = oldest
-            if rule > 0:
-                detected_at[s] = ts[i]
-                rule_of[s] = rule
-                first = first_excess[s]
-                onset[s] = first if (first >= 0 and (start < 0 or first < start)) else start
-                after_cost[s] += cost[i]
-                after_requests[s] += 1
-                fired[i] = rule
-                killed[i] = kill
-        if open_mark[s] != bucket:
-            open_mark[s] = bucket
-            open_buf[open_count[0]] = s
-            open_count[0] += 1
-        if killed[i]:
-            continue  # a killed request never runs: it adds no evidence nor spend
-        open_w[s] += weight[i]
-        open_tokens[s] += tokens[i]
-        if failed[i]:
-            fail_times[s, fail_run[s] % storm_n if storm_n > 0 else 0] = ts[i]
-            fail_run[s] += 1
-        else:
-            fail_run[s] = 0
-            if fp[i] != 0:
-                if fp[i] == ident_fp[s]:
-                    ident_run[s] += 1
-                else:
-                    ident_fp[s] = fp[i]
-                    ident_run[s] = 1
-                    ident_start[s] = ts[i]
-
-
 _SLOT_ARRAYS = {  # name: (dtype, fill)
     "wf": (np.int64, -1), "first_ts": (np.int64, -1), "pending": (np.int64, -1), "first_excess": (np.int64, -1),
     "detected_at": (np.int64, -1), "rule_of": (np.int8, 0), "onset": (np.int64, -1), "ident_fp": (np.int64, 0),
@@ -206,9 +139,9 @@ class LoopState:
         self.fail_times = np.zeros((0, max(self.rule.retry_storm, 1)), dtype=np.int64)
         self.wf_of: dict[int, int] = {}
         self.wf_names: list[str] = []
-        self.samples: list[collections.deque] = []  # per workflow: (bucket end, window totals, token totals)
-        self.sorted: list[SortedList] = []  # per workflow: the window totals in order (quantiles without a sort)
-        self.unsorted: list[int] = []  # per workflow: how many of the newest sample blocks are not in it yet
+        # baseline samples in flush order (bucket ends never decrease): end, workflow, window total, token total
+        self.samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
+        self.sample_order: np.ndarray | None = np.zeros(0, np.int64)  # by (workflow, value); None: not known
         self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
         self.bucket = -(2**62)  # the window bucket being filled
         self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
@@ -217,8 +150,7 @@ class LoopState:
         self.rows = 0
 
     # -- slots ------------------------------------------------------------------------------------------------
-    def _slots(self, session_id, workflow_tag, team, ts) -> np.ndarray:
-        keys = stable_keys(session_id)
+    def _slots(self, keys, session_id, workflow_tag, team, ts) -> np.ndarray:
         codes, uniques = pd.factorize(keys)
         if not len(codes):
             return np.zeros(0, np.int64)
@@ -248,72 +180,47 @@ class LoopState:
         if name not in self.wf_of:
             self.wf_of[name] = len(self.wf_names)
             self.wf_names.append(name)
-            self.samples.append(collections.deque())
-            self.sorted.append(SortedList())
-            self.unsorted.append(0)
         return self.wf_of[name]
 
     # -- baseline ---------------------------------------------------------------------------------------------
+    def _add_samples(self, end, wf, values, tokens) -> None:
+        self.samples = tuple(np.concatenate([old, np.asarray(new, dtype=old.dtype)])
+                             for old, new in zip(self.samples, (end, wf, values, tokens)))
+
     def _flush(self) -> None:
         """Move the open buckets (all complete now) into their workflows' baseline samples."""
         count = int(self.open_count[0])
         if not count:
             return
-        end = (self.bucket + 1) * self.window_ns
         slots = self.open_buf[:count]
         normal = slots[self.detected_at[slots] < 0]  # a flagged session must not raise the bar for the next one
-        if len(normal):
-            # grouped by workflow in Python: a bucket holds a few sessions, and numpy calls per group cost more
-            groups: dict[int, tuple[list[float], list[float]]] = {}
-            for wf, w, t in zip(self.wf[normal].tolist(), self.open_w[normal].tolist(),
-                                self.open_tokens[normal].tolist()):
-                group = groups.get(wf)
-                if group is None:
-                    group = groups[wf] = ([], [])
-                group[0].append(w)
-                group[1].append(t)
-            for wf, (values, tokens) in groups.items():
-                self.samples[wf].append((end, values, tokens))
-                self.unsorted[wf] += 1  # sorted in when a threshold needs them (one update for many buckets)
+        self._add_samples(np.full(len(normal), (self.bucket + 1) * self.window_ns, np.int64), self.wf[normal],
+                          self.open_w[normal], self.open_tokens[normal])
+        self.sample_order = None
         self.open_w[slots] = 0.0
         self.open_tokens[slots] = 0.0
         self.open_count[0] = 0
 
-    def _trim(self, wf: int, now: int) -> None:
-        """Drop samples of ``wf`` older than the baseline window ending at ``now`` (also from the sorted list), then
-        sort in the blocks added since the last call."""
-        blocks, ordered = self.samples[wf], self.sorted[wf]
-        while blocks and blocks[0][0] <= now - self.baseline_ns:
-            if len(blocks) > self.unsorted[wf]:
-                for v in blocks.popleft()[1]:
-                    ordered.remove(v)
-            else:  # never sorted in
-                blocks.popleft()
-                self.unsorted[wf] -= 1
-        if self.unsorted[wf]:
-            ordered.update([v for b in itertools.islice(blocks, len(blocks) - self.unsorted[wf], None) for v in b[1]])
-            self.unsorted[wf] = 0
-
-    def _window(self, wf: int, now: int) -> tuple[list[float], list[float]]:
+    def _window(self, wf: int, now: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples of ``wf`` completed in (now - baseline, now]: (window totals, token totals)."""
-        self._trim(wf, now)
-        blocks = self.samples[wf]
-        return [v for b in blocks for v in b[1]], [t for b in blocks for t in b[2]]
+        end, wfs, values, tokens = self.samples
+        keep = (wfs == wf) & (end > now - self.baseline_ns)
+        return values[keep], tokens[keep]
 
     def threshold(self, wf: int, now: int) -> float:
         """``multiplier`` x the ``quantile`` of the workflow's samples in the baseline window ending at ``now``."""
-        self._trim(wf, now)
-        ordered = self.sorted[wf]
-        if len(ordered) < self.rule.min_baseline_samples:
+        values, _ = self._window(wf, now)
+        if len(values) < self.rule.min_baseline_samples:
             return math.inf
-        return self.rule.multiplier * sorted_quantile(ordered, self.rule.quantile)
+        return self.rule.multiplier * sorted_quantile(np.sort(values), self.rule.quantile)
 
     # -- one chunk --------------------------------------------------------------------------------------------
     def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-             limited=None) -> tuple[np.ndarray, np.ndarray]:
+             limited=None, session_keys=None) -> tuple[np.ndarray, np.ndarray]:
         """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill).
 
-        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score)."""
+        ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score);
+        ``session_keys``: ``stable_keys(session_id)`` when already computed (every replay of a chunk shares them)."""
         n = len(ts)
         fired = np.zeros(n, dtype=np.int8)
         killed = np.zeros(n, dtype=bool)
@@ -322,8 +229,9 @@ class LoopState:
         ts = np.asarray(ts, dtype=np.int64)
         if ts[0] < self.last_ts:
             raise InputError("loop detection needs the traffic in time order across chunks; sort it by timestamp.")
-        slot = self._slots(np.asarray(session_id, dtype=object), np.asarray(workflow_tag, dtype=object),
-                           np.asarray(team, dtype=object), ts)
+        session_id = np.asarray(session_id, dtype=object)
+        keys = stable_keys(session_id) if session_keys is None else np.asarray(session_keys, dtype=np.int64)
+        slot = self._slots(keys, session_id, np.asarray(workflow_tag, dtype=object), np.asarray(team, dtype=object), ts)
         weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
         tokens = np.asarray(tokens, dtype=np.float64)
         cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
@@ -343,23 +251,27 @@ class LoopState:
         n_wf = max(len(self.wf_names), 1)
         pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
         pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
-        thr_of_wf = np.full(n_wf, math.inf)
-        rule, p, n_pairs = self.rule, 0, len(pairs)
-        for_ns = rule.for_s * _NS  # parsed once, not once per bucket
-        pair_bucket, pair_wf = pair_bucket.tolist(), pair_wf.tolist()
-        for j, (lo, hi, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), bucket[bounds[:-1]].tolist())):
-            if b != self.bucket:
-                self._flush()
-                self.bucket = b
-            while p < n_pairs and pair_bucket[p] == j:
-                thr_of_wf[pair_wf[p]] = self.threshold(pair_wf[p], b * self.window_ns)
-                p += 1
-            _detect(lo, hi, ts, slot, rate, thr_of_wf, self.wf, fingerprint, failed, limited, weight, tokens, cost,
-                    self.kill, for_ns, self.window_ns, rule.identical_requests, rule.retry_storm,
-                    self.pending, self.first_excess, self.detected_at, self.rule_of, self.onset, self.ident_fp,
-                    self.ident_run, self.ident_start, self.fail_run, self.fail_times, self.after_cost,
-                    self.after_requests, self.total_cost, self.requests, self.limit_hits, self.retry_tokens,
-                    self.open_w, self.open_tokens, self.open_mark, b, self.open_buf, self.open_count, fired, killed)
+        rule = self.rule
+        from simulator.control.loop_kernel import step_buckets
+
+        end, wfs, values, tokens_in = self.samples
+        if self.sample_order is None:
+            self.sample_order = np.lexsort((values, wfs))
+        (out_end, out_wf, out_w, out_t, self.bucket, keep_old, keep_out, self.sample_order,
+         consistent) = step_buckets(
+            bounds, bucket[bounds[:-1]], pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, self.sample_order,
+            ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS,
+            self.window_ns, self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
+            float(rule.quantile), rule.min_baseline_samples, self.pending, self.first_excess, self.detected_at,
+            self.rule_of, self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run,
+            self.fail_times, self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,
+            self.retry_tokens, self.open_w, self.open_tokens, self.open_mark, self.open_buf, self.open_count, fired,
+            killed)
+        if not consistent:
+            raise RuntimeError("loop detection: a flushed bucket total differs from its dry-pass total")
+        # samples that ended before the window of the open bucket can never count again
+        self.samples = tuple(np.concatenate([old[keep_old], new[keep_out]]) for old, new in
+                             zip((end, wfs, values, tokens_in), (out_end, out_wf, out_w, out_t)))
         executed = np.where(killed, 0.0, weight)
         self.last_ts = int(ts[-1])
         keep_from = self.last_ts - self.window_ns
@@ -432,7 +344,7 @@ class LoopState:
         for wf, name in sorted(enumerate(self.wf_names), key=lambda x: x[1]):
             vals, toks = self._window(wf, now)
             enough = len(vals) >= self.rule.min_baseline_samples
-            q = sorted_quantile(self.sorted[wf], self.rule.quantile) if len(vals) else None
+            q = sorted_quantile(np.sort(vals), self.rule.quantile) if len(vals) else None
             qt = float(np.quantile(toks, self.rule.quantile)) if len(toks) else None
             out.append({
                 "workflow_tag": name, "samples": int(len(vals)),
@@ -519,29 +431,41 @@ def _r6(x: float | None) -> float | None:
 
 
 # -- inputs from the canonical table -----------------------------------------------------------------------------
+def chunk_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The inputs of :func:`loop_inputs` that depend on the chunk only: computed once, shared by every replay."""
+    session_id = frame["session_id"].to_numpy(dtype=object)
+    return {
+        "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
+        "session_id": session_id,
+        "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
+        "team": frame["team"].to_numpy(dtype=object),
+        "session_keys": stable_keys(session_id),
+        "text_hash": text_hashes(frame["prefix_hash"], frame["prompt"]) if len(frame) else np.zeros(0, np.uint64),
+    }
+
+
 def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
-                output_tokens: np.ndarray, rule: LoopDetection) -> dict[str, np.ndarray]:
+                output_tokens: np.ndarray, rule: LoopDetection,
+                chunk: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The arrays :meth:`LoopState.step` takes, from a chunk of the canonical table and the executed cost, status
-    and token counts (recorded, or a candidate's)."""
+    and token counts (recorded, or a candidate's); ``chunk``: the chunk's :func:`chunk_inputs` if already made."""
+    chunk = chunk_inputs(frame) if chunk is None else chunk
     failed = np.asarray(status) >= 400
     tokens = (np.asarray(input_tokens) + np.asarray(output_tokens)).astype(np.float64)
     cost = np.where(failed, 0.0, np.nan_to_num(np.asarray(cost_usd, dtype=np.float64)))
     return {
         "limited": np.asarray(status) == 429,
-        "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
-        "session_id": frame["session_id"].to_numpy(dtype=object),
-        "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
-        "team": frame["team"].to_numpy(dtype=object),
+        **{k: chunk[k] for k in ("ts", "session_id", "workflow_tag", "team", "session_keys")},
         "weight": cost if rule.weight == "cost" else np.where(failed, 0.0, tokens),
         "tokens": np.where(failed, 0.0, tokens),
         "cost": cost,
-        "fingerprint": fingerprints(frame["prefix_hash"], input_tokens, frame["prompt"], failed),
+        "fingerprint": _fingerprint(chunk["text_hash"], input_tokens, failed),
         "failed": failed,
     }
 
 
 def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-                       blocked, state: LoopState, limited=None) -> np.ndarray:
+                       blocked, state: LoopState, limited=None, session_keys=None) -> np.ndarray:
     """The ``kill_runaway_sessions`` lever over one time-ordered chunk, like a rate limit: returns ``blocked`` with
     the requests of flagged sessions from their detection on added. Rows already blocked (``blocked`` in) weigh
     nothing and count as failed attempts (429). ``state`` (``LoopState(rule, kill=True)``) carries across chunks."""
@@ -550,7 +474,7 @@ def apply_session_kill(ts, session_id, workflow_tag, team, weight, tokens, cost,
     tokens = np.where(blocked, 0.0, tokens)
     cost = np.where(blocked, 0.0, cost)
     _, killed = state.step(ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint,
-                           np.asarray(failed, dtype=bool) | blocked, limited)
+                           np.asarray(failed, dtype=bool) | blocked, limited, session_keys)
     return blocked | killed
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from simulator.control.adoption import AdoptionCounter
 from simulator.control.alerts import AlertBacktest, compact, prometheus_rules
 from simulator.control.leverage import leverage_by_workflow
-from simulator.control.loops import LoopState, kill_rule, loop_inputs
+from simulator.control.loops import LoopState, chunk_inputs, kill_rule, loop_inputs
 from simulator.control.outcomes import OutcomeTable, cost_per_outcome, load_outcomes
 from simulator.control.settings import Alerts, LoopDetection, outcome_settings
 
@@ -57,14 +57,15 @@ class ControlRoom:
         replays = [(recorded, status, input_tokens, output_tokens)]
         replays += [(recorded - (baseline_cost - cost), st, i, o) for cost, st, i, o in candidates]
         ts = frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64)
+        chunk = chunk_inputs(frame) if self.loops is not None else None  # shared by every replay of the chunk
+        labels = ((frame["project"].to_numpy(dtype=object), frame["workflow_tag"].to_numpy(dtype=object),
+                   frame["team"].to_numpy(dtype=object)) if self.alerts is not None else None)
         for k, (cost, st, inp, out) in enumerate(replays):
             cost = np.where(st >= 400, 0.0, cost)
             if self.loops is not None:
-                self.loops[k].step(**loop_inputs(frame, cost, st, inp, out, self.rule))
+                self.loops[k].step(**loop_inputs(frame, cost, st, inp, out, self.rule, chunk))
             if self.alerts is not None:
-                self.alerts[k].add(ts, frame["project"].to_numpy(dtype=object),
-                                   frame["workflow_tag"].to_numpy(dtype=object), frame["team"].to_numpy(dtype=object),
-                                   cost)
+                self.alerts[k].add(ts, *labels, cost)
         if self.adoption is not None:
             self.adoption.add(ts, frame["team"].to_numpy(dtype=object), frame["user_id"].to_numpy(dtype=object),
                               frame["metadata"].to_numpy(dtype=object), frame["model"].to_numpy(dtype=object))

@@ -143,6 +143,27 @@ def _prod_etags(prod_prompts: pd.DataFrame, wmap: tuple) -> np.ndarray:
     return hit[2]
 
 
+def _workflow_rows(samples: pd.DataFrame, ev: pd.DataFrame, etag: str) -> tuple:
+    """One eval workflow's rows, its sorted sample ids and a dict for what is read off them (scores per model,
+    first prompt per sample id under ``None``), kept per samples object: every pair and policy asks again."""
+    key = ("workflow_rows", id(samples), etag)
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not samples:
+        wf = ev[ev["workflow_tag"] == etag]
+        hit = (samples, None, (wf, np.array(sorted(wf["sample_id"].unique())), {}))
+        _remember(key, hit)
+    return hit[2]
+
+
+def _scores(wf: pd.DataFrame, ids: np.ndarray, scores: dict, model: str) -> np.ndarray:
+    """``model``'s score per sample id of ``ids`` (NaN where it has none), read once per workflow."""
+    if model not in scores:
+        values = wf[wf["model"] == model].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+        values.setflags(write=False)
+        scores[model] = values
+    return scores[model]
+
+
 def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, weight_clip, seed) -> tuple:
     """One eval workflow's paired differences: (number of samples, sample weights, weighting label, paired count
     per (from, to) pair, the matrix of kept pairs' differences with the weights as last column, its distinct rows
@@ -152,13 +173,14 @@ def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, wei
     hit = _PREPARED.get(key)
     if hit is not None and hit[0] is samples and hit[1] is prod_prompts:
         return hit[2]
-    wf = ev[ev["workflow_tag"] == etag]
-    ids = np.array(sorted(wf["sample_id"].unique()))
+    wf, ids, scores = _workflow_rows(samples, ev, etag)
     u = np.ones(len(ids))
     weighting = "post-stratification"
     if prod_prompts is not None:
         prod = prod_prompts[_prod_etags(prod_prompts, wmap) == etag]
-        first = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
+        first = scores.get(None)
+        if first is None:
+            first = scores[None] = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
         if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
             has = first.notna().to_numpy()
             u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(),
@@ -166,9 +188,7 @@ def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, wei
             weighting = "post-stratification + covariate shift"
     cols, n_pairs = [], []
     for a, b in pairs:
-        sa = wf[wf["model"] == a].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
-        sb = wf[wf["model"] == b].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
-        d = sb - sa
+        d = _scores(wf, ids, scores, b) - _scores(wf, ids, scores, a)
         n_pairs.append(int(np.sum(~np.isnan(d))))
         if n_pairs[-1] >= min_paired:
             cols.append(np.where(np.isnan(d), _MISSING, d))

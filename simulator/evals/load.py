@@ -101,8 +101,9 @@ def _parse_cost(value) -> float:
     return cost
 
 
-def _read_records(path: Path) -> tuple[list[tuple[int, dict | None, str | None]], list[str]]:
-    """Rows as (row number, record or None, parse error) plus the column names seen."""
+def _read_records(path: Path) -> tuple[list[tuple[int, dict | None, str | None]] | pd.DataFrame, list[str]]:
+    """Rows as (row number, record or None, parse error) plus the column names seen; a CSV or Parquet file as its
+    frame (:func:`_frame_rows` turns it into rows)."""
     name = path.name.lower()
     stem = name[:-3] if name.endswith(".gz") else name
     try:
@@ -143,8 +144,11 @@ def _read_records(path: Path) -> tuple[list[tuple[int, dict | None, str | None]]
         raise InputError(f"`{path}`: truncated gzip file. Re-export or re-compress it.") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"`{path}`: cannot be read ({type(exc).__name__}). Expected a valid CSV, JSONL or Parquet file.") from None
-    records = frame.to_dict("records")
-    return [(i, rec, None) for i, rec in enumerate(records, start=1)], list(frame.columns)
+    return frame, list(frame.columns)
+
+
+def _frame_rows(frame: pd.DataFrame) -> list[tuple[int, dict | None, str | None]]:
+    return [(i, rec, None) for i, rec in enumerate(frame.to_dict("records"), start=1)]
 
 
 def _check_columns(path: Path, columns: list[str], n_rows: int) -> None:
@@ -206,12 +210,21 @@ def load_eval_samples(paths) -> EvalLoad:
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    clean, rejects, rows_read = [], [], 0
-    seen: set[tuple[str, str]] = set()
+    files = []
     for raw_path in paths:
         path = Path(raw_path)
         rows, columns = _read_records(path)
-        _check_columns(path, columns, sum(rec is not None for _, rec, _ in rows))
+        n_rows = len(rows) if isinstance(rows, pd.DataFrame) else sum(rec is not None for _, rec, _ in rows)
+        _check_columns(path, columns, n_rows)
+        files.append((path, rows, columns))
+    fast = _load_columns(files)
+    if fast is not None:
+        return fast
+    clean, rejects, rows_read = [], [], 0
+    seen: set[tuple[str, str]] = set()
+    for path, rows, _ in files:
+        if isinstance(rows, pd.DataFrame):
+            rows = _frame_rows(rows)
         for row_no, record, error in rows:
             rows_read += 1
             if error is None:
@@ -222,13 +235,137 @@ def load_eval_samples(paths) -> EvalLoad:
                 else:
                     key = (out["sample_id"], out["model"])
                     if key in seen:
-                        error = f"duplicate sample_id {out['sample_id']!r} for model {out['model']!r}; the first row is kept."
+                        error = _duplicate(out["sample_id"], out["model"])
                     else:
                         seen.add(key)
                         clean.append(out)
                         continue
             rejects.append({"source": str(path), "row": row_no, "reason": error})
     return EvalLoad(samples=normalise_samples(pd.DataFrame(clean)), rejects=rejects, rows_read=rows_read)
+
+
+def _duplicate(sample_id: str, model: str) -> str:
+    return f"duplicate sample_id {sample_id!r} for model {model!r}; the first row is kept."
+
+
+_CONTRACT = ("sample_id", "model", "correct", "score", "workflow_tag", "prompt", "input_tokens", "output_tokens",
+             "cost_usd")  # the columns :func:`_validate` writes, in its order
+
+
+def _load_columns(files) -> EvalLoad | None:
+    """:func:`load_eval_samples` column by column, for CSV/Parquet files with the same columns whose rows all pass
+    :func:`_validate` (duplicates aside): the same samples and rejects, without a dict per row. None otherwise (the
+    caller validates row by row, giving each bad row its exact reason)."""
+    if not files or any(not isinstance(rows, pd.DataFrame) for _, rows, _ in files):
+        return None
+    columns = files[0][2]
+    if any(cols != columns for _, _, cols in files) or not sum(len(rows) for _, rows, _ in files):
+        return None
+    parts = [_validate_columns(rows) for _, rows, _ in files]
+    if any(part is None for part in parts):
+        return None
+    rest = [c for c in columns if c not in _CONTRACT]
+    values = {c: [v for part in parts for v in part[c]] for c in (*_CONTRACT, *rest)}
+    rejects, keep, seen = [], [], set()
+    row = 0
+    for path, rows, _ in files:
+        for row_no in range(1, len(rows) + 1):
+            key = (values["sample_id"][row], values["model"][row])
+            if key in seen:
+                rejects.append({"source": str(path), "row": row_no, "reason": _duplicate(*key)})
+            else:
+                seen.add(key)
+                keep.append(row)
+            row += 1
+    if len(keep) < row:
+        values = {c: [v[i] for i in keep] for c, v in values.items()}
+    return EvalLoad(samples=normalise_samples(pd.DataFrame(values)), rejects=rejects, rows_read=row)
+
+
+def _numeric(series: pd.Series | None) -> bool:
+    return series is not None and isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf"
+
+
+def _validate_columns(frame: pd.DataFrame) -> dict[str, list] | None:
+    """What :func:`_validate` gives for every row of ``frame``, as columns (lists in row order, pass-through
+    columns included); None if any row would be rejected. Plain numpy columns are checked with numpy, anything
+    else value by value with the same parsers."""
+    n = len(frame)
+
+    def get(name):
+        return frame[name] if name in frame.columns else None
+
+    def blanks(series) -> np.ndarray:
+        if series is None:
+            return np.ones(n, dtype=bool)
+        if _numeric(series):
+            return np.isnan(series.to_numpy()) if series.dtype.kind == "f" else np.zeros(n, dtype=bool)
+        return np.fromiter(map(_is_blank, series.tolist()), dtype=bool, count=n)
+
+    def parsed(series, blank, parse, fill) -> list:
+        values = series.tolist() if series is not None else [None] * n
+        return [fill if b else parse(v) for v, b in zip(values, blank.tolist())]
+
+    out: dict[str, list] = {}
+    try:
+        for name in REQUIRED:
+            series = get(name)
+            if blanks(series).any():
+                return None
+            out[name] = [str(v) for v in series.tolist()]
+        correct, score = get("correct"), get("score")
+        c_blank, s_blank = blanks(correct), blanks(score)
+        if (c_blank & s_blank).any():
+            return None
+        c_value = _parsed_numbers(correct, c_blank, _parse_correct, _correct_numbers)
+        s_value = _parsed_numbers(score, s_blank, _parse_score, _score_numbers)
+        if c_value is None or s_value is None or np.any(~c_blank & ~s_blank & (s_value != c_value)):
+            return None
+        out["correct"] = c_value.tolist()
+        out["score"] = np.where(c_blank, s_value, c_value).tolist()
+        for name in ("workflow_tag", "prompt"):
+            series = get(name)
+            out[name] = parsed(series, blanks(series), str, None)
+        for name in ("input_tokens", "output_tokens"):
+            series = get(name)
+            if _numeric(series) and series.dtype.kind in "iu" and (series.to_numpy() < 2**53).all():
+                if (series.to_numpy() < 0).any():
+                    return None
+                out[name] = series.tolist()  # exact in float64, as _parse_count reads them
+            else:
+                out[name] = parsed(series, blanks(series), lambda v, name=name: _parse_count(name, v), None)
+        cost = get("cost_usd")
+        out["cost_usd"] = parsed(cost, blanks(cost), _parse_cost, float("nan"))
+    except (ValueError, TypeError, OverflowError):
+        return None  # a bad value: the row-by-row path gives its reason
+    for name in frame.columns:
+        if name not in out:
+            out[name] = frame[name].tolist()
+    return out
+
+
+def _parsed_numbers(series, blank, parse, numbers) -> np.ndarray | None:
+    """float64 values of an outcome column (NaN where blank); None if a non-blank value is bad."""
+    if series is None:
+        return np.full(len(blank), np.nan)
+    if _numeric(series):
+        return numbers(series.to_numpy(), blank)
+    values = series.tolist()
+    return np.array([math.nan if b else parse(v) for v, b in zip(values, blank.tolist())], dtype=np.float64)
+
+
+def _correct_numbers(values: np.ndarray, blank: np.ndarray) -> np.ndarray | None:
+    out = values.astype(np.float64)
+    if values.dtype.kind != "b" and not np.all(blank | (out == 0.0) | (out == 1.0)):
+        return None
+    return out
+
+
+def _score_numbers(values: np.ndarray, blank: np.ndarray) -> np.ndarray | None:
+    out = values.astype(np.float64)
+    if not np.all(blank | ((out >= 0.0) & (out <= 1.0))):
+        return None
+    return out
 
 
 def normalise_samples(frame: pd.DataFrame) -> pd.DataFrame:
