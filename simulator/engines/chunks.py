@@ -337,7 +337,9 @@ class Stream:
 class ChunkSpill:
     """Normalised chunks written once as Arrow IPC files (LZ4, text columns dictionary-encoded as in the frame) and
     re-read memory-mapped: later passes over a stream cost a read, not a parse. Each chunk comes back with the
-    dtypes it was written with (category labels included), so every pass sees equal frames."""
+    dtypes it was written with (category labels included), so every pass sees equal frames. Freed heap is handed
+    back after each chunk (:func:`simulator.memory.release_memory`): without it the replay passes' RSS grew with the
+    traffic (~35 bytes per request and candidate pass: 3.9 GB at 100 M requests)."""
 
     COMPRESSION = "lz4"
 
@@ -385,6 +387,8 @@ class ChunkSpill:
                     frame["prefix_blocks"] = pickle.load(fh)
                 frame = frame[columns]
             yield frame
+            del frame
+            release_memory()
 
 
 def _as_dtype(column: pd.Series, dtype) -> pd.Series:
