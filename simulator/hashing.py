@@ -96,15 +96,33 @@ def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     start = _prefix_state(seed, salt)
     lengths = np.diff(offsets)
-    if len(lengths) and int(lengths.max()) * len(lengths) > NUMPY_MAX_WORK:
+    if _compiled(lengths):
         return _kernel()(offsets, data, np.uint64(start), np.empty(len(arr), dtype=np.uint64))
     return _numpy_hash(offsets, lengths, data, start)
 
 
 #: Small inputs (longest string x number of strings up to this) are hashed with numpy, one byte position at a
 #: time: the same values without numba's first-call cost (2-3 s per process, more than the whole hash of a sample
-#: week); larger ones (million-row chunks, prompt text) go to the compiled kernel.
+#: week); larger ones (million-row chunks) go to the compiled kernel.
 NUMPY_MAX_WORK = 8_000_000
+#: Inputs beyond ``NUMPY_MAX_WORK`` also stay on numpy while their bytes and longest string are within these, unless
+#: the kernel is loaded already. numpy costs about 11 ns a byte plus a few microseconds a byte position; importing
+#: numba and loading the cached kernel about 0.9 s (a sample week's 4,367 distinct prompts, 3.3 MB up to 3,767
+#: bytes long: numpy 0.05 s, kernel 0.005 s once loaded).
+NUMPY_MAX_BYTES = 16_000_000
+NUMPY_MAX_LENGTH = 65_536
+
+
+def _compiled(lengths: np.ndarray) -> bool:
+    """Whether strings of these lengths go to the compiled kernel rather than the numpy path."""
+    if not len(lengths):
+        return False
+    longest = int(lengths.max())
+    if longest * len(lengths) <= NUMPY_MAX_WORK:
+        return False
+    if _kernel.cache_info().currsize:  # loaded in this process: cheaper than numpy at any size
+        return True
+    return longest > NUMPY_MAX_LENGTH or int(lengths.sum()) > NUMPY_MAX_BYTES
 
 
 def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, start: int) -> np.ndarray:
