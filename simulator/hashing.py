@@ -73,6 +73,15 @@ def _arrow_text(strings: Any):
     return pa.array(values, type=pa.large_string())
 
 
+def dictionary_text(strings: Any):
+    """The text as an Arrow dictionary array (inputs as for :func:`hash64`): ``hash64`` of it hashes each distinct
+    value once, for columns whose values repeat (prompt text)."""
+    import pyarrow as pa
+
+    arr = _arrow_text(strings)
+    return arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
+
+
 def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     """uint64 hash of each string with the full ``seed`` and ``salt`` in the key (see the module docstring)."""
     import pyarrow as pa

@@ -102,3 +102,12 @@ def test_prompt_sized_input_without_a_loaded_kernel_stays_on_numpy(monkeypatch):
     assert got.tolist() == [reference(t, 7, "calibration") for t in texts]
     with pytest.raises(AssertionError, match="compiled kernel"):  # a string longer than NUMPY_MAX_LENGTH: compiled
         hash64(pa.array(texts + ["z" * (hashing.NUMPY_MAX_LENGTH + 1)]), 7, "calibration")
+
+
+def test_dictionary_text_hashes_like_the_plain_text():
+    from simulator.hashing import dictionary_text
+
+    words = ["long prompt " * 50, None, "a", "long prompt " * 50, "", "a", None]
+    encoded = dictionary_text(pd.Series(words, dtype="string[pyarrow]"))
+    assert pa.types.is_dictionary(encoded.type) and len(encoded.dictionary) == 3
+    assert hash64(encoded, 0, "prompts").tolist() == [reference(w, 0, "prompts") for w in words]
