@@ -172,7 +172,8 @@ class LoopState:
             for name, (dtype, fill) in _SLOT_ARRAYS.items():
                 setattr(self, name, np.concatenate([getattr(self, name), np.full(len(new), fill, dtype=dtype)]))
             self.fail_times = np.vstack([self.fail_times, np.zeros((len(new), self.fail_times.shape[1]), np.int64)])
-            self.wf[base:] = [self._wf(w) for w in wfs]
+            wf_codes, wf_names = pd.factorize(np.array(wfs, dtype=object))  # in order of first appearance
+            self.wf[base:] = np.array([self._wf(w) for w in wf_names], np.int64)[wf_codes]
             self.first_ts[base:] = ts[rows]
         return ids[codes]
 
