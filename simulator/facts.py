@@ -180,7 +180,7 @@ class FactsBuilder:
         """Bounded samples of prompt text: per calibrated tokenizer family, the distinct (prompt, input_tokens)
         rows with the smallest content hashes (the calibration fits on them, the same for any chunking); per
         workflow, the prompts of the requests with the smallest request-id hashes (covariate-shift weights)."""
-        from simulator.hashing import mix64
+        from simulator.hashing import dictionary_text, mix64
         from simulator.tokens import calibration_families
 
         families = calibration_families(f, self.registry)
@@ -188,7 +188,7 @@ class FactsBuilder:
         if len(rows):
             prompts = f["prompt"].take(rows)
             tokens = f["input_tokens"].to_numpy(np.int64)[rows]
-            key = mix64(hash64(prompts, 0, "calibration"), tokens)
+            key = mix64(hash64(dictionary_text(prompts), 0, "calibration"), tokens)  # prompts repeat: each once
             prompts = prompts.to_numpy(dtype=object)
             for family in pd.unique(families[rows]):
                 sel = families[rows] == family
@@ -199,7 +199,8 @@ class FactsBuilder:
             if len(rows):
                 prompts = f["prompt"].take(rows)
                 # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
-                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(prompts, 0, "prompts"))
+                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"),
+                               hash64(dictionary_text(prompts), 0, "prompts"))
                 wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
                 prompts = prompts.to_numpy(dtype=object)
                 for tag in pd.unique(wf):

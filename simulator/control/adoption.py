@@ -31,15 +31,12 @@ def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray
     out = np.empty(len(metadata), dtype=object)
     source = np.full(len(metadata), "metadata", dtype=object)
     providers: dict[str, str] = {}
+    needle = json.dumps(key, ensure_ascii=False)
     for i, (meta, m) in enumerate(zip(metadata, model)):
         value = None
         if isinstance(meta, str):
             if meta not in parsed:
-                try:
-                    obj = json.loads(meta)
-                except json.JSONDecodeError:
-                    obj = None
-                parsed[meta] = obj.get(key) if isinstance(obj, dict) else None
+                parsed[meta] = _metadata_value(meta, key, needle)
             value = parsed[meta]
         if value in (None, ""):
             if m not in providers:
@@ -48,6 +45,18 @@ def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray
             source[i] = "provider"
         out[i] = str(value)
     return out, source
+
+
+def _metadata_value(meta: str, key: str, needle: str) -> Any:
+    """``key`` of the JSON object ``meta`` (None if absent, or if ``meta`` is not a JSON object). Text that holds
+    neither ``needle`` (the key as a JSON string) nor any escape cannot hold the key, so it is not parsed."""
+    if needle not in meta and "\\" not in meta:
+        return None
+    try:
+        obj = json.loads(meta)
+    except json.JSONDecodeError:
+        return None
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
 class AdoptionCounter:
