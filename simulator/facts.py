@@ -144,13 +144,24 @@ class FactsBuilder:
         self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
-        frame = pd.DataFrame({"m": codes, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
-        sums = frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"])
-        for m, b, cnt, fails in zip(sums.index.get_level_values(0).tolist(), sums.index.get_level_values(1).tolist(),
-                                    sums["size"].tolist(), sums["sum"].tolist()):
-            acc = self.fail_n.setdefault((names[m], b), [0, 0])
+        bucket = ts // FAIL_BUCKET_NS
+        frame = pd.DataFrame({"m": codes, "b": bucket, "f": failed, "s": status})
+        # requests and failures per (model, bucket): counts over one integer key, not a pandas group-by
+        known = codes >= 0
+        first = int(bucket.min())
+        span = int(bucket.max()) - first + 1
+        key = codes[known].astype(np.int64) * span + (bucket[known] - first)
+        if len(names) * span <= 4 * len(key) + 1024:
+            slots, at = None, key
+        else:  # a long window and few rows: only the keys present
+            slots, at = np.unique(key, return_inverse=True)
+        size = np.bincount(at)
+        fails = np.bincount(at, weights=failed[known], minlength=len(size))
+        for k, cnt, fail in zip(np.flatnonzero(size).tolist(), size[size > 0].tolist(), fails[size > 0].tolist()):
+            m, b = divmod(k if slots is None else int(slots[k]), span)
+            acc = self.fail_n.setdefault((names[m], b + first), [0, 0])
             acc[0] += cnt
-            acc[1] += int(fails)
+            acc[1] += int(fail)
         for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
             key = (names[m], int(b), int(s))
             self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)

@@ -188,6 +188,40 @@ def test_token_medians_are_the_medians_of_each_groups_smallest_hashes(traffic):
         assert facts.token_medians == expected
 
 
+def test_failure_buckets_are_counted_per_model_and_five_minutes(traffic):
+    """Failure rate and most common failing status per (model, 5-minute bucket), counted here row by row in Python
+    (ties: the lowest status), the same in any chunking."""
+    counts: dict = {}
+    for model, ts, status in zip(traffic["model"].astype(object), traffic["timestamp"].array.asi8,
+                                 traffic["status_code"].tolist()):
+        entry = counts.setdefault((model, ts // (5 * 60 * 10**9)), [0, {}])
+        entry[0] += 1
+        if status >= 400:
+            entry[1][status] = entry[1].get(status, 0) + 1
+    vocab = sorted(set(traffic["model"].astype(object)))
+    expected = {(vocab.index(m), b): (sum(st.values()) / n, min(st, key=lambda s: (-st[s], s)))
+                for (m, b), (n, st) in counts.items() if st}
+    assert expected  # the sample week has failures
+    for facts in (_facts(traffic, 1, [0]), _facts(traffic, 6, [5, 1, 3, 0, 2, 4])):
+        assert facts.failure_buckets == expected
+
+
+def test_failure_buckets_of_a_long_window_with_few_rows():
+    """Three requests a year apart (the sparse path): each bucket its own rate, worked out by hand."""
+    from simulator.io.traffic import normalize
+
+    raw = pd.DataFrame({"request_id": ["a", "b", "c", "d"], "model": ["openai/gpt-4o"] * 3 + ["openai/gpt-4o-mini"],
+                        "timestamp": ["2025-01-01T00:00:00Z", "2025-01-01T00:04:59Z", "2025-12-31T23:59:00Z",
+                                      "2025-06-01T12:00:00Z"],
+                        "input_tokens": [1, 1, 1, 1], "output_tokens": [1, 1, 1, 1], "status_code": [500, 200, 429, 503]})
+    frame, rejects = normalize(raw)
+    assert not rejects
+    facts = FactsBuilder().add(frame).finish()
+    jan, dec, jun = (pd.Timestamp(t).value // (5 * 60 * 10**9) for t in
+                     ("2025-01-01T00:00:00Z", "2025-12-31T23:55:00Z", "2025-06-01T12:00:00Z"))
+    assert facts.failure_buckets == {(0, jan): (0.5, 500), (0, dec): (1.0, 429), (1, jun): (1.0, 503)}
+
+
 def test_help_imports_no_heavy_library():
     code = ("import sys; from click.testing import CliRunner; from simulator.cli import cli; "
             "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
