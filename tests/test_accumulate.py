@@ -54,3 +54,26 @@ def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
     exact = sum((Fraction(float(v)) for v in values), Fraction(0))
     assert whole.fraction == exact and split.fraction == exact
     assert whole.value == math.fsum(values.tolist()) == split.value
+
+
+def test_labels_codes_of_sorted_integer_keys_are_pandas_factorize():
+    """Sorted integer keys (a chunk's minute blocks) take a shortcut: the same codes and labels as pd.factorize, and the
+    same sums as unsorted keys added row by row (expected: Python additions)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    keys = np.sort(rng.integers(-5, 40, 5_000))
+    weights = rng.random(5_000) * 10.0 ** rng.integers(-6, 7, 5_000)
+    codes, uniques = pd.factorize(keys)
+    labels = Labels(1)
+    assert labels.codes(keys).tolist() == codes.tolist()
+    assert list(labels.ids) == uniques.tolist()
+    labels = Labels(1)
+    for part in np.array_split(np.arange(5_000), 7):
+        labels.add(labels.codes(keys[part]), 0, weights[part])
+    expected: dict[int, float] = {}
+    for key, weight in zip(keys.tolist(), weights.tolist()):
+        expected[key] = expected.get(key, 0.0) + weight
+    names, sums = labels.sorted()
+    assert names.tolist() == sorted(expected) and sums[:, 0].tolist() == [expected[k] for k in sorted(expected)]
+    assert Labels(1).codes(np.array([7])).tolist() == [0] and Labels(1).codes(np.zeros(0, np.int64)).tolist() == []
