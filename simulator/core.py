@@ -167,7 +167,9 @@ class Chunk:
 
     @cached_property
     def prompt_text(self) -> np.ndarray:
-        """Per row: the prompt is a non-empty string."""
+        """Per row: the prompt is a non-empty string (no Python objects made when no row has a prompt)."""
+        if not self.frame["prompt"].notna().any():
+            return np.zeros(self.n, dtype=bool)
         return has_text(self.prompts, self.n)
 
     @cached_property
