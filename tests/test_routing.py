@@ -291,3 +291,15 @@ def test_failure_draw_hashes_are_per_row_whatever_rows_ask_first():
     assert p.request_hash(np.arange(0, 40, 2)).tolist() == whole[0::2].tolist()
     assert p.request_hash(np.arange(40)[::-1]).tolist() == whole[::-1].tolist()
     assert p.request_hash(np.zeros(0, np.int64)).tolist() == []
+
+
+def test_request_view_isin_reads_each_rows_label_and_leaves_absent_rows_out():
+    from simulator.routing.matching import RequestView
+
+    models = pd.Categorical(["openai-main/gpt-4o", None, "azure/gpt-4o", "openai-main/gpt-4o-mini", None])
+    view = RequestView(pd.DataFrame({"model": models}))
+    assert view.isin("model", ["openai-main/gpt-4o"]).tolist() == [True, False, False, False, False]
+    assert view.isin("model", ["gpt-4o"], bare=True).tolist() == [True, False, True, False, False]
+    assert view.isin("model", ["nothing/else"]).tolist() == [False] * 5
+    empty = RequestView(pd.DataFrame({"model": pd.Categorical([None, None], categories=[])}))
+    assert empty.isin("model", ["openai-main/gpt-4o"]).tolist() == [False, False]
