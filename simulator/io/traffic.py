@@ -342,7 +342,9 @@ def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallb
     usable = fallback_codes >= 0
     if len(fallback_labels):
         usable &= np.asarray(pd.notna(fallback_labels), dtype=bool)[np.maximum(fallback_codes, 0)]
-    merged = np.where(codes >= 0, codes, np.where(usable, fallback_codes + len(labels), -1))
+    dtype = C.code_dtype(len(labels) + len(fallback_labels))  # codes arrive narrow: widen before shifting
+    shifted = fallback_codes.astype(dtype) + dtype.type(len(labels))
+    merged = np.where(codes >= 0, codes.astype(dtype, copy=False), np.where(usable, shifted, dtype.type(-1)))
     return merged, np.concatenate([labels, fallback_labels]).astype(object)
 
 
@@ -457,7 +459,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     meta_codes, meta_text, promoted = _metadata(meta_codes, meta_values, rej, limits)
     for key in ATTRIBUTION_KEYS:
         out.labels[key] = _merge(C.codes(cols.pop(key)), meta_codes, promoted[key])
-    out.labels["metadata"] = _merge((np.full(n, -1, np.int64), np.zeros(0, object)), meta_codes, meta_text)
+    out.labels["metadata"] = _merge((np.full(n, -1, np.int8), np.zeros(0, object)), meta_codes, meta_text)
     out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
     out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
     block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
@@ -472,32 +474,28 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     return out
 
 
-def _code_dtype(size: int) -> np.dtype:
-    """The smallest signed integer type for codes of ``size`` labels (-1 = missing)."""
-    return np.dtype(next((t for t in (np.int8, np.int16, np.int32) if size < np.iinfo(t).max), np.int64))
-
-
 def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
-    """Label codes in :func:`_code_dtype`: a part keeps a dozen code columns until the table is built."""
-    return codes.astype(_code_dtype(size), copy=False)
+    """Label codes in :func:`~simulator.io.columns.code_dtype`: a part keeps a dozen code columns until the table
+    is built."""
+    return codes.astype(C.code_dtype(size), copy=False)
 
 
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    # codes + 1 cannot overflow: _code_dtype leaves room above the largest code
+    # codes + 1 cannot overflow: code_dtype leaves room above the largest code
     used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:])
     if not len(used):
         return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"))
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
-    remap = np.full(len(labels) + 1, -1, dtype=_code_dtype(len(uniq)))  # the last entry: code -1 stays -1
+    remap = np.full(len(labels) + 1, -1, dtype=C.code_dtype(len(uniq)))  # the last entry: code -1 stays -1
     remap[used] = inverse
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"))
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """One column's codes and labels of every part (the parts' own codes are dropped as they are joined)."""
-    dtype = _code_dtype(sum(len(part.labels[name][1]) for part in parts))
+    dtype = C.code_dtype(sum(len(part.labels[name][1]) for part in parts))
     codes, labels, offset = [], [], 0
     for part, rows in zip(parts, take):
         c, lab = part.labels.pop(name)
