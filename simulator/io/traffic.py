@@ -640,7 +640,7 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
 
 
 #: Rows per slice of :func:`id_keys`: its padded copy of the text and its temporaries stay a few tens of MB.
-_KEY_ROWS = 1 << 20
+_KEY_ROWS = 1 << 18
 #: ``_BYTE_MASKS[r]`` keeps the first ``r`` bytes of a little-endian word.
 _BYTE_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 
@@ -740,7 +740,8 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
         elif name == "prompt":
             data[name] = pd.array(prompt if take is None else prompt.take(take), dtype=TEXT_DTYPE)
         elif name == "timestamp":
-            data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]")).tz_localize("UTC")
+            # UTC given as the dtype: one copy of the times (tz_localize would make a second)
+            data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]"), dtype="datetime64[ns, UTC]")
         elif name in _CATEGORY_COLUMNS:
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)
