@@ -16,7 +16,6 @@ import pandas as pd
 
 from simulator.errors import TokenizerError
 from simulator.tokens import Registry, translate_with_ratios
-from simulator.tokens.content import classify_content
 from simulator.tokens.translate import has_text
 
 
@@ -55,7 +54,6 @@ class Translator:
         self.unknown: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._bounds_of = None  # the Prepared (chunk) the bounds belong to
-        self._content_of: tuple | None = None  # (Prepared, content class per row)
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
 
     def at_end(self, end: str) -> Translator:
@@ -105,18 +103,13 @@ class Translator:
         eval_ratio = getattr(cand, "output_tokens", "recorded") == "eval-ratio"
         unknown_here = []
         text = p.prompt_text if hasattr(p, "prompt_text") else has_text(p.prompts, p.n)
-        content = None
         for f, t, at in model_pairs(p.model[rows], o.model[rows], len(vocab)):
             idx = rows[at]
             src, dst = str(vocab[f]), str(vocab[t])
-            with_text = bool(text[idx].any())
-            if with_text and content is None:
-                content = self._content(p)
             try:
                 new_in, new_out, ratios = translate_with_ratios(
                     src, dst, o.input_tokens[idx], o.output_tokens[idx],
-                    prompts=p.prompts[idx] if with_text else None,
-                    content_type=content[idx] if with_text else None,
+                    prompts=p.prompts[idx] if text[idx].any() else None,
                     calibration=self.calibration, registry=self.registry)
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
@@ -149,14 +142,6 @@ class Translator:
             note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
-
-    def _content(self, p) -> np.ndarray:
-        """Content class per row of the chunk ``p`` (:func:`classify_content` of its prompts), worked out once per
-        chunk: every candidate and model pair of the chunk reads it instead of classifying its rows again."""
-        kept = self._content_of
-        if kept is None or kept[0] is not p:
-            kept = self._content_of = (p, classify_content(p.prompts))
-        return kept[1]
 
     @staticmethod
     def _output_cost_share(p, model: str, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
