@@ -289,3 +289,10 @@ def test_adoption_tool_is_the_metadata_key_however_the_json_spells_it():
     assert got.tolist() == ["vim", "emacs", "openai"]
     got, _ = tools(np.array(['{"outilé": "nano"}'], dtype=object), np.array(["openai/gpt-4o"], dtype=object), "outilé")
     assert got.tolist() == ["nano"]
+    # Repeated texts and models, a missing model, a value that is not text: each row still gets its own answer.
+    got, source = tools(np.array(['{"tool": "cursor"}', None, '{"tool": 7}', {"tool": "x"}, None, '{"tool": "cursor"}'],
+                                 dtype=object),
+                        np.array(["anthropic/claude-opus-4-7", "openai/gpt-4o", None, "mystery-model", None,
+                                  "openai/gpt-4o"], dtype=object), "tool")
+    assert got.tolist() == ["cursor", "openai", "7", "unknown", "unknown", "cursor"]
+    assert source.tolist() == ["metadata", "provider", "metadata", "provider", "provider", "metadata"]

@@ -506,3 +506,29 @@ def test_classify_text_ascii_counts_like_the_character_classes():
     got = [classify_text(t) for t in texts]
     assert got == [reference(t) for t in texts]
     assert {"code", "prose"} <= set(got)  # both sides of the 6% threshold are exercised
+
+
+def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair():
+    from types import SimpleNamespace
+
+    from simulator.tokens import translate_with_ratios
+    from simulator.tokens.translator import Translator
+
+    vocab = np.array(["anthropic/claude-opus-4-6", "openai/gpt-4o", "anthropic/claude-opus-4-7"], dtype=object)
+    prompts = np.array(["Please summarise the meeting notes for the team.", "def f(x):\n    return {x: [x]};",
+                        None, "Write a short note on the budget.", "for (i = 0; i < n; i++) { a[i] = b[i]; }",
+                        "Explain the invoice to the customer."], dtype=object)
+    n = len(prompts)
+    p = SimpleNamespace(vocab=vocab, model=np.array([0, 0, 0, 1, 1, 2]), prompts=prompts, n=n)
+    o = SimpleNamespace(model=np.array([2, 2, 2, 2, 2, 2]), input_tokens=np.full(n, 1000, dtype=np.int64),
+                        output_tokens=np.full(n, 10, dtype=np.int64), translation=np.full(n, "", dtype=object),
+                        extras={}, assumptions=[])
+    Translator()(p, o, np.arange(5), SimpleNamespace(name="c"))  # the last row is not moved
+    # Reference: each model pair's rows on their own, classified from their own prompts.
+    for src, idx in ((0, np.array([0, 1, 2])), (1, np.array([3, 4]))):
+        new_in, _, ratios = translate_with_ratios(str(vocab[src]), str(vocab[2]), np.full(len(idx), 1000),
+                                                  np.full(len(idx), 10), prompts=prompts[idx])
+        assert o.input_tokens[idx].tolist() == new_in.tolist()
+        assert o.translation[idx].tolist() == ratios.method.tolist()
+    assert o.input_tokens[5] == 1000 and o.translation[5] == ""
+    assert o.input_tokens[0] != o.input_tokens[1]  # prose and code get their own ratios
