@@ -121,6 +121,8 @@ class Chunk:
         f = self.frame = traffic.frame
         self.n = len(f)
         self.view = RequestView(f)
+        self._fail_hash: np.ndarray | None = None  # request_hash per row, filled as rows ask
+        self._fail_known: np.ndarray | None = None
         self.ts = f["timestamp"].array.asi8.copy() if self.n else np.zeros(0, np.int64)
         self.model = codes_in(f["model"], ctx.vocab)
         # contiguous: a column the input lacks is one repeated value in the table (stride 0), not per row here
@@ -165,7 +167,9 @@ class Chunk:
 
     @cached_property
     def prompt_text(self) -> np.ndarray:
-        """Per row: the prompt is a non-empty string."""
+        """Per row: the prompt is a non-empty string (no Python objects made when no row has a prompt)."""
+        if not self.frame["prompt"].notna().any():
+            return np.zeros(self.n, dtype=bool)
         return has_text(self.prompts, self.n)
 
     @cached_property
@@ -185,10 +189,16 @@ class Chunk:
         alone = self.request_uniform if sessions.isna().any() else keyed
         return np.where(sessions.isna().to_numpy(), alone, keyed)
 
-    @cached_property
-    def request_hash(self) -> np.ndarray:
-        """64-bit hash of (seed, request_id) per row, the source of per-attempt failure draws."""
-        return hash64(self.frame["request_id"], self.seed, "fail")
+    def request_hash(self, rows: np.ndarray) -> np.ndarray:
+        """64-bit hash of (seed, request_id) of ``rows``, the source of per-attempt failure draws: each row is hashed
+        once per chunk, and only when a draw asks for it (a downgrade of one model hashes that model's rows only)."""
+        if self._fail_hash is None:
+            self._fail_hash, self._fail_known = np.zeros(self.n, np.uint64), np.zeros(self.n, bool)
+        new = rows[~self._fail_known[rows]]
+        if len(new):
+            self._fail_hash[new] = hash64(self.frame["request_id"].take(new), self.seed, "fail")
+            self._fail_known[new] = True
+        return self._fail_hash[rows]
 
 
 def codes_in(column: pd.Series, vocab: list[str]) -> np.ndarray:

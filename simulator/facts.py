@@ -56,6 +56,22 @@ class BottomK:
         return tuple(int(round(float(v))) for v in np.median(self.values[0], axis=0))
 
 
+def smallest_rows(hashes: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """Rows (ascending) that hold each group's ``k`` smallest ``hashes`` (ties in row order), for non-negative integer
+    ``groups``: the rows at or below a cut a little above where a group's k-th smallest of uniform 64-bit hashes is
+    expected, and every row of a group the cut leaves short of ``k``. Exact for any hashes; the cut only saves work."""
+    size = np.bincount(groups)
+    share = (2.0 * k + 64.0) / np.maximum(size, 1)  # about twice the expected share: short in rare cases only
+    cut = np.full(len(size), np.iinfo(np.uint64).max, np.uint64)
+    part = share < 1.0
+    cut[part] = (share[part] * 2.0**64).astype(np.uint64)
+    keep = hashes <= cut[groups]
+    short = np.bincount(groups[keep], minlength=len(size)) < np.minimum(size, k)
+    if short.any():
+        keep |= short[groups]
+    return np.flatnonzero(keep)
+
+
 @dataclasses.dataclass
 class Facts:
     """Global facts of one traffic table (see the module docstring)."""
@@ -128,13 +144,24 @@ class FactsBuilder:
         self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
-        frame = pd.DataFrame({"m": codes, "b": ts // FAIL_BUCKET_NS, "f": failed, "s": status})
-        sums = frame.groupby(["m", "b"], sort=False)["f"].agg(["size", "sum"])
-        for m, b, cnt, fails in zip(sums.index.get_level_values(0).tolist(), sums.index.get_level_values(1).tolist(),
-                                    sums["size"].tolist(), sums["sum"].tolist()):
-            acc = self.fail_n.setdefault((names[m], b), [0, 0])
+        bucket = ts // FAIL_BUCKET_NS
+        frame = pd.DataFrame({"m": codes, "b": bucket, "f": failed, "s": status})
+        # requests and failures per (model, bucket): counts over one integer key, not a pandas group-by
+        known = codes >= 0
+        first = int(bucket.min())
+        span = int(bucket.max()) - first + 1
+        key = codes[known].astype(np.int64) * span + (bucket[known] - first)
+        if len(names) * span <= 4 * len(key) + 1024:
+            slots, at = None, key
+        else:  # a long window and few rows: only the keys present
+            slots, at = np.unique(key, return_inverse=True)
+        size = np.bincount(at)
+        fails = np.bincount(at, weights=failed[known], minlength=len(size))
+        for k, cnt, fail in zip(np.flatnonzero(size).tolist(), size[size > 0].tolist(), fails[size > 0].tolist()):
+            m, b = divmod(k if slots is None else int(slots[k]), span)
+            acc = self.fail_n.setdefault((names[m], b + first), [0, 0])
             acc[0] += cnt
-            acc[1] += int(fails)
+            acc[1] += int(fail)
         for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
             key = (names[m], int(b), int(s))
             self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
@@ -180,7 +207,7 @@ class FactsBuilder:
         """Bounded samples of prompt text: per calibrated tokenizer family, the distinct (prompt, input_tokens)
         rows with the smallest content hashes (the calibration fits on them, the same for any chunking); per
         workflow, the prompts of the requests with the smallest request-id hashes (covariate-shift weights)."""
-        from simulator.hashing import mix64
+        from simulator.hashing import dictionary_text, mix64
         from simulator.tokens import calibration_families
 
         families = calibration_families(f, self.registry)
@@ -188,7 +215,7 @@ class FactsBuilder:
         if len(rows):
             prompts = f["prompt"].take(rows)
             tokens = f["input_tokens"].to_numpy(np.int64)[rows]
-            key = mix64(hash64(prompts, 0, "calibration"), tokens)
+            key = mix64(hash64(dictionary_text(prompts), 0, "calibration"), tokens)  # prompts repeat: each once
             prompts = prompts.to_numpy(dtype=object)
             for family in pd.unique(families[rows]):
                 sel = families[rows] == family
@@ -199,7 +226,8 @@ class FactsBuilder:
             if len(rows):
                 prompts = f["prompt"].take(rows)
                 # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
-                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(prompts, 0, "prompts"))
+                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"),
+                               hash64(dictionary_text(prompts), 0, "prompts"))
                 wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
                 prompts = prompts.to_numpy(dtype=object)
                 for tag in pd.unique(wf):
@@ -214,11 +242,16 @@ class FactsBuilder:
         if not len(ok):
             return
         hashes = hash64(f["request_id"], 0, "sample")[ok]
+        n_models = len(model_names)
+        wf, model = wf[ok], model[ok]
+        # a workflow's (and all traffic's) k smallest are among its (workflow, model) groups' k smallest
+        fine = wf * n_models + model
+        if int(fine.min()) >= 0:
+            keep = smallest_rows(hashes, fine, SAMPLE_K)
+            ok, hashes, wf, model = ok[keep], hashes[keep], wf[keep], model[keep]
         values = np.stack([f["input_tokens"].to_numpy(np.int64)[ok], f["output_tokens"].to_numpy(np.int64)[ok]],
                           axis=1)
         by_hash = np.argsort(hashes, kind="stable")
-        n_models = len(model_names)
-        wf, model = wf[ok], model[ok]
         for codes, key_of in ((wf * n_models + model, lambda c: (wf_names[c // n_models], model_names[c % n_models])),
                               (wf, lambda c: (wf_names[c], ANY)),
                               (np.zeros(len(ok), np.int64), lambda c: (ANY, ANY))):

@@ -4,7 +4,7 @@
 (traffic, evals, pricing, configs, tokenizers, outcomes), the traffic itself (read as ``run`` reads it: adapter,
 rejects, the window), every model of the traffic and every target priced, every target's tokenizer, eval model ids
 that match no gateway id, and rules that match nothing in the traffic (a warning: ``run`` accepts them, but they are
-usually a typo). It imports no replay code (no numba, no engines), so it answers in about a second.
+usually a typo). It imports no replay code (no numba, no engines, no matplotlib).
 """
 
 from __future__ import annotations

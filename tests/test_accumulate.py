@@ -1,6 +1,7 @@
 """Per-label sums of the summary accumulators."""
 
 import numpy as np
+import pytest
 
 from simulator.summary.accumulate import Labels
 
@@ -30,3 +31,49 @@ def test_labels_add_with_no_rows_and_integer_weights():
     assert labels.sums.shape == (0, 1)
     labels.add(labels.codes(np.array(["x", "y", "x"], dtype=object)), 0, np.array([1, 2, 3]))
     assert dict(zip(*[a.tolist() for a in labels.sorted()])) == {"x": [4.0], "y": [2.0]}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
+    """``ExactSum`` against ``math.fsum`` (exact, correctly rounded) and ``fractions``: values over the whole float64
+    exponent range, signs mixed, cancelling pairs, subnormals; added whole and in uneven slices."""
+    import math
+    from fractions import Fraction
+
+    from simulator.summary.exact_sums import ExactSum
+
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(20_000) * np.exp2(rng.integers(-1060, 1000, 20_000))
+    values = np.concatenate([values, -values[:500], [5e-324, -5e-324, 2.0**-1074 * 3, 0.0, 1e308, -1e308, 1.5e308]])
+    rng.shuffle(values)
+    whole = ExactSum().add(values)
+    cuts = np.sort(rng.integers(0, len(values), 9))
+    split = ExactSum()
+    for part in np.split(values, cuts)[::-1]:
+        split.add(part)
+    exact = sum((Fraction(float(v)) for v in values), Fraction(0))
+    assert whole.fraction == exact and split.fraction == exact
+    assert whole.value == math.fsum(values.tolist()) == split.value
+
+
+def test_labels_codes_of_sorted_integer_keys_are_pandas_factorize():
+    """Sorted integer keys (a chunk's minute blocks) take a shortcut: the same codes and labels as pd.factorize, and the
+    same sums as unsorted keys added row by row (expected: Python additions)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    keys = np.sort(rng.integers(-5, 40, 5_000))
+    weights = rng.random(5_000) * 10.0 ** rng.integers(-6, 7, 5_000)
+    codes, uniques = pd.factorize(keys)
+    labels = Labels(1)
+    assert labels.codes(keys).tolist() == codes.tolist()
+    assert list(labels.ids) == uniques.tolist()
+    labels = Labels(1)
+    for part in np.array_split(np.arange(5_000), 7):
+        labels.add(labels.codes(keys[part]), 0, weights[part])
+    expected: dict[int, float] = {}
+    for key, weight in zip(keys.tolist(), weights.tolist()):
+        expected[key] = expected.get(key, 0.0) + weight
+    names, sums = labels.sorted()
+    assert names.tolist() == sorted(expected) and sums[:, 0].tolist() == [expected[k] for k in sorted(expected)]
+    assert Labels(1).codes(np.array([7])).tolist() == [0] and Labels(1).codes(np.zeros(0, np.int64)).tolist() == []

@@ -305,3 +305,30 @@ def test_mooncake_trace_against_raw_jsonl():
     r = simulate_cache(ts_ms, 0, b.offsets, b.ids, b.tokens, df["input_tokens"], True, 0, 2 * H1, 1, 1, True)
     assert int(r.hit.sum()) == first_block_seen
     assert r.cache_read_tokens.tolist() == expected_read
+
+
+def test_cache_costs_price_each_model_on_its_own_utc_day(rules):
+    # Two models over a UTC midnight; the price list doubles from 2026-12-02. Rows 23:59 and 00:01 fall on
+    # different days; the timestamps are written in UTC-5 to check that the day is the UTC one.
+    asked = []
+
+    def prices(model_id, ts):
+        asked.append((model_id, ts.strftime("%Y-%m-%d")))
+        day2 = ts.strftime("%Y-%m-%d") == "2026-12-02"
+        base = {"anthropic/claude-haiku-4-5": 1.0, "anthropic/claude-opus-4-7": 5.0}[model_id] * (2 if day2 else 1)
+        return {"input_mtok": base, "output_mtok": 10 * base, "cache_read_mtok": None, "cache_write_mtok": None,
+                "cache_write_1h_mtok": None}
+
+    minutes = [23 * 60 + 59, 24 * 60 + 1, 23 * 60 + 58, 24 * 60 + 2, 24 * 60 + 3]
+    models = ["anthropic/claude-haiku-4-5", "anthropic/claude-haiku-4-5", "anthropic/claude-opus-4-7",
+              "anthropic/claude-opus-4-7", "anthropic/claude-haiku-4-5"]
+    df = table([(m, model, None, 0, 1_000_000, 100_000, "w") for m, model in zip(minutes, models)])
+    df["timestamp"] = df["timestamp"].dt.tz_convert("America/New_York")
+    sim = simulate_frame(df, rules)
+    got = cache_costs(df, sim, rules, unit_prices=prices)
+    # 1 M input + 0.1 M output at (base, 10 x base): 2 x base dollars; Haiku base 1 then 2, Opus 5 then 10
+    assert got["cost_without_cache_usd"].tolist() == [2.0, 4.0, 10.0, 20.0, 4.0]
+    assert got["cost_with_cache_usd"].tolist() == [2.0, 4.0, 10.0, 20.0, 4.0]
+    # one price look-up per (model, UTC day), in order of first appearance
+    assert asked == [("anthropic/claude-haiku-4-5", "2026-12-01"), ("anthropic/claude-haiku-4-5", "2026-12-02"),
+                     ("anthropic/claude-opus-4-7", "2026-12-01"), ("anthropic/claude-opus-4-7", "2026-12-02")]

@@ -98,3 +98,20 @@ def test_idset_marks_ids_seen_before():
     many = [f"id-{i}" for i in range(200_000)]  # more than the initial table holds at load 0.8
     assert not grown.add(pa.array(many)).any()
     assert grown.add(pa.array(many[::1000] + ["new"])).tolist() == [True] * 200 + [False]
+
+
+
+def test_parquet_batches_already_read_are_freed(tmp_path):
+    """Arrow's pool holds about one batch while a file is read, whatever its size. With pyarrow's default
+    pre-buffering, every 500 k-row row group read left ~5 MB behind until the file was done (1.8 GB of a 100 M-row
+    run's peak); 2 M rows in 4 row groups measured +15.7 MB with it, +0.3 MB without."""
+    from simulator.engines.bench import write_fast_traffic
+    from simulator.engines.chunks import iter_raw
+
+    path = write_fast_traffic(tmp_path / "t.parquet", 2_000_000, 500_000)
+    held = []
+    for raw in iter_raw(path, 500_000):
+        del raw
+        held.append(pa.total_allocated_bytes())
+    assert len(held) == 4
+    assert held[-1] - held[0] < 4_000_000, held

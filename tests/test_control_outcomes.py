@@ -264,3 +264,35 @@ def test_session_kill_rule_for_untagged_sessions_is_last():
     assert first_match("code-assist") == 5000 and first_match(None) == 100 and first_match("support-bot") == 100
     assert any("without a workflow tag" in g for g in not_expressible(record))
     assert not any("without a workflow tag" in g for g in not_expressible({"baselines": record["baselines"][1:]}))
+
+
+def test_adoption_tool_is_the_metadata_key_however_the_json_spells_it():
+    from simulator.control.adoption import tools
+
+    metadata = np.array([
+        '{"tool": "cursor"}',                     # plain
+        '{"\\u0074ool": "claude-code"}',          # the key written with an escape
+        '{"client": "airflow"}',                  # no such key
+        '{"note": "say \\"tool\\" here"}',        # the word only inside a value
+        'not json "tool"',                        # not JSON
+        '["tool", "x"]',                          # JSON, not an object
+        '{"tool": ""}',                           # empty: falls back to the provider
+        None,
+        '{"outil": "vim"}',
+    ], dtype=object)
+    model = np.array(["openai/gpt-4o"] * 9, dtype=object)
+    got, source = tools(metadata, model, "tool")
+    assert got.tolist() == ["cursor", "claude-code", "openai", "openai", "openai", "openai", "openai", "openai", "openai"]
+    assert source.tolist() == ["metadata", "metadata"] + ["provider"] * 7
+    got, _ = tools(np.array(['{"outil": "vim"}', '{"out\\u0069l": "emacs"}', '{"outilé": "x"}'], dtype=object),
+                   np.array(["openai/gpt-4o"] * 3, dtype=object), "outil")
+    assert got.tolist() == ["vim", "emacs", "openai"]
+    got, _ = tools(np.array(['{"outilé": "nano"}'], dtype=object), np.array(["openai/gpt-4o"], dtype=object), "outilé")
+    assert got.tolist() == ["nano"]
+    # Repeated texts and models, a missing model, a value that is not text: each row still gets its own answer.
+    got, source = tools(np.array(['{"tool": "cursor"}', None, '{"tool": 7}', {"tool": "x"}, None, '{"tool": "cursor"}'],
+                                 dtype=object),
+                        np.array(["anthropic/claude-opus-4-7", "openai/gpt-4o", None, "mystery-model", None,
+                                  "openai/gpt-4o"], dtype=object), "tool")
+    assert got.tolist() == ["cursor", "openai", "7", "unknown", "unknown", "cursor"]
+    assert source.tolist() == ["metadata", "provider", "metadata", "provider", "provider", "metadata"]

@@ -178,3 +178,30 @@ def test_prompt_features_count_characters_not_bytes():
         [np.log1p(5), 0.0, 0.0],
     ])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_moves_are_summed_per_workflow_and_pair_in_key_order(evals):
+    # Rows split over the table, out of order, with an untagged workflow (None and NaN both mean ""), a row that
+    # stays on its model, a row with no requests and one without a target model: both left out.
+    moves = pd.DataFrame({"workflow_tag": ["w2", "w1", None, "w1", "w1", "w1", np.nan, "w2"],
+                          "from_model": ["A", "A", "A", "A", "A", "A", "A", "A"],
+                          "to_model": ["C", "B", "C", "B", "A", "B", "C", None],
+                          "requests": [120, 300, 10, 200, 50, 0, 5, 7]})
+    traffic = pd.DataFrame({"workflow_tag": ["w1", "w2", None, "w1", np.nan], "requests": [500, 1000, 30, 400, 70]})
+    r = policy_accuracy_impact(moves, traffic, evals, n_boot=200)
+    # Sorted by (workflow, from, to): ("", A, C) 10 + 5, (w1, A, B) 300 + 200, (w2, A, C) 120; total 2000 requests.
+    got = [(m["workflow_tag"], m["from_model"], m["to_model"], m["requests"]) for m in r["moves"]]
+    assert got == [(None, "A", "C", 15), ("w1", "A", "B", 500), ("w2", "A", "C", 120)]
+    assert [m["share_of_traffic"] for m in r["moves"]] == [15 / 2000, 500 / 2000, 120 / 2000]
+    assert r["moved_share"] == 635 / 2000
+    # By hand: 100 * (500/2000 * -0.1 + 120/2000 * +0.1) = -1.9 pp; the untagged workflow has no eval samples.
+    assert r["accuracy_delta_pp"] == pytest.approx(-1.9)
+
+
+def test_float_request_counts_are_summed_like_integer_ones(evals):
+    moves = pd.DataFrame({"workflow_tag": ["w1", "w1"], "from_model": ["A", "A"], "to_model": ["B", "B"],
+                          "requests": [250.0, 250.0]})
+    traffic = pd.DataFrame({"workflow_tag": ["w1", "w2"], "requests": [1000.0, 1000.0]})
+    r = policy_accuracy_impact(moves, traffic, evals, n_boot=200)
+    assert [(m["workflow_tag"], m["requests"]) for m in r["moves"]] == [("w1", 500)]
+    assert r["accuracy_delta_pp"] == pytest.approx(100 * 500 / 2000 * -0.1)

@@ -80,3 +80,34 @@ def test_uniform_draws_are_uniform():
 def test_rejects_non_text():
     with pytest.raises(TypeError):
         hash64(pa.array([1, 2]), 0)
+
+
+def test_prompt_sized_input_without_a_loaded_kernel_stays_on_numpy(monkeypatch):
+    # 400 texts up to 30,000 bytes: longest x count (12 M) is over NUMPY_MAX_WORK, but 0.3 MB of text is far less
+    # than loading numba costs, so numpy hashes it (the kernel is replaced by one that fails if called).
+    import functools
+    import random
+
+    import simulator.hashing as hashing
+
+    @functools.lru_cache(maxsize=1)
+    def no_kernel():
+        raise AssertionError("the compiled kernel was used")
+
+    monkeypatch.setattr(hashing, "_kernel", no_kernel)
+    rng = random.Random(3)
+    texts = ["".join(rng.choice("ab é漢\n") for _ in range(rng.randint(0, 400))) for _ in range(399)] + ["y" * 30_000]
+    assert 30_000 * len(texts) > hashing.NUMPY_MAX_WORK
+    got = hash64(pa.array(texts), 7, "calibration")
+    assert got.tolist() == [reference(t, 7, "calibration") for t in texts]
+    with pytest.raises(AssertionError, match="compiled kernel"):  # a string longer than NUMPY_MAX_LENGTH: compiled
+        hash64(pa.array(texts + ["z" * (hashing.NUMPY_MAX_LENGTH + 1)]), 7, "calibration")
+
+
+def test_dictionary_text_hashes_like_the_plain_text():
+    from simulator.hashing import dictionary_text
+
+    words = ["long prompt " * 50, None, "a", "long prompt " * 50, "", "a", None]
+    encoded = dictionary_text(pd.Series(words, dtype="string[pyarrow]"))
+    assert pa.types.is_dictionary(encoded.type) and len(encoded.dictionary) == 3
+    assert hash64(encoded, 0, "prompts").tolist() == [reference(w, 0, "prompts") for w in words]

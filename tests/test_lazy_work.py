@@ -173,6 +173,18 @@ def test_validate_of_a_broken_scenario_and_schema_import_no_data_library(tmp_pat
     assert lines[-1] == "loaded:"
 
 
+def test_validate_of_a_valid_scenario_imports_no_replay_code():
+    """``validate`` reads the traffic as ``run`` does, but replays nothing and draws nothing: no numba kernels, no
+    engines, no matplotlib, no statistics (the sample week's scenario, with evals, tokenizers and a config file)."""
+    code = ("import sys; from click.testing import CliRunner; from simulator.cli import cli; "
+            "r = CliRunner().invoke(cli, ['validate', 'scenarios/premium-review.yaml']); "
+            "heavy = ['scipy', 'sklearn', 'matplotlib', 'numba', 'dask', 'transformers', 'simulator.core', "
+            "'simulator.engines']; "
+            "print(r.exit_code); print('loaded:', ','.join(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().split("\n") == ["0", "loaded:"]
+
+
 def test_mix64_is_fmix64_of_hash_xor_value_times_fnv_prime():
     from simulator.hashing import mix64
 

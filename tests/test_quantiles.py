@@ -65,3 +65,21 @@ def test_extend_refuses_spilled_values(tmp_path):
 
 def test_empty_gives_none():
     assert Quantiles().percentiles([50, 95]) == [None, None]
+
+
+def test_spilled_percentiles_of_mixed_signs_equal_numpy(tmp_path):
+    """Negative values, zeros of both signs and values across the float64 range: the order keys sort as the values
+    do, and spilled percentiles equal np.percentile to the last bit."""
+    from simulator.summary.quantiles import order_keys
+
+    rng = np.random.default_rng(9)
+    raw = rng.standard_normal(20_000) * 10.0 ** rng.integers(-300, 300, 20_000)
+    raw[:50], raw[50:80] = 0.0, -0.0
+    keys = order_keys(np.sort(raw) + 0.0)
+    assert bool((keys[1:] >= keys[:-1]).all()) and keys.dtype == np.uint64
+    assert order_keys(np.array([-1.0, -0.0 + 0.0, 1.0])).tolist() == [0x400FFFFFFFFFFFFF, 1 << 63, 0xBFF0000000000000]
+    q = Quantiles(str(tmp_path))
+    for part in np.array_split(raw, 5):
+        q.add(part)
+    qs = [0, 1, 25, 50, 75, 95, 99.9, 100]
+    assert q.percentiles(qs) == [float(v) for v in np.percentile(raw, qs)]

@@ -277,3 +277,29 @@ def test_unique_inverse_equals_numpy_unique():
         np.testing.assert_array_equal(uniq, want_uniq)
         np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
         assert inverse.dtype == np.int64
+
+
+def test_failure_draw_hashes_are_per_row_whatever_rows_ask_first():
+    """``Chunk.request_hash(rows)`` hashes only the rows asked for, once each: any order of asking gives every row
+    the hash of its own request id (expected: hash64 over the whole column, computed here)."""
+    from simulator.hashing import hash64
+
+    records = [req(i, f"2026-11-16T09:{i:02d}:00Z") for i in range(40)]
+    p = prepared(records, seed=5)
+    whole = hash64(pd.Series([r["request_id"] for r in records]), 5, "fail")
+    assert p.request_hash(np.array([7, 3, 3])).tolist() == whole[[7, 3, 3]].tolist()
+    assert p.request_hash(np.arange(0, 40, 2)).tolist() == whole[0::2].tolist()
+    assert p.request_hash(np.arange(40)[::-1]).tolist() == whole[::-1].tolist()
+    assert p.request_hash(np.zeros(0, np.int64)).tolist() == []
+
+
+def test_request_view_isin_reads_each_rows_label_and_leaves_absent_rows_out():
+    from simulator.routing.matching import RequestView
+
+    models = pd.Categorical(["openai-main/gpt-4o", None, "azure/gpt-4o", "openai-main/gpt-4o-mini", None])
+    view = RequestView(pd.DataFrame({"model": models}))
+    assert view.isin("model", ["openai-main/gpt-4o"]).tolist() == [True, False, False, False, False]
+    assert view.isin("model", ["gpt-4o"], bare=True).tolist() == [True, False, True, False, False]
+    assert view.isin("model", ["nothing/else"]).tolist() == [False] * 5
+    empty = RequestView(pd.DataFrame({"model": pd.Categorical([None, None], categories=[])}))
+    assert empty.isin("model", ["openai-main/gpt-4o"]).tolist() == [False, False]

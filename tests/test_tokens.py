@@ -470,3 +470,65 @@ def test_has_text_matches_the_per_row_definition():
         want = [isinstance(v, str) and v != "" for v in values]
         assert has_text(array, len(array)).tolist() == want
     assert has_text(None, 3).tolist() == [False] * 3
+
+
+def test_classify_text_ascii_counts_like_the_character_classes():
+    # An ASCII text is classified from byte counts; the class must be what counting each character class gives.
+    import random
+    import re
+
+    from simulator.tokens.content import classify_text
+
+    def reference(text):
+        sample = text[:4096]
+        letters = sum(ch.isalpha() for ch in sample)
+        latin = sum(ch.isascii() and ch.isalpha() for ch in sample)
+        if letters and (letters - latin) / letters >= 0.3:
+            return "non_latin"
+        non_space = sum(not ch.isspace() for ch in sample)
+        symbols = sum(ch in "{}()[];=<>|&*/\\$#@^~`" for ch in sample)
+        if non_space and symbols / non_space >= 0.06:
+            return "code"
+        lines = [line for line in sample.splitlines() if line.strip()]
+        code_line = re.compile(  # the code-line rule as documented in simulator/tokens/content.py
+            r"^\s*(?:def |class |import |from \S+ import|return\b|if\s*\(|for\s*\(|while\s*\(|#include|function\b|"
+            r"const |let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
+            r"|[;{]\s*$|=>|->|::|==", re.MULTILINE)
+        if lines and sum(1 for line in lines if code_line.search(line)) / len(lines) >= 0.3:
+            return "code"
+        return "prose"
+
+    rng = random.Random(16)
+    alphabet = "abcdefghij KLMNOP.,!?'\"-:" + "{}()[];=<>|&*/\\$#@^~`"
+    texts = ["plain words only", "x = f(a[1]);", "a; b", "", "    ", "12345 67890", "a" * 5000 + ";" * 400]
+    texts += ["".join(rng.choice(alphabet[:25] * w + alphabet[25:]) for _ in range(rng.randint(1, 300)))
+              for w in (2, 8, 16, 30) for _ in range(60)]
+    got = [classify_text(t) for t in texts]
+    assert got == [reference(t) for t in texts]
+    assert {"code", "prose"} <= set(got)  # both sides of the 6% threshold are exercised
+
+
+def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair():
+    from types import SimpleNamespace
+
+    from simulator.tokens import translate_with_ratios
+    from simulator.tokens.translator import Translator
+
+    vocab = np.array(["anthropic/claude-opus-4-6", "openai/gpt-4o", "anthropic/claude-opus-4-7"], dtype=object)
+    prompts = np.array(["Please summarise the meeting notes for the team.", "def f(x):\n    return {x: [x]};",
+                        None, "Write a short note on the budget.", "for (i = 0; i < n; i++) { a[i] = b[i]; }",
+                        "Explain the invoice to the customer."], dtype=object)
+    n = len(prompts)
+    p = SimpleNamespace(vocab=vocab, model=np.array([0, 0, 0, 1, 1, 2]), prompts=prompts, n=n)
+    o = SimpleNamespace(model=np.array([2, 2, 2, 2, 2, 2]), input_tokens=np.full(n, 1000, dtype=np.int64),
+                        output_tokens=np.full(n, 10, dtype=np.int64), translation=np.full(n, "", dtype=object),
+                        extras={}, assumptions=[])
+    Translator()(p, o, np.arange(5), SimpleNamespace(name="c"))  # the last row is not moved
+    # Reference: each model pair's rows on their own, classified from their own prompts.
+    for src, idx in ((0, np.array([0, 1, 2])), (1, np.array([3, 4]))):
+        new_in, _, ratios = translate_with_ratios(str(vocab[src]), str(vocab[2]), np.full(len(idx), 1000),
+                                                  np.full(len(idx), 10), prompts=prompts[idx])
+        assert o.input_tokens[idx].tolist() == new_in.tolist()
+        assert o.translation[idx].tolist() == ratios.method.tolist()
+    assert o.input_tokens[5] == 1000 and o.translation[5] == ""
+    assert o.input_tokens[0] != o.input_tokens[1]  # prose and code get their own ratios

@@ -692,9 +692,9 @@ def test_duplicate_ids_in_a_large_table_are_found_across_hash_slices(tmp_path, m
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from simulator import hashing
+    from simulator.io import traffic as traffic_module
 
-    monkeypatch.setattr(hashing, "NUMPY_MAX_WORK", 70_000)  # ids of 7 bytes: slices of 10,000 rows
+    monkeypatch.setattr(traffic_module, "_KEY_ROWS", 10_000)
     n = 250_000  # above the size where the duplicate check hashes
     ids = [f"r{i:06d}" for i in range(n)]
     ids[200_123] = ids[5]  # later copies of earlier ids, each in another slice than its first
@@ -707,3 +707,26 @@ def test_duplicate_ids_in_a_large_table_are_found_across_hash_slices(tmp_path, m
     assert reasons(traffic) == [(200_124, "r000005", "duplicate request_id (an earlier row has the same id)"),
                                 (250_000, "r100000", "duplicate request_id (an earlier row has the same id)")]
     assert len(traffic.frame) == n - 2
+
+
+def test_id_keys_are_equal_exactly_for_equal_ids_whatever_the_length_and_slice(monkeypatch):
+    import pyarrow as pa
+
+    from simulator.io import traffic as traffic_module
+    from simulator.io.traffic import id_keys
+
+    monkeypatch.setattr(traffic_module, "_KEY_ROWS", 7)  # slices end inside runs of equal ids
+    rng = np.random.default_rng(3)
+    # ids of 0-30 bytes that differ only in their last byte, after byte 8 or 16, by a trailing NUL, in multibyte text
+    base = ["", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghi", "abcdefghj", "é" * 9, "é" * 8 + "e",
+            "x" * 16, "x" * 17, "x" * 15 + "y", "req-000001", "req-000002", "req-0000010"]
+    base += ["".join(rng.choice(list("ab"), size=int(k))) for k in rng.integers(0, 31, 300)]
+    ids = [base[i] for i in rng.integers(0, len(base), 2_000)]
+    keys = id_keys(pa.array(ids, pa.string()))
+    by_id: dict[str, set[int]] = {}
+    for text, key in zip(ids, keys.tolist()):
+        by_id.setdefault(text, set()).add(key)
+    assert all(len(k) == 1 for k in by_id.values())  # equal ids, equal keys (also across slices)
+    assert len({next(iter(k)) for k in by_id.values()}) == len(by_id)  # and these distinct ids, distinct keys
+    sliced = pa.array(ids, pa.large_string()).slice(11, 100)
+    assert id_keys(sliced).tolist() == keys[11:111].tolist()  # an Arrow slice's offset is honoured

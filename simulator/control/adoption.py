@@ -26,28 +26,38 @@ GAP_ACTION_PP = 10.0  # smaller gaps between tools are not worth a sprint
 
 def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(tool, source) per request: ``metadata[key]`` (source ``metadata``) or the model's provider (source
-    ``provider``; ``"unknown"`` when neither is known)."""
-    parsed: dict[str, Any] = {}
-    out = np.empty(len(metadata), dtype=object)
-    source = np.full(len(metadata), "metadata", dtype=object)
-    providers: dict[str, str] = {}
-    for i, (meta, m) in enumerate(zip(metadata, model)):
-        value = None
-        if isinstance(meta, str):
-            if meta not in parsed:
-                try:
-                    obj = json.loads(meta)
-                except json.JSONDecodeError:
-                    obj = None
-                parsed[meta] = obj.get(key) if isinstance(obj, dict) else None
-            value = parsed[meta]
-        if value in (None, ""):
-            if m not in providers:
-                providers[m] = guess_provider(str(m)) or "unknown"
-            value = providers[m]
-            source[i] = "provider"
-        out[i] = str(value)
+    ``provider``; ``"unknown"`` when neither is known). Each distinct metadata text is parsed once and each distinct
+    model looked up once."""
+    needle = json.dumps(key, ensure_ascii=False)
+    text = [m if isinstance(m, str) else None for m in metadata]  # anything else holds no key (and may not hash)
+    meta_codes, meta_uniques = pd.factorize(pd.Series(text, dtype=object))
+    values = [_metadata_value(m, key, needle) for m in meta_uniques]
+    # Code -1 (a missing metadata value) picks the trailing entries: no value, so the provider.
+    found = np.array([v not in (None, "") for v in values] + [False])[meta_codes]
+    out = np.array([str(v) for v in values] + [""], dtype=object)[meta_codes]
+    source = np.where(found, "metadata", "provider").astype(object)
+    use = np.flatnonzero(~found)
+    if len(use):
+        names = np.asarray(model, dtype=object)[use]
+        model_codes, model_uniques = pd.factorize(pd.Series(names, dtype=object, copy=False))
+        providers = np.array([guess_provider(str(m)) or "unknown" for m in model_uniques] + [""], dtype=object)
+        out[use] = providers[model_codes]
+        missing = model_codes < 0  # a missing model: its own text, as the row-by-row lookup gave
+        if missing.any():
+            out[use[missing]] = [guess_provider(str(m)) or "unknown" for m in names[missing]]
     return out, source
+
+
+def _metadata_value(meta: str, key: str, needle: str) -> Any:
+    """``key`` of the JSON object ``meta`` (None if absent, or if ``meta`` is not a JSON object). Text that holds
+    neither ``needle`` (the key as a JSON string) nor any escape cannot hold the key, so it is not parsed."""
+    if needle not in meta and "\\" not in meta:
+        return None
+    try:
+        obj = json.loads(meta)
+    except json.JSONDecodeError:
+        return None
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
 class AdoptionCounter:

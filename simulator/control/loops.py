@@ -172,7 +172,8 @@ class LoopState:
             for name, (dtype, fill) in _SLOT_ARRAYS.items():
                 setattr(self, name, np.concatenate([getattr(self, name), np.full(len(new), fill, dtype=dtype)]))
             self.fail_times = np.vstack([self.fail_times, np.zeros((len(new), self.fail_times.shape[1]), np.int64)])
-            self.wf[base:] = [self._wf(w) for w in wfs]
+            wf_codes, wf_names = pd.factorize(np.array(wfs, dtype=object))  # in order of first appearance
+            self.wf[base:] = np.array([self._wf(w) for w in wf_names], np.int64)[wf_codes]
             self.first_ts[base:] = ts[rows]
         return ids[codes]
 
@@ -252,15 +253,20 @@ class LoopState:
         pairs = np.unique(np.searchsorted(bounds, moving, side="right") * n_wf + self.wf[slot[moving]])
         pair_bucket, pair_wf = pairs // n_wf - 1, pairs % n_wf
         rule = self.rule
-        from simulator.control.loop_kernel import step_buckets
+        from simulator.control.loop_kernel import candidates, step_buckets
 
         end, wfs, values, tokens_in = self.samples
         if self.sample_order is None:
             self.sample_order = np.lexsort((values, wfs))
+        bvals = bucket[bounds[:-1]]
+        cand_w, cand_wf = candidates(bounds, bvals, self.bucket, slot, weight, self.wf, self.open_w, self.open_mark,
+                                     self.open_buf, int(self.open_count[0]))
+        by_value = np.argsort(cand_w, kind="stable")
+        cand_order = by_value[np.argsort(cand_wf[by_value], kind="stable")]
         (out_end, out_wf, out_w, out_t, self.bucket, keep_old, keep_out, self.sample_order,
          consistent) = step_buckets(
-            bounds, bucket[bounds[:-1]], pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, self.sample_order,
-            ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS,
+            bounds, bvals, pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, self.sample_order, cand_w,
+            cand_wf, cand_order, ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS,
             self.window_ns, self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
             float(rule.quantile), rule.min_baseline_samples, self.pending, self.first_excess, self.detected_at,
             self.rule_of, self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run,

@@ -16,6 +16,8 @@ of the moved traffic the number covers.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -235,6 +237,39 @@ def _tag(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "").astype(str)
 
 
+class Move(NamedTuple):
+    workflow_tag: str
+    from_model: str
+    to_model: str
+    requests: Any
+
+
+def _sums_by(frame: pd.DataFrame, keys: list[str]) -> dict[tuple | str, Any]:
+    """``frame.groupby(keys)["requests"].sum()`` of a small table as a dict in key order, workflow tags missing as
+    "" (the tables here have one row per workflow or move: a loop is cheaper than a pandas group-by per call).
+    Rows with another missing key are left out, as group-by leaves them out; float requests keep pandas' sum."""
+    requests = frame["requests"]
+    if not pd.api.types.is_integer_dtype(requests.dtype):
+        frame = frame.assign(workflow_tag=_tag(frame["workflow_tag"]))
+        grouped = frame.groupby(keys)["requests"].sum()
+        return dict(grouped.items())
+    columns = []
+    for key in keys:
+        values = frame[key].to_numpy(dtype=object)
+        missing = pd.isna(values)
+        if key == "workflow_tag":
+            values = np.array(["" if m else str(v) for v, m in zip(values, missing)], dtype=object)
+            missing = np.zeros(len(values), dtype=bool)
+        columns.append((values, missing))
+    sums: dict = {}
+    for i, n in enumerate(requests.to_numpy(dtype=np.int64).tolist()):
+        if any(m[i] for _, m in columns):
+            continue
+        key = tuple(v[i] for v, _ in columns) if len(keys) > 1 else columns[0][0][i]
+        sums[key] = sums.get(key, 0) + n
+    return {k: sums[k] for k in sorted(sums)}
+
+
 def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: pd.DataFrame, *,
                            model_map: dict | None = None, workflow_map: dict | None = None,
                            prod_prompts: pd.DataFrame | None = None, weight_clip: float = 10.0,
@@ -255,23 +290,22 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
         if missing:
             raise InputError(f"{name} table: column `{missing[0]}` is missing. Expected columns {', '.join(cols)}.")
     workflow_map = workflow_map or {}
-    totals = traffic.assign(workflow_tag=_tag(traffic["workflow_tag"])).groupby("workflow_tag")["requests"].sum()
-    total = float(totals.sum())
+    totals = _sums_by(traffic, ["workflow_tag"])
+    total = float(sum(totals.values()))
     if total <= 0:
         raise InputError("traffic table: total requests must be > 0. Got 0 instead.")
-    mv = moves.assign(workflow_tag=_tag(moves["workflow_tag"]))
-    mv = mv[(mv["from_model"] != mv["to_model"]) & (mv["requests"] > 0)]
-    mv = mv.groupby(["workflow_tag", "from_model", "to_model"], as_index=False)["requests"].sum()
-    unknown = sorted(set(mv["workflow_tag"]) - set(totals.index))
+    moved = (moves["from_model"] != moves["to_model"]).to_numpy(dtype=bool) & (moves["requests"] > 0).to_numpy(bool)
+    mv = [Move(*key, requests) for key, requests in _sums_by(moves[moved], list(Move._fields[:3])).items()]
+    unknown = sorted({r.workflow_tag for r in mv} - set(totals))
     if unknown:
         raise InputError(f"moves table: workflow {unknown[0]!r} has no traffic total. "
                          "Give per-workflow totals for every workflow that has moves.")
     ev = _tagged(samples)
     eval_models = sorted(ev["model"].unique())
-    moved_total = float(mv["requests"].sum())
+    moved_total = float(sum(r.requests for r in mv))
 
     rows, pair_keys = [], {}
-    for r in mv.itertuples(index=False):
+    for r in mv:
         etag = workflow_map.get(r.workflow_tag, r.workflow_tag)
         a = match_eval_model(r.from_model, eval_models, model_map)
         b = match_eval_model(r.to_model, eval_models, model_map)

@@ -266,16 +266,20 @@ def whole_numbers(col: Col, cap: float) -> np.ndarray | None:
 
 
 # -- labels and codes ------------------------------------------------------------------------------------------
+def code_dtype(size: int) -> np.dtype:
+    """The smallest signed integer type for codes of ``size`` labels (-1 = missing), with room for code + 1."""
+    return np.dtype(next((t for t in (np.int8, np.int16, np.int32) if size < np.iinfo(t).max), np.int64))
+
+
 def codes(col: Col) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, labels): int64 codes into an object array of distinct text labels; -1 for absent values.
+    """(codes, labels): codes (in :func:`code_dtype` of the labels) into an object array of distinct text labels;
+    -1 for absent values.
 
     Blank text is absent; numbers and booleans are written as text (``5.0`` as ``5``, ``True``)."""
     arr = col.arr
     n = len(arr)
-    if pa.types.is_null(arr.type) or n == 0:
-        return np.full(n, -1, dtype=np.int64), np.zeros(0, dtype=object)
-    if pa.types.is_nested(arr.type):
-        return np.full(n, -1, dtype=np.int64), np.zeros(0, dtype=object)
+    if pa.types.is_null(arr.type) or n == 0 or pa.types.is_nested(arr.type):
+        return np.full(n, -1, dtype=np.int8), np.zeros(0, dtype=object)
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     dictionary = arr.dictionary
@@ -286,7 +290,8 @@ def codes(col: Col) -> tuple[np.ndarray, np.ndarray]:
         labels = np.array([scalar_str(v) if v is not None else None for v in dictionary.to_pylist()], dtype=object)
         blank = np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in dictionary.to_pylist()],
                          dtype=bool)
-    idx = np.array(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    indices = pc.fill_null(arr.indices, -1) if arr.indices.null_count else arr.indices
+    idx = indices.to_numpy(zero_copy_only=False).astype(code_dtype(len(labels)))  # its own copy, writeable
     if blank.any():
         idx = np.where(idx >= 0, np.where(blank[np.maximum(idx, 0)], -1, idx), -1)
     if col.nested is not None:

@@ -342,7 +342,9 @@ def _merge(own: tuple[np.ndarray, np.ndarray], fallback_codes: np.ndarray, fallb
     usable = fallback_codes >= 0
     if len(fallback_labels):
         usable &= np.asarray(pd.notna(fallback_labels), dtype=bool)[np.maximum(fallback_codes, 0)]
-    merged = np.where(codes >= 0, codes, np.where(usable, fallback_codes + len(labels), -1))
+    dtype = C.code_dtype(len(labels) + len(fallback_labels))  # codes arrive narrow: widen before shifting
+    shifted = fallback_codes.astype(dtype) + dtype.type(len(labels))
+    merged = np.where(codes >= 0, codes.astype(dtype, copy=False), np.where(usable, shifted, dtype.type(-1)))
     return merged, np.concatenate([labels, fallback_labels]).astype(object)
 
 
@@ -457,7 +459,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     meta_codes, meta_text, promoted = _metadata(meta_codes, meta_values, rej, limits)
     for key in ATTRIBUTION_KEYS:
         out.labels[key] = _merge(C.codes(cols.pop(key)), meta_codes, promoted[key])
-    out.labels["metadata"] = _merge((np.full(n, -1, np.int64), np.zeros(0, object)), meta_codes, meta_text)
+    out.labels["metadata"] = _merge((np.full(n, -1, np.int8), np.zeros(0, object)), meta_codes, meta_text)
     out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
     out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
     block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
@@ -472,32 +474,28 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     return out
 
 
-def _code_dtype(size: int) -> np.dtype:
-    """The smallest signed integer type for codes of ``size`` labels (-1 = missing)."""
-    return np.dtype(next((t for t in (np.int8, np.int16, np.int32) if size < np.iinfo(t).max), np.int64))
-
-
 def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
-    """Label codes in :func:`_code_dtype`: a part keeps a dozen code columns until the table is built."""
-    return codes.astype(_code_dtype(size), copy=False)
+    """Label codes in :func:`~simulator.io.columns.code_dtype`: a part keeps a dozen code columns until the table
+    is built."""
+    return codes.astype(C.code_dtype(size), copy=False)
 
 
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    # codes + 1 cannot overflow: _code_dtype leaves room above the largest code
+    # codes + 1 cannot overflow: code_dtype leaves room above the largest code
     used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:])
     if not len(used):
         return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"))
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
-    remap = np.full(len(labels) + 1, -1, dtype=_code_dtype(len(uniq)))  # the last entry: code -1 stays -1
+    remap = np.full(len(labels) + 1, -1, dtype=C.code_dtype(len(uniq)))  # the last entry: code -1 stays -1
     remap[used] = inverse
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"))
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """One column's codes and labels of every part (the parts' own codes are dropped as they are joined)."""
-    dtype = _code_dtype(sum(len(part.labels[name][1]) for part in parts))
+    dtype = C.code_dtype(sum(len(part.labels[name][1]) for part in parts))
     codes, labels, offset = [], [], 0
     for part, rows in zip(parts, take):
         c, lab = part.labels.pop(name)
@@ -607,8 +605,8 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
         return dup
     if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
         candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
-    else:  # candidates share a 64-bit hash; the exact text decides among them
-        hashes = _id_hashes(ids)
+    else:  # candidates share a 64-bit key; the exact text decides among them
+        hashes = id_keys(ids)
         ordered = np.sort(hashes)
         shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
         candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
@@ -641,18 +639,66 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     return dup
 
 
-def _id_hashes(ids: pa.Array) -> np.ndarray:
-    """``hash64`` of the ids. Unless numba is loaded already, in slices small enough for its numpy path: the same
-    values, without loading the compiled kernel (~1 s and ~150 MB of RSS) at the load's peak of memory."""
-    import sys
+#: Rows per slice of :func:`id_keys`: its padded copy of the text and its temporaries stay a few tens of MB.
+_KEY_ROWS = 1 << 18
+#: ``_BYTE_MASKS[r]`` keeps the first ``r`` bytes of a little-endian word.
+_BYTE_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 
-    from simulator.hashing import NUMPY_MAX_WORK, hash64
 
-    longest = int(pc.max(pc.binary_length(ids)).as_py() or 1) if len(ids) else 1
-    step = max(1, NUMPY_MAX_WORK // longest)
-    if "numba" in sys.modules or len(ids) <= step:
-        return hash64(ids, 0, "request_id")
-    return np.concatenate([hash64(ids.slice(start, step), 0, "request_id") for start in range(0, len(ids), step)])
+def id_keys(ids: pa.Array) -> np.ndarray:
+    """A uint64 key per string, equal for equal strings, read eight bytes at a time from the Arrow buffers: a
+    filter for candidate duplicates (the exact text decides among rows sharing a key), about 8x fewer steps than
+    ``hash64``'s byte-wise FNV. Not stable across versions; never written anywhere."""
+    ids = ids.fill_null("") if ids.null_count else ids
+    ids = ids.cast(pa.large_string())
+    return np.concatenate([_slice_keys(ids.slice(at, _KEY_ROWS)) for at in range(0, len(ids), _KEY_ROWS)]) \
+        if len(ids) else np.zeros(0, np.uint64)
+
+
+def _slice_keys(ids: pa.Array) -> np.ndarray:
+    from simulator.hashing import FNV_OFFSET
+
+    _, offset_buf, data_buf = ids.buffers()
+    offsets = np.frombuffer(offset_buf, dtype=np.int64)[ids.offset: ids.offset + len(ids) + 1]
+    first = int(offsets[0])
+    data = np.frombuffer(data_buf, dtype=np.uint8)[first: int(offsets[-1])] if data_buf is not None else \
+        np.zeros(0, np.uint8)
+    padded = np.zeros(len(data) + 8, dtype=np.uint8)  # every word read stays inside the copy
+    padded[:len(data)] = data
+    # a little-endian uint64 starting at every byte (stride 1): word k of a string is words[begin + 8 * k]
+    words = np.ndarray(shape=(len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    begin = offsets[:-1] - first
+    lengths = np.diff(offsets)
+    n_words = (lengths + 7) >> 3
+    if len(n_words) and n_words.min() != n_words.max():
+        order = np.argsort(-n_words, kind="stable")  # most words first: the strings still running are a prefix
+        begin, lengths, n_words = begin[order], lengths[order], n_words[order]
+    else:
+        order = None
+    running = np.searchsorted(-n_words, -np.arange(int(n_words[0]) if len(n_words) else 0), "left")
+    h = np.full(len(lengths), FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k, count in enumerate(running.tolist()):
+            word = words[begin[:count] + 8 * k]
+            left = lengths[:count] - 8 * k
+            if left.min() < 8:  # some strings end inside this word: drop the bytes after their end
+                word &= _BYTE_MASKS[np.minimum(left, 8)]
+            _step(h[:count], word)
+        _step(h, lengths.view(np.uint64))  # the length last: "a" and "a\x00" share their masked words
+    if order is None:
+        return h
+    out = np.empty_like(h)
+    out[order] = h
+    return out
+
+
+def _step(h: np.ndarray, word: np.ndarray) -> None:
+    """Fold a word into the keys in place: xor, odd multiply, xor-shift (each one-to-one on 64 bits)."""
+    from simulator.hashing import FNV_PRIME
+
+    h ^= word
+    h *= np.uint64(FNV_PRIME)
+    h ^= h >> np.uint64(29)
 
 
 def request_ids(frame: pd.DataFrame) -> pa.Array:
@@ -694,7 +740,8 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
         elif name == "prompt":
             data[name] = pd.array(prompt if take is None else prompt.take(take), dtype=TEXT_DTYPE)
         elif name == "timestamp":
-            data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]")).tz_localize("UTC")
+            # UTC given as the dtype: one copy of the times (tz_localize would make a second)
+            data[name] = pd.DatetimeIndex(num[name][order].view("M8[ns]"), dtype="datetime64[ns, UTC]")
         elif name in _CATEGORY_COLUMNS:
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)

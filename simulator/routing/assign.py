@@ -88,8 +88,10 @@ def attempt_status(p, code: int, rows: np.ndarray, attempt: int, stays: np.ndarr
         pos = np.minimum(np.searchsorted(buckets, bucket), len(buckets) - 1)
         hit = buckets[pos] == bucket
         rate = np.where(hit, rates[pos], 0.0)
-        u = mix_uniform(p.request_hash[rows], attempt)
-        observed = (status == 0) & (u < rate) & ~(stays if attempt == 0 else np.zeros(len(rows), bool))
+        # only rows that may fail here draw (and hash their request id)
+        draw = (status == 0) & (rate > 0) & ~(stays if attempt == 0 else np.zeros(len(rows), bool))
+        observed = np.zeros(len(rows), bool)
+        observed[draw] = mix_uniform(p.request_hash(rows[draw]), attempt) < rate[draw]
         status = np.where(observed, statuses[pos], status)
     return status
 

@@ -69,8 +69,9 @@ class RequestView:
         """Rows whose key is one of ``values``; with ``bare`` the model part after ``/`` is compared."""
         codes, labels = self.codes(name)
         names = np.array([split_model_id(str(v))[1] for v in labels], dtype=object) if bare else labels
-        wanted = np.flatnonzero(pd.Index(names).isin(values)) if len(names) else np.zeros(0, np.int64)
-        return np.isin(codes, wanted)
+        # per label, then per row by its code (code -1, absent, reads the last slot: False)
+        wanted = np.append(pd.Index(names).isin(values) if len(names) else np.zeros(0, bool), False)
+        return wanted[codes]
 
     def applies_per_name(self, spec: str) -> str:
         if spec == "user":

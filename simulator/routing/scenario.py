@@ -38,7 +38,7 @@ PATTERN_WORDS = {
 }
 
 class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class When(_Closed):

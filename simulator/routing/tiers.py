@@ -71,7 +71,7 @@ def assign_tiers(p, o, assignments: list[tuple[np.ndarray, str]], settings: Tier
             ineligible += int((~ok).sum())
             rows = rows[ok]
         elif tier == "flex" and settings.flex_unavailable_rate > 0:
-            refused = mix_uniform(p.request_hash[rows], 7) < settings.flex_unavailable_rate
+            refused = mix_uniform(p.request_hash(rows), 7) < settings.flex_unavailable_rate
             unavailable += int(refused.sum())
             rows = rows[~refused]
         o.service_tier[rows] = TIER_CODE[tier]

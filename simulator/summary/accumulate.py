@@ -82,7 +82,7 @@ class Labels:
         self.sums = np.zeros((0, width))
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
-        codes, uniques = pd.factorize(keys)
+        codes, uniques = _runs(keys) if _sorted_integers(keys) else pd.factorize(keys)
         ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
         if len(self.ids) > len(self.sums):
             self.sums = np.vstack([self.sums, np.zeros((len(self.ids) - len(self.sums), self.sums.shape[1]))])
@@ -109,6 +109,20 @@ class Labels:
         labels = np.array(list(self.ids), dtype=object)
         order = np.argsort(labels, kind="stable") if len(labels) else np.zeros(0, np.int64)
         return labels[order], self.sums[order]
+
+
+def _sorted_integers(keys: Any) -> bool:
+    """Integer keys in ascending order (a time-ordered chunk's interval blocks)."""
+    return (isinstance(keys, np.ndarray) and keys.dtype.kind in "iu" and len(keys) > 1
+            and bool((keys[1:] >= keys[:-1]).all()))
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of sorted keys (the same codes and uniques, in order of first appearance) from their runs."""
+    starts = np.empty(len(keys), dtype=bool)
+    starts[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    return np.cumsum(starts) - 1, keys[starts]
 
 
 def value_counts(codes: np.ndarray, uniques) -> tuple[list[str], list[int]]:

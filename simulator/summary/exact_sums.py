@@ -12,8 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
-_HALF = 26  # mantissas are split into two 26/27-bit halves so int64 sums of a chunk cannot overflow
-_MAX_ROWS = 1 << 30  # rows per add() call that keep the int64 half-sums below 2**63
+_HALF = 26  # mantissas are split into two 26/27-bit halves so the sums of a slice stay exact
+_MAX_ROWS = 1 << 25  # rows per slice: half-sums below 2**52 in magnitude, exact even as float64 (np.bincount)
 
 
 class ExactSum:
@@ -33,13 +33,14 @@ class ExactSum:
             m = np.ldexp(mant, 53).astype(np.int64)  # exact: |mant| < 1 has 53 significant bits
             hi = m >> _HALF
             lo = m - (hi << _HALF)
-            exps, inverse = np.unique(exp, return_inverse=True)
-            hi_sum = np.zeros(len(exps), np.int64)
-            lo_sum = np.zeros(len(exps), np.int64)
-            np.add.at(hi_sum, inverse, hi)
-            np.add.at(lo_sum, inverse, lo)
-            for e, h, low in zip(exps.tolist(), hi_sum.tolist(), lo_sum.tolist()):
-                self.parts[e] = self.parts.get(e, 0) + (h << _HALF) + low
+            low_exp = int(exp.min())
+            at = exp - low_exp  # binary exponents span at most 2,100 values
+            present = np.flatnonzero(np.bincount(at))
+            # integer weights below 2**27 over at most 2**25 rows: every partial sum is exact in float64
+            hi_sum = np.bincount(at, weights=hi)[present]
+            lo_sum = np.bincount(at, weights=lo)[present]
+            for e, h, low in zip((present + low_exp).tolist(), hi_sum.tolist(), lo_sum.tolist()):
+                self.parts[e] = self.parts.get(e, 0) + (int(h) << _HALF) + int(low)
         return self
 
     def merge(self, other: ExactSum) -> ExactSum:

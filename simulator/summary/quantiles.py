@@ -20,9 +20,9 @@ _BLOCK = 4_000_000  # values per read
 
 def order_keys(values: np.ndarray) -> np.ndarray:
     """Order-preserving uint64 keys of float64 values (negative values flip all bits)."""
-    bits = values.view(np.uint64)
-    neg = (bits >> np.uint64(63)).astype(bool)
-    return np.where(neg, ~bits, bits | np.uint64(1 << 63))
+    flip = values.view(np.int64) >> np.int64(63)  # arithmetic shift: all ones for negative values, else 0
+    flip |= np.int64(-(1 << 63))  # the sign bit: set for non-negative values, kept set for negative ones
+    return values.view(np.uint64) ^ flip.view(np.uint64)
 
 
 def lerp(a: float, b: float, t: float) -> float:
@@ -120,11 +120,11 @@ class SpillQuantiles:
             hist += np.bincount((order_keys(block) >> shift).astype(np.int64), minlength=1 << _BITS)
         cum = np.cumsum(hist)
         bins = {r: int(np.searchsorted(cum, r, side="right")) for r in ranks}
-        wanted = np.array(sorted(set(bins.values())), dtype=np.int64)
+        wanted = np.zeros(1 << _BITS, dtype=bool)  # per histogram bin: it holds a wanted rank
+        wanted[list(bins.values())] = True
         kept = []
         for block in self._blocks():
-            b = (order_keys(block) >> shift).astype(np.int64)
-            kept.append(block[np.isin(b, wanted)])
+            kept.append(block[wanted[(order_keys(block) >> shift).astype(np.int64)]])
         kept_values = np.concatenate(kept)
         kept_bins = (order_keys(kept_values) >> shift).astype(np.int64)
         value_at = {}

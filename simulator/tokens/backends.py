@@ -69,8 +69,19 @@ class TiktokenTokenizer(Tokenizer):
     def count_batch(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.int64)
-        encoded = self.encoder.encode_ordinary_batch(list(texts), num_threads=NUM_THREADS)
-        return np.fromiter(map(len, encoded), dtype=np.int64, count=len(texts))
+        # One task per thread over a slice of the texts: tiktoken's own batch submits one task per text, whose
+        # thread-pool overhead exceeds the count of a short prompt.
+        texts = list(texts)
+        step = -(-len(texts) // NUM_THREADS)
+        slices = [texts[i: i + step] for i in range(0, len(texts), step)]
+        encode = self.encoder.encode_ordinary
+        if len(slices) == 1:
+            return np.fromiter((len(encode(t)) for t in texts), dtype=np.int64, count=len(texts))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(slices)) as pool:
+            counts = list(pool.map(lambda part: [len(encode(t)) for t in part], slices))
+        return np.fromiter((c for part in counts for c in part), dtype=np.int64, count=len(texts))
 
 
 class HFTokenizer(Tokenizer):

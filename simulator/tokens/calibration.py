@@ -89,9 +89,14 @@ def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[f
     from scipy.special import ndtri
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    dx = x[:, None] - x
-    pos = dx > 0
-    slopes = (y[:, None] - y)[pos] / dx[pos]
+    # every pair with x_i > x_j once, (y_i - y_j) / (x_i - x_j): with x sorted, row i pairs with the rows of smaller
+    # x before it (half the pairs of the n x n matrix, and no n x n temporaries); the order statistics below depend
+    # only on the multiset of slopes
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    smaller = np.searchsorted(xs, xs, side="left").tolist()
+    parts = [(ys[i] - ys[:k]) / (xs[i] - xs[:k]) for i, k in enumerate(smaller) if k]
+    slopes = np.concatenate(parts) if parts else np.zeros(0)
     nt, n = len(slopes), len(y)
     alpha = 1.0 - confidence if confidence > 0.5 else confidence
     z = float(ndtri(alpha / 2.0))

@@ -26,6 +26,7 @@ CODE_LINE_SHARE = 0.3  # of non-empty lines that look like code
 _LETTER = re.compile(r"[^\W\d_]+")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00AA\u00BA\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF]+")
 _CODE_SYMBOL = re.compile(r"[{}()\[\];=<>|&*/\\$#@^~`]+")
+_CODE_SYMBOL_BYTES = b"{}()[];=<>|&*/\\$#@^~`"  # the characters of _CODE_SYMBOL
 _CODE_LINE = re.compile(
     r"^\s*(?:def |class |import |from \S+ import|return\b|if\s*\(|for\s*\(|while\s*\(|#include|function\b|const |"
     r"let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
@@ -38,11 +39,18 @@ _CODE_LINE = re.compile(
 def classify_text(text: str) -> str:
     """``non_latin`` if >= 30% of letters are non-Latin, else ``code`` on punctuation density or code-like lines."""
     sample = text[:SAMPLE_CHARS]
-    letters = _count(_LETTER, sample)
-    if letters and (letters - _count(_LATIN_LETTER, sample)) / letters >= NON_LATIN_SHARE:
-        return "non_latin"
+    if sample.isascii():
+        # Every ASCII letter is Latin, so such a text is never non_latin; its code punctuation is counted by deleting
+        # bytes (a table lookup) instead of matching runs: the same counts, in a fraction of the time.
+        raw = sample.encode("ascii")
+        symbols = len(raw) - len(raw.translate(None, _CODE_SYMBOL_BYTES))
+    else:
+        letters = _count(_LETTER, sample)
+        if letters and (letters - _count(_LATIN_LETTER, sample)) / letters >= NON_LATIN_SHARE:
+            return "non_latin"
+        symbols = _count(_CODE_SYMBOL, sample)
     non_space = len("".join(sample.split()))  # str.split and re's \s both split on str.isspace() characters
-    if non_space and _count(_CODE_SYMBOL, sample) / non_space >= CODE_SYMBOL_SHARE:
+    if non_space and symbols / non_space >= CODE_SYMBOL_SHARE:
         return "code"
     lines = [line for line in sample.splitlines() if line.strip()]
     if lines and sum(1 for line in lines if _CODE_LINE.search(line)) / len(lines) >= CODE_LINE_SHARE:

@@ -45,10 +45,9 @@ def render_png(chart: Chart, width_in: float = 9.0, height_in: float = 4.2, dpi:
 
 
 def _fit_margins(fig, renderer) -> None:
-    """Set the one axes' margins so its tick labels, axis labels and title fit: each text measured once with the
-    renderer's font metrics (a few microseconds a string), not by a layout pass over every artist."""
-    import math
-
+    """Set the one axes' margins so its tick labels, axis labels and title fit: each text measured once through
+    matplotlib's cached text layout (which the draw then reuses: one FreeType layout per string, not two), not by a
+    layout pass over every artist."""
     if len(fig.axes) != 1:  # every report chart has one axes; anything else keeps matplotlib's default margins
         return
     (ax,) = fig.axes
@@ -56,18 +55,12 @@ def _fit_margins(fig, renderer) -> None:
     px = fig.dpi
 
     def size_in(text) -> tuple[float, float]:
-        """(width, height) in inches of a Text as drawn (rotation included); (0, 0) when empty or hidden."""
-        s = text.get_text()
-        if not s or not text.get_visible():
+        """(width, height) in inches of a Text as drawn (rotation and line spacing included); (0, 0) when empty or
+        hidden."""
+        if not text.get_text() or not text.get_visible():
             return 0.0, 0.0
-        sizes = [renderer.get_text_width_height_descent(line or " ", text.get_fontproperties(), ismath=False)
-                 for line in s.split("\n")]
-        w = max(w for w, _, _ in sizes)
-        spacing = text.get_linespacing()  # matplotlib 3.11: "normal" (the font's own, about 1.2)
-        spacing = spacing if isinstance(spacing, (int, float)) else 1.2
-        h = sizes[0][1] + sum(line_h * spacing for _, line_h, _ in sizes[1:])
-        a = math.radians(text.get_rotation())
-        return (abs(w * math.cos(a)) + abs(h * math.sin(a))) / px, (abs(w * math.sin(a)) + abs(h * math.cos(a))) / px
+        box = text.get_window_extent(renderer)
+        return box.width / px, box.height / px
 
     def ticks(axis) -> tuple[float, float, float, str]:
         """Widest and tallest tick label, the tick length plus its label pad (inches), the labels' alignment."""

@@ -26,6 +26,7 @@ from simulator.pricing.model_ids import guess_provider, split_model_id
 MTOK = 1_000_000
 FIVE_MIN_MS = 300_000
 ONE_HOUR_MS = 3_600_000
+DAY_NS = 86_400 * 10**9
 SIM_COLUMNS = (
     "cache_read_tokens",
     "cache_write_tokens",
@@ -81,7 +82,7 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     params["bp_pos"][:, 0] = -1
     params["bp_ttl_ms"] = np.zeros((n, MAX_BREAKPOINTS), np.int64)
     if s_enabled.any():
-        got = rules.params(sdf["model"].to_numpy()[s_enabled], sdf["timestamp"].to_numpy()[s_enabled], mode=mode,
+        got = rules.params(sdf["model"].to_numpy()[s_enabled], ts_ns[order][s_enabled].view("datetime64[ns]"), mode=mode,
                            ttl=ttl, providers=providers, breakpoints=breakpoints)
         explicit = got["mode"] == 1
         for key in params:
@@ -152,10 +153,14 @@ def cache_costs(df: pd.DataFrame, sim: pd.DataFrame, rules: CacheRules, unit_pri
     """``cost_without_cache_usd`` and ``cost_with_cache_usd`` per row (float64, indexed like ``df``)."""
     n = len(df)
     rates = {k: np.zeros(n) for k in ("in", "out", "read", "write", "write_1h")}
-    days = pd.DatetimeIndex(df["timestamp"]).tz_convert("UTC").strftime("%Y-%m-%d")
-    keys = pd.MultiIndex.from_arrays([df["model"].to_numpy(), np.asarray(days)])
-    codes, uniques = pd.factorize(keys)
-    for code, (model_id, day) in enumerate(uniques):
+    # (model, UTC day) pairs in order of first appearance, factorised as integers (a day string per row costs seconds)
+    model_codes, models = pd.factorize(df["model"], use_na_sentinel=False)
+    days = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8 // DAY_NS
+    first_day = int(days.min()) if n else 0
+    codes, uniques = pd.factorize((days - first_day) * max(len(models), 1) + model_codes)
+    for code, key in enumerate(uniques.tolist()):
+        model_id = models[key % len(models)]
+        day = pd.Timestamp((key // len(models) + first_day) * DAY_NS, tz="UTC").strftime("%Y-%m-%d")
         rows = codes == code
         p = unit_prices(model_id, pd.Timestamp(day, tz="UTC"))
         if p.get("input_mtok") is None or p.get("output_mtok") is None:

@@ -1,0 +1,103 @@
+"""Pass 1 (:mod:`simulator.facts`): the parts that scale with rows give the facts counted here row by row in Python,
+in any chunking. Expectations come from plain Python over the rows (or by hand), never from the code under test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.facts import ANY, SAMPLE_K, UNTAGGED, FactsBuilder, smallest_rows
+
+from tests.shared_data import REPO
+
+
+@pytest.fixture(scope="module")
+def traffic():
+    from simulator.io.traffic import load_traffic
+
+    return load_traffic([REPO / "datasets" / "sample" / "traffic.parquet"]).frame
+
+
+def _facts(frame: pd.DataFrame, order: list[int]):
+    """Facts of ``frame`` added as ``len(order)`` chunks, in ``order``."""
+    builder = FactsBuilder()
+    chunks = np.array_split(np.arange(len(frame)), len(order))
+    for i in order:
+        builder.add(frame.iloc[chunks[i]])
+    return builder.finish()
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "low"])
+def test_smallest_rows_hold_each_groups_k_smallest(kind):
+    """Checked against a full sort per group: uniform hashes, heavy ties, and hashes far below the cut (skewed)."""
+    rng = np.random.default_rng(len(kind))
+    for _ in range(60):
+        n, k = int(rng.integers(1, 4000)), int(rng.integers(1, 60))
+        groups = rng.integers(0, int(rng.integers(1, 25)), n)
+        hashes = {"uniform": rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2),
+                  "ties": rng.integers(0, 4, n).astype(np.uint64),
+                  "low": rng.integers(0, 2**20, n, dtype=np.uint64)}[kind]
+        got = smallest_rows(hashes, groups, k)
+        assert np.all(np.diff(got) > 0)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            first = rows[sorted(range(len(rows)), key=lambda i: (int(hashes[rows[i]]), i))[:k]]
+            assert set(first.tolist()) <= set(got.tolist())
+
+
+def test_token_medians_are_the_medians_of_each_groups_smallest_hashes(traffic):
+    """Typical tokens per (workflow, model), workflow and all traffic: the median of the successful requests with the
+    SAMPLE_K smallest request-id hashes (ties in row order), sorted here in Python, in any chunking."""
+    from simulator.hashing import hash64
+
+    ok = traffic[traffic["status_code"] < 400]
+    hashes = hash64(ok["request_id"], 0, "sample").tolist()
+    wf = ok["workflow_tag"].astype(object).where(ok["workflow_tag"].notna(), UNTAGGED).tolist()
+    model = ok["model"].astype(object).tolist()
+    tokens = list(zip(ok["input_tokens"].tolist(), ok["output_tokens"].tolist()))
+    groups: dict = {}
+    for i in range(len(ok)):
+        for key in ((wf[i], model[i]), (wf[i], ANY), (ANY, ANY)):
+            groups.setdefault(key, []).append(i)
+    expected = {}
+    for key, rows in groups.items():
+        kept = sorted(rows, key=lambda i: (hashes[i], i))[:SAMPLE_K]
+        expected[key] = tuple(int(round(float(np.median([tokens[i][j] for i in kept])))) for j in (0, 1))
+    assert any(len(rows) > SAMPLE_K for rows in groups.values())
+    for facts in (_facts(traffic, [0]), _facts(traffic, [3, 0, 4, 1, 2])):
+        assert facts.token_medians == expected
+
+
+def test_failure_buckets_are_counted_per_model_and_five_minutes(traffic):
+    """Failure rate and most common failing status per (model, 5-minute bucket), counted here row by row in Python
+    (ties: the lowest status), the same in any chunking."""
+    counts: dict = {}
+    for model, ts, status in zip(traffic["model"].astype(object), traffic["timestamp"].array.asi8,
+                                 traffic["status_code"].tolist()):
+        entry = counts.setdefault((model, ts // (5 * 60 * 10**9)), [0, {}])
+        entry[0] += 1
+        if status >= 400:
+            entry[1][status] = entry[1].get(status, 0) + 1
+    vocab = sorted(set(traffic["model"].astype(object)))
+    expected = {(vocab.index(m), b): (sum(st.values()) / n, min(st, key=lambda s: (-st[s], s)))
+                for (m, b), (n, st) in counts.items() if st}
+    assert expected  # the sample week has failures
+    for facts in (_facts(traffic, [0]), _facts(traffic, [5, 1, 3, 0, 2, 4])):
+        assert facts.failure_buckets == expected
+
+
+def test_failure_buckets_of_a_long_window_with_few_rows():
+    """Three requests a year apart (the sparse path): each bucket its own rate, worked out by hand."""
+    from simulator.io.traffic import normalize
+
+    raw = pd.DataFrame({"request_id": ["a", "b", "c", "d"], "model": ["openai/gpt-4o"] * 3 + ["openai/gpt-4o-mini"],
+                        "timestamp": ["2025-01-01T00:00:00Z", "2025-01-01T00:04:59Z", "2025-12-31T23:59:00Z",
+                                      "2025-06-01T12:00:00Z"],
+                        "input_tokens": [1, 1, 1, 1], "output_tokens": [1, 1, 1, 1], "status_code": [500, 200, 429, 503]})
+    frame, rejects = normalize(raw)
+    assert not rejects
+    facts = FactsBuilder().add(frame).finish()
+    jan, dec, jun = (pd.Timestamp(t).value // (5 * 60 * 10**9) for t in
+                     ("2025-01-01T00:00:00Z", "2025-12-31T23:55:00Z", "2025-06-01T12:00:00Z"))
+    assert facts.failure_buckets == {(0, jan): (0.5, 500), (0, dec): (1.0, 429), (1, jun): (1.0, 503)}
