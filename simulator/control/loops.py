@@ -266,8 +266,8 @@ class LoopState:
         (out_end, out_wf, out_w, out_t, self.bucket, keep_old, keep_out, self.sample_order,
          consistent) = step_buckets(
             bounds, bvals, pair_bucket, pair_wf, n_wf, self.bucket, end, wfs, values, self.sample_order, cand_w,
-            cand_wf, cand_order, ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost, self.kill, rule.for_s * _NS,
-            self.window_ns, self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
+            cand_wf, cand_order, ts, slot, rate, self.wf, fingerprint, failed, limited, weight, tokens, cost,
+            self.kill, rule.for_s * _NS, self.window_ns, self.baseline_ns, rule.identical_requests, rule.retry_storm, float(rule.multiplier),
             float(rule.quantile), rule.min_baseline_samples, self.pending, self.first_excess, self.detected_at,
             self.rule_of, self.onset, self.ident_fp, self.ident_run, self.ident_start, self.fail_run,
             self.fail_times, self.after_cost, self.after_requests, self.total_cost, self.requests, self.limit_hits,

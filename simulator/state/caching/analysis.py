@@ -82,8 +82,9 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
     params["bp_pos"][:, 0] = -1
     params["bp_ttl_ms"] = np.zeros((n, MAX_BREAKPOINTS), np.int64)
     if s_enabled.any():
-        got = rules.params(sdf["model"].to_numpy()[s_enabled], ts_ns[order][s_enabled].view("datetime64[ns]"), mode=mode,
-                           ttl=ttl, providers=providers, breakpoints=breakpoints)
+        times = ts_ns[order][s_enabled].view("datetime64[ns]")
+        got = rules.params(sdf["model"].to_numpy()[s_enabled], times, mode=mode, ttl=ttl, providers=providers,
+                           breakpoints=breakpoints)
         explicit = got["mode"] == 1
         for key in params:
             if key in ("bp_pos", "bp_ttl_ms"):
