@@ -66,7 +66,7 @@ def text_hashes(prefix_hash, prompt) -> np.ndarray:
     from simulator.hashing import dictionary_text, hash64, mix64
 
     # hashes over the Arrow buffers, each distinct text once (a sample week's 40 k prompts are 26 MB but 4,367
-    # distinct texts: 1.4 s hashed row by row, 0.03 s through the dictionary); a missing value hashes as ""
+    # distinct texts, 3.3 MB: hashed on numpy in 0.03 s, where 26 MB went to the compiled kernel); missing hashes as ""
     return mix64(hash64(dictionary_text(_texts(prompt)), 0, "fingerprint-prompt"),
                  hash64(dictionary_text(_texts(prefix_hash)), 0, "fingerprint-prefix"))
 
