@@ -39,6 +39,16 @@ def test_theil_sen_is_scipy_theilslopes(n):
     assert theil_sen(x, y, 0.95) == pytest.approx(tuple(expected), rel=1e-12, abs=1e-12)
 
 
+def test_theil_sen_without_ties_is_scipy_theilslopes():
+    # every x distinct: each block of equal x is one row (the blocks of the ties test above hold many)
+    from scipy.stats import theilslopes
+
+    rng = np.random.default_rng(5)
+    x = rng.permutation(np.arange(1.0, 301.0)) + rng.uniform(0, 0.5, 300)
+    y = 0.8 * x + rng.normal(0, 3, 300)
+    assert theil_sen(x, y, 0.9) == pytest.approx(tuple(theilslopes(y, x, alpha=0.9)), rel=1e-12, abs=1e-12)
+
+
 def test_logistic_fit_is_sklearn_logistic_regression():
     from sklearn.linear_model import LogisticRegression
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import numpy as np
@@ -472,10 +473,29 @@ def test_has_text_matches_the_per_row_definition():
     assert has_text(None, 3).tolist() == [False] * 3
 
 
+#: The code-line rule as documented in simulator/tokens/content.py: one unanchored search per line.
+DOCUMENTED_CODE_LINE = re.compile(
+    r"^\s*(?:def |class |import |from \S+ import|return\b|if\s*\(|for\s*\(|while\s*\(|#include|function\b|"
+    r"const |let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
+    r"|[;{]\s*$|=>|->|::|==", re.MULTILINE)
+
+
+def documented_class(sample: str, letters: int, latin: int, symbols: int) -> str:
+    """The content class as documented, from a sample's letter, Latin-letter and code-punctuation counts."""
+    if letters and (letters - latin) / letters >= 0.3:
+        return "non_latin"
+    non_space = sum(not ch.isspace() for ch in sample)
+    if non_space and symbols / non_space >= 0.06:
+        return "code"
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if lines and sum(1 for line in lines if DOCUMENTED_CODE_LINE.search(line)) / len(lines) >= 0.3:
+        return "code"
+    return "prose"
+
+
 def test_classify_text_ascii_counts_like_the_character_classes():
     # An ASCII text is classified from byte counts; the class must be what counting each character class gives.
     import random
-    import re
 
     from simulator.tokens.content import classify_text
 
@@ -483,20 +503,7 @@ def test_classify_text_ascii_counts_like_the_character_classes():
         sample = text[:4096]
         letters = sum(ch.isalpha() for ch in sample)
         latin = sum(ch.isascii() and ch.isalpha() for ch in sample)
-        if letters and (letters - latin) / letters >= 0.3:
-            return "non_latin"
-        non_space = sum(not ch.isspace() for ch in sample)
-        symbols = sum(ch in "{}()[];=<>|&*/\\$#@^~`" for ch in sample)
-        if non_space and symbols / non_space >= 0.06:
-            return "code"
-        lines = [line for line in sample.splitlines() if line.strip()]
-        code_line = re.compile(  # the code-line rule as documented in simulator/tokens/content.py
-            r"^\s*(?:def |class |import |from \S+ import|return\b|if\s*\(|for\s*\(|while\s*\(|#include|function\b|"
-            r"const |let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
-            r"|[;{]\s*$|=>|->|::|==", re.MULTILINE)
-        if lines and sum(1 for line in lines if code_line.search(line)) / len(lines) >= 0.3:
-            return "code"
-        return "prose"
+        return documented_class(sample, letters, latin, sum(ch in "{}()[];=<>|&*/\\$#@^~`" for ch in sample))
 
     rng = random.Random(16)
     alphabet = "abcdefghij KLMNOP.,!?'\"-:" + "{}()[];=<>|&*/\\$#@^~`"
@@ -506,6 +513,53 @@ def test_classify_text_ascii_counts_like_the_character_classes():
     got = [classify_text(t) for t in texts]
     assert got == [reference(t) for t in texts]
     assert {"code", "prose"} <= set(got)  # both sides of the 6% threshold are exercised
+
+
+def test_non_ascii_texts_classify_as_the_documented_character_classes_count():
+    # Letters are counted through per-code-point tables; the rule as documented counts regex runs of the classes.
+    import random
+
+    from simulator.tokens.content import classify_text
+
+    letter = re.compile(r"[^\W\d_]+")
+    latin = re.compile(r"[A-Za-z\u00AA\u00BA\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF]+")
+    symbol = re.compile(r"[{}()\[\];=<>|&*/\\$#@^~`]+")
+
+    def count(run, text):
+        return sum(map(len, run.findall(text)))
+
+    def reference(text):
+        sample = text[:4096]
+        return documented_class(sample, count(letter, sample), count(latin, sample), count(symbol, sample))
+
+    rng = random.Random(11)
+    alphabet = ("abc XYZ \u00e9\u00f8\u0153\u1e9e\u00d7\u00f7 \u4e2d\u6587 \u0627\u0644 \u0926\u0947 \u00b2\u00bd"
+                "\u0663\u4e94 _123 ;{}=\u00a0\u2003 \U0001F600\U0001D400\U00020000 \ud800 \n")
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400))) for _ in range(1500)]
+    texts += ["\u00e9" * 3000 + "\u4e2d" * 2000, "caf\u00e9 def f(): {\n  return;\n}", "\U0001D400" * 10]
+    texts = [t for t in texts if not t.isascii()]
+    got = [classify_text(t) for t in texts]
+    assert got == [reference(t) for t in texts]
+    assert {"code", "prose", "non_latin"} <= set(got)
+
+
+def test_code_line_flags_the_lines_the_documented_regex_finds():
+    # code_line is a match plus substring tests; the rule as documented is one unanchored regex search per line.
+    import random
+
+    from simulator.tokens.content import code_line
+
+    pieces = ["def ", "class ", "import ", "from x import", "from  import", "return", "returned", "if (", "if(",
+              "for  (", "while(", "#include", "function", "functional", "const ", "let ", "var ", "public ",
+              "private ", "fn ", "func ", "package ", "using ", "SELECT ", "INSERT ", "}", "{", "//", "/*", "*/",
+              "@a", "@ ", "@\u00e9", "=>", "->", "::", "==", "=", "-", ":", ";", "words", "x", " ", "\t", "\u00a0",
+              "\u2003", "\x1f", "\u3000", "\u00e9t\u00e9"]
+    rng = random.Random(8)
+    lines = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(4000)]
+    lines += ["  def f():", "x = 1;  ", "x = 1;\u00a0", "if {\t", "a -> b", "plain prose.", "return", "\u00a0@x"]
+    got = [code_line(line) for line in lines]
+    assert got == [DOCUMENTED_CODE_LINE.search(line) is not None for line in lines]
+    assert 0.2 < sum(got) / len(got) < 0.9  # both answers are exercised
 
 
 def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair():

@@ -63,10 +63,12 @@ def fingerprints(prefix_hash: np.ndarray, input_tokens: np.ndarray, prompt: np.n
 
 def text_hashes(prefix_hash, prompt) -> np.ndarray:
     """The text part of :func:`fingerprints` (prompt and prefix hash), the same for every replay of a chunk."""
-    from simulator.hashing import hash64, mix64
+    from simulator.hashing import dictionary_text, hash64, mix64
 
-    # hashes over the Arrow buffers (prompts repeat and run long; a missing value hashes as the empty string)
-    return mix64(hash64(_texts(prompt), 0, "fingerprint-prompt"), hash64(_texts(prefix_hash), 0, "fingerprint-prefix"))
+    # hashes over the Arrow buffers, each distinct text once (a sample week's 40 k prompts are 26 MB but 4,367
+    # distinct texts, 3.3 MB: hashed on numpy in 0.03 s, where 26 MB went to the compiled kernel); missing hashes as ""
+    return mix64(hash64(dictionary_text(_texts(prompt)), 0, "fingerprint-prompt"),
+                 hash64(dictionary_text(_texts(prefix_hash)), 0, "fingerprint-prefix"))
 
 
 def _fingerprint(text: np.ndarray, input_tokens: np.ndarray, failed: np.ndarray) -> np.ndarray:

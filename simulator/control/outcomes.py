@@ -256,15 +256,18 @@ def cost_per_outcome(sessions: pd.DataFrame, outcomes: pd.DataFrame) -> list[dic
     counts = outcome_counts(outcomes)
     kinds = [k for k in counts.columns if k not in NOT_OUTCOMES]
     per = counts[kinds].sum(axis=1) if kinds else pd.Series(0, index=counts.index)
-    joined = sessions[["session_id", "workflow_tag", "cost_usd"]].copy()
+    joined = sessions[["session_id", "workflow_tag", "cost_usd"]].reset_index(drop=True)
     joined["outcomes"] = per.reindex(joined["session_id"]).fillna(0).to_numpy(dtype=np.int64)
+    # outcome counts per session row, aligned once (a reindex per workflow was most of the panel's time)
+    kind_names = sorted(counts.columns)
+    by_row = counts[kind_names].reindex(joined["session_id"]).fillna(0).to_numpy(np.int64) if len(counts) else None
     out = []
     for wf, g in joined.groupby("workflow_tag", sort=True):
         n, produced, cost = len(g), int(g["outcomes"].sum()), float(g["cost_usd"].sum())
         by_kind = {}
-        if len(counts):
-            sub = counts.reindex(g["session_id"]).fillna(0)
-            by_kind = {k: int(sub[k].sum()) for k in sorted(counts.columns) if sub[k].sum() > 0}
+        if by_row is not None:
+            sums = by_row[g.index.to_numpy()].sum(axis=0)
+            by_kind = {k: int(v) for k, v in zip(kind_names, sums.tolist()) if v > 0}
         out.append({"workflow_tag": wf, "sessions": n, "sessions_with_outcome": int((g["outcomes"] > 0).sum()),
                     "outcomes": produced, "outcomes_by_kind": by_kind, "cost_usd": round(cost, 6),
                     "cost_per_outcome_usd": round(cost / produced, 6) if produced else None,
