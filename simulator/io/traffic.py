@@ -483,14 +483,17 @@ def _narrow(codes: np.ndarray, size: int) -> np.ndarray:
 # -- the table ------------------------------------------------------------------------------------------------
 def _category(codes: np.ndarray, labels: np.ndarray) -> pd.Categorical:
     """Categories of the labels in use, deduplicated and sorted, so equal data gives equal dtypes."""
-    # codes + 1 cannot overflow: code_dtype leaves room above the largest code
-    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:])
+    # codes + 1 cannot overflow: code_dtype leaves room above the largest code; a column without labels (absent
+    # from the input) has every code -1, so nothing is counted
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(labels) + 1)[1:]) if len(labels) else labels
     if not len(used):
-        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"))
+        return pd.Categorical.from_codes(np.full(len(codes), -1, dtype=np.int8), categories=pd.Index([], dtype="str"),
+                                         validate=False)
     uniq, inverse = np.unique(np.asarray(labels[used], dtype=object).astype(str), return_inverse=True)
     remap = np.full(len(labels) + 1, -1, dtype=C.code_dtype(len(uniq)))  # the last entry: code -1 stays -1
     remap[used] = inverse
-    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"))
+    # remap's values are -1 or codes of uniq by construction: pandas' range check of every row is skipped
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(uniq, dtype="str"), validate=False)
 
 
 def _concat_labels(parts: list[Part], name: str, take: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
