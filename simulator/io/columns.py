@@ -137,7 +137,9 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     hashes every value and takes seconds on a column of unique ids."""
     offsets = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
     value_type = pa.large_string() if pa.types.is_string(chunks[0].type.value_type) else chunks[0].type.value_type
-    indices = pa.concat_arrays([pc.add(c.indices.cast(pa.int64()), pa.scalar(int(o), pa.int64()))
+    # int32 indices (Parquet's) when every shifted index fits: half the bytes of int64, and no cast of each chunk
+    wide = pa.int32() if int(offsets[-1]) + len(chunks[-1].dictionary) < 2**31 - 1 else pa.int64()
+    indices = pa.concat_arrays([(lambda i: pc.add(i, pa.scalar(int(o), wide)) if o else i)(c.indices.cast(wide))
                                 for c, o in zip(chunks, offsets)])
     dictionary = pa.concat_arrays([c.dictionary.cast(value_type) for c in chunks])
     return pa.DictionaryArray.from_arrays(indices, dictionary)
