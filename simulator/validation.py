@@ -266,17 +266,6 @@ def _matching(report: Validation, labels: dict[str, list[str]], candidates) -> N
                                            f"traffic" + _close(str(value), values[key]))
 
 
-def present_values(column) -> set[str]:
-    """The distinct values of a column as text, missing values left out (a categorical's used categories: no
-    per-row conversion)."""
-    import numpy as np
-
-    if hasattr(column, "cat"):
-        codes = np.asarray(column.cat.codes)
-        return set(map(str, column.cat.categories[np.unique(codes[codes >= 0])]))
-    return set(map(str, column.dropna().astype(str).unique()))
-
-
 def _close(given: str, choices) -> str:
     import difflib
 

@@ -12,9 +12,11 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,8 +141,8 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     value_type = pa.large_string() if pa.types.is_string(chunks[0].type.value_type) else chunks[0].type.value_type
     # int32 indices (Parquet's) when every shifted index fits: half the bytes of int64, and no cast of each chunk
     wide = pa.int32() if int(offsets[-1]) + len(chunks[-1].dictionary) < 2**31 - 1 else pa.int64()
-    indices = pa.concat_arrays([(lambda i: pc.add(i, pa.scalar(int(o), wide)) if o else i)(c.indices.cast(wide))
-                                for c, o in zip(chunks, offsets)])
+    shifted = [c.indices.cast(wide) for c in chunks]
+    indices = pa.concat_arrays([pc.add(i, pa.scalar(int(o), wide)) if o else i for i, o in zip(shifted, offsets)])
     dictionary = pa.concat_arrays([c.dictionary.cast(value_type) for c in chunks])
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 
@@ -515,6 +517,23 @@ def json_depth(obj: Any) -> int:
             depth = max(depth, level)
             stack.extend((v, level + 1) for v in value)
     return depth
+
+
+#: a run of 19 digits: an integer that may not fit 64 bits, which orjson reads as a float and ``json`` as an int
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def json_loads(text: str) -> Any:
+    """``json.loads(text)``, by orjson (several times faster) where it gives the same value. orjson refuses NaN,
+    Infinity, lone surrogates and more than 1024 levels (those texts go to ``json``), and reads integers beyond 64
+    bits as floats (texts with 19 digits in a row go to ``json``). Raises what ``json.loads`` raises
+    (``json.JSONDecodeError``, ``RecursionError``)."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def objects(col: Col, original: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:

@@ -362,7 +362,7 @@ def _metadata(codes: np.ndarray, values: np.ndarray, rej: _Rejector, limits: Lim
     problem = np.full(k, None, dtype=object)
     too_deep = (f"metadata is nested more than {limits.max_metadata_depth} levels deep "
                 f"(limit max_metadata_depth)")
-    depth, loads, encode = limits.max_metadata_depth, json.loads, _CANONICAL.encode
+    depth, loads, encode = limits.max_metadata_depth, C.json_loads, _CANONICAL.encode
     attribution = frozenset(ATTRIBUTION_KEYS)
     for j, v in enumerate(values):
         shallow = False
@@ -425,7 +425,7 @@ def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> tuple[np.n
     for j, v in enumerate(values):
         if isinstance(v, str):
             try:
-                v = json.loads(v)
+                v = C.json_loads(v)
             except (json.JSONDecodeError, RecursionError):
                 bad_value[j] = True
                 continue
