@@ -837,3 +837,20 @@ def test_check_traffic_is_what_load_traffic_keeps_and_rejects(tmp_path, name):
     assert (check.start_ns, check.end_ns) == (ts.iloc[0].value, ts.iloc[-1].value)
     for key in ("model", "requested_model", "workflow_tag", "team", "project"):
         assert check.values[key] == sorted(set(loaded.frame[key].dropna().astype(str)))
+
+
+def test_check_traffic_keeps_the_copy_the_run_keeps_when_content_decides(tmp_path):
+    """Copies of an id at the same time are ranked by their content, metadata text included: the check keeps (and
+    rejects) the same copies as the run, so it sees the same models (the run's table is the expectation)."""
+    from simulator.io.traffic import check_traffic
+
+    header = "request_id,timestamp,model,input_tokens,output_tokens,metadata\n"
+    lines = []
+    for i in range(40):  # 40 ids, each twice at one time, the copies differing in model and metadata only
+        for model, meta in ((f"p/a{i}", f'{{"k": "{i}-x"}}'), (f"p/b{i}", f'{{"k": "{i}-y", "z": {i}}}')):
+            lines.append(f'd{i},2026-11-02T10:00:{i:02d}Z,{model},1,1,"{meta.replace(chr(34), chr(34) * 2)}"\n')
+    path = write(tmp_path, "t.csv", header + "".join(lines))
+    loaded, check = load(path), check_traffic([path], now=NOW)
+    assert check.counts() == loaded.counts() == {"rows_read": 80, "rows_replayed": 40, "rows_rejected": 40}
+    pd.testing.assert_frame_equal(check.rejects, loaded.rejects)
+    assert check.values["model"] == sorted(set(loaded.frame["model"].astype(str)))

@@ -150,9 +150,13 @@ def check_traffic(
     now: pd.Timestamp | None = None,
     limits: Limits | None = None,
 ) -> TrafficCheck:
-    """:func:`load_traffic`'s counts, rejects, time span and labels, without the table (no sort, no categories)."""
+    """:func:`load_traffic`'s counts, rejects, time span and labels, without the table (no sort, no categories, no
+    canonical metadata text unless the traffic has duplicate ids: which copy is kept depends on it)."""
     files, parts, rows_read, rejects = _read_parts(paths, adapter, mapping, timezone, now, limits, False)
     rows, bad = join_parts(parts)
+    if rows.keep is not None:  # copies of an id are ranked by content, metadata text included: read as the run does
+        files, parts, rows_read, rejects = _read_parts(paths, adapter, mapping, timezone, now, limits, True)
+        rows, bad = join_parts(parts)
     del parts
     keep = rows.keep if rows.keep is not None else slice(None)
     ts = rows.num["timestamp"][keep]
