@@ -151,10 +151,10 @@ def check_traffic(
     limits: Limits | None = None,
 ) -> TrafficCheck:
     """:func:`load_traffic`'s counts, rejects, time span and labels, without the table (no sort, no categories, no
-    canonical metadata text unless the traffic has duplicate ids: which copy is kept depends on it)."""
+    metadata or prompt text unless the traffic has duplicate ids: which copy is kept depends on them)."""
     files, parts, rows_read, rejects = _read_parts(paths, adapter, mapping, timezone, now, limits, False)
     rows, bad = join_parts(parts)
-    if rows.keep is not None:  # copies of an id are ranked by content, metadata text included: read as the run does
+    if rows.keep is not None:  # copies of an id are ranked by content, texts included: read as the run does
         files, parts, rows_read, rejects = _read_parts(paths, adapter, mapping, timezone, now, limits, True)
         rows, bad = join_parts(parts)
     del parts
@@ -170,7 +170,7 @@ def check_traffic(
 
 
 def _read_parts(paths: Sequence[str | Path], adapter: str | None, mapping: dict[str, str] | None,
-                timezone: str | None, now: pd.Timestamp | None, limits: Limits | None, metadata_text: bool
+                timezone: str | None, now: pd.Timestamp | None, limits: Limits | None, texts: bool
                 ) -> tuple[list[Path], list[Part], int, list[dict[str, Any]]]:
     """(files, validated parts, rows read, rejects of unreadable lines) of every traffic file."""
     if not paths:
@@ -192,7 +192,7 @@ def _read_parts(paths: Sequence[str | Path], adapter: str | None, mapping: dict[
         del raw
         while pieces:  # each piece's raw buffers are freed once it is validated: raw and parts never both whole
             parts.append(validate(pieces.pop(0), timezone=timezone, now=now, limits=limits,
-                                  metadata_text=metadata_text))
+                                  texts=texts))
             release_memory()
     return files, parts, rows_read, rejects
 
@@ -460,11 +460,11 @@ def _blocks(codes: np.ndarray, values: np.ndarray, rej: _Rejector) -> tuple[np.n
 
 
 def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: pd.Timestamp | None = None,
-             limits: Limits | None = None, metadata_text: bool = True) -> Part:
+             limits: Limits | None = None, texts: bool = True) -> Part:
     """Validate one raw input with canonical column names (Arrow table or pandas frame, ``_reject`` optional).
 
-    Without ``metadata_text`` the canonical metadata text is not written (the reasons are the same; for checks that
-    build no table, :func:`check_traffic`)."""
+    Without ``texts`` neither the canonical metadata text nor the prompt text is built (the reasons are the same;
+    for checks that build no table, :func:`check_traffic`)."""
     limits = limits or Limits.from_env()
     _check_timezone(timezone)
     if isinstance(raw, pd.DataFrame):
@@ -540,11 +540,11 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     rej.add((status < 100) | (status > 599), "status_code must be an HTTP status between 100 and 599")
     num["status_code"] = status
     meta_codes, meta_values = C.objects(cols.pop("metadata"), original("metadata"))
-    meta_codes, meta_text, promoted = _metadata(meta_codes, meta_values, rej, limits, metadata_text)
+    meta_codes, meta_text, promoted = _metadata(meta_codes, meta_values, rej, limits, texts)
     for key in ATTRIBUTION_KEYS:
         out.labels[key] = _merge(C.codes(cols.pop(key)), meta_codes, promoted[key])
     out.labels["metadata"] = _merge((np.full(n, -1, np.int8), np.zeros(0, object)), meta_codes, meta_text)
-    out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt"))
+    out.prompt = C.plain_text(cols.pop("prompt"), too_long.get("prompt")) if texts else pa.nulls(n, pa.large_string())
     out.labels["prefix_hash"] = C.codes(cols.pop("prefix_hash"))
     block_codes, block_values = C.objects(cols.pop("prefix_blocks"), original("prefix_blocks"))
     out.prefix_blocks, has_blocks = _blocks(block_codes, block_values, rej)
