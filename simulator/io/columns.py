@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -519,20 +518,24 @@ def json_depth(obj: Any) -> int:
     return depth
 
 
-#: a run of 19 digits: an integer that may not fit 64 bits, which orjson reads as a float and ``json`` as an int
-_LONG_DIGITS = re.compile(r"\d{19}")
+#: the value types of a JSON object or array that orjson reads exactly as ``json`` does (a float may be an integer
+#: beyond 64 bits that orjson turned into a float; ``json`` keeps it an int)
+_EXACT = frozenset({str, int, bool, type(None)})
 
 
 def json_loads(text: str) -> Any:
     """``json.loads(text)``, by orjson (several times faster) where it gives the same value. orjson refuses NaN,
     Infinity, lone surrogates and more than 1024 levels (those texts go to ``json``), and reads integers beyond 64
-    bits as floats (texts with 19 digits in a row go to ``json``). Raises what ``json.loads`` raises
-    (``json.JSONDecodeError``, ``RecursionError``)."""
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
+    bits as floats: a value holding a float or a nested object or array goes to ``json`` too. Raises what
+    ``json.loads`` raises (``json.JSONDecodeError``, ``RecursionError``)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    kind = type(value)
+    if kind in _EXACT or (kind is dict and all(type(v) in _EXACT for v in value.values())) or \
+            (kind is list and all(type(v) in _EXACT for v in value)):
+        return value
     return json.loads(text)
 
 
