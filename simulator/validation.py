@@ -163,17 +163,15 @@ def _targets(candidate) -> list[tuple[str, str]]:
 
 
 def _contents(report: Validation, scenario) -> None:
-    import pandas as pd
-
     from simulator.io.adapters import collect_notes
-    from simulator.io.traffic import load_traffic
+    from simulator.io.traffic import check_traffic
     from simulator.pricing.catalog import Catalog
     from simulator.routing.truefoundry_config import candidate_from_config
 
     where, problems = report.scenario, report.problems
     catalog = _try(problems, Catalog.load, scenario.path(scenario.pricing), scenario.models)
     with collect_notes() as notes:
-        loaded = _try(problems, load_traffic, scenario.paths("traffic"), adapter=scenario.adapter_options(),
+        loaded = _try(problems, check_traffic, scenario.paths("traffic"), adapter=scenario.adapter_options(),
                       mapping=scenario.columns or None, timezone=scenario.timezone)
     report.warnings += [n for n in notes]
     candidates = []
@@ -184,10 +182,8 @@ def _contents(report: Validation, scenario) -> None:
             candidates.append((i, cand))
     models: list[str] = []
     if loaded is not None:
-        frame = loaded.frame
-        report.traffic = {**loaded.counts(), "start": frame["timestamp"].iloc[0].isoformat(),
-                          "end": frame["timestamp"].iloc[-1].isoformat()}
-        models = sorted(map(str, frame["model"].cat.categories[pd.unique(frame["model"].cat.codes)]))
+        report.traffic = {**loaded.counts(), "start": iso_utc(loaded.start_ns), "end": iso_utc(loaded.end_ns)}
+        models = list(loaded.values["model"])
         if loaded.rows_rejected:
             top = loaded.rejects["reason"].value_counts()
             report.warnings.append(f"{loaded.rows_rejected:,} of {loaded.rows_read:,} rows rejected (`tfysim run` "
@@ -209,7 +205,7 @@ def _contents(report: Validation, scenario) -> None:
                                 "in pricing:")
     _tokenizers(report, scenario, sorted({m for _, m in targets}))
     if loaded is not None:
-        _matching(report, loaded.frame, candidates)
+        _matching(report, loaded.values, candidates)
     if scenario.evals:
         _evals(report, scenario, models, [m for _, m in targets])
 
@@ -238,15 +234,25 @@ def _tokenizers(report: Validation, scenario, targets: list[str]) -> None:
             report.problems.append(f"{report.scenario}: target '{model}': {str(exc).rstrip('.')}")
 
 
-def _matching(report: Validation, frame, candidates) -> None:
+def iso_utc(ns: int) -> str:
+    """A time in ns since 1970 as ISO-8601 UTC, as ``pandas.Timestamp(ns, tz="UTC").isoformat()`` writes it
+    (fraction digits only as many as needed: none, 6 or 9)."""
+    import datetime as dt
+
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    text = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()  # ends in +00:00
+    if nanos:
+        text = text[:-6] + (f".{nanos // 1000:06d}" if nanos % 1000 == 0 else f".{nanos:09d}") + text[-6:]
+    return text
+
+
+def _matching(report: Validation, labels: dict[str, list[str]], candidates) -> None:
     """Rules whose model or workflow condition matches no request of the traffic (usually a typo)."""
     from simulator.pricing.model_ids import split_model_id
 
-    seen = set(map(str, frame["model"].cat.categories))
-    if "requested_model" in frame:
-        seen |= present_values(frame["requested_model"])
+    seen = set(labels["model"]) | set(labels["requested_model"])
     names = {split_model_id(m)[1] for m in seen}
-    values = {key: present_values(frame[key]) for key in ("workflow_tag", "team", "project") if key in frame}
+    values = {key: set(labels[key]) for key in ("workflow_tag", "team", "project")}
     for i, cand in candidates:
         for r, rule in enumerate(cand.rules):
             where = f"{report.scenario}: candidates[{i}].rules[{r}] ('{rule.id}')"
@@ -258,17 +264,6 @@ def _matching(report: Validation, frame, candidates) -> None:
                 if key in values and str(value) not in values[key]:
                     report.warnings.append(f"{where}: when.metadata.{key} '{value}' matches no request of the "
                                            f"traffic" + _close(str(value), values[key]))
-
-
-def present_values(column) -> set[str]:
-    """The distinct values of a column as text, missing values left out (a categorical's used categories: no
-    per-row conversion)."""
-    import numpy as np
-
-    if hasattr(column, "cat"):
-        codes = np.asarray(column.cat.codes)
-        return set(map(str, column.cat.categories[np.unique(codes[codes >= 0])]))
-    return set(map(str, column.dropna().astype(str).unique()))
 
 
 def _close(given: str, choices) -> str:

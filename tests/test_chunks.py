@@ -115,3 +115,22 @@ def test_parquet_batches_already_read_are_freed(tmp_path):
         held.append(pa.total_allocated_bytes())
     assert len(held) == 4
     assert held[-1] - held[0] < 4_000_000, held
+
+
+def test_ties_across_chunks_sort_by_id_whatever_the_file_order(tmp_path):
+    """Rows sharing a timestamp run across three chunks with their ids in descending file order: the held rows and
+    the next chunk's rows are merged and re-sorted, so the stream gives (timestamp, request_id) order, as the
+    in-memory reader does (expected order written by sorting the rows by hand)."""
+    rows = []
+    for second, n in ((0, 2), (1, 9), (2, 3)):  # second 1 spans chunks of 4 rows
+        for k in reversed(range(n)):
+            rows.append({"request_id": f"s{second}-{k}", "timestamp": f"2026-01-05T10:00:0{second}Z",
+                         "model": "openai-main/gpt-4o", "input_tokens": 10 * second + k, "output_tokens": 1})
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=4)
+    frames = list(Stream([str(path)], chunk_rows=4, now=NOW))
+    got = pd.concat(frames, ignore_index=True)
+    expected = sorted(rows, key=lambda r: (r["timestamp"], r["request_id"]))
+    assert got["request_id"].tolist() == [r["request_id"] for r in expected]
+    assert got["input_tokens"].tolist() == [r["input_tokens"] for r in expected]
+    assert all(f["timestamp"].is_monotonic_increasing for f in frames)

@@ -730,3 +730,127 @@ def test_id_keys_are_equal_exactly_for_equal_ids_whatever_the_length_and_slice(m
     assert len({next(iter(k)) for k in by_id.values()}) == len(by_id)  # and these distinct ids, distinct keys
     sliced = pa.array(ids, pa.large_string()).slice(11, 100)
     assert id_keys(sliced).tolist() == keys[11:111].tolist()  # an Arrow slice's offset is honoured
+
+
+# -- the load path's shortcuts agree with what they stand in for ---------------------------------------------
+_JSON_SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+                 | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8))
+_JSON = st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=12)
+
+
+def _outcome(fn, text):
+    try:
+        value = fn(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return type(exc).__name__
+    return repr(value), type(value).__name__
+
+
+@given(_JSON, st.sampled_from([(", ", ": "), (",", ":"), (" ,\n", " :\t")]))
+@settings(max_examples=400, deadline=None)
+def test_json_loads_is_the_json_modules_on_json_it_wrote(value, separators):
+    """orjson reads what it can and ``json`` the rest: every value (big integers, NaN, Infinity included) and its
+    type is the ``json`` module's own reading (the expectation)."""
+    from simulator.io.columns import json_loads
+
+    text = json.dumps(value, separators=separators)
+    assert _outcome(json_loads, text) == _outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("text", [
+    "12345678901234567890", "-9223372036854775809", '{"a": 18446744073709551616}', "1e400", "-1e400", "NaN",
+    '"\\ud800"', '"\udc80"', '{"a":1,"a":2}', "[" * 1100 + "]" * 1100, "[" * 100_000 + "]" * 100_000, "",
+    "{'a': 1}", '{"a":1,}', "\ufeff{}", " \r\n{}\t", '"\\u0000"', "-0", "5e-324", "1.7976931348623157e308",
+    "0.1e1", "1E+2", '{"a": [1, {"b": null}]}', "tru", "nul"])
+def test_json_loads_is_the_json_modules_at_the_edges(text):
+    from simulator.io.columns import json_loads
+
+    assert _outcome(json_loads, text) == _outcome(json.loads, text)
+
+
+def test_stacked_dictionary_chunks_decode_to_the_chunks_values():
+    """Chunks with their own dictionaries (and nulls) stacked into one dictionary array: each row decodes to the
+    value it had in its chunk (expected from pyarrow's own decoding of each chunk)."""
+    import pyarrow as pa
+
+    from simulator.io.columns import _stack_dictionaries
+
+    chunks = [pa.array(v).dictionary_encode() for v in (["a", "b", None, "a"], ["b", "c"], [None, "z", "a"])]
+    stacked = _stack_dictionaries(chunks)
+    expected = [v for c in chunks for v in c.dictionary.take(c.indices).to_pylist()]
+    assert stacked.dictionary.take(stacked.indices).to_pylist() == expected
+    assert stacked.indices.type == pa.int32()
+
+
+def test_check_traffic_counts_rejects_span_and_labels_by_hand(tmp_path):
+    """``validate``'s view of the traffic, written out by hand: a duplicate (the earlier copy kept), a bad row, the
+    first and last kept time, and each label column's values present among kept rows (a missing value and the
+    labels of rejected rows left out)."""
+    from simulator.io.traffic import check_traffic
+
+    header = "request_id,timestamp,model,requested_model,input_tokens,output_tokens,team,workflow_tag,metadata\n"
+    path = write(tmp_path, "t.csv", header + (
+        'a,2026-11-02T10:00:05Z,p/m1,,1,1,red,,"{""project"": ""pr""}"\n'
+        "b,2026-11-02T10:00:01.5Z,p/m2,v/any,1,1,,wf,\n"
+        "a,2026-11-02T10:00:09Z,p/m3,,1,1,blue,,\n"         # duplicate of line 2 (later): its labels are not kept
+        "c,2026-11-02T10:00:07Z,p/m4,,-1,1,green,wf2,\n"    # rejected: its labels are not kept
+    ))
+    check = check_traffic([path], now=NOW)
+    assert check.counts() == {"rows_read": 4, "rows_replayed": 2, "rows_rejected": 2}
+    assert [(int(r.row), r.reason) for r in check.rejects.itertuples()] == [
+        (4, "duplicate request_id (an earlier row has the same id)"), (5, "input_tokens must be >= 0")]
+    assert (check.start_ns, check.end_ns) == (pd.Timestamp("2026-11-02T10:00:01.5Z").value,
+                                              pd.Timestamp("2026-11-02T10:00:05Z").value)
+    assert check.values == {"model": ["p/m1", "p/m2"], "requested_model": ["p/m1", "v/any"], "team": ["red"],
+                            "workflow_tag": ["wf"], "project": ["pr"]}
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.jsonl", "t.parquet"])
+def test_check_traffic_is_what_load_traffic_keeps_and_rejects(tmp_path, name):
+    """The check and the run read the same file to the same counts, rejects (rows, ids, reasons, order), time span
+    and label values (the run's table is the expectation)."""
+    from simulator.io.traffic import check_traffic
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "request_id": [f"r{i % 2900}" for i in range(n)],  # 100 duplicated ids
+        "timestamp": (pd.Timestamp("2026-11-02T00:00:00Z")
+                      + pd.to_timedelta(rng.integers(0, 86_400_000, n), unit="ms")).astype(str),
+        "model": rng.choice(["p/a", "p/b", "p/c", ""], n),
+        "input_tokens": rng.integers(-3, 1000, n).astype(str),  # some negative: rejected
+        "output_tokens": rng.integers(0, 100, n).astype(str),
+        "team": rng.choice(["t1", "t2", ""], n), "workflow_tag": rng.choice(["w1", "w2", "w3"], n),
+        "metadata": rng.choice(['{"project": "x"}', '{"k": 1}', "not json", ""], n)})
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    elif name.endswith(".jsonl"):
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    loaded, check = load(path), check_traffic([path], now=NOW)
+    assert check.counts() == loaded.counts() and loaded.rows_rejected > 100
+    pd.testing.assert_frame_equal(check.rejects, loaded.rejects)
+    ts = loaded.frame["timestamp"]
+    assert (check.start_ns, check.end_ns) == (ts.iloc[0].value, ts.iloc[-1].value)
+    for key in ("model", "requested_model", "workflow_tag", "team", "project"):
+        assert check.values[key] == sorted(set(loaded.frame[key].dropna().astype(str)))
+
+
+def test_check_traffic_keeps_the_copy_the_run_keeps_when_content_decides(tmp_path):
+    """Copies of an id at the same time are ranked by their content, metadata text included: the check keeps (and
+    rejects) the same copies as the run, so it sees the same models (the run's table is the expectation)."""
+    from simulator.io.traffic import check_traffic
+
+    header = "request_id,timestamp,model,input_tokens,output_tokens,metadata\n"
+    lines = []
+    for i in range(40):  # 40 ids, each twice at one time, the copies differing in model and metadata only
+        for model, meta in ((f"p/a{i}", f'{{"k": "{i}-x"}}'), (f"p/b{i}", f'{{"k": "{i}-y", "z": {i}}}')):
+            lines.append(f'd{i},2026-11-02T10:00:{i:02d}Z,{model},1,1,"{meta.replace(chr(34), chr(34) * 2)}"\n')
+    path = write(tmp_path, "t.csv", header + "".join(lines))
+    loaded, check = load(path), check_traffic([path], now=NOW)
+    assert check.counts() == loaded.counts() == {"rows_read": 80, "rows_replayed": 40, "rows_rejected": 40}
+    pd.testing.assert_frame_equal(check.rejects, loaded.rejects)
+    assert check.values["model"] == sorted(set(loaded.frame["model"].astype(str)))

@@ -292,10 +292,13 @@ class Stream:
             if pending is not None and len(pending):
                 good = pd.concat([pending, good], ignore_index=True)
                 order = time_order(good["timestamp"].array.asi8, request_ids(good))
-                good = good.iloc[order].reset_index(drop=True)
+                if not np.array_equal(order, np.arange(len(order))):  # usually in order already: no copy
+                    good = good.iloc[order].reset_index(drop=True)
             ts = good["timestamp"].array.asi8
-            hold = ts == ts[-1] if following is not None else np.zeros(len(ts), bool)
-            pending, out = good[hold], good[~hold].reset_index(drop=True)
+            # the table is in time order: the rows at its last timestamp are its tail (slices, not masked copies;
+            # the few held rows copied so the chunk's columns are not kept alive by them)
+            cut = int(np.searchsorted(ts, ts[-1], side="left")) if following is not None else len(ts)
+            pending, out = good.iloc[cut:].copy(), good.iloc[:cut]
             if len(out):
                 yield from self._emit(out, ids, found, position, last)
                 position += len(out)

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -137,8 +138,10 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     hashes every value and takes seconds on a column of unique ids."""
     offsets = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
     value_type = pa.large_string() if pa.types.is_string(chunks[0].type.value_type) else chunks[0].type.value_type
-    indices = pa.concat_arrays([pc.add(c.indices.cast(pa.int64()), pa.scalar(int(o), pa.int64()))
-                                for c, o in zip(chunks, offsets)])
+    # int32 indices (Parquet's) when every shifted index fits: half the bytes of int64, and no cast of each chunk
+    wide = pa.int32() if int(offsets[-1]) + len(chunks[-1].dictionary) < 2**31 - 1 else pa.int64()
+    shifted = [c.indices.cast(wide) for c in chunks]
+    indices = pa.concat_arrays([pc.add(i, pa.scalar(int(o), wide)) if o else i for i, o in zip(shifted, offsets)])
     dictionary = pa.concat_arrays([c.dictionary.cast(value_type) for c in chunks])
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 
@@ -513,6 +516,27 @@ def json_depth(obj: Any) -> int:
             depth = max(depth, level)
             stack.extend((v, level + 1) for v in value)
     return depth
+
+
+#: the value types of a JSON object or array that orjson reads exactly as ``json`` does (a float may be an integer
+#: beyond 64 bits that orjson turned into a float; ``json`` keeps it an int)
+_EXACT = frozenset({str, int, bool, type(None)})
+
+
+def json_loads(text: str) -> Any:
+    """``json.loads(text)``, by orjson (several times faster) where it gives the same value. orjson refuses NaN,
+    Infinity, lone surrogates and more than 1024 levels (those texts go to ``json``), and reads integers beyond 64
+    bits as floats: a value holding a float or a nested object or array goes to ``json`` too. Raises what
+    ``json.loads`` raises (``json.JSONDecodeError``, ``RecursionError``)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    kind = type(value)
+    if kind in _EXACT or (kind is dict and all(type(v) in _EXACT for v in value.values())) or \
+            (kind is list and all(type(v) in _EXACT for v in value)):
+        return value
+    return json.loads(text)
 
 
 def objects(col: Col, original: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
