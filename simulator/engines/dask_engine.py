@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import threading
 import uuid
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     """Replay the scenario's traffic on a Dask cluster; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a local cluster of 2 worker
-    processes (1 thread each) is started and closed. ``client``: an open ``distributed.Client`` to use instead.
+    threads in this process (:func:`local_cluster`) is started and closed. ``client``: an open
+    ``distributed.Client`` to use instead.
     """
     if observers:
         raise ScenarioError("per-request outputs (--write-requests, --focus-out) are not written by the Dask engine. "
@@ -79,15 +81,26 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     if client is not None:
         return _run(scenario, candidates, files, eval_paths, client, before)
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         with Client(scheduler) as own:
             return _run(scenario, candidates, files, eval_paths, own, before)
-    with dask.config.set(_QUIET_CLUSTER), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                         host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
+    with dask.config.set(_QUIET_CLUSTER), local_cluster() as cluster, Client(cluster) as own:
         return _run(scenario, candidates, files, eval_paths, own, before)
+
+
+def local_cluster():
+    """The cluster tfysim starts without ``scheduler`` or ``client``: 2 workers of 1 thread each, as threads of this
+    process (``processes=False``: in-process transport, rows handed over without pickling). Worker processes would
+    each start Python, import tfysim and load the numba kernels again, and every shuffle would pickle its rows
+    between processes: measured at 1 M rows that costs more than the two threads lose to the GIL (README "Dask").
+    The scheduler and workers still open their HTTP endpoints (health, metrics); they listen on 127.0.0.1 only."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, worker_dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.ERROR)
 
 
 #: Settings of the local cluster tfysim starts. The workers' statistical profiler (a stack sample every 10 ms) and
@@ -178,22 +191,24 @@ def _drop(loaded: dict, positions: np.ndarray) -> dict:
 
 
 # -- worker-side context ------------------------------------------------------------------------------------------
-_WORKER_CONTEXT: dict[str, Context] = {}
+_WORKER_CONTEXT: dict[int, tuple[str, Context]] = {}
 
 
 def _context(plan: dict) -> Context:
-    """One replay context per worker process and run (tokenizers and prices load once per worker)."""
-    token = plan["token"]
-    if token not in _WORKER_CONTEXT:
+    """One replay context per worker thread and run (tokenizers and prices load once per worker). Per thread, not
+    per process: a context is changed while in use (the caching sensitivity swaps its translator), and the workers of
+    an in-process cluster are threads of one process."""
+    token, thread = plan["token"], threading.get_ident()
+    held = _WORKER_CONTEXT.get(thread)
+    if held is None or held[0] != token:  # an earlier run's context is not needed any more
         from simulator.tokens.translator import Translator
 
         translator = Translator(plan["scenario"], plan.get("eval_samples"), plan["calibration"])
         ctx = Context(plan["catalog"], plan["facts"], seed=plan["scenario"].seed,
                       outages=tuple(plan["scenario"].outages), translator=translator,
                       tiers=TierSettings.of(plan["scenario"]), vocab=plan["vocab"])
-        _WORKER_CONTEXT.clear()  # an earlier run's context is not needed any more
-        _WORKER_CONTEXT[token] = ctx
-    return _WORKER_CONTEXT[token]
+        held = _WORKER_CONTEXT[thread] = (token, ctx)
+    return held[1]
 
 
 def _facts(loaded: dict, plan: dict) -> FactsBuilder:
@@ -528,4 +543,4 @@ def _percentiles(sources: list, qs: list[float]) -> list[float | None]:
     return merged_percentiles(list(hists), fetch, qs)
 
 
-__all__ = ["run_dask"]
+__all__ = ["local_cluster", "run_dask"]
