@@ -239,3 +239,42 @@ def test_own_threaded_cluster_equals_local_with_every_feature(tmp_path):
     policies = {p["name"]: p for p in expected.summary["policies"]}
     assert policies["downgrade-then-cache"]["caching"]["requests_covered"] > 0
     assert policies["cache-auto"]["caching"]["requests_covered"] > 0
+
+
+def test_candidates_with_the_same_state_keys_share_one_shuffle(scenario, client, tmp_path):
+    # Two per-team budgets of different sizes and a per-team budget behind a routing rule have the same state keys
+    # (team slots), so their rows are shuffled once; a per-user rate limit needs its own shuffle. Results as local.
+    from distributed import get_task_stream
+
+    from simulator.engines.components import state_keys
+    from simulator.engines.dask_engine import run_dask
+    from simulator.routing.scenario import load_scenario
+
+    team = {"budget_applies_per": ["team"], "unit": "cost_per_day", "on_exceed": {"fallback": HAIKU}}
+    data = yaml.safe_load(scenario.read_text())
+    data["traffic"] = str(scenario.parent / "traffic")
+    data["opportunities"] = {"cache": False}  # no caching probes: the only state keys are the candidates' below
+    data["candidates"] = [
+        {"name": "team-2", "budgets": [{"id": "t", "limit_to": 2.0, **team}]},
+        {"name": "team-1", "budgets": [{"id": "t", "limit_to": 1.0, **team}]},
+        {"name": "downgrade-team-1", "rules": [{"id": "d", "when": {"models": [OPUS]}, "type": "weight-based-routing",
+                                                "load_balance_targets": [{"target": SONNET}]}],
+         "budgets": [{"id": "t", "limit_to": 1.0, **team}]},
+        {"name": "user-rpm", "rate_limits": [{"id": "u", "limit_to": 3, "unit": "requests_per_minute",
+                                              "rate_limit_applies_per": ["user"]}]},
+    ]
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cands = load_scenario(path).candidates
+    assert state_keys(cands[0]) == state_keys(cands[1]) == state_keys(cands[2]) != state_keys(cands[3])
+    expected = run(path).summary
+    with get_task_stream(client) as stream:
+        got = run_dask(path, client=client).summary
+    assert_same(expected, got)
+    anchors = {str(r["key"][0] if isinstance(r["key"], tuple) else r["key"]) for r in stream.data
+               if "_anchors" in str(r["key"])}
+    n_parts = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    # one shuffle for the three team budgets (and the plan's pass, when it combines them), one for the user limit
+    assert len(anchors) == 2 * n_parts
+    budgets = {p["name"]: sum(b["requests_rerouted"] for b in p["budgets"]) for p in expected["policies"]}
+    assert budgets["team-1"] > budgets["team-2"] > 0

@@ -160,16 +160,12 @@ def _id_hashes(loaded: dict) -> np.ndarray:
     return hash64(request_ids(f), 0, "request_id")  # as streaming's duplicate set keys ids
 
 
-def _distinct_hashes(loaded: dict) -> np.ndarray:
-    return np.unique(_id_hashes(loaded))
-
-
-def _copies(loaded: dict, repeated: np.ndarray, part: int) -> pd.DataFrame:
-    """The rows of a partition whose id hash repeats across partitions, with what decides which copy is kept."""
+def _copies(loaded: dict, h: np.ndarray, repeated: np.ndarray, part: int) -> pd.DataFrame:
+    """The rows of a partition whose id hash (``h``: :func:`_id_hashes`) repeats across partitions, with what
+    decides which copy is kept."""
     f = loaded["frame"]
     if f is None or not len(repeated):
         return pd.DataFrame(columns=["part", "pos", "hash", "ts", "request_id", "content"])
-    h = _id_hashes(loaded)
     pos = np.flatnonzero(np.isin(h, repeated))
     sub = f.iloc[pos]
     content = pd.util.hash_pandas_object(sub.astype(object).astype(str), index=False).to_numpy()
@@ -317,17 +313,23 @@ def _anchors(loaded: dict, plan: dict, k: int) -> tuple:
 
     f = loaded["frame"]
     if f is None:
-        return anchors(np.zeros(0, np.int64), np.zeros(0, dtype=object))
+        return anchors(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object))
     return anchors(*row_keys(Rows(f), plan["candidates"][k]))
 
 
-def _split(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> list:
+def _targets(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> np.ndarray | None:
+    """Partition of every row of one partition under a candidate's components (kept on the worker and reused by
+    every candidate with the same :func:`~simulator.engines.components.state_keys`)."""
     from simulator.engines.components import targets
 
     f = loaded["frame"]
+    return None if f is None else targets(len(f), found[0], found[1], found[4], anchor_part, own, n_parts)
+
+
+def _split(loaded: dict, target: np.ndarray | None, n_parts: int) -> list:
+    f = loaded["frame"]
     if f is None:
         return [None] * n_parts
-    target = targets(len(f), found[0], found[1], anchor_part, own)
     order = np.argsort(target, kind="stable")
     bounds = np.searchsorted(target[order], np.arange(n_parts + 1))
     return [f.take(order[bounds[j]:bounds[j + 1]]) for j in range(n_parts)]
@@ -428,7 +430,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
             "candidates": everything, "n_written": len(candidates), "premium": setup.premium,
             "overlap_names": levers.overlaps.names}
-    main = _replay_all(client, frames, plan, with_baseline=True)
+    shuffles: dict[str, list] = {}  # state keys -> row targets per partition, shared by the main and plan passes
+    main = _replay_all(client, frames, plan, with_baseline=True, shuffles=shuffles)
     main.states = [s if s is not None else CandidateState(cand, ctx, probe=levers.is_probe(k))
                    for k, (s, cand) in enumerate(zip(main.states, everything))]
     if main.overlaps is not None:
@@ -442,7 +445,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
 
     def replay_plan(cand):
         done = _replay_all(client, frames, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
-                                            "overlap_names": None, "baseline_done": True}, with_baseline=True)
+                                            "overlap_names": None, "baseline_done": True}, with_baseline=True,
+                           shuffles=shuffles)
         done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
         return done
 
@@ -452,13 +456,15 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 
-def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
+def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles: dict[str, list]) -> Pass:
     """Every candidate of ``plan`` over the persisted partitions: stateless ones per partition, stateful ones after
-    a shuffle by state component; the partials merged on the client (latency percentiles exact)."""
+    a shuffle by state component (one per distinct :func:`~simulator.engines.components.state_keys`; ``shuffles``
+    keeps each one's row targets per partition for later passes, e.g. the plan's); the partials merged on the client
+    (latency percentiles exact)."""
     import dask
     from dask import delayed
 
-    from simulator.engines.components import Components
+    from simulator.engines.components import Components, state_keys
 
     candidates = plan["candidates"]
     premium = plan["premium"]
@@ -473,15 +479,21 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     partials = [] if baseline_later else list(
         dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
-    for i, k in enumerate(stateful):
-        found = dask.persist(*[delayed(_anchors)(x, plan_d, k) for x in loaded])
-        links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
-        anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
-        # in a list: scatter spreads a dict's items (and fails on an empty one)
-        anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
-        split = [delayed(_split)(x, a, anchor_d, i, n_parts) for i, (x, a) in enumerate(zip(loaded, found))]
+    groups: dict[str, list[int]] = {}  # candidates with the same state keys share one shuffle and one replay
+    for k in stateful:
+        groups.setdefault(state_keys(candidates[k]), []).append(k)
+    for i, (keys, ks) in enumerate(groups.items()):
+        if keys not in shuffles:
+            found = dask.persist(*[delayed(_anchors)(x, plan_d, ks[0]) for x in loaded])
+            links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
+            anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
+            # in a list: scatter spreads a dict's items (and fails on an empty one)
+            anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
+            shuffles[keys] = list(dask.persist(*[delayed(_targets)(x, a, anchor_d, j, n_parts)
+                                                 for j, (x, a) in enumerate(zip(loaded, found))]))
+        split = [delayed(_split)(x, t, n_parts) for x, t in zip(loaded, shuffles[keys])]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
-        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], baseline_later and i == 0)
+        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, ks, baseline_later and i == 0)
                                         for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
     base = BaselineAccumulator(premium, None)
@@ -513,13 +525,17 @@ def _deduplicate(loaded: list) -> list:
     import dask
     from dask import delayed
 
-    distinct = dask.compute(*[delayed(_distinct_hashes)(x) for x in loaded])  # a hash counts once per partition
-    values, parts = np.unique(np.concatenate(distinct) if distinct else np.zeros(0, np.uint64), return_counts=True)
+    # A partition's ids are distinct (the reader rejects repeats within it), so a hash found twice is in two
+    # partitions, or two ids share a 64-bit hash: their copies below compare the ids themselves.
+    hashes = dask.persist(*[delayed(_id_hashes)(x) for x in loaded])
+    got = dask.compute(*hashes)
+    values, parts = np.unique(np.concatenate(got) if got else np.zeros(0, np.uint64), return_counts=True)
+    del got
     repeated = values[parts > 1]
     if not len(repeated):
         return loaded
-    copies = pd.concat(dask.compute(*[delayed(_copies)(x, repeated, i) for i, x in enumerate(loaded)]),
-                       ignore_index=True)
+    copies = pd.concat(dask.compute(*[delayed(_copies)(x, h, repeated, i)
+                                      for i, (x, h) in enumerate(zip(loaded, hashes))]), ignore_index=True)
     copies = copies.sort_values(["request_id", "ts", "content", "part", "pos"], kind="stable")
     losers = copies[copies.duplicated("request_id", keep="first")]
     out = []
