@@ -7,9 +7,9 @@ Counts, labels, orders, budget and rate-limit decisions must match exactly; mone
 
 from __future__ import annotations
 
-import re
-
 import json
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -107,11 +107,10 @@ def test_cli_engine_dask_with_scheduler(scenario, client, tmp_path):
     assert summary["traffic"]["rows_replayed"] == 5000 and len(summary["policies"]) == 5
 
 
-def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
-    # Several budget rules (one global: a single component), prompt caching, session bootstrap, evals, a JSON Lines
-    # file next to Parquet, and request ids repeated across files: everything the local engine does.
-    from simulator.engines.dask_engine import run_dask
-
+def every_feature_scenario(tmp_path: Path) -> Path:
+    """Several budget rules (one global: a single component), prompt caching (with its sensitivity replays),
+    session bootstrap, evals, a JSON Lines file next to Parquet, and request ids repeated across files (20 of them):
+    everything the local engine does."""
     traffic, evals = generate(days=2, requests=3000, seed=5)
     (tmp_path / "t").mkdir()
     traffic.iloc[0::2].to_parquet(tmp_path / "t" / "a.parquet", row_group_size=500)
@@ -141,6 +140,13 @@ def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
     }
     path = tmp_path / "every.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_dask_equals_local_with_every_feature(scenario, client, tmp_path):
+    from simulator.engines.dask_engine import run_dask
+
+    path = every_feature_scenario(tmp_path)
     expected = run(path)
     got = run_dask(path, client=client)
     assert expected.rows_rejected == got.rows_rejected == 20
@@ -202,3 +208,73 @@ def test_dask_equals_local_with_tied_timestamps_and_disjoint_labels(client, tmp_
     policies = {p["name"]: p for p in expected["policies"]}
     assert policies["rate"]["rate_limits"][0]["requests_rerouted"] > 0
     assert sum(b["requests_blocked"] for b in policies["budget"]["budgets"]) > 0
+
+
+def test_own_cluster_is_two_threads_in_process():
+    # Without --scheduler the engine starts its workers as threads of this process (in-process transport); the
+    # HTTP endpoints distributed always opens listen on loopback only.
+    from distributed import Client
+
+    from simulator.engines.dask_engine import local_cluster
+
+    with local_cluster() as cluster, Client(cluster) as c:
+        info = c.scheduler_info()
+        assert info["address"].startswith("inproc://")
+        assert sorted(w["nthreads"] for w in info["workers"].values()) == [1, 1]
+        assert set(c.run(os.getpid).values()) == {os.getpid()}
+        servers = [cluster.scheduler.http_server] + [w.http_server for w in cluster.workers.values()]
+        assert [s.address for s in servers] == ["127.0.0.1"] * 3
+
+
+def test_own_threaded_cluster_equals_local_with_every_feature(tmp_path):
+    # The same replay with the engine's own cluster (worker threads sharing one process): each thread keeps its own
+    # replay context, since the caching sensitivity replays swap the context's translator while they run.
+    from simulator.engines.dask_engine import run_dask
+
+    path = every_feature_scenario(tmp_path)
+    expected = run(path)
+    got = run_dask(path)
+    assert expected.rows_rejected == got.rows_rejected == 20
+    assert_same(expected.summary, got.summary)
+    policies = {p["name"]: p for p in expected.summary["policies"]}
+    assert policies["downgrade-then-cache"]["caching"]["requests_covered"] > 0
+    assert policies["cache-auto"]["caching"]["requests_covered"] > 0
+
+
+def test_candidates_with_the_same_state_keys_share_one_shuffle(scenario, client, tmp_path):
+    # Two per-team budgets of different sizes and a per-team budget behind a routing rule have the same state keys
+    # (team slots), so their rows are shuffled once; a per-user rate limit needs its own shuffle. Results as local.
+    from distributed import get_task_stream
+
+    from simulator.engines.components import state_keys
+    from simulator.engines.dask_engine import run_dask
+    from simulator.routing.scenario import load_scenario
+
+    team = {"budget_applies_per": ["team"], "unit": "cost_per_day", "on_exceed": {"fallback": HAIKU}}
+    data = yaml.safe_load(scenario.read_text())
+    data["traffic"] = str(scenario.parent / "traffic")
+    data["opportunities"] = {"cache": False}  # no caching probes: the only state keys are the candidates' below
+    data["candidates"] = [
+        {"name": "team-2", "budgets": [{"id": "t", "limit_to": 2.0, **team}]},
+        {"name": "team-1", "budgets": [{"id": "t", "limit_to": 1.0, **team}]},
+        {"name": "downgrade-team-1", "rules": [{"id": "d", "when": {"models": [OPUS]}, "type": "weight-based-routing",
+                                                "load_balance_targets": [{"target": SONNET}]}],
+         "budgets": [{"id": "t", "limit_to": 1.0, **team}]},
+        {"name": "user-rpm", "rate_limits": [{"id": "u", "limit_to": 3, "unit": "requests_per_minute",
+                                              "rate_limit_applies_per": ["user"]}]},
+    ]
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cands = load_scenario(path).candidates
+    assert state_keys(cands[0]) == state_keys(cands[1]) == state_keys(cands[2]) != state_keys(cands[3])
+    expected = run(path).summary
+    with get_task_stream(client) as stream:
+        got = run_dask(path, client=client).summary
+    assert_same(expected, got)
+    anchors = {str(r["key"][0] if isinstance(r["key"], tuple) else r["key"]) for r in stream.data
+               if "_anchors" in str(r["key"])}
+    n_parts = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    # one shuffle for the three team budgets (and the plan's pass, when it combines them), one for the user limit
+    assert len(anchors) == 2 * n_parts
+    budgets = {p["name"]: sum(b["requests_rerouted"] for b in p["budgets"]) for p in expected["policies"]}
+    assert budgets["team-1"] > budgets["team-2"] > 0

@@ -106,8 +106,9 @@ def _cpu_seconds() -> float:
 
 def measure(engine: str, scenario: str | Path, chunk_rows: int = 1_000_000) -> dict:
     """Run one engine; returns seconds, CPU seconds (``dask``: the workers' included), rows per second, this
-    process's peak RSS in MB (``dask``: the client only, the workers are separate processes) and the 1-minute
-    load average before and after (the machine may be shared: compare engines measured in the same session)."""
+    process's peak RSS in MB (``dask``: the workers' included, the engine's own cluster runs them as threads here)
+    and the 1-minute load average before and after (the machine may be shared: compare engines measured in the same
+    session)."""
     load_before = os.getloadavg()[0]
     cpu = _cpu_seconds()
     start = time.perf_counter()

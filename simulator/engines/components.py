@@ -9,6 +9,8 @@ everything it matches.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -24,56 +26,75 @@ class Rows:
         self.frame, self.view, self.n = frame, RequestView(frame), len(frame)
 
 
-def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray]:
-    """(row, key) pairs of one chunk (``p``: :class:`Rows` or a Chunk): every state key each row touches under
-    ``cand``."""
+def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, key code) pairs of one chunk (``p``: :class:`Rows` or a Chunk) and the key names (``names[code]``, each
+    name once): every state key each row touches under ``cand``. Rows carry integer codes; names are made once per
+    distinct key."""
     rows_out: list[np.ndarray] = []
-    keys_out: list[np.ndarray] = []
+    codes_out: list[np.ndarray] = []
+    names: list[str] = []
 
-    def emit(prefix: str, rows: np.ndarray, applies_per: list[str]) -> None:
-        if len(rows) == 0:
-            return
-        code, texts = key_texts(p.view, applies_per, rows)
-        named = np.array([f"{prefix}\x1f{t}" for t in texts], dtype=object)
+    def emit(rows: np.ndarray, code: np.ndarray, named: list[str]) -> None:
         rows_out.append(rows)
-        keys_out.append(named[code])
+        codes_out.append(np.asarray(code, dtype=np.int64) + len(names))
+        names.extend(named)
+
+    def emit_slots(prefix: str, rows: np.ndarray, applies_per: list[str]) -> None:
+        if len(rows):
+            code, texts = key_texts(p.view, applies_per, rows)
+            emit(rows, code, [f"{prefix}\x1f{t}" for t in texts])
 
     taken = np.zeros(p.n, dtype=bool)
     for r_i, rule in enumerate(cand.rate_limits):
         rows = np.flatnonzero(match(p.view, rule.when) & ~taken)
         taken[rows] = True
-        emit(f"r{r_i}", rows, rule.rate_limit_applies_per)
+        emit_slots(f"r{r_i}", rows, rule.rate_limit_applies_per)
     for b_i, b in enumerate(cand.budgets):
-        emit(f"b{b_i}", np.flatnonzero(match(p.view, b.when)), b.budget_applies_per)
-    if cand.kill_runaway_sessions:  # loop baselines are per workflow: a workflow's sessions share state
-        workflow = p.frame["workflow_tag"].to_numpy(dtype=object)
-        rows_out.append(np.arange(p.n))
-        keys_out.append(np.array([f"k\x1f{'UNTAGGED' if pd.isna(w) else w}" for w in workflow], dtype=object))
+        emit_slots(f"b{b_i}", np.flatnonzero(match(p.view, b.when)), b.budget_applies_per)
+    if cand.kill_runaway_sessions and p.n:  # loop baselines are per workflow: a workflow's sessions share state
+        code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
+        emit(np.arange(p.n), code, [f"k\x1f{w}" for w in workflows])
     if cand.prompt_caching:
         from simulator.state.caching.prefixes import build_prefix_blocks
 
         blocks = build_prefix_blocks(p.frame)
         has = np.flatnonzero(np.diff(blocks.offsets) > 0)
         if len(has):
-            rows_out.append(has)
-            keys_out.append(np.array([f"c\x1f{int(x)}" for x in blocks.ids[blocks.offsets[has]]], dtype=object))
+            code, first = pd.factorize(blocks.ids[blocks.offsets[has]])
+            emit(has, code, [f"c\x1f{int(x)}" for x in first])
     if not rows_out:
-        return np.zeros(0, np.int64), np.zeros(0, dtype=object)
-    return np.concatenate(rows_out), np.concatenate(keys_out)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    return np.concatenate(rows_out), np.concatenate(codes_out), np.array(names, dtype=object)
 
 
-def anchors(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.Series]:
-    """A chunk's (row, key) pairs reduced: the rows touching state with each one's anchor key (its first key), the
-    distinct (anchor key, other key) links and rows per anchor key."""
+def state_keys(cand) -> str:
+    """What :func:`row_keys` reads of a candidate, as text: candidates with equal text have the same components (a
+    budget of 300 or 500 per team, or a plan that adds routing rules to a candidate's budget), so one shuffle serves
+    them all."""
+    return json.dumps({"rate_limits": [[r.when.model_dump(mode="json"), list(r.rate_limit_applies_per)]
+                                       for r in cand.rate_limits],
+                       "budgets": [[b.when.model_dump(mode="json"), list(b.budget_applies_per)] for b in cand.budgets],
+                       "kill": bool(cand.kill_runaway_sessions), "caching": bool(cand.prompt_caching)},
+                      sort_keys=True)
+
+
+def anchors(rows: np.ndarray, codes: np.ndarray, names: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.Series, np.ndarray]:
+    """A chunk's (row, key code) pairs (:func:`row_keys`) reduced: the rows touching state with each one's anchor
+    key code (its first key), the distinct (anchor key, other key) links and rows per anchor key (by name: what the
+    client joins across partitions), and ``names``."""
     if not len(rows):
-        return (np.zeros(0, np.int64), np.zeros(0, dtype=object), pd.DataFrame(columns=["anchor", "key"]),
-                pd.Series(dtype=np.int64))
+        return (np.zeros(0, np.int64), np.zeros(0, np.int64), pd.DataFrame(columns=["anchor", "key"]),
+                pd.Series(dtype=np.int64), names)
     held, first = np.unique(rows, return_index=True)
-    anchor = keys[first]
+    anchor = codes[first]
     row_anchor = anchor[np.searchsorted(held, rows)]
-    other = keys != row_anchor
-    links = pd.DataFrame({"anchor": row_anchor[other], "key": keys[other]}).drop_duplicates()
-    return held, anchor, links.reset_index(drop=True), pd.Series(anchor).value_counts()
+    other = codes != row_anchor
+    pairs = np.unique(row_anchor[other] * len(names) + codes[other])
+    links = pd.DataFrame({"anchor": names[pairs // len(names)], "key": names[pairs % len(names)]})
+    per_key = np.bincount(anchor, minlength=len(names))
+    used = np.flatnonzero(per_key)
+    return held, anchor, links, pd.Series(per_key[used], index=names[used]), names
 
 
 class Components:
@@ -119,11 +140,14 @@ class Components:
         return {key: part_of_root[self.find(key)] for key in sizes}
 
 
-def targets(n: int, held: np.ndarray, anchor: np.ndarray, anchor_part: dict[str, int], own: int) -> np.ndarray:
-    """Partition of every row of a chunk of ``n`` rows: its component's (``held`` rows with their ``anchor`` keys,
-    from :func:`anchors`), or ``own`` for rows that touch no state."""
-    out = np.full(n, own, dtype=np.int64)
+def targets(n: int, held: np.ndarray, anchor: np.ndarray, names: np.ndarray, anchor_part: dict[str, int], own: int,
+            n_parts: int) -> np.ndarray:
+    """Partition of every row of a chunk of ``n`` rows: its component's (``held`` rows with their ``anchor`` key
+    codes into ``names``, from :func:`anchors`), or ``own`` for rows that touch no state; in the smallest integer
+    type that holds ``n_parts``."""
+    dtype = np.min_scalar_type(max(n_parts - 1, 0))
+    out = np.full(n, own, dtype=dtype)
     if len(held):
-        codes, distinct = pd.factorize(anchor)
-        out[held] = np.array([anchor_part[key] for key in distinct], dtype=np.int64)[codes]
+        distinct, inverse = np.unique(anchor, return_inverse=True)
+        out[held] = np.array([anchor_part[key] for key in names[distinct]], dtype=dtype)[inverse]
     return out

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import threading
 import uuid
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     """Replay the scenario's traffic on a Dask cluster; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a local cluster of 2 worker
-    processes (1 thread each) is started and closed. ``client``: an open ``distributed.Client`` to use instead.
+    threads in this process (:func:`local_cluster`) is started and closed. ``client``: an open
+    ``distributed.Client`` to use instead.
     """
     if observers:
         raise ScenarioError("per-request outputs (--write-requests, --focus-out) are not written by the Dask engine. "
@@ -79,15 +81,26 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
     if client is not None:
         return _run(scenario, candidates, files, eval_paths, client, before)
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         with Client(scheduler) as own:
             return _run(scenario, candidates, files, eval_paths, own, before)
-    with dask.config.set(_QUIET_CLUSTER), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                         host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as own:
+    with dask.config.set(_QUIET_CLUSTER), local_cluster() as cluster, Client(cluster) as own:
         return _run(scenario, candidates, files, eval_paths, own, before)
+
+
+def local_cluster():
+    """The cluster tfysim starts without ``scheduler`` or ``client``: 2 workers of 1 thread each, as threads of this
+    process (``processes=False``: in-process transport, rows handed over without pickling). Worker processes would
+    each start Python, import tfysim and load the numba kernels again, and every shuffle would pickle its rows
+    between processes: measured at 1 M rows that costs more than the two threads lose to the GIL (README "Dask").
+    The scheduler and workers still open their HTTP endpoints (health, metrics); they listen on 127.0.0.1 only."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, worker_dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.ERROR)
 
 
 #: Settings of the local cluster tfysim starts. The workers' statistical profiler (a stack sample every 10 ms) and
@@ -147,16 +160,12 @@ def _id_hashes(loaded: dict) -> np.ndarray:
     return hash64(request_ids(f), 0, "request_id")  # as streaming's duplicate set keys ids
 
 
-def _distinct_hashes(loaded: dict) -> np.ndarray:
-    return np.unique(_id_hashes(loaded))
-
-
-def _copies(loaded: dict, repeated: np.ndarray, part: int) -> pd.DataFrame:
-    """The rows of a partition whose id hash repeats across partitions, with what decides which copy is kept."""
+def _copies(loaded: dict, h: np.ndarray, repeated: np.ndarray, part: int) -> pd.DataFrame:
+    """The rows of a partition whose id hash (``h``: :func:`_id_hashes`) repeats across partitions, with what
+    decides which copy is kept."""
     f = loaded["frame"]
     if f is None or not len(repeated):
         return pd.DataFrame(columns=["part", "pos", "hash", "ts", "request_id", "content"])
-    h = _id_hashes(loaded)
     pos = np.flatnonzero(np.isin(h, repeated))
     sub = f.iloc[pos]
     content = pd.util.hash_pandas_object(sub.astype(object).astype(str), index=False).to_numpy()
@@ -178,22 +187,24 @@ def _drop(loaded: dict, positions: np.ndarray) -> dict:
 
 
 # -- worker-side context ------------------------------------------------------------------------------------------
-_WORKER_CONTEXT: dict[str, Context] = {}
+_WORKER_CONTEXT: dict[int, tuple[str, Context]] = {}
 
 
 def _context(plan: dict) -> Context:
-    """One replay context per worker process and run (tokenizers and prices load once per worker)."""
-    token = plan["token"]
-    if token not in _WORKER_CONTEXT:
+    """One replay context per worker thread and run (tokenizers and prices load once per worker). Per thread, not
+    per process: a context is changed while in use (the caching sensitivity swaps its translator), and the workers of
+    an in-process cluster are threads of one process."""
+    token, thread = plan["token"], threading.get_ident()
+    held = _WORKER_CONTEXT.get(thread)
+    if held is None or held[0] != token:  # an earlier run's context is not needed any more
         from simulator.tokens.translator import Translator
 
         translator = Translator(plan["scenario"], plan.get("eval_samples"), plan["calibration"])
         ctx = Context(plan["catalog"], plan["facts"], seed=plan["scenario"].seed,
                       outages=tuple(plan["scenario"].outages), translator=translator,
                       tiers=TierSettings.of(plan["scenario"]), vocab=plan["vocab"])
-        _WORKER_CONTEXT.clear()  # an earlier run's context is not needed any more
-        _WORKER_CONTEXT[token] = ctx
-    return _WORKER_CONTEXT[token]
+        held = _WORKER_CONTEXT[thread] = (token, ctx)
+    return held[1]
 
 
 def _facts(loaded: dict, plan: dict) -> FactsBuilder:
@@ -302,17 +313,23 @@ def _anchors(loaded: dict, plan: dict, k: int) -> tuple:
 
     f = loaded["frame"]
     if f is None:
-        return anchors(np.zeros(0, np.int64), np.zeros(0, dtype=object))
+        return anchors(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object))
     return anchors(*row_keys(Rows(f), plan["candidates"][k]))
 
 
-def _split(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> list:
+def _targets(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> np.ndarray | None:
+    """Partition of every row of one partition under a candidate's components (kept on the worker and reused by
+    every candidate with the same :func:`~simulator.engines.components.state_keys`)."""
     from simulator.engines.components import targets
 
     f = loaded["frame"]
+    return None if f is None else targets(len(f), found[0], found[1], found[4], anchor_part, own, n_parts)
+
+
+def _split(loaded: dict, target: np.ndarray | None, n_parts: int) -> list:
+    f = loaded["frame"]
     if f is None:
         return [None] * n_parts
-    target = targets(len(f), found[0], found[1], anchor_part, own)
     order = np.argsort(target, kind="stable")
     bounds = np.searchsorted(target[order], np.arange(n_parts + 1))
     return [f.take(order[bounds[j]:bounds[j + 1]]) for j in range(n_parts)]
@@ -413,7 +430,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
             "candidates": everything, "n_written": len(candidates), "premium": setup.premium,
             "overlap_names": levers.overlaps.names}
-    main = _replay_all(client, frames, plan, with_baseline=True)
+    shuffles: dict[str, list] = {}  # state keys -> row targets per partition, shared by the main and plan passes
+    main = _replay_all(client, frames, plan, with_baseline=True, shuffles=shuffles)
     main.states = [s if s is not None else CandidateState(cand, ctx, probe=levers.is_probe(k))
                    for k, (s, cand) in enumerate(zip(main.states, everything))]
     if main.overlaps is not None:
@@ -427,7 +445,8 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
 
     def replay_plan(cand):
         done = _replay_all(client, frames, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
-                                            "overlap_names": None, "baseline_done": True}, with_baseline=True)
+                                            "overlap_names": None, "baseline_done": True}, with_baseline=True,
+                           shuffles=shuffles)
         done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
         return done
 
@@ -437,13 +456,15 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 
-def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
+def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles: dict[str, list]) -> Pass:
     """Every candidate of ``plan`` over the persisted partitions: stateless ones per partition, stateful ones after
-    a shuffle by state component; the partials merged on the client (latency percentiles exact)."""
+    a shuffle by state component (one per distinct :func:`~simulator.engines.components.state_keys`; ``shuffles``
+    keeps each one's row targets per partition for later passes, e.g. the plan's); the partials merged on the client
+    (latency percentiles exact)."""
     import dask
     from dask import delayed
 
-    from simulator.engines.components import Components
+    from simulator.engines.components import Components, state_keys
 
     candidates = plan["candidates"]
     premium = plan["premium"]
@@ -458,15 +479,21 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool) -> Pass:
     partials = [] if baseline_later else list(
         dask.persist(*[delayed(_replay_partition)(x, plan_d, stateless, with_baseline) for x in loaded]))
     n_parts = len(loaded)
-    for i, k in enumerate(stateful):
-        found = dask.persist(*[delayed(_anchors)(x, plan_d, k) for x in loaded])
-        links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
-        anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
-        # in a list: scatter spreads a dict's items (and fails on an empty one)
-        anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
-        split = [delayed(_split)(x, a, anchor_d, i, n_parts) for i, (x, a) in enumerate(zip(loaded, found))]
+    groups: dict[str, list[int]] = {}  # candidates with the same state keys share one shuffle and one replay
+    for k in stateful:
+        groups.setdefault(state_keys(candidates[k]), []).append(k)
+    for i, (keys, ks) in enumerate(groups.items()):
+        if keys not in shuffles:
+            found = dask.persist(*[delayed(_anchors)(x, plan_d, ks[0]) for x in loaded])
+            links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
+            anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
+            # in a list: scatter spreads a dict's items (and fails on an empty one)
+            anchor_d = client.scatter([anchor_part], broadcast=True, hash=False)[0]
+            shuffles[keys] = list(dask.persist(*[delayed(_targets)(x, a, anchor_d, j, n_parts)
+                                                 for j, (x, a) in enumerate(zip(loaded, found))]))
+        split = [delayed(_split)(x, t, n_parts) for x, t in zip(loaded, shuffles[keys])]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
-        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, [k], baseline_later and i == 0)
+        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, ks, baseline_later and i == 0)
                                         for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
     base = BaselineAccumulator(premium, None)
@@ -498,13 +525,17 @@ def _deduplicate(loaded: list) -> list:
     import dask
     from dask import delayed
 
-    distinct = dask.compute(*[delayed(_distinct_hashes)(x) for x in loaded])  # a hash counts once per partition
-    values, parts = np.unique(np.concatenate(distinct) if distinct else np.zeros(0, np.uint64), return_counts=True)
+    # A partition's ids are distinct (the reader rejects repeats within it), so a hash found twice is in two
+    # partitions, or two ids share a 64-bit hash: their copies below compare the ids themselves.
+    hashes = dask.persist(*[delayed(_id_hashes)(x) for x in loaded])
+    got = dask.compute(*hashes)
+    values, parts = np.unique(np.concatenate(got) if got else np.zeros(0, np.uint64), return_counts=True)
+    del got
     repeated = values[parts > 1]
     if not len(repeated):
         return loaded
-    copies = pd.concat(dask.compute(*[delayed(_copies)(x, repeated, i) for i, x in enumerate(loaded)]),
-                       ignore_index=True)
+    copies = pd.concat(dask.compute(*[delayed(_copies)(x, h, repeated, i)
+                                      for i, (x, h) in enumerate(zip(loaded, hashes))]), ignore_index=True)
     copies = copies.sort_values(["request_id", "ts", "content", "part", "pos"], kind="stable")
     losers = copies[copies.duplicated("request_id", keep="first")]
     out = []
@@ -528,4 +559,4 @@ def _percentiles(sources: list, qs: list[float]) -> list[float | None]:
     return merged_percentiles(list(hists), fetch, qs)
 
 
-__all__ = ["run_dask"]
+__all__ = ["local_cluster", "run_dask"]

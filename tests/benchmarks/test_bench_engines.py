@@ -3,11 +3,11 @@
 Run: PYTHONPATH=$PWD /work/venv/bin/python -m pytest tests/benchmarks/test_bench_engines.py --benchmark-only -q
 Rows: TFYSIM_BENCH_ROWS (default 200,000); chunk: TFYSIM_BENCH_CHUNK (default 50,000, so the run has several
 chunks). Scenario: downgrade, 90/10 A/B, per-team daily budget with fallback, per-user rate limit
-(:func:`simulator.engines.bench.bench_scenario`). Dask runs on a 2-worker local cluster (started inside the
-measurement) over the Parquet row groups. ``test_bench_dask_over_local`` measures both engines on the same file in
-one test and prints issue 16's ratio (target: Dask at most 1.3x local at 10 M rows), wall and CPU (the workers' CPU
-included), with the load average: the machine may be shared. Peak RSS per engine needs separate processes: see
-README "Sizing a run".
+(:func:`simulator.engines.bench.bench_scenario`). Dask runs on its own 2-worker local cluster (worker threads in
+this process, started inside the measurement) over the Parquet row groups. ``test_bench_dask_over_local`` measures
+both engines on the same file in one test and prints issue 16's ratio (target: Dask at most 1.3x local at 10 M
+rows), wall and CPU (the workers' CPU included), with the load average: the machine may be shared. Peak RSS per
+engine needs separate processes: see README "Sizing a run".
 """
 
 from __future__ import annotations
