@@ -224,6 +224,8 @@ def test_own_cluster_is_two_threads_in_process():
         assert set(c.run(os.getpid).values()) == {os.getpid()}
         servers = [cluster.scheduler.http_server] + [w.http_server for w in cluster.workers.values()]
         assert [s.address for s in servers] == ["127.0.0.1"] * 3
+        # one process: a per-worker memory limit would compare the whole process's RSS against half of it each
+        assert [w["memory_limit"] for w in info["workers"].values()] == [0, 0]
 
 
 def test_own_threaded_cluster_equals_local_with_every_feature(tmp_path):

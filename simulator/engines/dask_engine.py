@@ -95,23 +95,25 @@ def local_cluster():
     process (``processes=False``: in-process transport, rows handed over without pickling). Worker processes would
     each start Python, import tfysim and load the numba kernels again, and every shuffle would pickle its rows
     between processes: measured at 1 M rows that costs more than the two threads lose to the GIL (README "Dask").
-    The scheduler and workers still open their HTTP endpoints (health, metrics); they listen on 127.0.0.1 only."""
+    The scheduler and workers still open their HTTP endpoints (health, metrics); they listen on 127.0.0.1 only.
+    No memory limit (``memory_limit=0``, as the local engine has none): both workers would measure the whole
+    process's RSS against half the machine's memory each, and pause or spill at about half what worker processes
+    would."""
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, worker_dashboard_address="127.0.0.1:0",
-                        silence_logs=logging.ERROR)
+                        memory_limit=0, silence_logs=logging.ERROR)
 
 
 #: Settings of the local cluster tfysim starts. The workers' statistical profiler (a stack sample every 10 ms) and
 #: the system monitor (CPU, disk and network counters read from /proc twice a second) feed a dashboard this cluster
 #: does not have; measured at 1 M rows they cost each worker about 4% of a core for the whole run. The memory
-#: monitor (spilling, pausing) keeps running, every 0.5 s instead of 0.1 s.
+#: monitor (spilling, pausing) is off: the workers have no memory limit (see local_cluster).
 _QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
                   "distributed.admin.system-monitor.interval": "60s",
                   "distributed.admin.system-monitor.disk": False,
-                  "distributed.admin.system-monitor.gil.enabled": False,
-                  "distributed.worker.memory.monitor-interval": "500ms"}
+                  "distributed.admin.system-monitor.gil.enabled": False}
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
