@@ -269,9 +269,9 @@ class PolicyAccumulator(Totals):
         self.assumptions: list[str] = []
         self.changed_any = False
         self.methods: set[str] = set()
-        from simulator.summary.moves import empty_moves
+        from simulator.summary.moves import MovesTable
 
-        self.moves = empty_moves()  # the moves table (simulator.summary.moves), additive over chunks
+        self.moved = MovesTable()  # the moves table (simulator.summary.moves), accumulated chunk by chunk
         self.extras: dict[str, Any] = {}
         self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
         # per "tier|model": requests, cost, cost at the default tier, synchronous latency sum, latency count
@@ -282,7 +282,7 @@ class PolicyAccumulator(Totals):
             translator=None, cand_name: str = "") -> None:
         """One chunk's outcome; ``translator`` (the run's) gives the cost range of each moved request's translation
         (call right after the candidate's replay of this chunk)."""
-        from simulator.summary.moves import add_moves, moves_from_outcome
+        from simulator.summary.moves import add_outcome
 
         self.add_totals(p, o, days)
         refused = o.blocked
@@ -318,9 +318,8 @@ class PolicyAccumulator(Totals):
                 self.extras[key] = value
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
-            self.moves = add_moves([self.moves, moves_from_outcome(
-                p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
-                methods=(method_codes, np.asarray(uniques, dtype=object)))])
+            add_outcome(self.moved, p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
+                        methods=(method_codes, np.asarray(uniques, dtype=object)))
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they
@@ -367,15 +366,18 @@ class PolicyAccumulator(Totals):
         self.assumptions += [a for a in other.assumptions if a not in self.assumptions]
         self.changed_any |= other.changed_any
         self.methods |= other.methods
-        from simulator.summary.moves import add_moves
-
-        self.moves = add_moves([self.moves, other.moves])
+        self.moved.merge(other.moved)
         for key, value in other.extras.items():
             if isinstance(value, dict) and isinstance(self.extras.get(key), dict):
                 self.extras[key].update(value)
             else:
                 self.extras[key] = value
         return self
+
+    @property
+    def moves(self) -> pd.DataFrame:
+        """The moves table (:mod:`simulator.summary.moves`) of the requests accumulated so far."""
+        return self.moved.frame()
 
     def moves_table(self) -> pd.DataFrame:
         """Requests moved per (workflow_tag, from_model, to_model), sorted: the table ``simulator.evals`` takes."""
