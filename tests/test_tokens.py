@@ -512,7 +512,7 @@ def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair(
     from types import SimpleNamespace
 
     from simulator.tokens import translate_with_ratios
-    from simulator.tokens.translator import Translator
+    from simulator.tokens.translator import TRANSLATIONS, Translator
 
     vocab = np.array(["anthropic/claude-opus-4-6", "openai/gpt-4o", "anthropic/claude-opus-4-7"], dtype=object)
     prompts = np.array(["Please summarise the meeting notes for the team.", "def f(x):\n    return {x: [x]};",
@@ -521,9 +521,10 @@ def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair(
     n = len(prompts)
     p = SimpleNamespace(vocab=vocab, model=np.array([0, 0, 0, 1, 1, 2]), prompts=prompts, n=n)
     o = SimpleNamespace(model=np.array([2, 2, 2, 2, 2, 2]), input_tokens=np.full(n, 1000, dtype=np.int64),
-                        output_tokens=np.full(n, 10, dtype=np.int64), translation=np.full(n, "", dtype=object),
+                        output_tokens=np.full(n, 10, dtype=np.int64), translation_code=np.zeros(n, np.int8),
                         extras={}, assumptions=[])
     Translator()(p, o, np.arange(5), SimpleNamespace(name="c"))  # the last row is not moved
+    o.translation = np.array(TRANSLATIONS, dtype=object)[o.translation_code]
     # Reference: each model pair's rows on their own, classified from their own prompts.
     for src, idx in ((0, np.array([0, 1, 2])), (1, np.array([3, 4]))):
         new_in, _, ratios = translate_with_ratios(str(vocab[src]), str(vocab[2]), np.full(len(idx), 1000),
@@ -540,7 +541,7 @@ def test_translator_rows_without_text_equal_their_own_translation_and_follow_a_n
     from types import SimpleNamespace
 
     from simulator.tokens import RatioEstimate, translate_with_ratios
-    from simulator.tokens.translator import Translator
+    from simulator.tokens.translator import TRANSLATIONS, Translator
 
     vocab = np.array(["anthropic/claude-opus-4-6", "openai/gpt-4o", "anthropic/claude-opus-4-7", "openai/gpt-4.1",
                       "openai/gpt-4", "google/gemini-2.5-pro"], dtype=object)
@@ -552,8 +553,9 @@ def test_translator_rows_without_text_equal_their_own_translation_and_follow_a_n
 
     def replay(translator):
         o = SimpleNamespace(model=served.copy(), input_tokens=inp.copy(), output_tokens=out.copy(),
-                            translation=np.full(n, "", dtype=object), extras={}, assumptions=[])
+                            translation_code=np.zeros(n, np.int8), extras={}, assumptions=[])
         translator(p, o, np.arange(n - 1), SimpleNamespace(name="c"))
+        o.translation = np.array(TRANSLATIONS, dtype=object)[o.translation_code]
         return o
 
     def fitted(ratio):

@@ -15,11 +15,13 @@ import pandas as pd
 
 from simulator.summary.privacy import UNTAGGED, attribution_labels
 from simulator.summary.quantiles import Quantiles
+from simulator.tokens.translator import TRANSLATIONS
 
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
               "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
 _NS_PER_DAY = 86_400 * 10**9
+_METHODS = np.array(TRANSLATIONS, dtype=object)
 
 
 class FixedQuantiles:
@@ -123,15 +125,6 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts[0] = True
     np.not_equal(keys[1:], keys[:-1], out=starts[1:])
     return np.cumsum(starts) - 1, keys[starts]
-
-
-def value_counts(codes: np.ndarray, uniques) -> tuple[list[str], list[int]]:
-    """Distinct values as text, sorted, and how often each occurs, from ``pd.factorize``'s codes and uniques."""
-    counts: dict[str, int] = {}
-    for value, count in zip(uniques, np.bincount(codes, minlength=len(uniques)).tolist()):
-        counts[str(value)] = counts.get(str(value), 0) + count
-    names = sorted(counts)
-    return names, [counts[m] for m in names]
 
 
 def attribution_keys(frame: pd.DataFrame, by: str) -> np.ndarray | pd.Categorical:
@@ -299,15 +292,12 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        changed = np.flatnonzero(o.changed)
-        codes, uniques = pd.factorize(o.translation[changed], use_na_sentinel=False)
-        method_codes = np.full(p.n, -1, dtype=np.int64)
-        method_codes[changed] = codes
-        methods, counts = value_counts(codes, uniques)
-        for m, c in zip(methods, counts):
-            self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
+        counts = np.bincount(o.translation_code[o.changed], minlength=len(TRANSLATIONS))  # per translation method
+        methods = {TRANSLATIONS[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
+        for m in sorted(methods):
+            self.translation[m] = self.translation.get(m, 0) + methods[m]
         self.changed_any |= bool(o.changed.any())
-        self.methods.update(str(m) for m in methods)
+        self.methods.update(methods)
         for note in o.assumptions:
             if note not in self.assumptions:
                 self.assumptions.append(note)
@@ -319,7 +309,7 @@ class PolicyAccumulator(Totals):
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
             add_outcome(self.moved, p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
-                        methods=(method_codes, np.asarray(uniques, dtype=object)))
+                        methods=(o.translation_code, _METHODS))
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they

@@ -16,7 +16,19 @@ import pandas as pd
 
 from simulator.errors import TokenizerError
 from simulator.tokens import Registry, token_ratios, translate_with_ratios
-from simulator.tokens.translate import IDENTITY, TokenRatios, has_text
+from simulator.tokens.translate import IDENTITY, METHODS, TokenRatios, has_text
+
+#: Every value of a replay's per-row translation, which ``Outcome.translation_code`` indexes: "" (not moved), the
+#: methods of :mod:`simulator.tokens.translate`, and "identity-unknown" (no tokenizer on one side: counts kept).
+TRANSLATIONS = ("", *METHODS, "identity-unknown")
+TRANSLATION_CODE = {name: code for code, name in enumerate(TRANSLATIONS)}
+
+
+def translation_codes(methods: np.ndarray) -> np.ndarray:
+    """Codes into :data:`TRANSLATIONS` of per-row method names (one hash per row; one lookup for a single row)."""
+    if len(methods) == 1:
+        return np.array([TRANSLATION_CODE[str(methods[0])]], dtype=np.int8)
+    return pd.Index(TRANSLATIONS).get_indexer(methods).astype(np.int8)
 
 
 def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
@@ -119,7 +131,7 @@ class Translator:
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
                 unknown_here.append((src, dst))
-                o.translation[idx] = "identity-unknown"
+                o.translation_code[idx] = TRANSLATION_CODE["identity-unknown"]
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 low = np.nan_to_num(ratios.ratio_low / ratios.ratio, nan=1.0)
@@ -130,7 +142,7 @@ class Translator:
                 new_out = np.rint(new_out * factor).astype(np.int64)
             o.input_tokens[idx] = new_in
             o.output_tokens[idx] = new_out
-            o.translation[idx] = ratios.method
+            o.translation_code[idx] = translation_codes(ratios.method)
             if eval_ratio:
                 length = self._scale_outputs(o, idx, src, dst)
                 if length is not None:
