@@ -8,17 +8,12 @@ from simulator.summary.privacy import LITERAL_UNTAGGED, UNTAGGED
 
 
 def _by_strings(wf, src, dst, method, moved, columns):
-    """The table from its definition: moved rows grouped by the four labels, each sum added up in row order (one
-    Python float addition per row, from 0.0)."""
-    labels = [UNTAGGED if w is None else (LITERAL_UNTAGGED if w == UNTAGGED else w) for w in wf]
-    sums = {}
-    for i in np.flatnonzero(moved).tolist():
-        acc = sums.setdefault((labels[i], src[i], dst[i], str(method[i])), [0.0] * len(SUMS))
-        for j, name in enumerate(SUMS):
-            acc[j] += 1.0 if name == "requests" else float(columns[name][i])
-    keys = sorted(sums)
-    return pd.DataFrame({**{name: np.array([k[i] for k in keys], dtype=object) for i, name in enumerate(KEYS)},
-                         **{name: [sums[k][j] for k in keys] for j, name in enumerate(SUMS)}})
+    """The table from its definition: moved rows grouped by the four labels, sums in row order."""
+    labels = np.array([UNTAGGED if w is None else (LITERAL_UNTAGGED if w == UNTAGGED else w) for w in wf],
+                      dtype=object)
+    frame = pd.DataFrame({"workflow_tag": labels, "from_model": src, "to_model": dst,
+                          "translation": [str(m) for m in method], "requests": 1.0, **columns})[moved]
+    return frame.groupby(KEYS, as_index=False, sort=True)[SUMS].sum()
 
 
 def test_moves_frame_equals_the_string_group_by():
@@ -107,9 +102,10 @@ def test_a_missing_workflow_is_untagged_in_the_moves_table_from_every_engine_pat
         assert dict(zip(got["workflow_tag"], got["requests"])) == want
 
 
-def test_moves_table_added_in_chunks_equals_one_chunk_to_the_bit_and_merges_partitions():
-    """Sums run in row order across chunks, so three chunks give the one-chunk table exactly; two partitions of
-    disjoint groups merge into it; equal labels under different codes (a chunk's own label order) merge."""
+def test_moves_table_in_chunks_adds_the_chunk_tables_and_each_equals_the_string_group_by():
+    """A running table gets, to the bit, the chunk tables added up (pandas' group sum per chunk, then sums of sums);
+    rows sorted by group (pandas' other summation path) and one group alone equal the string group-by too; two
+    partitions of disjoint groups merge into the whole; labels given in any order (with duplicates) merge."""
     from simulator.summary.moves import MovesTable
 
     rng = np.random.default_rng(3)
@@ -120,22 +116,34 @@ def test_moves_table_added_in_chunks_equals_one_chunk_to_the_bit_and_merges_part
     method = rng.choice(np.array(["exact", "calibrated"], dtype=object), n)
     columns = {c: rng.integers(0, 10_000, n).astype(np.float64) for c in SUMS[1:6]}
     columns.update({c: rng.random(n) * 10.0 ** rng.integers(-6, 3, n) for c in SUMS[6:]})
-    want = _by_strings(wf, src, dst, method, np.ones(n, bool), columns)
 
     def add(table, rows):
         keys = []
         for values in (wf, src, dst, method):
-            labels = np.array(sorted(set(values[rows]), reverse=len(rows) % 2 == 0), dtype=object)  # any order
-            keys.append((pd.Index(labels).get_indexer(values[rows]), labels))
+            uniques = sorted(set(values[rows]))
+            labels = np.array(uniques * 2, dtype=object)  # each label twice (odd rows use the second): codes merge
+            keys.append((pd.Index(uniques).get_indexer(values[rows]) + len(uniques) * (rows % 2), labels))
         table.add(*keys, **{c: v[rows] for c, v in columns.items()})
         return table
 
-    whole = add(MovesTable(), np.arange(n)).frame()
-    chunked = MovesTable()
-    for rows in np.array_split(np.arange(n), [1000, 1001, 4500]):
-        add(chunked, rows)
-    pd.testing.assert_frame_equal(whole, want, check_exact=True)
-    pd.testing.assert_frame_equal(chunked.frame(), want, check_exact=True)
-    opus = src == "m/opus"  # two partitions holding disjoint groups
+    def reference(rows):
+        return _by_strings(wf[rows], src[rows], dst[rows], method[rows], np.ones(len(rows), bool),
+                           {c: v[rows] for c, v in columns.items()})
+
+    chunks = np.array_split(np.arange(n), [1000, 1001, 4500])
+    running = MovesTable()
+    for rows in chunks:
+        add(running, rows)
+        pd.testing.assert_frame_equal(add(MovesTable(), rows).frame(), reference(rows), check_exact=True)
+    want = None
+    for rows in chunks:  # the chunk tables added one by one, as the accumulators did with frames
+        want = add_moves([want, reference(rows)])
+    pd.testing.assert_frame_equal(running.frame(), want, check_exact=True)
+    pd.testing.assert_frame_equal(running.frame(), reference(np.arange(n)), rtol=1e-12)
+    by_group = np.lexsort((method, dst, src, wf))  # rows sorted by their group
+    pd.testing.assert_frame_equal(add(MovesTable(), by_group).frame(), reference(by_group), check_exact=True)
+    one = np.flatnonzero((wf == "a-flow") & (src == "m/opus") & (dst == "m/haiku") & (method == "exact"))
+    pd.testing.assert_frame_equal(add(MovesTable(), one).frame(), reference(one), check_exact=True)
+    opus = src == "m/opus"
     merged = add(MovesTable(), np.flatnonzero(opus)).merge(add(MovesTable(), np.flatnonzero(~opus)))
-    pd.testing.assert_frame_equal(merged.frame(), want, check_exact=True)
+    pd.testing.assert_frame_equal(merged.frame(), add(MovesTable(), np.arange(n)).frame(), check_exact=True)

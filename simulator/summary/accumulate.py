@@ -292,7 +292,8 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        counts = np.bincount(o.translation_code[o.changed], minlength=len(TRANSLATIONS))  # per translation method
+        changed = o.translation_code[o.changed]
+        counts = np.bincount(changed, minlength=len(TRANSLATIONS))  # per translation method
         methods = {TRANSLATIONS[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
         for m in sorted(methods):
             self.translation[m] = self.translation.get(m, 0) + methods[m]
@@ -308,8 +309,12 @@ class PolicyAccumulator(Totals):
                 self.extras[key] = value
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
+            # methods coded in order of first appearance among the changed rows (the moves table's group order)
+            first = sorted(np.flatnonzero(counts).tolist(), key=lambda c: int(np.argmax(changed == c)))
+            rank = np.zeros(len(TRANSLATIONS), dtype=np.int64)
+            rank[first] = np.arange(len(first))
             add_outcome(self.moved, p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
-                        methods=(o.translation_code, _METHODS))
+                        methods=(rank[o.translation_code], _METHODS[first]))
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they

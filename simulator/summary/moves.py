@@ -58,11 +58,11 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
 
 
 class MovesTable:
-    """The moves table accumulated chunk by chunk (or partition by partition, :meth:`merge`).
+    """The moves table accumulated chunk by chunk (or partition by partition, :meth:`merge`), on integer codes.
 
-    Each group's sums run in row order across chunks (``np.add.at`` into running sums, like
-    :class:`simulator.summary.accumulate.Labels`), so a chunked replay gives the same table, to the bit, as one chunk.
-    Rows are grouped on integer codes; label strings are touched once per distinct key per chunk.
+    Per chunk, each group is summed as a pandas group-by sum does (compensated, in row order; counts and token sums
+    are whole numbers, so exact in any order), and the chunk's sums are added to the running ones: the table the
+    engines always built, without a frame per chunk. Label strings are touched once per distinct key per chunk.
     """
 
     def __init__(self) -> None:
@@ -71,28 +71,32 @@ class MovesTable:
         self._frame: pd.DataFrame | None = None
 
     def add(self, workflow_tag, from_model, to_model, translation, **columns) -> None:
-        """Add moved rows: the four key columns each as ``(code per row, labels)`` (equal labels merge), the sums
-        (``SUMS`` but ``requests``) as arrays over the same rows."""
-        parts = [(np.asarray(codes, dtype=np.int64), np.asarray(labels, dtype=object))
-                 for codes, labels in (workflow_tag, from_model, to_model, translation)]
+        """Add moved rows: the four key columns each as ``(code per row, labels)`` (equal labels merge; groups are
+        ordered by the codes), the sums (``SUMS`` but ``requests``) as arrays over the same rows."""
+        parts = []
+        for codes, labels in (workflow_tag, from_model, to_model, translation):
+            merged, uniques = _factorize(np.array([str(x) for x in labels], dtype=object))
+            parts.append((merged[np.asarray(codes, dtype=np.int64)], uniques))
         n = len(parts[0][0])
         if n == 0:
             return
         key = np.zeros(n, dtype=np.int64)
         width = 1
-        for codes, labels in parts:  # each step keeps the key dense: codes of the distinct keys so far
+        for codes, labels in parts:  # each step keeps the key dense: ranks of the distinct keys so far
             key, width = _dense(key * len(labels) + codes, width * len(labels))
+        chunk = np.empty((len(SUMS), width))
+        chunk[0] = np.bincount(key, minlength=width)
+        for j, name in enumerate(SUMS[1:6], start=1):  # whole numbers: exact in any order
+            chunk[j] = np.bincount(key, np.asarray(columns[name], dtype=np.float64), minlength=width)
+        money = pd.DataFrame({name: np.asarray(columns[name], dtype=np.float64) for name in SUMS[6:]})
+        chunk[6:] = money.groupby(key, sort=True).sum().to_numpy().T
         row_of = np.zeros(width, dtype=np.int64)
-        row_of[key] = np.arange(n)  # a row of each key (every code below width occurs), to read its labels
-        group = np.empty(width, dtype=np.int64)
-        for k, row in enumerate(row_of.tolist()):
-            group[k] = self.ids.setdefault(tuple(str(labels[codes[row]]) for codes, labels in parts), len(self.ids))
+        row_of[key] = np.arange(n)  # a row of each key (every rank below width occurs), to read its labels
+        group = np.array([self.ids.setdefault(tuple(labels[codes[row]] for codes, labels in parts), len(self.ids))
+                          for row in row_of.tolist()], dtype=np.int64)
         if len(self.ids) > self.sums.shape[1]:
             self.sums = np.hstack([self.sums, np.zeros((len(SUMS), len(self.ids) - self.sums.shape[1]))])
-        at = group[key]
-        np.add.at(self.sums[0], at, 1.0)
-        for j, name in enumerate(SUMS[1:], start=1):
-            np.add.at(self.sums[j], at, np.asarray(columns[name], dtype=np.float64))
+        self.sums[:, group] += chunk
         self._frame = None
 
     def merge(self, other: MovesTable) -> MovesTable:
