@@ -83,12 +83,23 @@ class Labels:
         self.ids: dict[Any, int] = {}
         self.sums = np.zeros((0, width))
 
-    def codes(self, keys: np.ndarray) -> np.ndarray:
+    def codes(self, keys: np.ndarray | pd.Categorical) -> np.ndarray:
+        if isinstance(keys, pd.Categorical) and len(keys) and keys.codes.min() >= 0:
+            # a category per distinct key already: only the categories present get an id (ids are in no particular
+            # order; sums are added in row order and read through sorted())
+            present = np.flatnonzero(np.bincount(keys.codes, minlength=len(keys.categories)))
+            ids = np.full(len(keys.categories), -1, dtype=np.int64)
+            ids[present] = [self.ids.setdefault(u, len(self.ids)) for u in keys.categories[present].tolist()]
+            self._grow()
+            return ids[keys.codes]
         codes, uniques = _runs(keys) if _sorted_integers(keys) else pd.factorize(keys)
         ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
+        self._grow()
+        return ids[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def _grow(self) -> None:
         if len(self.ids) > len(self.sums):
             self.sums = np.vstack([self.sums, np.zeros((len(self.ids) - len(self.sums), self.sums.shape[1]))])
-        return ids[codes] if len(codes) else np.zeros(0, np.int64)
 
     def add(self, codes: np.ndarray, column: int, weights: np.ndarray) -> None:
         col = np.ascontiguousarray(self.sums[:, column])
