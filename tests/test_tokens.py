@@ -587,3 +587,15 @@ def test_translator_rows_without_text_equal_their_own_translation_and_follow_a_n
             assert low[idx].tolist() == want_low.tolist() and high[idx].tolist() == want_high.tolist()
         assert o.input_tokens[-1] == 9 and o.translation[-1] == ""
     assert o.translation[5] == "calibrated" and o.input_tokens[5] == 75  # 50 x the last fitted ratio, 1.5
+
+
+def test_translation_codes_name_every_method_and_refuse_an_unknown_one():
+    from simulator.tokens import METHODS
+    from simulator.tokens.translator import TRANSLATIONS, translation_codes
+
+    names = np.array(["identity-unknown", *METHODS, *METHODS[::-1]], dtype=object)
+    assert np.array(TRANSLATIONS, dtype=object)[translation_codes(names)].tolist() == names.tolist()
+    assert TRANSLATIONS[translation_codes(np.array(["exact"], dtype=object))[0]] == "exact"
+    for bad in (np.array(["exact", "guessed"], dtype=object), np.array(["guessed"], dtype=object)):
+        with pytest.raises(KeyError, match="guessed"):
+            translation_codes(bad)

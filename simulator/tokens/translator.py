@@ -28,7 +28,10 @@ def translation_codes(methods: np.ndarray) -> np.ndarray:
     """Codes into :data:`TRANSLATIONS` of per-row method names (one hash per row; one lookup for a single row)."""
     if len(methods) == 1:
         return np.array([TRANSLATION_CODE[str(methods[0])]], dtype=np.int8)
-    return pd.Index(TRANSLATIONS).get_indexer(methods).astype(np.int8)
+    codes = pd.Index(TRANSLATIONS).get_indexer(methods)
+    if (codes < 0).any():  # a method missing from TRANSLATIONS: a KeyError, as for one row, never a wrong label
+        raise KeyError(str(np.asarray(methods, dtype=object)[codes < 0][0]))
+    return codes.astype(np.int8)
 
 
 def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
