@@ -44,6 +44,7 @@ from simulator.routing.tiers import TierSettings, assign_tiers, window_latency
 from simulator.state.budgets import BudgetState
 from simulator.state.rate_limits import RateLimitState
 from simulator.tokens.translate import has_text
+from simulator.tokens.translator import TRANSLATION_CODE, TRANSLATIONS
 from simulator.summary.privacy import attribution_labels
 
 __all__ = ["CandidateState", "Chunk", "Context", "Outcome", "Prepared", "check_candidate_targets",
@@ -239,7 +240,7 @@ class Outcome:
     fallback: np.ndarray  # served by a fallback (routing failure, budget or rate-limit fallback)
     attempts: np.ndarray
     retries: np.ndarray
-    translation: np.ndarray  # per row: "", "identity", "exact", "calibrated", ...
+    translation_code: np.ndarray  # int8 per row, into simulator.tokens.translator.TRANSLATIONS ("" = not moved)
     imputed: np.ndarray  # recorded as failed, served here: tokens imputed from the workflow's typical request
     service_tier: np.ndarray  # int8 code per row (simulator.pricing.tiers.TIER_CODE); recorded rows: default
     tier_latency_ms: np.ndarray | None = None  # batched rows: the synchronous latency they would have had
@@ -247,6 +248,12 @@ class Outcome:
     assumptions: list[str] = dataclasses.field(default_factory=list)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def translation(self) -> np.ndarray:
+        """Per row: "", "identity", "exact", "calibrated", ... (an object array made from ``translation_code``; write
+        the codes, not this)."""
+        return _TRANSLATION_LABELS[self.translation_code]
 
     def block(self, rows: np.ndarray, status: int) -> None:
         """Refuse ``rows`` (budget or rate limit): nothing served, nothing billed."""
@@ -258,11 +265,14 @@ class Outcome:
     def serve_from(self, sub: Outcome, rows: np.ndarray, cost: np.ndarray) -> None:
         """Serve ``rows`` as ``sub`` does (a fallback target), at ``cost``."""
         for name in ("model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "cache_write_1h_tokens", "translation", "changed", "imputed", "service_tier"):
+                     "cache_write_1h_tokens", "translation_code", "changed", "imputed", "service_tier"):
             getattr(self, name)[rows] = getattr(sub, name)[rows]
         self.cost_usd[rows] = cost
         self.status[rows] = 200
         self.fallback[rows] = True
+
+
+_TRANSLATION_LABELS = np.array(TRANSLATIONS, dtype=object)
 
 
 def identity_outcome(p: Chunk, name: str = "recorded") -> Outcome:
@@ -273,7 +283,7 @@ def identity_outcome(p: Chunk, name: str = "recorded") -> Outcome:
         input_tokens=p.inp.copy(), output_tokens=p.out.copy(), cache_read_tokens=p.cr.copy(),
         cache_write_tokens=p.cw.copy(), cache_write_1h_tokens=p.cw1h.copy(), cost_usd=p.baseline_cost.copy(),
         status=p.status.copy(), latency_ms=p.latency.copy(), blocked=np.zeros(n, bool), fallback=np.zeros(n, bool),
-        attempts=np.ones(n, np.int64), retries=np.zeros(n, np.int64), translation=np.full(n, "", dtype=object),
+        attempts=np.ones(n, np.int64), retries=np.zeros(n, np.int64), translation_code=np.zeros(n, np.int8),
         imputed=np.zeros(n, bool), service_tier=np.zeros(n, np.int8),
     )
 
@@ -357,7 +367,7 @@ def route(p: Chunk, cand: Candidate) -> Outcome:
         if translator is not None:
             translator(p, o, moved, cand)
         else:
-            o.translation[moved] = "identity"
+            o.translation_code[moved] = TRANSLATION_CODE["identity"]
         o.cost_usd[moved] = _price_rows(p, o, moved)
         o.latency_ms[moved] = p.estimate_latency(o.model[moved], o.output_tokens[moved])
     stayed = rescued[~o.changed[rescued]]

@@ -77,3 +77,23 @@ def test_labels_codes_of_sorted_integer_keys_are_pandas_factorize():
     names, sums = labels.sorted()
     assert names.tolist() == sorted(expected) and sums[:, 0].tolist() == [expected[k] for k in sorted(expected)]
     assert Labels(1).codes(np.array([7])).tolist() == [0] and Labels(1).codes(np.zeros(0, np.int64)).tolist() == []
+
+
+def test_labels_of_categorical_keys_equal_their_values_and_list_only_categories_present():
+    """Keys given as a categorical (day labels, workflow, model): the same sums, bit for bit, as the keys as values
+    row by row; categories no row of a chunk has get no label."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    categories = np.array(["z-unused", "b", "a", "c", "also-unused"], dtype=object)
+    codes = rng.integers(1, 4, 9_000)
+    weights = rng.random(9_000) * 10.0 ** rng.integers(-6, 7, 9_000)
+    by_category, by_value = Labels(1), Labels(1)
+    for part in (slice(0, 4_000), slice(4_000, 4_001), slice(4_001, None)):
+        keys = pd.Categorical.from_codes(codes[part], categories=categories)
+        by_category.add(by_category.codes(keys), 0, weights[part])
+        by_value.add(by_value.codes(categories[codes[part]]), 0, weights[part])
+    names, sums = by_category.sorted()
+    assert names.tolist() == ["a", "b", "c"]
+    assert names.tolist() == by_value.sorted()[0].tolist()
+    assert sums[:, 0].tolist() == by_value.sorted()[1][:, 0].tolist()

@@ -100,3 +100,50 @@ def test_a_missing_workflow_is_untagged_in_the_moves_table_from_every_engine_pat
     for workflow in (None, attribution(frame, "workflow_tag"), attribution_keys(categorical, "workflow_tag")):
         got = moves_from_outcome(p, o, np.ones(n), workflow=workflow)
         assert dict(zip(got["workflow_tag"], got["requests"])) == want
+
+
+def test_moves_table_in_chunks_adds_the_chunk_tables_and_each_equals_the_string_group_by():
+    """A running table gets, to the bit, the chunk tables added up (pandas' group sum per chunk, then sums of sums);
+    rows sorted by group (pandas' other summation path) and one group alone equal the string group-by too; two
+    partitions of disjoint groups merge into the whole; labels given in any order (with duplicates) merge."""
+    from simulator.summary.moves import MovesTable
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    wf = rng.choice(np.array(["b-flow", "a-flow", "c-flow"], dtype=object), n)
+    src = rng.choice(np.array(["m/opus", "m/sonnet"], dtype=object), n)
+    dst = rng.choice(np.array(["m/haiku", "m/sonnet"], dtype=object), n)
+    method = rng.choice(np.array(["exact", "calibrated"], dtype=object), n)
+    columns = {c: rng.integers(0, 10_000, n).astype(np.float64) for c in SUMS[1:6]}
+    columns.update({c: rng.random(n) * 10.0 ** rng.integers(-6, 3, n) for c in SUMS[6:]})
+
+    def add(table, rows):
+        keys = []
+        for values in (wf, src, dst, method):
+            uniques = sorted(set(values[rows]))
+            labels = np.array(uniques * 2, dtype=object)  # each label twice (odd rows use the second): codes merge
+            keys.append((pd.Index(uniques).get_indexer(values[rows]) + len(uniques) * (rows % 2), labels))
+        table.add(*keys, **{c: v[rows] for c, v in columns.items()})
+        return table
+
+    def reference(rows):
+        return _by_strings(wf[rows], src[rows], dst[rows], method[rows], np.ones(len(rows), bool),
+                           {c: v[rows] for c, v in columns.items()})
+
+    chunks = np.array_split(np.arange(n), [1000, 1001, 4500])
+    running = MovesTable()
+    for rows in chunks:
+        add(running, rows)
+        pd.testing.assert_frame_equal(add(MovesTable(), rows).frame(), reference(rows), check_exact=True)
+    want = None
+    for rows in chunks:  # the chunk tables added one by one, as the accumulators did with frames
+        want = add_moves([want, reference(rows)])
+    pd.testing.assert_frame_equal(running.frame(), want, check_exact=True)
+    pd.testing.assert_frame_equal(running.frame(), reference(np.arange(n)), rtol=1e-12)
+    by_group = np.lexsort((method, dst, src, wf))  # rows sorted by their group
+    pd.testing.assert_frame_equal(add(MovesTable(), by_group).frame(), reference(by_group), check_exact=True)
+    one = np.flatnonzero((wf == "a-flow") & (src == "m/opus") & (dst == "m/haiku") & (method == "exact"))
+    pd.testing.assert_frame_equal(add(MovesTable(), one).frame(), reference(one), check_exact=True)
+    opus = src == "m/opus"
+    merged = add(MovesTable(), np.flatnonzero(opus)).merge(add(MovesTable(), np.flatnonzero(~opus)))
+    pd.testing.assert_frame_equal(merged.frame(), add(MovesTable(), np.arange(n)).frame(), check_exact=True)

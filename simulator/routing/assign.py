@@ -84,15 +84,15 @@ def attempt_status(p, code: int, rows: np.ndarray, attempt: int, stays: np.ndarr
         status = np.where((status == 0) & recorded, p.status[rows], status)
     buckets, rates, statuses = p.failure_table(code)
     if len(buckets):
-        bucket = ts // FAIL_BUCKET_NS
+        # only rows that may fail here draw (and hash their request id): not failed yet, not staying on their
+        # recorded model's first attempt, and in a bucket where the model failed
+        may = np.flatnonzero((status == 0) & ~stays) if attempt == 0 else np.flatnonzero(status == 0)
+        bucket = ts[may] // FAIL_BUCKET_NS
         pos = np.minimum(np.searchsorted(buckets, bucket), len(buckets) - 1)
-        hit = buckets[pos] == bucket
-        rate = np.where(hit, rates[pos], 0.0)
-        # only rows that may fail here draw (and hash their request id)
-        draw = (status == 0) & (rate > 0) & ~(stays if attempt == 0 else np.zeros(len(rows), bool))
-        observed = np.zeros(len(rows), bool)
-        observed[draw] = mix_uniform(p.request_hash(rows[draw]), attempt) < rate[draw]
-        status = np.where(observed, statuses[pos], status)
+        rate = np.where(buckets[pos] == bucket, rates[pos], 0.0)
+        draw = rate > 0
+        observed = mix_uniform(p.request_hash(rows[may[draw]]), attempt) < rate[draw]
+        status[may[draw][observed]] = statuses[pos[draw][observed]]
     return status
 
 
@@ -111,6 +111,14 @@ def route_rule(p, rule: Rule, rows: np.ndarray) -> dict[str, np.ndarray]:
     no_target = first < 0
     status[no_target] = 503  # no eligible target (metadata_match excluded all)
     pending = ~no_target
+    # A row whose first choice is its recorded model, recorded as served, with no outage declared for that model, is
+    # served there on the first attempt (its attempt draws nothing): settled without the attempt loop.
+    outaged = {outage.target for outage in p.outages}
+    plain = np.array([t.target not in outaged for t in targets])[np.maximum(first, 0)]
+    settled = pending & plain & (codes[np.maximum(first, 0)] == p.model[rows]) & ~p.failed[rows]
+    served[settled] = codes[first[settled]]
+    attempts[settled] = 1
+    pending &= ~settled
     current = first.copy()
     tried = np.zeros((m, len(targets)), dtype=bool)
     for step in range(len(targets)):

@@ -15,11 +15,13 @@ import pandas as pd
 
 from simulator.summary.privacy import UNTAGGED, attribution_labels
 from simulator.summary.quantiles import Quantiles
+from simulator.tokens.translator import TRANSLATIONS
 
 BREAKDOWNS = ("team", "project", "workflow_tag", "model")
 BLOCK_SUMS = ("cost_usd", "premium_cost_usd", "errors", "requests", "untagged_project_cost_usd",
               "untagged_team_cost_usd", "untagged_workflow_tag_cost_usd")
 _NS_PER_DAY = 86_400 * 10**9
+_METHODS = np.array(TRANSLATIONS, dtype=object)
 
 
 class FixedQuantiles:
@@ -81,12 +83,23 @@ class Labels:
         self.ids: dict[Any, int] = {}
         self.sums = np.zeros((0, width))
 
-    def codes(self, keys: np.ndarray) -> np.ndarray:
+    def codes(self, keys: np.ndarray | pd.Categorical) -> np.ndarray:
+        if isinstance(keys, pd.Categorical) and len(keys) and keys.codes.min() >= 0:
+            # a category per distinct key already: only the categories present get an id (ids are in no particular
+            # order; sums are added in row order and read through sorted())
+            present = np.flatnonzero(np.bincount(keys.codes, minlength=len(keys.categories)))
+            ids = np.full(len(keys.categories), -1, dtype=np.int64)
+            ids[present] = [self.ids.setdefault(u, len(self.ids)) for u in keys.categories[present].tolist()]
+            self._grow()
+            return ids[keys.codes]
         codes, uniques = _runs(keys) if _sorted_integers(keys) else pd.factorize(keys)
         ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
+        self._grow()
+        return ids[codes] if len(codes) else np.zeros(0, np.int64)
+
+    def _grow(self) -> None:
         if len(self.ids) > len(self.sums):
             self.sums = np.vstack([self.sums, np.zeros((len(self.ids) - len(self.sums), self.sums.shape[1]))])
-        return ids[codes] if len(codes) else np.zeros(0, np.int64)
 
     def add(self, codes: np.ndarray, column: int, weights: np.ndarray) -> None:
         col = np.ascontiguousarray(self.sums[:, column])
@@ -123,15 +136,6 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts[0] = True
     np.not_equal(keys[1:], keys[:-1], out=starts[1:])
     return np.cumsum(starts) - 1, keys[starts]
-
-
-def value_counts(codes: np.ndarray, uniques) -> tuple[list[str], list[int]]:
-    """Distinct values as text, sorted, and how often each occurs, from ``pd.factorize``'s codes and uniques."""
-    counts: dict[str, int] = {}
-    for value, count in zip(uniques, np.bincount(codes, minlength=len(uniques)).tolist()):
-        counts[str(value)] = counts.get(str(value), 0) + count
-    names = sorted(counts)
-    return names, [counts[m] for m in names]
 
 
 def attribution_keys(frame: pd.DataFrame, by: str) -> np.ndarray | pd.Categorical:
@@ -269,9 +273,9 @@ class PolicyAccumulator(Totals):
         self.assumptions: list[str] = []
         self.changed_any = False
         self.methods: set[str] = set()
-        from simulator.summary.moves import empty_moves
+        from simulator.summary.moves import MovesTable
 
-        self.moves = empty_moves()  # the moves table (simulator.summary.moves), additive over chunks
+        self.moved = MovesTable()  # the moves table (simulator.summary.moves), accumulated chunk by chunk
         self.extras: dict[str, Any] = {}
         self.money = {"unserved_recorded_cost_usd": 0.0, "spend_prevented_usd": 0.0}
         # per "tier|model": requests, cost, cost at the default tier, synchronous latency sum, latency count
@@ -282,7 +286,7 @@ class PolicyAccumulator(Totals):
             translator=None, cand_name: str = "") -> None:
         """One chunk's outcome; ``translator`` (the run's) gives the cost range of each moved request's translation
         (call right after the candidate's replay of this chunk)."""
-        from simulator.summary.moves import add_moves, moves_from_outcome
+        from simulator.summary.moves import add_outcome
 
         self.add_totals(p, o, days)
         refused = o.blocked
@@ -299,15 +303,13 @@ class PolicyAccumulator(Totals):
         self.blocks.add(self.blocks.codes(block), 0, savings)
         for k, v in o.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        changed = np.flatnonzero(o.changed)
-        codes, uniques = pd.factorize(o.translation[changed], use_na_sentinel=False)
-        method_codes = np.full(p.n, -1, dtype=np.int64)
-        method_codes[changed] = codes
-        methods, counts = value_counts(codes, uniques)
-        for m, c in zip(methods, counts):
-            self.translation[str(m)] = self.translation.get(str(m), 0) + int(c)
+        changed = o.translation_code[o.changed]
+        counts = np.bincount(changed, minlength=len(TRANSLATIONS))  # per translation method
+        methods = {TRANSLATIONS[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
+        for m in sorted(methods):
+            self.translation[m] = self.translation.get(m, 0) + methods[m]
         self.changed_any |= bool(o.changed.any())
-        self.methods.update(str(m) for m in methods)
+        self.methods.update(methods)
         for note in o.assumptions:
             if note not in self.assumptions:
                 self.assumptions.append(note)
@@ -318,9 +320,12 @@ class PolicyAccumulator(Totals):
                 self.extras[key] = value
         self._add_tiers(p, o)
         if (o.changed & ~o.blocked).any():
-            self.moves = add_moves([self.moves, moves_from_outcome(
-                p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
-                methods=(method_codes, np.asarray(uniques, dtype=object)))])
+            # methods coded in order of first appearance among the changed rows (the moves table's group order)
+            first = sorted(np.flatnonzero(counts).tolist(), key=lambda c: int(np.argmax(changed == c)))
+            rank = np.zeros(len(TRANSLATIONS), dtype=np.int64)
+            rank[first] = np.arange(len(first))
+            add_outcome(self.moved, p, o, base_cost, translator, cand_name or o.name, workflow=workflow,
+                        methods=(rank[o.translation_code], _METHODS[first]))
 
     def _add_tiers(self, p, o) -> None:
         """Requests served on another service tier: cost there and at the default tier, and the latency they
@@ -367,15 +372,18 @@ class PolicyAccumulator(Totals):
         self.assumptions += [a for a in other.assumptions if a not in self.assumptions]
         self.changed_any |= other.changed_any
         self.methods |= other.methods
-        from simulator.summary.moves import add_moves
-
-        self.moves = add_moves([self.moves, other.moves])
+        self.moved.merge(other.moved)
         for key, value in other.extras.items():
             if isinstance(value, dict) and isinstance(self.extras.get(key), dict):
                 self.extras[key].update(value)
             else:
                 self.extras[key] = value
         return self
+
+    @property
+    def moves(self) -> pd.DataFrame:
+        """The moves table (:mod:`simulator.summary.moves`) of the requests accumulated so far."""
+        return self.moved.frame()
 
     def moves_table(self) -> pd.DataFrame:
         """Requests moved per (workflow_tag, from_model, to_model), sorted: the table ``simulator.evals`` takes."""

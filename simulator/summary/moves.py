@@ -1,7 +1,7 @@
 """The moves table: what a candidate did to the requests it moved to another model, summed per group.
 
 One row per (workflow_tag, from_model, to_model, translation) with additive sums, so chunked and distributed engines
-build it per chunk or partition and add the parts (:func:`add_moves`). Every engine produces the same table, and the
+build it per chunk or partition and add the parts (:class:`MovesTable`). Every engine produces the same table, and the
 accuracy impact (``simulator.evals``), the translation summary, the assumption lines, the savings interval's
 assumption terms and the sensitivity checks are all computed from it:
 
@@ -42,53 +42,94 @@ def moves_frame(workflow_tag, from_model, to_model, translation, moved, *, input
     (``Translator.cost_bounds``).
     """
     moved = np.asarray(moved, dtype=bool)
-    if not moved.any():
-        return empty_moves()
-    keys = [_factorize(np.asarray(column, dtype=object)[moved]) for column in (from_model, to_model)]
-    return _moves_table(attribution_labels(np.asarray(workflow_tag, dtype=object)[moved]), *keys,
-                        np.asarray(translation, dtype=object)[moved],
-                        input_tokens_recorded=np.asarray(input_tokens_recorded)[moved],
-                        output_tokens_recorded=np.asarray(output_tokens_recorded)[moved],
-                        cache_tokens_recorded=np.asarray(cache_tokens_recorded)[moved],
-                        input_tokens=np.asarray(input_tokens)[moved], output_tokens=np.asarray(output_tokens)[moved],
-                        recorded_cost_usd=np.asarray(recorded_cost_usd)[moved],
-                        cost_usd=np.asarray(cost_usd)[moved], cost_low=np.asarray(cost_low)[moved],
-                        cost_high=np.asarray(cost_high)[moved])
+    table = MovesTable()
+    if moved.any():
+        cost = np.asarray(cost_usd, dtype=np.float64)[moved]
+        keys = [_factorize(np.asarray(column, dtype=object)[moved]) for column in (from_model, to_model, translation)]
+        table.add(_factorize(attribution_labels(np.asarray(workflow_tag, dtype=object)[moved])), *keys,
+                  input_tokens_recorded=np.asarray(input_tokens_recorded)[moved],
+                  output_tokens_recorded=np.asarray(output_tokens_recorded)[moved],
+                  cache_tokens_recorded=np.asarray(cache_tokens_recorded)[moved],
+                  input_tokens=np.asarray(input_tokens)[moved], output_tokens=np.asarray(output_tokens)[moved],
+                  recorded_cost_usd=np.asarray(recorded_cost_usd)[moved], cost_usd=cost,
+                  cost_low_usd=cost * np.asarray(cost_low, dtype=np.float64)[moved],
+                  cost_high_usd=cost * np.asarray(cost_high, dtype=np.float64)[moved])
+    return table.frame()
 
 
-def _moves_table(workflow_tag, from_model, to_model, translation, **columns) -> pd.DataFrame:
-    """:func:`moves_frame` of moved rows only: workflow labels (attribution applied) as values or ``(codes,
-    labels)``, the two model columns as ``(codes, names)``."""
-    cost = np.asarray(columns["cost_usd"], dtype=np.float64)
-    # Group on one integer key built from the codes of the four key columns (strings are hashed once per column,
-    # not per group key); sums run in row order within a group, as a groupby on the strings does.
-    methods, names = translation if isinstance(translation, tuple) else _factorize(translation)
-    if isinstance(workflow_tag, tuple):  # (codes, labels): merge equal labels
-        codes, labels = workflow_tag
-        merged, uniques = _factorize(np.asarray(labels, dtype=object))
-        workflow = (merged[codes], uniques)
-    else:
-        workflow = _factorize(workflow_tag)
-    parts = [workflow, from_model, to_model, (methods, np.array([str(m) for m in names], dtype=object))]
-    key = np.zeros(len(cost), dtype=np.int64)
-    for codes, uniques in parts:
-        key = key * len(uniques) + codes
-    frame = pd.DataFrame({
-        "key": key,
-        "requests": np.ones(len(key)),
-        **{name: np.asarray(columns[name], dtype=np.float64) for name in SUMS[1:7]},
-        "cost_usd": cost,
-        "cost_low_usd": cost * np.asarray(columns["cost_low"], dtype=np.float64),
-        "cost_high_usd": cost * np.asarray(columns["cost_high"], dtype=np.float64),
-    })
-    sums = frame.groupby("key", sort=True)[SUMS].sum()
-    rest = sums.index.to_numpy()
-    keys = {}
-    for name, (_, uniques) in zip(reversed(KEYS), reversed(parts)):
-        keys[name] = uniques[rest % len(uniques)]
-        rest = rest // len(uniques)
-    out = pd.DataFrame({**{name: keys[name] for name in KEYS}, **{c: sums[c].to_numpy() for c in SUMS}})
-    return out.sort_values(KEYS, kind="stable", ignore_index=True)
+class MovesTable:
+    """The moves table accumulated chunk by chunk (or partition by partition, :meth:`merge`), on integer codes.
+
+    Per chunk, each group is summed as a pandas group-by sum does (compensated, in row order; counts and token sums
+    are whole numbers, so exact in any order), and the chunk's sums are added to the running ones: the table the
+    engines always built, without a frame per chunk. Label strings are touched once per distinct key per chunk.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str, str, str], int] = {}
+        self.sums = np.zeros((len(SUMS), 0))  # one row per column of SUMS, one column per group
+        self._frame: pd.DataFrame | None = None
+
+    def add(self, workflow_tag, from_model, to_model, translation, **columns) -> None:
+        """Add moved rows: the four key columns each as ``(code per row, labels)`` (equal labels merge; groups are
+        ordered by the codes), the sums (``SUMS`` but ``requests``) as arrays over the same rows."""
+        parts = []
+        for codes, labels in (workflow_tag, from_model, to_model, translation):
+            merged, uniques = _factorize(np.array([str(x) for x in labels], dtype=object))
+            parts.append((merged[np.asarray(codes, dtype=np.int64)], uniques))
+        n = len(parts[0][0])
+        if n == 0:
+            return
+        key = np.zeros(n, dtype=np.int64)
+        width = 1
+        for codes, labels in parts:  # each step keeps the key dense: ranks of the distinct keys so far
+            key, width = _dense(key * len(labels) + codes, width * len(labels))
+        chunk = np.empty((len(SUMS), width))
+        chunk[0] = np.bincount(key, minlength=width)
+        for j, name in enumerate(SUMS[1:6], start=1):  # whole numbers: exact in any order
+            chunk[j] = np.bincount(key, np.asarray(columns[name], dtype=np.float64), minlength=width)
+        money = pd.DataFrame({name: np.asarray(columns[name], dtype=np.float64) for name in SUMS[6:]})
+        chunk[6:] = money.groupby(key, sort=True).sum().to_numpy().T
+        row_of = np.zeros(width, dtype=np.int64)
+        row_of[key] = np.arange(n)  # a row of each key (every rank below width occurs), to read its labels
+        group = np.array([self.ids.setdefault(tuple(labels[codes[row]] for codes, labels in parts), len(self.ids))
+                          for row in row_of.tolist()], dtype=np.int64)
+        if len(self.ids) > self.sums.shape[1]:
+            self.sums = np.hstack([self.sums, np.zeros((len(SUMS), len(self.ids) - self.sums.shape[1]))])
+        self.sums[:, group] += chunk
+        self._frame = None
+
+    def merge(self, other: MovesTable) -> MovesTable:
+        """Add another table's sums group by group (a partition of other rows)."""
+        for labels, k in other.ids.items():
+            mine = self.ids.setdefault(labels, len(self.ids))
+            if mine >= self.sums.shape[1]:
+                self.sums = np.hstack([self.sums, np.zeros((len(SUMS), 1))])
+            self.sums[:, mine] += other.sums[:, k]
+        self._frame = None
+        return self
+
+    def frame(self) -> pd.DataFrame:
+        """The table: one row per (workflow_tag, from_model, to_model, translation), sorted by them."""
+        if self._frame is None:
+            if not self.ids:
+                self._frame = empty_moves()
+            else:
+                order = sorted(self.ids)
+                at = np.array([self.ids[labels] for labels in order], dtype=np.int64)
+                keys = np.array(order, dtype=object).reshape(len(order), len(KEYS))
+                self._frame = pd.DataFrame({**{name: keys[:, i] for i, name in enumerate(KEYS)},
+                                            **{name: self.sums[j, at] for j, name in enumerate(SUMS)}})
+        return self._frame
+
+
+def _dense(key: np.ndarray, width: int) -> tuple[np.ndarray, int]:
+    """Codes 0..k-1 of non-negative ``key`` < ``width`` (k distinct values, in ascending order), and k."""
+    if width <= 4 * len(key) + 1024:
+        present = np.bincount(key, minlength=width) > 0
+        return (np.cumsum(present) - 1)[key], int(present.sum())
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), len(uniq)
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +148,15 @@ def add_moves(frames) -> pd.DataFrame:
 def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
                        workflow: np.ndarray | None = None,
                        methods: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
-    """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``).
+    """The moves table of one replayed outcome (a chunk of traffic and its ``Outcome``); see :func:`add_outcome`."""
+    table = MovesTable()
+    add_outcome(table, p, o, base_cost, translator, cand_name, workflow, methods)
+    return table.frame()
+
+
+def add_outcome(table: MovesTable, p, o, base_cost: np.ndarray, translator=None, cand_name: str = "",
+                workflow: np.ndarray | None = None, methods: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Add the moved requests of one replayed outcome (a chunk of traffic and its ``Outcome``) to ``table``.
 
     ``translator``: the run's ``Translator`` (for the cost bounds of the translation intervals; without it they are 1);
     ``workflow``: the chunk's workflow label per row (:func:`simulator.summary.accumulate.attribution`: missing
@@ -116,26 +165,30 @@ def moves_from_outcome(p, o, base_cost: np.ndarray, translator=None, cand_name: 
     """
     vocab = np.array(p.vocab, dtype=object)
     moved = o.changed & ~o.blocked
+    rows = np.flatnonzero(moved)  # only the moved rows are ever read
+    if not len(rows):
+        return
     low = high = np.ones(p.n)
     if translator is not None and hasattr(translator, "cost_bounds"):
         low, high = translator.cost_bounds(cand_name or o.name, p, o.model, moved)
     if workflow is None:
         frame = p.frame if hasattr(p, "frame") else p.traffic.frame
-        workflow = attribution_labels(frame["workflow_tag"].to_numpy(dtype=object))
-    rows = np.flatnonzero(moved)  # only the moved rows are ever read
-    if not len(rows):
-        return empty_moves()
-    if isinstance(workflow, pd.Categorical):
-        workflow = (workflow.codes[rows].astype(np.int64), np.asarray(workflow.categories, dtype=object))
+        workflow = attribution_labels(frame["workflow_tag"].to_numpy(dtype=object)[rows])
+    elif isinstance(workflow, pd.Categorical):
+        workflow = (workflow.codes[rows], np.asarray(workflow.categories, dtype=object))
     else:
         workflow = np.asarray(workflow, dtype=object)[rows]
-    return _moves_table(
-        workflow, (p.model[rows], vocab), (o.model[rows], vocab),
-        (methods[0][rows], methods[1]) if methods is not None else o.translation[rows],
-        input_tokens_recorded=p.inp[rows], output_tokens_recorded=p.out[rows],
-        cache_tokens_recorded=p.cr[rows] + p.cw[rows], input_tokens=o.input_tokens[rows],
-        output_tokens=o.output_tokens[rows], recorded_cost_usd=base_cost[rows], cost_usd=o.cost_usd[rows],
-        cost_low=low[rows], cost_high=high[rows])
+    if not isinstance(workflow, tuple):
+        workflow = _factorize(workflow)
+    method = (methods[0][rows], methods[1]) if methods is not None else _factorize(np.asarray(o.translation[rows],
+                                                                                              dtype=object))
+    cost = o.cost_usd[rows]
+    table.add(workflow, (p.model[rows], vocab), (o.model[rows], vocab),
+              (method[0], np.array([str(m) for m in method[1]], dtype=object)),
+              input_tokens_recorded=p.inp[rows], output_tokens_recorded=p.out[rows],
+              cache_tokens_recorded=p.cr[rows] + p.cw[rows], input_tokens=o.input_tokens[rows],
+              output_tokens=o.output_tokens[rows], recorded_cost_usd=base_cost[rows], cost_usd=cost,
+              cost_low_usd=cost * low[rows], cost_high_usd=cost * high[rows])
 
 
 def accuracy_moves(moves: pd.DataFrame) -> pd.DataFrame:

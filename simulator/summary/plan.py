@@ -49,8 +49,8 @@ class Overlaps:
             return
         masks = [claims(p.view, c) for c in candidates]
         for kind in KINDS:
-            m = np.stack([x[kind] for x in masks]).astype(np.int64)
-            self.counts[kind] += m @ m.T
+            m = np.stack([x[kind] for x in masks]).astype(np.float64)  # counts of 0/1 products: exact below 2**53
+            self.counts[kind] += (m @ m.T).astype(np.int64)
 
     def merge(self, other: Overlaps) -> Overlaps:
         for kind in KINDS:

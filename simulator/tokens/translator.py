@@ -15,8 +15,23 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import TokenizerError
-from simulator.tokens import Registry, translate_with_ratios
-from simulator.tokens.translate import has_text
+from simulator.tokens import Registry, token_ratios, translate_with_ratios
+from simulator.tokens.translate import IDENTITY, METHODS, TokenRatios, has_text
+
+#: Every value of a replay's per-row translation, which ``Outcome.translation_code`` indexes: "" (not moved), the
+#: methods of :mod:`simulator.tokens.translate`, and "identity-unknown" (no tokenizer on one side: counts kept).
+TRANSLATIONS = ("", *METHODS, "identity-unknown")
+TRANSLATION_CODE = {name: code for code, name in enumerate(TRANSLATIONS)}
+
+
+def translation_codes(methods: np.ndarray) -> np.ndarray:
+    """Codes into :data:`TRANSLATIONS` of per-row method names (one hash per row; one lookup for a single row)."""
+    if len(methods) == 1:
+        return np.array([TRANSLATION_CODE[str(methods[0])]], dtype=np.int8)
+    codes = pd.Index(TRANSLATIONS).get_indexer(methods)
+    if (codes < 0).any():  # a method missing from TRANSLATIONS: a KeyError, as for one row, never a wrong label
+        raise KeyError(str(np.asarray(methods, dtype=object)[codes < 0][0]))
+    return codes.astype(np.int8)
 
 
 def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
@@ -54,6 +69,8 @@ class Translator:
         self.unknown: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._bounds_of = None  # the Prepared (chunk) the bounds belong to
+        self._pairs: dict[tuple[str, str], TokenRatios] = {}  # one row's ratios per pair, for rows without text
+        self._pairs_for = None  # the calibration those ratios were computed with
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
 
     def at_end(self, end: str) -> Translator:
@@ -107,14 +124,17 @@ class Translator:
             idx = rows[at]
             src, dst = str(vocab[f]), str(vocab[t])
             try:
-                new_in, new_out, ratios = translate_with_ratios(
-                    src, dst, o.input_tokens[idx], o.output_tokens[idx],
-                    prompts=p.prompts[idx] if text[idx].any() else None,
-                    calibration=self.calibration, registry=self.registry)
+                if text[idx].any():
+                    new_in, new_out, ratios = translate_with_ratios(
+                        src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
+                        calibration=self.calibration, registry=self.registry)
+                else:
+                    new_in, new_out, ratios = self._translate_plain(src, dst, o.input_tokens[idx],
+                                                                    o.output_tokens[idx])
             except TokenizerError as exc:
                 self.unknown[(src, dst)] = str(exc)
                 unknown_here.append((src, dst))
-                o.translation[idx] = "identity-unknown"
+                o.translation_code[idx] = TRANSLATION_CODE["identity-unknown"]
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 low = np.nan_to_num(ratios.ratio_low / ratios.ratio, nan=1.0)
@@ -125,7 +145,7 @@ class Translator:
                 new_out = np.rint(new_out * factor).astype(np.int64)
             o.input_tokens[idx] = new_in
             o.output_tokens[idx] = new_out
-            o.translation[idx] = ratios.method
+            o.translation_code[idx] = translation_codes(ratios.method)
             if eval_ratio:
                 length = self._scale_outputs(o, idx, src, dst)
                 if length is not None:
@@ -142,6 +162,20 @@ class Translator:
             note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
+
+    def _translate_plain(self, src: str, dst: str, input_tokens: np.ndarray,
+                         output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
+        """:func:`translate_with_ratios` of rows without prompt text: every such row of a pair gets the pair's one
+        ratio (content class ``all``), so it is worked out once per run and scaled here (the same arithmetic)."""
+        if self._pairs_for is not self.calibration:
+            self._pairs, self._pairs_for = {}, self.calibration
+        if (src, dst) not in self._pairs:
+            self._pairs[(src, dst)] = token_ratios(src, dst, 1, calibration=self.calibration, registry=self.registry)
+        one = self._pairs[(src, dst)]
+        if one.method[0] == IDENTITY:
+            return input_tokens.copy(), output_tokens.copy(), one
+        ratio = one.ratio[0]
+        return np.rint(input_tokens * ratio).astype(np.int64), np.rint(output_tokens * ratio).astype(np.int64), one
 
     @staticmethod
     def _output_cost_share(p, model: str, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
