@@ -695,7 +695,7 @@ def test_duplicate_ids_in_a_large_table_are_found_across_hash_slices(tmp_path, m
     from simulator.io import traffic as traffic_module
 
     monkeypatch.setattr(traffic_module, "_KEY_ROWS", 10_000)
-    n = 250_000  # above the size where the duplicate check hashes
+    n = 250_000  # 25 key slices of 10,000 rows (every size is keyed since the load-path round; the slices matter)
     ids = [f"r{i:06d}" for i in range(n)]
     ids[200_123] = ids[5]  # later copies of earlier ids, each in another slice than its first
     ids[249_999] = ids[100_000]
