@@ -1,31 +1,58 @@
-"""Hand freed memory back to the operating system between the large steps of a run."""
+"""Hand freed memory back to the operating system between the large steps of a run, or keep it for the next chunk."""
 
 from __future__ import annotations
 
+import contextlib
 
-def _libc_trim():
-    """glibc's malloc_trim, or None elsewhere."""
+
+def _libc(name: str):
+    """A glibc function (``malloc_trim``, ``mallopt``), or None elsewhere."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
+    lib = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return getattr(ctypes.CDLL(lib), name) if lib else None
     except (OSError, AttributeError):
         return None
 
 
-_TRIM = _libc_trim()
+_TRIM = _libc("malloc_trim")
+_MALLOPT = _libc("mallopt")
+# mallopt parameters (malloc.h) and glibc's defaults
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_DEFAULT_THRESHOLD_BYTES = 128 * 1024
 
 
-def release_memory() -> None:
+def release_memory(heap: bool = True) -> None:
     """Return freed heap to the OS: glibc keeps the arenas of freed small objects (millions of strings per chunk)
-    and Arrow's pool keeps freed pages, so RSS would otherwise creep up with the traffic size."""
-    if _TRIM is not None:
+    and Arrow's pool keeps freed pages, so RSS would otherwise creep up with the traffic size. ``heap=False`` releases
+    Arrow's pages only (inside :func:`steady_heap`, where the C heap's freed memory is kept on purpose)."""
+    if heap and _TRIM is not None:
         _TRIM(0)
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
 
 
-__all__ = ["release_memory"]
+@contextlib.contextmanager
+def steady_heap(mmap_threshold_bytes: int = 64 << 20, trim_threshold_bytes: int = 256 << 20):
+    """Within the block, glibc serves arrays below ``mmap_threshold_bytes`` from its heap and keeps up to
+    ``trim_threshold_bytes`` of freed heap for reuse instead of returning it at every ``free``: a pass over equal-sized
+    chunks then reuses the same pages instead of faulting every array of every chunk in afresh (the streaming
+    engine, 10 M rows, 5 candidates: 2.86 M page faults and 9.8 s of system time without it, 0.95 M and 3.8 s with
+    it). Afterwards both thresholds are glibc's defaults (fixed ones: glibc's dynamic mmap threshold stays off once
+    set). No-op without glibc."""
+    if _MALLOPT is None:
+        yield
+        return
+    _MALLOPT(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes))
+    _MALLOPT(_M_TRIM_THRESHOLD, int(trim_threshold_bytes))
+    try:
+        yield
+    finally:
+        _MALLOPT(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD_BYTES)
+        _MALLOPT(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD_BYTES)
+
+
+__all__ = ["release_memory", "steady_heap"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from simulator.api import RunResult, catalog_for, resolve_candidates
 from simulator.engines.chunks import ChunkSpill, Stream
 from simulator.engines.driver import replay_source
+from simulator.memory import steady_heap
 from simulator.routing.scenario import Scenario, load_scenario
 from simulator.summary.weekly import read_previous
 
@@ -67,7 +68,7 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
     stream = Stream(paths, adapter=scenario.adapter_options(), mapping=scenario.columns or None,
                     timezone=scenario.timezone,
                     chunk_rows=chunk_rows)
-    with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill:
+    with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill, steady_heap():
         stream.spill = ChunkSpill(spill)
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,
                                  observers=observers, previous=before)
