@@ -383,20 +383,34 @@ class ChunkSpill:
         self.files.append((path, frame.dtypes, columns, blocks))
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        """The chunks in the order written; the next one is read on a second thread while this one is replayed
+        (Arrow's reads and conversion release the GIL), so at most two chunks are held at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not self.files:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfysim-spill") as reader:
+            ahead = reader.submit(self._read, 0)
+            for k in range(len(self.files)):
+                frame = ahead.result()
+                ahead = reader.submit(self._read, k + 1) if k + 1 < len(self.files) else None
+                yield frame
+                del frame
+                release_memory(heap=False)
+
+    def _read(self, k: int) -> pd.DataFrame:
         import pyarrow.feather as feather
 
-        for path, dtypes, columns, blocks in self.files:
-            frame = feather.read_table(path, memory_map=True).to_pandas()
-            for name, dtype in dtypes.items():
-                if frame[name].dtype != dtype:
-                    frame[name] = _as_dtype(frame[name], dtype)
-            if blocks is not None:
-                with blocks.open("rb") as fh:
-                    frame["prefix_blocks"] = pickle.load(fh)
-                frame = frame[columns]
-            yield frame
-            del frame
-            release_memory(heap=False)
+        path, dtypes, columns, blocks = self.files[k]
+        frame = feather.read_table(path, memory_map=True).to_pandas()
+        for name, dtype in dtypes.items():
+            if frame[name].dtype != dtype:
+                frame[name] = _as_dtype(frame[name], dtype)
+        if blocks is not None:
+            with blocks.open("rb") as fh:
+                frame["prefix_blocks"] = pickle.load(fh)
+            frame = frame[columns]
+        return frame
 
 
 def _as_dtype(column: pd.Series, dtype) -> pd.Series:

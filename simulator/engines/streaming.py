@@ -6,10 +6,11 @@ chunks from the spill folder): pass 1 gathers the facts
 (:func:`simulator.core.replay_chunk`), carrying budget spend, rate-limit windows and prompt-cache tables from chunk
 to chunk, exactly as the local engine does over its in-memory table (:mod:`simulator.engines.driver`).
 
-Memory: one chunk and its outcomes, plus per-slot, per-label and per-block state, the prompt-cache tables, the
-duplicate-id set (8-11 bytes per request) and, with ``bootstrap.unit: session``, one sum per session. Latency values
-are spilled to disk for exact percentiles. Totals are summed per chunk, so money totals can differ from the local
-engine in the last bits (float addition order); with a single chunk they are identical.
+Memory: one chunk and its outcomes (and, in the replay passes, the next chunk, read ahead on a second thread), plus
+per-slot, per-label and per-block state, the prompt-cache tables, the duplicate-id set (8-11 bytes per request) and,
+with ``bootstrap.unit: session``, one sum per session. Latency values are spilled to disk for exact percentiles.
+Totals are summed per chunk, so money totals can differ from the local engine in the last bits (float addition
+order); with a single chunk they are identical.
 """
 
 from __future__ import annotations
