@@ -496,7 +496,7 @@ def _price_rows(p: Chunk, o: Outcome, rows: np.ndarray) -> np.ndarray:
 def _reroute_cost(p: Chunk, o: Outcome, rows: np.ndarray, target: str, cand: Candidate) -> tuple[np.ndarray, Outcome]:
     """Cost of serving ``rows`` on ``target`` instead (cold cache, translated tokens), and that outcome."""
     code = p.code(target)
-    sub = identity_outcome(p, o.name)
+    sub = _fallback_start(p, o.name)
     sub.model[rows] = code
     sub.changed = sub.model != p.model
     moved = rows[sub.changed[rows]]
@@ -506,6 +506,27 @@ def _reroute_cost(p: Chunk, o: Outcome, rows: np.ndarray, target: str, cand: Can
     if p.ctx.translator is not None and len(moved):
         p.ctx.translator(p, sub, moved, cand)
     return _price_rows(p, sub, rows), sub
+
+
+def _fallback_start(p: Chunk, name: str) -> Outcome:
+    """The recorded outcome as a fallback's starting point: its own arrays for what a reroute and the translator
+    write (model, token counts, translation), read-only views or shared read-only zeros for the rest, which a
+    fallback only reads (:meth:`Outcome.serve_from`): no copy of the recorded cost, status and latency per reroute."""
+    n = p.n
+
+    def frozen(a: np.ndarray) -> np.ndarray:
+        a = a.view()
+        a.flags.writeable = False
+        return a
+
+    no, zero8 = frozen(np.zeros(n, bool)), frozen(np.zeros(n, np.int8))
+    return Outcome(
+        name=name, model=p.model.copy(), changed=no, routed=no, input_tokens=p.inp.copy(), output_tokens=p.out.copy(),
+        cache_read_tokens=p.cr.copy(), cache_write_tokens=p.cw.copy(), cache_write_1h_tokens=p.cw1h.copy(),
+        cost_usd=frozen(p.baseline_cost), status=frozen(p.status), latency_ms=frozen(p.latency), blocked=no,
+        fallback=no, attempts=frozen(np.ones(n, np.int64)), retries=frozen(np.zeros(n, np.int64)),
+        translation_code=np.zeros(n, np.int8), imputed=no, service_tier=zero8,
+    )
 
 
 def check_candidate_targets(ctx: Context, cand: Candidate) -> None:

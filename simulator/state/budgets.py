@@ -142,14 +142,15 @@ class BudgetState:
                                      fallback_cost, tokens, fallback_tokens, csr.tokens, s.spent, s.current,
                                      s.reached_at, self.rows_done)
         blocked_rows = np.flatnonzero(action == kernels.BLOCK)
-        fb_rows = np.flatnonzero(action == kernels.FALLBACK)
+        fell = action == kernels.FALLBACK
+        fb_rows = np.flatnonzero(fell)
         decider = csr.decider()
         np.add.at(s.blocked, decider[blocked_rows], 1)
         np.add.at(s.avoided, decider[blocked_rows], o.cost_usd[blocked_rows])
         np.add.at(s.avoided, decider[fb_rows], o.cost_usd[fb_rows] - fallback_cost[fb_rows])
         np.add.at(s.rerouted, decider[fb_rows], 1)
         for rows, sub, cost in subs:
-            take = np.isin(rows, fb_rows)
+            take = fell[rows]
             if take.any():
                 o.serve_from(sub, rows[take], cost[take])
                 o.latency_ms[rows[take]] = p.estimate_latency(o.model[rows[take]], o.output_tokens[rows[take]])
