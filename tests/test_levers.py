@@ -329,3 +329,30 @@ def test_action_queue_puts_the_plan_first_and_its_components_with_it():
     assert held[0].startswith("Hold `plan` ($450.00/month): gate max_accuracy_drop_pp failed: -3 pp")
     assert held[0].endswith("(the plan combines `a`, `b`). Client changes: mark the prefix.")
     assert held[1].startswith("Apply `a`:")
+
+
+def test_overlaps_count_the_requests_two_candidates_claim_per_kind(tmp_path):
+    from types import SimpleNamespace
+
+    from simulator.routing.matching import RequestView
+    from simulator.summary.plan import Overlaps
+
+    gpt = "openai-main/gpt-5"
+    models = [OPUS46, OPUS46, HAIKU, HAIKU, HAIKU, gpt]
+    frame = pd.DataFrame({"model": pd.Categorical(models), "requested_model": pd.Categorical(models)})
+    to = [{"target": HAIKU, "weight": 100}]
+    cands = parse_scenario({"name": "x", "candidates": [
+        {"name": "a", "rules": [{"id": "a", "when": {"models": [OPUS46]}, "load_balance_targets": to}]},
+        {"name": "b", "rules": [{"id": "b", "when": {"models": [OPUS46, HAIKU]}, "load_balance_targets": to}]},
+        {"name": "c", "budgets": [{"id": "c", "limit_to": 1.0, "unit": "cost_per_day", "on_exceed": "block"}]},
+    ]}, "x.yaml", tmp_path).candidates
+    overlaps = Overlaps(["a", "b", "c"])
+    chunk = SimpleNamespace(n=len(frame), view=RequestView(frame))
+    overlaps.add(chunk, cands)
+    overlaps.add(chunk, cands)  # a second chunk adds up
+    # by hand: a claims rows 0-1 for routing, b rows 0-4, c every row (6) for budgets; two chunks
+    assert overlaps.shared("a", "b") == {"routing": 4}
+    assert overlaps.shared("b", "a") == {"routing": 4}
+    assert overlaps.shared("b", "b") == {"routing": 10}
+    assert overlaps.shared("a", "c") == {}
+    assert overlaps.shared("c", "c") == {"budgets": 12}

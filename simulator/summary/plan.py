@@ -49,8 +49,18 @@ class Overlaps:
             return
         masks = [claims(p.view, c) for c in candidates]
         for kind in KINDS:
-            m = np.stack([x[kind] for x in masks]).astype(np.float64)  # counts of 0/1 products: exact below 2**53
-            self.counts[kind] += (m @ m.T).astype(np.int64)
+            # per pair, rows both claim (bool AND, counted): no float copy of every mask per chunk
+            claimed = [x[kind] if x[kind].any() else None for x in masks]
+            counts = self.counts[kind]
+            for i, a in enumerate(claimed):
+                if a is None:
+                    continue
+                for j in range(i, len(claimed)):
+                    if claimed[j] is not None:
+                        both = np.count_nonzero(a & claimed[j]) if j != i else np.count_nonzero(a)
+                        counts[i, j] += both
+                        if j != i:
+                            counts[j, i] += both
 
     def merge(self, other: Overlaps) -> Overlaps:
         for kind in KINDS:
