@@ -25,7 +25,6 @@ exactly, so a candidate identical to the recorded routing saves exactly 0.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from functools import cached_property
 from typing import Any
 
@@ -125,7 +124,6 @@ class Chunk:
         self.view = RequestView(f)
         self._fail_hash: np.ndarray | None = None  # request_hash per row, filled as rows ask
         self._fail_known: np.ndarray | None = None
-        self._fail_lock = threading.Lock()  # candidates of a chunk may be replayed on several threads
         self.ts = f["timestamp"].array.asi8.copy() if self.n else np.zeros(0, np.int64)
         self.model = codes_in(f["model"], ctx.vocab)
         # contiguous: a column the input lacks is one repeated value in the table (stride 0), not per row here
@@ -195,14 +193,13 @@ class Chunk:
     def request_hash(self, rows: np.ndarray) -> np.ndarray:
         """64-bit hash of (seed, request_id) of ``rows``, the source of per-attempt failure draws: each row is hashed
         once per chunk, and only when a draw asks for it (a downgrade of one model hashes that model's rows only)."""
-        with self._fail_lock:
-            if self._fail_hash is None:
-                self._fail_hash, self._fail_known = np.zeros(self.n, np.uint64), np.zeros(self.n, bool)
-            new = rows[~self._fail_known[rows]]
-            if len(new):
-                self._fail_hash[new] = hash64(self.frame["request_id"].take(new), self.seed, "fail")
-                self._fail_known[new] = True
-            return self._fail_hash[rows]
+        if self._fail_hash is None:
+            self._fail_hash, self._fail_known = np.zeros(self.n, np.uint64), np.zeros(self.n, bool)
+        new = rows[~self._fail_known[rows]]
+        if len(new):
+            self._fail_hash[new] = hash64(self.frame["request_id"].take(new), self.seed, "fail")
+            self._fail_known[new] = True
+        return self._fail_hash[rows]
 
 
 def codes_in(column: pd.Series, vocab: list[str]) -> np.ndarray:

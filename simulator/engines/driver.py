@@ -102,12 +102,12 @@ def prepare(scenario: Scenario, candidates: list, catalog, facts: Facts, eval_pa
 
 def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSource, eval_paths: list, *,
                   facts: Facts | None = None, spill_dir: str | None = None, observers: Iterable[Observer] = (),
-                  progress=None, previous: tuple[str, dict] | None = None, threads: int = 1) -> Replayed:
+                  progress=None, previous: tuple[str, dict] | None = None) -> Replayed:
     """Replay ``source`` through ``candidates`` and build summary.json (see the module docstring).
 
     ``facts`` may be given when the caller already has them (one in-memory table); ``spill_dir`` moves latency
     values to disk (exact percentiles in bounded memory); ``previous``: (path, last week's summary.json) adds the
-    ``since_last_week`` section; ``threads``: threads replaying a chunk's candidates (:func:`replay_pass`).
+    ``since_last_week`` section.
     """
     translator = Translator(scenario)
     if facts is None:
@@ -122,8 +122,7 @@ def replay_source(scenario: Scenario, candidates: list, catalog, source: ChunkSo
     if room is not None:
         observers.append(room.observe)
     main = replay_pass(source, ctx, scenario, everything, premium, spill_dir, observers=observers,
-                       observed=len(candidates), progress=progress, probe=levers.is_probe, overlaps=levers.overlaps,
-                       threads=threads)
+                       observed=len(candidates), progress=progress, probe=levers.is_probe, overlaps=levers.overlaps)
     summary = conclude(scenario, candidates, setup, main, source.counts(), source.reject_reasons(), source.notes(),
                        lambda cand: replay_pass(source, ctx, scenario, [cand], premium, spill_dir, baseline=main.base),
                        previous, room)
@@ -182,14 +181,12 @@ class Pass:
 
 def replay_pass(source: ChunkSource, ctx: Context, scenario: Scenario, candidates: list, premium: set[str],
                 spill_dir: str | None, *, observers: Iterable[Observer] = (), observed: int = 0, progress=None,
-                probe=lambda k: False, overlaps=None, baseline: BaselineAccumulator | None = None,
-                threads: int = 1) -> Pass:
+                probe=lambda k: False, overlaps=None, baseline: BaselineAccumulator | None = None) -> Pass:
     """One pass over the source: every chunk through every candidate (state carried from chunk to chunk).
 
     Observers see the outcomes of the first ``observed`` candidates; ``probe(k)`` marks candidates whose state
     reports are probe reports; ``overlaps`` counts the requests candidates' rules share; ``baseline``: the recorded
-    outcome was accumulated by an earlier pass (it is not accumulated again). ``threads`` > 1: a chunk's candidates
-    are replayed on that many threads while this one accumulates (see :func:`_replays`)."""
+    outcome was accumulated by an earlier pass (it is not accumulated again)."""
     facts = ctx.facts
     unit = scenario.bootstrap.unit
     base_acc = baseline if baseline is not None else BaselineAccumulator(premium, spill_dir)
@@ -201,73 +198,32 @@ def replay_pass(source: ChunkSource, ctx: Context, scenario: Scenario, candidate
     breakdowns = Breakdowns(len(candidates))
     observers = list(observers)
     translator = ctx.translator
-    # the sensitivity replays swap the context's translator: a chunk's candidates are then replayed one at a time
-    threads = threads if len(candidates) > 1 and not variants else 1
-    pool = _thread_pool(threads)
-    try:
-        for frame in source.chunks():
-            p = Chunk(frame, ctx)
-            if p.n == 0:
-                continue
-            replayed = _replays(pool, threads, p, candidates, states)  # started before the baseline is accumulated
-            days = day_labels(p.ts)
-            base = identity_outcome(p)
-            block = block_keys(p, unit, facts.ts_min)
-            if baseline is None:
-                base_acc.add(p, base, days, block)
-            breakdowns.add_baseline(p, base)
-            if overlaps is not None:
-                overlaps.add(p, candidates)
-            workflow = attribution_keys(p.frame, "workflow_tag")
-            steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
-            outcomes = []
-            for k, cand in steps:
-                o = next(replayed)
-                accs[k].add(p, o, base.cost_usd, block, days, workflow, translator, cand.name)
-                if k in variants:
-                    variants[k].replay(p, cand)
-                breakdowns.add_candidate(k, o)
-                if observers and k < observed:
-                    outcomes.append(o)
-            for observe in observers:
-                observe(p, base, outcomes)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for frame in source.chunks():
+        p = Chunk(frame, ctx)
+        if p.n == 0:
+            continue
+        days = day_labels(p.ts)
+        base = identity_outcome(p)
+        block = block_keys(p, unit, facts.ts_min)
+        if baseline is None:
+            base_acc.add(p, base, days, block)
+        breakdowns.add_baseline(p, base)
+        if overlaps is not None:
+            overlaps.add(p, candidates)
+        workflow = attribution_keys(p.frame, "workflow_tag")
+        steps = progress(list(enumerate(candidates)), "replaying candidates") if progress else enumerate(candidates)
+        outcomes = []
+        for k, cand in steps:
+            o = replay_chunk(p, cand, states[k])
+            accs[k].add(p, o, base.cost_usd, block, days, workflow, translator, cand.name)
+            if k in variants:
+                variants[k].replay(p, cand)
+            breakdowns.add_candidate(k, o)
+            if observers and k < observed:
+                outcomes.append(o)
+        for observe in observers:
+            observe(p, base, outcomes)
     return Pass(base_acc, accs, states, breakdowns, variants=variants)
-
-
-def _thread_pool(threads: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfysim-replay") if threads > 1 else None
-
-
-def _replays(pool, threads: int, p: Chunk, candidates: list, states: list) -> Iterator:
-    """The outcome of each candidate on chunk ``p``, in candidate order. With a pool, the replays start at once on
-    its ``threads`` threads, at most ``threads`` ahead of the caller (bounded memory). Each candidate's replay
-    reads the chunk and writes only its own outcome and state (the chunk's and the translator's lazily filled caches
-    are locked), so the outcomes do not depend on the threads' timing; numpy, Arrow and pandas release the GIL in
-    their loops, so replays and the caller's accumulation overlap on a second core."""
-    if pool is None:
-        return (replay_chunk(p, cand, states[k]) for k, cand in enumerate(candidates))
-    ahead = threads
-    futures = [pool.submit(replay_chunk, p, cand, states[k]) for k, cand in enumerate(candidates[:ahead])]
-
-    def outcomes():
-        try:
-            for k in range(len(candidates)):
-                if k + ahead < len(candidates):
-                    futures.append(pool.submit(replay_chunk, p, candidates[k + ahead], states[k + ahead]))
-                o = futures[k].result()
-                futures[k] = None
-                yield o
-        finally:
-            for f in futures:
-                if f is not None:
-                    f.cancel()
-
-    return outcomes()
 
 
 def finish_levers(summary: dict, levers: Levers, scenario: Scenario, facts: Facts, base: BaselineAccumulator,

@@ -53,14 +53,11 @@ class StreamSource:
 
 
 def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, chunk_rows: int = 1_000_000,
-                  spill_dir: str | None = None, observers=(), previous: str | Path | None = None,
-                  threads: int = 2) -> RunResult:
+                  spill_dir: str | None = None, observers=(), previous: str | Path | None = None) -> RunResult:
     """Replay the scenario's traffic chunk by chunk; ``summary`` matches :func:`simulator.api.run`'s.
 
     ``chunk_rows``: rows per chunk read (memory is about chunk_rows x candidates x ~200 bytes plus state);
-    ``spill_dir``: where latency values are spilled for exact percentiles (default: the system temp folder);
-    ``threads``: threads replaying a chunk's candidates while the chunk's sums are accumulated (1: one at a time;
-    the outcomes are the same).
+    ``spill_dir``: where latency values are spilled for exact percentiles (default: the system temp folder).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -75,6 +72,6 @@ def run_streaming(scenario: Scenario | str | Path, *, traffic=None, evals=None, 
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix="tfysim-spill-") as spill, steady_heap():
         stream.spill = ChunkSpill(spill)
         replayed = replay_source(scenario, candidates, catalog, StreamSource(stream), eval_paths, spill_dir=spill,
-                                 observers=observers, previous=before, threads=threads)
+                                 observers=observers, previous=before)
     return RunResult(scenario, replayed.summary, stream.rejects_frame(), stream.rows_read, stream.rows_rejected,
                      engine="streaming")

@@ -11,8 +11,6 @@ assumptions it used (tokenizer ratio; output-length ratio with ``output_tokens: 
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pandas as pd
 
@@ -74,9 +72,6 @@ class Translator:
         self._pairs: dict[tuple[str, str], TokenRatios] = {}  # one row's ratios per pair, for rows without text
         self._pairs_for = None  # the calibration those ratios were computed with
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
-        # one call at a time: a chunk's candidates may be replayed on several threads, and the caches above are
-        # filled lazily (an at_end copy shares the lock)
-        self._lock = threading.RLock()
 
     def at_end(self, end: str) -> Translator:
         """A translator that puts every ratio at the ``"low"`` or ``"high"`` end of its interval (same calibration)."""
@@ -121,10 +116,6 @@ class Translator:
         return min(low / ratio, 1.0), max(high / ratio, 1.0)
 
     def __call__(self, p, o, rows: np.ndarray, cand) -> None:
-        with self._lock:
-            self._translate(p, o, rows, cand)
-
-    def _translate(self, p, o, rows: np.ndarray, cand) -> None:
         vocab = p.vocab
         eval_ratio = getattr(cand, "output_tokens", "recorded") == "eval-ratio"
         unknown_here = []
@@ -211,11 +202,9 @@ class Translator:
         ``served_model``: the final served model code per row (after fallbacks); ``moved``: bool per row.
         """
         low, high = np.ones(p.n), np.ones(p.n)
-        with self._lock:
-            if self._bounds_of is not p:
-                return low, high
-            bounds = list(self._bounds.items())
-        for (name, code), (lo, hi) in bounds:
+        if self._bounds_of is not p:
+            return low, high
+        for (name, code), (lo, hi) in self._bounds.items():
             if name != cand_name:
                 continue
             at = moved & (served_model == code)
