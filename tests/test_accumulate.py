@@ -36,7 +36,8 @@ def test_labels_add_with_no_rows_and_integer_weights():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
     """``ExactSum`` against ``math.fsum`` (exact, correctly rounded) and ``fractions``: values over the whole float64
-    exponent range, signs mixed, cancelling pairs, subnormals; added whole and in uneven slices."""
+    exponent range, signs mixed, cancelling pairs, signed zeros, subnormals and the normals next to them; added whole
+    and in uneven slices."""
     import math
     from fractions import Fraction
 
@@ -44,7 +45,9 @@ def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
 
     rng = np.random.default_rng(seed)
     values = rng.standard_normal(20_000) * np.exp2(rng.integers(-1060, 1000, 20_000))
-    values = np.concatenate([values, -values[:500], [5e-324, -5e-324, 2.0**-1074 * 3, 0.0, 1e308, -1e308, 1.5e308]])
+    edges = [5e-324, -5e-324, 2.0**-1074 * 3, 0.0, -0.0, 2.0**-1022, -2.0**-1022, 2.0**-1022 - 2.0**-1074,
+             1e308, -1e308, 1.5e308]
+    values = np.concatenate([values, -values[:500], edges])
     rng.shuffle(values)
     whole = ExactSum().add(values)
     cuts = np.sort(rng.integers(0, len(values), 9))
