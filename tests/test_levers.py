@@ -329,3 +329,36 @@ def test_action_queue_puts_the_plan_first_and_its_components_with_it():
     assert held[0].startswith("Hold `plan` ($450.00/month): gate max_accuracy_drop_pp failed: -3 pp")
     assert held[0].endswith("(the plan combines `a`, `b`). Client changes: mark the prefix.")
     assert held[1].startswith("Apply `a`:")
+
+
+def test_overlaps_count_shared_rows_per_kind_by_hand(monkeypatch):
+    """Overlaps over two chunks: routing claimed by a and b on rows 1 and 3 of chunk 1 and row 0 of chunk 2 (3
+    shared), budgets by a and c on no common row, rate limits by nobody, caching by every candidate on every row of
+    chunk 2 (2 rows); the diagonal counts each candidate's own claims."""
+    from types import SimpleNamespace
+
+    import simulator.summary.plan as plan
+
+    b = lambda *v: np.array(v, dtype=bool)  # noqa: E731
+    chunks = [
+        {"a": {"routing": b(0, 1, 0, 1), "budgets": b(1, 0, 0, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)},
+         "b": {"routing": b(1, 1, 0, 1), "budgets": b(0, 0, 0, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)},
+         "c": {"routing": b(0, 0, 0, 0), "budgets": b(0, 1, 1, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)}},
+        {"a": {"routing": b(1, 0), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)},
+         "b": {"routing": b(1, 1), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)},
+         "c": {"routing": b(0, 0), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)}},
+    ]
+    cands = [SimpleNamespace(name=n) for n in "abc"]
+    overlaps = plan.Overlaps(["a", "b", "c"])
+    for masks in chunks:
+        monkeypatch.setattr(plan, "claims", lambda view, cand, masks=masks: masks[cand.name])
+        overlaps.add(SimpleNamespace(n=len(masks["a"]["routing"]), view=None), cands)
+    assert overlaps.shared("a", "b") == {"routing": 3, "prompt_caching": 2}
+    assert overlaps.shared("a", "c") == {"prompt_caching": 2}
+    assert overlaps.shared("b", "c") == {"prompt_caching": 2}
+    assert overlaps.shared("a", "a") == {"routing": 3, "budgets": 1, "prompt_caching": 2}
+    assert overlaps.shared("b", "b") == {"routing": 5, "prompt_caching": 2}
+    assert overlaps.shared("c", "c") == {"budgets": 2, "prompt_caching": 2}

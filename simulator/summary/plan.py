@@ -49,7 +49,11 @@ class Overlaps:
             return
         masks = [claims(p.view, c) for c in candidates]
         for kind in KINDS:
-            m = np.stack([x[kind] for x in masks]).astype(np.float64)  # counts of 0/1 products: exact below 2**53
+            m = np.stack([x[kind] for x in masks])
+            some = m.any(axis=0)  # rows no rule claims add nothing: the product runs over the others only
+            if not some.any():
+                continue
+            m = (m if some.all() else m[:, some]).astype(np.float64)  # counts of 0/1 products: exact below 2**53
             self.counts[kind] += (m @ m.T).astype(np.int64)
 
     def merge(self, other: Overlaps) -> Overlaps:
