@@ -343,6 +343,13 @@ class FactsBuilder:
         return [(family.astype(str), classify_content(prompts), reference, tokens)]
 
 
+def model_latencies(frame: pd.DataFrame, model: str) -> np.ndarray:
+    """Latencies of ``model``'s successful requests (status below 400) in one chunk: what the median a latency fit
+    may fall back to is taken over (non-finite values included; percentiles drop them)."""
+    sel = (frame["status_code"].to_numpy(np.int64) < 400) & (frame["model"] == model).to_numpy(dtype=bool)
+    return frame["latency_ms"].to_numpy(np.float64)[sel]
+
+
 def facts_of(frame: pd.DataFrame, registry=None, want_prompts: bool = False) -> Facts:
     """:class:`Facts` of one in-memory table."""
     return FactsBuilder(registry, want_prompts).add(frame).finish()
