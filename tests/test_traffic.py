@@ -854,3 +854,21 @@ def test_check_traffic_keeps_the_copy_the_run_keeps_when_content_decides(tmp_pat
     assert check.counts() == loaded.counts() == {"rows_read": 80, "rows_replayed": 40, "rows_rejected": 40}
     pd.testing.assert_frame_equal(check.rejects, loaded.rejects)
     assert check.values["model"] == sorted(set(loaded.frame["model"].astype(str)))
+
+
+def test_longer_than_marks_text_over_the_cap_by_hand():
+    """Plain, dictionary (a label over the cap, a null row: counted as label 0, as the per-row lengths always did),
+    chunked (each chunk its own dictionary) and non-text columns; 4 bytes allowed."""
+    import pyarrow as pa
+
+    from simulator.io import columns as C
+
+    plain = pa.array(["abcd", "abcde", None, "é€"], pa.large_string())  # "é€" is 5 bytes
+    assert C.longer_than(C.Col(plain), 4).tolist() == [False, True, False, True]
+    dictionary = pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()), pa.array(["long-label", "ok"]))
+    assert C.longer_than(C.Col(dictionary), 4).tolist() == [False, True, True, False]
+    short = pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["ok"]))
+    assert C.longer_than(C.Col(short), 4).tolist() == [False, False]
+    chunked = pa.chunked_array([short, dictionary])
+    assert C.longer_than(C.Col(chunked), 4).tolist() == [False, False, False, True, True, False]
+    assert C.longer_than(C.Col(pa.array([123456789, 1])), 4).tolist() == [False, False]

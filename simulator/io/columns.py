@@ -147,7 +147,7 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
 
 
 def from_arrow(arr: pa.Array | pa.ChunkedArray, chunks: bool = False) -> Col:
-    """An Arrow column; with ``chunks`` a chunked column stays chunked (only for :func:`lengths`,
+    """An Arrow column; with ``chunks`` a chunked column stays chunked (only for :func:`longer_than`,
     :func:`plain_text` and the masks)."""
     if chunks and isinstance(arr, pa.ChunkedArray) and arr.num_chunks > 1:
         return Col(arr)
@@ -194,19 +194,21 @@ def missing(col: Col) -> np.ndarray:
     return ~_valid(arr)
 
 
-def lengths(col: Col) -> np.ndarray:
-    """Bytes of each text value (0 for other kinds)."""
+def longer_than(col: Col, cap: int) -> np.ndarray:
+    """Text values of more than ``cap`` bytes (False for other kinds). Dictionary text is measured per label: rows
+    are looked at only when some label is too long (a null row counts as label 0, as it always has)."""
     arr = col.arr
     if isinstance(arr, pa.ChunkedArray):
-        return _per_chunk(arr, lambda chunk, _: lengths(Col(chunk)))
+        return _per_chunk(arr, lambda chunk, _: longer_than(Col(chunk), cap))
     if not col.is_text():
-        return np.zeros(len(arr), dtype=np.int64)
+        return np.zeros(len(arr), dtype=bool)
     if pa.types.is_dictionary(arr.type):
-        per_label = pc.fill_null(pc.binary_length(arr.dictionary), 0).to_numpy(zero_copy_only=False)
+        over = _bools(pc.greater(pc.binary_length(arr.dictionary), cap))
+        if not over.any():
+            return np.zeros(len(arr), dtype=bool)
         idx = pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False)
-        return np.asarray(per_label, dtype=np.int64)[np.asarray(idx, dtype=np.int64)] if len(per_label) else \
-            np.zeros(len(arr), dtype=np.int64)
-    return np.asarray(pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return over[np.asarray(idx, dtype=np.int64)]
+    return _bools(pc.greater(pc.binary_length(arr), cap))
 
 
 # -- numbers ---------------------------------------------------------------------------------------------------
