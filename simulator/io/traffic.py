@@ -864,8 +864,8 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)
             _release(len(ids))  # the category's temporaries
-        elif name == "prefix_blocks":
-            data[name] = _take(blocks, order)
+        elif name == "prefix_blocks":  # object as it is: pandas would scan every row to infer a type
+            data[name] = pd.Series(_take(blocks, order), dtype=object, copy=False)
         else:
             data[name] = _take(num[name], order)
     return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns
