@@ -364,8 +364,11 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         raw = np.array(pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
         per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[t.unit]
         in_range = valid & (raw >= NS_LOW // per) & (raw <= NS_HIGH // per)
-        out.problem[valid & ~in_range] = _CODE["range"]
-        out.ns[in_range] = raw[in_range] * per
+        if in_range.all():  # the usual typed column: no masked copies
+            out.ns = raw * per if per != 1 else raw
+        else:
+            out.problem[valid & ~in_range] = _CODE["range"]
+            out.ns[in_range] = raw[in_range] * per
         if t.tz is None:
             _localise(out, in_range, timezone, typed=True)
         return out
