@@ -349,8 +349,8 @@ class FactsBuilder:
 
 
 def model_latencies(frame: pd.DataFrame, model: str) -> np.ndarray:
-    """Latencies of ``model``'s successful requests (status below 400) in one chunk: what the median a latency fit
-    may fall back to is taken over (non-finite values included; percentiles drop them)."""
+    """Latencies of ``model``'s successful requests (status below 400) in one chunk: the values whose median a
+    latency fit falls back to (non-finite values included; percentiles drop them)."""
     sel = (frame["status_code"].to_numpy(np.int64) < 400) & (frame["model"] == model).to_numpy(dtype=bool)
     return frame["latency_ms"].to_numpy(np.float64)[sel]
 

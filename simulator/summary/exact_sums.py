@@ -38,7 +38,6 @@ class ExactSum:
             tiny = np.flatnonzero((key & 2047) == 0)  # zeros and subnormals: no implicit bit, E counts as 1
             if len(tiny):
                 m[tiny] ^= _IMPLICIT
-                key = key.copy()
                 key[tiny] += 1
             # integer weights below 2**27 over at most 2**25 rows: every partial sum is exact in float64
             hi_sum = np.bincount(key, weights=m >> np.uint64(_HALF), minlength=4096)
