@@ -100,3 +100,21 @@ def test_labels_of_categorical_keys_equal_their_values_and_list_only_categories_
     assert names.tolist() == ["a", "b", "c"]
     assert names.tolist() == by_value.sorted()[0].tolist()
     assert sums[:, 0].tolist() == by_value.sorted()[1][:, 0].tolist()
+
+
+def test_labels_of_categorical_keys_whose_categories_are_all_known():
+    """Later chunks whose categories all have a label already (one of them without rows in the chunk, one chunk of
+    a single category): the same sums, bit for bit, as the keys as values row by row."""
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    categories = np.array(["b", "a", "c"], dtype=object)
+    parts = [np.array([0, 1, 2, 1]), rng.integers(0, 2, 5_000), np.full(7, 2), rng.integers(0, 3, 3_000)]
+    by_category, by_value = Labels(1), Labels(1)
+    for codes in parts:
+        weights = rng.random(len(codes)) * 10.0 ** rng.integers(-6, 7, len(codes))
+        by_category.add(by_category.codes(pd.Categorical.from_codes(codes, categories=categories)), 0, weights)
+        by_value.add(by_value.codes(categories[codes]), 0, weights)
+    names, sums = by_category.sorted()
+    assert names.tolist() == ["a", "b", "c"] == by_value.sorted()[0].tolist()
+    assert sums[:, 0].tolist() == by_value.sorted()[1][:, 0].tolist()
