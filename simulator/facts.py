@@ -145,7 +145,6 @@ class FactsBuilder:
         status = f["status_code"].to_numpy(np.int64)
         failed = status >= 400
         bucket = ts // FAIL_BUCKET_NS
-        frame = pd.DataFrame({"m": codes, "b": bucket, "f": failed, "s": status})
         # requests and failures per (model, bucket): counts over one integer key, not a pandas group-by
         known = codes >= 0
         first = int(bucket.min())
@@ -162,9 +161,15 @@ class FactsBuilder:
             acc = self.fail_n.setdefault((names[m], b + first), [0, 0])
             acc[0] += cnt
             acc[1] += int(fail)
-        for (m, b, s), cnt in frame[failed].groupby(["m", "b", "s"], sort=False).size().items():
-            key = (names[m], int(b), int(s))
-            self.fail_status[key] = self.fail_status.get(key, 0) + int(cnt)
+        # failures per (model, bucket, status): one integer key over the failed rows
+        bad = known & failed
+        if bad.any():
+            width = int(status[bad].max()) + 1
+            slot = (codes[bad].astype(np.int64) * span + (bucket[bad] - first)) * width + status[bad]
+            for k, cnt in zip(*(a.tolist() for a in np.unique(slot, return_counts=True))):
+                (m, b), s = divmod(k // width, span), k % width
+                key = (names[m], b + first, s)
+                self.fail_status[key] = self.fail_status.get(key, 0) + cnt
         from simulator.summary.drift import alias_drift_sums
 
         # only rows whose requested model differs from the model are behind an alias: compared on label codes
@@ -341,6 +346,13 @@ class FactsBuilder:
         family = np.concatenate([np.full(len(self.calib[fam].hash), fam, object) for fam in families])
         reference = np.asarray(count_tokens(self.registry.get(REFERENCE_TOKENIZER), prompts), dtype=np.int64)
         return [(family.astype(str), classify_content(prompts), reference, tokens)]
+
+
+def model_latencies(frame: pd.DataFrame, model: str) -> np.ndarray:
+    """Latencies of ``model``'s successful requests (status below 400) in one chunk: the values whose median a
+    latency fit falls back to (non-finite values included; percentiles drop them)."""
+    sel = (frame["status_code"].to_numpy(np.int64) < 400) & (frame["model"] == model).to_numpy(dtype=bool)
+    return frame["latency_ms"].to_numpy(np.float64)[sel]
 
 
 def facts_of(frame: pd.DataFrame, registry=None, want_prompts: bool = False) -> Facts:

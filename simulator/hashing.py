@@ -135,14 +135,22 @@ def _compiled(lengths: np.ndarray) -> bool:
 
 
 def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, start: int) -> np.ndarray:
-    order = np.argsort(-lengths, kind="stable")  # longest first: the strings still running are a prefix
-    begin = offsets[:-1][order]
-    running = np.searchsorted(-lengths[order], -np.arange(int(lengths.max()) if len(lengths) else 0), "left")
+    longest = int(lengths.max()) if len(lengths) else 0
+    keys = -lengths
+    if longest < np.iinfo(np.int16).max:
+        keys = keys.astype(np.int16)  # numpy's stable sort of 16-bit keys is a radix sort
+    order = np.argsort(keys, kind="stable")  # longest first: the strings still running are a prefix
+    at = offsets[:-1][order]  # each running string's next byte
+    running = np.searchsorted(keys[order], -np.arange(longest, dtype=keys.dtype), "left")
     h = np.full(len(order), start, dtype=np.uint64)
+    byte = np.empty(len(order), dtype=np.uint8)
     prime = np.uint64(FNV_PRIME)
     with np.errstate(over="ignore"):
-        for j, k in enumerate(running.tolist()):
-            h[:k] = (h[:k] ^ data[begin[:k] + j]) * prime
+        for k in running.tolist():  # in place: no temporaries per byte position
+            np.take(data, at[:k], out=byte[:k])
+            h[:k] ^= byte[:k]
+            h[:k] *= prime
+            at[:k] += 1
     out = np.empty(len(order), dtype=np.uint64)
     out[order] = _fmix64(h)
     return out

@@ -36,7 +36,8 @@ def test_labels_add_with_no_rows_and_integer_weights():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
     """``ExactSum`` against ``math.fsum`` (exact, correctly rounded) and ``fractions``: values over the whole float64
-    exponent range, signs mixed, cancelling pairs, subnormals; added whole and in uneven slices."""
+    exponent range, signs mixed, cancelling pairs, signed zeros, subnormals and the normals next to them; added whole
+    and in uneven slices."""
     import math
     from fractions import Fraction
 
@@ -44,7 +45,9 @@ def test_exact_sum_is_the_correctly_rounded_sum_in_any_split(seed):
 
     rng = np.random.default_rng(seed)
     values = rng.standard_normal(20_000) * np.exp2(rng.integers(-1060, 1000, 20_000))
-    values = np.concatenate([values, -values[:500], [5e-324, -5e-324, 2.0**-1074 * 3, 0.0, 1e308, -1e308, 1.5e308]])
+    edges = [5e-324, -5e-324, 2.0**-1074 * 3, 0.0, -0.0, 2.0**-1022, -2.0**-1022, 2.0**-1022 - 2.0**-1074,
+             1e308, -1e308, 1.5e308]
+    values = np.concatenate([values, -values[:500], edges])
     rng.shuffle(values)
     whole = ExactSum().add(values)
     cuts = np.sort(rng.integers(0, len(values), 9))
@@ -96,4 +99,22 @@ def test_labels_of_categorical_keys_equal_their_values_and_list_only_categories_
     names, sums = by_category.sorted()
     assert names.tolist() == ["a", "b", "c"]
     assert names.tolist() == by_value.sorted()[0].tolist()
+    assert sums[:, 0].tolist() == by_value.sorted()[1][:, 0].tolist()
+
+
+def test_labels_of_categorical_keys_whose_categories_are_all_known():
+    """Later chunks whose categories all have a label already (one of them without rows in the chunk, one chunk of
+    a single category): the same sums, bit for bit, as the keys as values row by row."""
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    categories = np.array(["b", "a", "c"], dtype=object)
+    parts = [np.array([0, 1, 2, 1]), rng.integers(0, 2, 5_000), np.full(7, 2), rng.integers(0, 3, 3_000)]
+    by_category, by_value = Labels(1), Labels(1)
+    for codes in parts:
+        weights = rng.random(len(codes)) * 10.0 ** rng.integers(-6, 7, len(codes))
+        by_category.add(by_category.codes(pd.Categorical.from_codes(codes, categories=categories)), 0, weights)
+        by_value.add(by_value.codes(categories[codes]), 0, weights)
+    names, sums = by_category.sorted()
+    assert names.tolist() == ["a", "b", "c"] == by_value.sorted()[0].tolist()
     assert sums[:, 0].tolist() == by_value.sorted()[1][:, 0].tolist()

@@ -101,3 +101,55 @@ def test_failure_buckets_of_a_long_window_with_few_rows():
     jan, dec, jun = (pd.Timestamp(t).value // (5 * 60 * 10**9) for t in
                      ("2025-01-01T00:00:00Z", "2025-12-31T23:55:00Z", "2025-06-01T12:00:00Z"))
     assert facts.failure_buckets == {(0, jan): (0.5, 500), (0, dec): (1.0, 429), (1, jun): (1.0, 503)}
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_gather_facts_reads_latencies_only_for_a_median_fallback(tmp_path, chunk_rows):
+    """Model b has 4 successful requests with a finite latency (fewer than 20: the fit falls back to their median);
+    its failed request and its request without a latency take no part. Model a (30 requests, latency 100 ms + 2 ms
+    per output token) keeps its least-squares fit. Medians by hand; the same in one chunk and in chunks of 7."""
+    from types import SimpleNamespace
+
+    from simulator.engines.driver import InMemorySource, gather_facts
+    from simulator.io.traffic import load_traffic
+
+    rows = [("a", 10 + i, 200, str(100 + 2 * (10 + i))) for i in range(30)]
+    rows += [("b", 5, 200, "40"), ("b", 5, 200, "10"), ("b", 5, 503, "1"), ("b", 5, 200, "30"), ("b", 5, 200, ""),
+             ("b", 5, 200, "25")]
+    lines = ["request_id,timestamp,model,input_tokens,output_tokens,status_code,latency_ms"]
+    lines += [f"r{k:02d},2026-11-16T09:{k:02d}:00Z,p/{m},100,{out},{status},{lat}"
+              for k, (m, out, status, lat) in enumerate(rows)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    loaded = load_traffic([tmp_path / "t.csv"])
+    facts = gather_facts(None, InMemorySource(loaded, chunk_rows), SimpleNamespace(registry=None), False, None)
+    code = {m: i for i, m in enumerate(facts.models)}
+    assert facts.latency_model[code["p/b"]] == (27.5, 0.0)  # median of 10, 25, 30, 40
+    per_request, per_token = facts.latency_model[code["p/a"]]
+    assert per_request == pytest.approx(100.0) and per_token == pytest.approx(2.0)
+
+
+def test_median_fallback_is_the_same_on_the_local_and_streaming_engines(tmp_path):
+    """Opus requests downgraded to Haiku take Haiku's latency: its fit falls back to the median of its 4 successful
+    requests with a latency (10, 25, 30, 40 ms: 27.5 ms), read in the extra pass on both engines (streaming in
+    chunks of 7 rows), so 30 of the 36 requests after the move take 27.5 ms: the p50 after is 27.5 ms."""
+    import yaml
+
+    from simulator.api import run
+    from simulator.engines.streaming import run_streaming
+
+    opus, haiku = "anthropic-main/claude-opus-4-7", "anthropic-main/claude-haiku-4-5"
+    rows = [(opus, 10 + i, 200, str(100 + 2 * (10 + i))) for i in range(30)]
+    rows += [(haiku, 5, 200, "40"), (haiku, 5, 200, "10"), (haiku, 5, 503, "1"), (haiku, 5, 200, "30"),
+             (haiku, 5, 200, ""), (haiku, 5, 200, "25")]
+    lines = ["request_id,timestamp,model,input_tokens,output_tokens,status_code,latency_ms"]
+    lines += [f"r{k:02d},2026-11-16T09:{k:02d}:00Z,{m},100,{out},{status},{lat}"
+              for k, (m, out, status, lat) in enumerate(rows)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "m", "traffic": str(tmp_path / "t.csv"), "seed": 1,
+        "candidates": [{"name": "down", "rules": [{
+            "id": "d", "when": {"models": [opus]}, "type": "weight-based-routing",
+            "load_balance_targets": [{"target": haiku, "weight": 100}]}]}]}))
+    for summary in (run(scenario).summary, run_streaming(scenario, chunk_rows=7).summary):
+        assert summary["policies"][0]["latency_p50_ms_after"] == 27.5

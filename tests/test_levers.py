@@ -356,3 +356,36 @@ def test_overlaps_count_the_requests_two_candidates_claim_per_kind(tmp_path):
     assert overlaps.shared("b", "b") == {"routing": 10}
     assert overlaps.shared("a", "c") == {}
     assert overlaps.shared("c", "c") == {"budgets": 12}
+
+
+def test_overlaps_count_shared_rows_per_kind_by_hand(monkeypatch):
+    """Overlaps over two chunks: routing claimed by a and b on rows 1 and 3 of chunk 1 and row 0 of chunk 2 (3
+    shared), budgets by a and c on no common row, rate limits by nobody, caching by every candidate on every row of
+    chunk 2 (2 rows); the diagonal counts each candidate's own claims."""
+    from types import SimpleNamespace
+
+    import simulator.summary.plan as plan
+
+    b = lambda *v: np.array(v, dtype=bool)  # noqa: E731
+    chunks = [
+        {"a": {"routing": b(0, 1, 0, 1), "budgets": b(1, 0, 0, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)},
+         "b": {"routing": b(1, 1, 0, 1), "budgets": b(0, 0, 0, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)},
+         "c": {"routing": b(0, 0, 0, 0), "budgets": b(0, 1, 1, 0), "rate_limits": b(0, 0, 0, 0),
+               "prompt_caching": b(0, 0, 0, 0)}},
+        {"a": {"routing": b(1, 0), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)},
+         "b": {"routing": b(1, 1), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)},
+         "c": {"routing": b(0, 0), "budgets": b(0, 0), "rate_limits": b(0, 0), "prompt_caching": b(1, 1)}},
+    ]
+    cands = [SimpleNamespace(name=n) for n in "abc"]
+    overlaps = plan.Overlaps(["a", "b", "c"])
+    for masks in chunks:
+        monkeypatch.setattr(plan, "claims", lambda view, cand, masks=masks: masks[cand.name])
+        overlaps.add(SimpleNamespace(n=len(masks["a"]["routing"]), view=None), cands)
+    assert overlaps.shared("a", "b") == {"routing": 3, "prompt_caching": 2}
+    assert overlaps.shared("a", "c") == {"prompt_caching": 2}
+    assert overlaps.shared("b", "c") == {"prompt_caching": 2}
+    assert overlaps.shared("a", "a") == {"routing": 3, "budgets": 1, "prompt_caching": 2}
+    assert overlaps.shared("b", "b") == {"routing": 5, "prompt_caching": 2}
+    assert overlaps.shared("c", "c") == {"budgets": 2, "prompt_caching": 2}

@@ -272,6 +272,26 @@ def test_missing_timestamps_in_typed_parquet_columns_are_rejected(tmp_path):
     assert reasons(t) == [(2, "b", "timestamp is missing")]
 
 
+@pytest.mark.parametrize("far", [False, True])
+def test_typed_millisecond_timestamps_in_and_out_of_range(tmp_path, far):
+    """Typed timestamp[ms, UTC]: values are scaled to ns (1,793,613,600,123 ms is 2026-11-02T10:00:00.123Z); with
+    year 3000 in the column that row is rejected for the range and the other keeps its value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ms = [1_793_613_600_123] + ([32_503_680_000_000] if far else [1_793_613_600_124])  # 3000-01-01
+    pq.write_table(pa.table({"request_id": ["a", "b"], "model": ["m/a", "m/a"], "input_tokens": [1, 1],
+                             "output_tokens": [1, 1], "timestamp": pa.array(ms, pa.timestamp("ms", "UTC"))}),
+                   tmp_path / "t.parquet")
+    t = load(tmp_path / "t.parquet")
+    assert t.frame["timestamp"].astype("int64").tolist()[0] == 1_793_613_600_123_000_000
+    if far:
+        assert reasons(t) == [(2, "b", "timestamp is outside the supported range (years 1678 to 2261)")]
+    else:
+        assert t.frame["timestamp"].astype("int64").tolist() == [1_793_613_600_123_000_000,
+                                                                 1_793_613_600_124_000_000]
+
+
 # -- round trips across formats ------------------------------------------------------------------------------
 ROWS = pd.DataFrame({
     "request_id": ["r3", "r1", "r2", "r4"],
@@ -854,3 +874,21 @@ def test_check_traffic_keeps_the_copy_the_run_keeps_when_content_decides(tmp_pat
     assert check.counts() == loaded.counts() == {"rows_read": 80, "rows_replayed": 40, "rows_rejected": 40}
     pd.testing.assert_frame_equal(check.rejects, loaded.rejects)
     assert check.values["model"] == sorted(set(loaded.frame["model"].astype(str)))
+
+
+def test_longer_than_marks_text_over_the_cap_by_hand():
+    """Plain, dictionary (a label over the cap, a null row: counted as label 0, as the per-row lengths always did),
+    chunked (each chunk its own dictionary) and non-text columns; 4 bytes allowed."""
+    import pyarrow as pa
+
+    from simulator.io import columns as C
+
+    plain = pa.array(["abcd", "abcde", None, "é€"], pa.large_string())  # "é€" is 5 bytes
+    assert C.longer_than(C.Col(plain), 4).tolist() == [False, True, False, True]
+    dictionary = pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()), pa.array(["long-label", "ok"]))
+    assert C.longer_than(C.Col(dictionary), 4).tolist() == [False, True, True, False]
+    short = pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["ok"]))
+    assert C.longer_than(C.Col(short), 4).tolist() == [False, False]
+    chunked = pa.chunked_array([short, dictionary])
+    assert C.longer_than(C.Col(chunked), 4).tolist() == [False, False, False, True, True, False]
+    assert C.longer_than(C.Col(pa.array([123456789, 1])), 4).tolist() == [False, False]

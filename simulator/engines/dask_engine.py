@@ -37,7 +37,7 @@ from simulator.api import REPLAY_CHUNK_ROWS, RunResult, catalog_for, resolve_can
 from simulator.core import CandidateState, Chunk, Context, identity_outcome, replay_chunk
 from simulator.engines.driver import CacheVariants, Pass, conclude, prepare
 from simulator.errors import InputError, ScenarioError
-from simulator.facts import FactsBuilder
+from simulator.facts import FactsBuilder, model_latencies
 from simulator.hashing import hash64
 from simulator.io.readers import detect_format, expand_paths
 from simulator.io.traffic import request_ids, time_order
@@ -223,8 +223,7 @@ def _latencies_of(loaded: dict, model: str) -> np.ndarray:
     f = loaded["frame"]
     if f is None:
         return np.zeros(0)
-    sel = (f["status_code"].to_numpy(np.int64) < 400) & (f["model"].to_numpy(dtype=object) == model)
-    return f["latency_ms"].to_numpy(np.float64)[sel]
+    return model_latencies(f, model)
 
 
 # -- replay -------------------------------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ import pandas as pd
 
 from simulator.core import CandidateState, Chunk, Context, check_candidate_targets, identity_outcome, replay_chunk
 from simulator.engines.levers import Levers
-from simulator.facts import Facts, FactsBuilder
+from simulator.facts import Facts, FactsBuilder, model_latencies
 from simulator.routing.scenario import Scenario
 from simulator.routing.tiers import TierSettings
 from simulator.summary import metrics, weekly
 from simulator.summary.accumulate import (BaselineAccumulator, Breakdowns, PolicyAccumulator,
                                           attribution_keys, block_keys, day_labels)
 from simulator.summary.build import build_summary, data_quality, policy_summary, pricing_drift, traffic_counts
+from simulator.summary.quantiles import Quantiles
 from simulator.tokens.translator import Translator
 
 #: Observers see every chunk with all outcomes: fn(chunk, baseline, outcomes) (``--write-requests``, ``diff``).
@@ -58,11 +59,22 @@ class Replayed:
 
 def gather_facts(scenario: Scenario, source: ChunkSource, translator: Translator, want_prompts: bool,
                  spill_dir: str | None) -> Facts:
-    """Pass 1 over the source."""
-    builder = FactsBuilder(translator.registry, want_prompts, spill_dir=spill_dir)
+    """Pass 1 over the source. A model whose latency fit falls back to the median (few rows, one output length, a
+    negative slope) has its latencies read in one more pass; no latency is kept for the others."""
+    builder = FactsBuilder(translator.registry, want_prompts, latency_values=False)
     for frame in source.chunks():
         builder.add(frame)
-    return builder.finish()
+    needing = sorted(m for m, sums in builder.lat.items() if sums.needs_median)
+    medians = {}
+    if needing:
+        values = {m: Quantiles(spill_dir) for m in needing}
+        for frame in source.chunks():
+            for m in needing:
+                values[m].add(model_latencies(frame, m))
+        medians = {m: values[m].median() for m in needing}
+        for q in values.values():
+            q.close()
+    return builder.finish(medians)
 
 
 @dataclasses.dataclass

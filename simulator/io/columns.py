@@ -147,7 +147,7 @@ def _stack_dictionaries(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
 
 
 def from_arrow(arr: pa.Array | pa.ChunkedArray, chunks: bool = False) -> Col:
-    """An Arrow column; with ``chunks`` a chunked column stays chunked (only for :func:`lengths`,
+    """An Arrow column; with ``chunks`` a chunked column stays chunked (only for :func:`longer_than`,
     :func:`plain_text` and the masks)."""
     if chunks and isinstance(arr, pa.ChunkedArray) and arr.num_chunks > 1:
         return Col(arr)
@@ -194,19 +194,21 @@ def missing(col: Col) -> np.ndarray:
     return ~_valid(arr)
 
 
-def lengths(col: Col) -> np.ndarray:
-    """Bytes of each text value (0 for other kinds)."""
+def longer_than(col: Col, cap: int) -> np.ndarray:
+    """Text values of more than ``cap`` bytes (False for other kinds). Dictionary text is measured per label: rows
+    are looked at only when some label is too long (a null row counts as label 0, as it always has)."""
     arr = col.arr
     if isinstance(arr, pa.ChunkedArray):
-        return _per_chunk(arr, lambda chunk, _: lengths(Col(chunk)))
+        return _per_chunk(arr, lambda chunk, _: longer_than(Col(chunk), cap))
     if not col.is_text():
-        return np.zeros(len(arr), dtype=np.int64)
+        return np.zeros(len(arr), dtype=bool)
     if pa.types.is_dictionary(arr.type):
-        per_label = pc.fill_null(pc.binary_length(arr.dictionary), 0).to_numpy(zero_copy_only=False)
+        over = _bools(pc.greater(pc.binary_length(arr.dictionary), cap))
+        if not over.any():
+            return np.zeros(len(arr), dtype=bool)
         idx = pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False)
-        return np.asarray(per_label, dtype=np.int64)[np.asarray(idx, dtype=np.int64)] if len(per_label) else \
-            np.zeros(len(arr), dtype=np.int64)
-    return np.asarray(pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return over[np.asarray(idx, dtype=np.int64)]
+    return _bools(pc.greater(pc.binary_length(arr), cap))
 
 
 # -- numbers ---------------------------------------------------------------------------------------------------
@@ -362,8 +364,11 @@ def timestamps(col: Col, absent_mask: np.ndarray, timezone: str | None) -> Times
         raw = np.array(pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
         per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[t.unit]
         in_range = valid & (raw >= NS_LOW // per) & (raw <= NS_HIGH // per)
-        out.problem[valid & ~in_range] = _CODE["range"]
-        out.ns[in_range] = raw[in_range] * per
+        if in_range.all():  # the usual typed column: no masked copies
+            out.ns = raw * per if per != 1 else raw
+        else:
+            out.problem[valid & ~in_range] = _CODE["range"]
+            out.ns[in_range] = raw[in_range] * per
         if t.tz is None:
             _localise(out, in_range, timezone, typed=True)
         return out

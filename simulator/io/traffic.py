@@ -494,7 +494,7 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
         if kind in ("str", "json") and name in names:
             cap, key = (limits.max_prompt_bytes, "max_prompt_bytes") if name == "prompt" else \
                 (limits.max_value_bytes, "max_value_bytes")
-            too_long[name] = C.lengths(cols[name]) > cap
+            too_long[name] = C.longer_than(cols[name], cap)
             rej.add(too_long[name], f"{name} is longer than {cap} bytes (limit {key})")
     out = Part(n=n, bad=np.zeros(n, bool), reason=rej.reason,
                request_id=C.plain_text(cols.pop("request_id"), too_long.get("request_id")),
@@ -550,8 +550,10 @@ def validate(raw: pa.Table | pd.DataFrame, *, timezone: str | None = None, now: 
     out.prefix_blocks, has_blocks = _blocks(block_codes, block_values, rej)
     rej.add(has_blocks & (num["block_tokens"] <= 0), "prefix_blocks needs block_tokens > 0")
     out.labels["_source"] = C.codes(col("_source"))
-    row = C.numbers(col("_row"), C.missing(col("_row")))
-    num["_row"] = np.nan_to_num(row, nan=0.0).astype(np.int64)
+    row = C.whole_numbers(col("_row"), 2**53)  # the readers' own row numbers: int64 as they are
+    if row is None:
+        row = np.nan_to_num(C.numbers(col("_row"), C.missing(col("_row"))), nan=0.0).astype(np.int64)
+    num["_row"] = row
     out.bad = rej.bad
     out.reason = rej.reason[out.bad]
     out.labels = {name: (_narrow(codes, len(labels)), labels) for name, (codes, labels) in out.labels.items()}
@@ -862,8 +864,8 @@ def _frame(order: np.ndarray, ids: pa.Array, num: dict, labels: dict, blocks: np
             codes, lab = labels[name]
             data[name] = _category(codes[order], lab)
             _release(len(ids))  # the category's temporaries
-        elif name == "prefix_blocks":
-            data[name] = _take(blocks, order)
+        elif name == "prefix_blocks":  # object as it is: pandas would scan every row to infer a type
+            data[name] = pd.Series(_take(blocks, order), dtype=object, copy=False)
         else:
             data[name] = _take(num[name], order)
     return pd.DataFrame(data, columns=list(COLUMNS), copy=False)  # no consolidation copy of the int columns

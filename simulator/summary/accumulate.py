@@ -86,7 +86,11 @@ class Labels:
     def codes(self, keys: np.ndarray | pd.Categorical) -> np.ndarray:
         if isinstance(keys, pd.Categorical) and len(keys) and keys.codes.min() >= 0:
             # a category per distinct key already: only the categories present get an id (ids are in no particular
-            # order; sums are added in row order and read through sorted())
+            # order; sums are added in row order and read through sorted()); when every category has its id from
+            # an earlier chunk, no pass over the rows is needed to find the present ones
+            known = [self.ids.get(u) for u in keys.categories.tolist()]
+            if None not in known:
+                return np.array(known, dtype=np.int64)[keys.codes]
             present = np.flatnonzero(np.bincount(keys.codes, minlength=len(keys.categories)))
             ids = np.full(len(keys.categories), -1, dtype=np.int64)
             ids[present] = [self.ids.setdefault(u, len(self.ids)) for u in keys.categories[present].tolist()]

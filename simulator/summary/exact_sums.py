@@ -14,6 +14,9 @@ import numpy as np
 
 _HALF = 26  # mantissas are split into two 26/27-bit halves so the sums of a slice stay exact
 _MAX_ROWS = 1 << 25  # rows per slice: half-sums below 2**52 in magnitude, exact even as float64 (np.bincount)
+_FRACTION = np.uint64((1 << 52) - 1)
+_IMPLICIT = np.uint64(1 << 52)
+_LOW = np.uint64((1 << _HALF) - 1)
 
 
 class ExactSum:
@@ -25,22 +28,25 @@ class ExactSum:
     def add(self, values: np.ndarray) -> ExactSum:
         values = np.asarray(values, dtype=np.float64)
         for start in range(0, len(values), _MAX_ROWS):
-            v = values[start:start + _MAX_ROWS]
-            v = v[v != 0.0]
-            if len(v) == 0:
+            # the bits as they are: value = +-m * 2**(E - 1075) with m the 52 fraction bits plus the implicit one
+            bits = values[start:start + _MAX_ROWS].view(np.uint64)
+            if len(bits) == 0:
                 continue
-            mant, exp = np.frexp(v)
-            m = np.ldexp(mant, 53).astype(np.int64)  # exact: |mant| < 1 has 53 significant bits
-            hi = m >> _HALF
-            lo = m - (hi << _HALF)
-            low_exp = int(exp.min())
-            at = exp - low_exp  # binary exponents span at most 2,100 values
-            present = np.flatnonzero(np.bincount(at))
+            key = (bits >> np.uint64(52)).view(np.int64)  # sign * 2048 + biased exponent E: 0..4095
+            m = bits & _FRACTION
+            m |= _IMPLICIT
+            tiny = np.flatnonzero((key & 2047) == 0)  # zeros and subnormals: no implicit bit, E counts as 1
+            if len(tiny):
+                m[tiny] ^= _IMPLICIT
+                key[tiny] += 1
             # integer weights below 2**27 over at most 2**25 rows: every partial sum is exact in float64
-            hi_sum = np.bincount(at, weights=hi)[present]
-            lo_sum = np.bincount(at, weights=lo)[present]
-            for e, h, low in zip((present + low_exp).tolist(), hi_sum.tolist(), lo_sum.tolist()):
-                self.parts[e] = self.parts.get(e, 0) + (int(h) << _HALF) + int(low)
+            hi_sum = np.bincount(key, weights=m >> np.uint64(_HALF), minlength=4096)
+            lo_sum = np.bincount(key, weights=m & _LOW, minlength=4096)
+            present = np.flatnonzero((hi_sum != 0) | (lo_sum != 0))
+            for k, h, low in zip(present.tolist(), hi_sum[present].tolist(), lo_sum[present].tolist()):
+                total = (int(h) << _HALF) + int(low)
+                e = (k & 2047) - 1022  # frexp's exponent of a normal number: value = m * 2**(e - 53)
+                self.parts[e] = self.parts.get(e, 0) + (-total if k >= 2048 else total)
         return self
 
     def merge(self, other: ExactSum) -> ExactSum:
