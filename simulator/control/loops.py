@@ -88,7 +88,7 @@ def _texts(values):
     return [None if v is None or v != v else str(v) for v in values]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - compiled
     """Per row: the sum of the same slot's weights with ts in (t - window, t); rows in time order."""
     n = ts.shape[0]
