@@ -233,17 +233,6 @@ def test_control_room_report_is_rendered_from_summary_json_alone(tmp_path):
     assert any("throttles the session" in x for x in index["kill"]["not_expressible"]["truefoundry"])
 
 
-def test_dask_engine_refuses_the_control_room_with_a_reason(tmp_path):
-    from simulator.errors import ScenarioError
-    from simulator.engines.dask_engine import run_dask
-
-    _traffic(tmp_path)
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "o", "traffic": "t.csv", "loop_detection": {}}))
-    with pytest.raises(ScenarioError, match="loop_detection: the control-room panels .* Use --engine local or "
-                                            "--engine streaming"):
-        run_dask(tmp_path / "s.yaml")
-
-
 def test_session_kill_rule_for_untagged_sessions_is_last():
     """The gateway applies the first matching rule: the condition-less rule of untagged sessions must come after every
     workflow's rule, or it would limit every session with the untagged threshold."""

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from simulator.api import run
 from simulator.cli import cli
+from simulator.routing.scenario import load_scenario
 from simulator.synth.generator import generate
 from tests.test_engines import HAIKU, OPUS, SONNET, assert_same
 
@@ -280,3 +281,75 @@ def test_candidates_with_the_same_state_keys_share_one_shuffle(scenario, client,
     assert len(anchors) == 2 * n_parts
     budgets = {p["name"]: sum(b["requests_rerouted"] for b in p["budgets"]) for p in expected["policies"]}
     assert budgets["team-1"] > budgets["team-2"] > 0
+
+
+PANELS = ("loops", "alerts", "outcomes", "leverage", "adoption")
+
+
+def _panel_scenario(scenario: Path, tmp_path: Path, kind: str) -> Path:
+    """The traffic of ``scenario`` dealt round-robin in time order with control-room panels: ``sessions`` (loop
+    detection, outcomes, adoption), ``outcomes`` (outcomes and adoption: no loop rule, so no session-kill probe
+    whose workflow keys would group the sessions without the panels' own keys) or ``alerts`` (budget ceilings per
+    project, untagged spend); a routing candidate, and for ``alerts`` a budget per team too."""
+    data = yaml.safe_load(scenario.read_text())
+    traffic = pd.concat([pd.read_parquet(p) for p in sorted((scenario.parent / "traffic").glob("*.parquet"))])
+    # without prompts and prefixes: the caching probes' prefix keys would group each workflow's sessions as well
+    traffic = traffic.drop(columns=["prompt", "prefix_hash", "prefix_tokens"])
+    traffic = traffic.sort_values(["timestamp", "request_id"], ignore_index=True)
+    (tmp_path / "traffic").mkdir()
+    for i in range(4):  # consecutive requests in different files: a session's requests land in several partitions
+        traffic.iloc[i::4].to_parquet(tmp_path / "traffic" / f"part-{i}.parquet", row_group_size=700)
+    data["traffic"] = str(tmp_path / "traffic")
+    keep = ("downgrade", "budget") if kind == "alerts" else ("downgrade",)
+    data["candidates"] = [c for c in data["candidates"] if c["name"] in keep]
+    if kind in ("sessions", "outcomes"):
+        sessions = sorted(traffic["session_id"].dropna().unique())
+        pd.DataFrame({"session_id": sessions[::7] + sessions[::11] + ["not-in-the-traffic"],
+                      "outcome": ["pr_merged"] * len(sessions[::7]) + ["eval_failed"] * len(sessions[::11])
+                      + ["ticket_closed"],
+                      "timestamp": "2026-03-02T15:00:00Z"}).to_csv(tmp_path / "outcomes.csv", index=False)
+        data |= {"outcomes": str(tmp_path / "outcomes.csv"), "adoption": {"min_users": 2}}
+        if kind == "sessions":
+            data["loop_detection"] = {"window": "5m", "multiplier": 1.5, "min_baseline_samples": 5,
+                                      "identical_requests": 3, "retry_storm": 2}
+    else:
+        data["alerts"] = {"runaway_agent": {"enabled": False},
+                          "budget_near_ceiling": {"ceilings": [{"project": "*", "limit_to": 0.5,
+                                                                "unit": "cost_per_day"}]},
+                          "untagged_spend_spike": {"threshold_usd": 0.05, "window": "1h"}}
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["sessions", "outcomes", "alerts"])
+def test_dask_control_room_equals_local(scenario, client, tmp_path, kind):
+    """The control-room panels on Dask: each partition's room holds whole sessions, workflows and projects (the
+    traffic's rows are dealt round-robin over 4 files, so only the shuffle brings them together) and the merged
+    rooms give the local engine's sections and per-candidate fields, exactly (the local engine is the expectation)."""
+    from simulator.engines.components import Components, Rows, anchors, panel_keys
+    from simulator.engines.dask_engine import run_dask
+    from simulator.io.traffic import load_traffic
+
+    path = _panel_scenario(scenario, tmp_path, kind)
+    loaded = load_scenario(path)
+    # the panels' keys make several components, so two partitions each hold a room and the rooms are merged
+    _, _, links, counts, _ = anchors(*panel_keys(Rows(load_traffic(loaded.paths("traffic")).frame), loaded))
+    assert len(set(Components().assign([links], [counts], 2).values())) == 2
+    expected = run(path).summary
+    got = run_dask(path, client=client).summary
+    assert_same(expected, got)
+    shown = [k for k in PANELS if k in expected]
+    assert shown == {"sessions": ["loops", "outcomes", "leverage", "adoption"],
+                     "outcomes": ["outcomes", "leverage", "adoption"], "alerts": ["alerts"]}[kind]
+    assert {k: got[k] for k in shown} == {k: expected[k] for k in shown}  # exact, money included
+    for mine, theirs in zip(got["policies"], expected["policies"]):
+        assert {k: mine.get(k) for k in ("alerts", "outcomes")} == {k: theirs.get(k) for k in ("alerts", "outcomes")}
+    if kind != "alerts":  # the panels found something to report
+        assert expected["outcomes"]["outcomes_matched"] > 0
+        assert any(c["active_users"] for c in expected["adoption"]["cells"])
+    if kind == "sessions":
+        assert expected["loops"]["sessions_flagged"] > 0
+    if kind == "alerts":
+        fires = {a["alert"]: a["fires"] for a in expected["alerts"]["backtest"]}
+        assert fires["budget_near_ceiling"] > 0 and fires["untagged_spend_spike"] > 0

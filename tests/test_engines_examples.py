@@ -1,10 +1,9 @@
 """Every example scenario (``scenarios/*.yaml``) on all three engines: the same summary.json.
 
-Local is the reference. Streaming replays the same traffic in at least three time-ordered chunks. Dask (a 2-worker
-LocalCluster) refuses the control-room panels (loop_detection, alerts, outcomes, adoption: they follow the whole
-traffic in time order) with a ScenarioError naming them; for those scenarios the test checks that refusal and then
-compares Dask with local on the same scenario without the panels (everything else Dask does). Floats are compared
-as in tests/test_engines.py (``assert_same``).
+Local is the reference. Streaming replays the same traffic in at least three time-ordered chunks; Dask (a 2-worker
+LocalCluster) replays it in partitions, control-room panels (loop_detection, alerts, outcomes, adoption) included,
+and those sections must equal local's exactly. Other floats are compared as in tests/test_engines.py
+(``assert_same``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from simulator.api import run
-from simulator.errors import ScenarioError
 from simulator.routing.scenario import load_scenario
 from tests.test_engines import assert_same
 
@@ -22,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "scenarios").glob("*.yaml"))
-PANELS = ("loop_detection", "alerts", "outcomes", "adoption")
+SECTIONS = ("loops", "alerts", "outcomes", "leverage", "adoption")  # summary.json's control-room sections
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +63,7 @@ def test_example_on_three_engines(path, client):
     streamed = run_streaming(scenario, chunk_rows=max(1, rows // 3)).summary
     assert_same(local, streamed)
 
-    panels = [p for p in PANELS if getattr(scenario, p) is not None]
-    if panels:
-        with pytest.raises(ScenarioError, match="the control-room panels are not computed by the Dask engine") as err:
-            run_dask(scenario, client=client)
-        assert str(err.value).startswith(", ".join(panels) + ":")
-        scenario = scenario.model_copy(update={p: None for p in panels})
-        local = run(scenario).summary
-    assert_same(local, run_dask(scenario, client=client).summary)
+    dask = run_dask(scenario, client=client).summary
+    assert_same(local, dask)
+    sections = [k for k in SECTIONS if k in local]
+    assert {k: dask[k] for k in sections} == {k: local[k] for k in sections}  # the panels exactly

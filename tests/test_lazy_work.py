@@ -195,6 +195,23 @@ def test_validate_of_a_valid_scenario_imports_no_replay_code():
     assert out.stdout.strip().split("\n") == ["0", "loaded:"]
 
 
+def test_validate_command_process_imports_no_heavy_library():
+    """``python -m simulator validate`` as a user runs it, the modules loaded when the process ends. pandas is not
+    in the list: pyarrow imports it on its first conversion between Arrow and numpy whenever it is installed
+    (pyarrow's pandas shim), so a validate that reads traffic with pyarrow cannot leave it out."""
+    heavy = ["scipy", "sklearn", "matplotlib", "numba", "tiktoken", "transformers", "dask", "simulator.core",
+             "simulator.engines"]
+    code = ("import runpy, sys\n"
+            "sys.argv = ['simulator', 'validate', 'scenarios/premium-review.yaml']\n"
+            "try:\n    runpy.run_module('simulator', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as exc:\n    print('exit', exc.code)\n"
+            f"print('loaded:', ','.join(m for m in {heavy!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    lines = out.stdout.strip().split("\n")
+    assert lines[0].startswith("scenarios/premium-review.yaml: ok. 40,000 rows (0 rejected)")
+    assert lines[-2:] == ["exit 0", "loaded:"]
+
+
 def test_mix64_is_fmix64_of_hash_xor_value_times_fnv_prime():
     from simulator.hashing import mix64
 

@@ -83,6 +83,12 @@ class AdoptionCounter:
                               "user": user[has]})
         self.seen = pd.concat([self.seen, frame], ignore_index=True).drop_duplicates(ignore_index=True)
 
+    def merge(self, other: AdoptionCounter) -> AdoptionCounter:
+        """Fold in the counts of another partition of the traffic (any rows: distinct sets merge by union)."""
+        self.seen = pd.concat([self.seen, other.seen], ignore_index=True).drop_duplicates(ignore_index=True)
+        self.rows_without_user += other.rows_without_user
+        return self
+
     def summary(self) -> dict[str, Any]:
         k = self.settings.min_users
         seen = self.seen

@@ -107,6 +107,14 @@ class BudgetAlerts:
                         continue
                     marks[name] = int(times[lo:hi][np.argmax(cum > limit)])
 
+    def merge(self, other: BudgetAlerts) -> BudgetAlerts:
+        """Fold in the alerts of another partition holding other projects (the Dask engine)."""
+        if set(self.spent) & set(other.spent):
+            raise ValueError("budget alerts: two partitions hold rows of the same project")
+        self.spent.update(other.spent)
+        self.crossed.update(other.crossed)
+        return self
+
     def summary(self) -> list[dict[str, Any]]:
         rows = []
         for (c_i, p, w), marks in sorted(self.crossed.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
@@ -167,6 +175,17 @@ class UntaggedSpike:
                                       "time_to_detect_s": round((t - self.events[0][0]) / _NS, 3),
                                       "top_workflow_tag": wf, "top_team": tm})
 
+    def merge(self, other: UntaggedSpike) -> UntaggedSpike:
+        """The spike of the one partition that holds the untagged rows (the Dask engine keeps them together)."""
+        if not other.seen():
+            return self
+        if self.seen():
+            raise ValueError("untagged spend: two partitions hold untagged rows")
+        return other
+
+    def seen(self) -> bool:
+        return bool(self.events or self.episodes or self.peak)
+
     def finish(self) -> None:
         if self.events:
             self._leave_until(self.events[-1][0] + self.window_ns + 1, inclusive=True)
@@ -204,6 +223,14 @@ class AlertBacktest:
             self.budget.add(ts, project, cost)
         if self.untagged is not None:
             self.untagged.add(ts, project, cost, np.asarray(workflow, dtype=object), np.asarray(team, dtype=object))
+
+    def merge(self, other: AlertBacktest) -> AlertBacktest:
+        """Fold in the backtest of another partition: other projects, and the untagged rows in one of the two."""
+        if self.budget is not None:
+            self.budget.merge(other.budget)
+        if self.untagged is not None:
+            self.untagged = self.untagged.merge(other.untagged)
+        return self
 
     def summary(self, loop_sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []

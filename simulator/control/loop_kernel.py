@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def detect_rows(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limited, weight, tokens, cost, kill,
                 for_ns, window_ns, ident_n, storm_n, pending, first_excess, detected_at, rule_of, onset, ident_fp,
                 ident_run, ident_start, fail_run, fail_times, after_cost, after_requests, total_cost, requests,
@@ -91,7 +91,7 @@ def detect_rows(lo, hi, ts, slot, rate, thr_of_wf, wf_of_slot, fp, failed, limit
                     ident_start[s] = ts[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def candidates(bounds, bvals, cur_bucket, slot, weight, wf_of_slot, open_w, open_mark, open_buf, open_count):
     """Dry pass: the total of every (session, bucket) pair flushed during the chunk, in flush order, as if no row
     were killed (a session with killed rows is flagged, and flagged sessions never join a baseline)."""
@@ -133,7 +133,7 @@ def candidates(bounds, bvals, cur_bucket, slot, weight, wf_of_slot, open_w, open
     return cand_w[:c], cand_wf[:c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bit_add(tree, pos, delta):  # pragma: no cover - compiled
     i = pos + 1
     while i < tree.shape[0]:
@@ -141,7 +141,7 @@ def _bit_add(tree, pos, delta):  # pragma: no cover - compiled
         i += i & (-i)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bit_prefix(tree, pos):  # pragma: no cover - compiled
     """Count of inserted positions < pos."""
     total = 0
@@ -152,7 +152,7 @@ def _bit_prefix(tree, pos):  # pragma: no cover - compiled
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bit_find(tree, target, log):  # pragma: no cover - compiled
     """Smallest position p with (count of inserted positions <= p) >= target (target >= 1)."""
     pos = 0
@@ -166,7 +166,7 @@ def _bit_find(tree, target, log):  # pragma: no cover - compiled
     return pos  # 0-based position (tree index pos + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step_buckets(bounds, bvals, need_j, need_wf, n_wf, cur_bucket, smp_end, smp_wf, smp_w, smp_order, cand_w, cand_wf,
                  cand_order, ts, slot, rate,
                  wf_of_slot, fp, failed, limited, weight, tokens, cost, kill, for_ns, window_ns, baseline_ns, ident_n,

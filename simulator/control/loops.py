@@ -88,7 +88,7 @@ def _texts(values):
     return [None if v is None or v != v else str(v) for v in values]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - compiled
     """Per row: the sum of the same slot's weights with ts in (t - window, t); rows in time order."""
     n = ts.shape[0]
@@ -326,7 +326,14 @@ class LoopState:
 
     def session_table(self) -> pd.DataFrame:
         """One row per session seen: workflow and team of its first request, cost, requests, 429 answers, tokens
-        of requests right after a failed attempt, and whether (and when) a rule flagged it."""
+        of requests right after a failed attempt, and whether (and when) a rule flagged it (merged partitions: each
+        partition's sessions in turn)."""
+        parts = self._parts()
+        if len(parts) > 1:
+            return pd.concat([part._session_table() for part in parts], ignore_index=True)
+        return self._session_table()
+
+    def _session_table(self) -> pd.DataFrame:
         return pd.DataFrame({
             "session_id": pd.Series(self.session_ids, dtype=object),
             "workflow_tag": pd.Series([lab[0] for lab in self.labels], dtype=object),
@@ -369,15 +376,17 @@ class LoopState:
         delays = [s["detection_delay_s"] for s in sessions if s["detection_delay_s"] is not None]
         by_rule = {name: sum(s["rule"] == name for s in sessions) for name in RULE_NAMES.values()}
         by_wf: dict[str, dict[str, Any]] = {}
-        for s in range(len(self.session_ids)):
-            wf = self.labels[s][0]
-            row = by_wf.setdefault(wf, {"workflow_tag": wf, "sessions": 0, "sessions_flagged": 0,
-                                        "cost_usd": 0.0, "cost_after_detection_usd": 0.0})
-            row["sessions"] += 1
-            row["cost_usd"] += float(self.total_cost[s])
-            if self.detected_at[s] >= 0:
-                row["sessions_flagged"] += 1
-                row["cost_after_detection_usd"] += float(self.after_cost[s])
+        parts = self._parts()  # merged partitions hold whole workflows: each workflow's sums in one part's order
+        for part in parts:
+            for s in range(len(part.session_ids)):
+                wf = part.labels[s][0]
+                row = by_wf.setdefault(wf, {"workflow_tag": wf, "sessions": 0, "sessions_flagged": 0,
+                                            "cost_usd": 0.0, "cost_after_detection_usd": 0.0})
+                row["sessions"] += 1
+                row["cost_usd"] += float(part.total_cost[s])
+                if part.detected_at[s] >= 0:
+                    row["sessions_flagged"] += 1
+                    row["cost_after_detection_usd"] += float(part.after_cost[s])
         workflows = []
         for wf in sorted(by_wf):
             row = by_wf[wf]
@@ -385,7 +394,7 @@ class LoopState:
                               "cost_after_detection_usd": round(row["cost_after_detection_usd"], 6)})
         out = {
             "rule": rule_record(self.rule),
-            "sessions_checked": len(self.session_ids),
+            "sessions_checked": sum(len(part.session_ids) for part in parts),
             "sessions_flagged": len(sessions),
             "flagged_by_rule": by_rule,
             "cost_after_detection_usd": round(sum(s["cost_after_detection_usd"] for s in sessions), 6),
@@ -396,7 +405,8 @@ class LoopState:
             "baselines": self.baselines(),
         }
         if truth is not None:
-            out["truth"] = score_against_truth({s["session_id"] for s in sessions}, set(self.session_ids), truth)
+            checked = {x for part in parts for x in part.session_ids}
+            out["truth"] = score_against_truth({s["session_id"] for s in sessions}, checked, truth)
         return out
 
 

@@ -70,6 +70,18 @@ class ControlRoom:
             self.adoption.add(ts, frame["team"].to_numpy(dtype=object), frame["user_id"].to_numpy(dtype=object),
                               frame["metadata"].to_numpy(dtype=object), frame["model"].to_numpy(dtype=object))
 
+    def merge(self, other: ControlRoom) -> ControlRoom:
+        """Fold in the room of another partition of the same replay. Exact when each partition holds whole sessions,
+        workflows and projects and one of them all rows without a project
+        (``simulator.engines.components.panel_keys``)."""
+        if self.loops is not None:
+            self.loops = [a.merge(b) for a, b in zip(self.loops, other.loops)]
+        if self.alerts is not None:
+            self.alerts = [a.merge(b) for a, b in zip(self.alerts, other.alerts)]
+        if self.adoption is not None:
+            self.adoption.merge(other.adoption)
+        return self
+
     def observe(self, p, base, outcomes: list) -> None:
         """:meth:`add` as a replay observer: ``p`` a chunk of the replay (``traffic.frame``, ``recorded_cost``,
         ``baseline_cost``, ``status``, ``inp``, ``out``), ``base`` its recorded outcome, ``outcomes`` the

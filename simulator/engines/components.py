@@ -67,6 +67,53 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(rows_out), np.concatenate(codes_out), np.array(names, dtype=object)
 
 
+def panel_keys(p, scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`row_keys` of the control-room panels (``simulator.control.room``): the rows of one session, of one
+    workflow (loop baselines, outcomes per workflow), of one project (budget alerts) and all rows without a project
+    (the untagged-spend window) replay together. Adoption counts distinct sets and needs none."""
+    from simulator.control.room import wanted
+
+    rows_out, codes_out, names = [], [], []
+    if not p.n or not wanted(scenario):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    alerts = scenario.alerts
+    if (scenario.loop_detection is not None or scenario.outcomes is not None
+            or (alerts is not None and alerts.runaway_agent.enabled)):
+        code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
+        rows_out.append(np.arange(p.n))
+        codes_out.append(code.astype(np.int64))
+        names += [f"k\x1f{w}" for w in workflows]  # the kill lever's workflow keys (row_keys)
+        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1
+        has = np.flatnonzero(code >= 0)
+        rows_out.append(has)
+        codes_out.append(code[has].astype(np.int64) + len(names))
+        names += [f"s\x1f{x}" for x in sessions]
+    if alerts is not None and (alerts.budget_near_ceiling.enabled or alerts.untagged_spend_spike.enabled):
+        code, projects = pd.factorize(p.frame["project"].astype(object).to_numpy())  # missing: -1
+        keep = (code >= 0) if alerts.budget_near_ceiling.enabled else np.zeros(p.n, dtype=bool)
+        if alerts.untagged_spend_spike.enabled:
+            keep |= code < 0
+        rows = np.flatnonzero(keep)
+        rows_out.append(rows)
+        codes_out.append(np.where(code[rows] >= 0, code[rows], len(projects)).astype(np.int64) + len(names))
+        names += [f"p\x1f{x}" for x in projects] + ["untagged"]
+    if not rows_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    return np.concatenate(rows_out), np.concatenate(codes_out), np.array(names, dtype=object)
+
+
+def merged_keys(*keys: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several :func:`row_keys` results of one chunk as one (a key named alike in two is one key)."""
+    keys = [k for k in keys if len(k[0])]
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    code, names = pd.factorize(np.concatenate([k[2] for k in keys]).astype(object))
+    offsets = np.cumsum([0] + [len(k[2]) for k in keys])
+    return (np.concatenate([k[0] for k in keys]),
+            np.concatenate([code[o + k[1]] for o, k in zip(offsets, keys)]).astype(np.int64),
+            np.asarray(names, dtype=object))
+
+
 def state_keys(cand) -> str:
     """What :func:`row_keys` reads of a candidate, as text: candidates with equal text have the same components (a
     budget of 300 or 500 per team, or a plan that adds routing rules to a candidate's budget), so one shuffle serves

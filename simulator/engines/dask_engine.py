@@ -13,7 +13,9 @@
    partition is sorted by (timestamp, request_id) and replayed by the same core with fresh state (every partition
    in slices of :data:`simulator.api.REPLAY_CHUNK_ROWS` rows, the state carried); per-key state
    reports merge because partitions hold disjoint keys. A global budget or rate limit makes one component of all
-   the rows it covers: that candidate's stateful replay then runs on one worker.
+   the rows it covers: that candidate's stateful replay then runs on one worker. With control-room panels every
+   candidate is replayed after one shuffle by all the state keys and the panels' (sessions, workflows, projects),
+   and each partition's :class:`~simulator.control.room.ControlRoom` observes every replay; the rooms merge.
 5. **Aggregates** are merged from partition partials (:mod:`simulator.summary.accumulate`); latency percentiles are
    exact without moving the values (a histogram of the top bits, then the values of the target bins).
 
@@ -65,12 +67,6 @@ def run_dask(scenario: Scenario | str | Path, *, traffic=None, evals=None, sched
                             "Use --engine local or --engine streaming for them.")
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    from simulator.control.room import wanted
-
-    if wanted(scenario):
-        panels = [k for k in ("loop_detection", "alerts", "outcomes", "adoption") if getattr(scenario, k) is not None]
-        raise ScenarioError(f"{', '.join(panels)}: the control-room panels are not computed by the Dask engine yet "
-                            f"(they follow the whole traffic in time order). Use --engine local or --engine streaming.")
     candidates = resolve_candidates(scenario)
     paths = list(traffic) if traffic else scenario.paths("traffic")
     if not paths:
@@ -237,6 +233,7 @@ class Partial:
         self.accs: dict[int, PolicyAccumulator] = {}
         self.states: dict[int, CandidateState] = {}
         self.variants: dict[int, CacheVariants] = {}
+        self.room = None  # the control room of the panel pass's partition (simulator.control.room.ControlRoom)
 
     def light(self) -> Partial:
         """A copy without latency values (what the client gathers)."""
@@ -258,10 +255,11 @@ class Partial:
         return acc.latency.values() if acc is not None else np.zeros(0)
 
 
-def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bool) -> Partial:
+def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bool, room: bool = False) -> Partial:
     """The core over one partition: baseline and the candidates ``ks`` (fresh state; the partition holds whole
     state components), in time-ordered slices of :data:`simulator.api.REPLAY_CHUNK_ROWS` rows with the state carried
-    from slice to slice, as the local engine replays its table."""
+    from slice to slice, as the local engine replays its table. ``room``: the control-room panels observe the
+    slices (``ks`` is then every candidate, the partition holds whole panel components too)."""
     out = Partial(plan)
     f = loaded["frame"]
     if f is None or len(f) == 0:
@@ -275,6 +273,10 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
         out.accs[k] = PolicyAccumulator(plan["premium"], None)
         if cand.prompt_caching and k < n_written:  # as the driver: no sensitivity replays for probes
             out.variants[k] = CacheVariants(cand, ctx)
+    if room:
+        import copy
+
+        out.room = copy.deepcopy(plan["room"])  # a fresh room (the outcome table read once, on the client)
     if with_baseline:
         if not plan.get("baseline_done"):
             out.base = BaselineAccumulator(plan["premium"], None)
@@ -293,6 +295,7 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
             if out.overlaps is not None:
                 out.overlaps.add(p, plan["candidates"])
         workflow = attribution(p.frame, "workflow_tag")
+        outcomes = []
         for k in ks:
             cand = plan["candidates"][k]
             o = replay_chunk(p, cand, out.states[k])
@@ -300,6 +303,10 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
             if k in out.variants:
                 out.variants[k].replay(p, cand)
             out.breakdowns.add_candidate(k, o, None if with_baseline else p)
+            if out.room is not None and k < n_written:
+                outcomes.append(o)
+        if out.room is not None:
+            out.room.observe(p, base, outcomes)
     for k in ks:  # the partition is done: only the sums travel
         for state in [out.states[k], *(out.variants[k].states.values() if k in out.variants else ())]:
             if state.cache is not None:
@@ -307,15 +314,20 @@ def _replay_partition(loaded: dict, plan: dict, ks: list[int], with_baseline: bo
     return out
 
 
-def _anchors(loaded: dict, plan: dict, k: int) -> tuple:
-    """:func:`simulator.engines.components.anchors` of one partition under candidate ``k`` (kept on the worker for
-    :func:`_split`)."""
-    from simulator.engines.components import Rows, anchors, row_keys
+def _anchors(loaded: dict, plan: dict, ks: list[int], panels: bool = False) -> tuple:
+    """:func:`simulator.engines.components.anchors` of one partition under the candidates ``ks`` (their state keys;
+    ``panels``: the control-room panels' keys too), kept on the worker for :func:`_split`."""
+    from simulator.engines.components import Rows, anchors, merged_keys, panel_keys, row_keys, state_keys
 
     f = loaded["frame"]
     if f is None:
         return anchors(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object))
-    return anchors(*row_keys(Rows(f), plan["candidates"][k]))
+    rows = Rows(f)
+    distinct = {state_keys(plan["candidates"][k]): k for k in reversed(ks)}  # the first candidate of each
+    keys = [row_keys(rows, plan["candidates"][k]) for k in sorted(distinct.values())]
+    if panels:
+        keys.append(panel_keys(rows, plan["scenario"]))
+    return anchors(*(keys[0] if len(keys) == 1 else merged_keys(*keys)))
 
 
 def _targets(loaded: dict, found: tuple, anchor_part: dict[str, int], own: int, n_parts: int) -> np.ndarray | None:
@@ -427,12 +439,17 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
     setup = prepare(scenario, candidates, catalog, facts, eval_paths, translator)
     ctx, levers, eval_data = setup.ctx, setup.levers, setup.eval_data
     everything = levers.candidates
+    from simulator.control.room import ControlRoom, wanted
+
     plan = {"token": uuid.uuid4().hex, "scenario": scenario, "catalog": catalog, "facts": facts, "vocab": ctx.vocab,
             "calibration": translator.calibration, "eval_samples": eval_data.samples if eval_data else None,
             "candidates": everything, "n_written": len(candidates), "premium": setup.premium,
-            "overlap_names": levers.overlaps.names}
+            "overlap_names": levers.overlaps.names,
+            "room": ControlRoom(scenario, len(candidates)) if wanted(scenario) else None}
     shuffles: dict[str, list] = {}  # state keys -> row targets per partition, shared by the main and plan passes
-    main = _replay_all(client, frames, plan, with_baseline=True, shuffles=shuffles)
+    rooms: list = []
+    main = _replay_all(client, frames, plan, with_baseline=True, shuffles=shuffles, rooms=rooms)
+    room = rooms[0] if rooms else None
     main.states = [s if s is not None else CandidateState(cand, ctx, probe=levers.is_probe(k))
                    for k, (s, cand) in enumerate(zip(main.states, everything))]
     if main.overlaps is not None:
@@ -446,22 +463,26 @@ def _run(scenario: Scenario, candidates: list, files: list[Path], eval_paths: li
 
     def replay_plan(cand):
         done = _replay_all(client, frames, {**plan, "token": uuid.uuid4().hex, "candidates": [cand], "n_written": 1,
-                                            "overlap_names": None, "baseline_done": True}, with_baseline=True,
-                           shuffles=shuffles)
+                                            "overlap_names": None, "baseline_done": True, "room": None},
+                           with_baseline=True, shuffles=shuffles)
         done.states = [s if s is not None else CandidateState(cand, ctx) for s in done.states]
         return done
 
     rows_read = int(sum(rows_read))
     counts = {"rows_read": rows_read, "rows_replayed": facts.n, "rows_rejected": len(rejects)}
-    summary = conclude(scenario, candidates, setup, main, counts, reasons, notes, replay_plan, previous)
+    summary = conclude(scenario, candidates, setup, main, counts, reasons, notes, replay_plan, previous, room)
     return RunResult(scenario, summary, rejects, rows_read, len(rejects), engine="dask")
 
 
-def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles: dict[str, list]) -> Pass:
+def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles: dict[str, list],
+                rooms: list | None = None) -> Pass:
     """Every candidate of ``plan`` over the persisted partitions: stateless ones per partition, stateful ones after
     a shuffle by state component (one per distinct :func:`~simulator.engines.components.state_keys`; ``shuffles``
     keeps each one's row targets per partition for later passes, e.g. the plan's); the partials merged on the client
-    (latency percentiles exact)."""
+    (latency percentiles exact). With the control-room panels (``plan["room"]``) every candidate is replayed after
+    one shuffle by all their state keys and the panels' (:func:`~simulator.engines.components.panel_keys`), so each
+    partition's room sees every replay of whole sessions, workflows and projects; the rooms merged are appended to
+    ``rooms``."""
     import dask
     from dask import delayed
 
@@ -470,8 +491,9 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles:
     candidates = plan["candidates"]
     premium = plan["premium"]
     plan_d = client.scatter(plan, broadcast=True, hash=False)  # sent to every worker once
+    panels = plan.get("room") is not None
     stateful = [k for k, c in enumerate(candidates)
-                if c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
+                if panels or c.rate_limits or c.budgets or c.prompt_caching or c.kill_runaway_sessions]
     stateless = [k for k in range(len(candidates)) if k not in stateful]
     # a pass of stateful candidates only whose baseline was accumulated before (the plan's) adds the baseline
     # breakdowns in its first shuffled replay instead of in a pass of its own
@@ -482,10 +504,12 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles:
     n_parts = len(loaded)
     groups: dict[str, list[int]] = {}  # candidates with the same state keys share one shuffle and one replay
     for k in stateful:
-        groups.setdefault(state_keys(candidates[k]), []).append(k)
+        groups.setdefault("panels" if panels else state_keys(candidates[k]), []).append(k)
+    if panels:
+        groups.setdefault("panels", [])  # the panels' pass even without candidates
     for i, (keys, ks) in enumerate(groups.items()):
         if keys not in shuffles:
-            found = dask.persist(*[delayed(_anchors)(x, plan_d, ks[0]) for x in loaded])
+            found = dask.persist(*[delayed(_anchors)(x, plan_d, ks, panels) for x in loaded])
             links = dask.compute(*[delayed(operator.getitem)(x, slice(2, 4)) for x in found])
             anchor_part = Components().assign([e for e, _ in links], [c for _, c in links], n_parts)
             # in a list: scatter spreads a dict's items (and fails on an empty one)
@@ -494,7 +518,7 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles:
                                                  for j, (x, a) in enumerate(zip(loaded, found))]))
         split = [delayed(_split)(x, t, n_parts) for x, t in zip(loaded, shuffles[keys])]
         shuffled = [delayed(_gather)([delayed(operator.getitem)(s, j) for s in split]) for j in range(n_parts)]
-        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, ks, baseline_later and i == 0)
+        partials += list(dask.persist(*[delayed(_replay_partition)(x, plan_d, ks, baseline_later and i == 0, panels)
                                         for x in shuffled]))
     light = dask.compute(*[delayed(Partial.light)(x) for x in partials])
     base = BaselineAccumulator(premium, None)
@@ -502,8 +526,10 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles:
     accs = [PolicyAccumulator(premium, None) for _ in candidates]
     states: list[CandidateState | None] = [None] * len(candidates)
     variants: dict[int, CacheVariants] = {}
-    overlaps = None
+    overlaps = room = None
     for part in light:
+        if part.room is not None:
+            room = part.room if room is None else room.merge(part.room)
         for k, v in part.variants.items():
             variants[k] = v if k not in variants else variants[k].merge(v)
         if part.base is not None:
@@ -518,6 +544,8 @@ def _replay_all(client, loaded: list, plan: dict, with_baseline: bool, shuffles:
         base.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, None) for x in partials], [50, 95]))
     for k, acc in enumerate(accs):
         acc.latency = FixedQuantiles(_percentiles([delayed(Partial.latency)(x, k) for x in partials], [50, 95]))
+    if rooms is not None and room is not None:
+        rooms.append(room)
     return Pass(base, accs, states, breakdowns, overlaps, variants)
 
 

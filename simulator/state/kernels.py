@@ -24,7 +24,7 @@ def rate_limit_pass(slot, window, amount, limit, has_fallback, n_slots):
     return rate_limit_step(slot, window, amount, limit, has_fallback, used, current)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rate_limit_step(slot, window, amount, limit, has_fallback, used, current):  # pragma: no cover - compiled
     """:func:`rate_limit_pass` over one chunk; ``used`` / ``current`` (per slot) carry the state and are updated."""
     n = slot.shape[0]
@@ -60,7 +60,7 @@ def budget_pass(match_ptr, match_slot, match_window, match_limit, decide_audit, 
     return action, spent, reached_at
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def budget_step(match_ptr, match_slot, match_window, match_limit, decide_audit, has_fallback, cost, fallback_cost,
                 tokens, fallback_tokens, is_tokens, spent, current, reached_at, row_base):  # pragma: no cover
     """:func:`budget_pass` over one chunk: ``spent`` / ``current`` / ``reached_at`` (per slot) carry the state and

@@ -64,7 +64,7 @@ class CacheResult:
     storage_token_hours: np.ndarray  # float64: cached tokens x hours stored (explicit caches billed for storage)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True)
 def _splitmix(x):
     z = x + _GOLDEN
     z = (z ^ (z >> _S30)) * _C1
@@ -72,7 +72,7 @@ def _splitmix(x):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grow(table):
     # table holds (key, expiry) pairs side by side so a probe touches one cache line
     cap = table.shape[0]  # new capacity in slots = 2 * old slots = old array length
@@ -88,7 +88,7 @@ def _grow(table):
     return new
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _explicit(table, cap, used, kbuf, cumbuf, bpbuf, ttlbuf, start, nb, block_tokens, cap_tokens, now, pos_row,
               ttl_row, lookback, min_tok, refresh, storage):
     """One request in explicit mode (see the module docstring): (write, write_1h, read, storage token-hours, used)."""
@@ -175,7 +175,7 @@ def _explicit(table, cap, used, kbuf, cumbuf, bpbuf, ttlbuf, start, nb, block_to
     return write, write_1h, read, stored, used
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _find(table, key, cap):
     """Slot of ``key`` (or of the empty slot where it would go)."""
     j = key & (cap - 1)
@@ -184,7 +184,7 @@ def _find(table, key, cap):
     return j
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _simulate(ts_ms, model_code, block_offsets, block_ids, block_tokens, input_tokens, enabled, mode, ttl_ms,
               min_tokens, increment_tokens, refresh_on_hit, table, used, max_blocks, bp_pos, bp_ttl, lookback,
               storage):
@@ -394,7 +394,7 @@ def _initial_capacity(n_blocks: int) -> int:
     return 1 << max(10, min(16, int(n_blocks).bit_length()))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def full_prefix_keys(model_code, block_offsets, block_ids):
     """The kernel's chained key of each request's whole prefix (0 for requests without blocks)."""
     n = model_code.shape[0]
