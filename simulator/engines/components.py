@@ -2,9 +2,10 @@
 
 Two requests of a candidate share state when they fall in the same rate-limit slot (rule x key), the same budget slot
 (a request matching several budget rules links all their slots), may share a cached prefix (same first prefix
-block), or belong to one workflow when runaway sessions are killed (loop baselines are per workflow). Connected groups of such keys are *components*: replaying each component on its own, in time order, gives
-the same result as replaying the whole table in one pass. A global rule (no ``*_applies_per``) makes one component of
-everything it matches.
+block), or belong to one session or one workflow when runaway sessions are killed (a session's counters span its
+workflows; loop baselines are per workflow). Connected groups of such keys are *components*: replaying each
+component on its own, in time order, gives the same result as replaying the whole table in one pass. A global rule
+(no ``*_applies_per``) makes one component of everything it matches.
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         emit_slots(f"r{r_i}", rows, rule.rate_limit_applies_per)
     for b_i, b in enumerate(cand.budgets):
         emit_slots(f"b{b_i}", np.flatnonzero(match(p.view, b.when)), b.budget_applies_per)
-    if cand.kill_runaway_sessions and p.n:  # loop baselines are per workflow: a workflow's sessions share state
+    if cand.kill_runaway_sessions and p.n:
+        # loop baselines are per workflow (of a session's first request): a workflow's sessions share state; and a
+        # session's counters span its requests of every workflow, so its rows are linked by the session too
         code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
         emit(np.arange(p.n), code, [f"k\x1f{w}" for w in workflows])
+        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1, never flagged
+        has = np.flatnonzero(code >= 0)
+        emit(has, code[has], [f"s\x1f{x}" for x in sessions])  # named as panel_keys names sessions
     if cand.prompt_caching:
         from simulator.state.caching.prefixes import build_prefix_blocks
 
