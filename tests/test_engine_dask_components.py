@@ -71,3 +71,13 @@ def test_row_keys_of_a_kill_candidate_hold_a_session_together_across_workflows()
     part = Components().assign([links], [counts], 2)
     got = targets(4, held, anchor, names, part, 0, 2)
     assert got[0] == got[1] == got[2] != got[3]
+
+
+def test_components_join_links_from_several_partitions_and_break_ties_by_name():
+    # partition 1: a (2 rows) linked to b (no rows of its own), x (3 rows); partition 2: c (1 row) linked to b, y
+    # (3 rows). Components {a, b, c} (3 rows, smallest name a), {x} (3), {y} (3): all of 3 rows, so by name:
+    # a -> 0, x -> 1, y -> 0 (loads 3 and 3: the first); c goes with a.
+    links = [pd.DataFrame({"anchor": ["a"], "key": ["b"]}), pd.DataFrame({"anchor": ["c"], "key": ["b"]})]
+    counts = [pd.Series({"a": 2, "x": 3}), pd.Series({"c": 1, "y": 3})]
+    assert Components().assign(links, counts, 2) == {"a": 0, "c": 0, "x": 1, "y": 0}
+    assert Components().assign([pd.DataFrame(columns=["anchor", "key"])], [pd.Series(dtype=np.int64)], 2) == {}

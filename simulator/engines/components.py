@@ -151,46 +151,40 @@ def anchors(rows: np.ndarray, codes: np.ndarray, names: np.ndarray
 
 
 class Components:
-    """Union-find over state keys; then each component goes to one of ``n_parts`` partitions, largest first, to the
-    partition with the fewest rows so far."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, key: str) -> str:
-        root = key
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while key != root:  # path compression
-            self.parent[key], key = root, self.parent.get(key, key)
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic roots
+    """Connected state keys (scipy's ``connected_components`` over the links); then each component goes to one of
+    ``n_parts`` partitions, largest first (ties: the smallest key name first), to the partition with the fewest rows
+    so far."""
 
     def assign(self, links: list[pd.DataFrame], counts: list[pd.Series], n_parts: int) -> dict[str, int]:
-        """Partition of every anchor key."""
-        sizes: dict[str, int] = {}
-        for c in counts:
-            for key, n in c.items():
-                self.parent.setdefault(key, key)
-                sizes[key] = sizes.get(key, 0) + int(n)
-        for frame in links:
-            for a, b in zip(frame["anchor"], frame["key"]):
-                self.union(a, b)
-        per_root: dict[str, int] = {}
-        for key, n in sizes.items():
-            root = self.find(key)
-            per_root[root] = per_root.get(root, 0) + n
+        """Partition of every anchor key (``counts``: rows per anchor key; ``links``: (anchor, key) pairs)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        counts = [c for c in counts if len(c)]
+        if not counts:
+            return {}
+        links = [f for f in links if len(f)]
+        counted = np.concatenate([np.asarray(c.index, dtype=object) for c in counts])
+        ends = [np.concatenate([np.asarray(f[col], dtype=object) for f in links]) if links else np.zeros(0, object)
+                for col in ("anchor", "key")]
+        codes, names = pd.factorize(np.concatenate([counted, *ends]), sort=True)  # code order is name order
+        n_keys, n_counted, n_links = len(names), len(counted), len(ends[0])
+        link_a, link_b = codes[n_counted:n_counted + n_links], codes[n_counted + n_links:]
+        graph = coo_matrix((np.ones(n_links, np.int8), (link_a, link_b)), shape=(n_keys, n_keys))
+        n_comp, label = connected_components(graph, directed=False)
+        sizes = np.zeros(n_comp, np.int64)
+        np.add.at(sizes, label[codes[:n_counted]], np.concatenate([c.to_numpy(np.int64) for c in counts]))
+        root = np.full(n_comp, n_keys, np.int64)  # each component's smallest key name (as a code)
+        np.minimum.at(root, label, np.arange(n_keys))
+        held = np.unique(label[codes[:n_counted]])
         load = [0] * n_parts
-        part_of_root: dict[str, int] = {}
-        for root, n in sorted(per_root.items(), key=lambda kv: (-kv[1], kv[0])):
-            target = min(range(n_parts), key=lambda i: (load[i], i))
-            part_of_root[root] = target
-            load[target] += n
-        return {key: part_of_root[self.find(key)] for key in sizes}
+        part = np.zeros(n_comp, np.int64)
+        for comp in held[np.lexsort((root[held], -sizes[held]))].tolist():
+            target = load.index(min(load))
+            part[comp] = target
+            load[target] += int(sizes[comp])
+        keys = np.unique(codes[:n_counted])
+        return dict(zip(names[keys].tolist(), part[label[keys]].tolist()))
 
 
 def targets(n: int, held: np.ndarray, anchor: np.ndarray, names: np.ndarray, anchor_part: dict[str, int], own: int,
