@@ -353,3 +353,41 @@ def test_dask_control_room_equals_local(scenario, client, tmp_path, kind):
     if kind == "alerts":
         fires = {a["alert"]: a["fires"] for a in expected["alerts"]["backtest"]}
         assert fires["budget_near_ceiling"] > 0 and fires["untagged_spend_spike"] > 0
+
+
+def test_dask_kill_candidate_keeps_a_session_that_spans_two_workflows_together(client, tmp_path):
+    # Session S: six identical requests (claude-haiku-4-5, 1,000,000 input tokens = $1 each, no prompt or prefix)
+    # 60 s apart from 12:00, tagged alpha, beta, alpha, beta, alpha, beta; session U: three beta requests. The kill
+    # candidate's rule is 4 identical requests only (the rate rule needs 20 baseline samples: none here). At the
+    # start of S's request k=4 (12:04) its 4 earlier requests were identical: S is flagged there (workflow alpha, of
+    # its first request), requests 4 and 5 are blocked ($2). alpha alone holds 3 of S's requests and beta 3: a
+    # replay that splits S by workflow never reaches 4. No panels (no loop_detection), so only the candidate's keys
+    # decide the partitions; the rows are dealt over 2 files, so only the shuffle brings a session together.
+    from simulator.engines.dask_engine import run_dask
+
+    t0 = pd.Timestamp("2026-03-02T12:00:00Z")
+    rows = [("S", ("alpha", "beta")[k % 2], t0 + pd.Timedelta(seconds=60 * k)) for k in range(6)]
+    rows += [("U", "beta", t0 + pd.Timedelta(seconds=30 + 60 * k)) for k in range(3)]
+    rows.sort(key=lambda r: r[2])
+    traffic = pd.DataFrame({"request_id": [f"r{i}" for i in range(len(rows))], "timestamp": [r[2] for r in rows],
+                            "model": "anthropic-main/claude-haiku-4-5", "input_tokens": 1_000_000,
+                            "output_tokens": 0, "session_id": [r[0] for r in rows],
+                            "workflow_tag": [r[1] for r in rows]})
+    (tmp_path / "t").mkdir()
+    for i in range(2):
+        traffic.iloc[i::2].to_parquet(tmp_path / "t" / f"part-{i}.parquet")
+    path = tmp_path / "kill.yaml"
+    path.write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "kill", "traffic": "t", "seed": 3,
+        "candidates": [{"name": "kill", "kill_runaway_sessions": {"identical_requests": 4, "retry_storm": 0}}]}))
+    expected = run(path).summary
+    got = run_dask(path, client=client).summary
+    for summary in (expected, got):  # the hand-worked figures, on both engines
+        (policy,) = summary["policies"]
+        assert policy["requests_blocked"] == 2 and policy["spend_prevented_usd"] == pytest.approx(2.0)
+        kill = policy["session_kill"]
+        assert kill["sessions_killed"] == 1 and kill["requests_blocked"] == 2
+        assert kill["sessions"] == [{"session_id": "S", "workflow_tag": "alpha", "team": None,
+                                     "detected_at": "2026-03-02T12:04:00+00:00", "rule": "identical_requests",
+                                     "requests_after_detection": 2, "cost_after_detection_usd": 2.0}]
+    assert_same(expected, got)

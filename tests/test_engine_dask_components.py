@@ -59,3 +59,25 @@ def test_state_keys_ignore_limits_and_rules_but_not_keys():
     d = cand(budgets=[{**team, "limit_to": 1.0, "when": {"metadata": {"team": "x"}}}])
     assert state_keys(a) == state_keys(b)
     assert len({state_keys(a), state_keys(c), state_keys(d)}) == 3
+
+
+def test_row_keys_of_a_kill_candidate_hold_a_session_together_across_workflows():
+    # Session s1 has a request in workflow a (row 0) and one in b (row 2); s2 is in b only (row 1); row 3 is in c
+    # without a session. The kill lever's state is per session (and its baseline per workflow of the session's first
+    # request), so rows 0, 1 and 2 are one component ({a, b} linked through s1) and row 3 another ({c}).
+    frame = pd.DataFrame({"workflow_tag": ["a", "b", "b", "c"], "session_id": ["s1", "s2", "s1", None]})
+    cand = Candidate.model_validate({"name": "k", "kill_runaway_sessions": True})
+    held, anchor, links, counts, names = anchors(*row_keys(Rows(frame), cand))
+    part = Components().assign([links], [counts], 2)
+    got = targets(4, held, anchor, names, part, 0, 2)
+    assert got[0] == got[1] == got[2] != got[3]
+
+
+def test_components_join_links_from_several_partitions_and_break_ties_by_name():
+    # partition 1: a (2 rows) linked to b (no rows of its own), x (3 rows); partition 2: c (1 row) linked to b, y
+    # (3 rows). Components {a, b, c} (3 rows, smallest name a), {x} (3), {y} (3): all of 3 rows, so by name:
+    # a -> 0, x -> 1, y -> 0 (loads 3 and 3: the first); c goes with a.
+    links = [pd.DataFrame({"anchor": ["a"], "key": ["b"]}), pd.DataFrame({"anchor": ["c"], "key": ["b"]})]
+    counts = [pd.Series({"a": 2, "x": 3}), pd.Series({"c": 1, "y": 3})]
+    assert Components().assign(links, counts, 2) == {"a": 0, "c": 0, "x": 1, "y": 0}
+    assert Components().assign([pd.DataFrame(columns=["anchor", "key"])], [pd.Series(dtype=np.int64)], 2) == {}

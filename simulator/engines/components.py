@@ -2,9 +2,10 @@
 
 Two requests of a candidate share state when they fall in the same rate-limit slot (rule x key), the same budget slot
 (a request matching several budget rules links all their slots), may share a cached prefix (same first prefix
-block), or belong to one workflow when runaway sessions are killed (loop baselines are per workflow). Connected groups of such keys are *components*: replaying each component on its own, in time order, gives
-the same result as replaying the whole table in one pass. A global rule (no ``*_applies_per``) makes one component of
-everything it matches.
+block), or belong to one session or one workflow when runaway sessions are killed (a session's counters span its
+workflows; loop baselines are per workflow). Connected groups of such keys are *components*: replaying each
+component on its own, in time order, gives the same result as replaying the whole table in one pass. A global rule
+(no ``*_applies_per``) makes one component of everything it matches.
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         emit_slots(f"r{r_i}", rows, rule.rate_limit_applies_per)
     for b_i, b in enumerate(cand.budgets):
         emit_slots(f"b{b_i}", np.flatnonzero(match(p.view, b.when)), b.budget_applies_per)
-    if cand.kill_runaway_sessions and p.n:  # loop baselines are per workflow: a workflow's sessions share state
+    if cand.kill_runaway_sessions and p.n:
+        # loop baselines are per workflow (of a session's first request): a workflow's sessions share state; and a
+        # session's counters span its requests of every workflow, so its rows are linked by the session too
         code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
         emit(np.arange(p.n), code, [f"k\x1f{w}" for w in workflows])
+        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1, never flagged
+        has = np.flatnonzero(code >= 0)
+        emit(has, code[has], [f"s\x1f{x}" for x in sessions])  # named as panel_keys names sessions
     if cand.prompt_caching:
         from simulator.state.caching.prefixes import build_prefix_blocks
 
@@ -145,46 +151,40 @@ def anchors(rows: np.ndarray, codes: np.ndarray, names: np.ndarray
 
 
 class Components:
-    """Union-find over state keys; then each component goes to one of ``n_parts`` partitions, largest first, to the
-    partition with the fewest rows so far."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, key: str) -> str:
-        root = key
-        while self.parent.get(root, root) != root:
-            root = self.parent[root]
-        while key != root:  # path compression
-            self.parent[key], key = root, self.parent.get(key, key)
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic roots
+    """Connected state keys (scipy's ``connected_components`` over the links); then each component goes to one of
+    ``n_parts`` partitions, largest first (ties: the smallest key name first), to the partition with the fewest rows
+    so far."""
 
     def assign(self, links: list[pd.DataFrame], counts: list[pd.Series], n_parts: int) -> dict[str, int]:
-        """Partition of every anchor key."""
-        sizes: dict[str, int] = {}
-        for c in counts:
-            for key, n in c.items():
-                self.parent.setdefault(key, key)
-                sizes[key] = sizes.get(key, 0) + int(n)
-        for frame in links:
-            for a, b in zip(frame["anchor"], frame["key"]):
-                self.union(a, b)
-        per_root: dict[str, int] = {}
-        for key, n in sizes.items():
-            root = self.find(key)
-            per_root[root] = per_root.get(root, 0) + n
+        """Partition of every anchor key (``counts``: rows per anchor key; ``links``: (anchor, key) pairs)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        counts = [c for c in counts if len(c)]
+        if not counts:
+            return {}
+        links = [f for f in links if len(f)]
+        counted = np.concatenate([np.asarray(c.index, dtype=object) for c in counts])
+        ends = [np.concatenate([np.asarray(f[col], dtype=object) for f in links]) if links else np.zeros(0, object)
+                for col in ("anchor", "key")]
+        codes, names = pd.factorize(np.concatenate([counted, *ends]), sort=True)  # code order is name order
+        n_keys, n_counted, n_links = len(names), len(counted), len(ends[0])
+        link_a, link_b = codes[n_counted:n_counted + n_links], codes[n_counted + n_links:]
+        graph = coo_matrix((np.ones(n_links, np.int8), (link_a, link_b)), shape=(n_keys, n_keys))
+        n_comp, label = connected_components(graph, directed=False)
+        sizes = np.zeros(n_comp, np.int64)
+        np.add.at(sizes, label[codes[:n_counted]], np.concatenate([c.to_numpy(np.int64) for c in counts]))
+        root = np.full(n_comp, n_keys, np.int64)  # each component's smallest key name (as a code)
+        np.minimum.at(root, label, np.arange(n_keys))
+        held = np.unique(label[codes[:n_counted]])
         load = [0] * n_parts
-        part_of_root: dict[str, int] = {}
-        for root, n in sorted(per_root.items(), key=lambda kv: (-kv[1], kv[0])):
-            target = min(range(n_parts), key=lambda i: (load[i], i))
-            part_of_root[root] = target
-            load[target] += n
-        return {key: part_of_root[self.find(key)] for key in sizes}
+        part = np.zeros(n_comp, np.int64)
+        for comp in held[np.lexsort((root[held], -sizes[held]))].tolist():
+            target = load.index(min(load))
+            part[comp] = target
+            load[target] += int(sizes[comp])
+        keys = np.unique(codes[:n_counted])
+        return dict(zip(names[keys].tolist(), part[label[keys]].tolist()))
 
 
 def targets(n: int, held: np.ndarray, anchor: np.ndarray, names: np.ndarray, anchor_part: dict[str, int], own: int,
