@@ -27,23 +27,44 @@ class Rows:
         self.frame, self.view, self.n = frame, RequestView(frame), len(frame)
 
 
+class _Keys:
+    """(row, key code) pairs and key names being gathered for one chunk (what :func:`row_keys` returns)."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.codes: list[np.ndarray] = []
+        self.names: list[str] = []
+
+    def emit(self, rows: np.ndarray, code: np.ndarray, named: list[str]) -> None:
+        self.rows.append(rows)
+        self.codes.append(np.asarray(code, dtype=np.int64) + len(self.names))
+        self.names.extend(named)
+
+    def workflows_and_sessions(self, p) -> None:
+        """Every row to its workflow's key, every row with a session id to its session's key (named alike by
+        :func:`row_keys` and :func:`panel_keys`, so :func:`merged_keys` joins them)."""
+        code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
+        self.emit(np.arange(p.n), code, [f"k\x1f{w}" for w in workflows])
+        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1, no key
+        has = np.flatnonzero(code >= 0)
+        self.emit(has, code[has], [f"s\x1f{x}" for x in sessions])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+        return np.concatenate(self.rows), np.concatenate(self.codes), np.array(self.names, dtype=object)
+
+
 def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, key code) pairs of one chunk (``p``: :class:`Rows` or a Chunk) and the key names (``names[code]``, each
     name once): every state key each row touches under ``cand``. Rows carry integer codes; names are made once per
     distinct key."""
-    rows_out: list[np.ndarray] = []
-    codes_out: list[np.ndarray] = []
-    names: list[str] = []
-
-    def emit(rows: np.ndarray, code: np.ndarray, named: list[str]) -> None:
-        rows_out.append(rows)
-        codes_out.append(np.asarray(code, dtype=np.int64) + len(names))
-        names.extend(named)
+    keys = _Keys()
 
     def emit_slots(prefix: str, rows: np.ndarray, applies_per: list[str]) -> None:
         if len(rows):
             code, texts = key_texts(p.view, applies_per, rows)
-            emit(rows, code, [f"{prefix}\x1f{t}" for t in texts])
+            keys.emit(rows, code, [f"{prefix}\x1f{t}" for t in texts])
 
     taken = np.zeros(p.n, dtype=bool)
     for r_i, rule in enumerate(cand.rate_limits):
@@ -55,11 +76,7 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if cand.kill_runaway_sessions and p.n:
         # loop baselines are per workflow (of a session's first request): a workflow's sessions share state; and a
         # session's counters span its requests of every workflow, so its rows are linked by the session too
-        code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
-        emit(np.arange(p.n), code, [f"k\x1f{w}" for w in workflows])
-        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1, never flagged
-        has = np.flatnonzero(code >= 0)
-        emit(has, code[has], [f"s\x1f{x}" for x in sessions])  # named as panel_keys names sessions
+        keys.workflows_and_sessions(p)
     if cand.prompt_caching:
         from simulator.state.caching.prefixes import build_prefix_blocks
 
@@ -67,10 +84,8 @@ def row_keys(p, cand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         has = np.flatnonzero(np.diff(blocks.offsets) > 0)
         if len(has):
             code, first = pd.factorize(blocks.ids[blocks.offsets[has]])
-            emit(has, code, [f"c\x1f{int(x)}" for x in first])
-    if not rows_out:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
-    return np.concatenate(rows_out), np.concatenate(codes_out), np.array(names, dtype=object)
+            keys.emit(has, code, [f"c\x1f{int(x)}" for x in first])
+    return keys.result()
 
 
 def panel_keys(p, scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,33 +94,22 @@ def panel_keys(p, scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (the untagged-spend window) replay together. Adoption counts distinct sets and needs none."""
     from simulator.control.room import wanted
 
-    rows_out, codes_out, names = [], [], []
+    keys = _Keys()
     if not p.n or not wanted(scenario):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+        return keys.result()
     alerts = scenario.alerts
     if (scenario.loop_detection is not None or scenario.outcomes is not None
             or (alerts is not None and alerts.runaway_agent.enabled)):
-        code, workflows = pd.factorize(p.frame["workflow_tag"].astype(object).fillna("UNTAGGED").to_numpy())
-        rows_out.append(np.arange(p.n))
-        codes_out.append(code.astype(np.int64))
-        names += [f"k\x1f{w}" for w in workflows]  # the kill lever's workflow keys (row_keys)
-        code, sessions = pd.factorize(p.frame["session_id"].astype(object).to_numpy())  # missing: -1
-        has = np.flatnonzero(code >= 0)
-        rows_out.append(has)
-        codes_out.append(code[has].astype(np.int64) + len(names))
-        names += [f"s\x1f{x}" for x in sessions]
+        keys.workflows_and_sessions(p)
     if alerts is not None and (alerts.budget_near_ceiling.enabled or alerts.untagged_spend_spike.enabled):
         code, projects = pd.factorize(p.frame["project"].astype(object).to_numpy())  # missing: -1
         keep = (code >= 0) if alerts.budget_near_ceiling.enabled else np.zeros(p.n, dtype=bool)
         if alerts.untagged_spend_spike.enabled:
             keep |= code < 0
         rows = np.flatnonzero(keep)
-        rows_out.append(rows)
-        codes_out.append(np.where(code[rows] >= 0, code[rows], len(projects)).astype(np.int64) + len(names))
-        names += [f"p\x1f{x}" for x in projects] + ["untagged"]
-    if not rows_out:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, dtype=object)
-    return np.concatenate(rows_out), np.concatenate(codes_out), np.array(names, dtype=object)
+        keys.emit(rows, np.where(code[rows] >= 0, code[rows], len(projects)),
+                  [f"p\x1f{x}" for x in projects] + ["untagged"])
+    return keys.result()
 
 
 def merged_keys(*keys: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
