@@ -275,3 +275,35 @@ def test_progress_is_one_line_per_stage_on_a_log_and_silent_in_the_test_runner(t
     in_memory = CliRunner().invoke(cli, ["run", str(scenario), "--out", str(tmp_path / "b")])
     assert in_memory.exit_code == 0 and in_memory.stderr == ""
     assert in_memory.stdout.replace(str(tmp_path / "b"), "OUT") == proc.stdout.replace(str(tmp_path / "a"), "OUT")
+
+
+def test_imports_are_kept_out_of_the_collector_only_within_a_command(tmp_path, monkeypatch):
+    import gc
+
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+    from simulator.memory import imports_done, imports_kept
+
+    assert gc.get_freeze_count() == 0
+    imports_done()  # outside a command (library use, tests): nothing is frozen
+    assert gc.get_freeze_count() == 0
+    with imports_kept():
+        with imports_kept():
+            imports_done()
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0  # the inner block ends: the outer one still holds
+    assert gc.get_freeze_count() == 0
+    frozen = []
+
+    def spy():
+        imports_done()
+        frozen.append(gc.get_freeze_count())
+
+    monkeypatch.setattr("simulator.cli.imports_done", spy)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nname: bad\n")
+    r = CliRunner().invoke(cli, ["run", str(bad), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and r.output.startswith("Error:")
+    assert frozen and frozen[0] > 0  # `run` froze its imports, and its error ended the block: nothing stays frozen
+    assert gc.get_freeze_count() == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from simulator.errors import StrictModeError, TfysimError
+from simulator.memory import imports_done, imports_kept
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 
@@ -25,7 +26,8 @@ class TfysimGroup(click.Group):
     def invoke(self, ctx: click.Context):
         debug = "--debug" in sys.argv or bool(ctx.meta.get("debug"))
         try:
-            return super().invoke(ctx)
+            with imports_kept():  # a command's imports stay out of the collector's way (simulator.memory)
+                return super().invoke(ctx)
         except TfysimError as exc:
             if debug:
                 raise
@@ -236,6 +238,7 @@ def run(scenario, traffic, evals, out, as_json, strict, write_requests, include_
     from simulator.outputs.folder import check_out_folder
     from simulator.outputs.writer import console_summary, write_rejects_only, write_run
 
+    imports_done()  # pandas, pyarrow, the scenario model: 600 modules
     where = str(scenario)
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
     if out:
@@ -655,6 +658,7 @@ def plan_command(scenario, traffic, evals, out, as_json, check_gates, engine, ch
     from simulator.outputs.folder import check_out_folder
     from simulator.routing.scenario import Scenario, load_scenario
 
+    imports_done()
     scenario = _scenario_with(scenario, adapter, mapping, timezone)
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     folder = out or Path("reports") / scenario.name
