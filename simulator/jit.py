@@ -1,8 +1,8 @@
 """``njit`` that imports numba and compiles on the first call, so importing a module with kernels costs nothing.
 
-Importing numba takes 1-3 s on a loaded machine; ``tfysim --help``, ``validate`` and runs whose features need no
-compiled kernel should not pay it. Use it like numba's decorator: ``@njit(cache=True)``. Kernels that call other
-kernels from compiled code need numba's own ``njit`` (a caller compiles against a numba dispatcher).
+Importing numba and readying its compiler take 0.6-0.8 s of CPU; ``tfysim --help``, ``validate`` and runs whose
+features need no compiled kernel should not pay it. Use it like numba's decorator: ``@njit(cache=True)``. A kernel
+may call another one from compiled code: numba types a lazy kernel as its compiled dispatcher.
 """
 
 from __future__ import annotations
@@ -27,9 +27,36 @@ class LazyKernel:
         self.compiled: Callable | None = None
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: Any) -> Any:
+    @property
+    def dispatcher(self):
+        """numba's dispatcher of the function (created, not yet compiled, on first use)."""
         if self.compiled is None:
-            from numba import njit as numba_njit
+            self.compiled = _numba_njit()(**self.options)(self.py_func)
+        return self.compiled
 
-            self.compiled = numba_njit(**self.options)(self.py_func)
-        return self.compiled(*args)
+    @property
+    def _numba_type_(self):
+        # numba's typeof() reads this attribute: a kernel calling this one from compiled code calls the dispatcher
+        return self.dispatcher._numba_type_
+
+    @property
+    def targetoptions(self) -> dict[str, Any]:
+        # numba's inlining pass reads the options (``inline="always"``) of the called function from here
+        return self.dispatcher.targetoptions
+
+    def __call__(self, *args: Any) -> Any:
+        return (self.compiled or self.dispatcher)(*args)
+
+
+@functools.cache
+def _numba_njit():
+    """numba's ``njit``, with its CPU target readied once (the implementation registries numba loads on a first
+    compile or cache load: half a second) and the objects of both kept out of the garbage collector's way."""
+    from numba import njit as numba_njit
+    from numba.core.registry import cpu_target
+
+    from simulator.memory import imports_done
+
+    cpu_target.target_context.refresh()
+    imports_done()
+    return numba_njit

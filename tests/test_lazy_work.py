@@ -277,6 +277,39 @@ def test_progress_is_one_line_per_stage_on_a_log_and_silent_in_the_test_runner(t
     assert in_memory.stdout.replace(str(tmp_path / "b"), "OUT") == proc.stdout.replace(str(tmp_path / "a"), "OUT")
 
 
+def test_replay_modules_import_no_compiler_or_statistics_library():
+    """The replay core, its engines and the modules holding compiled kernels (prompt cache, loop detector, budgets)
+    import numba only when a kernel first runs; scipy, matplotlib and the rest only in the step that uses them."""
+    modules = ["simulator.api", "simulator.core", "simulator.engines.driver", "simulator.engines.chunks",
+               "simulator.state.cache_replay", "simulator.state.caching.kernel", "simulator.state.kernels",
+               "simulator.control.loops", "simulator.control.loop_kernel", "simulator.hashing"]
+    heavy = ["numba", "llvmlite", "scipy", "sklearn", "matplotlib", "dask", "transformers", "tiktoken"]
+    code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+            f"print('loaded:', ','.join(m for m in {heavy!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "loaded:"
+
+
+def test_a_lazy_kernel_is_callable_from_compiled_code_and_inlined_as_asked():
+    from simulator.jit import njit
+
+    @njit(inline="always")
+    def triple_plus_one(x):
+        return 3 * x + 1
+
+    @njit
+    def total(values):
+        s = 0
+        for v in values:
+            s += triple_plus_one(v)
+        return s
+
+    assert total.compiled is None and triple_plus_one.compiled is None  # nothing compiled before the first call
+    assert total(np.array([1, 2, 5], np.int64)) == 4 + 7 + 16
+    assert triple_plus_one.compiled is not None  # compiled as the caller's callee
+    assert triple_plus_one(10) == 31 and triple_plus_one.py_func(10) == 31
+
+
 def test_imports_are_kept_out_of_the_collector_only_within_a_command(tmp_path, monkeypatch):
     import gc
 

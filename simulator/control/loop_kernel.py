@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from simulator.jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from simulator.errors import InputError
+from simulator.jit import njit
 
 FIVE_MINUTES_MS = 300_000
 MAX_BREAKPOINTS = 4
