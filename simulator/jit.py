@@ -52,11 +52,14 @@ class LazyKernel:
 def _numba_njit():
     """numba's ``njit``, with its CPU target readied once (the implementation registries numba loads on a first
     compile or cache load: half a second) and the objects of both kept out of the garbage collector's way."""
+    import threading
+
     from numba import njit as numba_njit
     from numba.core.registry import cpu_target
 
     from simulator.memory import imports_done
 
     cpu_target.target_context.refresh()
-    imports_done()
+    if threading.current_thread() is threading.main_thread():
+        imports_done()  # not from a Dask worker thread: the other partitions' data is alive there
     return numba_njit
