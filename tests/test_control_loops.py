@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from simulator.api import run
 from simulator.cli import cli
-from simulator.control.loops import LoopState, apply_session_kill, fingerprints, loop_inputs
+from simulator.control.loops import LoopState, SessionIndex, apply_session_kill, chunk_inputs, fingerprints, loop_inputs
 from simulator.control.settings import LoopDetection
 from simulator.synth.generator import generate_week
 
@@ -230,6 +230,37 @@ def test_generated_runaways_are_found_and_chunking_changes_nothing():
     for i in range(0, len(frame), 1777):
         chunked.step(**{k: v[i:i + 1777] for k, v in arrays.items()})
     assert json.dumps(chunked.summary(truth)) == json.dumps(whole.summary(truth))
+
+
+def test_replays_sharing_their_sessions_equal_replays_on_their_own():
+    # The control room numbers a chunk's sessions once for the recorded replay and every candidate. Two replays of
+    # the same chunks with different costs (the second pays 40x on one workflow, so its flags differ) must give,
+    # each, exactly what a state with its own sessions gives.
+    week = generate_week(days=3, requests=20_000, seed=3)
+    frame = week.traffic
+    rule = LoopDetection()
+    status = frame["status_code"].to_numpy()
+    costs = [frame["cost_usd"].to_numpy(),
+             np.where(frame["workflow_tag"].to_numpy(dtype=object) == frame["workflow_tag"].iloc[0], 40.0, 1.0)
+             * frame["cost_usd"].to_numpy()]
+    index = SessionIndex()
+    shared = [LoopState(rule, index=index) for _ in costs]
+    alone = [LoopState(rule) for _ in costs]
+    for i in range(0, len(frame), 4999):
+        part = frame.iloc[i:i + 4999]
+        chunk = chunk_inputs(part)
+        chunk["slots"] = index.slots(chunk["session_keys"], chunk["session_id"], chunk["workflow_tag"],
+                                     chunk["team"], chunk["ts"])
+        for k, cost in enumerate(costs):
+            args = (part, cost[i:i + 4999], status[i:i + 4999], part["input_tokens"].to_numpy(),
+                    part["output_tokens"].to_numpy(), rule)
+            shared[k].step(**loop_inputs(*args, chunk))
+            alone[k].step(**loop_inputs(*args))
+    summaries = [json.dumps(state.summary()) for state in shared]
+    assert summaries == [json.dumps(state.summary()) for state in alone]
+    assert summaries[0] != summaries[1]
+    assert shared[0].sessions_key() == shared[1].sessions_key() != alone[0].sessions_key()
+    pd.testing.assert_frame_equal(shared[1].session_table(), alone[1].session_table())
 
 
 def test_recall_and_false_flags_on_the_sample_week_match_the_readme():

@@ -17,6 +17,7 @@ import pandas as pd
 
 from simulator.control.loops import stable_keys
 from simulator.control.settings import Adoption
+from simulator.io.columns import json_loads
 from simulator.pricing.model_ids import guess_provider
 
 _DAY_NS = 86_400 * 10**9
@@ -54,7 +55,7 @@ def _metadata_value(meta: str, key: str, needle: str) -> Any:
     if needle not in meta and "\\" not in meta:
         return None
     try:
-        obj = json.loads(meta)
+        obj = json_loads(meta)  # json.loads's value, by orjson where that is the same
     except json.JSONDecodeError:
         return None
     return obj.get(key) if isinstance(obj, dict) else None

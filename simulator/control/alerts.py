@@ -80,23 +80,34 @@ class BudgetAlerts:
         self.spent: dict[tuple[int, str, int], float] = {}
         self.crossed: dict[tuple[int, str, int], dict[str, int]] = {}
 
-    def add(self, ts: np.ndarray, project: np.ndarray, cost: np.ndarray) -> None:
+    def groups(self, ts: np.ndarray, project: np.ndarray) -> list[tuple]:
+        """What :meth:`add` needs of a chunk apart from the costs (the same for every replay of it): per ceiling
+        with rows, its rows ordered by (project, window) group (groups in order of first appearance, rows in time
+        order inside each), each group's row offsets, its project and window, and the rows' times in that order."""
         tagged = ~pd.isna(project)
+        out = []
         for c_i, ceiling in enumerate(self.s.ceilings):
             sel = tagged & ((project == ceiling.project) if ceiling.project != "*" else True)
             rows = np.flatnonzero(sel)
             if not len(rows):
                 continue
-            frame = pd.DataFrame({"p": project[rows].astype(str), "w": calendar_window(ts[rows], ceiling.unit),
-                                  "c": cost[rows], "t": ts[rows]})
-            groups = frame.groupby(["p", "w"], sort=False)
-            # rows by group (groups in order of first appearance, rows in time order inside each): numpy slices
-            order = np.argsort(groups.ngroup().to_numpy(), kind="stable")
-            cums, times = groups["c"].cumsum().to_numpy()[order], frame["t"].to_numpy()[order]
-            projects, windows = frame["p"].to_numpy(dtype=object)[order], frame["w"].to_numpy()[order]
-            starts = np.flatnonzero(np.r_[True, (projects[1:] != projects[:-1]) | (windows[1:] != windows[:-1])])
-            for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
-                key = (c_i, projects[lo], int(windows[lo]))
+            projects, windows = project[rows].astype(str), calendar_window(ts[rows], ceiling.unit)
+            group = pd.DataFrame({"p": projects, "w": windows}).groupby(["p", "w"], sort=False).ngroup().to_numpy()
+            order = np.argsort(group, kind="stable")
+            starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+            out.append((c_i, rows[order], group[order], starts.tolist(), [*starts[1:].tolist(), len(order)],
+                        projects[order][starts].tolist(), windows[order][starts].tolist(), ts[rows][order]))
+        return out
+
+    def add(self, ts: np.ndarray, project: np.ndarray, cost: np.ndarray, groups: list[tuple] | None = None) -> None:
+        """One chunk's requests (time-ordered) and their costs; ``groups``: :meth:`groups` of the chunk if made."""
+        for c_i, rows, group, starts, ends, projects, windows, times in (
+                self.groups(ts, project) if groups is None else groups):
+            ceiling = self.s.ceilings[c_i]
+            # running spend per group, rows in time order (pandas' grouped cumsum: compensated summation)
+            cums = pd.Series(cost[rows]).groupby(group).cumsum().to_numpy()
+            for lo, hi, p, w in zip(starts, ends, projects, windows):
+                key = (c_i, p, int(w))
                 base = self.spent.get(key, 0.0)
                 cum = base + cums[lo:hi]
                 self.spent[key] = float(cum[-1])
@@ -216,11 +227,17 @@ class AlertBacktest:
         self.budget = BudgetAlerts(settings) if settings.budget_near_ceiling.enabled else None
         self.untagged = UntaggedSpike(settings) if settings.untagged_spend_spike.enabled else None
 
-    def add(self, ts, project, workflow, team, cost) -> None:
+    def chunk(self, ts, project) -> dict[str, Any]:
+        """What :meth:`add` needs of a chunk apart from the costs: make it once for every replay of the chunk."""
+        ts, project = np.asarray(ts, dtype=np.int64), np.asarray(project, dtype=object)
+        return {"budget": self.budget.groups(ts, project) if self.budget is not None else None}
+
+    def add(self, ts, project, workflow, team, cost, chunk: dict[str, Any] | None = None) -> None:
+        """One time-ordered chunk and the replay's costs; ``chunk``: :meth:`chunk` of it if already made."""
         ts, cost = np.asarray(ts, dtype=np.int64), np.nan_to_num(np.asarray(cost, dtype=np.float64))
         project = np.asarray(project, dtype=object)
         if self.budget is not None:
-            self.budget.add(ts, project, cost)
+            self.budget.add(ts, project, cost, chunk["budget"] if chunk is not None else None)
         if self.untagged is not None:
             self.untagged.add(ts, project, cost, np.asarray(workflow, dtype=object), np.asarray(team, dtype=object))
 

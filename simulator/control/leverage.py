@@ -50,8 +50,8 @@ def leverage_by_workflow(sessions: pd.DataFrame, outcomes: pd.DataFrame, top: in
     """The ``leverage`` section: mean score per workflow_tag, the top patterns to invest in and the bottom ones to
     redesign or guard; workflows without any outcome joined are listed to instrument, not ranked."""
     scores = leverage_scores(sessions, outcomes)
-    signals = set(outcomes["session_id"]) if len(outcomes) else set()
-    produced = set(outcomes.loc[~outcomes["outcome"].isin(NOT_OUTCOMES), "session_id"]) if len(outcomes) else set()
+    signals = outcomes["session_id"] if len(outcomes) else []
+    produced = outcomes.loc[~outcomes["outcome"].isin(NOT_OUTCOMES), "session_id"] if len(outcomes) else []
     frame = sessions.assign(score=scores.to_numpy(), signal=sessions["session_id"].isin(signals).to_numpy(),
                             has_outcome=sessions["session_id"].isin(produced).to_numpy())
     rows = []

@@ -112,8 +112,8 @@ def _rate_before(ts, slot, weight, n_slots, window_ns):  # pragma: no cover - co
     return rate
 
 
-_SLOT_ARRAYS = {  # name: (dtype, fill)
-    "wf": (np.int64, -1), "first_ts": (np.int64, -1), "pending": (np.int64, -1), "first_excess": (np.int64, -1),
+_SLOT_ARRAYS = {  # name: (dtype, fill); a session's workflow and first request are in its SessionIndex
+    "pending": (np.int64, -1), "first_excess": (np.int64, -1),
     "detected_at": (np.int64, -1), "rule_of": (np.int8, 0), "onset": (np.int64, -1), "ident_fp": (np.int64, 0),
     "ident_run": (np.int64, 0), "ident_start": (np.int64, -1), "fail_run": (np.int64, 0),
     "after_cost": (np.float64, 0.0), "after_requests": (np.int64, 0), "total_cost": (np.float64, 0.0),
@@ -122,37 +122,27 @@ _SLOT_ARRAYS = {  # name: (dtype, fill)
 }
 
 
-@dataclasses.dataclass
-class LoopState:
-    """What the loop rules carry from one chunk to the next (see the module docstring). ``kill``: block the
-    requests of a flagged session from its detection on (the candidate lever), else only detect (the backtest)."""
+class SessionIndex:
+    """The sessions seen so far, numbered (slots) in order of first appearance, with the workflow and team of each
+    one's first request. The :class:`LoopState` of every replay of the same chunks (the recorded traffic and each
+    candidate, in one control room) shares one: the sessions and slots depend on the traffic only."""
 
-    rule: LoopDetection
-    kill: bool = False
-
-    def __post_init__(self) -> None:
-        self.window_ns = self.rule.window_s * _NS
-        self.baseline_ns = self.rule.baseline_days * 86_400 * _NS
+    def __init__(self) -> None:
         self.slot_of: dict[int, int] = {}
         self.session_ids: list[str] = []
         self.labels: list[tuple[str, str | None]] = []  # (workflow_tag, team) of each slot's first request
-        for name, (dtype, fill) in _SLOT_ARRAYS.items():
-            setattr(self, name, np.full(0, fill, dtype=dtype))
-        self.fail_times = np.zeros((0, max(self.rule.retry_storm, 1)), dtype=np.int64)
-        self.wf_of: dict[int, int] = {}
+        self.wf = np.zeros(0, np.int64)  # workflow code of each slot (into wf_names)
+        self.first_ts = np.zeros(0, np.int64)
+        self.wf_of: dict[str, int] = {}
         self.wf_names: list[str] = []
-        # baseline samples in flush order (bucket ends never decrease): end, workflow, window total, token total
-        self.samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
-        self.sample_order: np.ndarray | None = np.zeros(0, np.int64)  # by (workflow, value); None: not known
-        self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
-        self.bucket = -(2**62)  # the window bucket being filled
-        self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
-        self.open_count = np.zeros(1, dtype=np.int64)
-        self.last_ts = -(2**62)
-        self.rows = 0
+        self._columns: tuple[int, tuple[pd.Series, pd.Series, pd.Series]] | None = None
 
-    # -- slots ------------------------------------------------------------------------------------------------
-    def _slots(self, keys, session_id, workflow_tag, team, ts) -> np.ndarray:
+    def __len__(self) -> int:
+        return len(self.session_ids)
+
+    def slots(self, keys, session_id, workflow_tag, team, ts) -> np.ndarray:
+        """Slot per row (-1 for rows without a session; ``keys``: :func:`stable_keys` of ``session_id``); sessions
+        not seen before get the next slots."""
         codes, uniques = pd.factorize(keys)
         if not len(codes):
             return np.zeros(0, np.int64)
@@ -171,12 +161,9 @@ class LoopState:
             teams = teams.astype(object).where(teams.notna(), None).tolist()
             self.session_ids.extend(str(x) for x in session_id[rows])
             self.labels.extend(zip(wfs, [None if t is None else str(t) for t in teams]))
-            for name, (dtype, fill) in _SLOT_ARRAYS.items():
-                setattr(self, name, np.concatenate([getattr(self, name), np.full(len(new), fill, dtype=dtype)]))
-            self.fail_times = np.vstack([self.fail_times, np.zeros((len(new), self.fail_times.shape[1]), np.int64)])
             wf_codes, wf_names = pd.factorize(np.array(wfs, dtype=object))  # in order of first appearance
-            self.wf[base:] = np.array([self._wf(w) for w in wf_names], np.int64)[wf_codes]
-            self.first_ts[base:] = ts[rows]
+            self.wf = np.concatenate([self.wf, np.array([self._wf(w) for w in wf_names], np.int64)[wf_codes]])
+            self.first_ts = np.concatenate([self.first_ts, ts[rows]])
         return ids[codes]
 
     def _wf(self, name: str) -> int:
@@ -184,6 +171,57 @@ class LoopState:
             self.wf_of[name] = len(self.wf_names)
             self.wf_names.append(name)
         return self.wf_of[name]
+
+    def columns(self) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """``session_id``, ``workflow_tag`` and ``team`` of every slot (object Series; made once per size)."""
+        if self._columns is None or self._columns[0] != len(self):
+            self._columns = (len(self), (pd.Series(self.session_ids, dtype=object),
+                                         pd.Series([lab[0] for lab in self.labels], dtype=object),
+                                         pd.Series([lab[1] for lab in self.labels], dtype=object)))
+        return self._columns[1]
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What the loop rules carry from one chunk to the next (see the module docstring). ``kill``: block the
+    requests of a flagged session from its detection on (the candidate lever), else only detect (the backtest).
+    ``index``: the :class:`SessionIndex` shared with the states of the other replays of the same chunks (default:
+    its own)."""
+
+    rule: LoopDetection
+    kill: bool = False
+    index: SessionIndex = dataclasses.field(default_factory=SessionIndex, repr=False)
+
+    def __post_init__(self) -> None:
+        self.window_ns = self.rule.window_s * _NS
+        self.baseline_ns = self.rule.baseline_days * 86_400 * _NS
+        for name, (dtype, fill) in _SLOT_ARRAYS.items():
+            setattr(self, name, np.full(0, fill, dtype=dtype))
+        self.fail_times = np.zeros((0, max(self.rule.retry_storm, 1)), dtype=np.int64)
+        # baseline samples in flush order (bucket ends never decrease): end, workflow, window total, token total
+        self.samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
+        self.sample_order: np.ndarray | None = np.zeros(0, np.int64)  # by (workflow, value); None: not known
+        self.tail = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        self.bucket = -(2**62)  # the window bucket being filled
+        self.open_buf = np.zeros(0, dtype=np.int64)  # sessions active in it (open_buf[:open_count[0]])
+        self.open_count = np.zeros(1, dtype=np.int64)
+        self.last_ts = -(2**62)
+        self.rows = 0
+
+    # -- slots ------------------------------------------------------------------------------------------------
+    session_ids = property(lambda self: self.index.session_ids)
+    labels = property(lambda self: self.index.labels)
+    wf = property(lambda self: self.index.wf)
+    first_ts = property(lambda self: self.index.first_ts)
+    wf_names = property(lambda self: self.index.wf_names)
+
+    def _grow(self) -> None:
+        """Per-slot arrays for the sessions the shared :class:`SessionIndex` added since the last chunk."""
+        new = len(self.index) - len(self.requests)
+        if new > 0:
+            for name, (dtype, fill) in _SLOT_ARRAYS.items():
+                setattr(self, name, np.concatenate([getattr(self, name), np.full(new, fill, dtype=dtype)]))
+            self.fail_times = np.vstack([self.fail_times, np.zeros((new, self.fail_times.shape[1]), np.int64)])
 
     # -- baseline ---------------------------------------------------------------------------------------------
     def _add_samples(self, end, wf, values, tokens) -> None:
@@ -219,11 +257,12 @@ class LoopState:
 
     # -- one chunk --------------------------------------------------------------------------------------------
     def step(self, ts, session_id, workflow_tag, team, weight, tokens, cost, fingerprint, failed,
-             limited=None, session_keys=None) -> tuple[np.ndarray, np.ndarray]:
+             limited=None, session_keys=None, slots=None) -> tuple[np.ndarray, np.ndarray]:
         """Process one time-ordered chunk; returns (rule fired at each row or 0, rows blocked by a kill).
 
         ``limited``: rows answered 429 (counted per session as rate-limit hits for the leverage score);
-        ``session_keys``: ``stable_keys(session_id)`` when already computed (every replay of a chunk shares them)."""
+        ``session_keys``: ``stable_keys(session_id)`` when already computed (every replay of a chunk shares them);
+        ``slots``: ``self.index.slots(...)`` of this chunk when another replay sharing the sessions made them."""
         n = len(ts)
         fired = np.zeros(n, dtype=np.int8)
         killed = np.zeros(n, dtype=bool)
@@ -232,9 +271,13 @@ class LoopState:
         ts = np.asarray(ts, dtype=np.int64)
         if ts[0] < self.last_ts:
             raise InputError("loop detection needs the traffic in time order across chunks; sort it by timestamp.")
-        session_id = np.asarray(session_id, dtype=object)
-        keys = stable_keys(session_id) if session_keys is None else np.asarray(session_keys, dtype=np.int64)
-        slot = self._slots(keys, session_id, np.asarray(workflow_tag, dtype=object), np.asarray(team, dtype=object), ts)
+        if slots is None:
+            session_id = np.asarray(session_id, dtype=object)
+            keys = stable_keys(session_id) if session_keys is None else np.asarray(session_keys, dtype=np.int64)
+            slots = self.index.slots(keys, session_id, np.asarray(workflow_tag, dtype=object),
+                                        np.asarray(team, dtype=object), ts)
+        slot = np.asarray(slots, dtype=np.int64)
+        self._grow()
         weight = np.nan_to_num(np.asarray(weight, dtype=np.float64))
         tokens = np.asarray(tokens, dtype=np.float64)
         cost = np.nan_to_num(np.asarray(cost, dtype=np.float64))
@@ -333,11 +376,15 @@ class LoopState:
             return pd.concat([part._session_table() for part in parts], ignore_index=True)
         return self._session_table()
 
+    def sessions_key(self) -> tuple:
+        """Equal for two states whose :meth:`session_table` lists the same sessions in the same order (they share
+        their :class:`SessionIndex` objects, partition by partition, and have seen the same chunks)."""
+        return tuple((id(part.index), len(part.index)) for part in self._parts())
+
     def _session_table(self) -> pd.DataFrame:
+        session_id, workflow_tag, team = self.index.columns()
         return pd.DataFrame({
-            "session_id": pd.Series(self.session_ids, dtype=object),
-            "workflow_tag": pd.Series([lab[0] for lab in self.labels], dtype=object),
-            "team": pd.Series([lab[1] for lab in self.labels], dtype=object),
+            "session_id": session_id, "workflow_tag": workflow_tag, "team": team,
             "cost_usd": self.total_cost, "requests": self.requests, "rate_limit_hits": self.limit_hits,
             "retry_tokens": self.retry_tokens, "flagged": self.detected_at >= 0,
         })
@@ -466,14 +513,15 @@ def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, i
                 output_tokens: np.ndarray, rule: LoopDetection,
                 chunk: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The arrays :meth:`LoopState.step` takes, from a chunk of the canonical table and the executed cost, status
-    and token counts (recorded, or a candidate's); ``chunk``: the chunk's :func:`chunk_inputs` if already made."""
+    and token counts (recorded, or a candidate's); ``chunk``: the chunk's :func:`chunk_inputs` if already made
+    (with ``slots`` when the replays' states share their :class:`SessionIndex`)."""
     chunk = chunk_inputs(frame) if chunk is None else chunk
     failed = np.asarray(status) >= 400
     tokens = (np.asarray(input_tokens) + np.asarray(output_tokens)).astype(np.float64)
     cost = np.where(failed, 0.0, np.nan_to_num(np.asarray(cost_usd, dtype=np.float64)))
     return {
         "limited": np.asarray(status) == 429,
-        **{k: chunk[k] for k in ("ts", "session_id", "workflow_tag", "team", "session_keys")},
+        **{k: chunk[k] for k in ("ts", "session_id", "workflow_tag", "team", "session_keys", "slots") if k in chunk},
         "weight": cost if rule.weight == "cost" else np.where(failed, 0.0, tokens),
         "tokens": np.where(failed, 0.0, tokens),
         "cost": cost,

@@ -253,23 +253,40 @@ def cost_per_outcome(sessions: pd.DataFrame, outcomes: pd.DataFrame) -> list[dic
     its requests). ``cost_per_outcome_usd = cost_usd / outcomes`` (None without outcomes) and
     ``cost_per_session_usd = cost_usd / sessions``: both denominators, so sessions that produced nothing stay visible.
     """
-    counts = outcome_counts(outcomes)
-    kinds = [k for k in counts.columns if k not in NOT_OUTCOMES]
-    per = counts[kinds].sum(axis=1) if kinds else pd.Series(0, index=counts.index)
-    joined = sessions[["session_id", "workflow_tag", "cost_usd"]].reset_index(drop=True)
-    joined["outcomes"] = per.reindex(joined["session_id"]).fillna(0).to_numpy(dtype=np.int64)
-    # outcome counts per session row, aligned once (a reindex per workflow was most of the panel's time)
-    kind_names = sorted(counts.columns)
-    by_row = counts[kind_names].reindex(joined["session_id"]).fillna(0).to_numpy(np.int64) if len(counts) else None
-    out = []
-    for wf, g in joined.groupby("workflow_tag", sort=True):
-        n, produced, cost = len(g), int(g["outcomes"].sum()), float(g["cost_usd"].sum())
-        by_kind = {}
-        if by_row is not None:
-            sums = by_row[g.index.to_numpy()].sum(axis=0)
-            by_kind = {k: int(v) for k, v in zip(kind_names, sums.tolist()) if v > 0}
-        out.append({"workflow_tag": wf, "sessions": n, "sessions_with_outcome": int((g["outcomes"] > 0).sum()),
-                    "outcomes": produced, "outcomes_by_kind": by_kind, "cost_usd": round(cost, 6),
-                    "cost_per_outcome_usd": round(cost / produced, 6) if produced else None,
-                    "cost_per_session_usd": round(cost / n, 6) if n else None})
-    return out
+    return OutcomeJoin(sessions["session_id"], sessions["workflow_tag"], outcomes).by_workflow(sessions["cost_usd"])
+
+
+class OutcomeJoin:
+    """The outcomes joined to a list of sessions, and the sessions grouped by workflow: :func:`cost_per_outcome`
+    apart from the costs. Made once, it prices every replay of the same sessions (only their costs differ)."""
+
+    def __init__(self, session_id: pd.Series, workflow_tag: pd.Series, outcomes: pd.DataFrame) -> None:
+        counts = outcome_counts(outcomes)
+        kinds = [k for k in counts.columns if k not in NOT_OUTCOMES]
+        per = counts[kinds].sum(axis=1) if kinds else pd.Series(0, index=counts.index)
+        session_id = pd.Series(session_id).reset_index(drop=True)
+        self.outcomes = per.reindex(session_id).fillna(0).to_numpy(dtype=np.int64)
+        # outcome counts per session row, aligned once (a reindex per workflow was most of the panel's time)
+        self.kind_names = sorted(counts.columns)
+        self.by_row = (counts[self.kind_names].reindex(session_id).fillna(0).to_numpy(np.int64) if len(counts)
+                       else None)
+        positions = pd.Series(np.arange(len(session_id)))
+        self.groups = [(wf, g.to_numpy()) for wf, g in
+                       positions.groupby(pd.Series(workflow_tag).to_numpy(dtype=object), sort=True)]
+
+    def by_workflow(self, cost_usd) -> list[dict[str, Any]]:
+        """The :func:`cost_per_outcome` rows for the sessions' costs (aligned with the sessions)."""
+        cost_usd = np.asarray(cost_usd, dtype=np.float64)
+        out = []
+        for wf, rows in self.groups:
+            outcomes = self.outcomes[rows]
+            n, produced, cost = len(rows), int(outcomes.sum()), float(np.nansum(cost_usd[rows]))
+            by_kind = {}
+            if self.by_row is not None:
+                sums = self.by_row[rows].sum(axis=0)
+                by_kind = {k: int(v) for k, v in zip(self.kind_names, sums.tolist()) if v > 0}
+            out.append({"workflow_tag": wf, "sessions": n, "sessions_with_outcome": int((outcomes > 0).sum()),
+                        "outcomes": produced, "outcomes_by_kind": by_kind, "cost_usd": round(cost, 6),
+                        "cost_per_outcome_usd": round(cost / produced, 6) if produced else None,
+                        "cost_per_session_usd": round(cost / n, 6) if n else None})
+        return out

@@ -21,8 +21,8 @@ import pandas as pd
 from simulator.control.adoption import AdoptionCounter
 from simulator.control.alerts import AlertBacktest, compact, prometheus_rules
 from simulator.control.leverage import leverage_by_workflow
-from simulator.control.loops import LoopState, chunk_inputs, kill_rule, loop_inputs
-from simulator.control.outcomes import OutcomeTable, cost_per_outcome, load_outcomes
+from simulator.control.loops import LoopState, SessionIndex, chunk_inputs, kill_rule, loop_inputs
+from simulator.control.outcomes import OutcomeJoin, OutcomeTable, cost_per_outcome, load_outcomes
 from simulator.control.settings import Alerts, LoopDetection, outcome_settings
 
 COST_SOURCE = "recorded cost_usd (catalog price where it is missing)"
@@ -44,9 +44,12 @@ class ControlRoom:
         self.adoption = AdoptionCounter(scenario.adoption) if scenario.adoption is not None else None
         need_sessions = (scenario.loop_detection is not None or self.outcomes is not None
                          or (self.alert_settings is not None and self.alert_settings.runaway_agent.enabled))
-        self.loops = [LoopState(self.rule) for _ in range(n_candidates + 1)] if need_sessions else None
+        self.index = SessionIndex()  # every replay sees the same sessions: numbered once per chunk
+        self.loops = ([LoopState(self.rule, index=self.index) for _ in range(n_candidates + 1)]
+                      if need_sessions else None)
         self.alerts = ([AlertBacktest(self.alert_settings) for _ in range(n_candidates + 1)]
                        if self.alert_settings is not None else None)
+        self._join: tuple[tuple, OutcomeJoin] | None = None  # (LoopState.sessions_key, the outcomes joined)
 
     def add(self, frame: pd.DataFrame, recorded_cost: np.ndarray, baseline_cost: np.ndarray, status: np.ndarray,
             input_tokens: np.ndarray, output_tokens: np.ndarray,
@@ -57,15 +60,22 @@ class ControlRoom:
         replays = [(recorded, status, input_tokens, output_tokens)]
         replays += [(recorded - (baseline_cost - cost), st, i, o) for cost, st, i, o in candidates]
         ts = frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64)
-        chunk = chunk_inputs(frame) if self.loops is not None else None  # shared by every replay of the chunk
-        labels = ((frame["project"].to_numpy(dtype=object), frame["workflow_tag"].to_numpy(dtype=object),
-                   frame["team"].to_numpy(dtype=object)) if self.alerts is not None else None)
+        chunk = None
+        if self.loops is not None:  # shared by every replay of the chunk
+            chunk = chunk_inputs(frame)
+            chunk["slots"] = self.index.slots(chunk["session_keys"], chunk["session_id"], chunk["workflow_tag"],
+                                                 chunk["team"], chunk["ts"])
+        labels = alert_chunk = None
+        if self.alerts is not None:
+            labels = (frame["project"].to_numpy(dtype=object), frame["workflow_tag"].to_numpy(dtype=object),
+                      frame["team"].to_numpy(dtype=object))
+            alert_chunk = self.alerts[0].chunk(ts, labels[0])
         for k, (cost, st, inp, out) in enumerate(replays):
             cost = np.where(st >= 400, 0.0, cost)
             if self.loops is not None:
                 self.loops[k].step(**loop_inputs(frame, cost, st, inp, out, self.rule, chunk))
             if self.alerts is not None:
-                self.alerts[k].add(ts, *labels, cost)
+                self.alerts[k].add(ts, *labels, cost, chunk=alert_chunk)
         if self.adoption is not None:
             self.adoption.add(ts, frame["team"].to_numpy(dtype=object), frame["user_id"].to_numpy(dtype=object),
                               frame["metadata"].to_numpy(dtype=object), frame["model"].to_numpy(dtype=object))
@@ -104,7 +114,7 @@ class ControlRoom:
         if self.outcomes is not None:
             sessions = self.loops[0].session_table()
             frame = self.outcomes.frame
-            matched = frame["session_id"].isin(set(sessions["session_id"])) if len(frame) else frame["session_id"]
+            matched = frame["session_id"].isin(sessions["session_id"]) if len(frame) else frame["session_id"]
             out["outcomes"] = {**self.outcomes.counts(), "outcomes_matched": int(matched.sum()),
                                "outcomes_unmatched": int((~matched).sum()), "cost_source": COST_SOURCE,
                                "by_workflow": cost_per_outcome(sessions, frame[matched] if len(frame) else frame)}
@@ -121,8 +131,11 @@ class ControlRoom:
         if self.alerts is not None:
             out["alerts"] = compact(self.alerts[k + 1].summary(state.sessions() if state is not None else []))
         if self.outcomes is not None:
-            frame = self.outcomes.frame
-            rows = cost_per_outcome(state.session_table(), frame)
+            sessions = state.session_table()
+            key = state.sessions_key()  # the replays' states share their sessions: one join for all of them
+            if self._join is None or self._join[0] != key:
+                self._join = (key, OutcomeJoin(sessions["session_id"], sessions["workflow_tag"], self.outcomes.frame))
+            rows = self._join[1].by_workflow(sessions["cost_usd"])
             out["outcomes"] = [{key: r[key] for key in ("workflow_tag", "cost_usd", "cost_per_outcome_usd",
                                                          "cost_per_session_usd")} for r in rows]
         return out

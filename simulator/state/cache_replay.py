@@ -32,6 +32,9 @@ NOTE = "below_minimum_requests: caching would be silently skipped (prefix under 
 PROBE_GROUP = "workflow_model"  # a probe's report is per (workflow, serving model), joined by GROUP_SEP
 GROUP_SEP = "\x1f"
 PROBE_EXTRA = ("prefix_tokens_sum", "prefix_rows", "borderline_requests")
+# what the simulation, pricing and reports read of the covered rows (not metadata, users, recorded costs...)
+_COLUMNS = ("request_id", "timestamp", "model", "input_tokens", "output_tokens", "workflow_tag", "prompt",
+            "prefix_hash", "prefix_tokens", "prefix_blocks", "block_tokens")
 
 
 class CacheState:
@@ -90,7 +93,7 @@ class CacheState:
         tiers = o.service_tier[covered]
         before = p.catalog.cost_usd_codes(o.model[covered], vocab, p.ts[covered], o.input_tokens[covered],
                                           o.output_tokens[covered], tiers=tiers)
-        frame = p.frame.iloc[covered].copy()
+        frame = p.frame[[c for c in _COLUMNS if c in p.frame.columns]].iloc[covered]
         frame["model"] = served[covered]
         frame["input_tokens"] = o.input_tokens[covered]
         # Prefix sizes were counted on the recorded model: scale them like the request's input tokens.
@@ -127,7 +130,7 @@ class CacheState:
                                          tiers=tiers)
         if o.cache_storage_usd is not None:
             after = after + o.cache_storage_usd[covered]
-        sim_all = pd.concat(sims).loc[frame.index]
+        sim_all = sims[0] if len(sims) == 1 and len(sims[0]) == len(frame) else pd.concat(sims).loc[frame.index]
         costs = pd.DataFrame({"cost_without_cache_usd": before, "cost_with_cache_usd": after}, index=frame.index)
         if self.probe:
             self._probe_sums(frame, sim_all, costs)
@@ -146,24 +149,29 @@ class CacheState:
     def _probe_sums(self, frame: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame) -> None:
         from simulator.tokens.intervals import count_interval
 
-        workflow = frame["workflow_tag"].astype(object).fillna("UNTAGGED").astype(str).to_numpy()
-        models = frame["model"].to_numpy(dtype=object)
-        frame = frame.assign(**{PROBE_GROUP: workflow + GROUP_SEP + models.astype(str)})
+        # (workflow, model) groups on integer codes: each label and each model's interval made once
+        wf_codes, workflows = pd.factorize(frame["workflow_tag"])
+        model_codes, models = pd.factorize(frame["model"].to_numpy(dtype=object))
+        pair_codes, pairs = pd.factorize(wf_codes.astype(np.int64) * len(models) + model_codes)
+        wf_names = [str(w) for w in workflows] + ["UNTAGGED"]  # code -1: no workflow tag
+        labels = np.array([wf_names[p // len(models)] + GROUP_SEP + str(models[p % len(models)]) for p in pairs],
+                          dtype=object)
+        frame = frame.assign(**{PROBE_GROUP: labels[pair_codes]})
         prefix = sim["prefix_tokens"].to_numpy(np.float64)
         minimum = sim["cache_min_tokens"].to_numpy(np.float64)
         low, high = np.ones(len(frame)), np.ones(len(frame))
         if self.translator is not None:
-            for model in pd.unique(models):
-                interval = count_interval(str(model), self.translator.registry, self.translator.calibration)
-                low[models == model], high[models == model] = interval.low, interval.high
+            intervals = [count_interval(str(m), self.translator.registry, self.translator.calibration) for m in models]
+            low = np.array([i.low for i in intervals], dtype=np.float64)[model_codes]
+            high = np.array([i.high for i in intervals], dtype=np.float64)[model_codes]
         has = prefix > 0
         sim = sim.assign(prefix_tokens_sum=np.where(has, prefix, 0.0), prefix_rows=has,
                          borderline_requests=has & (prefix * low < minimum) & (prefix * high >= minimum))
         self.summary_sums.append(cache_summary_sums(frame, sim, costs, by=PROBE_GROUP, extra=PROBE_EXTRA))
         keys = np.where(has, sim["prefix_key"].to_numpy(np.int64), 0)
-        groups = frame[PROBE_GROUP].to_numpy(dtype=object)
-        for group in pd.unique(groups[keys != 0]):
-            self.prefix_keys.setdefault(str(group), []).append(np.unique(keys[(groups == group) & (keys != 0)]))
+        for code in pd.unique(pair_codes[keys != 0]):
+            self.prefix_keys.setdefault(str(labels[code]), []).append(
+                np.unique(keys[(pair_codes == code) & (keys != 0)]))
 
     def rules_report(self) -> list[dict[str, Any]]:
         """Per caching rule: its mode, TTL and breakpoints, and the requests, cache tokens and storage it produced."""

@@ -48,8 +48,11 @@ def time_ordered(df: pd.DataFrame, count_tokens=None) -> tuple:
     """``(ts_ns, order, df in time order, its prefix blocks)``: what :func:`simulate_frame` and
     :func:`prefix_gaps_ms` start from; build it once to pass as ``ordered`` when several run on the same frame."""
     ts_ns = pd.DatetimeIndex(df["timestamp"]).as_unit("ns").asi8
-    order = np.argsort(ts_ns, kind="stable")
-    sdf = df.iloc[order]
+    if len(ts_ns) and (ts_ns[1:] >= ts_ns[:-1]).all():  # already in time order (a replay's chunk): no copy
+        order, sdf = np.arange(len(ts_ns)), df
+    else:
+        order = np.argsort(ts_ns, kind="stable")
+        sdf = df.iloc[order]
     return ts_ns, order, sdf, build_prefix_blocks(sdf, count_tokens=count_tokens)
 
 
@@ -118,7 +121,9 @@ def simulate_frame(df: pd.DataFrame, rules: CacheRules, *, enabled=None, mode=No
         "cache_min_tokens": params["min_tokens"],
         "prefix_key": full_prefix_keys(codes.astype(np.int32), blocks.offsets, blocks.ids),
     }
-    frame = pd.DataFrame({k: (v[inverse] if not isinstance(v, pd.Categorical) else v.take(inverse)) for k, v in out.items()})
+    if sdf is not df:  # back to the rows' order
+        out = {k: (v[inverse] if not isinstance(v, pd.Categorical) else v.take(inverse)) for k, v in out.items()}
+    frame = pd.DataFrame(out)
     frame.index = df.index
     return frame
 
@@ -215,22 +220,26 @@ def cache_summary_sums(df: pd.DataFrame, sim: pd.DataFrame, costs: pd.DataFrame 
                        by: str = "workflow_tag", extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """The additive part of :func:`cache_summary` per group (sums over chunks add up); ``extra`` names more
     columns of ``sim`` to sum."""
-    frame = sim.copy()
-    frame["group"] = df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns else "(none)"
-    frame["requests"] = 1
-    frame["cacheable"] = (frame["prefix_tokens"] > 0) & ~frame["cache_below_minimum"]
-    cols = ["requests", "cacheable", "cache_hit", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-            "cache_below_minimum", "cache_no_prefix_info"]
-    if "storage_token_hours" in frame.columns:
-        cols += ["storage_token_hours", "cache_storage_usd"]
-    cols += list(extra)
+    n = len(sim)
+    columns = {"requests": np.ones(n, np.int64),
+               "cacheable": (sim["prefix_tokens"].to_numpy() > 0) & ~sim["cache_below_minimum"].to_numpy(bool)}
+    names = ["cache_hit", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cache_below_minimum",
+             "cache_no_prefix_info"]
+    if "storage_token_hours" in sim.columns:
+        names += ["storage_token_hours", "cache_storage_usd"]
+    columns.update((c, sim[c].to_numpy()) for c in [*names, *extra])
     if costs is not None:
-        frame[list(costs.columns)] = costs.to_numpy()
-        cols += list(costs.columns)
-    for c in cols:
-        if frame[c].dtype == bool:
-            frame[c] = frame[c].astype(np.int64)
-    return frame.groupby("group", sort=True)[cols].sum()
+        columns.update((c, costs[c].to_numpy()) for c in costs.columns)
+    frame = pd.DataFrame({c: v.astype(np.int64) if v.dtype == bool else v for c, v in columns.items()})
+    return frame.groupby(group_labels(df, by), sort=True).sum()
+
+
+def group_labels(df: pd.DataFrame, by: str) -> np.ndarray:
+    """``df[by]`` as text per row (``"(none)"`` where missing or without the column), each distinct value made once."""
+    if by not in df.columns:
+        return np.full(len(df), "(none)", dtype=object)
+    codes, uniques = pd.factorize(df[by])
+    return np.array([str(v) for v in uniques] + ["(none)"], dtype=object)[codes]
 
 
 def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.DataFrame:
@@ -238,7 +247,7 @@ def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.Dat
     grouped = sums.groupby(level=0, sort=True).sum()
     if "storage_token_hours" in grouped.columns and not grouped["storage_token_hours"].to_numpy().any():
         grouped = grouped.drop(columns=["storage_token_hours", "cache_storage_usd"])  # no explicit storage billed
-    grouped.loc["(all)"] = grouped.sum()
+    grouped = with_total(grouped)
     grouped = grouped.rename(columns={"cache_hit": "hits", "cache_below_minimum": "below_minimum_requests",
                                       "cache_no_prefix_info": "no_prefix_info_requests", "cacheable": "cacheable_requests"})
     grouped["hit_rate"] = grouped["hits"] / grouped["cacheable_requests"].where(grouped["cacheable_requests"] > 0)
@@ -246,6 +255,14 @@ def finish_cache_summary(sums: pd.DataFrame, by: str = "workflow_tag") -> pd.Dat
         grouped["savings_usd"] = grouped["cost_without_cache_usd"] - grouped["cost_with_cache_usd"]
     grouped.index.name = by
     return grouped
+
+
+def with_total(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with an ``(all)`` row of column sums, column types kept (``table.loc["(all)"] = table.sum()``
+    without the slow enlargement)."""
+    totals = table.sum()
+    columns = {c: np.append(v := table[c].to_numpy(), np.asarray(totals[c]).astype(v.dtype)) for c in table.columns}
+    return pd.DataFrame(columns, index=[*table.index, "(all)"])
 
 
 def prefix_gaps_ms(df: pd.DataFrame, count_tokens=None, model_codes=None, last_seen: dict | None = None,
@@ -295,10 +312,8 @@ def ttl_break_even_sums(df: pd.DataFrame, rules: CacheRules, *, by: str = "workf
     ``last_seen`` dict, all carried from chunk to chunk."""
     ordered = time_ordered(df)  # one prefix-block build for the gaps and every TTL
     gaps = prefix_gaps_ms(df, model_codes=model_codes, last_seen=last_seen, ordered=ordered)["prefix_gap_ms"].to_numpy()
-    group = (df[by].astype(object).fillna("(none)").astype(str).to_numpy() if by in df.columns
-             else np.full(len(df), "(none)"))
     frame = pd.DataFrame({
-        "group": group,
+        "group": group_labels(df, by),
         "gaps_le_5m": gaps <= FIVE_MIN_MS,
         "gaps_5m_to_1h": (gaps > FIVE_MIN_MS) & (gaps <= ONE_HOUR_MS),
         "gaps_gt_1h": gaps > ONE_HOUR_MS,
@@ -321,7 +336,7 @@ def ttl_break_even_sums(df: pd.DataFrame, rules: CacheRules, *, by: str = "workf
 def finish_break_even(sums: pd.DataFrame, ttls=("5m", "1h"), by: str = "workflow_tag") -> pd.DataFrame:
     """:func:`ttl_break_even` from the summed groups: an ``(all)`` row and the cheaper TTL per group."""
     table = sums.groupby(level=0, sort=True).sum()
-    table.loc["(all)"] = table.sum()
+    table = with_total(table)
     cost_cols = [f"cost_{t}_usd" for t in ttls]
     table["cheaper_ttl"] = [ttls[int(np.argmin(row))] for row in table[cost_cols].to_numpy()]
     table.index.name = by
