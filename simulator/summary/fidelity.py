@@ -28,9 +28,10 @@ def ratio_terms(moves: pd.DataFrame, tokenizer_of: Callable[[str], str] | None =
     if moves is None or moves.empty:
         return []
     tok = tokenizer_of or (lambda m: m)
-    names = {m: tok(m) for m in {*moves["from_model"].tolist(), *moves["to_model"].tolist()}}
-    frame = moves.assign(src=moves["from_model"].map(names), dst=moves["to_model"].map(names))
-    groups, sums = group_sums(frame, ["src", "dst", "translation"], ["cost_usd", "cost_low_usd", "cost_high_usd"])
+    sources, targets = moves["from_model"].tolist(), moves["to_model"].tolist()
+    names = {m: tok(m) for m in {*sources, *targets}}  # a registry lookup per distinct model, not per row
+    groups, sums = group_sums(moves, [[names[m] for m in sources], [names[m] for m in targets], "translation"],
+                              ["cost_usd", "cost_low_usd", "cost_high_usd"])
     terms = []
     for (src, dst, method), (cost, cost_low, cost_high) in zip(groups, sums.tolist()):
         if cost <= 0:

@@ -191,19 +191,23 @@ def add_outcome(table: MovesTable, p, o, base_cost: np.ndarray, translator=None,
               cost_low_usd=cost * low[rows], cost_high_usd=cost * high[rows])
 
 
-def group_sums(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> tuple[list[tuple], np.ndarray]:
+def group_sums(frame: pd.DataFrame, keys: list, columns: list[str]) -> tuple[list[tuple], np.ndarray]:
     """``frame.groupby(keys, sort=True)[columns].sum()`` of a small table (a moves table has a row per group) as
     (sorted key tuples, one row of sums per key): pandas' numbers, a compensated (Kahan) sum per group in row order
-    with missing values skipped, without a group-by's fixed cost (about a millisecond, several per policy). Text keys
-    and float columns only: anything else, or a missing key, goes through the pandas group-by itself."""
-    labels = list(zip(*(frame[k].tolist() for k in keys))) if len(frame) else []
+    with missing values skipped, without a group-by's fixed cost (about a millisecond, several per policy). A key is
+    a column name or a sequence of values per row. Text keys and float columns only: anything else, or a missing
+    key, goes through the pandas group-by itself."""
+    key_values = [frame[k].tolist() if isinstance(k, str) else list(k) for k in keys]
+    labels = list(zip(*key_values)) if len(frame) else []
     plain = all(isinstance(v, str) for key in labels for v in key)
     if not plain or not all(frame[c].dtype == np.float64 for c in columns):
-        g = frame.groupby(keys, sort=True)[columns].sum()
+        by = [k if isinstance(k, str) else np.asarray(v, dtype=object) for k, v in zip(keys, key_values)]
+        g = frame.groupby(by, sort=True)[columns].sum()
         return [k if isinstance(k, tuple) else (k,) for k in g.index], g.to_numpy(np.float64)
+    rows = np.column_stack([frame[c].to_numpy(np.float64) for c in columns]).tolist()
     sums: dict[tuple, list[float]] = {}
     compensation: dict[tuple, list[float]] = {}
-    for key, row in zip(labels, frame[columns].to_numpy(np.float64).tolist()):
+    for key, row in zip(labels, rows):
         if key not in sums:
             sums[key], compensation[key] = [0.0] * len(columns), [0.0] * len(columns)
         s, c = sums[key], compensation[key]
