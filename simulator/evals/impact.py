@@ -124,6 +124,16 @@ def _tagged(samples: pd.DataFrame) -> pd.DataFrame:
     return hit[2]
 
 
+def _eval_tags(samples: pd.DataFrame, ev: pd.DataFrame) -> frozenset:
+    """The workflow tags of the tagged samples ``ev`` (kept per samples object: asked once per move of a policy)."""
+    key = ("eval_tags", id(samples))
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not samples:
+        hit = (samples, None, frozenset(ev["workflow_tag"].unique().tolist()))
+        _remember(key, hit)
+    return hit[2]
+
+
 def _remember(key, value, cache: dict | None = None) -> None:
     """Keep ``value`` under ``key`` in ``cache`` (default the prepared tables), the oldest of 256 entries dropped."""
     cache = _PREPARED if cache is None else cache
@@ -315,7 +325,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
                "covered": False, "reason": None}
         if a is None or b is None:
             row["reason"] = "no eval samples: " + eval_mismatch(r.from_model if a is None else r.to_model, eval_models)
-        elif not (ev["workflow_tag"] == etag).any():
+        elif etag not in _eval_tags(samples, ev):
             row["reason"] = f"workflow {etag or '(untagged)'!r} has no eval samples"
         else:
             pair_keys[len(rows)] = (etag, a, b)
