@@ -205,3 +205,18 @@ def test_float_request_counts_are_summed_like_integer_ones(evals):
     r = policy_accuracy_impact(moves, traffic, evals, n_boot=200)
     assert [(m["workflow_tag"], m["requests"]) for m in r["moves"]] == [("w1", 500)]
     assert r["accuracy_delta_pp"] == pytest.approx(100 * 500 / 2000 * -0.1)
+
+
+def test_scores_are_matched_by_sample_id_whatever_the_row_order():
+    # 6 samples: A right on s1-s4, B right on s1, s2, s5; s6 scored by A only (unpaired). Rows shuffled, models mixed.
+    rows = [("s3", "A", 1.0), ("s5", "B", 1.0), ("s1", "B", 1.0), ("s6", "A", 1.0), ("s2", "A", 1.0),
+            ("s4", "B", 0.0), ("s5", "A", 0.0), ("s1", "A", 1.0), ("s3", "B", 0.0), ("s2", "B", 1.0),
+            ("s4", "A", 1.0)]
+    samples = pd.DataFrame({"sample_id": [r[0] for r in rows], "model": [r[1] for r in rows],
+                            "score": [r[2] for r in rows], "correct": [r[2] for r in rows], "workflow_tag": "w"})
+    moves = pd.DataFrame({"workflow_tag": ["w"], "from_model": ["acct/A"], "to_model": ["acct/B"], "requests": [10]})
+    traffic = pd.DataFrame({"workflow_tag": ["w"], "requests": [10]})
+    r = policy_accuracy_impact(moves, traffic, samples, min_paired=2, n_boot=50)
+    # paired differences B - A on s1..s5: 0, 0, -1, -1, +1 -> mean -0.2
+    assert r["moves"][0]["n_paired"] == 5
+    assert r["accuracy_delta_pp"] == pytest.approx(-20.0)

@@ -389,3 +389,18 @@ def test_overlaps_count_shared_rows_per_kind_by_hand(monkeypatch):
     assert overlaps.shared("a", "a") == {"routing": 3, "budgets": 1, "prompt_caching": 2}
     assert overlaps.shared("b", "b") == {"routing": 5, "prompt_caching": 2}
     assert overlaps.shared("c", "c") == {"budgets": 2, "prompt_caching": 2}
+
+
+def test_pooled_variance_pools_paired_differences_of_first_outcomes_by_hand():
+    from simulator.summary.opportunities import pooled_variance
+
+    samples = pd.DataFrame({
+        "workflow_tag": ["w", "w", "w", "w", "w", "v", "v", None],
+        "sample_id": ["s2", "s1", "s1", "s2", "s1", "s1", "s1", "s1"],
+        "model": ["b", "a", "b", "a", "b", "a", "c", "a"],
+        "correct": [0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+    })
+    # first outcome per (workflow, sample, model): w/s1 a=1 b=1 (the later b=0 is a repeat), w/s2 a=1 b=0,
+    # v/s1 a=0 c=1; the untagged row has no workflow. Pairs (a, b): 0, -1; (a, c): +1; (b, c): none.
+    assert pooled_variance(samples) == pytest.approx(np.var([0.0, -1.0, 1.0]))
+    assert pooled_variance(samples.iloc[[0]]) is None

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from simulator.summary.moves import KEYS, SUMS, add_moves, moves_frame
+from simulator.summary.moves import KEYS, SUMS, add_moves, group_sums, moves_frame
 from simulator.summary.privacy import LITERAL_UNTAGGED, UNTAGGED
 
 
@@ -147,3 +147,31 @@ def test_moves_table_in_chunks_adds_the_chunk_tables_and_each_equals_the_string_
     opus = src == "m/opus"
     merged = add(MovesTable(), np.flatnonzero(opus)).merge(add(MovesTable(), np.flatnonzero(~opus)))
     pd.testing.assert_frame_equal(merged.frame(), add(MovesTable(), np.arange(n)).frame(), check_exact=True)
+
+
+def test_group_sums_adds_with_compensation_in_row_order_like_pandas():
+    # 1e16 + 1 + 1: a plain running sum loses both ones (1e16 + 1 rounds back to 1e16); a compensated sum keeps them
+    frame = pd.DataFrame({"k": ["b", "a", "b", "b", "a"], "v": [1e16, 2.0, 1.0, 1.0, np.nan],
+                          "w": [1.0, np.inf, 2.0, 3.0, 4.0]})
+    groups, sums = group_sums(frame, ["k"], ["v", "w"])
+    assert groups == [("a",), ("b",)]
+    assert sums[0].tolist() == [2.0, np.inf]  # a missing value is skipped; an infinite one stays infinite
+    assert sums[1].tolist() == [1e16 + 2.0, 6.0]
+    assert 1e16 + 1.0 + 1.0 != 1e16 + 2.0
+
+
+def test_group_sums_equals_the_pandas_group_by_and_takes_keys_as_values():
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({"a": rng.choice(["x", "y", "zz"], n), "b": rng.choice(["m/1", "m/2"], n),
+                          "v": rng.random(n) * 1e3, "w": rng.standard_normal(n) * 1e-3})
+    expected = frame.groupby(["a", "b"], sort=True)[["v", "w"]].sum()
+    groups, sums = group_sums(frame, ["a", frame["b"].tolist()], ["v", "w"])
+    assert groups == list(expected.index)
+    assert sums.tobytes() == expected.to_numpy().tobytes()
+
+
+def test_group_sums_leaves_other_keys_and_columns_to_pandas():
+    frame = pd.DataFrame({"k": ["a", None, "a"], "n": [1, 2, 3]})
+    groups, sums = group_sums(frame, ["k"], ["n"])
+    assert groups == [("a",)] and sums.tolist() == [[4.0]]  # the row without a key is left out, as group-by does

@@ -42,16 +42,17 @@ def prompt_features(prompts) -> np.ndarray:
     and in UTF-8 an ASCII byte is always that character, so they are counted by deleting bytes (``bytes.translate``,
     a table lookup, where ``str.translate`` goes through a dict per character).
     """
-    texts = pd.Series(["" if p is None else str(p) for p in prompts], dtype=object)
-    codes, uniques = pd.factorize(texts, sort=False)
-    feats = np.empty((len(uniques), 3), dtype=np.float64)
-    for i, t in enumerate(uniques):
-        n = len(t)
-        raw = t.encode("utf-8", "surrogatepass")
-        digits = len(raw) - len(raw.translate(None, _DIGIT_BYTES))
-        code = len(raw) - len(raw.translate(None, _CODE_BYTES))
-        feats[i] = (np.log1p(n), digits / max(n, 1), code / max(n, 1))
-    return feats[codes] if len(codes) else np.zeros((0, 3))
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault("" if p is None else str(p), len(index)) for p in prompts), np.int64)
+    if not len(codes):
+        return np.zeros((0, 3))
+    raw = [t.encode("utf-8", "surrogatepass") for t in index]
+    size = np.fromiter(map(len, raw), np.int64, len(raw))
+    chars = np.fromiter(map(len, index), np.int64, len(raw))
+    digits = size - np.fromiter((len(r.translate(None, _DIGIT_BYTES)) for r in raw), np.int64, len(raw))
+    code = size - np.fromiter((len(r.translate(None, _CODE_BYTES)) for r in raw), np.int64, len(raw))
+    per = np.maximum(chars, 1)
+    return np.column_stack([np.log1p(chars.astype(np.float64)), digits / per, code / per])[codes]
 
 
 _DIGIT_BYTES = _DIGITS.encode("ascii")
@@ -124,6 +125,16 @@ def _tagged(samples: pd.DataFrame) -> pd.DataFrame:
     return hit[2]
 
 
+def _eval_tags(samples: pd.DataFrame, ev: pd.DataFrame) -> frozenset:
+    """The workflow tags of the tagged samples ``ev`` (kept per samples object: asked once per move of a policy)."""
+    key = ("eval_tags", id(samples))
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not samples:
+        hit = (samples, None, frozenset(ev["workflow_tag"].unique().tolist()))
+        _remember(key, hit)
+    return hit[2]
+
+
 def _remember(key, value, cache: dict | None = None) -> None:
     """Keep ``value`` under ``key`` in ``cache`` (default the prepared tables), the oldest of 256 entries dropped."""
     cache = _PREPARED if cache is None else cache
@@ -157,13 +168,39 @@ def _workflow_rows(samples: pd.DataFrame, ev: pd.DataFrame, etag: str) -> tuple:
     return hit[2]
 
 
+_LAYOUT = ("layout",)  # key of a workflow's row layout among its per-model scores (never a model name)
+
+
 def _scores(wf: pd.DataFrame, ids: np.ndarray, scores: dict, model: str) -> np.ndarray:
-    """``model``'s score per sample id of ``ids`` (NaN where it has none), read once per workflow."""
+    """``model``'s score per sample id of ``ids`` (NaN where it has none), read once per workflow: the workflow's
+    rows are placed (position of the sample id in ``ids``, model code) once, and each model's scores read off that."""
     if model not in scores:
-        values = wf[wf["model"] == model].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+        if _LAYOUT not in scores:
+            codes, models = pd.factorize(wf["model"].to_numpy(dtype=object))
+            scores[_LAYOUT] = (np.searchsorted(ids, wf["sample_id"].to_numpy(dtype=object)), codes,
+                               {m: i for i, m in enumerate(models.tolist())}, wf["score"].to_numpy(np.float64))
+        at, codes, code_of, score = scores[_LAYOUT]
+        rows = np.flatnonzero(codes == code_of.get(model, -2))
+        if len(np.unique(at[rows])) < len(rows):  # a sample scored twice: the index's own error about it
+            values = wf[wf["model"] == model].set_index("sample_id")["score"].reindex(ids).to_numpy(np.float64)
+        else:
+            values = np.full(len(ids), np.nan)
+            values[at[rows]] = score[rows]
         values.setflags(write=False)
         scores[model] = values
     return scores[model]
+
+
+def _prod_texts(prod_prompts: pd.DataFrame, wmap: tuple, etag: str) -> list:
+    """The production prompts (present ones, in row order) of one eval workflow, kept per prompts object: every
+    model pair and policy of the workflow asks for them."""
+    key = ("prod_texts", id(prod_prompts), wmap, etag)
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not prod_prompts:
+        prod = prod_prompts.loc[_prod_etags(prod_prompts, wmap) == etag, "prompt"]
+        hit = (prod_prompts, None, prod.dropna().tolist())
+        _remember(key, hit)
+    return hit[2]
 
 
 def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, weight_clip, seed) -> tuple:
@@ -179,14 +216,13 @@ def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, wei
     u = np.ones(len(ids))
     weighting = "post-stratification"
     if prod_prompts is not None:
-        prod = prod_prompts[_prod_etags(prod_prompts, wmap) == etag]
+        prod = _prod_texts(prod_prompts, wmap, etag)
         first = scores.get(None)
         if first is None:
             first = scores[None] = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
-        if first.notna().sum() >= min_paired and prod["prompt"].notna().sum() >= min_paired:
+        if first.notna().sum() >= min_paired and len(prod) >= min_paired:
             has = first.notna().to_numpy()
-            u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(),
-                                    prod["prompt"].dropna().tolist(), weight_clip, seed)
+            u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(), prod, weight_clip, seed)
             weighting = "post-stratification + covariate shift"
     cols, n_pairs = [], []
     for a, b in pairs:
@@ -315,7 +351,7 @@ def policy_accuracy_impact(moves: pd.DataFrame, traffic: pd.DataFrame, samples: 
                "covered": False, "reason": None}
         if a is None or b is None:
             row["reason"] = "no eval samples: " + eval_mismatch(r.from_model if a is None else r.to_model, eval_models)
-        elif not (ev["workflow_tag"] == etag).any():
+        elif etag not in _eval_tags(samples, ev):
             row["reason"] = f"workflow {etag or '(untagged)'!r} has no eval samples"
         else:
             pair_keys[len(rows)] = (etag, a, b)

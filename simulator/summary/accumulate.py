@@ -97,7 +97,12 @@ class Labels:
             self._grow()
             return ids[keys.codes]
         codes, uniques = _runs(keys) if _sorted_integers(keys) else pd.factorize(keys)
-        ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
+        first = dict(zip(list(uniques), range(len(uniques)))) if not self.ids else {}
+        if first and len(first) == len(uniques):  # the first chunk (an in-memory table's only one): in order
+            self.ids = first
+            ids = np.arange(len(first), dtype=np.int64)
+        else:
+            ids = np.array([self.ids.setdefault(u, len(self.ids)) for u in uniques], dtype=np.int64)
         self._grow()
         return ids[codes] if len(codes) else np.zeros(0, np.int64)
 

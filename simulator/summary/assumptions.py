@@ -193,13 +193,16 @@ def moved_summary(moves) -> dict[str, Any]:
     """The ``moved`` block of a policy record from its moves table (``simulator.summary.moves``)."""
     if moves is None or moves.empty:
         return {"requests": 0}
+    from simulator.summary.moves import group_sums
+
     t = moves[["requests", "input_tokens_recorded", "input_tokens", "output_tokens_recorded", "output_tokens",
                "cache_tokens_recorded", "recorded_cost_usd", "cost_usd"]].sum()
 
     def ratio(a: str, b: str) -> float | None:
         return round(float(t[a] / t[b]), 6) if t[b] else None
 
-    by_target = moves.groupby("to_model", sort=True)["requests"].sum()
+    targets, requests = group_sums(moves, ["to_model"], ["requests"])
+    by_target = {target: n for (target,), n in zip(targets, requests[:, 0])}
     return {
         "requests": _n(t["requests"]),
         "input_tokens_recorded": _n(t["input_tokens_recorded"]), "input_tokens": _n(t["input_tokens"]),

@@ -19,7 +19,7 @@ from simulator.formats import money
 
 from simulator.summary import intervals
 from simulator.summary.assumptions import moved_summary, policy_assumptions
-from simulator.summary.moves import translation_pairs
+from simulator.summary.moves import group_sums, translation_pairs
 from simulator.summary.sensitivity import gate_sensitivity
 
 
@@ -28,14 +28,15 @@ def ratio_terms(moves: pd.DataFrame, tokenizer_of: Callable[[str], str] | None =
     if moves is None or moves.empty:
         return []
     tok = tokenizer_of or (lambda m: m)
-    frame = moves.assign(src=moves["from_model"].map(tok), dst=moves["to_model"].map(tok))
-    g = frame.groupby(["src", "dst", "translation"], sort=True)[["cost_usd", "cost_low_usd", "cost_high_usd"]].sum()
+    sources, targets = moves["from_model"].tolist(), moves["to_model"].tolist()
+    names = {m: tok(m) for m in {*sources, *targets}}  # a registry lookup per distinct model, not per row
+    groups, sums = group_sums(moves, [[names[m] for m in sources], [names[m] for m in targets], "translation"],
+                              ["cost_usd", "cost_low_usd", "cost_high_usd"])
     terms = []
-    for (src, dst, method), r in g.iterrows():
-        cost = float(r["cost_usd"])
+    for (src, dst, method), (cost, cost_low, cost_high) in zip(groups, sums.tolist()):
         if cost <= 0:
             continue
-        low, high = float(r["cost_low_usd"]) / cost, float(r["cost_high_usd"]) / cost
+        low, high = cost_low / cost, cost_high / cost
         if low != 1.0 or high != 1.0:
             terms.append(intervals.RatioTerm(f"translation {src} -> {dst} ({method})", cost, min(low, 1.0),
                                              max(high, 1.0)))
@@ -105,7 +106,9 @@ def cost_increase(moves: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
     requests and extra cost in the window and a sentence (present only when savings are negative)."""
     if moves.empty:
         return []
-    g = moves.groupby(["from_model", "to_model"], sort=True)[["requests", "recorded_cost_usd", "cost_usd"]].sum()
+    groups, sums = group_sums(moves, ["from_model", "to_model"], ["requests", "recorded_cost_usd", "cost_usd"])
+    g = pd.DataFrame(sums, columns=["requests", "recorded_cost_usd", "cost_usd"],
+                     index=pd.MultiIndex.from_tuples(groups, names=["from_model", "to_model"]))
     g["extra_cost_usd"] = g["cost_usd"] - g["recorded_cost_usd"]
     g = g[g["extra_cost_usd"] > 0].sort_values("extra_cost_usd", ascending=False, kind="stable").head(top)
     out = []

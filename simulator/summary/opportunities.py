@@ -130,14 +130,20 @@ def pooled_variance(samples: pd.DataFrame) -> float | None:
     if samples is None or not len(samples):
         return None
     frame = samples[["workflow_tag", "sample_id", "model", "correct"]].dropna()
-    wide = frame.pivot_table(index=["workflow_tag", "sample_id"], columns="model", values="correct", aggfunc="first")
+    # the (workflow, sample) x model table of first outcomes, rows and columns sorted (a pivot table's layout)
+    (wf, wfs), (sid, sids), (col, models) = (pd.factorize(frame[c], sort=True)
+                                             for c in ("workflow_tag", "sample_id", "model"))
+    _, row = np.unique(wf.astype(np.int64) * len(sids) + sid, return_inverse=True)
+    row = row.reshape(-1)
+    _, first = np.unique(row * len(models) + col, return_index=True)  # each cell's first row
+    wide = np.full((int(row.max()) + 1 if len(row) else 0, len(models)), np.nan)
+    wide[row[first], col[first]] = frame["correct"].to_numpy(dtype=np.float64)[first]
     diffs = []
-    cols = list(wide.columns)
-    for i, a in enumerate(cols):
-        for b in cols[i + 1:]:
-            both = wide[[a, b]].dropna()
-            if len(both):
-                diffs.append((both[b].astype(float) - both[a].astype(float)).to_numpy())
+    for i in range(len(models)):
+        for j in range(i + 1, len(models)):
+            both = ~np.isnan(wide[:, i]) & ~np.isnan(wide[:, j])
+            if both.any():
+                diffs.append(wide[both, j] - wide[both, i])
     if not diffs:
         return None
     d = np.concatenate(diffs)
