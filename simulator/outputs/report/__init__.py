@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+from simulator.memory import no_cyclic_gc
 from simulator.outputs.report.content import build_document
 from simulator.outputs.report.document import Chart, Document, to_html, to_markdown
 
@@ -105,12 +106,13 @@ def write_report(result, folder: str | Path, include_prompts: bool = False) -> l
     written: list[Path] = []
     paths: dict[str, str] = {}
     data: dict[str, str] = {}
-    for chart in charts(doc):
-        png = render_png(chart)
-        rel = f"{CHART_DIR}/{chart.key}.png"
+    with no_cyclic_gc():  # matplotlib's import and artists would trigger a full collection over the replay's heap
+        pngs = [(chart.key, render_png(chart)) for chart in charts(doc)]
+    for key, png in pngs:
+        rel = f"{CHART_DIR}/{key}.png"
         written.append(write_text(folder / rel, png))
-        paths[chart.key] = rel
-        data[chart.key] = base64.b64encode(png).decode("ascii")
+        paths[key] = rel
+        data[key] = base64.b64encode(png).decode("ascii")
     written.append(write_text(folder / "report.md", to_markdown(doc, paths)))
     written.append(write_text(folder / "report.html", to_html(doc, data)))
     return written
