@@ -112,6 +112,46 @@ def test_a_chart_with_labels_wider_than_the_figure_keeps_its_plot():
     assert figs[0].axes[0].get_position().width >= 1 / 3 - 1e-9
 
 
+def test_charts_are_drawn_with_the_cyclic_gc_paused(run_folder, tmp_path, monkeypatch):
+    """matplotlib's import and artists would otherwise trigger full collections over the replay's heap."""
+    import gc
+
+    import simulator.outputs.report as report
+    from simulator.outputs.report import write_report
+
+    enabled = []
+    render = report.render_png
+    monkeypatch.setattr(report, "render_png", lambda chart: enabled.append(gc.isenabled()) or render(chart))
+    sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "candidates": [SPLIT]}, "w.yaml", tmp_path)
+    write_report(run(sc), tmp_path)
+    assert enabled and not any(enabled)
+    assert gc.isenabled()
+
+
+def test_no_cyclic_gc_restores_the_collector():
+    import gc
+
+    from simulator.memory import no_cyclic_gc
+
+    assert gc.isenabled()
+    with no_cyclic_gc():
+        assert not gc.isenabled()
+        with no_cyclic_gc():
+            pass
+        assert not gc.isenabled()  # an inner block leaves the outer pause in place
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), no_cyclic_gc():
+        1 / 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_cyclic_gc():
+            pass
+        assert not gc.isenabled()  # a collector disabled before the block stays disabled
+    finally:
+        gc.enable()
+
+
 def test_report_is_deterministic(run_folder, tmp_path):
     sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "gates": {"min_monthly_savings_usd": 0},
                          "candidates": [SPLIT, {"name": "none"}]}, "weekly.yaml", tmp_path)
