@@ -112,6 +112,78 @@ def test_a_chart_with_labels_wider_than_the_figure_keeps_its_plot():
     assert figs[0].axes[0].get_position().width >= 1 / 3 - 1e-9
 
 
+def test_chart_png_has_the_pixels_matplotlib_saves():
+    """The PNG is written by Pillow from the drawn canvas, as RGB because the figure is opaque: decoded, it has
+    exactly the pixels matplotlib's own savefig writes (RGBA) for the same figure, and no metadata but the dpi."""
+    import io
+
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    from simulator.outputs.report import render_png
+    from simulator.outputs.report.document import Chart
+
+    figs = []
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        ax.barh(["a", "b $x$"], [3.0, 1.5], color=["#cf222e", "#0969da"], alpha=0.85)
+        ax.plot([0, 3], [0, 1], "--o")
+        ax.set_title("Spend")
+        figs.append(fig)
+
+    image = Image.open(io.BytesIO(render_png(Chart("px", "px", draw))))
+    assert image.mode == "RGB" and image.size == (900, 420)
+    assert set(image.info) == {"dpi"} and round(image.info["dpi"][0]) == 100
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"text.parse_math": False}):
+        figs[0].savefig(buf, format="png")
+    saved = np.asarray(Image.open(buf))
+    assert saved.shape == (420, 900, 4) and (saved[..., 3] == 255).all()
+    assert (np.asarray(image) == saved[..., :3]).all()
+
+
+def test_charts_are_drawn_with_the_cyclic_gc_paused(run_folder, tmp_path, monkeypatch):
+    """matplotlib's import and artists would otherwise trigger full collections over the replay's heap."""
+    import gc
+
+    import simulator.outputs.report as report
+    from simulator.outputs.report import write_report
+
+    enabled = []
+    render = report.render_png
+    monkeypatch.setattr(report, "render_png", lambda chart: enabled.append(gc.isenabled()) or render(chart))
+    sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "candidates": [SPLIT]}, "w.yaml", tmp_path)
+    write_report(run(sc), tmp_path)
+    assert enabled and not any(enabled)
+    assert gc.isenabled()
+
+
+def test_no_cyclic_gc_restores_the_collector():
+    import gc
+
+    from simulator.memory import no_cyclic_gc
+
+    assert gc.isenabled()
+    with no_cyclic_gc():
+        assert not gc.isenabled()
+        with no_cyclic_gc():
+            pass
+        assert not gc.isenabled()  # an inner block leaves the outer pause in place
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), no_cyclic_gc():
+        1 / 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_cyclic_gc():
+            pass
+        assert not gc.isenabled()  # a collector disabled before the block stays disabled
+    finally:
+        gc.enable()
+
+
 def test_report_is_deterministic(run_folder, tmp_path):
     sc = parse_scenario({"name": "weekly", "traffic": str(SMALL_TRAFFIC), "gates": {"min_monthly_savings_usd": 0},
                          "candidates": [SPLIT, {"name": "none"}]}, "weekly.yaml", tmp_path)
