@@ -589,6 +589,45 @@ def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair(
     assert o.input_tokens[0] != o.input_tokens[1]  # prose and code get their own ratios
 
 
+def test_unique_texts_of_arrow_text_as_of_python_text():
+    import pyarrow as pa
+
+    from simulator.tokens.counting import unique_texts
+
+    texts = ["b", None, "a", "b", "", "é", "a"]
+    want = ([0, -1, 1, 0, 2, 3, 1], ["b", "a", "", "é"])  # first appearance order, missing -1 (by hand)
+    for given in (texts, pd.Series(texts, dtype="string[pyarrow]"), pa.chunked_array([texts[:3], texts[3:]]),
+                  pa.array(texts, type=pa.large_string())):
+        codes, uniques = unique_texts(given)
+        assert (codes.tolist(), uniques) == want, type(given)
+        assert codes.dtype == np.int64
+
+
+def test_translator_classifies_a_chunk_column_as_its_prompts():
+    """A chunk's Arrow prompt column (deduplicated by Arrow) gives the same translation as its prompts."""
+    from types import SimpleNamespace
+
+    from simulator.tokens.translator import Translator
+
+    vocab = np.array(["anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7"], dtype=object)
+    prompts = np.array(["Please summarise the notes.", "def f(x):\n    return {x: [x]};", None,
+                        "Please summarise the notes.", "東京は日本の首都です。"], dtype=object)
+    n = len(prompts)
+    codes = []
+    for frame in (None, pd.DataFrame({"prompt": pd.array(prompts, dtype="string[pyarrow]")})):
+        p = SimpleNamespace(vocab=vocab, model=np.zeros(n, np.int64), prompts=prompts, n=n)
+        if frame is not None:
+            p.frame = frame
+        o = SimpleNamespace(model=np.ones(n, np.int64), input_tokens=np.full(n, 1000, dtype=np.int64),
+                            output_tokens=np.full(n, 10, dtype=np.int64), translation_code=np.zeros(n, np.int8),
+                            extras={}, assumptions=[])
+        Translator()(p, o, np.arange(n), SimpleNamespace(name="c"))
+        codes.append((o.input_tokens.tolist(), o.translation_code.tolist()))
+    assert codes[0] == codes[1]
+    tokens = codes[0][0]
+    assert tokens[0] == tokens[3] and len(set(tokens)) == 4  # prose, code, non-Latin and no text: four ratios
+
+
 def test_translator_rows_without_text_equal_their_own_translation_and_follow_a_new_calibration():
     """Rows without prompt text take their pair's one ratio: each pair's rows come out as translating them on their
     own (tokens, method, interval factors); a calibration set later is used from then on."""
