@@ -73,8 +73,7 @@ class Translator:
         self.unknown: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._bounds_of = None  # the Prepared (chunk) the bounds belong to
-        self._content: np.ndarray | None = None  # content class per row of the chunk ``_content_of``
-        self._content_of = None
+        self._content: list = [None, None]  # (chunk, content class per row): shared with the at_end copies
         self._pairs: dict[tuple[str, str], TokenRatios] = {}  # one row's ratios per pair, for rows without text
         self._pairs_for = None  # the calibration those ratios were computed with
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
@@ -171,13 +170,13 @@ class Translator:
                 o.assumptions.append(note)
 
     def _content_classes(self, p) -> np.ndarray:
-        """:func:`classify_content` of the chunk's prompts, once per chunk: each candidate and model pair moves rows
-        of the same chunk, and deduplicating their texts again each time cost more than Arrow deduplicating the
-        chunk's column once."""
-        if self._content_of is not p:
+        """:func:`classify_content` of the chunk's prompts, once per chunk: each candidate and model pair (and the
+        sensitivity replays' copies of this translator) moves rows of the same chunk, and deduplicating their texts
+        again each time cost more than Arrow deduplicating the chunk's column once."""
+        if self._content[0] is not p:
             column = p.frame["prompt"] if hasattr(p, "frame") else p.prompts
-            self._content, self._content_of = classify_content(column), p
-        return self._content
+            self._content[:] = [p, classify_content(column)]
+        return self._content[1]
 
     def _translate_plain(self, src: str, dst: str, input_tokens: np.ndarray,
                          output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
