@@ -543,6 +543,17 @@ def test_non_ascii_texts_classify_as_the_documented_character_classes_count():
     assert {"code", "prose", "non_latin"} <= set(got)
 
 
+def test_code_share_leaves_out_every_kind_of_whitespace():
+    """Six code symbols in 100 non-space characters are 6%: code, however much whitespace (ASCII controls such as
+    \\x1c, Unicode spaces such as U+3000) follows; counted as characters they would make it 4%, prose (by hand: no
+    line ends in ; or {, none opens like code)."""
+    from simulator.tokens.content import classify_text
+
+    assert classify_text("((((((" + "a" * 94 + "\x1c\x1d\x1e\x1f\x0b\x0c" * 8 + "  ") == "code"
+    assert classify_text("((((((" + "\u00e9" + "a" * 93 + "\u3000\u2003\u00a0\x85\u2028" * 10) == "code"
+    assert classify_text("(((((" + "a" * 95 + "\u3000" * 50) == "prose"  # 5%
+
+
 def test_code_line_flags_the_lines_the_documented_regex_finds():
     # code_line is a match plus substring tests; the rule as documented is one unanchored regex search per line.
     import random
