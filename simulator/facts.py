@@ -217,7 +217,8 @@ class FactsBuilder:
 
         families = calibration_families(f, self.registry)
         rows = np.flatnonzero(pd.notna(families))
-        text = dictionary_text(f["prompt"])  # each distinct prompt hashed once; rows take their values' hashes
+        # each distinct prompt hashed once, rows take their value's hash
+        text = dictionary_text(f["prompt"]) if len(rows) or self.want_prompts else None
         if len(rows):
             tokens = f["input_tokens"].to_numpy(np.int64)[rows]
             key = mix64(hash64(text, 0, "calibration")[rows], tokens)  # prompts repeat: each once

@@ -27,6 +27,7 @@ _LETTER = re.compile(r"[^\W\d_]+")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00AA\u00BA\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF]+")
 _SPACE = re.compile(r"\s+")  # str.isspace() characters
 _CODE_SYMBOL_BYTES = b"{}()[];=<>|&*/\\$#@^~`"  # code punctuation
+_ASCII_SPACE_BYTES = bytes(i for i in range(128) if chr(i).isspace())  # what str.split() splits ASCII text on
 # A code-like line: one of these openings after leading space, ends in ``;`` or ``{`` (trailing space aside), or holds
 # ``=>``, ``->``, ``::`` or ``==`` anywhere. Tested as an anchored match plus substring tests: the same lines as one
 # unanchored regex search per line, in a fraction of the time (that search was most of a calibration's time).
@@ -35,15 +36,11 @@ _CODE_LINE_START = re.compile(
     r"let |var |public |private |fn |func |package |using |SELECT |INSERT |\}|\{|//|/\*|\*/|@\w)"
 )
 _CODE_LINE_END = (";", "{")
-_CODE_LINE_ANYWHERE = ("=>", "->", "::", "==")
-
-
-_ASCII_SPACE_BYTES = bytes(i for i in range(128) if chr(i).isspace())  # what str.split() splits ASCII text on
 
 
 def code_line(line: str) -> bool:
     """Whether one line (no line break in it) looks like code."""
-    return ("=>" in line or "->" in line or "::" in line or "==" in line  # _CODE_LINE_ANYWHERE, spelled out
+    return ("=>" in line or "->" in line or "::" in line or "==" in line
             or line.rstrip().endswith(_CODE_LINE_END) or _CODE_LINE_START.match(line) is not None)
 
 
