@@ -217,27 +217,29 @@ class FactsBuilder:
 
         families = calibration_families(f, self.registry)
         rows = np.flatnonzero(pd.notna(families))
+        # each distinct prompt hashed once, rows take their value's hash
+        text = dictionary_text(f["prompt"]) if len(rows) or self.want_prompts else None
         if len(rows):
-            prompts = f["prompt"].take(rows)
             tokens = f["input_tokens"].to_numpy(np.int64)[rows]
-            key = mix64(hash64(dictionary_text(prompts), 0, "calibration"), tokens)  # prompts repeat: each once
-            prompts = prompts.to_numpy(dtype=object)
-            for family in pd.unique(families[rows]):
-                sel = families[rows] == family
+            key = mix64(hash64(text, 0, "calibration")[rows], tokens)  # prompts repeat: each once
+            families = families[rows]
+            for family in pd.unique(families):
+                sel = np.flatnonzero(families == family)
+                # only the chunk's k smallest distinct keys (first rows) can be kept: make text of those alone
+                sel = np.sort(sel[np.unique(key[sel], return_index=True)[1][:CALIBRATION_K]])
                 self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).add(
-                    key[sel], prompts[sel], tokens[sel])
+                    key[sel], f["prompt"].take(rows[sel]).to_numpy(dtype=object), tokens[sel])
         if self.want_prompts:
             rows = np.flatnonzero(f["prompt"].notna().to_numpy() & f["workflow_tag"].notna().to_numpy())
             if len(rows):
-                prompts = f["prompt"].take(rows)
                 # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
-                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"),
-                               hash64(dictionary_text(prompts), 0, "prompts"))
+                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(text, 0, "prompts")[rows])
                 wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
-                prompts = prompts.to_numpy(dtype=object)
                 for tag in pd.unique(wf):
-                    sel = wf == tag
-                    self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(hashes[sel], prompts[sel])
+                    sel = np.flatnonzero(wf == tag)
+                    sel = np.sort(sel[np.argsort(hashes[sel], kind="stable")[:PROMPT_K]])  # the chunk's k smallest
+                    self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(
+                        hashes[sel], f["prompt"].take(rows[sel]).to_numpy(dtype=object))
 
     def _sample(self, f: pd.DataFrame, wf: np.ndarray, wf_names: list[str], model: np.ndarray, model_names: list[str],
                 failed: np.ndarray) -> None:

@@ -121,3 +121,22 @@ def test_clean_files_load_column_by_column_as_row_by_row(tmp_path, monkeypatch, 
     rows = load_eval_samples([first, second])
     pd.testing.assert_frame_equal(s, rows.samples, check_exact=True)
     assert (result.rejects, result.rows_read) == (rows.rejects, rows.rows_read)
+
+
+def test_blank_text_and_duplicates_found_column_by_column(tmp_path):
+    """Whitespace-only text (Unicode spaces included) is blank and text that only starts or ends with space is
+    kept; each repeated (sample_id, model) is rejected with its own file and row, the first row kept."""
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pd.DataFrame({"sample_id": ["s1", "s2", "s1", "s3"], "model": ["m", "m", "m", "m"], "correct": [1, 0, 1, 1],
+                  "workflow_tag": ["\u3000", " qa", "qa", "\x1c\t"],
+                  "prompt": ["\u2003x", "", None, "y\u00a0"]}).to_parquet(first)
+    pd.DataFrame({"sample_id": ["s4", "s3", "s2"], "model": ["m", "m", "n"], "correct": [1, 0, 1],
+                  "workflow_tag": ["qa", "qa", "qa"], "prompt": ["a", "b", "\u00a0"]}).to_parquet(second)
+    result = load_eval_samples([first, second])
+    assert result.rejects == [
+        {"source": str(first), "row": 3, "reason": "duplicate sample_id 's1' for model 'm'; the first row is kept."},
+        {"source": str(second), "row": 2, "reason": "duplicate sample_id 's3' for model 'm'; the first row is kept."}]
+    s = result.samples
+    assert s["sample_id"].tolist() == ["s1", "s2", "s3", "s4", "s2"]
+    assert s["workflow_tag"].tolist() == [None, " qa", None, "qa", "qa"]
+    assert s["prompt"].tolist() == ["\u2003x", None, "y\u00a0", "a", None]

@@ -69,6 +69,54 @@ def test_token_medians_are_the_medians_of_each_groups_smallest_hashes(traffic):
         assert facts.token_medians == expected
 
 
+@pytest.mark.parametrize(("k", "rows"), [(7, 6000), (2000, None)])
+def test_prompt_samples_are_each_groups_smallest_keys_in_any_chunking(traffic, monkeypatch, k, rows):
+    """The calibration sample per tokenizer family: the distinct (prompt, input_tokens) of the k smallest content
+    keys, the first row of equal keys; the prompts per workflow: those of the requests with the k smallest keys (ties
+    in row order). Selected here in Python from each row's key, the same in one chunk and in five chunks in any
+    order (the builder keeps only a chunk's own k smallest before it makes their text)."""
+    import simulator.facts as facts_module
+    from simulator.hashing import hash64, mix64
+    from simulator.tokens import calibration_families
+    from simulator.tokens.translator import Translator
+
+    monkeypatch.setattr(facts_module, "CALIBRATION_K", k)
+    monkeypatch.setattr(facts_module, "PROMPT_K", 2 * k)
+    registry = Translator().registry
+    frame = traffic.iloc[:rows]
+    prompt = frame["prompt"].astype(object).tolist()
+    tokens = frame["input_tokens"].tolist()
+    families = calibration_families(frame, registry).tolist()
+    content = mix64(hash64(frame["prompt"], 0, "calibration"), frame["input_tokens"].to_numpy()).tolist()
+    calib: dict = {}
+    for i, family in enumerate(families):
+        if family is not None:
+            calib.setdefault(family, {}).setdefault(content[i], i)  # the first row of each key
+    request = mix64(hash64(frame["request_id"], 0, "prompts"), hash64(frame["prompt"], 0, "prompts")).tolist()
+    workflow = frame["workflow_tag"].astype(object).tolist()
+    by_tag: dict = {}
+    for i, tag in enumerate(workflow):
+        if isinstance(tag, str) and isinstance(prompt[i], str):
+            by_tag.setdefault(tag, []).append(i)
+    assert any(len(rows) > k for rows in calib.values()) and any(len(rows) > 2 * k for rows in by_tag.values())
+    for order in ([0], [3, 0, 4, 1, 2]):
+        builder = FactsBuilder(registry, want_prompts=True)
+        for i in order:
+            builder.add(frame.iloc[np.array_split(np.arange(len(frame)), len(order))[i]])
+        assert sorted(builder.calib) == sorted(calib)
+        for family, first in calib.items():
+            kept = sorted(first)[:k]
+            sample = builder.calib[family]
+            assert sample.hash.tolist() == kept
+            assert sample.values[0].tolist() == [prompt[first[key]] for key in kept]
+            assert sample.values[1].tolist() == [tokens[first[key]] for key in kept]
+        assert sorted(builder.prompts) == sorted(by_tag)
+        for tag, rows in by_tag.items():
+            kept = sorted(rows, key=lambda i: (request[i], i))[: 2 * k]
+            assert builder.prompts[tag].hash.tolist() == [request[i] for i in kept]
+            assert builder.prompts[tag].values[0].tolist() == [prompt[i] for i in kept]
+
+
 def test_failure_buckets_are_counted_per_model_and_five_minutes(traffic):
     """Failure rate and most common failing status per (model, 5-minute bucket), counted here row by row in Python
     (ties: the lowest status), the same in any chunking."""

@@ -424,23 +424,28 @@ def test_uncalibrated_gemini_is_an_error():
         translate_tokens("openai/gpt-4o", "google/gemini-2.5-pro", [10], [1])
 
 
-def test_pinned_vocab_bulk_parse_equals_tiktokens_own_loader(tmp_path, monkeypatch):
-    """A vocab file whose sha256 is pinned is parsed in bulk; the ranks must be tiktoken's own loader's, in order."""
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_pinned_vocab_bulk_parse_equals_tiktokens_own_loader(tmp_path, monkeypatch, name):
+    """A vocab file whose sha256 is pinned is parsed in bulk, its ranks taken as the line numbers; they must be
+    tiktoken's own loader's (which reads every rank), in order."""
     import gzip
     import importlib.util
     from pathlib import Path
 
     from tiktoken.load import load_tiktoken_bpe
 
-    from simulator.tokens.backends import O200K_SHA256, read_tiktoken_ranks
+    from simulator.tokens import backends
+    from simulator.tokens.backends import read_tiktoken_ranks
 
-    packed = Path(importlib.util.find_spec("bpe_openai").origin).parent / "data" / "o200k_base.tiktoken.gz"
-    plain = tmp_path / "o200k_base.tiktoken"
+    sha256 = {"o200k_base": backends.O200K_SHA256, "cl100k_base": backends.CL100K_SHA256}[name]
+    assert sha256 in backends.SEQUENTIAL_RANKS
+    packed = Path(importlib.util.find_spec("bpe_openai").origin).parent / "data" / f"{name}.tiktoken.gz"
+    plain = tmp_path / f"{name}.tiktoken"
     plain.write_bytes(gzip.decompress(packed.read_bytes()))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # read the file itself, no copy in a cache
-    expected = load_tiktoken_bpe(str(plain), O200K_SHA256)
-    got = read_tiktoken_ranks(packed, O200K_SHA256)
-    assert len(got) == len(expected) > 199_000
+    expected = load_tiktoken_bpe(str(plain), sha256)
+    got = read_tiktoken_ranks(packed, sha256)
+    assert len(got) == len(expected) > 99_000
     assert list(got.items()) == list(expected.items())
 
 
@@ -543,6 +548,17 @@ def test_non_ascii_texts_classify_as_the_documented_character_classes_count():
     assert {"code", "prose", "non_latin"} <= set(got)
 
 
+def test_code_share_leaves_out_every_kind_of_whitespace():
+    """Six code symbols in 100 non-space characters are 6%: code, however much whitespace (ASCII controls such as
+    \\x1c, Unicode spaces such as U+3000) follows; counted as characters they would make it 4%, prose (by hand: no
+    line ends in ; or {, none opens like code)."""
+    from simulator.tokens.content import classify_text
+
+    assert classify_text("((((((" + "a" * 94 + "\x1c\x1d\x1e\x1f\x0b\x0c" * 8 + "  ") == "code"
+    assert classify_text("((((((" + "\u00e9" + "a" * 93 + "\u3000\u2003\u00a0\x85\u2028" * 10) == "code"
+    assert classify_text("(((((" + "a" * 95 + "\u3000" * 50) == "prose"  # 5%
+
+
 def test_code_line_flags_the_lines_the_documented_regex_finds():
     # code_line is a match plus substring tests; the rule as documented is one unanchored regex search per line.
     import random
@@ -587,6 +603,45 @@ def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair(
         assert o.translation[idx].tolist() == ratios.method.tolist()
     assert o.input_tokens[5] == 1000 and o.translation[5] == ""
     assert o.input_tokens[0] != o.input_tokens[1]  # prose and code get their own ratios
+
+
+def test_unique_texts_of_arrow_text_as_of_python_text():
+    import pyarrow as pa
+
+    from simulator.tokens.counting import unique_texts
+
+    texts = ["b", None, "a", "b", "", "é", "a"]
+    want = ([0, -1, 1, 0, 2, 3, 1], ["b", "a", "", "é"])  # first appearance order, missing -1 (by hand)
+    for given in (texts, pd.Series(texts, dtype="string[pyarrow]"), pa.chunked_array([texts[:3], texts[3:]]),
+                  pa.array(texts, type=pa.large_string())):
+        codes, uniques = unique_texts(given)
+        assert (codes.tolist(), uniques) == want, type(given)
+        assert codes.dtype == np.int64
+
+
+def test_translator_classifies_a_chunk_column_as_its_prompts():
+    """A chunk's Arrow prompt column (deduplicated by Arrow) gives the same translation as its prompts."""
+    from types import SimpleNamespace
+
+    from simulator.tokens.translator import Translator
+
+    vocab = np.array(["anthropic/claude-opus-4-6", "anthropic/claude-opus-4-7"], dtype=object)
+    prompts = np.array(["Please summarise the notes.", "def f(x):\n    return {x: [x]};", None,
+                        "Please summarise the notes.", "東京は日本の首都です。"], dtype=object)
+    n = len(prompts)
+    codes = []
+    for frame in (None, pd.DataFrame({"prompt": pd.array(prompts, dtype="string[pyarrow]")})):
+        p = SimpleNamespace(vocab=vocab, model=np.zeros(n, np.int64), prompts=prompts, n=n)
+        if frame is not None:
+            p.frame = frame
+        o = SimpleNamespace(model=np.ones(n, np.int64), input_tokens=np.full(n, 1000, dtype=np.int64),
+                            output_tokens=np.full(n, 10, dtype=np.int64), translation_code=np.zeros(n, np.int8),
+                            extras={}, assumptions=[])
+        Translator()(p, o, np.arange(n), SimpleNamespace(name="c"))
+        codes.append((o.input_tokens.tolist(), o.translation_code.tolist()))
+    assert codes[0] == codes[1]
+    tokens = codes[0][0]
+    assert tokens[0] == tokens[3] and len(set(tokens)) == 4  # prose, code, non-Latin and no text: four ratios
 
 
 def test_translator_rows_without_text_equal_their_own_translation_and_follow_a_new_calibration():

@@ -461,6 +461,18 @@ def test_table_dtypes_follow_the_contract(tmp_path):
         assert list(frame["model"].cat.categories) == sorted(set(ROWS["model"]))
 
 
+def test_many_labels_sort_in_code_point_order(tmp_path):
+    """Over a thousand distinct labels (sorted by Arrow rather than numpy): categories in Python's string order
+    (code points: uppercase before lowercase, non-ASCII last, a prefix before its extensions), values kept."""
+    words = ["a", "B", "é", "ab", "Z", "€", "😀", "a b", "Ā"]
+    sessions = [f"{w}{i % 600}" for i, w in zip(range(1300), words * 200)]
+    rows = "".join(f"r{i},2026-11-02T10:00:00Z,openai/gpt-4o,1,1,,,{s}\n" for i, s in enumerate(sessions))
+    frame = load(write(tmp_path, "t.csv", HEADER.rstrip("\n") + ",session_id\n" + rows)).frame
+    assert list(frame["session_id"].cat.categories) == sorted(set(sessions))
+    by_id = dict(zip(frame["request_id"], frame["session_id"].astype(str)))
+    assert [by_id[f"r{i}"] for i in range(len(sessions))] == sessions
+
+
 def test_date_only_is_local_midnight_with_a_timezone(tmp_path):
     path = write(tmp_path, "t.csv", HEADER + "d,2026-07-01,m/a,1,1,,\n" + "e,2026-07-01T00:00:00Z,m/a,1,1,,\n")
     berlin = load(path, timezone="Europe/Berlin")

@@ -56,6 +56,21 @@ def _is_blank(value) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
+def _blank_values(series: pd.Series) -> np.ndarray:
+    """:func:`_is_blank` per value. In a text column only a missing value, an empty text or one whose first
+    character is whitespace can be blank: the others are ruled out by their first character (each distinct one
+    tested once with ``str.isspace``) and the few left are tested one by one."""
+    if not isinstance(series.dtype, pd.StringDtype):
+        return np.fromiter(map(_is_blank, series.tolist()), dtype=bool, count=len(series))
+    first_codes, firsts = pd.factorize(series.str.slice(0, 1))
+    opens_blank = np.array([c == "" or c.isspace() for c in firsts] + [True], dtype=bool)  # code -1: missing
+    out = opens_blank[first_codes]
+    maybe = np.flatnonzero(out)
+    if len(maybe):
+        out[maybe] = [_is_blank(v) for v in series.iloc[maybe].tolist()]
+    return out
+
+
 def _parse_correct(value) -> float:
     if isinstance(value, bool | np.bool_):
         return float(value)
@@ -266,18 +281,17 @@ def _load_columns(files) -> EvalLoad | None:
         return None
     rest = [c for c in columns if c not in _CONTRACT]
     values = {c: [v for part in parts for v in part[c]] for c in (*_CONTRACT, *rest)}
-    rejects, keep, seen = [], [], set()
-    row = 0
-    for path, rows, _ in files:
-        for row_no in range(1, len(rows) + 1):
-            key = (values["sample_id"][row], values["model"][row])
-            if key in seen:
-                rejects.append({"source": str(path), "row": row_no, "reason": _duplicate(*key)})
-            else:
-                seen.add(key)
-                keep.append(row)
-            row += 1
-    if len(keep) < row:
+    row = sum(len(rows) for _, rows, _ in files)
+    # a repeated (sample_id, model) after its first row is rejected, in row order
+    dup = pd.DataFrame({"sample_id": values["sample_id"], "model": values["model"]}).duplicated().to_numpy()
+    rejects = []
+    if dup.any():
+        ends = np.cumsum([len(rows) for _, rows, _ in files])
+        for i in np.flatnonzero(dup).tolist():
+            f = int(np.searchsorted(ends, i, side="right"))
+            rejects.append({"source": str(files[f][0]), "row": i - (int(ends[f - 1]) if f else 0) + 1,
+                            "reason": _duplicate(values["sample_id"][i], values["model"][i])})
+        keep = np.flatnonzero(~dup).tolist()
         values = {c: [v[i] for i in keep] for c, v in values.items()}
     return EvalLoad(samples=normalise_samples(pd.DataFrame(values)), rejects=rejects, rows_read=row)
 
@@ -300,7 +314,7 @@ def _validate_columns(frame: pd.DataFrame) -> dict[str, list] | None:
             return np.ones(n, dtype=bool)
         if _numeric(series):
             return np.isnan(series.to_numpy()) if series.dtype.kind == "f" else np.zeros(n, dtype=bool)
-        return np.fromiter(map(_is_blank, series.tolist()), dtype=bool, count=n)
+        return _blank_values(series)
 
     def parsed(series, blank, parse, fill) -> list:
         values = series.tolist() if series is not None else [None] * n

@@ -43,6 +43,7 @@ O200K_PAT = "|".join(
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 PATTERNS = {"cl100k_base": CL100K_PAT, "o200k_base": O200K_PAT}
+SEQUENTIAL_RANKS = frozenset({CL100K_SHA256, O200K_SHA256})  # vocab files whose line i has rank i
 
 
 @dataclass
@@ -141,7 +142,9 @@ def read_tiktoken_ranks(path: Path, sha256: str | None = None) -> dict[bytes, in
         )
     if sha256 is not None:  # the pinned file itself, whose format is known: parse it in bulk (a third of the time)
         words = data.split()
-        return dict(zip(map(binascii.a2b_base64, words[0::2]), map(int, words[1::2])))
+        # the pinned OpenAI files rank their lines 0, 1, 2, ... (a test parses every rank): no rank text to read
+        ranks = range(len(words) // 2) if sha256 in SEQUENTIAL_RANKS else map(int, words[1::2])
+        return dict(zip(map(binascii.a2b_base64, words[0::2]), ranks))
     ranks = {}
     for number, line in enumerate(data.splitlines(), start=1):
         if not line:

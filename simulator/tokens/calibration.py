@@ -96,9 +96,15 @@ def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[f
     xs, ys = x[order], y[order]
     starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
     ends = np.r_[starts[1:], len(xs)]
-    parts = [((ys[k:e, None] - ys[None, :k]) / (xs[k] - xs[None, :k])).ravel()
-             for k, e in zip(starts.tolist(), ends.tolist()) if k]
-    slopes = np.concatenate(parts) if parts else np.zeros(0)
+    sizes = ((ends - starts) * starts).tolist()
+    slopes = np.empty(sum(sizes))  # each block written in place: no temporaries, no concatenation
+    at = 0
+    for k, e, size in zip(starts.tolist(), ends.tolist(), sizes):
+        if size:
+            block = slopes[at: at + size].reshape(e - k, k)
+            np.subtract(ys[k:e, None], ys[None, :k], out=block)
+            block /= xs[k] - xs[:k]
+            at += size
     nt, n = len(slopes), len(y)
     alpha = 1.0 - confidence if confidence > 0.5 else confidence
     z = float(ndtri(alpha / 2.0))

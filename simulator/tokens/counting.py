@@ -60,10 +60,32 @@ class CountCache:
 
 
 def unique_texts(texts: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
-    """``(codes, uniques)``: ``uniques[codes[i]] == texts[i]``; missing texts get code -1."""
+    """``(codes, uniques)``: ``uniques[codes[i]] == texts[i]``; missing texts get code -1. Arrow-backed text (a
+    ``string[pyarrow]`` Series, an Arrow array) is deduplicated by Arrow over its buffers, without a Python string
+    per row."""
+    if _is_arrow_text(texts):
+        from simulator.hashing import dictionary_text
+
+        encoded = dictionary_text(texts)
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return codes, encoded.dictionary.to_pylist()
     values = np.asarray(texts, dtype=object) if not isinstance(texts, (pd.Series, np.ndarray)) else texts
     codes, uniques = pd.factorize(pd.Series(values, dtype=object, copy=False), use_na_sentinel=True)
     return codes.astype(np.int64, copy=False), [str(u) for u in uniques]
+
+
+def _is_arrow_text(texts) -> bool:
+    import pyarrow as pa
+
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        return pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)
+    if not isinstance(texts, pd.Series):
+        return False
+    dtype = texts.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "pyarrow"
+    return isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                                  or pa.types.is_large_string(dtype.pyarrow_dtype))
 
 
 def count_unique(tokenizer: Tokenizer, uniques: list[str], cache: CountCache | None = None) -> np.ndarray:

@@ -120,7 +120,7 @@ def _side(
         if counted.any():
             own = count_tokens(registry.get(spec.id), prompts[rows][counted], cache)
             ratio[counted] = own / reference_counts[counted]
-    for ct in np.unique(content[rows][~counted]) if (~counted).any() else ():
+    for ct in sorted(set(content[rows][~counted].tolist())):  # a few classes: a set, not numpy's object sort
         at = ~counted & (content[rows] == ct)
         estimate: RatioEstimate | None = calibration.vs_reference(spec.id, ct)
         if estimate is None:
@@ -275,7 +275,7 @@ def _ratios(spec_from: TokenizerSpec, spec_to: TokenizerSpec, from_model: str, t
         both_fitted = np.isin(src_from, _FITTED) & np.isin(src_to, _FITTED)
         eligible = ~both_fitted & (src_from != SOURCE_EXACT) & (src_to != SOURCE_EXACT)
         direct_rows = np.zeros(rows.size, dtype=bool)
-        for ct in np.unique(content[rows][eligible]) if eligible.any() else ():
+        for ct in sorted(set(content[rows][eligible].tolist())):
             direct = calibration.default(spec_to.id, spec_from.id, ct)
             if direct is not None:
                 at = eligible & (content[rows] == ct)

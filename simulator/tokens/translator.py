@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import TokenizerError
-from simulator.tokens import Registry, token_ratios, translate_with_ratios
+from simulator.tokens import Registry, classify_content, token_ratios, translate_with_ratios
 from simulator.tokens.translate import IDENTITY, METHODS, TokenRatios, has_text
 
 #: Every value of a replay's per-row translation, which ``Outcome.translation_code`` indexes: "" (not moved), the
@@ -25,13 +25,17 @@ TRANSLATION_CODE = {name: code for code, name in enumerate(TRANSLATIONS)}
 
 
 def translation_codes(methods: np.ndarray) -> np.ndarray:
-    """Codes into :data:`TRANSLATIONS` of per-row method names (one hash per row; one lookup for a single row)."""
+    """Codes into :data:`TRANSLATIONS` of per-row method names (one comparison pass per name: a handful of names,
+    and equal strings are most often the same object; one lookup for a single row)."""
     if len(methods) == 1:
         return np.array([TRANSLATION_CODE[str(methods[0])]], dtype=np.int8)
-    codes = pd.Index(TRANSLATIONS).get_indexer(methods)
+    methods = np.asarray(methods, dtype=object)
+    codes = np.full(len(methods), -1, dtype=np.int8)
+    for code, name in enumerate(TRANSLATIONS):
+        codes[methods == name] = code
     if (codes < 0).any():  # a method missing from TRANSLATIONS: a KeyError, as for one row, never a wrong label
-        raise KeyError(str(np.asarray(methods, dtype=object)[codes < 0][0]))
-    return codes.astype(np.int8)
+        raise KeyError(str(methods[codes < 0][0]))
+    return codes
 
 
 def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
@@ -69,6 +73,7 @@ class Translator:
         self.unknown: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._bounds_of = None  # the Prepared (chunk) the bounds belong to
+        self._content: list = [None, None]  # (chunk, content class per row): shared with the at_end copies
         self._pairs: dict[tuple[str, str], TokenRatios] = {}  # one row's ratios per pair, for rows without text
         self._pairs_for = None  # the calibration those ratios were computed with
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
@@ -127,7 +132,8 @@ class Translator:
                 if text[idx].any():
                     new_in, new_out, ratios = translate_with_ratios(
                         src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
-                        calibration=self.calibration, registry=self.registry)
+                        content_type=self._content_classes(p)[idx], calibration=self.calibration,
+                        registry=self.registry)
                 else:
                     new_in, new_out, ratios = self._translate_plain(src, dst, o.input_tokens[idx],
                                                                     o.output_tokens[idx])
@@ -162,6 +168,15 @@ class Translator:
             note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
+
+    def _content_classes(self, p) -> np.ndarray:
+        """:func:`classify_content` of the chunk's prompts, once per chunk: each candidate and model pair (and the
+        sensitivity replays' copies of this translator) moves rows of the same chunk, and deduplicating their texts
+        again each time cost more than Arrow deduplicating the chunk's column once."""
+        if self._content[0] is not p:
+            column = p.frame["prompt"] if hasattr(p, "frame") else p.prompts
+            self._content[:] = [p, classify_content(column)]
+        return self._content[1]
 
     def _translate_plain(self, src: str, dst: str, input_tokens: np.ndarray,
                          output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
