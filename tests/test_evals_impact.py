@@ -84,6 +84,31 @@ def test_covariate_shift_weights_follow_production_prompts():
     assert shifted["workflows"][0]["kish_ess"] < n
 
 
+def test_covariate_shift_weights_follow_the_workflow_map_of_each_call():
+    # One eval workflow "w"; production has a workflow of long prompts and one of short prompts. B fails only on
+    # short prompts, so mapping the short workflow onto "w" must give a larger drop than mapping the long one, even
+    # when both calls pass the very same sample and prompt objects (the weights are kept per call's inputs).
+    n = 200
+    long = np.arange(n) % 2 == 0
+    prompts = ["x" * (2000 if is_long else 20) + str(i) for i, is_long in enumerate(long)]
+    evals = pd.concat([_binary("w", "A", np.ones(n), prompts), _binary("w", "B", long.astype(float), prompts)],
+                      ignore_index=True)
+    prod = pd.DataFrame({"workflow_tag": ["long-wf"] * 100 + ["short-wf"] * 100,
+                         "prompt": ["y" * 2100] * 100 + ["z" * 25] * 100})
+
+    def impact(tag, samples, prompts_frame):
+        moves = pd.DataFrame({"workflow_tag": [tag], "from_model": ["A"], "to_model": ["B"], "requests": [100]})
+        traffic = pd.DataFrame({"workflow_tag": [tag], "requests": [100]})
+        return policy_accuracy_impact(moves, traffic, samples, workflow_map={tag: "w"}, prod_prompts=prompts_frame,
+                                      n_boot=200)["accuracy_delta_pp"]
+
+    to_long, to_short = impact("long-wf", evals, prod), impact("short-wf", evals, prod)
+    # Half the eval samples are short (B loses them all: -50 pp unweighted); long production lowers the drop,
+    # short production raises it.
+    assert to_long > -50 > to_short
+    assert to_short == impact("short-wf", evals.copy(), prod.copy())  # fresh objects: nothing kept between calls
+
+
 def test_kish_ess():
     assert kish_ess([1, 1, 1, 1]) == 4
     assert kish_ess([3, 1]) == pytest.approx(16 / 10)

@@ -98,10 +98,11 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, c: float = 1.0, tol: float = 1e-1
 _SHIFT_WEIGHTS: dict[tuple, tuple] = {}
 
 
-def _shift_weights(samples, prod_prompts, etag, eval_texts, prod_texts, clip, seed) -> np.ndarray:
-    """:func:`covariate_shift_weights` of one workflow, computed once per (eval samples, production prompts) pair of
-    objects: every candidate of a run moving the same workflow reuses them."""
-    key = (id(samples), id(prod_prompts), etag, clip, seed)
+def _shift_weights(samples, prod_prompts, wmap, etag, eval_texts, prod_texts, clip, seed) -> np.ndarray:
+    """:func:`covariate_shift_weights` of one workflow, computed once per (eval samples, production prompts, workflow
+    map) of objects: every candidate of a run moving the same workflow reuses them. The map is part of the key: it
+    decides which production prompts belong to the eval workflow."""
+    key = (id(samples), id(prod_prompts), wmap, etag, clip, seed)
     hit = _SHIFT_WEIGHTS.get(key)
     if hit is not None and hit[0] is samples and hit[1] is prod_prompts:
         return hit[2]
@@ -222,7 +223,7 @@ def _paired_matrix(samples, ev, prod_prompts, wmap, etag, pairs, min_paired, wei
             first = scores[None] = wf.drop_duplicates("sample_id").set_index("sample_id")["prompt"].reindex(ids)
         if first.notna().sum() >= min_paired and len(prod) >= min_paired:
             has = first.notna().to_numpy()
-            u[has] = _shift_weights(samples, prod_prompts, etag, first[has].tolist(), prod, weight_clip, seed)
+            u[has] = _shift_weights(samples, prod_prompts, wmap, etag, first[has].tolist(), prod, weight_clip, seed)
             weighting = "post-stratification + covariate shift"
     cols, n_pairs = [], []
     for a, b in pairs:
