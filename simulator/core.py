@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,7 @@ class Chunk:
         self.view = RequestView(f)
         self._fail_hash: np.ndarray | None = None  # request_hash per row, filled as rows ask
         self._fail_known: np.ndarray | None = None
+        self._shared: dict[Callable, Any] = {}
         self.ts = f["timestamp"].array.asi8.copy() if self.n else np.zeros(0, np.int64)
         self.model = codes_in(f["model"], ctx.vocab)
         # contiguous: a column the input lacks is one repeated value in the table (stride 0), not per row here
@@ -161,6 +162,14 @@ class Chunk:
         ts = self.ts if rows is None else self.ts[rows]
         return self.catalog.cost_usd_codes(codes, np.array(self.vocab, dtype=object), ts, inp, out, cr, cw, cw1h,
                                            tiers=tiers)
+
+    def shared(self, make: Callable[[pd.DataFrame], Any]) -> Any:
+        """``make(self.frame)``, made once per chunk and kept under the function itself: what every replay of the
+        chunk computes alike from its rows (``simulator.control.loops.chunk_inputs`` for the kill candidates and the
+        control room). The value is shared: callers must not modify it."""
+        if make not in self._shared:
+            self._shared[make] = make(self.frame)
+        return self._shared[make]
 
     @cached_property
     def prompts(self) -> np.ndarray:
@@ -464,10 +473,10 @@ def finish(p: Chunk, cand: Candidate, o: Outcome, state: CandidateState) -> None
     if state.rate_limits is not None and p.n:
         state.rate_limits.apply(p, o, cand, reroute)
     if state.kill is not None and p.n:  # runaway sessions, in time order like a rate limit (simulator.control.loops)
-        from simulator.control.loops import kill_in_replay
+        from simulator.control.loops import chunk_inputs, kill_in_replay
 
         o.block(np.flatnonzero(kill_in_replay(p.frame, o.cost_usd, o.status, o.input_tokens, o.output_tokens,
-                                              o.blocked, state.kill)), 429)
+                                              o.blocked, state.kill, p.shared(chunk_inputs))), 429)
     if state.budgets is not None and p.n:
         state.budgets.apply(p, o, cand, reroute)
     o.counts = {

@@ -305,3 +305,28 @@ def test_old_baseline_samples_leave_the_window_across_chunks():
     state.step(**arrays)
     (base,) = state.baselines()
     assert base["samples"] == 20 and base["quantile_per_window"] == 19.05
+
+
+def test_chunk_inputs_shared_per_chunk_object():
+    # Kill candidates and the control room take a chunk's session keys and text hashes from Chunk.shared: made once
+    # per chunk, and never another chunk's (two chunks of different rows, the same function).
+    from simulator.core import Chunk, Context
+    from simulator.facts import facts_of
+    from simulator.pricing.catalog import Catalog
+
+    frame = generate_week(days=1, requests=600, seed=5).traffic
+    calls = []
+
+    def make(f):
+        calls.append(len(f))
+        return chunk_inputs(f)
+
+    ctx = Context(Catalog(), facts_of(frame))
+    first, second = (Chunk(part.reset_index(drop=True), ctx) for part in (frame.iloc[:200], frame.iloc[200:]))
+    a = first.shared(make)
+    assert first.shared(make) is a and calls == [200]
+    b = second.shared(make)
+    assert calls == [200, len(frame) - 200]
+    assert list(a["session_id"]) == list(frame["session_id"].iloc[:200].to_numpy(dtype=object))
+    assert list(b["session_id"]) == list(frame["session_id"].iloc[200:].to_numpy(dtype=object))
+    assert not a["text_hash"].flags.writeable  # shared by every replay: nobody writes into it

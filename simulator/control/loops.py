@@ -497,9 +497,10 @@ def _r6(x: float | None) -> float | None:
 
 # -- inputs from the canonical table -----------------------------------------------------------------------------
 def chunk_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The inputs of :func:`loop_inputs` that depend on the chunk only: computed once, shared by every replay."""
+    """The inputs of :func:`loop_inputs` that depend on the chunk only: computed once, shared by every replay
+    (read-only views)."""
     session_id = frame["session_id"].to_numpy(dtype=object)
-    return {
+    out = {
         "ts": frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64),
         "session_id": session_id,
         "workflow_tag": frame["workflow_tag"].to_numpy(dtype=object),
@@ -507,6 +508,10 @@ def chunk_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "session_keys": stable_keys(session_id),
         "text_hash": text_hashes(frame["prefix_hash"], frame["prompt"]) if len(frame) else np.zeros(0, np.uint64),
     }
+    for name, a in out.items():
+        out[name] = a = a.view()
+        a.flags.writeable = False
+    return out
 
 
 def loop_inputs(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
@@ -568,8 +573,9 @@ def kill_rule(value: bool | LoopDetection, scenario_rule: LoopDetection | None =
 
 
 def kill_in_replay(frame: pd.DataFrame, cost_usd: np.ndarray, status: np.ndarray, input_tokens: np.ndarray,
-                   output_tokens: np.ndarray, blocked: np.ndarray, state: LoopState) -> np.ndarray:
+                   output_tokens: np.ndarray, blocked: np.ndarray, state: LoopState,
+                   chunk: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Rows a replay must block for a kill candidate in this chunk (already blocked rows excluded); the glue the
-    engines call between rate limits and budgets."""
-    inputs = loop_inputs(frame, cost_usd, status, input_tokens, output_tokens, state.rule)
+    engines call between rate limits and budgets. ``chunk``: the frame's :func:`chunk_inputs` if already made."""
+    inputs = loop_inputs(frame, cost_usd, status, input_tokens, output_tokens, state.rule, chunk)
     return apply_session_kill(**inputs, blocked=blocked, state=state) & ~np.asarray(blocked, dtype=bool)

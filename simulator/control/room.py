@@ -53,16 +53,17 @@ class ControlRoom:
 
     def add(self, frame: pd.DataFrame, recorded_cost: np.ndarray, baseline_cost: np.ndarray, status: np.ndarray,
             input_tokens: np.ndarray, output_tokens: np.ndarray,
-            candidates: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+            candidates: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+            shared: dict[str, np.ndarray] | None = None) -> None:
         """One time-ordered chunk: the recorded replay's arrays, and per candidate (cost_usd, status,
-        input_tokens, output_tokens) as executed."""
+        input_tokens, output_tokens) as executed; ``shared``: the frame's ``chunk_inputs`` if already made."""
         recorded = np.where(np.isfinite(recorded_cost), recorded_cost, baseline_cost)
         replays = [(recorded, status, input_tokens, output_tokens)]
         replays += [(recorded - (baseline_cost - cost), st, i, o) for cost, st, i, o in candidates]
         ts = frame["timestamp"].array.asi8 if len(frame) else np.zeros(0, np.int64)
         chunk = None
         if self.loops is not None:  # shared by every replay of the chunk
-            chunk = chunk_inputs(frame)
+            chunk = dict(chunk_inputs(frame) if shared is None else shared)  # slots added to a copy
             chunk["slots"] = self.index.slots(chunk["session_keys"], chunk["session_id"], chunk["workflow_tag"],
                                                  chunk["team"], chunk["ts"])
         labels = alert_chunk = None
@@ -97,7 +98,8 @@ class ControlRoom:
         ``baseline_cost``, ``status``, ``inp``, ``out``), ``base`` its recorded outcome, ``outcomes`` the
         candidates' outcomes (``cost_usd``, ``status``, ``input_tokens``, ``output_tokens``), in candidate order."""
         self.add(p.frame, p.recorded_cost, base.cost_usd, p.status, p.inp, p.out,
-                 [(o.cost_usd, o.status, o.input_tokens, o.output_tokens) for o in outcomes])
+                 [(o.cost_usd, o.status, o.input_tokens, o.output_tokens) for o in outcomes],
+                 p.shared(chunk_inputs) if self.loops is not None else None)
 
     def sections(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
