@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.hashing import hash64
+from simulator.hashing import hash64, hash64_salts
 from simulator.routing.assign import FAIL_BUCKET_NS
 from simulator.summary.exact_sums import LatencySums
 from simulator.summary.privacy import attribution_labels
@@ -217,11 +217,14 @@ class FactsBuilder:
 
         families = calibration_families(f, self.registry)
         rows = np.flatnonzero(pd.notna(families))
-        # each distinct prompt hashed once, rows take their value's hash
-        text = dictionary_text(f["prompt"]) if len(rows) or self.want_prompts else None
+        wanted = (np.flatnonzero(f["prompt"].notna().to_numpy() & f["workflow_tag"].notna().to_numpy())
+                  if self.want_prompts else np.zeros(0, np.int64))
+        # each distinct prompt hashed once, for both salts in one pass; rows take their value's hash
+        salts = ("calibration",) * bool(len(rows)) + ("prompts",) * bool(len(wanted))
+        text = dict(zip(salts, hash64_salts(dictionary_text(f["prompt"]), 0, salts))) if salts else {}
         if len(rows):
             tokens = f["input_tokens"].to_numpy(np.int64)[rows]
-            key = mix64(hash64(text, 0, "calibration")[rows], tokens)  # prompts repeat: each once
+            key = mix64(text["calibration"][rows], tokens)  # prompts repeat: each once
             families = families[rows]
             for family in pd.unique(families):
                 sel = np.flatnonzero(families == family)
@@ -229,17 +232,16 @@ class FactsBuilder:
                 sel = np.sort(sel[np.unique(key[sel], return_index=True)[1][:CALIBRATION_K]])
                 self.calib.setdefault(family, BottomK(CALIBRATION_K, distinct=True)).add(
                     key[sel], f["prompt"].take(rows[sel]).to_numpy(dtype=object), tokens[sel])
-        if self.want_prompts:
-            rows = np.flatnonzero(f["prompt"].notna().to_numpy() & f["workflow_tag"].notna().to_numpy())
-            if len(rows):
-                # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
-                hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), hash64(text, 0, "prompts")[rows])
-                wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
-                for tag in pd.unique(wf):
-                    sel = np.flatnonzero(wf == tag)
-                    sel = np.sort(sel[np.argsort(hashes[sel], kind="stable")[:PROMPT_K]])  # the chunk's k smallest
-                    self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(
-                        hashes[sel], f["prompt"].take(rows[sel]).to_numpy(dtype=object))
+        if len(wanted):
+            rows = wanted
+            # the prompt is part of the key so that duplicate request ids still sort the same in any chunking
+            hashes = mix64(hash64(f["request_id"].take(rows), 0, "prompts"), text["prompts"][rows])
+            wf = f["workflow_tag"].take(rows).to_numpy(dtype=object)
+            for tag in pd.unique(wf):
+                sel = np.flatnonzero(wf == tag)
+                sel = np.sort(sel[np.argsort(hashes[sel], kind="stable")[:PROMPT_K]])  # the chunk's k smallest
+                self.prompts.setdefault(tag, BottomK(PROMPT_K)).add(
+                    hashes[sel], f["prompt"].take(rows[sel]).to_numpy(dtype=object))
 
     def _sample(self, f: pd.DataFrame, wf: np.ndarray, wf_names: list[str], model: np.ndarray, model_names: list[str],
                 failed: np.ndarray) -> None:

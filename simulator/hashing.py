@@ -84,16 +84,26 @@ def dictionary_text(strings: Any):
 
 def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     """uint64 hash of each string with the full ``seed`` and ``salt`` in the key (see the module docstring)."""
+    return _hash_rows(strings, seed, (salt,))[0]
+
+
+def hash64_salts(strings: Any, seed: int | str, salts: tuple[str, ...]) -> list[np.ndarray]:
+    """``[hash64(strings, seed, salt) for salt in salts]`` in one pass over the text (each byte read once)."""
+    return list(_hash_rows(strings, seed, tuple(salts)))
+
+
+def _hash_rows(strings: Any, seed: int | str, salts: tuple[str, ...]) -> np.ndarray:
+    """(len(salts), n) uint64: row i is the hash with salt ``salts[i]``."""
     import pyarrow as pa
 
     arr = _arrow_text(strings)
     if pa.types.is_dictionary(arr.type):
-        per_value = hash64(arr.dictionary, seed, salt)
-        empty = hash64(pa.array([""]), seed, salt)[0]
+        per_value = _hash_rows(arr.dictionary, seed, salts)
+        empty = _hash_rows(pa.array([""]), seed, salts)[:, 0]
         idx = arr.indices.to_numpy(zero_copy_only=False)
         valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        out = np.full(len(arr), empty, dtype=np.uint64)
-        out[valid] = per_value[np.asarray(idx[valid], dtype=np.int64)]
+        out = np.repeat(empty[:, None], len(arr), axis=1)
+        out[:, valid] = per_value[:, np.asarray(idx[valid], dtype=np.int64)]
         return out
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise TypeError(f"hash64 needs text; got Arrow type {arr.type}.")
@@ -103,11 +113,12 @@ def hash64(strings: Any, seed: int | str, salt: str = "") -> np.ndarray:
     _, offset_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offset_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    start = _prefix_state(seed, salt)
+    starts = [_prefix_state(seed, salt) for salt in salts]
     lengths = np.diff(offsets)
     if _compiled(lengths):
-        return _kernel()(offsets, data, np.uint64(start), np.empty(len(arr), dtype=np.uint64))
-    return _numpy_hash(offsets, lengths, data, start)
+        return np.stack([_kernel()(offsets, data, np.uint64(start), np.empty(len(arr), dtype=np.uint64))
+                         for start in starts]).reshape(len(starts), len(arr))
+    return _numpy_hash(offsets, lengths, data, starts)
 
 
 #: Small inputs (longest string x number of strings up to this) are hashed with numpy, one byte position at a
@@ -134,7 +145,8 @@ def _compiled(lengths: np.ndarray) -> bool:
     return longest > NUMPY_MAX_LENGTH or int(lengths.sum()) > NUMPY_MAX_BYTES
 
 
-def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, start: int) -> np.ndarray:
+def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, starts: list[int]) -> np.ndarray:
+    """(len(starts), n) hashes, one row per FNV start state; each byte position read once for all of them."""
     longest = int(lengths.max()) if len(lengths) else 0
     keys = -lengths
     if longest < np.iinfo(np.int16).max:
@@ -142,17 +154,28 @@ def _numpy_hash(offsets: np.ndarray, lengths: np.ndarray, data: np.ndarray, star
     order = np.argsort(keys, kind="stable")  # longest first: the strings still running are a prefix
     at = offsets[:-1][order]  # each running string's next byte
     running = np.searchsorted(keys[order], -np.arange(longest, dtype=keys.dtype), "left")
-    h = np.full(len(order), start, dtype=np.uint64)
+    h = np.repeat(np.array(starts, dtype=np.uint64)[:, None], len(order), axis=1)
     byte = np.empty(len(order), dtype=np.uint8)
     prime = np.uint64(FNV_PRIME)
     with np.errstate(over="ignore"):
-        for k in running.tolist():  # in place: no temporaries per byte position
-            np.take(data, at[:k], out=byte[:k])
-            h[:k] ^= byte[:k]
-            h[:k] *= prime
-            at[:k] += 1
-    out = np.empty(len(order), dtype=np.uint64)
-    out[order] = _fmix64(h)
+        if len(starts) == 1:
+            h1 = h[0]  # a view: 1-d slices, as cheap per byte position as before
+            for k in running.tolist():  # in place: no temporaries per byte position
+                np.take(data, at[:k], out=byte[:k])
+                h1[:k] ^= byte[:k]
+                h1[:k] *= prime
+                at[:k] += 1
+        else:
+            for k in running.tolist():
+                np.take(data, at[:k], out=byte[:k])
+                h[:, :k] ^= byte[:k]
+                h[:, :k] *= prime
+                at[:k] += 1
+    out = np.empty_like(h)
+    if len(starts) == 1:
+        out[0][order] = _fmix64(h[0])
+    else:
+        out[:, order] = _fmix64(h)
     return out
 
 

@@ -111,3 +111,22 @@ def test_dictionary_text_hashes_like_the_plain_text():
     encoded = dictionary_text(pd.Series(words, dtype="string[pyarrow]"))
     assert pa.types.is_dictionary(encoded.type) and len(encoded.dictionary) == 3
     assert hash64(encoded, 0, "prompts").tolist() == [reference(w, 0, "prompts") for w in words]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_several_salts_in_one_pass_equal_one_salt_at_a_time(monkeypatch, compiled):
+    # hash64_salts reads each byte once for all salts (numpy path) or runs the kernel per salt: each row must be
+    # the reference hash with its own salt, for plain text with missing values and for a dictionary.
+    import simulator.hashing as hashing
+    from simulator.hashing import dictionary_text, hash64_salts
+
+    monkeypatch.setattr(hashing, "_compiled", lambda lengths: compiled and len(lengths) > 0)
+    words = WORDS + [None, "long prompt " * 40, "a"]
+    salts = ("calibration", "prompts", "")
+    for strings in (pd.Series(words, dtype="string[pyarrow]"), dictionary_text(pd.Series(words, dtype=object)),
+                    pa.array([], type=pa.string())):
+        got = hash64_salts(strings, 5, salts)
+        assert len(got) == 3
+        for salt, hashes in zip(salts, got):
+            assert hashes.dtype == np.uint64
+            assert hashes.tolist() == [reference(w, 5, salt) for w in words[:len(strings)]]
