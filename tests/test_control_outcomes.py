@@ -285,3 +285,15 @@ def test_adoption_tool_is_the_metadata_key_however_the_json_spells_it():
                                   "openai/gpt-4o"], dtype=object), "tool")
     assert got.tolist() == ["cursor", "openai", "7", "unknown", "unknown", "cursor"]
     assert source.tolist() == ["metadata", "provider", "metadata", "provider", "provider", "metadata"]
+    # The loaded table's categorical column (codes read as they are, categories no row of the chunk uses never
+    # parsed): the same answers as the text, written out above.
+    import pandas as pd
+
+    texts = ['{"tool": "cursor"}', None, '{"client": "airflow"}', '{"\\u0074ool": "vim"}', None, '{"tool": "cursor"}']
+    column = pd.Series(pd.Categorical(texts, categories=['{"tool": "unused"}', '{"tool": "cursor"}',
+                                                         '{"client": "airflow"}', '{"\\u0074ool": "vim"}']))
+    models = np.array(["openai/gpt-4o", None, "anthropic/claude-opus-4-7", "openai/gpt-4o", "mystery-model",
+                       "openai/gpt-4o"], dtype=object)
+    got, source = tools(column.iloc[1:], models[1:], "tool")
+    assert got.tolist() == ["unknown", "anthropic", "vim", "unknown", "cursor"]
+    assert source.tolist() == ["provider", "provider", "metadata", "provider", "metadata"]

@@ -25,14 +25,13 @@ UNTAGGED = "UNTAGGED"
 GAP_ACTION_PP = 10.0  # smaller gaps between tools are not worth a sprint
 
 
-def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+def tools(metadata: np.ndarray | pd.Series, model: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(tool, source) per request: ``metadata[key]`` (source ``metadata``) or the model's provider (source
     ``provider``; ``"unknown"`` when neither is known). Each distinct metadata text is parsed once and each distinct
-    model looked up once."""
+    model looked up once; ``metadata`` may be a categorical Series (the loaded table's column: its codes are used)."""
     needle = json.dumps(key, ensure_ascii=False)
-    text = [m if isinstance(m, str) else None for m in metadata]  # anything else holds no key (and may not hash)
-    meta_codes, meta_uniques = pd.factorize(pd.Series(text, dtype=object))
-    values = [_metadata_value(m, key, needle) for m in meta_uniques]
+    meta_codes, meta_uniques = _distinct(metadata)
+    values = [_metadata_value(m, key, needle) if isinstance(m, str) else None for m in meta_uniques]
     # Code -1 (a missing metadata value) picks the trailing entries: no value, so the provider.
     found = np.array([v not in (None, "") for v in values] + [False])[meta_codes]
     out = np.array([str(v) for v in values] + [""], dtype=object)[meta_codes]
@@ -47,6 +46,20 @@ def tools(metadata: np.ndarray, model: np.ndarray, key: str) -> tuple[np.ndarray
         if missing.any():
             out[use[missing]] = [guess_provider(str(m)) or "unknown" for m in names[missing]]
     return out, source
+
+
+def _distinct(metadata: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, -1 for none; distinct values): a categorical's codes renumbered over the categories the rows
+    use (a chunk's column may carry every category of the file), else text factorized (other values hold no key
+    and may not hash: none)."""
+    if isinstance(metadata, pd.Series) and isinstance(metadata.dtype, pd.CategoricalDtype):
+        codes = metadata.cat.codes.to_numpy()
+        used = np.unique(codes[codes >= 0])
+        renumber = np.full(len(metadata.cat.categories) + 1, -1, dtype=np.int64)  # code -1 reads the last entry
+        renumber[used] = np.arange(len(used))
+        return renumber[codes], metadata.cat.categories.to_numpy(dtype=object)[used]
+    text = [m if isinstance(m, str) else None for m in metadata]
+    return pd.factorize(pd.Series(text, dtype=object))
 
 
 def _metadata_value(meta: str, key: str, needle: str) -> Any:
@@ -71,15 +84,17 @@ class AdoptionCounter:
                                   "user": np.zeros(0, np.int64)})
         self.rows_without_user = 0
 
-    def add(self, ts: np.ndarray, team: np.ndarray, user_id: np.ndarray, metadata: np.ndarray,
+    def add(self, ts: np.ndarray, team: np.ndarray, user_id: np.ndarray, metadata: np.ndarray | pd.Series,
             model: np.ndarray) -> None:
+        """One chunk's rows (``metadata``: text per row, or the table's categorical column as is)."""
         user = stable_keys(user_id)
         has = user != 0
         self.rows_without_user += int((~has).sum())
         if not has.any():
             return
         team = pd.Series(team[has], dtype=object).fillna(UNTAGGED).to_numpy(dtype=object)
-        tool, source = tools(metadata[has], model[has], self.settings.tool_key)
+        metadata = metadata.iloc[has] if isinstance(metadata, pd.Series) else metadata[has]
+        tool, source = tools(metadata, model[has], self.settings.tool_key)
         frame = pd.DataFrame({"team": team, "tool": tool, "source": source, "day": np.asarray(ts)[has] // _DAY_NS,
                               "user": user[has]})
         self.seen = pd.concat([self.seen, frame], ignore_index=True).drop_duplicates(ignore_index=True)

@@ -79,7 +79,7 @@ class ControlRoom:
                 self.alerts[k].add(ts, *labels, cost, chunk=alert_chunk)
         if self.adoption is not None:
             self.adoption.add(ts, frame["team"].to_numpy(dtype=object), frame["user_id"].to_numpy(dtype=object),
-                              frame["metadata"].to_numpy(dtype=object), frame["model"].to_numpy(dtype=object))
+                              frame["metadata"], frame["model"].to_numpy(dtype=object))
 
     def merge(self, other: ControlRoom) -> ControlRoom:
         """Fold in the room of another partition of the same replay. Exact when each partition holds whole sessions,
