@@ -170,21 +170,25 @@ class UntaggedSpike:
     def add(self, ts: np.ndarray, project: np.ndarray, cost: np.ndarray, workflow: np.ndarray,
             team: np.ndarray) -> None:
         rows = np.flatnonzero(pd.isna(project) & (cost > 0))
-        for i in rows:
-            t = int(ts[i])
-            self._leave_until(t, inclusive=True)
-            self.events.append((t, float(cost[i]), workflow[i], team[i]))
-            self.total += float(cost[i])
-            self.peak = max(self.peak, self.total)
-            if not self.active and self.total > self.s.threshold_usd:
+        events, window_ns, threshold = self.events, self.window_ns, self.s.threshold_usd
+        # Python values taken once (the same ints, floats and labels the rows give one by one)
+        for t, c, wf, tm in zip(ts[rows].tolist(), cost[rows].tolist(), workflow[rows].tolist(),
+                                team[rows].tolist()):
+            if events and events[0][0] + window_ns <= t:  # an event leaves (an empty window's total is 0 already)
+                self._leave_until(t, inclusive=True)
+            events.append((t, c, wf, tm))
+            self.total += c
+            if self.total > self.peak:
+                self.peak = self.total
+            if not self.active and self.total > threshold:
                 self.active = True
                 by = collections.Counter()
-                for _, c, wf, tm in self.events:
-                    by[(_label(wf), _label(tm))] += c
-                (wf, tm), _ = max(by.items(), key=lambda kv: (kv[1], kv[0]))
+                for _, spent, e_wf, e_tm in events:
+                    by[(_label(e_wf), _label(e_tm))] += spent
+                (top_wf, top_tm), _ = max(by.items(), key=lambda kv: (kv[1], kv[0]))
                 self.episodes.append({"fired_at": _iso(t), "resolved_at": None, "window_usd": round(self.total, 6),
-                                      "time_to_detect_s": round((t - self.events[0][0]) / _NS, 3),
-                                      "top_workflow_tag": wf, "top_team": tm})
+                                      "time_to_detect_s": round((t - events[0][0]) / _NS, 3),
+                                      "top_workflow_tag": top_wf, "top_team": top_tm})
 
     def merge(self, other: UntaggedSpike) -> UntaggedSpike:
         """The spike of the one partition that holds the untagged rows (the Dask engine keeps them together)."""
