@@ -46,3 +46,41 @@ def test_strong_weak_curves_oracle_and_router():
     assert res["metrics"]["router"]["cpt50_pct"] == pytest.approx(12.5)
     png = plot_curves(res)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _curve_samples(with_cost: bool) -> pd.DataFrame:
+    """Workflow w: S right on s0-s2, W right on s0 only (strong 0.75, weak 0.25 on 4 paired samples); workflow v:
+    S and W on other samples; cost 1.0 for S and 0.25 for W per sample."""
+    rows = []
+    for tag, ids, s_ok, w_ok in (("w", ["s0", "s1", "s2", "s3"], [1, 1, 1, 0], [1, 0, 0, 0]),
+                                 ("v", ["v0", "v1"], [1, 1], [1, 1])):
+        for sid, a, b in zip(ids, s_ok, w_ok):
+            rows += [(sid, "S", a, a, tag, 1.0), (sid, "W", b, b, tag, 0.25)]
+    frame = pd.DataFrame(rows, columns=["sample_id", "model", "correct", "score", "workflow_tag", "cost_usd"])
+    return frame if with_cost else frame.drop(columns="cost_usd")
+
+
+def _moves(*tags):
+    return [pd.DataFrame({"workflow_tag": list(tags), "from_model": "acct/S", "to_model": "acct/W",
+                          "requests": 10})]
+
+
+def test_research_curves_reads_each_workflow_pair():
+    from simulator.evals.policy import research_curves
+
+    curves = research_curves(_moves("w"), _curve_samples(with_cost=True))["curves"]
+    assert [(c["workflow_tag"], c["strong"], c["weak"], c["n_paired"]) for c in curves] == [("w", "S", "W", 4)]
+    assert (curves[0]["accuracy_strong"], curves[0]["accuracy_weak"]) == (0.75, 0.25)
+
+
+def test_research_curves_on_duplicate_samples():
+    """A (sample_id, model) given twice: with costs, the cost lookup over all samples fails for every curve (none
+    drawn); without costs only the workflow holding the duplicate fails its one-to-one pairing."""
+    from simulator.evals.policy import research_curves
+
+    samples = _curve_samples(with_cost=True)
+    twice = pd.concat([samples, samples[(samples["sample_id"] == "v0") & (samples["model"] == "S")]])
+    assert research_curves(_moves("w", "v"), twice) is None
+    plain = twice.drop(columns="cost_usd")
+    curves = research_curves(_moves("w", "v"), plain)["curves"]
+    assert [c["workflow_tag"] for c in curves] == ["w"]

@@ -84,6 +84,10 @@ def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> di
     from simulator.evals.impact import match_eval_model
 
     models = sorted(samples["model"].unique())
+    # Each curve reads only its workflow's rows of its two models. The full table is kept where a (sample_id, model)
+    # repeats and costs are read: the cost lookup over all samples then fails for every curve, as it always has.
+    whole = "cost_usd" in samples and bool(samples.duplicated(["sample_id", "model"]).any())
+    tags, names = samples["workflow_tag"].to_numpy(dtype=object), samples["model"].to_numpy(dtype=object)
     seen, rows = set(), []
     for moves in moves_list:
         for m in moves.itertuples(index=False):
@@ -93,7 +97,8 @@ def research_curves(moves_list: list[pd.DataFrame], samples: pd.DataFrame) -> di
                 continue
             seen.add(key)
             try:
-                result = strong_weak_curves(samples, strong, weak, workflow_tag=m.workflow_tag)
+                sub = samples if whole else samples[(tags == m.workflow_tag) & ((names == strong) | (names == weak))]
+                result = strong_weak_curves(sub, strong, weak, workflow_tag=m.workflow_tag)
             except Exception:  # noqa: BLE001 - no paired samples in this workflow: nothing to compare
                 continue
             rows.append({"workflow_tag": m.workflow_tag, "strong": strong, "weak": weak, "n_paired": result["n"],
