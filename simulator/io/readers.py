@@ -241,13 +241,23 @@ class LineScan:
 
 
 class CappedStream(io.RawIOBase):
-    """A binary stream that counts bytes, stops past ``cap`` and feeds an optional :class:`LineScan`."""
+    """A binary stream that counts bytes, stops past ``cap`` and feeds an optional :class:`LineScan`.
+
+    A failure (the cap, a damaged gzip stream) is kept in ``error`` and raised, or, once ``eof_on_error`` is set,
+    reported as the end of the stream: for pyarrow's reader, which reads ahead on its own I/O threads. Raised there,
+    the reader returns while a read ahead may still be waiting to call back into Python; if the process then exits,
+    that thread is ended inside Arrow's C++ frames and the process aborts ("terminate called without an active
+    exception", exit -6 instead of 2; apache/arrow#34314). At the end of the stream the reader returns once the reads
+    it needs are done, and the caller raises ``error`` after :meth:`settle`."""
 
     def __init__(self, inner: Any, cap: int, scan: LineScan | None = None, prefix: bytes = b"") -> None:
         self._inner, self.cap, self.scan = inner, cap, scan
         self._prefix = prefix
         self.total = 0
         self.error: BaseException | None = None
+        self.eof_on_error = False
+        self.reads = 0  # read calls started, and those not yet returned: see settle()
+        self.reading = 0
 
     def readable(self) -> bool:
         return True
@@ -258,6 +268,28 @@ class CappedStream(io.RawIOBase):
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        self.reading += 1
+        try:
+            return self._read(size)
+        finally:
+            self.reading -= 1
+
+    def settle(self, quiet_s: float = 0.05, limit_s: float = 2.0) -> None:
+        """Wait until no read is running and none has started for ``quiet_s`` (at most ``limit_s``): the reads
+        that pyarrow's reader issued ahead and had not started when it returned. Called before an error ends the
+        command, so no Arrow thread calls back into a finalising interpreter."""
+        import time
+
+        deadline = time.monotonic() + limit_s
+        seen = -1
+        while time.monotonic() < deadline and (self.reading or seen != self.reads):
+            seen = self.reads
+            time.sleep(quiet_s)
+
+    def _read(self, size: int) -> bytes:
+        if self.error is not None and self.eof_on_error:
+            return b""
         if self._prefix:
             data = self._prefix if size < 0 else self._prefix[:size]
             self._prefix = self._prefix[len(data):]
@@ -266,10 +298,14 @@ class CappedStream(io.RawIOBase):
                 data = self._inner.read(size)
             except (EOFError, OSError, zlib.error) as exc:
                 self.error = exc
+                if self.eof_on_error:
+                    return b""
                 raise
         self.total += len(data)
         if self.total > self.cap:
             self.error = _TooLarge()
+            if self.eof_on_error:
+                return b""
             raise self.error
         if self.scan is not None:
             self.scan.feed(data)
@@ -382,6 +418,7 @@ def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, Lin
     scan = LineScan()
     stream = CappedStream(open_stream(path), limits.max_file_bytes, scan)
     invalid: list[tuple[int | None, int, int]] = []
+    parsed = False
     try:
         try:
             names, seen = _header(stream, path, limits)
@@ -404,6 +441,7 @@ def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, Lin
         unraisable: list[BaseException | None] = []
         hook = sys.unraisablehook
         sys.unraisablehook = lambda info: unraisable.append(info.exc_value)
+        stream.eof_on_error = True  # failures end the stream; raised below, once the reader has stopped reading
         try:
             table = pcsv.read_csv(
                 stream,
@@ -426,9 +464,15 @@ def _parse_csv(path: Path, limits: Limits, threads: bool) -> tuple[pa.Table, Lin
             raise InputError(f"{path}: cannot parse CSV ({message}).") from None
         finally:
             sys.unraisablehook = hook
+        error = stream_error(path, stream, limits)
+        if error is not None:
+            raise error
         if any(isinstance(e, UnicodeDecodeError) for e in unraisable):
             raise _utf8_error(path, limits)
+        parsed = True
     finally:
+        if not parsed and stream.eof_on_error:  # an error ends the command: let pyarrow's reads ahead finish first
+            stream.settle()
         stream.close()
     return table, scan, invalid
 
