@@ -589,7 +589,9 @@ def test_translator_classifies_a_chunk_once_with_the_same_result_per_model_pair(
                         None, "Write a short note on the budget.", "for (i = 0; i < n; i++) { a[i] = b[i]; }",
                         "Explain the invoice to the customer."], dtype=object)
     n = len(prompts)
-    p = SimpleNamespace(vocab=vocab, model=np.array([0, 0, 0, 1, 1, 2]), prompts=prompts, n=n)
+    frame = pd.DataFrame({"prompt": prompts})
+    p = SimpleNamespace(vocab=vocab, model=np.array([0, 0, 0, 1, 1, 2]), prompts=prompts, n=n,
+                        shared=lambda make: make(frame))
     o = SimpleNamespace(model=np.array([2, 2, 2, 2, 2, 2]), input_tokens=np.full(n, 1000, dtype=np.int64),
                         output_tokens=np.full(n, 10, dtype=np.int64), translation_code=np.zeros(n, np.int8),
                         extras={}, assumptions=[])
@@ -630,10 +632,10 @@ def test_translator_classifies_a_chunk_column_as_its_prompts():
                         "Please summarise the notes.", "東京は日本の首都です。"], dtype=object)
     n = len(prompts)
     codes = []
-    for frame in (None, pd.DataFrame({"prompt": pd.array(prompts, dtype="string[pyarrow]")})):
-        p = SimpleNamespace(vocab=vocab, model=np.zeros(n, np.int64), prompts=prompts, n=n)
-        if frame is not None:
-            p.frame = frame
+    arrow = pd.array(prompts, dtype="string[pyarrow]")
+    for frame in (pd.DataFrame({"prompt": prompts}), pd.DataFrame({"prompt": arrow})):
+        p = SimpleNamespace(vocab=vocab, model=np.zeros(n, np.int64), prompts=prompts, n=n,
+                            shared=lambda make, frame=frame: make(frame))
         o = SimpleNamespace(model=np.ones(n, np.int64), input_tokens=np.full(n, 1000, dtype=np.int64),
                             output_tokens=np.full(n, 10, dtype=np.int64), translation_code=np.zeros(n, np.int8),
                             extras={}, assumptions=[])

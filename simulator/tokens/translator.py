@@ -38,6 +38,12 @@ def translation_codes(methods: np.ndarray) -> np.ndarray:
     return codes
 
 
+def prompt_classes(frame: pd.DataFrame) -> np.ndarray:
+    """:func:`classify_content` of a chunk's prompts, made once per chunk (``Chunk.shared``): every candidate and
+    model pair, and the sensitivity replays, move rows of the same chunk; Arrow deduplicates the column once."""
+    return classify_content(frame["prompt"])
+
+
 def model_pairs(from_codes: np.ndarray, to_codes: np.ndarray, vocab_size: int):
     """``(from, to, positions)`` per distinct pair of model codes, pairs in ascending order, positions ascending."""
     key = from_codes.astype(np.int64) * vocab_size + to_codes
@@ -73,7 +79,6 @@ class Translator:
         self.unknown: dict[tuple[str, str], str] = {}
         self._bounds: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._bounds_of = None  # the Prepared (chunk) the bounds belong to
-        self._content: list = [None, None]  # (chunk, content class per row): shared with the at_end copies
         self._pairs: dict[tuple[str, str], TokenRatios] = {}  # one row's ratios per pair, for rows without text
         self._pairs_for = None  # the calibration those ratios were computed with
         self.end: str | None = None  # "low" / "high": translate at that end of every interval (sensitivity replays)
@@ -132,7 +137,7 @@ class Translator:
                 if text[idx].any():
                     new_in, new_out, ratios = translate_with_ratios(
                         src, dst, o.input_tokens[idx], o.output_tokens[idx], prompts=p.prompts[idx],
-                        content_type=self._content_classes(p)[idx], calibration=self.calibration,
+                        content_type=p.shared(prompt_classes)[idx], calibration=self.calibration,
                         registry=self.registry)
                 else:
                     new_in, new_out, ratios = self._translate_plain(src, dst, o.input_tokens[idx],
@@ -168,15 +173,6 @@ class Translator:
             note = f"token counts {src} -> {dst} kept as recorded: {self.unknown[(src, dst)]}"
             if note not in o.assumptions:
                 o.assumptions.append(note)
-
-    def _content_classes(self, p) -> np.ndarray:
-        """:func:`classify_content` of the chunk's prompts, once per chunk: each candidate and model pair (and the
-        sensitivity replays' copies of this translator) moves rows of the same chunk, and deduplicating their texts
-        again each time cost more than Arrow deduplicating the chunk's column once."""
-        if self._content[0] is not p:
-            column = p.frame["prompt"] if hasattr(p, "frame") else p.prompts
-            self._content[:] = [p, classify_content(column)]
-        return self._content[1]
 
     def _translate_plain(self, src: str, dst: str, input_tokens: np.ndarray,
                          output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, TokenRatios]:
